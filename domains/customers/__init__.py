@@ -1,0 +1,1 @@
+"""Subscribers, their contracts, subscriptions and the tariff catalogue."""

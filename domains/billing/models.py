@@ -1,0 +1,104 @@
+"""Billing tables: invoices, payments against them, and their ledger transactions."""
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from domains.base import Base, BigId, MoneyNumeric, UTCDateTime
+from domains.clock import utcnow
+from domains.enums import stored_enum
+
+
+class InvoiceStatus(StrEnum):
+    DRAFT = "draft"
+    ISSUED = "issued"
+    PAID = "paid"
+    OVERDUE = "overdue"
+    VOID = "void"
+
+
+class PaymentMethod(StrEnum):
+    BALANCE = "balance"
+    CARD = "card"
+
+
+class PaymentStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REFUNDED = "refunded"
+
+
+class LedgerAccount(StrEnum):
+    CUSTOMER_BALANCE = "customer_balance"
+    RECEIVABLE = "receivable"
+    PROVIDER_CLEARING = "provider_clearing"
+    REVENUE = "revenue"
+
+
+class EntrySide(StrEnum):
+    DEBIT = "debit"
+    CREDIT = "credit"
+
+
+class Invoice(Base):
+    __tablename__ = "invoices"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("period_end >= period_start", name="period_ordered"),
+        # The portal lists a customer's invoices newest first; this index serves that order.
+        Index("ix_invoices_customer_period", "customer_id", "period_start", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id"), index=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    amount: Mapped[Decimal] = mapped_column(MoneyNumeric)
+    currency: Mapped[str] = mapped_column(String(3), default="RUB")
+    status: Mapped[InvoiceStatus] = mapped_column(
+        stored_enum(InvoiceStatus, "invoice_status"), default=InvoiceStatus.DRAFT
+    )
+    issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    due_date: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        Index("ix_payments_customer_created", "customer_id", "created_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    # Denormalised from the invoice so ownership checks and per-customer lists need no join.
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    amount: Mapped[Decimal] = mapped_column(MoneyNumeric)
+    currency: Mapped[str] = mapped_column(String(3), default="RUB")
+    method: Mapped[PaymentMethod] = mapped_column(stored_enum(PaymentMethod, "payment_method"))
+    status: Mapped[PaymentStatus] = mapped_column(
+        stored_enum(PaymentStatus, "payment_status"), default=PaymentStatus.PENDING
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Transaction(Base):
+    """One ledger entry; a payment's entries balance (debits equal credits)."""
+
+    __tablename__ = "transactions"
+    __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    account: Mapped[LedgerAccount] = mapped_column(stored_enum(LedgerAccount, "ledger_account"))
+    type: Mapped[EntrySide] = mapped_column(stored_enum(EntrySide, "entry_side"))
+    amount: Mapped[Decimal] = mapped_column(MoneyNumeric)
+    currency: Mapped[str] = mapped_column(String(3), default="RUB")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

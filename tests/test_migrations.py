@@ -1,0 +1,234 @@
+"""Migrations: head builds exactly the models' schema on PostgreSQL and SQLite, and unwinds.
+
+Each test gets an empty database of its own (the shared `pg_url` one is already migrated).
+"""
+
+import secrets
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import (
+    CheckConstraint,
+    Connection,
+    MetaData,
+    Numeric,
+    String,
+    UniqueConstraint,
+    inspect,
+    text,
+)
+from sqlalchemy.exc import IntegrityError
+
+from domains.models import metadata
+from migrations import (
+    SCRIPT_LOCATION,
+    context_options,
+    current,
+    downgrade,
+    upgrade,
+    with_connection,
+)
+from tests.conftest import PG_ADMIN_URL
+
+HEAD = ScriptDirectory(str(SCRIPT_LOCATION)).get_current_head()
+
+# Per table: the names of its check, unique and foreign-key constraints and of its indexes.
+Names = dict[str, dict[str, set[str]]]
+
+
+@pytest_asyncio.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'migrations.db'}"
+        return
+    name = f"kabinet_migrations_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    yield f"{base}/{name}"
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def drift(target: MetaData) -> Any:
+    """What autogenerate would still have to write to bring the database to `target`."""
+
+    def compare(connection: Connection) -> list[Any]:
+        options = {"target_metadata": target, **context_options(connection.dialect.name)}
+        return compare_metadata(MigrationContext.configure(connection, opts=options), target)
+
+    return compare
+
+
+def metadata_names() -> Names:
+    names: Names = {}
+    for table in metadata.sorted_tables:
+        names[table.name] = {
+            "check": {str(c.name) for c in table.constraints if isinstance(c, CheckConstraint)},
+            "unique": {str(c.name) for c in table.constraints if isinstance(c, UniqueConstraint)},
+            "foreign_key": {str(c.name) for c in table.foreign_key_constraints},
+            "index": {str(index.name) for index in table.indexes},
+            "primary_key": {str(table.primary_key.name)},
+        }
+    return names
+
+
+def reflected_names(connection: Connection) -> Names:
+    inspector = inspect(connection)
+    names: Names = {}
+    for table in inspector.get_table_names():
+        if table == "alembic_version":
+            continue
+        names[table] = {
+            "check": {c["name"] for c in inspector.get_check_constraints(table)},
+            "unique": {c["name"] for c in inspector.get_unique_constraints(table)},
+            "foreign_key": {c["name"] for c in inspector.get_foreign_keys(table)},
+            # PostgreSQL also lists the indexes behind unique constraints; those are above.
+            "index": {
+                index["name"]
+                for index in inspector.get_indexes(table)
+                if "duplicates_constraint" not in index
+            },
+            "primary_key": {inspector.get_pk_constraint(table)["name"]},
+        }
+    return names
+
+
+def leftovers(connection: Connection) -> list[str]:
+    """Every schema object apart from Alembic's own version table."""
+    if connection.dialect.name == "sqlite":
+        query = "SELECT name FROM sqlite_master WHERE tbl_name <> 'alembic_version'"
+    else:
+        # Tables, indexes, sequences and views of the public schema.
+        query = (
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND c.relname NOT LIKE 'alembic_version%'"
+        )
+    return list(connection.execute(text(query)).scalars())
+
+
+async def test_head_builds_the_models_schema(
+    empty_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the script location comes from the package, not the cwd
+    assert current(empty_url) is None
+
+    upgrade(empty_url)  # called inside the test's running event loop
+
+    assert current(empty_url) == HEAD
+    assert await with_connection(empty_url, drift(metadata)) == []
+    # compare_metadata skips CHECK constraints and matches foreign keys by columns: names too.
+    assert await with_connection(empty_url, reflected_names) == metadata_names()
+
+
+async def test_drift_check_sees_type_changes(empty_url: str) -> None:
+    """The comparison is not vacuous: money precision and enum width changes are reported."""
+    upgrade(empty_url)
+    changed = MetaData(naming_convention=metadata.naming_convention)
+    for table in metadata.sorted_tables:
+        table.to_metadata(changed)
+    changed.tables["invoices"].c.amount.type = Numeric(14, 2)
+    changed.tables["payments"].c.method.type = String(24)
+
+    diffs = await with_connection(empty_url, drift(changed))
+
+    # Column changes come grouped per column, in lists.
+    ops = [op for group in diffs for op in (group if isinstance(group, list) else [group])]
+    assert {(op[0], op[2], op[3]) for op in ops} == {
+        ("modify_type", "invoices", "amount"),
+        ("modify_type", "payments", "method"),
+    }
+
+
+async def test_check_constraints_fire(empty_url: str) -> None:
+    upgrade(empty_url)
+    users, customers, invoices = (metadata.tables[t] for t in ("users", "customers", "invoices"))
+    period = {"period_start": date(2026, 1, 1), "period_end": date(2026, 1, 31)}
+
+    def add_customer(connection: Connection) -> int:
+        with connection.begin():
+            user_id = connection.execute(
+                users.insert()
+                .values(email="a@example.com", password_hash="x")
+                .returning(users.c.id)
+            ).scalar_one()
+            return connection.execute(
+                customers.insert()
+                .values(user_id=user_id, contract_num="C-1", full_name="A")
+                .returning(customers.c.id)
+            ).scalar_one()
+
+    customer_id = await with_connection(empty_url, add_customer)
+
+    def add_invoice(number: str, amount: Decimal) -> Any:
+        def insert(connection: Connection) -> None:
+            with connection.begin():
+                connection.execute(
+                    invoices.insert().values(
+                        customer_id=customer_id, number=number, amount=amount, **period
+                    )
+                )
+
+        return insert
+
+    def add_invoice_with_status(connection: Connection) -> None:
+        # Raw SQL: the Enum type would refuse the value in Python before the database sees it.
+        with connection.begin():
+            connection.execute(
+                text(
+                    "INSERT INTO invoices (customer_id, number, period_start, period_end,"
+                    " amount, currency, status, created_at)"
+                    " VALUES (:customer, 'INV-3', :start, :end, 1, 'RUB', 'bogus',"
+                    " CURRENT_TIMESTAMP)"
+                ),
+                {"customer": customer_id, "start": period["period_start"], "end": date(2026, 2, 1)},
+            )
+
+    with pytest.raises(IntegrityError, match="ck_invoices_amount_positive"):
+        await with_connection(empty_url, add_invoice("INV-1", Decimal("-10.00")))
+    with pytest.raises(IntegrityError, match="ck_invoices_invoice_status"):
+        await with_connection(empty_url, add_invoice_with_status)
+    await with_connection(empty_url, add_invoice("INV-2", Decimal("10.00")))
+
+
+async def test_downgrade_to_base_drops_everything_and_upgrade_rebuilds(empty_url: str) -> None:
+    upgrade(empty_url)
+
+    downgrade(empty_url, "base")
+
+    assert current(empty_url) is None
+    assert await with_connection(empty_url, leftovers) == []
+
+    upgrade(empty_url)
+
+    assert current(empty_url) == HEAD
+    assert await with_connection(empty_url, drift(metadata)) == []
+
+
+def test_alembic_cli_uses_the_packaged_ini(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    ini = SCRIPT_LOCATION / "alembic.ini"
+    subprocess.run(  # noqa: S603 - fixed argv, no shell
+        [sys.executable, "-m", "alembic", "-c", str(ini), "-x", f"url={url}", "upgrade", "head"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
+    assert current(url) == HEAD
