@@ -1,0 +1,47 @@
+"""Billing loaders: invoices, payments and ledger transactions."""
+
+from dataloaders.base import Loader, PageLoader
+from domains.billing.invoice import InvoiceRow, invoice_pages_by_customer_ids, invoices_by_ids
+from domains.billing.payment import (
+    PaymentRow,
+    payment_pages_by_customer_ids,
+    payments_by_ids,
+    payments_by_invoice_ids,
+)
+from domains.billing.transaction import (
+    TransactionRow,
+    transactions_by_ids,
+    transactions_by_payment_ids,
+)
+
+
+class InvoicesByIdLoader(Loader[int, InvoiceRow | None]):
+    fetch = staticmethod(invoices_by_ids)
+
+
+class InvoicePagesByCustomerIdLoader(PageLoader):
+    """Key: (customer_id, InvoiceFilter, Window)."""
+
+    fetch = staticmethod(invoice_pages_by_customer_ids)
+
+
+class PaymentsByIdLoader(Loader[int, PaymentRow | None]):
+    fetch = staticmethod(payments_by_ids)
+
+
+class PaymentsByInvoiceIdLoader(Loader[int, list[PaymentRow]]):
+    fetch = staticmethod(payments_by_invoice_ids)
+
+
+class PaymentPagesByCustomerIdLoader(PageLoader):
+    """Key: (customer_id, Window)."""
+
+    fetch = staticmethod(payment_pages_by_customer_ids)
+
+
+class TransactionsByIdLoader(Loader[int, TransactionRow | None]):
+    fetch = staticmethod(transactions_by_ids)
+
+
+class TransactionsByPaymentIdLoader(Loader[int, list[TransactionRow]]):
+    fetch = staticmethod(transactions_by_payment_ids)

@@ -1,0 +1,146 @@
+"""Billing resolvers: invoices, payments, ledger transactions and the balance."""
+
+from datetime import date
+from decimal import Decimal
+
+import strawberry
+from strawberry import Info
+
+from domains.billing.invoice import INVOICE_ORDER, InvoiceFilter, InvoiceRow
+from domains.billing.models import InvoiceStatus, PaymentStatus
+from domains.billing.payment import PAYMENT_ORDER, PaymentRow
+from domains.billing.transaction import TransactionRow
+from domains.customers.customer import CustomerRow
+from domains.errors import Forbidden, NotFound
+from domains.money import Money
+from resolvers.context import Context
+from resolvers.customers import customer_by_pk
+from resolvers.relay import Connection, connection_from_page, pk_of, window_from_arguments
+
+
+async def invoice_by_pk(info: Info[Context], pk: int) -> InvoiceRow:
+    viewer = info.context.signed_in
+    invoice = await info.context.loaders.invoices_by_id.load(pk)
+    if invoice is None:
+        raise NotFound("invoice")
+    viewer.check_customer(invoice.customer_id, "invoice")
+    return invoice
+
+
+async def payment_by_pk(info: Info[Context], pk: int) -> PaymentRow:
+    viewer = info.context.signed_in
+    payment = await info.context.loaders.payments_by_id.load(pk)
+    if payment is None:
+        raise NotFound("payment")
+    viewer.check_customer(payment.customer_id, "payment")
+    return payment
+
+
+async def transaction_by_pk(info: Info[Context], pk: int) -> TransactionRow:
+    transaction = await info.context.loaders.transactions_by_id.load(pk)
+    if transaction is None:
+        raise NotFound("transaction")
+    try:
+        await payment_by_pk(info, transaction.payment_id)
+    except NotFound:
+        raise NotFound("transaction") from None
+    return transaction
+
+
+async def invoice(info: Info[Context], id: strawberry.ID) -> InvoiceRow:
+    return await invoice_by_pk(info, pk_of(id, "Invoice"))
+
+
+async def customer_invoices(
+    root: CustomerRow,
+    info: Info[Context],
+    status: list[InvoiceStatus] | None = None,
+    period_from: date | None = None,
+    period_to: date | None = None,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Connection[InvoiceRow]:
+    invoice_filter = InvoiceFilter(frozenset(status or ()), period_from, period_to)
+    window = window_from_arguments(INVOICE_ORDER, first, after, last, before)
+    loader = info.context.loaders.invoice_pages_by_customer_id
+    page = await loader.load((root.id, invoice_filter, window))
+    return connection_from_page(page, INVOICE_ORDER)
+
+
+async def viewer_invoices(
+    info: Info[Context],
+    status: list[InvoiceStatus] | None = None,
+    period_from: date | None = None,
+    period_to: date | None = None,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Connection[InvoiceRow]:
+    viewer = info.context.signed_in
+    if viewer.customer_id is None:
+        raise Forbidden("staff accounts have no invoices; use customer(id:) { invoices }")
+    customer = await customer_by_pk(info, viewer.customer_id)
+    return await customer_invoices(
+        customer, info, status, period_from, period_to, first, after, last, before
+    )
+
+
+async def customer_payments(
+    root: CustomerRow,
+    info: Info[Context],
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Connection[PaymentRow]:
+    window = window_from_arguments(PAYMENT_ORDER, first, after, last, before)
+    page = await info.context.loaders.payment_pages_by_customer_id.load((root.id, window))
+    return connection_from_page(page, PAYMENT_ORDER)
+
+
+def customer_balance(root: CustomerRow) -> Money:
+    return Money(root.balance, root.currency)
+
+
+def invoice_amount(root: InvoiceRow) -> Money:
+    return Money(root.amount, root.currency)
+
+
+async def invoice_amount_due(root: InvoiceRow, info: Info[Context]) -> Money:
+    """What is left to pay: the amount less every succeeded payment."""
+    if root.status in (InvoiceStatus.DRAFT, InvoiceStatus.VOID):
+        return Money(Decimal("0.00"), root.currency)
+    payments = await info.context.loaders.payments_by_invoice_id.load(root.id)
+    paid = sum((p.amount for p in payments if p.status is PaymentStatus.SUCCEEDED), Decimal(0))
+    return Money(max(root.amount - paid, Decimal("0.00")), root.currency)
+
+
+async def invoice_payments(root: InvoiceRow, info: Info[Context]) -> list[PaymentRow]:
+    return await info.context.loaders.payments_by_invoice_id.load(root.id)
+
+
+async def invoice_customer(root: InvoiceRow, info: Info[Context]) -> CustomerRow:
+    return await customer_by_pk(info, root.customer_id)
+
+
+def payment_amount(root: PaymentRow) -> Money:
+    return Money(root.amount, root.currency)
+
+
+async def payment_invoice(root: PaymentRow, info: Info[Context]) -> InvoiceRow:
+    return await invoice_by_pk(info, root.invoice_id)
+
+
+async def payment_transactions(root: PaymentRow, info: Info[Context]) -> list[TransactionRow]:
+    return await info.context.loaders.transactions_by_payment_id.load(root.id)
+
+
+def transaction_amount(root: TransactionRow) -> Money:
+    return Money(root.amount, root.currency)
+
+
+async def transaction_payment(root: TransactionRow, info: Info[Context]) -> PaymentRow:
+    return await payment_by_pk(info, root.payment_id)

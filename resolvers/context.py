@@ -1,0 +1,23 @@
+"""What every resolver receives as `info.context`."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from dataloaders import Loaders
+from domains.database import Database
+from domains.identity.tokens import TokenService
+from domains.identity.viewer import Viewer, require_viewer
+
+
+@dataclass
+class Context:
+    db: Database
+    tokens: TokenService
+    loaders: Loaders
+    viewer: Viewer | None
+    # The transport's request (Starlette's), for client address and headers.
+    request: Any = None
+
+    @property
+    def signed_in(self) -> Viewer:
+        return require_viewer(self.viewer)

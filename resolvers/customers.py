@@ -1,0 +1,112 @@
+"""Customer resolvers: accounts, contracts, subscriptions and tariffs."""
+
+import strawberry
+from strawberry import Info
+
+from domains.customers.contract import ContractRow
+from domains.customers.customer import CUSTOMER_ORDER, CustomerRow, search_customers
+from domains.customers.subscription import SubscriptionRow
+from domains.customers.tariff import TariffRow, list_tariffs
+from domains.errors import Forbidden, NotFound
+from domains.identity.user import UserRow
+from domains.money import Money
+from resolvers.context import Context
+from resolvers.identity import user_by_pk
+from resolvers.relay import Connection, connection_from_page, pk_of, window_from_arguments
+
+
+async def customer_by_pk(info: Info[Context], pk: int) -> CustomerRow:
+    info.context.signed_in.check_customer(pk, "customer")
+    customer = await info.context.loaders.customers_by_id.load(pk)
+    if customer is None:
+        raise NotFound("customer")
+    return customer
+
+
+async def contract_by_pk(info: Info[Context], pk: int) -> ContractRow:
+    viewer = info.context.signed_in
+    contract = await info.context.loaders.contracts_by_id.load(pk)
+    if contract is None:
+        raise NotFound("contract")
+    viewer.check_customer(contract.customer_id, "contract")
+    return contract
+
+
+async def subscription_by_pk(info: Info[Context], pk: int) -> SubscriptionRow:
+    viewer = info.context.signed_in
+    subscription = await info.context.loaders.subscriptions_by_id.load(pk)
+    if subscription is None:
+        raise NotFound("subscription")
+    viewer.check_customer(subscription.customer_id, "subscription")
+    return subscription
+
+
+async def tariff_by_pk(info: Info[Context], pk: int) -> TariffRow:
+    tariff = await info.context.loaders.tariffs_by_id.load(pk)
+    if tariff is None:
+        raise NotFound("tariff")
+    return tariff
+
+
+async def customer(info: Info[Context], id: strawberry.ID) -> CustomerRow:
+    return await customer_by_pk(info, pk_of(id, "Customer"))
+
+
+async def customers(
+    info: Info[Context],
+    search: str | None = None,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Connection[CustomerRow]:
+    if not info.context.signed_in.is_staff:
+        raise Forbidden("only staff can list customers")
+    window = window_from_arguments(CUSTOMER_ORDER, first, after, last, before)
+    async with info.context.db.read() as conn:
+        page = await search_customers(conn, search, window)
+    return connection_from_page(page, CUSTOMER_ORDER)
+
+
+async def tariffs(info: Info[Context], include_archived: bool = False) -> list[TariffRow]:
+    """The public catalogue; archived tariffs are for staff."""
+    if include_archived and (info.context.viewer is None or not info.context.viewer.is_staff):
+        raise Forbidden("only staff can list archived tariffs")
+    async with info.context.db.read() as conn:
+        return await list_tariffs(conn, include_archived=include_archived)
+
+
+async def user_customer(root: UserRow, info: Info[Context]) -> CustomerRow | None:
+    return await info.context.loaders.customers_by_user_id.load(root.id)
+
+
+async def customer_user(root: CustomerRow, info: Info[Context]) -> UserRow:
+    return await user_by_pk(info, root.user_id)
+
+
+async def customer_contracts(root: CustomerRow, info: Info[Context]) -> list[ContractRow]:
+    return await info.context.loaders.contracts_by_customer_id.load(root.id)
+
+
+async def customer_subscriptions(root: CustomerRow, info: Info[Context]) -> list[SubscriptionRow]:
+    return await info.context.loaders.subscriptions_by_customer_id.load(root.id)
+
+
+async def contract_customer(root: ContractRow, info: Info[Context]) -> CustomerRow:
+    return await customer_by_pk(info, root.customer_id)
+
+
+async def contract_tariff(root: ContractRow, info: Info[Context]) -> TariffRow:
+    return await tariff_by_pk(info, root.tariff_id)
+
+
+async def subscription_tariff(root: SubscriptionRow, info: Info[Context]) -> TariffRow:
+    return await tariff_by_pk(info, root.tariff_id)
+
+
+async def subscription_contract(root: SubscriptionRow, info: Info[Context]) -> ContractRow:
+    return await contract_by_pk(info, root.contract_id)
+
+
+def tariff_monthly_price(root: TariffRow) -> Money:
+    return Money(root.monthly_price, root.currency)

@@ -1,0 +1,104 @@
+"""Relay conventions: opaque global ids, opaque cursors, and connections over keyset pages."""
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from domains.errors import InvalidInput, NotFound
+from domains.keyset import MAX_PAGE_SIZE, Ordering, Page, Window
+
+R = TypeVar("R")
+
+DEFAULT_PAGE_SIZE = 20
+
+
+def to_global_id(type_name: str, pk: int) -> str:
+    return base64.urlsafe_b64encode(f"{type_name}:{pk}".encode()).decode().rstrip("=")
+
+
+def parse_global_id(global_id: str) -> tuple[str, int]:
+    try:
+        padded = global_id + "=" * (-len(global_id) % 4)
+        type_name, _, pk = base64.urlsafe_b64decode(padded.encode()).decode().partition(":")
+        return type_name, int(pk)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as error:
+        raise InvalidInput(f"malformed id: {global_id[:64]!r}") from error
+
+
+def pk_of(global_id: str, type_name: str) -> int:
+    """The primary key of a `type_name` id; an id of another type is simply not found."""
+    found_type, pk = parse_global_id(global_id)
+    if found_type != type_name:
+        raise NotFound(type_name.lower())
+    return pk
+
+
+def encode_cursor(key: tuple[Any, ...]) -> str:
+    raw = json.dumps([value.isoformat() if hasattr(value, "isoformat") else value for value in key])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, ordering: Ordering) -> tuple[Any, ...]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, UnicodeDecodeError, ValueError) as error:
+        raise InvalidInput("malformed cursor") from error
+    if not isinstance(values, list):
+        raise InvalidInput("malformed cursor")
+    return ordering.parse_key(values)
+
+
+def window_from_arguments(
+    ordering: Ordering,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+) -> Window:
+    if first is not None and last is not None:
+        raise InvalidInput("pass either first or last, not both")
+    for name, value in (("first", first), ("last", last)):
+        if value is not None and not 0 <= value <= MAX_PAGE_SIZE:
+            raise InvalidInput(f"{name} must be between 0 and {MAX_PAGE_SIZE}")
+    return Window(
+        limit=first if first is not None else last if last is not None else DEFAULT_PAGE_SIZE,
+        after=decode_cursor(after, ordering) if after else None,
+        before=decode_cursor(before, ordering) if before else None,
+        backward=last is not None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Edge(Generic[R]):
+    node: R
+    cursor: str
+
+
+@dataclass(frozen=True, slots=True)
+class Connection(Generic[R]):
+    edges: list[Edge[R]]
+    page_info: PageInfo
+
+
+def connection_from_page(page: Page[R], ordering: Ordering) -> Connection[R]:
+    edges = [Edge(row, encode_cursor(ordering.key_of(row))) for row in page.rows]
+    return Connection(
+        edges,
+        PageInfo(
+            has_next_page=page.has_next,
+            has_previous_page=page.has_previous,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+    )

@@ -1,0 +1,117 @@
+"""The billing subgraph: invoices, payments, ledger transactions, and the customer's money."""
+
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from domains.billing.invoice import InvoiceRow
+from domains.billing.models import (
+    EntrySide,
+    InvoiceStatus,
+    LedgerAccount,
+    PaymentMethod,
+    PaymentStatus,
+)
+from domains.billing.payment import PaymentRow
+from domains.billing.transaction import TransactionRow
+from resolvers import billing as billing_resolvers
+from resolvers.relay import pk_of
+from schema.shared import Connection, Money, Node, is_row, node_id
+
+if TYPE_CHECKING:
+    from schema.entities import Customer
+
+CustomerRef = Annotated["Customer", strawberry.lazy("schema.entities")]
+
+InvoiceState = strawberry.enum(InvoiceStatus, name="InvoiceStatus")
+PaymentKind = strawberry.enum(PaymentMethod, name="PaymentMethod")
+PaymentState = strawberry.enum(PaymentStatus, name="PaymentStatus")
+Account = strawberry.enum(LedgerAccount, name="LedgerAccount")
+Side = strawberry.enum(EntrySide, name="EntrySide")
+
+
+@strawberry.federation.type(keys=["id"], description="One ledger entry of a payment.")
+class Transaction(Node):
+    id: strawberry.ID = node_id("Transaction")
+    account: Account
+    type: Side = strawberry.field(description="Debit or credit.")
+    amount: Money = strawberry.field(resolver=billing_resolvers.transaction_amount)
+    created_at: datetime
+    payment: Annotated["Payment", strawberry.lazy("schema.billing")] = strawberry.field(
+        resolver=billing_resolvers.transaction_payment
+    )
+
+    is_type_of = is_row(TransactionRow)
+
+    @classmethod
+    async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID) -> TransactionRow:
+        return await billing_resolvers.transaction_by_pk(info, pk_of(id, "Transaction"))
+
+
+@strawberry.federation.type(keys=["id"], description="Money paid against an invoice.")
+class Payment(Node):
+    id: strawberry.ID = node_id("Payment")
+    amount: Money = strawberry.field(resolver=billing_resolvers.payment_amount)
+    method: PaymentKind
+    status: PaymentState
+    created_at: datetime
+    invoice: Annotated["Invoice", strawberry.lazy("schema.billing")] = strawberry.field(
+        resolver=billing_resolvers.payment_invoice
+    )
+    transactions: list[Transaction] = strawberry.field(
+        resolver=billing_resolvers.payment_transactions, description="Ledger entries; they balance."
+    )
+
+    is_type_of = is_row(PaymentRow)
+
+    @classmethod
+    async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID) -> PaymentRow:
+        return await billing_resolvers.payment_by_pk(info, pk_of(id, "Payment"))
+
+
+@strawberry.federation.type(keys=["id"], description="A bill for one period of service.")
+class Invoice(Node):
+    id: strawberry.ID = node_id("Invoice")
+    number: str = strawberry.field(description="Human-readable invoice number.")
+    period_start: date
+    period_end: date
+    status: InvoiceState
+    issued_at: datetime | None
+    due_date: date | None
+    amount: Money = strawberry.field(resolver=billing_resolvers.invoice_amount)
+    amount_due: Money = strawberry.field(
+        resolver=billing_resolvers.invoice_amount_due, description="What is still to be paid."
+    )
+    payments: list[Payment] = strawberry.field(resolver=billing_resolvers.invoice_payments)
+    customer: CustomerRef = strawberry.field(resolver=billing_resolvers.invoice_customer)
+
+    is_type_of = is_row(InvoiceRow)
+
+    @classmethod
+    async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID) -> InvoiceRow:
+        return await billing_resolvers.invoice_by_pk(info, pk_of(id, "Invoice"))
+
+
+@strawberry.type
+class CustomerBillingFields:
+    """The billing subgraph's part of `Customer`."""
+
+    balance: Money = strawberry.field(
+        resolver=billing_resolvers.customer_balance, description="Prepaid funds on the account."
+    )
+    invoices: Connection[Invoice] = strawberry.field(
+        resolver=billing_resolvers.customer_invoices, description="Newest first."
+    )
+    payments: Connection[Payment] = strawberry.field(
+        resolver=billing_resolvers.customer_payments, description="Newest first."
+    )
+
+
+@strawberry.type
+class Query:
+    invoices: Connection[Invoice] = strawberry.field(
+        resolver=billing_resolvers.viewer_invoices,
+        description="The viewer's invoices, newest first.",
+    )
+    invoice: Invoice = strawberry.field(resolver=billing_resolvers.invoice)
