@@ -1,0 +1,1 @@
+"""The HTTP edge: Starlette app, settings, middleware, REST facade and the `kabinet` CLI."""

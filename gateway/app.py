@@ -1,0 +1,123 @@
+"""The application, wired in one place from settings."""
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from sqlalchemy import event, text
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from dataloaders import Loaders
+from gateway.auth import BearerAuth
+from gateway.graphiql import graphiql_asset_routes, graphiql_html
+from gateway.graphql_http import GraphQLEndpoint
+from gateway.metrics import MetricsMiddleware, metrics_endpoint
+from gateway.rest import auth_login, billing_invoices
+from gateway.services import Services
+from gateway.settings import Settings
+from resolvers.context import Context
+from schema.federation import SUBGRAPH_MODULES, build_composed, build_subgraph
+
+logger = logging.getLogger("kabinet")
+
+GRAPHIQL_ASSETS = "/graphiql/assets"
+
+
+def create_app(settings: Settings) -> Starlette:
+    services = Services.from_settings(settings)
+    metrics = services.metrics
+    event.listen(
+        services.db.engine.sync_engine,
+        "before_cursor_execute",
+        lambda *_args: metrics.count_statement(),
+    )
+
+    async def make_context(request: Request) -> Context:
+        return Context(
+            db=services.db,
+            tokens=services.tokens,
+            loaders=Loaders(services.db),
+            viewer=request.state.viewer,
+            request=request,
+        )
+
+    def endpoint(schema_path: str, schema: object) -> GraphQLEndpoint:
+        page = (
+            graphiql_html(
+                endpoint=schema_path,
+                subscription_endpoint=schema_path,
+                asset_prefix=GRAPHIQL_ASSETS,
+            )
+            if settings.graphiql_enabled
+            else None
+        )
+        return GraphQLEndpoint(schema, make_context, graphiql_page=page)  # type: ignore[arg-type]
+
+    routes: list[BaseRoute] = [
+        Route("/graphql", endpoint("/graphql", build_composed())),
+        *(
+            Route(
+                f"/subgraphs/{name}/graphql",
+                endpoint(f"/subgraphs/{name}/graphql", build_subgraph(name)),
+            )
+            for name in SUBGRAPH_MODULES
+        ),
+        Route("/auth/login", auth_login, methods=["POST"]),
+        Route("/billing/invoices", billing_invoices, methods=["GET"]),
+        Route("/.well-known/jwks.json", jwks, methods=["GET"]),
+        Route("/health/live", live, methods=["GET"]),
+        Route("/health/ready", ready, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+    ]
+    if settings.graphiql_enabled:
+        routes += graphiql_asset_routes(settings.node_modules, GRAPHIQL_ASSETS)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        await services.db.dispose()
+
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", "Accept"],
+                max_age=600,
+            ),
+            Middleware(MetricsMiddleware, metrics=metrics),
+            Middleware(BearerAuth, tokens=services.tokens),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.metrics = metrics
+    return app
+
+
+async def jwks(request: Request) -> Response:
+    services: Services = request.app.state.services
+    return JSONResponse(services.tokens.jwks(), headers={"Cache-Control": "public, max-age=300"})
+
+
+async def live(_request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def ready(request: Request) -> Response:
+    """Ready when the database answers; orchestrators stop routing traffic otherwise."""
+    services: Services = request.app.state.services
+    try:
+        async with services.db.read() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception:
+        logger.exception("readiness check failed")
+        return JSONResponse({"status": "unavailable", "database": "down"}, status_code=503)
+    return JSONResponse({"status": "ok", "database": "up"})

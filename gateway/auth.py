@@ -1,0 +1,50 @@
+"""Bearer authentication: verifies the access token once per request and records the viewer."""
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from domains.errors import Unauthenticated
+from domains.identity.tokens import TokenService
+from domains.identity.viewer import Viewer
+from gateway.errors import graphql_error_response, is_graphql_path, rest_error_response
+
+
+class BearerAuth:
+    """No header: anonymous viewer. A bad or expired token: 401 before any handler runs."""
+
+    def __init__(self, app: ASGIApp, tokens: TokenService) -> None:
+        self.app = app
+        self.tokens = tokens
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        viewer = None
+        header = Headers(scope=scope).get("authorization")
+        if header is not None:
+            try:
+                viewer = self._viewer(header)
+            except Unauthenticated as error:
+                respond = (
+                    graphql_error_response
+                    if is_graphql_path(scope["path"])
+                    else (rest_error_response)
+                )
+                response = respond(
+                    401,
+                    error.code,
+                    error.message,
+                    {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                )
+                await response(scope, receive, send)
+                return
+        scope.setdefault("state", {})["viewer"] = viewer
+        await self.app(scope, receive, send)
+
+    def _viewer(self, header: str) -> Viewer:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("use 'Authorization: Bearer <access token>'")
+        claims = self.tokens.verify_access_token(token.strip())
+        return Viewer(claims.user_id, claims.role, claims.customer_id)

@@ -1,0 +1,139 @@
+"""The `kabinet` command: migrate, load demo data, serve, and export the schema."""
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from gateway.settings import DEV_SIGNING_KEY_FILE, Settings
+
+DEMO_PASSWORD = "kabinet-demo"  # noqa: S105 - the documented demo login
+DEMO_LOGINS = (
+    ("admin@example.com", "admin"),
+    ("operator@example.com", "operator"),
+    ("alice@example.com", "customer"),
+    ("bob@example.com", "customer"),
+)
+
+
+def _migrate(settings: Settings) -> None:
+    from migrations import upgrade
+
+    if settings.database_url.startswith("sqlite"):
+        Path(settings.database_url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+    print(f"database migrated: {_safe_url(settings.database_url)}")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _progress(done: int, total: int) -> None:
+    width = 40
+    filled = width * done // max(total, 1)
+    sys.stdout.write(f"\r  [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+    if done >= total:
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def _demo(settings: Settings) -> None:
+    from domains.database import Database
+    from domains.demo import load_demo
+
+    async def run() -> bool:
+        db = Database(settings.database_url)
+        try:
+            return await load_demo(db, progress=_progress)
+        finally:
+            await db.dispose()
+
+    loaded = asyncio.run(run())
+    print("demo data loaded" if loaded else "demo data already present; left as it is")
+
+
+def _keygen(path: Path, *, quiet_if_exists: bool = False) -> None:
+    from domains.identity.tokens import generate_signing_key
+
+    if path.exists():
+        if not quiet_if_exists:
+            sys.exit(f"{path} exists; refusing to overwrite a signing key")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_bytes(generate_signing_key())
+    print(f"new Ed25519 signing key written to {path}")
+
+
+def _serve(settings: Settings) -> None:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        proxy_headers=True,
+        server_header=False,
+    )
+
+
+def _dev(settings: Settings) -> None:
+    if settings.jwt_private_key is None and settings.jwt_private_key_file is None:
+        _keygen(DEV_SIGNING_KEY_FILE, quiet_if_exists=True)
+    _migrate(settings)
+    _demo(settings)
+    base = f"http://{settings.host}:{settings.port}"
+    print("\nKabinet is starting.")
+    print(f"  GraphiQL:  {base}/graphql")
+    print(f"  REST:      POST {base}/auth/login, GET {base}/billing/invoices")
+    print(f"  Demo logins (password '{DEMO_PASSWORD}'):")
+    for email, role in DEMO_LOGINS:
+        print(f"    {email:<24} {role}")
+    print()
+    _serve(settings)
+
+
+def _export(directory: Path) -> None:
+    from schema.export import export_sdl
+
+    for path in export_sdl(directory):
+        print(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="kabinet", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="apply database migrations (KABINET_DATABASE_URL)")
+    commands.add_parser("demo", help="load the demo data once")
+    commands.add_parser("serve", help="run the API server with settings from the environment")
+    commands.add_parser("dev", help="keygen + migrate + demo + serve, on embedded defaults")
+    keygen = commands.add_parser("keygen", help="write a new Ed25519 JWT signing key (PEM)")
+    keygen.add_argument("path", type=Path)
+    schema = commands.add_parser("schema", help="schema tools")
+    schema_commands = schema.add_subparsers(dest="schema_command", required=True)
+    export = schema_commands.add_parser("export", help="write subgraph and composed SDL")
+    export.add_argument("directory", type=Path)
+
+    args = parser.parse_args(argv)
+    if args.command == "keygen":
+        _keygen(args.path)
+        return
+    if args.command == "schema":
+        _export(args.directory)
+        return
+    settings = Settings()
+    {"migrate": _migrate, "demo": _demo, "serve": _serve, "dev": _dev}[args.command](settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""JSON error bodies: GraphQL-shaped on GraphQL endpoints, `{"error": ...}` on REST routes."""
+
+from collections.abc import Mapping
+
+from starlette.responses import JSONResponse
+
+
+def graphql_error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    body = {"errors": [{"message": message, "extensions": {"code": code}}]}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def rest_error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
+
+
+def is_graphql_path(path: str) -> bool:
+    return path == "/graphql" or path.startswith("/subgraphs/")

@@ -1,0 +1,183 @@
+"""GraphQL over HTTP, per the GraphQL-over-HTTP spec: GET and POST, negotiation, status codes."""
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from graphql import OperationType
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.types import Receive, Scope, Send
+from strawberry.exceptions import MissingQueryError
+from strawberry.schema import BaseSchema
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types.execution import ExecutionResult
+
+from gateway.errors import graphql_error_response
+from resolvers.context import Context
+
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+JSON = "application/json"
+_QUERY_ONLY = frozenset({OperationType.QUERY})
+_QUERY_AND_MUTATION = frozenset({OperationType.QUERY, OperationType.MUTATION})
+MAX_BODY_BYTES = 1_000_000
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+def negotiate(accept: str | None) -> str:
+    """The response media type; clients that name neither JSON type are refused (406)."""
+    if not accept:
+        return JSON
+    ranges = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    if GRAPHQL_RESPONSE_JSON in ranges:
+        return GRAPHQL_RESPONSE_JSON
+    if JSON in ranges or "application/*" in ranges or "*/*" in ranges:
+        return JSON
+    raise BadRequest(406, "NOT_ACCEPTABLE", f"respond with {GRAPHQL_RESPONSE_JSON} or {JSON}")
+
+
+def _prefers_html(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept and "query" not in request.query_params
+
+
+def _operation(params: Any) -> dict[str, Any]:
+    """Checks one request's parameters against the spec's shapes."""
+    if not isinstance(params, dict):
+        raise BadRequest(400, "BAD_REQUEST", "a GraphQL request must be a JSON object")
+    query = params.get("query")
+    if not isinstance(query, str) or not query:
+        raise BadRequest(400, "BAD_REQUEST", "'query' must be a non-empty string")
+    variables = params.get("variables")
+    if variables is not None and not isinstance(variables, dict):
+        raise BadRequest(400, "BAD_REQUEST", "'variables' must be an object")
+    name = params.get("operationName")
+    if name is not None and not isinstance(name, str):
+        raise BadRequest(400, "BAD_REQUEST", "'operationName' must be a string")
+    extensions = params.get("extensions")
+    if extensions is not None and not isinstance(extensions, dict):
+        raise BadRequest(400, "BAD_REQUEST", "'extensions' must be an object")
+    return {"query": query, "variables": variables, "name": name, "extensions": extensions}
+
+
+def _from_query_string(request: Request) -> dict[str, Any]:
+    params: dict[str, Any] = dict(request.query_params)
+    for key in ("variables", "extensions"):
+        if key in params:
+            try:
+                params[key] = json.loads(params[key])
+            except ValueError:
+                raise BadRequest(400, "BAD_REQUEST", f"'{key}' is not valid JSON") from None
+    return _operation(params)
+
+
+async def _from_body(request: Request, max_batch: int) -> list[dict[str, Any]] | dict[str, Any]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != JSON:
+        raise BadRequest(415, "UNSUPPORTED_MEDIA_TYPE", f"send the request as {JSON}")
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise BadRequest(413, "PAYLOAD_TOO_LARGE", f"request body over {MAX_BODY_BYTES} bytes")
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise BadRequest(400, "BAD_REQUEST", "request body is not valid JSON") from None
+    if isinstance(payload, list):
+        if not payload or len(payload) > max_batch:
+            raise BadRequest(400, "BAD_REQUEST", f"a batch holds 1 to {max_batch} operations")
+        return [_operation(item) for item in payload]
+    return _operation(payload)
+
+
+def _serialize(result: ExecutionResult) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if result.errors:
+        body["errors"] = [error.formatted for error in result.errors]
+    if result.data is not None or not result.errors:
+        body["data"] = result.data
+    if result.extensions:
+        body["extensions"] = result.extensions
+    return body
+
+
+class GraphQLEndpoint:
+    """An ASGI app serving one schema over HTTP."""
+
+    def __init__(
+        self,
+        schema: BaseSchema,
+        make_context: Callable[[Request], Awaitable[Context]],
+        *,
+        graphiql_page: str | None,
+        max_batch: int = 10,
+    ) -> None:
+        self.schema = schema
+        self.make_context = make_context
+        self.graphiql_page = graphiql_page
+        self.max_batch = max_batch
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            response = await self._handle(request)
+        except BadRequest as error:
+            response = graphql_error_response(
+                error.status, error.code, error.message, error.headers
+            )
+        await response(scope, receive, send)
+
+    async def _handle(self, request: Request) -> Response:
+        if request.method == "GET":
+            if self.graphiql_page is not None and _prefers_html(request):
+                return HTMLResponse(self.graphiql_page)
+            media_type = negotiate(request.headers.get("accept"))
+            payload: Any = _from_query_string(request)
+            allowed = _QUERY_ONLY
+        elif request.method == "POST":
+            media_type = negotiate(request.headers.get("accept"))
+            payload = await _from_body(request, self.max_batch)
+            allowed = _QUERY_AND_MUTATION
+        else:
+            raise BadRequest(405, "METHOD_NOT_ALLOWED", "use GET or POST", {"Allow": "GET, POST"})
+
+        context = await self.make_context(request)
+        if isinstance(payload, list):
+            results = [await self._execute(op, context, allowed) for op in payload]
+            body: Any = [_serialize(result) for result in results]
+            status = 200
+        else:
+            result = await self._execute(payload, context, allowed)
+            body = _serialize(result)
+            # The spec: with graphql-response+json, no data means the request failed (4xx).
+            status = 400 if media_type == GRAPHQL_RESPONSE_JSON and result.data is None else 200
+        return Response(
+            json.dumps(body, separators=(",", ":")),
+            status_code=status,
+            media_type=media_type,
+        )
+
+    async def _execute(
+        self, operation: dict[str, Any], context: Context, allowed: frozenset[OperationType]
+    ) -> ExecutionResult:
+        try:
+            return await self.schema.execute(
+                operation["query"],
+                variable_values=operation["variables"],
+                context_value=context,
+                operation_name=operation["name"],
+                allowed_operation_types=allowed,
+                operation_extensions=operation["extensions"],
+            )
+        except InvalidOperationTypeError:
+            raise BadRequest(
+                405, "METHOD_NOT_ALLOWED", "mutations must be sent with POST", {"Allow": "POST"}
+            ) from None
+        except CannotGetOperationTypeError as error:
+            raise BadRequest(400, "BAD_REQUEST", error.as_http_error_reason()) from None
+        except MissingQueryError:
+            raise BadRequest(400, "BAD_REQUEST", "no GraphQL query found") from None

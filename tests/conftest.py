@@ -1,0 +1,114 @@
+"""Shared fixtures: a fresh PostgreSQL database per test run, SQLite files per test, apps."""
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+import pytest_asyncio
+from starlette.applications import Starlette
+
+from domains.identity.tokens import generate_signing_key
+from gateway.app import create_app
+from gateway.settings import Settings
+from migrations import upgrade
+
+PG_ADMIN_URL = os.environ.get("KABINET_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+DEMO_PASSWORD = "kabinet-demo"
+
+
+@pytest.fixture(scope="session")
+def signing_key() -> bytes:
+    return generate_signing_key()
+
+
+def make_settings(database_url: str, signing_key: bytes, **overrides: object) -> Settings:
+    return Settings(
+        database_url=database_url,
+        jwt_private_key=signing_key.decode(),
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+@pytest_asyncio.fixture(scope="session")
+async def pg_url() -> AsyncIterator[str]:
+    """A database created for this run, migrated to head, dropped afterwards."""
+    name = f"kabinet_test_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    url = f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
+    upgrade(url)
+    yield url
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'kabinet.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest_asyncio.fixture(scope="session")
+async def pg_demo_url(pg_url: str) -> str:
+    """The run's PostgreSQL database with the demo data loaded (read-only tests share it)."""
+    from domains.database import Database
+    from domains.demo import load_demo
+
+    db = Database(pg_url)
+    try:
+        await load_demo(db)
+    finally:
+        await db.dispose()
+    return pg_url
+
+
+async def _client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+    await app.state.services.db.dispose()
+
+
+@pytest_asyncio.fixture
+async def sqlite_client(sqlite_url: str, signing_key: bytes) -> AsyncIterator[httpx.AsyncClient]:
+    async for client in _client(create_app(make_settings(sqlite_url, signing_key))):
+        yield client
+
+
+@pytest_asyncio.fixture
+async def pg_client(pg_demo_url: str, signing_key: bytes) -> AsyncIterator[httpx.AsyncClient]:
+    """An app on the shared PostgreSQL demo database."""
+    async for client in _client(create_app(make_settings(pg_demo_url, signing_key))):
+        yield client
+
+
+async def login(client: httpx.AsyncClient, email: str, password: str = DEMO_PASSWORD) -> str:
+    response = await client.post("/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
+
+
+async def graphql(
+    client: httpx.AsyncClient,
+    query: str,
+    variables: dict[str, object] | None = None,
+    token: str | None = None,
+) -> dict[str, object]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = await client.post(
+        "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
