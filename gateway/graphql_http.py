@@ -4,14 +4,14 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from graphql import OperationType
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 from strawberry.exceptions import MissingQueryError
 from strawberry.schema import BaseSchema
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
-from strawberry.types.execution import ExecutionResult
+from strawberry.types.execution import ExecutionResult, PreExecutionError
+from strawberry.types.graphql import OperationType
 
 from gateway.errors import graphql_error_response
 from resolvers.context import Context
@@ -94,11 +94,21 @@ async def _from_body(request: Request, max_batch: int) -> list[dict[str, Any]] |
     return _operation(payload)
 
 
+def _is_request_error(result: ExecutionResult) -> bool:
+    """Failed before execution began (parse, validation, variable coercion): errors lack a path."""
+    if isinstance(result, PreExecutionError):
+        return True
+    return (
+        result.data is None and bool(result.errors) and all(e.path is None for e in result.errors)
+    )
+
+
 def _serialize(result: ExecutionResult) -> dict[str, Any]:
     body: dict[str, Any] = {}
     if result.errors:
         body["errors"] = [error.formatted for error in result.errors]
-    if result.data is not None or not result.errors:
+    # A request error has no "data" entry; an executed operation always has one.
+    if not _is_request_error(result):
         body["data"] = result.data
     if result.extensions:
         body["extensions"] = result.extensions
@@ -153,8 +163,9 @@ class GraphQLEndpoint:
         else:
             result = await self._execute(payload, context, allowed)
             body = _serialize(result)
-            # The spec: with graphql-response+json, no data means the request failed (4xx).
-            status = 400 if media_type == GRAPHQL_RESPONSE_JSON and result.data is None else 200
+            # The spec: with graphql-response+json, a request error is a 4xx.
+            request_error = media_type == GRAPHQL_RESPONSE_JSON and _is_request_error(result)
+            status = 400 if request_error else 200
         return Response(
             json.dumps(body, separators=(",", ":")),
             status_code=status,

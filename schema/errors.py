@@ -1,9 +1,11 @@
 """Every GraphQL error leaves with `extensions.code`; unexpected ones are masked and logged."""
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors
+from strawberry.extensions import MaskErrors, ParserCache
 
 from domains.errors import DomainError
 
@@ -51,3 +53,21 @@ class ErrorCodes(MaskErrors):
             path=error.path,
             extensions=extensions,
         )
+
+
+class CodedParserCache(ParserCache):
+    """ParserCache that lets a syntax error surface where ErrorCodes can give it its code.
+
+    Strawberry's ParserCache raises parse errors from its hook, outside the operation,
+    so they would leave without `extensions.code`. On failure we leave the document unset
+    and strawberry parses the query itself, inside the operation; only broken queries
+    pay that second parse.
+    """
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        with contextlib.suppress(GraphQLError):
+            context.graphql_document = self.cached_parse_document(
+                context.query, **context.parse_options
+            )
+        yield

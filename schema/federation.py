@@ -14,13 +14,13 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
+from strawberry.extensions import SchemaExtension, ValidationCache
 from strawberry.federation.schema_directives import FederationDirective, Key
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
 from schema import billing, customers, entities, identity
-from schema.errors import ErrorCodes
+from schema.errors import CodedParserCache, ErrorCodes
 
 SUBGRAPH_MODULES: dict[str, ModuleType] = {
     "identity": identity,
@@ -72,7 +72,7 @@ _CACHE_SIZE = 1024
 def standard_extensions() -> list[Extension]:
     return [
         ErrorCodes,
-        partial(ParserCache, maxsize=_CACHE_SIZE),
+        partial(CodedParserCache, maxsize=_CACHE_SIZE),
         partial(ValidationCache, maxsize=_CACHE_SIZE),
     ]
 

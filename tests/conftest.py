@@ -81,6 +81,30 @@ async def _client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     await app.state.services.db.dispose()
 
 
+@pytest_asyncio.fixture(scope="session")
+async def sqlite_demo_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A SQLite file with the demo data, shared by read-only tests of the embedded path."""
+    from domains.database import Database
+    from domains.demo import load_demo
+
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('demo') / 'kabinet.db'}"
+    upgrade(url)
+    db = Database(url)
+    try:
+        await load_demo(db)
+    finally:
+        await db.dispose()
+    return url
+
+
+@pytest_asyncio.fixture
+async def sqlite_demo_client(
+    sqlite_demo_url: str, signing_key: bytes
+) -> AsyncIterator[httpx.AsyncClient]:
+    async for client in _client(create_app(make_settings(sqlite_demo_url, signing_key))):
+        yield client
+
+
 @pytest_asyncio.fixture
 async def sqlite_client(sqlite_url: str, signing_key: bytes) -> AsyncIterator[httpx.AsyncClient]:
     async for client in _client(create_app(make_settings(sqlite_url, signing_key))):

@@ -1,0 +1,632 @@
+"""Demo and benchmark data: one generator of plausible subscribers, two loaders.
+
+`load_demo` gives `make dev` a populated portal with known logins; `load_bulk` fills a
+database for benchmarks. Every choice comes from `random.Random(seed)`, so a seed always
+yields the same people, contracts and invoices (dates count back from the current month).
+Rows go in with executemany inserts; ids come back through RETURNING in parameter order,
+so children are linked to their parents without a query per row.
+"""
+
+import asyncio
+import calendar
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Table, func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domains.billing.models import (
+    EntrySide,
+    Invoice,
+    InvoiceStatus,
+    LedgerAccount,
+    Payment,
+    PaymentMethod,
+    PaymentStatus,
+    Transaction,
+)
+from domains.clock import utcnow
+from domains.customers.models import (
+    Contract,
+    ContractStatus,
+    Customer,
+    Segment,
+    Subscription,
+    SubscriptionStatus,
+    Tariff,
+)
+from domains.database import Database
+from domains.identity.models import Role, User
+from domains.identity.passwords import hash_password
+
+Progress = Callable[[int, int], None]
+Row = dict[str, Any]
+
+# Published in README.md: the demo logins are for local development only.
+DEMO_PASSWORD = "kabinet-demo"  # noqa: S105
+DEMO_LOGINS: dict[str, Role] = {
+    "admin@example.com": Role.ADMIN,
+    "operator@example.com": Role.OPERATOR,
+    "alice@example.com": Role.CUSTOMER,
+    "bob@example.com": Role.CUSTOMER,
+}
+DEMO_MONTHS = 12
+DEMO_SECOND_CONTRACT_SHARE = 0.15
+CURRENCY = "RUB"
+
+# Demo batches are small so the progress bar moves; bulk batches are a few thousand rows.
+DEMO_BATCH = 10
+BULK_BATCH = 250
+
+users = User.__table__
+customers_table = Customer.__table__
+tariffs = Tariff.__table__
+contracts = Contract.__table__
+subscriptions = Subscription.__table__
+invoices = Invoice.__table__
+payments = Payment.__table__
+transactions = Transaction.__table__
+
+TARIFFS: tuple[Row, ...] = (
+    {
+        "code": "home-100",
+        "name": "Home 100",
+        "description": "Fibre to the flat, 100 Mbit/s, unlimited traffic, Wi-Fi router rental.",
+        "segment": Segment.HOME,
+        "monthly_price": Decimal("590.00"),
+        "download_mbps": 100,
+        "upload_mbps": 100,
+        "is_active": True,
+    },
+    {
+        "code": "home-500",
+        "name": "Home 500",
+        "description": "500 Mbit/s for streaming and gaming, dual-band Wi-Fi 6 router included.",
+        "segment": Segment.HOME,
+        "monthly_price": Decimal("790.00"),
+        "download_mbps": 500,
+        "upload_mbps": 500,
+        "is_active": True,
+    },
+    {
+        "code": "home-1000",
+        "name": "Home Gigabit",
+        "description": "1 Gbit/s symmetric, IPTV with 200 channels, priority support line.",
+        "segment": Segment.HOME,
+        "monthly_price": Decimal("990.00"),
+        "download_mbps": 1000,
+        "upload_mbps": 1000,
+        "is_active": True,
+    },
+    {
+        "code": "business-500",
+        "name": "Business 500",
+        "description": "500 Mbit/s for offices: static IPv4, 4-hour repair SLA, closing documents.",
+        "segment": Segment.BUSINESS,
+        "monthly_price": Decimal("3490.00"),
+        "download_mbps": 500,
+        "upload_mbps": 500,
+        "is_active": True,
+    },
+    {
+        "code": "home-50",
+        "name": "Home 50 (archived)",
+        "description": "ADSL-era plan, closed to new contracts; existing subscribers keep it.",
+        "segment": Segment.HOME,
+        "monthly_price": Decimal("450.00"),
+        "download_mbps": 50,
+        "upload_mbps": 20,
+        "is_active": False,
+    },
+)
+HOME_TARIFF_WEIGHTS = {"home-100": 30, "home-500": 35, "home-1000": 20, "home-50": 15}
+BUSINESS_SHARE = 0.15
+
+MALE_NAMES = (
+    "Alexander", "Dmitry", "Maxim", "Sergey", "Andrey", "Alexey", "Artyom", "Ilya", "Kirill",
+    "Mikhail", "Nikita", "Roman", "Pavel", "Ivan", "Egor", "Vladimir", "Oleg", "Denis", "Timur",
+    "Ruslan",
+)  # fmt: skip
+FEMALE_NAMES = (
+    "Anna", "Maria", "Elena", "Olga", "Natalia", "Tatiana", "Irina", "Ekaterina", "Svetlana",
+    "Yulia", "Anastasia", "Daria", "Polina", "Ksenia", "Victoria", "Alina", "Sofia", "Galina",
+    "Lyudmila", "Aigul",
+)  # fmt: skip
+# Masculine forms; _surname derives the feminine one.
+SURNAMES = (
+    "Ivanov", "Smirnov", "Kuznetsov", "Popov", "Vasiliev", "Petrov", "Sokolov", "Mikhailov",
+    "Novikov", "Fedorov", "Morozov", "Volkov", "Alekseev", "Lebedev", "Semenov", "Egorov",
+    "Pavlov", "Kozlov", "Stepanov", "Nikolaev", "Orlov", "Andreev", "Makarov", "Zakharov",
+    "Zaitsev", "Solovyov", "Borisov", "Yakovlev", "Grigoriev", "Romanov", "Belov", "Medvedev",
+    "Garipov", "Khabibullin", "Kovalevsky", "Zhukovsky",
+)  # fmt: skip
+CITIES: tuple[tuple[str, int, tuple[str, ...]], ...] = (
+    ("Moscow", 40, ("Tverskaya st.", "Arbat st.", "Leninsky pr.", "Profsoyuznaya st.",
+                    "Kutuzovsky pr.", "Mira pr.", "Lyublinskaya st.")),
+    ("Saint Petersburg", 25, ("Nevsky pr.", "Liteyny pr.", "Sadovaya st.", "Moskovsky pr.",
+                              "Bolshoy pr. V.O.")),
+    ("Kazan", 12, ("Baumana st.", "Pushkina st.", "Pobedy pr.", "Chistopolskaya st.")),
+    ("Novosibirsk", 8, ("Krasny pr.", "Lenina st.", "Vokzalnaya magistral")),
+    ("Yekaterinburg", 8, ("Lenina pr.", "Malysheva st.", "8 Marta st.")),
+    ("Nizhny Novgorod", 7, ("Bolshaya Pokrovskaya st.", "Gagarina pr.", "Rodionova st.")),
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _Namespace:
+    """Number and email formats; loads in different namespaces never collide."""
+
+    contract_prefix: str
+    invoice_prefix: str
+    email_domain: str
+    digits: int
+
+    def contract_num(self, n: int) -> str:
+        return f"{self.contract_prefix}-{n:0{self.digits}d}"
+
+    def invoice_number(self, period: date, n: int) -> str:
+        return f"{self.invoice_prefix}-{period:%Y%m}-{n:0{self.digits}d}"
+
+
+_DEMO_NAMESPACE = _Namespace("K", "INV", "example.com", 6)
+
+
+def _bulk_namespace(seed: int) -> _Namespace:
+    return _Namespace(f"B{seed}", f"INV-B{seed}", f"bulk{seed}.example.com", 7)
+
+
+@dataclass(frozen=True, slots=True)
+class _TariffRef:
+    id: int
+    monthly_price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class _Person:
+    """Who a customer is and how they pay; the generator turns it into rows."""
+
+    full_name: str
+    email: str
+    phone: str
+    places: tuple[tuple[str, str], ...]  # (tariff code, address), one per contract
+    balance: Decimal
+    card_share: float  # chance that a payment is by card rather than from the balance
+    arrears: int = 0  # the latest past months left unpaid (overdue)
+    partial: bool = False  # the oldest of those months is partly paid
+    pays_ahead: bool = False  # the current month is paid too
+
+
+@dataclass(slots=True)
+class _PaymentPlan:
+    row: Row
+    entries: list[Row]
+
+
+@dataclass(slots=True)
+class _InvoicePlan:
+    row: Row
+    payments: list[_PaymentPlan]
+
+
+@dataclass(slots=True)
+class _ContractPlan:
+    contract: Row
+    subscription: Row
+    invoices: list[_InvoicePlan]
+
+
+@dataclass(slots=True)
+class _CustomerPlan:
+    user: Row
+    customer: Row
+    contracts: list[_ContractPlan]
+
+
+class _Generator:
+    """Draws people and their billing history; all randomness comes from one seeded stream."""
+
+    def __init__(
+        self,
+        rng: random.Random,
+        *,
+        now: datetime,
+        months: int,
+        tariffs: dict[str, _TariffRef],
+        namespace: _Namespace,
+        password_hash: str,
+        second_contract_share: float,
+    ) -> None:
+        self._rng = rng
+        self._now = now
+        self._this_month = now.date().replace(day=1)
+        self._months = months
+        self._tariffs = tariffs
+        self._namespace = namespace
+        self._password_hash = password_hash
+        self._second_contract_share = second_contract_share
+        self._email_counts: dict[str, int] = {}
+        self._customers = 0
+        self._subscriptions = 0
+
+    def random_person(self) -> _Person:
+        rng = self._rng
+        female = rng.random() < 0.5
+        first = rng.choice(FEMALE_NAMES if female else MALE_NAMES)
+        last = _surname(rng.choice(SURNAMES), female=female)
+        places = [self._place()]
+        if rng.random() < self._second_contract_share:
+            places.append(self._place())
+        arrears = rng.choices((0, 1, 2), weights=(78, 15, 7))[0]
+        return _Person(
+            full_name=f"{first} {last}",
+            email=self._email(f"{first}.{last}".lower()),
+            phone=f"+79{rng.randrange(10**9):09d}",
+            places=tuple(places),
+            balance=Decimal(rng.randrange(5, 200) * 10) if rng.random() < 0.5 else Decimal(0),
+            card_share=rng.choice((0.9, 0.6, 0.2)),
+            arrears=arrears,
+            partial=arrears > 0 and rng.random() < 0.4,
+        )
+
+    def plan(self, person: _Person) -> _CustomerPlan:
+        rng = self._rng
+        self._customers += 1
+        starts = [self._start_date() for _ in person.places]
+        signed_up = datetime.combine(
+            min(starts) - timedelta(days=1), time(rng.randint(8, 21), rng.randint(0, 59)), UTC
+        )
+        contract_plans = []
+        for (code, address), start in zip(person.places, starts, strict=True):
+            tariff = self._tariffs[code]
+            self._subscriptions += 1
+            contract_plans.append(
+                _ContractPlan(
+                    contract={
+                        "tariff_id": tariff.id,
+                        "address": address,
+                        "status": ContractStatus.ACTIVE,
+                        "start_date": start,
+                        "end_date": None,
+                    },
+                    subscription={
+                        "tariff_id": tariff.id,
+                        "status": SubscriptionStatus.ACTIVE,
+                        "started_at": datetime.combine(start, time(10), UTC),
+                        "ended_at": None,
+                    },
+                    invoices=self._invoices(person, tariff.monthly_price, self._subscriptions),
+                )
+            )
+        return _CustomerPlan(
+            user={
+                "email": person.email,
+                "role": Role.CUSTOMER,
+                "is_active": True,
+                "password_hash": self._password_hash,
+                "created_at": signed_up,
+            },
+            customer={
+                "contract_num": self._namespace.contract_num(self._customers),
+                "full_name": person.full_name,
+                "phone": person.phone,
+                "balance": person.balance,
+                "currency": CURRENCY,
+                "created_at": signed_up,
+            },
+            contracts=contract_plans,
+        )
+
+    def _invoices(
+        self, person: _Person, price: Decimal, subscription_no: int
+    ) -> list[_InvoicePlan]:
+        plans = []
+        for age in range(self._months - 1, -1, -1):
+            period = _add_months(self._this_month, -age)
+            issued_at = min(datetime.combine(period, time(3), UTC), self._now)
+            due = period.replace(day=15)
+            row = {
+                "number": self._namespace.invoice_number(period, subscription_no),
+                "period_start": period,
+                "period_end": period.replace(day=calendar.monthrange(period.year, period.month)[1]),
+                "amount": price,
+                "currency": CURRENCY,
+                "issued_at": issued_at,
+                "due_date": due,
+                "created_at": issued_at,
+            }
+            if age == 0 and not person.pays_ahead:
+                plans.append(_InvoicePlan({**row, "status": InvoiceStatus.ISSUED}, []))
+            elif 0 < age <= person.arrears:
+                if age == person.arrears and person.partial:
+                    share = Decimal(self._rng.randint(25, 75)) / 100
+                    paid = [self._payment(person, (price * share).quantize(Decimal(1)), issued_at)]
+                else:
+                    paid = [self._failed_attempt(price, due)] if self._rng.random() < 0.5 else []
+                plans.append(_InvoicePlan({**row, "status": InvoiceStatus.OVERDUE}, paid))
+            else:
+                paid = [self._payment(person, price, issued_at)]
+                plans.append(_InvoicePlan({**row, "status": InvoiceStatus.PAID}, paid))
+        return plans
+
+    def _payment(self, person: _Person, amount: Decimal, issued_at: datetime) -> _PaymentPlan:
+        rng = self._rng
+        card = rng.random() < person.card_share
+        at = min(issued_at + timedelta(seconds=rng.randrange(14 * 86400)), self._now)
+        debit = LedgerAccount.PROVIDER_CLEARING if card else LedgerAccount.CUSTOMER_BALANCE
+        sides = ((debit, EntrySide.DEBIT), (LedgerAccount.RECEIVABLE, EntrySide.CREDIT))
+        entries = [
+            {"account": acc, "type": side, "amount": amount, "currency": CURRENCY, "created_at": at}
+            for acc, side in sides
+        ]
+        return _PaymentPlan(
+            {
+                "amount": amount,
+                "currency": CURRENCY,
+                "method": PaymentMethod.CARD if card else PaymentMethod.BALANCE,
+                "status": PaymentStatus.SUCCEEDED,
+                "created_at": at,
+            },
+            entries,
+        )
+
+    def _failed_attempt(self, amount: Decimal, due: date) -> _PaymentPlan:
+        """A declined card: why the invoice went overdue. No money moved, so no entries."""
+        rng = self._rng
+        at = datetime.combine(due, time(rng.randint(8, 22), rng.randint(0, 59)), UTC)
+        return _PaymentPlan(
+            {
+                "amount": amount,
+                "currency": CURRENCY,
+                "method": PaymentMethod.CARD,
+                "status": PaymentStatus.FAILED,
+                "created_at": min(at + timedelta(days=rng.randint(1, 5)), self._now),
+            },
+            [],
+        )
+
+    def _place(self) -> tuple[str, str]:
+        rng = self._rng
+        city, _, streets = rng.choices(CITIES, weights=[weight for _, weight, _ in CITIES])[0]
+        street = f"{city}, {rng.choice(streets)} {rng.randint(1, 140)}"
+        if rng.random() < BUSINESS_SHARE:
+            return "business-500", f"{street}, office {rng.randint(1, 9)}{rng.randint(1, 20):02d}"
+        codes = list(HOME_TARIFF_WEIGHTS)
+        code = rng.choices(codes, weights=list(HOME_TARIFF_WEIGHTS.values()))[0]
+        return code, f"{street}, apt {rng.randint(1, 300)}"
+
+    def _start_date(self) -> date:
+        """Before the first invoiced month, so every subscription is billed for all of them."""
+        month = _add_months(self._this_month, -self._months - self._rng.randrange(36))
+        return month.replace(day=self._rng.randint(1, 28))
+
+    def _email(self, local: str) -> str:
+        count = self._email_counts.get(local, 0) + 1
+        self._email_counts[local] = count
+        suffix = "" if count == 1 else str(count)
+        return f"{local}{suffix}@{self._namespace.email_domain}"
+
+
+# The two documented customer logins: alice owes money, bob has paid everything.
+_ALICE = _Person(
+    full_name="Alice Smirnova",
+    email="alice@example.com",
+    phone="+79161234567",
+    places=(
+        ("home-500", "Moscow, Tverskaya st. 12, apt 45"),
+        ("home-100", "Moscow Oblast, Odintsovo, Sosnovaya st. 3"),
+    ),
+    balance=Decimal("420.00"),
+    card_share=0.6,
+    arrears=1,
+)
+_BOB = _Person(
+    full_name="Bob Kuznetsov",
+    email="bob@example.com",
+    phone="+79217654321",
+    places=(("home-1000", "Saint Petersburg, Nevsky pr. 28, apt 7"),),
+    balance=Decimal("150.00"),
+    card_share=0.9,
+    pays_ahead=True,
+)
+
+
+async def load_demo(
+    db: Database,
+    *,
+    progress: Progress | None = None,
+    customers: int = 50,
+    seed: int = 2026,
+) -> bool:
+    """Load the demo once; False (and nothing written) when the demo logins already exist.
+
+    One transaction: an interrupted load leaves nothing behind and simply runs again. The
+    staff users are inserted first, so a concurrent loader blocks on their unique emails
+    and, once this one commits, fails with IntegrityError and reports False.
+    """
+    if customers < 2:
+        raise ValueError("the demo needs at least 2 customers (alice and bob)")
+    if await _demo_loaded(db):
+        return False
+    password_hash = await asyncio.to_thread(hash_password, DEMO_PASSWORD)
+    now = utcnow()
+    try:
+        async with db.transaction() as session:
+            await session.execute(insert(users), _staff_rows(password_hash, now))
+            generator = _Generator(
+                random.Random(seed),
+                now=now,
+                months=DEMO_MONTHS,
+                tariffs=await _ensure_tariffs(session),
+                namespace=_DEMO_NAMESPACE,
+                password_hash=password_hash,
+                second_contract_share=DEMO_SECOND_CONTRACT_SHARE,
+            )
+            people = [_ALICE, _BOB]
+            people += [generator.random_person() for _ in range(customers - 2)]
+            _report(progress, 0, customers)
+            for start in range(0, customers, DEMO_BATCH):
+                batch = people[start : start + DEMO_BATCH]
+                await _insert_plans(session, [generator.plan(person) for person in batch])
+                _report(progress, start + len(batch), customers)
+    except IntegrityError:
+        if await _demo_loaded(db):
+            return False
+        raise
+    return True
+
+
+async def load_bulk(
+    db: Database,
+    *,
+    customers: int,
+    invoices_per_customer: int,
+    seed: int = 1,
+    progress: Progress | None = None,
+) -> None:
+    """Fill a database for benchmarks: one contract per customer, so the counts are exact.
+
+    Batches commit one by one (a benchmark wants speed, not atomicity); the numbers and
+    emails live in the seed's own namespace, so this runs beside the demo, once per seed.
+    All users share the demo password, hashed once.
+    """
+    if customers < 0 or invoices_per_customer < 1:
+        raise ValueError("customers must be >= 0 and invoices_per_customer >= 1")
+    password_hash = await asyncio.to_thread(hash_password, DEMO_PASSWORD)
+    async with db.transaction() as session:
+        known_tariffs = await _ensure_tariffs(session)
+    generator = _Generator(
+        random.Random(seed),
+        now=utcnow(),
+        months=invoices_per_customer,
+        tariffs=known_tariffs,
+        namespace=_bulk_namespace(seed),
+        password_hash=password_hash,
+        second_contract_share=0.0,
+    )
+    _report(progress, 0, customers)
+    for start in range(0, customers, BULK_BATCH):
+        size = min(BULK_BATCH, customers - start)
+        plans = [generator.plan(generator.random_person()) for _ in range(size)]
+        async with db.transaction() as session:
+            await _insert_plans(session, plans)
+        _report(progress, start + size, customers)
+
+
+async def _demo_loaded(db: Database) -> bool:
+    """Any demo login counts: the load could not insert it again anyway (unique email)."""
+    stmt = select(func.count()).select_from(users).where(users.c.email.in_(DEMO_LOGINS))
+    async with db.read() as conn:
+        return bool(await conn.scalar(stmt))
+
+
+def _staff_rows(password_hash: str, now: datetime) -> list[Row]:
+    joined = now - timedelta(days=31 * (DEMO_MONTHS + 1))
+    return [
+        {
+            "email": email,
+            "role": role,
+            "is_active": True,
+            "password_hash": password_hash,
+            "created_at": joined,
+        }
+        for email, role in DEMO_LOGINS.items()
+        if role is not Role.CUSTOMER
+    ]
+
+
+async def _ensure_tariffs(session: AsyncSession) -> dict[str, _TariffRef]:
+    """The catalogue by code; existing tariffs are reused, so loaders can run side by side."""
+    codes = [row["code"] for row in TARIFFS]
+    stmt = select(tariffs.c.code, tariffs.c.id, tariffs.c.monthly_price).where(
+        tariffs.c.code.in_(codes)
+    )
+    known = {code: _TariffRef(id_, price) for code, id_, price in await session.execute(stmt)}
+    missing = [{**row, "currency": CURRENCY} for row in TARIFFS if row["code"] not in known]
+    for row, id_ in zip(
+        missing, await _insert_returning_ids(session, tariffs, missing), strict=True
+    ):
+        known[row["code"]] = _TariffRef(id_, row["monthly_price"])
+    return known
+
+
+async def _insert_plans(session: AsyncSession, plans: Sequence[_CustomerPlan]) -> None:
+    """One executemany per table, parents first, each child row given its parent's new id."""
+    user_ids = await _insert_returning_ids(session, users, [plan.user for plan in plans])
+    customer_ids = await _insert_returning_ids(
+        session,
+        customers_table,
+        [{**plan.customer, "user_id": uid} for plan, uid in zip(plans, user_ids, strict=True)],
+    )
+    owned = [
+        (customer_id, contract)
+        for plan, customer_id in zip(plans, customer_ids, strict=True)
+        for contract in plan.contracts
+    ]
+    contract_ids = await _insert_returning_ids(
+        session, contracts, [{**c.contract, "customer_id": cid} for cid, c in owned]
+    )
+    subscription_ids = await _insert_returning_ids(
+        session,
+        subscriptions,
+        [
+            {**c.subscription, "customer_id": cid, "contract_id": contract_id}
+            for (cid, c), contract_id in zip(owned, contract_ids, strict=True)
+        ],
+    )
+    billed = [
+        (cid, sid, invoice)
+        for (cid, c), sid in zip(owned, subscription_ids, strict=True)
+        for invoice in c.invoices
+    ]
+    invoice_ids = await _insert_returning_ids(
+        session,
+        invoices,
+        [{**inv.row, "customer_id": cid, "subscription_id": sid} for cid, sid, inv in billed],
+    )
+    paid = [
+        (cid, invoice_id, payment)
+        for (cid, _, inv), invoice_id in zip(billed, invoice_ids, strict=True)
+        for payment in inv.payments
+    ]
+    payment_ids = await _insert_returning_ids(
+        session,
+        payments,
+        [{**pay.row, "customer_id": cid, "invoice_id": iid} for cid, iid, pay in paid],
+    )
+    entries = [
+        {**entry, "payment_id": payment_id}
+        for (_, _, pay), payment_id in zip(paid, payment_ids, strict=True)
+        for entry in pay.entries
+    ]
+    if entries:
+        await session.execute(insert(transactions), entries)
+
+
+async def _insert_returning_ids(session: AsyncSession, table: Table, rows: list[Row]) -> list[int]:
+    if not rows:
+        return []
+    stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    return list((await session.execute(stmt, rows)).scalars())
+
+
+def _report(progress: Progress | None, done: int, total: int) -> None:
+    if progress is not None:
+        progress(done, total)
+
+
+def _surname(masculine: str, *, female: bool) -> str:
+    if not female:
+        return masculine
+    if masculine.endswith("sky"):
+        return masculine.removesuffix("sky") + "skaya"
+    return masculine + "a"
+
+
+def _add_months(month: date, delta: int) -> date:
+    index = month.year * 12 + month.month - 1 + delta
+    return date(index // 12, index % 12 + 1, 1)

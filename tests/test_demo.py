@@ -1,0 +1,327 @@
+"""Demo and bulk loaders: load once, balanced ledger, no overpayment, Decimal money."""
+
+import asyncio
+import secrets
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domains.base import MoneyNumeric
+from domains.billing.models import (
+    EntrySide,
+    Invoice,
+    InvoiceStatus,
+    Payment,
+    PaymentStatus,
+    Transaction,
+)
+from domains.customers.models import Contract, Customer, Subscription, Tariff
+from domains.database import Database
+from domains.demo import DEMO_LOGINS, DEMO_PASSWORD, load_bulk, load_demo
+from domains.identity.models import User
+from domains.identity.passwords import verify_password
+from domains.models import metadata
+from tests.conftest import PG_ADMIN_URL
+
+users = User.__table__
+customers = Customer.__table__
+tariffs = Tariff.__table__
+contracts = Contract.__table__
+subscriptions = Subscription.__table__
+invoices = Invoice.__table__
+payments = Payment.__table__
+transactions = Transaction.__table__
+
+
+async def _fresh_database(url: str) -> Database:
+    db = Database(url)
+    async with db.engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    return db
+
+
+async def _sqlite_database(path: Path) -> Database:
+    return await _fresh_database(f"sqlite+aiosqlite:///{path}")
+
+
+async def _row_counts(db: Database) -> dict[str, int]:
+    async with db.read() as conn:
+        return {
+            table.name: (await conn.scalar(select(func.count()).select_from(table))) or 0
+            for table in metadata.sorted_tables
+        }
+
+
+async def _billing_problems(conn: AsyncConnection) -> list[str]:
+    """Every way the loaded billing history could contradict itself, as readable lines."""
+    problems = []
+    sides: dict[int, dict[EntrySide, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    for payment_id, side, amount in await conn.execute(
+        select(transactions.c.payment_id, transactions.c.type, transactions.c.amount)
+    ):
+        sides[payment_id][side] += amount
+    settled: dict[int, Decimal] = defaultdict(Decimal)
+    for payment_id, invoice_id, status, amount in await conn.execute(
+        select(payments.c.id, payments.c.invoice_id, payments.c.status, payments.c.amount)
+    ):
+        entries = sides.get(payment_id, {})
+        if entries.get(EntrySide.DEBIT, 0) != entries.get(EntrySide.CREDIT, 0):
+            problems.append(f"payment {payment_id}: debits and credits differ: {dict(entries)}")
+        if status is PaymentStatus.SUCCEEDED:
+            settled[invoice_id] += amount
+            if entries.get(EntrySide.DEBIT) != amount:
+                problems.append(f"payment {payment_id}: ledger does not carry {amount}")
+        elif entries:
+            problems.append(f"payment {payment_id}: {status} payment has ledger entries")
+    for invoice_id, status, amount in await conn.execute(
+        select(invoices.c.id, invoices.c.status, invoices.c.amount)
+    ):
+        paid = settled.get(invoice_id, Decimal(0))
+        if paid > amount:
+            problems.append(f"invoice {invoice_id}: overpaid, {paid} > {amount}")
+        if (status is InvoiceStatus.PAID) != (paid == amount):
+            problems.append(f"invoice {invoice_id}: status {status} but {paid} of {amount} paid")
+    return problems
+
+
+async def _link_problems(conn: AsyncConnection) -> list[str]:
+    """Children must belong to the same customer (and tariff) as their parents."""
+    mismatched_payments = await conn.scalar(
+        select(func.count())
+        .select_from(payments.join(invoices, payments.c.invoice_id == invoices.c.id))
+        .where(payments.c.customer_id != invoices.c.customer_id)
+    )
+    mismatched_invoices = await conn.scalar(
+        select(func.count())
+        .select_from(
+            invoices.join(subscriptions, invoices.c.subscription_id == subscriptions.c.id).join(
+                tariffs, subscriptions.c.tariff_id == tariffs.c.id
+            )
+        )
+        .where(
+            (invoices.c.customer_id != subscriptions.c.customer_id)
+            | (invoices.c.amount != tariffs.c.monthly_price)
+        )
+    )
+    mismatched_subscriptions = await conn.scalar(
+        select(func.count())
+        .select_from(subscriptions.join(contracts, subscriptions.c.contract_id == contracts.c.id))
+        .where(
+            (subscriptions.c.customer_id != contracts.c.customer_id)
+            | (subscriptions.c.tariff_id != contracts.c.tariff_id)
+        )
+    )
+    counts = {
+        "payments": mismatched_payments,
+        "invoices": mismatched_invoices,
+        "subscriptions": mismatched_subscriptions,
+    }
+    return [f"{count} {name} mismatch their parent" for name, count in counts.items() if count]
+
+
+@pytest_asyncio.fixture(scope="module")
+async def demo_db(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database]:
+    """One demo load shared by the read-only tests."""
+    db = await _sqlite_database(tmp_path_factory.mktemp("demo") / "kabinet.db")
+    assert await load_demo(db)
+    yield db
+    await db.dispose()
+
+
+async def test_demo_loads_once(tmp_path: Path) -> None:
+    db = await _sqlite_database(tmp_path / "kabinet.db")
+    calls: list[tuple[int, int]] = []
+    try:
+        assert await load_demo(db, progress=lambda done, total: calls.append((done, total)))
+        counts = await _row_counts(db)
+        assert await load_demo(db) is False
+        assert await _row_counts(db) == counts
+    finally:
+        await db.dispose()
+    assert calls[0] == (0, 50)
+    assert calls[-1] == (50, 50)
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+    assert counts["customers"] == 50
+    assert counts["users"] == 52
+    assert 3 <= counts["tariffs"] <= 5
+    assert counts["invoices"] == counts["subscriptions"] * 12
+
+
+async def test_interrupted_demo_leaves_nothing_and_loads_again(tmp_path: Path) -> None:
+    def interrupt(done: int, _total: int) -> None:
+        if done >= 20:
+            raise KeyboardInterrupt
+
+    db = await _sqlite_database(tmp_path / "kabinet.db")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            await load_demo(db, progress=interrupt)
+        assert set((await _row_counts(db)).values()) == {0}
+        assert await load_demo(db)
+    finally:
+        await db.dispose()
+
+
+async def test_demo_logins_have_their_roles_and_password(demo_db: Database) -> None:
+    async with demo_db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(users.c.email, users.c.role, users.c.is_active, users.c.password_hash).where(
+                    users.c.email.in_(DEMO_LOGINS)
+                )
+            )
+        ).all()
+    assert {email: role for email, role, _, _ in rows} == DEMO_LOGINS
+    assert all(active for _, _, active, _ in rows)
+    assert all(verify_password(password_hash, DEMO_PASSWORD) for *_, password_hash in rows)
+
+
+async def test_demo_billing_is_consistent(demo_db: Database) -> None:
+    async with demo_db.read() as conn:
+        assert await _billing_problems(conn) == []
+        assert await _link_problems(conn) == []
+        statuses = set(await conn.scalars(select(invoices.c.status).distinct()))
+        partly_paid = await conn.scalar(
+            select(func.count(func.distinct(payments.c.invoice_id)))
+            .select_from(payments.join(invoices, payments.c.invoice_id == invoices.c.id))
+            .where(
+                payments.c.status == PaymentStatus.SUCCEEDED,
+                invoices.c.status == InvoiceStatus.OVERDUE,
+            )
+        )
+        inactive_tariffs = await conn.scalar(
+            select(func.count()).select_from(tariffs).where(tariffs.c.is_active.is_(False))
+        )
+    assert statuses == {InvoiceStatus.PAID, InvoiceStatus.ISSUED, InvoiceStatus.OVERDUE}
+    assert partly_paid
+    assert inactive_tariffs == 1
+
+
+async def _customer_invoices(conn: AsyncConnection, email: str) -> tuple[Decimal, list]:
+    balance = await conn.scalar(
+        select(customers.c.balance)
+        .select_from(customers.join(users, customers.c.user_id == users.c.id))
+        .where(users.c.email == email)
+    )
+    rows = (
+        await conn.execute(
+            select(invoices.c.status, invoices.c.period_start)
+            .select_from(
+                invoices.join(customers, invoices.c.customer_id == customers.c.id).join(
+                    users, customers.c.user_id == users.c.id
+                )
+            )
+            .where(users.c.email == email)
+        )
+    ).all()
+    return balance, rows
+
+
+async def test_alice_is_overdue_with_a_balance_and_bob_has_paid_everything(
+    demo_db: Database,
+) -> None:
+    async with demo_db.read() as conn:
+        alice_balance, alice_invoices = await _customer_invoices(conn, "alice@example.com")
+        bob_balance, bob_invoices = await _customer_invoices(conn, "bob@example.com")
+    assert alice_balance > 0
+    assert InvoiceStatus.OVERDUE in {status for status, _ in alice_invoices}
+    assert len(bob_invoices) == 12
+    assert {status for status, _ in bob_invoices} == {InvoiceStatus.PAID}
+    assert bob_balance >= 0
+
+
+async def test_money_columns_read_back_as_decimal(demo_db: Database) -> None:
+    money_columns = [
+        column
+        for table in metadata.sorted_tables
+        for column in table.columns
+        if isinstance(column.type, MoneyNumeric)
+    ]
+    assert len(money_columns) >= 5
+    async with demo_db.read() as conn:
+        for column in money_columns:
+            values = list(await conn.scalars(select(column).where(column.is_not(None))))
+            assert values, f"{column} is never filled"
+            assert all(type(value) is Decimal for value in values), column
+
+
+async def _fingerprint(db: Database) -> list[tuple]:
+    """The loaded content without the clock: the same seed must give the same rows."""
+    async with db.read() as conn:
+        people = await conn.execute(
+            select(users.c.email, customers.c.contract_num, customers.c.full_name)
+            .select_from(customers.join(users, customers.c.user_id == users.c.id))
+            .order_by(customers.c.id)
+        )
+        bills = await conn.execute(
+            select(invoices.c.number, invoices.c.amount, invoices.c.status).order_by(invoices.c.id)
+        )
+        return [*people, *bills]
+
+
+async def test_same_seed_gives_the_same_data(tmp_path: Path) -> None:
+    first = await _sqlite_database(tmp_path / "first.db")
+    second = await _sqlite_database(tmp_path / "second.db")
+    other = await _sqlite_database(tmp_path / "other.db")
+    try:
+        for db, seed in ((first, 7), (second, 7), (other, 8)):
+            assert await load_demo(db, customers=10, seed=seed)
+        assert await _fingerprint(first) == await _fingerprint(second)
+        assert await _fingerprint(first) != await _fingerprint(other)
+    finally:
+        for db in (first, second, other):
+            await db.dispose()
+
+
+@pytest_asyncio.fixture
+async def pg_db() -> AsyncIterator[Database]:
+    """A scratch PostgreSQL database of this test's own, dropped afterwards."""
+    name = f"kabinet_demo_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+        db = await _fresh_database(f"{base}/{name}")
+        yield db
+        await db.dispose()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.mark.postgres
+async def test_load_bulk_beside_the_demo_on_postgres(pg_db: Database) -> None:
+    calls: list[tuple[int, int]] = []
+    assert await load_demo(pg_db, customers=5)
+    await load_bulk(
+        pg_db,
+        customers=30,
+        invoices_per_customer=3,
+        seed=7,
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    async with pg_db.read() as conn:
+        bulk_users = await conn.scalar(
+            select(func.count()).select_from(users).where(users.c.email.like("%@bulk7.example.com"))
+        )
+        bulk_invoices = await conn.scalar(
+            select(func.count()).select_from(invoices).where(invoices.c.number.like("INV-B7-%"))
+        )
+        assert await _billing_problems(conn) == []
+        assert await _link_problems(conn) == []
+    assert (bulk_users, bulk_invoices) == (30, 90)
+    assert calls == [(0, 30), (30, 30)]
+
+
+@pytest.mark.postgres
+async def test_concurrent_demo_loads_on_postgres_load_once(pg_db: Database) -> None:
+    results = await asyncio.gather(load_demo(pg_db, customers=5), load_demo(pg_db, customers=5))
+    assert sorted(results) == [False, True]
+    assert (await _row_counts(pg_db))["customers"] == 5

@@ -1,0 +1,148 @@
+"""Signing in, and what the gateway does with good, bad and forged access tokens."""
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import timedelta
+
+import httpx
+import pytest
+from joserfc import jwt
+from joserfc.jwk import OKPKey
+
+from domains.identity.models import Role
+from domains.identity.tokens import TokenService, generate_signing_key
+from tests.conftest import DEMO_PASSWORD, graphql, login
+
+LOGIN = """mutation($email: String!, $password: String!) {
+  login(email: $email, password: $password) { accessToken expiresAt user { email role } }
+}"""
+
+
+async def test_login_mutation_and_rest_return_a_working_token(sqlite_demo_client):
+    body = await graphql(
+        sqlite_demo_client, LOGIN, {"email": "Alice@Example.com ", "password": DEMO_PASSWORD}
+    )
+    payload = body["data"]["login"]
+    assert payload["user"] == {"email": "alice@example.com", "role": "CUSTOMER"}
+    me = await graphql(sqlite_demo_client, "{ me { email } }", token=payload["accessToken"])
+    assert me["data"]["me"]["email"] == "alice@example.com"
+
+    response = await sqlite_demo_client.post(
+        "/auth/login", json={"email": "admin@example.com", "password": DEMO_PASSWORD}
+    )
+    assert response.status_code == 200
+    assert response.json()["user"]["role"] == "admin"
+    assert response.json()["token_type"] == "Bearer"
+
+
+@pytest.mark.parametrize(
+    ("email", "password"),
+    [("alice@example.com", "wrong-password"), ("nobody@example.com", DEMO_PASSWORD)],
+)
+async def test_failures_look_the_same_for_unknown_email_and_wrong_password(
+    sqlite_demo_client: httpx.AsyncClient, email: str, password: str
+):
+    body = await graphql(sqlite_demo_client, LOGIN, {"email": email, "password": password})
+    assert body == {
+        "data": None,
+        "errors": [
+            {
+                "message": "invalid email or password",
+                "locations": [{"line": 2, "column": 3}],
+                "path": ["login"],
+                "extensions": {"code": "UNAUTHENTICATED"},
+            }
+        ],
+    }
+    response = await sqlite_demo_client.post(
+        "/auth/login", json={"email": email, "password": password}
+    )
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": {"code": "UNAUTHENTICATED", "message": "invalid email or password"}
+    }
+
+
+async def test_rest_login_rejects_malformed_bodies(sqlite_demo_client: httpx.AsyncClient):
+    response = await sqlite_demo_client.post(
+        "/auth/login",
+        content=b"email=a",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "BAD_USER_INPUT"
+    response = await sqlite_demo_client.post("/auth/login", json={"email": "a@example.com"})
+    assert response.status_code == 400
+
+
+def _b64(data: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+def _forgeries(service: TokenService, signing_key: bytes) -> dict[str, str]:
+    good, _ = service.issue_access_token(user_id=1, role=Role.ADMIN, customer_id=None)
+    header, claims, _signature = good.split(".")
+    decoded_claims = json.loads(base64.urlsafe_b64decode(claims + "=="))
+    public_pem = OKPKey.import_key(signing_key).as_pem(private=False)
+    other = TokenService(
+        generate_signing_key(),
+        issuer="kabinet",
+        audience="kabinet-api",
+        access_ttl=timedelta(minutes=5),
+    )
+    foreign, _ = other.issue_access_token(user_id=1, role=Role.ADMIN, customer_id=None)
+    # The classic key-confusion attack: HMAC keyed with the server's public key.
+    hs_header = _b64({"alg": "HS256", "typ": "at+jwt", "kid": service._signing_key.kid})
+    signing_input = f"{hs_header}.{claims}".encode()
+    mac = hmac.new(public_pem, signing_input, hashlib.sha256).digest()
+    hs256 = f"{hs_header}.{claims}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
+    expired = {**decoded_claims, "exp": decoded_claims["iat"] - 120}
+    wrong_audience = {**decoded_claims, "aud": "someone-else"}
+    return {
+        "alg none": f"{_b64({'alg': 'none', 'typ': 'at+jwt'})}.{claims}.",
+        "HS256 signed with the public key": hs256,
+        "signed by an unknown key": foreign,
+        "tampered claims": f"{header}.{_b64({**decoded_claims, 'sub': '2'})}.{_signature}",
+        "expired (re-signed)": _resign(service, expired),
+        "wrong audience (re-signed)": _resign(service, wrong_audience),
+        "garbage": "not.a.jwt",
+    }
+
+
+def _resign(service: TokenService, claims: dict[str, object]) -> str:
+    key = service._signing_key  # the real key: only the claims are wrong
+    return jwt.encode(
+        {"alg": "Ed25519", "typ": "at+jwt", "kid": key.kid}, claims, key, algorithms=["Ed25519"]
+    )
+
+
+async def test_forged_or_expired_tokens_get_401(sqlite_demo_client: httpx.AsyncClient):
+    services = sqlite_demo_client._transport.app.state.services  # type: ignore[attr-defined]
+    signing_key = services.settings.signing_key_pem()
+    for name, token in _forgeries(services.tokens, signing_key).items():
+        response = await sqlite_demo_client.post(
+            "/graphql",
+            json={"query": "{ me { id } }"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert response.status_code == 401, name
+        assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", name
+        assert response.headers["www-authenticate"].startswith("Bearer"), name
+        rest = await sqlite_demo_client.get(
+            "/billing/invoices", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert rest.status_code == 401, name
+        assert rest.json()["error"]["code"] == "UNAUTHENTICATED", name
+
+
+async def test_jwks_publishes_the_public_key(sqlite_demo_client: httpx.AsyncClient):
+    keys = (await sqlite_demo_client.get("/.well-known/jwks.json")).json()["keys"]
+    assert len(keys) == 1
+    assert keys[0]["kty"] == "OKP"
+    assert keys[0]["alg"] == "Ed25519"
+    assert "d" not in keys[0]
+    token = await login(sqlite_demo_client, "bob@example.com")
+    header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    assert header["kid"] == keys[0]["kid"]
