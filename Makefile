@@ -34,7 +34,7 @@ format: install
 	$(BIN)/ruff check --fix .
 
 schema: install
-	$(BIN)/kabinet schema export schema-export
+	$(BIN)/kabinet schema export schema/sdl
 
 bench-dashboard: install
 	$(BIN)/python bench/dashboard.py

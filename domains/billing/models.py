@@ -4,7 +4,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String
+from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domains.base import Base, BigId, MoneyNumeric, UTCDateTime
@@ -51,6 +51,8 @@ class Invoice(Base):
         CheckConstraint("period_end >= period_start", name="period_ordered"),
         # The portal lists a customer's invoices newest first; this index serves that order.
         Index("ix_invoices_customer_period", "customer_id", "period_start", "id"),
+        # A subscription is billed once per period, however often the monthly run fires.
+        UniqueConstraint("subscription_id", "period_start", name="uq_invoices_subscription_period"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -57,6 +57,7 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "role IN ('customer', 'operator', 'admin')", name=op.f("ck_users_user_role")
         ),
+        sa.CheckConstraint("email = lower(email)", name=op.f("ck_users_email_lowercase")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("email", name=op.f("uq_users_email")),
     )
@@ -186,6 +187,9 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_invoices")),
         sa.UniqueConstraint("number", name=op.f("uq_invoices_number")),
+        sa.UniqueConstraint(
+            "subscription_id", "period_start", name=op.f("uq_invoices_subscription_period")
+        ),
     )
     op.create_index(
         op.f("ix_invoices_customer_period"),
