@@ -30,9 +30,52 @@ class Settings(BaseSettings):
         None, description="Ed25519 private key (PEM); or use jwt_private_key_file."
     )
     jwt_private_key_file: Path | None = None
+    jwt_previous_public_key_files: list[Path] = Field(
+        default_factory=list,
+        description="Retired signing keys (public PEM) still trusted until their tokens expire.",
+    )
     jwt_issuer: str = "kabinet"
     jwt_audience: str = "kabinet-api"
     access_token_ttl: timedelta = timedelta(minutes=15)
+
+    # Sessions: the access token names its session; a revoked session stops it at once.
+    session_idle_timeout: timedelta = timedelta(days=14)
+    session_absolute_timeout: timedelta = timedelta(days=30)
+    session_check_cache_seconds: float = Field(2.0, ge=0, le=5)
+    refresh_token_idle_timeout: timedelta = timedelta(days=14)
+    refresh_cookie: bool = Field(
+        False, description="Also set the refresh token as a __Host- cookie (web portal)."
+    )
+    password_reset_ttl: timedelta = timedelta(minutes=30)
+
+    # Brute force and rate limits (per window); see README "Limits".
+    login_attempts_per_account: int = Field(5, ge=1)
+    login_attempts_per_ip: int = Field(30, ge=1)
+    login_window: timedelta = timedelta(minutes=15)
+    mutations_per_user_per_minute: int = Field(60, ge=1)
+    mutations_per_ip_per_minute: int = Field(120, ge=1)
+    query_cost_per_user_per_minute: int = Field(20_000, ge=1)
+    query_cost_per_ip_per_minute: int = Field(40_000, ge=1)
+    rate_limit_on_store_failure: Literal["open", "closed"] = Field(
+        "open", description="When Redis is unreachable: let requests through, or refuse them."
+    )
+
+    # GraphQL limits, each enforced before any resolver runs.
+    graphql_max_depth: int = Field(10, ge=1)
+    graphql_max_aliases: int = Field(30, ge=1)
+    graphql_max_tokens: int = Field(2_000, ge=1)
+    graphql_max_directives: int = Field(20, ge=0)
+    graphql_max_batch: int = Field(10, ge=1)
+    graphql_max_cost: int = Field(5_000, ge=1)
+    max_body_bytes: int = Field(100_000, ge=1_000)
+    introspection: bool | None = Field(None, description="Default: on in development only.")
+    field_suggestions: bool | None = Field(None, description="Default: on in development only.")
+    persisted_queries_only: bool = Field(
+        False, description="Accept only operations registered in the safelist."
+    )
+    persisted_queries_file: Path | None = Field(
+        None, description="JSON safelist {sha256: query}; e.g. from a client build."
+    )
 
     cors_origins: list[str] = Field(default_factory=list)
     node_modules: Path = REPO_ROOT / "node_modules"
@@ -42,9 +85,20 @@ class Settings(BaseSettings):
     def is_production(self) -> bool:
         return self.env == "production"
 
+    def _development_default(self, value: bool | None) -> bool:
+        return (not self.is_production) if value is None else value
+
     @property
     def graphiql_enabled(self) -> bool:
-        return (not self.is_production) if self.graphiql is None else self.graphiql
+        return self._development_default(self.graphiql)
+
+    @property
+    def introspection_enabled(self) -> bool:
+        return self._development_default(self.introspection)
+
+    @property
+    def field_suggestions_enabled(self) -> bool:
+        return self._development_default(self.field_suggestions)
 
     def signing_key_pem(self) -> bytes:
         """The configured key; development falls back to the file `kabinet dev` generates."""

@@ -19,5 +19,10 @@ class Context:
     request: Any = None
 
     @property
+    def client_ip(self) -> str | None:
+        client = getattr(self.request, "client", None)
+        return client.host if client is not None else None
+
+    @property
     def signed_in(self) -> Viewer:
         return require_viewer(self.viewer)
