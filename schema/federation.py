@@ -20,6 +20,7 @@ from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
 from schema import billing, customers, entities, identity
+from schema.authorization import field_access
 from schema.errors import CodedParserCache, ErrorCodes
 
 SUBGRAPH_MODULES: dict[str, ModuleType] = {
@@ -113,15 +114,25 @@ class SubgraphSchema(_ErrorsLoggedByExtension, strawberry.federation.Schema):
         ]
 
 
+def _with_access_checks(
+    extensions: Iterable[Extension] | None, schema: Callable[[], strawberry.Schema]
+) -> list[Extension]:
+    """The given extensions (default: the standard set), always followed by role checks."""
+    chosen = standard_extensions() if extensions is None else list(extensions)
+    return [*chosen, field_access(lambda: schema()._schema)]
+
+
 def build_subgraph(name: str, extensions: Iterable[Extension] | None = None) -> SubgraphSchema:
     module = SUBGRAPH_MODULES[name]
-    return SubgraphSchema(
+    built: SubgraphSchema
+    built = SubgraphSchema(
         name,
         query=getattr(module, "Query", None),
         mutation=getattr(module, "Mutation", None),
         types=NODE_TYPES if hasattr(module, "Query") and _serves_node(module) else (),
-        extensions=standard_extensions() if extensions is None else list(extensions),
+        extensions=_with_access_checks(extensions, lambda: built),
     )
+    return built
 
 
 def _serves_node(module: ModuleType) -> bool:
@@ -130,9 +141,11 @@ def _serves_node(module: ModuleType) -> bool:
 
 def build_composed(extensions: Iterable[Extension] | None = None) -> ComposedSchema:
     modules = SUBGRAPH_MODULES.values()
-    return ComposedSchema(
+    built: ComposedSchema
+    built = ComposedSchema(
         query=_root("Query", [getattr(m, "Query", None) for m in modules]),
         mutation=_root("Mutation", [getattr(m, "Mutation", None) for m in modules]),
         types=NODE_TYPES,
-        extensions=standard_extensions() if extensions is None else list(extensions),
+        extensions=_with_access_checks(extensions, lambda: built),
     )
+    return built

@@ -217,7 +217,7 @@ async def test_batch(sqlite_client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     first, second = response.json()
     assert first == {"data": {"__typename": "Query"}}
-    assert second["data"] is None
+    assert "data" not in second, "refused before execution: me needs a signed-in viewer"
     assert _codes(second) == ["UNAUTHENTICATED"]
 
 
@@ -254,11 +254,13 @@ async def test_execution_error_on_non_null_root_field(
 ) -> None:
     """Execution began, so `data` is present (null) and the status is 200 either way."""
     response = await sqlite_client.post(
-        "/graphql", json={"query": "{ me { id } }"}, headers={"Accept": accept}
+        "/graphql",
+        json={"query": "{ tariffs(includeArchived: true) { name } }"},
+        headers={"Accept": accept},
     )
     assert response.status_code == 200
     assert response.headers["content-type"] == accept
     body = response.json()
     assert body["data"] is None
-    assert _codes(body) == ["UNAUTHENTICATED"]
-    assert body["errors"][0]["path"] == ["me"]
+    assert _codes(body) == ["FORBIDDEN"]
+    assert body["errors"][0]["path"] == ["tariffs"]
