@@ -1,5 +1,8 @@
 """The one error hierarchy: each failure carries a stable machine code for clients."""
 
+import math
+from typing import Any
+
 
 class DomainError(Exception):
     """A rule refused the request; `code` is what API clients branch on."""
@@ -11,6 +14,11 @@ class DomainError(Exception):
         self.message = message
         if code is not None:
             self.code = code
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        """Machine-readable details beside `code` (GraphQL `extensions`), camelCase keys."""
+        return {}
 
 
 class NotFound(DomainError):
@@ -33,3 +41,18 @@ class Forbidden(DomainError):
 
 class InvalidInput(DomainError):
     code = "BAD_USER_INPUT"
+
+
+class RateLimited(DomainError):
+    """Too many attempts; `retry_after` says when the next one will be let in."""
+
+    code = "RATE_LIMITED"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        # Whole seconds, as HTTP's Retry-After wants; never 0, or clients would spin.
+        self.retry_after = max(1, math.ceil(retry_after))
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        return {"retryAfter": self.retry_after}

@@ -99,7 +99,11 @@ def field_access(schema_source: Callable[[], GraphQLSchema]) -> type[SchemaExten
     class FieldAccess(SchemaExtension):
         def on_execute(self) -> Iterator[None]:
             context = self.execution_context
-            if context.graphql_document is not None and context.query is not None:
+            if (
+                context.result is None
+                and context.graphql_document is not None
+                and context.query is not None
+            ):
                 viewer = getattr(context.context, "viewer", None)
                 role = viewer.role if viewer is not None else None
                 selected = coordinates(

@@ -12,10 +12,14 @@ from domains.errors import DomainError
 logger = logging.getLogger("kabinet.graphql")
 
 INTERNAL_MESSAGE = "Internal server error"
+# graphql-core's parser stops here when parse_options["max_tokens"] is exceeded.
+PARSE_LIMIT_MESSAGE = "Syntax Error: Document contains more than "
 
 
 def _code_for_request_error(error: GraphQLError) -> str:
     """Errors graphql-core raises before or while reading the request itself."""
+    if error.message.startswith(PARSE_LIMIT_MESSAGE):
+        return "TOO_MANY_TOKENS"
     if error.message.startswith("Syntax Error"):
         return "GRAPHQL_PARSE_FAILED"
     if error.message.startswith("Variable "):
@@ -37,6 +41,7 @@ class ErrorCodes(MaskErrors):
         extensions = dict(error.extensions or {})
         if isinstance(original, DomainError):
             message, extensions["code"] = original.message, original.code
+            extensions.update(original.extensions)
         elif original is None or isinstance(original, GraphQLError):
             message = error.message
             extensions.setdefault("code", _code_for_request_error(error))

@@ -117,9 +117,9 @@ class SubgraphSchema(_ErrorsLoggedByExtension, strawberry.federation.Schema):
 def _with_access_checks(
     extensions: Iterable[Extension] | None, schema: Callable[[], strawberry.Schema]
 ) -> list[Extension]:
-    """The given extensions (default: the standard set), always followed by role checks."""
+    """Role checks first (the cheapest refusal), then the given extensions (default: standard)."""
     chosen = standard_extensions() if extensions is None else list(extensions)
-    return [*chosen, field_access(lambda: schema()._schema)]
+    return [field_access(lambda: schema()._schema), *chosen]
 
 
 def build_subgraph(name: str, extensions: Iterable[Extension] | None = None) -> SubgraphSchema:
