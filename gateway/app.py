@@ -17,7 +17,7 @@ from gateway.auth import BearerAuth
 from gateway.graphiql import graphiql_asset_routes, graphiql_html
 from gateway.graphql_http import GraphQLEndpoint
 from gateway.metrics import MetricsMiddleware, metrics_endpoint
-from gateway.rest import auth_login, billing_invoices
+from gateway.rest import auth_login, auth_logout, auth_refresh, billing_invoices
 from gateway.services import Services
 from gateway.settings import Settings
 from resolvers.context import Context
@@ -40,7 +40,7 @@ def create_app(settings: Settings) -> Starlette:
     async def make_context(request: Request) -> Context:
         return Context(
             db=services.db,
-            tokens=services.tokens,
+            auth=services.auth,
             loaders=Loaders(services.db),
             viewer=request.state.viewer,
             request=request,
@@ -68,6 +68,8 @@ def create_app(settings: Settings) -> Starlette:
             for name in SUBGRAPH_MODULES
         ),
         Route("/auth/login", auth_login, methods=["POST"]),
+        Route("/auth/refresh", auth_refresh, methods=["POST"]),
+        Route("/auth/logout", auth_logout, methods=["POST"]),
         Route("/billing/invoices", billing_invoices, methods=["GET"]),
         Route("/.well-known/jwks.json", jwks, methods=["GET"]),
         Route("/health/live", live, methods=["GET"]),
@@ -80,7 +82,7 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield
-        await services.db.dispose()
+        await services.aclose()
 
     app = Starlette(
         routes=routes,
@@ -93,7 +95,7 @@ def create_app(settings: Settings) -> Starlette:
                 max_age=600,
             ),
             Middleware(MetricsMiddleware, metrics=metrics),
-            Middleware(BearerAuth, tokens=services.tokens),
+            Middleware(BearerAuth, tokens=services.tokens, sessions=services.auth.sessions),
         ],
         lifespan=lifespan,
     )

@@ -1,20 +1,25 @@
-"""Bearer authentication: verifies the access token once per request and records the viewer."""
+"""Bearer authentication: verifies the access token and its session once per request, and
+records the viewer. The session check is what makes logout and revocation take effect before
+the token expires."""
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from domains.errors import Unauthenticated
+from domains.identity.session import Sessions
 from domains.identity.tokens import TokenService
 from domains.identity.viewer import Viewer
 from gateway.errors import graphql_error_response, is_graphql_path, rest_error_response
 
 
 class BearerAuth:
-    """No header: anonymous viewer. A bad or expired token: 401 before any handler runs."""
+    """No header: anonymous viewer. A bad or expired token, or an ended session: 401 before
+    any handler runs."""
 
-    def __init__(self, app: ASGIApp, tokens: TokenService) -> None:
+    def __init__(self, app: ASGIApp, tokens: TokenService, sessions: Sessions) -> None:
         self.app = app
         self.tokens = tokens
+        self.sessions = sessions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -24,12 +29,12 @@ class BearerAuth:
         header = Headers(scope=scope).get("authorization")
         if header is not None:
             try:
-                viewer = self._viewer(header)
+                viewer = await self._viewer(header)
             except Unauthenticated as error:
                 respond = (
                     graphql_error_response
                     if is_graphql_path(scope["path"])
-                    else (rest_error_response)
+                    else rest_error_response
                 )
                 response = respond(
                     401,
@@ -42,9 +47,11 @@ class BearerAuth:
         scope.setdefault("state", {})["viewer"] = viewer
         await self.app(scope, receive, send)
 
-    def _viewer(self, header: str) -> Viewer:
+    async def _viewer(self, header: str) -> Viewer:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("use 'Authorization: Bearer <access token>'")
         claims = self.tokens.verify_access_token(token.strip())
-        return Viewer(claims.user_id, claims.role, claims.customer_id)
+        if not await self.sessions.is_alive(claims.session_id, claims.user_id):
+            raise Unauthenticated("the session has ended: sign in again")
+        return Viewer(claims.user_id, claims.role, claims.customer_id, claims.session_id)

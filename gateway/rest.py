@@ -9,9 +9,14 @@ from starlette.responses import JSONResponse, Response
 
 from domains.billing.invoice import INVOICE_ORDER, InvoiceFilter, invoice_pages_by_customer_ids
 from domains.billing.models import InvoiceStatus
+from domains.clock import utcnow
 from domains.customers.customer import customers_by_ids
-from domains.errors import DomainError, Forbidden, InvalidInput, NotFound
+from domains.errors import DomainError, Forbidden, InvalidInput, NotFound, RateLimited
+from domains.identity.credentials import Credentials
 from domains.identity.login import login
+from domains.identity.logout import logout
+from domains.identity.refresh import refresh
+from domains.identity.session import Client
 from domains.identity.viewer import Viewer, require_viewer
 from gateway.errors import rest_error_response
 from gateway.services import Services
@@ -21,16 +26,23 @@ _HTTP_STATUS = {
     "UNAUTHENTICATED": 401,
     "FORBIDDEN": 403,
     "NOT_FOUND": 404,
+    "RATE_LIMITED": 429,
 }
+# The web portal's refresh token, out of reach of scripts (`__Host-`: this host, path /, TLS).
+REFRESH_COOKIE = "__Host-kabinet_refresh"
 
 
 def _error(error: DomainError) -> Response:
     status = _HTTP_STATUS.get(error.code, 400)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(error, RateLimited):
+        headers = {"Retry-After": str(error.retry_after)}
     return rest_error_response(status, error.code, error.message, headers)
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
+    """The body as a JSON object. Demanding JSON is also the CSRF guard of the cookie
+    routes: a cross-site form cannot send it without a CORS preflight."""
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         raise InvalidInput("send a JSON body with Content-Type: application/json")
     try:
@@ -46,6 +58,47 @@ def _money(amount: Any, currency: str) -> dict[str, str]:
     return {"amount": str(amount), "currency": currency}
 
 
+def _client(request: Request, device: Any = None) -> Client:
+    if device is not None and not isinstance(device, str):
+        raise InvalidInput("'device' must be a string")
+    ip_address = request.client.host if request.client is not None else None
+    return Client(ip_address, request.headers.get("user-agent", ""), device)
+
+
+def _credentials(services: Services, credentials: Credentials) -> Response:
+    user = credentials.user
+    response = JSONResponse(
+        {
+            "access_token": credentials.access_token,
+            "token_type": "Bearer",
+            "expires_at": credentials.expires_at.isoformat(),
+            "refresh_token": credentials.refresh_token,
+            "refresh_expires_at": credentials.refresh_expires_at.isoformat(),
+            "session_id": credentials.session_id,
+            "user": {
+                "id": to_global_id("User", user.id),
+                "email": user.email,
+                "role": user.role.value,
+                "customer_id": to_global_id("Customer", credentials.customer_id)
+                if credentials.customer_id is not None
+                else None,
+            },
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+    if services.settings.refresh_cookie:
+        response.set_cookie(
+            REFRESH_COOKIE,
+            credentials.refresh_token,
+            max_age=int((credentials.refresh_expires_at - utcnow()).total_seconds()),
+            path="/",
+            secure=True,
+            httponly=True,
+            samesite="strict",
+        )
+    return response
+
+
 async def auth_login(request: Request) -> Response:
     services: Services = request.app.state.services
     try:
@@ -53,27 +106,49 @@ async def auth_login(request: Request) -> Response:
         email, password = body.get("email"), body.get("password")
         if not isinstance(email, str) or not isinstance(password, str):
             raise InvalidInput("'email' and 'password' are required strings")
-        result = await login(services.db, services.tokens, email=email, password=password)
+        credentials = await login(
+            services.auth,
+            email=email,
+            password=password,
+            client=_client(request, body.get("device")),
+        )
     except DomainError as error:
         if error.code == "UNAUTHENTICATED":
             services.metrics.count_login(success=False)
         return _error(error)
     services.metrics.count_login(success=True)
-    return JSONResponse(
-        {
-            "access_token": result.access_token,
-            "token_type": "Bearer",
-            "expires_at": result.expires_at.isoformat(),
-            "user": {
-                "id": to_global_id("User", result.user.id),
-                "email": result.user.email,
-                "role": result.user.role.value,
-                "customer_id": to_global_id("Customer", result.customer_id)
-                if result.customer_id is not None
-                else None,
-            },
-        }
-    )
+    return _credentials(services, credentials)
+
+
+async def auth_refresh(request: Request) -> Response:
+    """The refresh token from the body, or else (if enabled) from the cookie."""
+    services: Services = request.app.state.services
+    try:
+        body = await _json_object(request)
+        token = body.get("refresh_token")
+        if token is None and services.settings.refresh_cookie:
+            token = request.cookies.get(REFRESH_COOKIE)
+        if not isinstance(token, str):
+            raise InvalidInput("'refresh_token' is a required string")
+        credentials = await refresh(services.auth, token=token)
+    except DomainError as error:
+        return _error(error)
+    return _credentials(services, credentials)
+
+
+async def auth_logout(request: Request) -> Response:
+    """Ends the session of the bearer's access token."""
+    services: Services = request.app.state.services
+    try:
+        await logout(services.auth, require_viewer(request.state.viewer))
+    except DomainError as error:
+        return _error(error)
+    response = Response(status_code=204)
+    if services.settings.refresh_cookie:
+        response.delete_cookie(
+            REFRESH_COOKIE, path="/", secure=True, httponly=True, samesite="strict"
+        )
+    return response
 
 
 def _invoice_filter(request: Request) -> InvoiceFilter:

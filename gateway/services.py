@@ -1,9 +1,16 @@
-"""What one app instance owns: settings, database, token service, metrics."""
+"""What one app instance owns: settings, database, Redis, token service, sessions, metrics."""
 
 from dataclasses import dataclass
 
+from redis.asyncio import Redis
+
 from domains.database import Database
+from domains.identity.auth import Auth
+from domains.identity.session import Sessions
+from domains.identity.session_store import MemorySessionStore, RedisSessionStore, SessionStore
+from domains.identity.throttle import Throttle
 from domains.identity.tokens import TokenService
+from domains.limits import MemoryRateLimiter, Rate, RateLimiter, RedisRateLimiter
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 
@@ -12,19 +19,56 @@ from gateway.settings import Settings
 class Services:
     settings: Settings
     db: Database
+    # None in the embedded mode: sessions and limits then live in this process.
+    redis: Redis | None
     tokens: TokenService
+    limiter: RateLimiter
+    auth: Auth
     metrics: Metrics
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Services":
-        return cls(
-            settings=settings,
-            db=Database(settings.database_url, pool_size=settings.database_pool_size),
-            tokens=TokenService(
-                settings.signing_key_pem(),
-                issuer=settings.jwt_issuer,
-                audience=settings.jwt_audience,
-                access_ttl=settings.access_token_ttl,
-            ),
-            metrics=Metrics(),
+        db = Database(settings.database_url, pool_size=settings.database_pool_size)
+        tokens = TokenService(
+            settings.signing_key_pem(),
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            access_ttl=settings.access_token_ttl,
+            previous_public_keys=[
+                path.read_bytes() for path in settings.jwt_previous_public_key_files
+            ],
         )
+        client = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        store: SessionStore
+        limiter: RateLimiter
+        if client is None:
+            store, limiter = MemorySessionStore(), MemoryRateLimiter()
+        else:
+            store = RedisSessionStore(client)
+            limiter = RedisRateLimiter(client, on_failure=settings.rate_limit_on_store_failure)
+        sessions = Sessions(
+            db,
+            store,
+            idle_timeout=settings.session_idle_timeout,
+            absolute_timeout=settings.session_absolute_timeout,
+            check_cache_seconds=settings.session_check_cache_seconds,
+        )
+        throttle = Throttle(
+            limiter,
+            per_account=Rate(settings.login_attempts_per_account, settings.login_window),
+            per_address=Rate(settings.login_attempts_per_ip, settings.login_window),
+        )
+        auth = Auth(
+            db=db,
+            tokens=tokens,
+            sessions=sessions,
+            throttle=throttle,
+            refresh_idle_timeout=settings.refresh_token_idle_timeout,
+            password_reset_ttl=settings.password_reset_ttl,
+        )
+        return cls(settings, db, client, tokens, limiter, auth, Metrics())
+
+    async def aclose(self) -> None:
+        await self.db.dispose()
+        if self.redis is not None:
+            await self.redis.aclose()

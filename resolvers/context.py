@@ -5,14 +5,15 @@ from typing import Any
 
 from dataloaders import Loaders
 from domains.database import Database
-from domains.identity.tokens import TokenService
+from domains.identity.auth import Auth
+from domains.identity.session import Client
 from domains.identity.viewer import Viewer, require_viewer
 
 
 @dataclass
 class Context:
     db: Database
-    tokens: TokenService
+    auth: Auth
     loaders: Loaders
     viewer: Viewer | None
     # The transport's request (Starlette's), for client address and headers.
@@ -22,6 +23,11 @@ class Context:
     def client_ip(self) -> str | None:
         client = getattr(self.request, "client", None)
         return client.host if client is not None else None
+
+    def client(self, device: str | None = None) -> Client:
+        """The caller as a session records it: address, User-Agent, its own device name."""
+        headers = getattr(self.request, "headers", None) or {}
+        return Client(self.client_ip, headers.get("user-agent", ""), device)
 
     @property
     def signed_in(self) -> Viewer:

@@ -1,9 +1,14 @@
-"""Identity resolvers: the viewer, users, and signing in."""
+"""Identity resolvers: the viewer, users, signing in and out, sessions and passwords."""
 
+import strawberry
 from strawberry import Info
 
 from domains.errors import NotFound
-from domains.identity.login import LoginResult, login
+from domains.identity import login as sign_in
+from domains.identity import logout as sign_out
+from domains.identity import password_change, password_reset, refresh
+from domains.identity.credentials import Credentials
+from domains.identity.session import SessionRow
 from domains.identity.user import UserRow
 from resolvers.context import Context
 
@@ -23,5 +28,56 @@ async def me(info: Info[Context]) -> UserRow:
     return await user_by_pk(info, info.context.signed_in.user_id)
 
 
-async def sign_in(info: Info[Context], email: str, password: str) -> LoginResult:
-    return await login(info.context.db, info.context.tokens, email=email, password=password)
+async def login(
+    info: Info[Context], email: str, password: str, device: str | None = None
+) -> Credentials:
+    context = info.context
+    return await sign_in.login(
+        context.auth, email=email, password=password, client=context.client(device)
+    )
+
+
+async def refresh_token(info: Info[Context], token: str) -> Credentials:
+    return await refresh.refresh(info.context.auth, token=token)
+
+
+async def my_sessions(info: Info[Context]) -> list[SessionRow]:
+    viewer = info.context.signed_in
+    return await info.context.auth.sessions.of_user(viewer.user_id, viewer.session_id)
+
+
+async def revoke_session(info: Info[Context], id: strawberry.ID) -> bool:
+    await sign_out.end_session(info.context.auth, info.context.signed_in, id)
+    return True
+
+
+async def logout(info: Info[Context]) -> bool:
+    await sign_out.logout(info.context.auth, info.context.signed_in)
+    return True
+
+
+async def logout_everywhere(info: Info[Context]) -> int:
+    return await sign_out.logout_everywhere(info.context.auth, info.context.signed_in)
+
+
+async def change_password(info: Info[Context], current_password: str, new_password: str) -> bool:
+    context = info.context
+    await password_change.change_password(
+        context.auth,
+        context.signed_in,
+        current_password=current_password,
+        new_password=new_password,
+        client=context.client(),
+    )
+    return True
+
+
+async def request_password_reset(info: Info[Context], email: str) -> bool:
+    context = info.context
+    await password_reset.request_password_reset(context.auth, email=email, client=context.client())
+    return True
+
+
+async def reset_password(info: Info[Context], token: str, new_password: str) -> bool:
+    await password_reset.reset_password(info.context.auth, token=token, new_password=new_password)
+    return True

@@ -1,4 +1,4 @@
-"""The identity subgraph: users, signing in, and global object lookup (`node`)."""
+"""The identity subgraph: users, sessions, signing in and out, passwords, and `node`."""
 
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
@@ -35,17 +35,39 @@ class UserFields:
         return await identity_resolvers.user_by_pk(info, pk_of(id, "User"))
 
 
-@strawberry.type(description="A signed-in session's credentials.")
+@strawberry.type(description="A session's credentials: from login, or from refreshToken.")
 class LoginPayload:
     access_token: str = strawberry.field(description="Bearer token for the Authorization header.")
-    expires_at: datetime
+    expires_at: datetime = strawberry.field(description="When the access token expires.")
+    refresh_token: str = strawberry.field(
+        description="Single use: trade it with refreshToken for new credentials before it expires."
+    )
+    refresh_expires_at: datetime = strawberry.field(
+        description="When the refresh token expires unless traded first."
+    )
+    session_id: strawberry.ID = strawberry.field(description="The session these belong to.")
     user: Annotated["User", strawberry.lazy("schema.entities")]
+
+
+@strawberry.type(description="One signed-in device or browser of the viewer.")
+class Session:
+    id: strawberry.ID
+    device_info: str = strawberry.field(description="The client's device name and User-Agent.")
+    ip_address: str | None = strawberry.field(description="Where it signed in from.")
+    created_at: datetime
+    last_seen_at: datetime = strawberry.field(description="Last use, to about a minute.")
+    expires_at: datetime = strawberry.field(description="When it ends even if kept in use.")
+    current: bool = strawberry.field(description="Whether this request came through it.")
 
 
 @strawberry.type
 class Query:
     me: Annotated["User", strawberry.lazy("schema.entities")] = strawberry.field(
         resolver=identity_resolvers.me, description="The signed-in user."
+    )
+    my_sessions: list[Session] = strawberry.field(
+        resolver=identity_resolvers.my_sessions,
+        description="The viewer's live sessions, newest first.",
     )
     node: Node | None = strawberry.field(
         resolver=node_resolvers.node,
@@ -56,5 +78,33 @@ class Query:
 @strawberry.type
 class Mutation:
     login: LoginPayload = strawberry.field(
-        resolver=identity_resolvers.sign_in, description="Sign in with email and password."
+        resolver=identity_resolvers.login,
+        description="Sign in with email and password; `device` names this client in mySessions.",
+    )
+    refresh_token: LoginPayload = strawberry.field(
+        resolver=identity_resolvers.refresh_token,
+        description="Trade a refresh token for new credentials; each works once.",
+    )
+    logout: bool = strawberry.field(
+        resolver=identity_resolvers.logout, description="End the current session."
+    )
+    logout_everywhere: int = strawberry.field(
+        resolver=identity_resolvers.logout_everywhere,
+        description="End every session of the viewer, this one included; how many ended.",
+    )
+    revoke_session: bool = strawberry.field(
+        resolver=identity_resolvers.revoke_session,
+        description="End one of the viewer's sessions (from mySessions).",
+    )
+    change_password: bool = strawberry.field(
+        resolver=identity_resolvers.change_password,
+        description="Set a new password; ends every other session of the viewer.",
+    )
+    request_password_reset: bool = strawberry.field(
+        resolver=identity_resolvers.request_password_reset,
+        description="Email a password-reset link if the address has an account; always true.",
+    )
+    reset_password: bool = strawberry.field(
+        resolver=identity_resolvers.reset_password,
+        description="Set a new password with the token from the reset email; ends every session.",
     )

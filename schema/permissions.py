@@ -32,6 +32,14 @@ ROOT_FIELDS: dict[str, Access] = {
     "Query.me": Access.SIGNED_IN,
     "Query.node": Access.SIGNED_IN,
     "Mutation.login": Access.PUBLIC,
+    "Mutation.refreshToken": Access.PUBLIC,
+    "Mutation.requestPasswordReset": Access.PUBLIC,
+    "Mutation.resetPassword": Access.PUBLIC,
+    "Query.mySessions": Access.SIGNED_IN,
+    "Mutation.logout": Access.SIGNED_IN,
+    "Mutation.logoutEverywhere": Access.SIGNED_IN,
+    "Mutation.revokeSession": Access.SIGNED_IN,
+    "Mutation.changePassword": Access.SIGNED_IN,
     # customers
     "Query.customer": Access.STAFF,
     "Query.customers": Access.STAFF,
@@ -50,6 +58,7 @@ TYPES: dict[str, Access] = {
     # that just proved who it is (LoginPayload.user).
     "User": Access.PUBLIC,
     "LoginPayload": Access.PUBLIC,
+    "Session": Access.SIGNED_IN,
     "Customer": Access.SIGNED_IN,
     "CustomerConnection": Access.STAFF,
     "CustomerEdge": Access.STAFF,

@@ -4,7 +4,8 @@ import base64
 import hashlib
 import hmac
 import json
-from datetime import timedelta
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from joserfc.jwk import OKPKey
 from domains.identity.models import Role
 from domains.identity.tokens import TokenService, generate_signing_key
 from tests.conftest import DEMO_PASSWORD, graphql, login
+from tests.test_sessions import PASSWORD, Portals, portals_fixtures
 
 LOGIN = """mutation($email: String!, $password: String!) {
   login(email: $email, password: $password) { accessToken expiresAt user { email role } }
@@ -77,12 +79,23 @@ async def test_rest_login_rejects_malformed_bodies(sqlite_demo_client: httpx.Asy
     assert response.status_code == 400
 
 
+def issue(service: TokenService) -> tuple[str, datetime]:
+    """A well-formed admin token for a session that does not exist."""
+    return service.issue_access_token(
+        user_id=1,
+        role=Role.ADMIN,
+        customer_id=None,
+        session_id=uuid.uuid4(),
+        not_after=datetime.now(UTC) + timedelta(days=1),
+    )
+
+
 def _b64(data: dict[str, object]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
 
 def _forgeries(service: TokenService, signing_key: bytes) -> dict[str, str]:
-    good, _ = service.issue_access_token(user_id=1, role=Role.ADMIN, customer_id=None)
+    good, _ = issue(service)
     header, claims, _signature = good.split(".")
     decoded_claims = json.loads(base64.urlsafe_b64decode(claims + "=="))
     public_pem = OKPKey.import_key(signing_key).as_pem(private=False)
@@ -92,7 +105,7 @@ def _forgeries(service: TokenService, signing_key: bytes) -> dict[str, str]:
         audience="kabinet-api",
         access_ttl=timedelta(minutes=5),
     )
-    foreign, _ = other.issue_access_token(user_id=1, role=Role.ADMIN, customer_id=None)
+    foreign, _ = issue(other)
     # The classic key-confusion attack: HMAC keyed with the server's public key.
     hs_header = _b64({"alg": "HS256", "typ": "at+jwt", "kid": service._signing_key.kid})
     signing_input = f"{hs_header}.{claims}".encode()
@@ -146,3 +159,103 @@ async def test_jwks_publishes_the_public_key(sqlite_demo_client: httpx.AsyncClie
     token = await login(sqlite_demo_client, "bob@example.com")
     header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
     assert header["kid"] == keys[0]["kid"]
+
+
+# Brute force: every attempt counts, per account and per address, however it arrives.
+
+sqlite_template, backend, portals = portals_fixtures()
+
+LOGIN_ONLY = """mutation($email: String!, $password: String!) {
+  login(email: $email, password: $password) { sessionId }
+}"""
+ACCOUNT_LIMIT = {"login_attempts_per_account": 5, "login_attempts_per_ip": 100}
+
+
+def error_at(body: dict, path: str) -> dict:
+    [error] = [e for e in body.get("errors", []) if e["path"] == [path]]
+    return error
+
+
+async def test_sixth_attempt_on_an_account_is_refused_even_with_the_right_password(
+    portals: Portals,
+):
+    portal = await portals.open(**ACCOUNT_LIMIT)
+    email = await portal.user()
+    # Spellings of one account are one account.
+    for spelling in (email, email.upper(), f"  {email} ", email.title(), email):
+        code = await portal.error_code(LOGIN_ONLY, {"email": spelling, "password": "wrong!"})
+        assert code == "UNAUTHENTICATED"
+
+    body = (await portal.graphql(LOGIN_ONLY, {"email": email, "password": PASSWORD})).json()
+
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "RATE_LIMITED"
+    assert 0 < error["extensions"]["retryAfter"] <= 15 * 60
+    rest = await portal.client.post("/auth/login", json={"email": email, "password": PASSWORD})
+    assert rest.status_code == 429
+    assert rest.json()["error"]["code"] == "RATE_LIMITED"
+    assert 0 < int(rest.headers["retry-after"]) <= 15 * 60
+    # Another account from the same address is not affected.
+    await portal.login(await portal.user())
+
+
+async def test_unknown_and_known_accounts_are_limited_alike(portals: Portals):
+    portal = await portals.open(**ACCOUNT_LIMIT)
+    answers = []
+    for email in (await portal.user(), portal.stranger()):
+        for _ in range(5):
+            await portal.graphql(LOGIN_ONLY, {"email": email, "password": "wrong!"})
+        answers.append(
+            (await portal.graphql(LOGIN_ONLY, {"email": email, "password": "wrong!"})).json()
+        )
+    for body in answers:
+        body["errors"][0]["extensions"].pop("retryAfter")
+    assert answers[0] == answers[1]
+    assert answers[0]["errors"][0]["extensions"] == {"code": "RATE_LIMITED"}
+
+
+async def test_aliased_login_fields_in_one_operation_each_count(portals: Portals):
+    portal = await portals.open(**ACCOUNT_LIMIT)
+    email = await portal.user()
+    fields = " ".join(
+        f'a{n}: login(email: "{email}", password: "{PASSWORD}") {{ sessionId }}'
+        for n in range(1, 7)
+    )
+
+    body = (await portal.graphql(f"mutation {{ {fields} }}")).json()
+
+    assert [e["path"] for e in body["errors"]] == [["a6"]]
+    assert error_at(body, "a6")["extensions"]["code"] == "RATE_LIMITED"
+    code = await portal.error_code(LOGIN_ONLY, {"email": email, "password": PASSWORD})
+    assert code == "RATE_LIMITED"
+
+
+async def test_batched_login_operations_in_one_request_each_count(portals: Portals):
+    portal = await portals.open(**ACCOUNT_LIMIT)
+    email = await portal.user()
+    operation = {"query": LOGIN_ONLY, "variables": {"email": email, "password": PASSWORD}}
+
+    response = await portal.client.post("/graphql", json=[operation] * 6)
+
+    results = response.json()
+    assert [("errors" in result) for result in results] == [False] * 5 + [True]
+    assert all(result["data"]["login"]["sessionId"] for result in results[:5])
+    assert results[5]["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+
+
+async def test_one_address_is_limited_across_accounts(portals: Portals):
+    portal = await portals.open(login_attempts_per_account=3, login_attempts_per_ip=3)
+    victim = await portal.user()
+    for _ in range(3):
+        code = await portal.error_code(
+            LOGIN_ONLY, {"email": portal.stranger(), "password": "wrong!"}
+        )
+        assert code == "UNAUTHENTICATED"
+
+    code = await portal.error_code(LOGIN_ONLY, {"email": victim, "password": PASSWORD})
+
+    assert code == "RATE_LIMITED"
+    # The address was refused before the account was counted: its owner signs in elsewhere.
+    elsewhere = await portal.elsewhere()
+    for _ in range(3):  # the account's whole budget
+        await elsewhere.login(victim)

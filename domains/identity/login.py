@@ -1,34 +1,38 @@
-"""Signing in with email and password."""
+"""Signing in with email and password: a new session and its first pair of tokens."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from domains.customers.models import Customer
-from domains.database import Database
 from domains.errors import InvalidInput, Unauthenticated
+from domains.identity.auth import Auth
+from domains.identity.credentials import Credentials, issue_credentials
 from domains.identity.models import User
-from domains.identity.passwords import verify_password
-from domains.identity.tokens import TokenService
+from domains.identity.passwords import (
+    MAX_PASSWORD_LENGTH,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
+from domains.identity.session import Client
 from domains.identity.user import UserRow, normalize_email
 
 MAX_EMAIL_LENGTH = 254
-MAX_PASSWORD_LENGTH = 1024  # argon2 would hash megabytes; refuse before spending the CPU
+LOGIN_FAILED = "invalid email or password"
 
 
 @dataclass(frozen=True, slots=True)
-class LoginResult:
+class Account:
     user: UserRow
     customer_id: int | None
-    access_token: str
-    expires_at: datetime
+    password_hash: str
 
 
-async def login(db: Database, tokens: TokenService, *, email: str, password: str) -> LoginResult:
-    """One message for every failure, so the answer does not tell which emails exist."""
-    if len(email) > MAX_EMAIL_LENGTH or len(password) > MAX_PASSWORD_LENGTH:
-        raise InvalidInput("email or password is too long")
+async def find_account(conn: AsyncConnection | AsyncSession, *where: Any) -> Account | None:
+    """A user with their customer account, if they have one."""
     stmt = (
         select(
             User.id,
@@ -36,20 +40,33 @@ async def login(db: Database, tokens: TokenService, *, email: str, password: str
             User.role,
             User.is_active,
             User.created_at,
-            User.password_hash,
             Customer.id,
+            User.password_hash,
         )
         .outerjoin(Customer, Customer.user_id == User.id)
-        .where(User.email == normalize_email(email))
+        .where(*where)
     )
-    async with db.read() as conn:
-        found = (await conn.execute(stmt)).first()
-    password_hash = found[5] if found else None
+    found = (await conn.execute(stmt)).first()
+    return None if found is None else Account(UserRow(*found[:5]), found[5], found[6])
+
+
+async def login(auth: Auth, *, email: str, password: str, client: Client) -> Credentials:
+    """One message for every failure, so the answer does not tell which emails exist."""
+    if len(email) > MAX_EMAIL_LENGTH or len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidInput("email or password is too long")
+    await auth.throttle.attempt("login", email, client.ip_address)
+    async with auth.db.read() as conn:
+        account = await find_account(conn, User.email == normalize_email(email))
     # Runs a full verification even for unknown emails: equal time for both failures.
-    if not verify_password(password_hash, password) or found is None or not found[3]:
-        raise Unauthenticated("invalid email or password")
-    user = UserRow(*found[:5])
-    token, expires_at = tokens.issue_access_token(
-        user_id=user.id, role=user.role, customer_id=found[6]
-    )
-    return LoginResult(user, found[6], token, expires_at)
+    verified = verify_password(account.password_hash if account else None, password)
+    if not verified or account is None or not account.user.is_active:
+        raise Unauthenticated(LOGIN_FAILED)
+    async with auth.db.transaction() as tx:
+        if needs_rehash(account.password_hash):
+            await tx.execute(
+                update(User)
+                .where(User.id == account.user.id)
+                .values(password_hash=hash_password(password))
+            )
+        session = await auth.sessions.open(tx, account.user.id, client)
+        return await issue_credentials(auth, tx, account.user, account.customer_id, session)

@@ -1,6 +1,9 @@
-"""Access tokens: Ed25519-signed JWTs (RFC 8725), verified against a key set for rotation."""
+"""Access tokens: Ed25519-signed JWTs (RFC 8725, RFC 9068), verified against a key set for
+rotation. Each names its session (`sid`), which the gateway checks is still alive."""
 
+import secrets
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +28,7 @@ class AccessClaims:
     user_id: int
     role: Role
     customer_id: int | None
+    session_id: uuid.UUID
     expires_at: datetime
 
 
@@ -70,13 +74,22 @@ class TokenService:
             exp={"essential": True},
             iat={"essential": True},
             nbf={"essential": True},
+            jti={"essential": True},
+            sid={"essential": True},
         )
 
     def issue_access_token(
-        self, *, user_id: int, role: Role, customer_id: int | None
+        self,
+        *,
+        user_id: int,
+        role: Role,
+        customer_id: int | None,
+        session_id: uuid.UUID,
+        not_after: datetime,
     ) -> tuple[str, datetime]:
+        """A token for one session; it never outlives `not_after` (the session's expiry)."""
         now = int(time.time())
-        expires = now + int(self.access_ttl.total_seconds())
+        expires = min(now + int(self.access_ttl.total_seconds()), int(not_after.timestamp()))
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "aud": self.audience,
@@ -84,6 +97,8 @@ class TokenService:
             "iat": now,
             "nbf": now,
             "exp": expires,
+            "jti": secrets.token_urlsafe(16),
+            "sid": str(session_id),
             "role": role.value,
         }
         if customer_id is not None:
@@ -112,6 +127,7 @@ class TokenService:
                 user_id=int(claims["sub"]),
                 role=Role(claims["role"]),
                 customer_id=int(customer_id) if customer_id is not None else None,
+                session_id=uuid.UUID(str(claims["sid"])),
                 expires_at=datetime.fromtimestamp(claims["exp"], UTC),
             )
         except (JoseError, KeyError, ValueError, TypeError) as error:

@@ -1,5 +1,6 @@
 """Who is asking: the authenticated principal every read and action is checked against."""
 
+import uuid
 from dataclasses import dataclass
 
 from domains.errors import NotFound, Unauthenticated
@@ -12,6 +13,8 @@ class Viewer:
     role: Role
     # The customer account a customer-role user owns; None for staff.
     customer_id: int | None = None
+    # The session the access token belongs to (logout ends it).
+    session_id: uuid.UUID | None = None
 
     @property
     def is_staff(self) -> bool:

@@ -1,0 +1,19 @@
+"""What identity's actions need, built once per app from its settings."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from domains.database import Database
+from domains.identity.session import Sessions
+from domains.identity.throttle import Throttle
+from domains.identity.tokens import TokenService
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    db: Database
+    tokens: TokenService
+    sessions: Sessions
+    throttle: Throttle
+    refresh_idle_timeout: timedelta
+    password_reset_ttl: timedelta

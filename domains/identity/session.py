@@ -1,0 +1,253 @@
+"""Sessions: opened at sign-in, checked on every request, ended by logout or revocation.
+
+Two records of each session: the `sessions` table (durable: created, revoked, last seen to
+the minute) and the session store (live: Redis or a dict; see session_store.py), which the
+per-request check reads. Why it stays correct when the store forgets:
+
+- Redis here keeps nothing on disk, so a restart or FLUSHDB empties it. A session the store
+  does not know is read from the table and copied back if it is still alive there: users
+  stay signed in, and their idle time is counted from the last_seen_at the table holds,
+  at most `PERSIST_INTERVAL` old.
+- A revocation writes `revoked_at` and a store tombstone in one unit of work. The check
+  trusts a tombstone, and the copy-back trusts the table, so a revoked session never
+  comes back, whichever of the two was lost.
+- While the store is unreachable, checks fail (closed): an outage must not let revoked
+  tokens through.
+
+Each app also caches check results for `check_cache_seconds` (at most a few seconds): a
+revocation by another instance takes effect within that time; one by this instance at once.
+"""
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domains.clock import utcnow
+from domains.database import Database
+from domains.identity.models import Session
+from domains.identity.session_store import SessionStore, StoredSession
+
+sessions = Session.__table__
+
+# How stale the table's last_seen_at may get: one write per session per minute, not per request.
+PERSIST_INTERVAL = timedelta(minutes=1)
+DEVICE_INFO_LENGTH = 512
+_CACHE_LIMIT = 10_000  # cached checks per app; cleared when full, refilled by the next requests
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Who signs in from where, as the transport saw it."""
+
+    ip_address: str | None = None
+    user_agent: str = ""
+    device: str | None = None  # the client's own name for itself, e.g. "Alice's phone"
+
+    @property
+    def device_info(self) -> str:
+        parts = [part.strip() for part in (self.device, self.user_agent) if part and part.strip()]
+        text = " · ".join(parts)
+        # Shown back to the user: no control characters, bounded length.
+        return "".join(ch for ch in text if ch.isprintable())[:DEVICE_INFO_LENGTH]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """A session as its owner sees it in the list of their devices."""
+
+    id: uuid.UUID
+    device_info: str
+    ip_address: str | None
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    current: bool
+
+
+class Sessions:
+    """The session rules of one app: timeouts, the store, and the check cache."""
+
+    def __init__(
+        self,
+        db: Database,
+        store: SessionStore,
+        *,
+        idle_timeout: timedelta,
+        absolute_timeout: timedelta,
+        check_cache_seconds: float,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.idle_timeout = idle_timeout
+        self.absolute_timeout = absolute_timeout
+        self._cache_seconds = check_cache_seconds
+        self._checked: dict[tuple[uuid.UUID, int], tuple[float, bool]] = {}
+
+    async def open(self, tx: AsyncSession, user_id: int, client: Client) -> StoredSession:
+        """Starts a session in the caller's unit of work."""
+        now = utcnow()
+        session = StoredSession(
+            id=uuid.uuid4(),
+            user_id=user_id,
+            created_at=now,
+            expires_at=now + self.absolute_timeout,
+            last_seen_at=now,
+            persisted_seen_at=now,
+        )
+        await tx.execute(
+            sessions.insert().values(
+                id=session.id,
+                user_id=user_id,
+                device_info=client.device_info,
+                ip_address=client.ip_address,
+                created_at=now,
+                last_seen_at=now,
+                expires_at=session.expires_at,
+            )
+        )
+        return await self.store.add(session)
+
+    async def is_alive(self, session_id: uuid.UUID, user_id: int) -> bool:
+        """The per-request check, cached for a few seconds per app."""
+        key = (session_id, user_id)
+        cached = self._checked.get(key)
+        if cached is not None and time.monotonic() - cached[0] < self._cache_seconds:
+            return cached[1]
+        alive = await self.use(session_id, user_id) is not None
+        if self._cache_seconds > 0:
+            if len(self._checked) >= _CACHE_LIMIT:
+                self._checked.clear()
+            self._checked[key] = (time.monotonic(), alive)
+        return alive
+
+    async def use(self, session_id: uuid.UUID, user_id: int) -> StoredSession | None:
+        """The session if it is alive and `user_id`'s, recording the use; None otherwise."""
+        now = utcnow()
+        found = await self.store.get(session_id) or await self._copy_back(session_id)
+        if found is None or found.user_id != user_id or not self._alive(found, now):
+            return None
+        persist = now - found.persisted_seen_at >= PERSIST_INTERVAL
+        if persist:
+            async with self.db.transaction() as tx:
+                await tx.execute(
+                    update(sessions)
+                    .where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
+                    .values(last_seen_at=now)
+                )
+        await self.store.touch(session_id, now, persisted=persist)
+        return found
+
+    async def revoke(
+        self,
+        tx: AsyncSession,
+        user_id: int,
+        *,
+        only: uuid.UUID | None = None,
+        keep: uuid.UUID | None = None,
+    ) -> int:
+        """Ends `user_id`'s live sessions (just `only`, or all but `keep`); returns how many."""
+        stmt = update(sessions).where(
+            sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None)
+        )
+        if only is not None:
+            stmt = stmt.where(sessions.c.id == only)
+        if keep is not None:
+            stmt = stmt.where(sessions.c.id != keep)
+        ended = (
+            await tx.execute(
+                stmt.values(revoked_at=utcnow()).returning(
+                    sessions.c.id,
+                    sessions.c.created_at,
+                    sessions.c.expires_at,
+                    sessions.c.last_seen_at,
+                )
+            )
+        ).all()
+        for session_id, created_at, expires_at, last_seen_at in ended:
+            await self.store.revoke(
+                StoredSession(
+                    session_id, user_id, created_at, expires_at, last_seen_at, last_seen_at
+                )
+            )
+            self._checked.pop((session_id, user_id), None)
+        return len(ended)
+
+    async def of_user(self, user_id: int, current: uuid.UUID | None) -> list[SessionRow]:
+        """The user's live sessions, newest first, last use taken from the store."""
+        now = utcnow()
+        stmt = (
+            select(
+                sessions.c.id,
+                sessions.c.device_info,
+                sessions.c.ip_address,
+                sessions.c.created_at,
+                sessions.c.last_seen_at,
+                sessions.c.expires_at,
+            )
+            .where(
+                sessions.c.user_id == user_id,
+                sessions.c.revoked_at.is_(None),
+                sessions.c.expires_at > now,
+            )
+            .order_by(sessions.c.created_at.desc(), sessions.c.id)
+        )
+        async with self.db.read() as conn:
+            found = (await conn.execute(stmt)).all()
+        rows = []
+        for session_id, device_info, ip_address, created_at, last_seen_at, expires_at in found:
+            live = await self.store.get(session_id)
+            if live is not None:
+                if live.revoked:
+                    continue
+                last_seen_at = max(last_seen_at, live.last_seen_at)
+            if now - last_seen_at >= self.idle_timeout:
+                continue
+            rows.append(
+                SessionRow(
+                    session_id,
+                    device_info,
+                    ip_address,
+                    created_at,
+                    last_seen_at,
+                    expires_at,
+                    current=session_id == current,
+                )
+            )
+        return rows
+
+    def _alive(self, session: StoredSession, now: datetime) -> bool:
+        return (
+            not session.revoked
+            and now < session.expires_at
+            and now - session.last_seen_at < self.idle_timeout
+        )
+
+    async def _copy_back(self, session_id: uuid.UUID) -> StoredSession | None:
+        """The table's record of a session the store lost, put back into the store."""
+        stmt = select(
+            sessions.c.user_id,
+            sessions.c.created_at,
+            sessions.c.expires_at,
+            sessions.c.last_seen_at,
+            sessions.c.revoked_at,
+        ).where(sessions.c.id == session_id)
+        async with self.db.read() as conn:
+            row = (await conn.execute(stmt)).first()
+        if row is None:
+            return None
+        user_id, created_at, expires_at, last_seen_at, revoked_at = row
+        return await self.store.add(
+            StoredSession(
+                session_id,
+                user_id,
+                created_at,
+                expires_at,
+                last_seen_at,
+                last_seen_at,
+                revoked=revoked_at is not None,
+            )
+        )

@@ -1,0 +1,172 @@
+"""The live copy of each session: Redis when configured, a dict in the embedded mode.
+
+The store answers the check every authenticated request makes (is this session still
+alive, and when was it last used) without touching the database. It is a cache of the
+`sessions` table, never the only record: a session the store does not know is looked up
+in the table (see domains/identity/session.py). Two rules make that safe:
+
+- A revocation overwrites the entry with a tombstone (`revoked`), it does not delete it.
+- Copying a session back from the table only adds an entry that is absent (`add`), and
+  returns whatever the store holds afterwards.
+
+So a revocation racing a copy-back always wins, whichever reaches the store first.
+"""
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Protocol
+
+from domains.clock import utcnow
+
+if TYPE_CHECKING:
+    import redis.asyncio
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    id: uuid.UUID
+    user_id: int
+    created_at: datetime
+    expires_at: datetime
+    last_seen_at: datetime
+    # When last_seen_at was last written to the table; it is written at most once a minute.
+    persisted_seen_at: datetime
+    revoked: bool = False
+
+
+class SessionStore(Protocol):
+    async def get(self, session_id: uuid.UUID) -> StoredSession | None:
+        """The entry, a tombstone (`revoked`), or None when the store does not know it."""
+        ...
+
+    async def add(self, session: StoredSession) -> StoredSession:
+        """Stores `session` unless an entry exists; returns the entry the store now holds."""
+        ...
+
+    async def touch(self, session_id: uuid.UUID, seen_at: datetime, *, persisted: bool) -> None:
+        """Records use of a live entry (and that the table has it, if `persisted`)."""
+        ...
+
+    async def revoke(self, session: StoredSession) -> None:
+        """Replaces the entry, present or not, with a tombstone kept until the session expires."""
+        ...
+
+
+class MemorySessionStore:
+    """For one process (`make dev`): lost on restart, when the table takes over."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[uuid.UUID, StoredSession] = {}
+
+    async def get(self, session_id: uuid.UUID) -> StoredSession | None:
+        return self._sessions.get(session_id)
+
+    async def add(self, session: StoredSession) -> StoredSession:
+        now = utcnow()
+        # Expired entries go when sessions are added, so the dict follows the live ones.
+        self._sessions = {k: v for k, v in self._sessions.items() if v.expires_at > now}
+        return self._sessions.setdefault(session.id, session)
+
+    async def touch(self, session_id: uuid.UUID, seen_at: datetime, *, persisted: bool) -> None:
+        found = self._sessions.get(session_id)
+        if found is None or found.revoked:
+            return
+        self._sessions[session_id] = replace(
+            found,
+            last_seen_at=seen_at,
+            persisted_seen_at=seen_at if persisted else found.persisted_seen_at,
+        )
+
+    async def revoke(self, session: StoredSession) -> None:
+        self._sessions[session.id] = replace(session, revoked=True)
+
+
+# KEYS[1]: the entry; ARGV: field, value pairs, then the expiry (Unix ms) last.
+_ADD = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 1, #ARGV - 1))
+  redis.call('PEXPIREAT', KEYS[1], ARGV[#ARGV])
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+
+# Only a live entry is touched: a tombstone or a missing entry stays as it is.
+_TOUCH = """
+if redis.call('HGET', KEYS[1], 'revoked') == '0' then
+  redis.call('HSET', KEYS[1], unpack(ARGV))
+end
+"""
+
+
+class RedisSessionStore:
+    """Shared by every gateway instance; one hash per session, expiring with the session."""
+
+    def __init__(self, redis: "redis.asyncio.Redis", *, prefix: str = "kabinet:session:") -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._add = redis.register_script(_ADD)
+        self._touch = redis.register_script(_TOUCH)
+
+    def _key(self, session_id: uuid.UUID) -> str:
+        return f"{self._prefix}{session_id}"
+
+    async def get(self, session_id: uuid.UUID) -> StoredSession | None:
+        fields = await self._redis.hgetall(self._key(session_id))
+        return _decode(session_id, fields) if fields else None
+
+    async def add(self, session: StoredSession) -> StoredSession:
+        args = [*_encode(session), _ms(session.expires_at)]
+        flat = await self._add(keys=[self._key(session.id)], args=args)
+        # Nothing comes back only for a session already expired: Redis dropped it at once.
+        return (
+            _decode(session.id, dict(zip(flat[::2], flat[1::2], strict=True))) if flat else session
+        )
+
+    async def touch(self, session_id: uuid.UUID, seen_at: datetime, *, persisted: bool) -> None:
+        args = ["last_seen_at", _ms(seen_at)]
+        if persisted:
+            args += ["persisted_seen_at", _ms(seen_at)]
+        await self._touch(keys=[self._key(session_id)], args=args)
+
+    async def revoke(self, session: StoredSession) -> None:
+        key = self._key(session.id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            pipe.hset(key, mapping=dict(_pairs(replace(session, revoked=True))))
+            pipe.pexpireat(key, max(_ms(session.expires_at), _ms(utcnow()) + 1000))
+            await pipe.execute()
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _pairs(session: StoredSession) -> list[tuple[str, str | int]]:
+    return [
+        ("user_id", session.user_id),
+        ("created_at", _ms(session.created_at)),
+        ("expires_at", _ms(session.expires_at)),
+        ("last_seen_at", _ms(session.last_seen_at)),
+        ("persisted_seen_at", _ms(session.persisted_seen_at)),
+        ("revoked", int(session.revoked)),
+    ]
+
+
+def _encode(session: StoredSession) -> list[str | int]:
+    return [item for pair in _pairs(session) for item in pair]
+
+
+def _decode(session_id: uuid.UUID, fields: dict[bytes, bytes]) -> StoredSession:
+    def moment(name: str) -> datetime:
+        return datetime.fromtimestamp(int(fields[name.encode()]) / 1000, UTC)
+
+    return StoredSession(
+        id=session_id,
+        user_id=int(fields[b"user_id"]),
+        created_at=moment("created_at"),
+        expires_at=moment("expires_at"),
+        last_seen_at=moment("last_seen_at"),
+        persisted_seen_at=moment("persisted_seen_at"),
+        revoked=fields[b"revoked"] == b"1",
+    )

@@ -1,0 +1,57 @@
+"""The transactional outbox: domain events written in the same transaction as their cause.
+
+An action that changes state and must tell the world (a password-reset email, a payment
+made) calls `record_event` on its own unit of work, so the event exists exactly when the
+change committed. A publisher (a later milestone) reads rows with `published_at IS NULL`
+in `occurred_at` order, hands them to Kafka and stamps `published_at`; consumers must
+tolerate duplicates (at-least-once). Rows are generic:
+
+- `type`: what happened, dotted and past tense, e.g. `identity.password_reset_requested`.
+- `subject`: whom it is about, `<kind>:<id>`, e.g. `user:42`; the Kafka message key, so one
+  subject's events stay in order.
+- `payload`: a JSON object with an integer `version`, bumped when its shape changes, so
+  consumers can read old and new events side by side.
+
+A payload may carry a secret meant for the recipient only (a reset token, for minutes); the
+publisher should clear a published row's payload rather than keep it.
+"""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Index, String, Uuid, insert
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from domains.base import Base, UTCDateTime
+from domains.clock import utcnow
+
+
+class OutboxEvent(Base):
+    __tablename__ = "outbox"
+    # The publisher's scan: unpublished rows, oldest first.
+    __table_args__ = (Index("ix_outbox_pending", "published_at", "occurred_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    type: Mapped[str] = mapped_column(String(100))
+    subject: Mapped[str] = mapped_column(String(200))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+async def record_event(
+    session: AsyncSession, type: str, subject: str, payload: dict[str, Any]
+) -> uuid.UUID:
+    """Writes the event in the caller's transaction: it commits or rolls back with the change."""
+    if not isinstance(payload.get("version"), int):
+        raise ValueError("an outbox payload needs an integer 'version'")
+    event_id = uuid.uuid4()
+    await session.execute(
+        insert(OutboxEvent).values(
+            id=event_id, type=type, subject=subject, occurred_at=utcnow(), payload=payload
+        )
+    )
+    return event_id
