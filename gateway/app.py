@@ -14,21 +14,35 @@ from starlette.routing import BaseRoute, Route
 
 from dataloaders import Loaders
 from gateway.auth import BearerAuth
+from gateway.csrf import CSRFPrevention
 from gateway.graphiql import graphiql_asset_routes, graphiql_html
 from gateway.graphql_http import GraphQLEndpoint
 from gateway.metrics import MetricsMiddleware, metrics_endpoint
+from gateway.ratelimit import graphql_rate_limit
 from gateway.rest import auth_login, auth_logout, auth_refresh, billing_invoices
 from gateway.services import Services
 from gateway.settings import Settings
 from resolvers.context import Context
-from schema.federation import SUBGRAPH_MODULES, build_composed, build_subgraph
+from schema.federation import (
+    SUBGRAPH_MODULES,
+    Extension,
+    build_composed,
+    build_subgraph,
+    standard_extensions,
+)
+from schema.hardening import hardening_extensions
 
 logger = logging.getLogger("kabinet")
 
 GRAPHIQL_ASSETS = "/graphiql/assets"
 
 
+RATE_LIMIT_HEADERS = ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"]
+
+
 def create_app(settings: Settings) -> Starlette:
+    if settings.cors_origins == ["*"]:
+        raise ValueError("KABINET_CORS_ORIGINS must list origins; '*' is not allowed")
     services = Services.from_settings(settings)
     metrics = services.metrics
     event.listen(
@@ -46,6 +60,22 @@ def create_app(settings: Settings) -> Starlette:
             request=request,
         )
 
+    def extensions() -> list[Extension]:
+        """Per schema, in order: caches and error codes, limits and cost, then the budget."""
+        return [
+            *standard_extensions(),
+            *hardening_extensions(
+                max_depth=settings.graphql_max_depth,
+                max_aliases=settings.graphql_max_aliases,
+                max_tokens=settings.graphql_max_tokens,
+                max_directives=settings.graphql_max_directives,
+                max_cost=settings.graphql_max_cost,
+                introspection=settings.introspection_enabled,
+                suggestions=settings.field_suggestions_enabled,
+            ),
+            graphql_rate_limit(services.budgets),
+        ]
+
     def endpoint(schema_path: str, schema: object) -> GraphQLEndpoint:
         page = (
             graphiql_html(
@@ -56,14 +86,21 @@ def create_app(settings: Settings) -> Starlette:
             if settings.graphiql_enabled
             else None
         )
-        return GraphQLEndpoint(schema, make_context, graphiql_page=page)  # type: ignore[arg-type]
+        return GraphQLEndpoint(
+            schema,  # type: ignore[arg-type]
+            make_context,
+            graphiql_page=page,
+            persisted=services.persisted,
+            max_batch=settings.graphql_max_batch,
+            max_body_bytes=settings.max_body_bytes,
+        )
 
     routes: list[BaseRoute] = [
-        Route("/graphql", endpoint("/graphql", build_composed())),
+        Route("/graphql", endpoint("/graphql", build_composed(extensions()))),
         *(
             Route(
                 f"/subgraphs/{name}/graphql",
-                endpoint(f"/subgraphs/{name}/graphql", build_subgraph(name)),
+                endpoint(f"/subgraphs/{name}/graphql", build_subgraph(name, extensions())),
             )
             for name in SUBGRAPH_MODULES
         ),
@@ -91,9 +128,18 @@ def create_app(settings: Settings) -> Starlette:
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,
                 allow_methods=["GET", "POST"],
-                allow_headers=["Authorization", "Content-Type", "Accept"],
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "Accept",
+                    "Apollo-Require-Preflight",
+                ],
+                expose_headers=RATE_LIMIT_HEADERS,
+                # Tokens travel in headers; only the refresh cookie needs credentials.
+                allow_credentials=settings.refresh_cookie,
                 max_age=600,
             ),
+            Middleware(CSRFPrevention),
             Middleware(MetricsMiddleware, metrics=metrics),
             Middleware(BearerAuth, tokens=services.tokens, sessions=services.auth.sessions),
         ],

@@ -15,7 +15,13 @@ from gateway.errors import graphql_error_response, is_graphql_path, rest_error_r
 SIMPLE_CONTENT_TYPES = frozenset(
     {"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"}
 )
-PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name", "x-requested-with")
+# Headers a browser will not send cross-site without a preflight the CORS policy allowed.
+PREFLIGHT_HEADERS = (
+    "authorization",
+    "apollo-require-preflight",
+    "x-apollo-operation-name",
+    "x-requested-with",
+)
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 

@@ -22,3 +22,11 @@ def rest_error_response(
 
 def is_graphql_path(path: str) -> bool:
     return path == "/graphql" or path.startswith("/subgraphs/")
+
+
+class BadRequest(Exception):
+    """A request refused at the HTTP level: status, stable code, message."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers

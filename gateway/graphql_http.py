@@ -13,20 +13,16 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.types.graphql import OperationType
 
-from gateway.errors import graphql_error_response
+from domains.limits import Decision
+from gateway.errors import BadRequest, graphql_error_response
+from gateway.persisted import PersistedQueries
+from gateway.ratelimit import rate_limit_headers
 from resolvers.context import Context
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 JSON = "application/json"
 _QUERY_ONLY = frozenset({OperationType.QUERY})
 _QUERY_AND_MUTATION = frozenset({OperationType.QUERY, OperationType.MUTATION})
-MAX_BODY_BYTES = 1_000_000
-
-
-class BadRequest(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers
 
 
 def negotiate(accept: str | None) -> str:
@@ -51,8 +47,8 @@ def _operation(params: Any) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise BadRequest(400, "BAD_REQUEST", "a GraphQL request must be a JSON object")
     query = params.get("query")
-    if not isinstance(query, str) or not query:
-        raise BadRequest(400, "BAD_REQUEST", "'query' must be a non-empty string")
+    if query is not None and not isinstance(query, str):
+        raise BadRequest(400, "BAD_REQUEST", "'query' must be a string")
     variables = params.get("variables")
     if variables is not None and not isinstance(variables, dict):
         raise BadRequest(400, "BAD_REQUEST", "'variables' must be an object")
@@ -76,13 +72,27 @@ def _from_query_string(request: Request) -> dict[str, Any]:
     return _operation(params)
 
 
-async def _from_body(request: Request, max_batch: int) -> list[dict[str, Any]] | dict[str, Any]:
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it is known to exceed `limit` (before reading it all)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(413, "PAYLOAD_TOO_LARGE", f"request body over {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(413, "PAYLOAD_TOO_LARGE", f"request body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _from_body(
+    request: Request, max_batch: int, max_bytes: int
+) -> list[dict[str, Any]] | dict[str, Any]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != JSON:
         raise BadRequest(415, "UNSUPPORTED_MEDIA_TYPE", f"send the request as {JSON}")
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise BadRequest(413, "PAYLOAD_TOO_LARGE", f"request body over {MAX_BODY_BYTES} bytes")
+    body = await _read_body(request, max_bytes)
     try:
         payload = json.loads(body)
     except ValueError:
@@ -124,12 +134,16 @@ class GraphQLEndpoint:
         make_context: Callable[[Request], Awaitable[Context]],
         *,
         graphiql_page: str | None,
-        max_batch: int = 10,
+        persisted: PersistedQueries,
+        max_batch: int,
+        max_body_bytes: int,
     ) -> None:
         self.schema = schema
         self.make_context = make_context
         self.graphiql_page = graphiql_page
+        self.persisted = persisted
         self.max_batch = max_batch
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -150,34 +164,51 @@ class GraphQLEndpoint:
             allowed = _QUERY_ONLY
         elif request.method == "POST":
             media_type = negotiate(request.headers.get("accept"))
-            payload = await _from_body(request, self.max_batch)
+            payload = await _from_body(request, self.max_batch, self.max_body_bytes)
             allowed = _QUERY_AND_MUTATION
         else:
             raise BadRequest(405, "METHOD_NOT_ALLOWED", "use GET or POST", {"Allow": "GET, POST"})
 
         context = await self.make_context(request)
+        decisions: list[Decision] = []
         if isinstance(payload, list):
-            results = [await self._execute(op, context, allowed) for op in payload]
-            body: Any = [_serialize(result) for result in results]
+            body: Any = []
+            for operation in payload:
+                try:
+                    result = await self._execute(operation, context, allowed)
+                except BadRequest as error:  # one bad operation does not sink the batch
+                    body.append(_error_body(error))
+                    continue
+                body.append(_serialize(result))
+                decisions += _take_decision(context)
             status = 200
         else:
             result = await self._execute(payload, context, allowed)
             body = _serialize(result)
+            decisions += _take_decision(context)
             # The spec: with graphql-response+json, a request error is a 4xx.
             request_error = media_type == GRAPHQL_RESPONSE_JSON and _is_request_error(result)
             status = 400 if request_error else 200
+        headers: dict[str, str] = {}
+        if decisions:
+            tightest = min(decisions, key=lambda d: (d.allowed, d.remaining))
+            headers = rate_limit_headers(tightest)
+            if not tightest.allowed:
+                status = 429
         return Response(
             json.dumps(body, separators=(",", ":")),
             status_code=status,
             media_type=media_type,
+            headers=headers,
         )
 
     async def _execute(
         self, operation: dict[str, Any], context: Context, allowed: frozenset[OperationType]
     ) -> ExecutionResult:
+        query = await self.persisted.resolve(operation["query"], operation["extensions"])
         try:
             return await self.schema.execute(
-                operation["query"],
+                query,
                 variable_values=operation["variables"],
                 context_value=context,
                 operation_name=operation["name"],
@@ -192,3 +223,13 @@ class GraphQLEndpoint:
             raise BadRequest(400, "BAD_REQUEST", error.as_http_error_reason()) from None
         except MissingQueryError:
             raise BadRequest(400, "BAD_REQUEST", "no GraphQL query found") from None
+
+
+def _take_decision(context: Context) -> list[Decision]:
+    """The rate limiter's answer for the operation just run, cleared for the next one."""
+    decision, context.rate_limit = context.rate_limit, None
+    return [decision] if decision is not None else []
+
+
+def _error_body(error: BadRequest) -> dict[str, Any]:
+    return {"errors": [{"message": error.message, "extensions": {"code": error.code}}]}

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from gateway.graphql_http import BadRequest
+from gateway.errors import BadRequest
 from gateway.settings import Settings
 
 if TYPE_CHECKING:

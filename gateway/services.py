@@ -12,6 +12,8 @@ from domains.identity.throttle import Throttle
 from domains.identity.tokens import TokenService
 from domains.limits import MemoryRateLimiter, Rate, RateLimiter, RedisRateLimiter
 from gateway.metrics import Metrics
+from gateway.persisted import PersistedQueries
+from gateway.ratelimit import Budgets
 from gateway.settings import Settings
 
 
@@ -23,7 +25,9 @@ class Services:
     redis: Redis | None
     tokens: TokenService
     limiter: RateLimiter
+    budgets: Budgets
     auth: Auth
+    persisted: PersistedQueries
     metrics: Metrics
 
     @classmethod
@@ -66,7 +70,17 @@ class Services:
             refresh_idle_timeout=settings.refresh_token_idle_timeout,
             password_reset_ttl=settings.password_reset_ttl,
         )
-        return cls(settings, db, client, tokens, limiter, auth, Metrics())
+        return cls(
+            settings=settings,
+            db=db,
+            redis=client,
+            tokens=tokens,
+            limiter=limiter,
+            budgets=Budgets(limiter, settings),
+            auth=auth,
+            persisted=PersistedQueries.from_settings(settings, redis=client),
+            metrics=Metrics(),
+        )
 
     async def aclose(self) -> None:
         await self.db.dispose()

@@ -8,6 +8,7 @@ from domains.database import Database
 from domains.identity.auth import Auth
 from domains.identity.session import Client
 from domains.identity.viewer import Viewer, require_viewer
+from domains.limits import Decision
 
 
 @dataclass
@@ -18,6 +19,9 @@ class Context:
     viewer: Viewer | None
     # The transport's request (Starlette's), for client address and headers.
     request: Any = None
+    # Set while an operation runs: its computed cost, and the rate limiter's answer to it.
+    operation_cost: int = 0
+    rate_limit: Decision | None = None
 
     @property
     def client_ip(self) -> str | None:

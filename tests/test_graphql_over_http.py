@@ -156,17 +156,39 @@ async def test_unsupported_method(sqlite_client: httpx.AsyncClient) -> None:
     assert _codes(response.json()) == ["METHOD_NOT_ALLOWED"]
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
-async def test_post_needs_json_content_type(
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+)
+async def test_simple_cross_site_posts_are_refused(
     sqlite_client: httpx.AsyncClient, content_type: str
 ) -> None:
+    """What a browser sends cross-site without a preflight never reaches GraphQL (CSRF)."""
     response = await sqlite_client.post(
         "/graphql",
         content=json.dumps({"query": "{ __typename }"}),
         headers={"Content-Type": content_type},
     )
+    assert response.status_code == 400
+    assert _codes(response.json()) == ["CSRF_REJECTED"]
+    # A non-simple header proves a preflight happened; the endpoint still wants JSON.
+    response = await sqlite_client.post(
+        "/graphql",
+        content=json.dumps({"query": "{ __typename }"}),
+        headers={"Content-Type": content_type, "Apollo-Require-Preflight": "true"},
+    )
     assert response.status_code == 415
     assert _codes(response.json()) == ["UNSUPPORTED_MEDIA_TYPE"]
+
+
+async def test_rest_posts_refuse_simple_requests_too(sqlite_client: httpx.AsyncClient) -> None:
+    for path in ("/auth/login", "/auth/refresh", "/auth/logout"):
+        response = await sqlite_client.post(
+            path,
+            content="email=a&password=b",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert response.status_code == 400, path
+        assert response.json()["error"]["code"] == "CSRF_REJECTED", path
 
 
 async def test_invalid_json_body(sqlite_client: httpx.AsyncClient) -> None:

@@ -74,7 +74,7 @@ async def test_rest_login_rejects_malformed_bodies(sqlite_demo_client: httpx.Asy
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert response.status_code == 400
-    assert response.json()["error"]["code"] == "BAD_USER_INPUT"
+    assert response.json()["error"]["code"] == "CSRF_REJECTED"
     response = await sqlite_demo_client.post("/auth/login", json={"email": "a@example.com"})
     assert response.status_code == 400
 

@@ -11,8 +11,7 @@ import pytest
 import pytest_asyncio
 import redis.asyncio
 
-from gateway.errors import graphql_error_response
-from gateway.graphql_http import BadRequest
+from gateway.errors import BadRequest, graphql_error_response
 from gateway.persisted import (
     PersistedQueries,
     PersistedQueryError,

@@ -137,7 +137,7 @@ async def test_rest_refresh_rejects_bad_requests_with_json_errors(portals: Porta
         ({"json": {"refresh_token": 42}}, 400, "BAD_USER_INPUT"),
         ({"json": {"refresh_token": "not-a-token"}}, 401, "UNAUTHENTICATED"),
         ({"json": {"refresh_token": ""}}, 401, "UNAUTHENTICATED"),
-        ({"content": b"refresh_token=x"}, 400, "BAD_USER_INPUT"),
+        ({"content": b"refresh_token=x"}, 400, "CSRF_REJECTED"),
     ]
     for request, status, code in cases:
         response = await portal.client.post("/auth/refresh", **request)

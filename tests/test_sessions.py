@@ -310,7 +310,11 @@ async def test_rest_logout_ends_the_session(portals: Portals):
     again = await portal.client.post("/auth/logout", headers=headers)
     assert again.status_code == 401
     assert again.json()["error"]["code"] == "UNAUTHENTICATED"
+    # A bare POST is what a cross-site form could send: refused before anything else.
     anonymous = await portal.client.post("/auth/logout")
+    assert anonymous.status_code == 400
+    assert anonymous.json()["error"]["code"] == "CSRF_REJECTED"
+    anonymous = await portal.client.post("/auth/logout", json={})
     assert anonymous.status_code == 401
     assert anonymous.json()["error"]["code"] == "UNAUTHENTICATED"
 
