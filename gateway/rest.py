@@ -18,7 +18,9 @@ from domains.identity.logout import logout
 from domains.identity.refresh import refresh
 from domains.identity.session import Client
 from domains.identity.viewer import Viewer, require_viewer
+from domains.limits import LimiterUnavailable
 from gateway.errors import rest_error_response
+from gateway.ratelimit import rate_limit_headers, retry_after_seconds
 from gateway.services import Services
 from resolvers.relay import connection_from_page, to_global_id, window_from_arguments
 
@@ -185,6 +187,22 @@ async def billing_invoices(request: Request) -> Response:
             INVOICE_ORDER, _page_size(request), request.query_params.get("after"), None, None
         )
 
+        # What the same read costs through GraphQL: the profile, and ten fields per invoice.
+        decision = await services.budgets.charge(
+            "query",
+            1 + 10 * window.limit,
+            user_id=viewer.user_id,
+            ip=request.client.host if request.client else None,
+        )
+        if not decision.allowed:
+            seconds = retry_after_seconds(decision)
+            return rest_error_response(
+                429,
+                "RATE_LIMITED",
+                f"rate limit exceeded: retry in {seconds} s",
+                rate_limit_headers(decision),
+            )
+
         async def read_customer() -> Any:
             async with services.db.read() as conn:
                 return (await customers_by_ids(conn, [customer_id])).get(customer_id)
@@ -201,6 +219,10 @@ async def billing_invoices(request: Request) -> Response:
             raise NotFound("customer")
     except DomainError as error:
         return _error(error)
+    except LimiterUnavailable:
+        return rest_error_response(
+            503, "SERVICE_UNAVAILABLE", "rate limiting is unavailable; try again shortly"
+        )
     connection = connection_from_page(page, INVOICE_ORDER)
     return JSONResponse(
         {
@@ -227,5 +249,6 @@ async def billing_invoices(request: Request) -> Response:
                 "has_next_page": connection.page_info.has_next_page,
                 "end_cursor": connection.page_info.end_cursor,
             },
-        }
+        },
+        headers=rate_limit_headers(decision),
     )
