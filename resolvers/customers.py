@@ -5,6 +5,7 @@ from strawberry import Info
 
 from domains.customers.contract import ContractRow
 from domains.customers.customer import CUSTOMER_ORDER, CustomerRow, search_customers
+from domains.customers.profile import update_profile
 from domains.customers.subscription import SubscriptionRow
 from domains.customers.tariff import TariffRow, list_tariffs
 from domains.errors import Forbidden, NotFound
@@ -110,3 +111,11 @@ async def subscription_contract(root: SubscriptionRow, info: Info[Context]) -> C
 
 def tariff_monthly_price(root: TariffRow) -> Money:
     return Money(root.monthly_price, root.currency)
+
+
+async def update_my_profile(
+    info: Info[Context], full_name: str | None = None, phone: str | None = None
+) -> CustomerRow:
+    return await update_profile(
+        info.context.db, info.context.signed_in, full_name=full_name, phone=phone
+    )

@@ -6,11 +6,13 @@ from strawberry import Info
 from domains.errors import NotFound
 from domains.identity import login as sign_in
 from domains.identity import logout as sign_out
-from domains.identity import password_change, password_reset, refresh
+from domains.identity import password_change, password_reset, refresh, user_admin
 from domains.identity.credentials import Credentials
+from domains.identity.models import Role
 from domains.identity.session import SessionRow
 from domains.identity.user import UserRow
 from resolvers.context import Context
+from resolvers.relay import pk_of
 
 
 async def user_by_pk(info: Info[Context], pk: int) -> UserRow:
@@ -81,3 +83,18 @@ async def request_password_reset(info: Info[Context], email: str) -> bool:
 async def reset_password(info: Info[Context], token: str, new_password: str) -> bool:
     await password_reset.reset_password(info.context.auth, token=token, new_password=new_password)
     return True
+
+
+async def update_user(
+    info: Info[Context],
+    id: strawberry.ID,
+    role: Role | None = None,
+    is_active: bool | None = None,
+) -> UserRow:
+    return await user_admin.update_user(
+        info.context.auth,
+        info.context.signed_in,
+        pk_of(id, "User"),
+        role=role,
+        is_active=is_active,
+    )

@@ -123,3 +123,11 @@ class Query:
     tariffs: list[Tariff] = strawberry.field(
         resolver=customer_resolvers.tariffs, description="The tariff catalogue, cheapest first."
     )
+
+
+@strawberry.type
+class Mutation:
+    update_my_profile: CustomerRef = strawberry.field(
+        resolver=customer_resolvers.update_my_profile,
+        description="Change the viewer's own name or phone; nothing else is theirs to set.",
+    )

@@ -108,3 +108,7 @@ class Mutation:
         resolver=identity_resolvers.reset_password,
         description="Set a new password with the token from the reset email; ends every session.",
     )
+    update_user: Annotated["User", strawberry.lazy("schema.entities")] = strawberry.field(
+        resolver=identity_resolvers.update_user,
+        description="Change a user's role or access (admins); their sessions end.",
+    )

@@ -40,7 +40,9 @@ ROOT_FIELDS: dict[str, Access] = {
     "Mutation.logoutEverywhere": Access.SIGNED_IN,
     "Mutation.revokeSession": Access.SIGNED_IN,
     "Mutation.changePassword": Access.SIGNED_IN,
+    "Mutation.updateUser": Access.ADMIN,
     # customers
+    "Mutation.updateMyProfile": Access.CUSTOMER,
     "Query.customer": Access.STAFF,
     "Query.customers": Access.STAFF,
     "Query.tariffs": Access.PUBLIC,

@@ -1,0 +1,183 @@
+"""Each role against each operation: the answer, and no trace of a refused mutation."""
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from sqlalchemy import select
+
+from domains.models import metadata
+from gateway.app import create_app
+from tests.conftest import graphql, login, make_settings
+
+ROLES = ("anonymous", "customer", "operator", "admin")
+LOGINS = {
+    "customer": "alice@example.com",
+    "operator": "operator@example.com",
+    "admin": "admin@example.com",
+}
+TABLES = ("users", "customers", "sessions", "refresh_tokens", "outbox", "invoices", "payments")
+
+
+@pytest_asyncio.fixture
+async def client(
+    sqlite_demo_url: str, signing_key: bytes, tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A private copy of the demo database: these tests change it."""
+    source = Path(sqlite_demo_url.split("///", 1)[1])
+    copy = tmp_path / "matrix.db"
+    shutil.copy(source, copy)
+    settings = make_settings(
+        f"sqlite+aiosqlite:///{copy}",
+        signing_key,
+        login_attempts_per_account=1000,
+        login_attempts_per_ip=1000,
+        session_check_cache_seconds=0,
+    )
+    app = create_app(settings)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as http:
+        yield http
+    await app.state.services.aclose()
+
+
+async def _snapshot(client: httpx.AsyncClient) -> dict[str, list[tuple]]:
+    db = client._transport.app.state.services.db  # type: ignore[attr-defined]
+    async with db.read() as conn:
+        snapshot = {}
+        for name in TABLES:
+            table = metadata.tables[name]
+            rows = await conn.execute(select(table).order_by(*table.primary_key))
+            snapshot[name] = [tuple(row) for row in rows]
+        return snapshot
+
+
+async def _bob(client: httpx.AsyncClient) -> str:
+    admin = await login(client, "admin@example.com")
+    body = await graphql(
+        client,
+        '{ customers(search: "bob@example.com") { edges { node { user { id } } } } }',
+        token=admin,
+    )
+    return body["data"]["customers"]["edges"][0]["node"]["user"]["id"]
+
+
+# name -> (operation, roles allowed). Mutations touch the database when they run.
+MUTATIONS = {
+    "updateMyProfile": (
+        'mutation { updateMyProfile(fullName: "Alice Q") { fullName } }',
+        {"customer"},
+    ),
+    "updateUser": (
+        "mutation($id: ID!) { updateUser(id: $id, isActive: false) { isActive } }",
+        {"admin"},
+    ),
+    "logoutEverywhere": ("mutation { logoutEverywhere }", {"customer", "operator", "admin"}),
+}
+QUERIES = {
+    "me": ("{ me { email } }", {"customer", "operator", "admin"}),
+    "tariffs": ("{ tariffs { name } }", set(ROLES)),
+    "invoices": ("{ invoices(first: 2) { edges { node { number } } } }", {"customer"}),
+    "customers": (
+        "{ customers(first: 2) { edges { node { contractNum } } } }",
+        {"operator", "admin"},
+    ),
+    "mySessions": ("{ mySessions { id current } }", {"customer", "operator", "admin"}),
+}
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("name", [*MUTATIONS, *QUERIES])
+async def test_role_against_operation(client: httpx.AsyncClient, role: str, name: str):
+    query, allowed = {**MUTATIONS, **QUERIES}[name]
+    variables = {"id": await _bob(client)} if "$id" in query else None
+    token = await login(client, LOGINS[role]) if role in LOGINS else None
+    before = await _snapshot(client)
+    body = await graphql(client, query, variables, token)
+    after = await _snapshot(client)
+    if role in allowed:
+        assert "errors" not in body, body
+        assert body["data"][name] is not None
+        if name in MUTATIONS:
+            assert before != after, "an allowed mutation changes something"
+    else:
+        expected = "UNAUTHENTICATED" if role == "anonymous" else "FORBIDDEN"
+        assert [e["extensions"]["code"] for e in body["errors"]] == [expected]
+        assert before == after, "a refused operation leaves no trace"
+
+
+async def test_mutation_inputs_cannot_set_what_the_role_may_not(client: httpx.AsyncClient):
+    alice = await login(client, "alice@example.com")
+    before = await _snapshot(client)
+    for attempt in (
+        'mutation { updateMyProfile(fullName: "A", balance: "1000000.00") { fullName } }',
+        'mutation { updateMyProfile(fullName: "A", contractNum: "K-1") { fullName } }',
+        'mutation { updateMyProfile(fullName: "A", role: ADMIN) { fullName } }',
+    ):
+        body = await graphql(client, attempt, token=alice)
+        assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert await _snapshot(client) == before
+
+
+async def test_admin_role_change_ends_the_users_sessions(client: httpx.AsyncClient):
+    operator = await login(client, "operator@example.com")
+    admin = await login(client, "admin@example.com")
+    body = await graphql(client, "{ me { id } }", token=operator)
+    operator_id = body["data"]["me"]["id"]
+    body = await graphql(
+        client,
+        "mutation($id: ID!) { updateUser(id: $id, role: ADMIN) { role } }",
+        {"id": operator_id},
+        admin,
+    )
+    assert body["data"]["updateUser"]["role"] == "ADMIN"
+    response = await client.post(
+        "/graphql", json={"query": "{ me { id } }"}, headers={"Authorization": f"Bearer {operator}"}
+    )
+    assert response.status_code == 401, "the old token carried the old role"
+    promoted = await login(client, "operator@example.com")
+    body = await graphql(
+        client,
+        "mutation($id: ID!) { updateUser(id: $id, isActive: false) { id } }",
+        {"id": await _bob(client)},
+        promoted,
+    )
+    assert "errors" not in body
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ("role: ADMIN", "a customer account cannot become staff; create a staff user"),
+        ("", "nothing to change: give role or isActive"),
+    ],
+)
+async def test_admin_user_changes_are_checked(
+    client: httpx.AsyncClient, arguments: str, message: str
+):
+    admin = await login(client, "admin@example.com")
+    before = await _snapshot(client)
+    query = f"mutation($id: ID!) {{ updateUser(id: $id, {arguments}) {{ id }} }}".replace(
+        ", )", ")"
+    )
+    body = await graphql(client, query, {"id": await _bob(client)}, admin)
+    assert body["errors"][0]["message"] == message
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    after = await _snapshot(client)
+    assert before["users"] == after["users"]
+
+
+async def test_profile_update_validates_and_saves(client: httpx.AsyncClient):
+    alice = await login(client, "alice@example.com")
+    body = await graphql(
+        client, 'mutation { updateMyProfile(phone: "+7 (495) 123-45-67") { phone } }', token=alice
+    )
+    assert body["data"]["updateMyProfile"]["phone"] == "+74951234567"
+    body = await graphql(
+        client, 'mutation { updateMyProfile(phone: "call me") { phone } }', token=alice
+    )
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
