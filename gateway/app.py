@@ -41,7 +41,7 @@ RATE_LIMIT_HEADERS = ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset
 
 
 def create_app(settings: Settings) -> Starlette:
-    if settings.cors_origins == ["*"]:
+    if "*" in settings.cors_origins:
         raise ValueError("KABINET_CORS_ORIGINS must list origins; '*' is not allowed")
     services = Services.from_settings(settings)
     metrics = services.metrics

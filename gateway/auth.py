@@ -2,7 +2,12 @@
 records the viewer. The session check is what makes logout and revocation take effect before
 the token expires."""
 
+import logging
+from collections.abc import Callable
+
+from redis.exceptions import RedisError
 from starlette.datastructures import Headers
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from domains.errors import Unauthenticated
@@ -10,6 +15,8 @@ from domains.identity.session import Sessions
 from domains.identity.tokens import TokenService
 from domains.identity.viewer import Viewer
 from gateway.errors import graphql_error_response, is_graphql_path, rest_error_response
+
+logger = logging.getLogger("kabinet.auth")
 
 
 class BearerAuth:
@@ -31,16 +38,22 @@ class BearerAuth:
             try:
                 viewer = await self._viewer(header)
             except Unauthenticated as error:
-                respond = (
-                    graphql_error_response
-                    if is_graphql_path(scope["path"])
-                    else rest_error_response
-                )
-                response = respond(
+                response = _respond(scope)(
                     401,
                     error.code,
                     error.message,
                     {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                )
+                await response(scope, receive, send)
+                return
+            except (RedisError, OSError):
+                # Without the session store no token can be checked; say so, don't guess.
+                logger.exception("session store unreachable")
+                response = _respond(scope)(
+                    503,
+                    "SERVICE_UNAVAILABLE",
+                    "sessions cannot be checked right now; try again shortly",
+                    {"Retry-After": "5"},
                 )
                 await response(scope, receive, send)
                 return
@@ -55,3 +68,7 @@ class BearerAuth:
         if not await self.sessions.is_alive(claims.session_id, claims.user_id):
             raise Unauthenticated("the session has ended: sign in again")
         return Viewer(claims.user_id, claims.role, claims.customer_id, claims.session_id)
+
+
+def _respond(scope: Scope) -> Callable[..., Response]:
+    return graphql_error_response if is_graphql_path(scope["path"]) else rest_error_response

@@ -16,13 +16,15 @@ from strawberry.types.graphql import OperationType
 from domains.limits import Decision
 from gateway.errors import BadRequest, graphql_error_response
 from gateway.persisted import PersistedQueries
-from gateway.ratelimit import rate_limit_headers
+from gateway.ratelimit import SERVICE_UNAVAILABLE, rate_limit_headers
 from resolvers.context import Context
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 JSON = "application/json"
 _QUERY_ONLY = frozenset({OperationType.QUERY})
 _QUERY_AND_MUTATION = frozenset({OperationType.QUERY, OperationType.MUTATION})
+# Refusals that are the server's doing, not the request's: this status whatever the media type.
+_SERVER_REFUSALS = {SERVICE_UNAVAILABLE: 503}
 
 
 def negotiate(accept: str | None) -> str:
@@ -113,6 +115,26 @@ def _is_request_error(result: ExecutionResult) -> bool:
     )
 
 
+def _status(result: ExecutionResult, media_type: str) -> int:
+    """200, or for a request error a 4xx (the spec, with graphql-response+json) or 5xx."""
+    if not _is_request_error(result):
+        return 200
+    for error in result.errors or ():
+        status = _SERVER_REFUSALS.get((error.extensions or {}).get("code"))
+        if status is not None:
+            return status
+    return 400 if media_type == GRAPHQL_RESPONSE_JSON else 200
+
+
+def _throttled(result: ExecutionResult) -> int | None:
+    """Seconds to wait, when a field was refused for going over a budget."""
+    for error in result.errors or ():
+        extensions = error.extensions or {}
+        if extensions.get("code") == "RATE_LIMITED" and "retryAfter" in extensions:
+            return int(extensions["retryAfter"])
+    return None
+
+
 def _serialize(result: ExecutionResult) -> dict[str, Any]:
     body: dict[str, Any] = {}
     if result.errors:
@@ -186,15 +208,18 @@ class GraphQLEndpoint:
             result = await self._execute(payload, context, allowed)
             body = _serialize(result)
             decisions += _take_decision(context)
-            # The spec: with graphql-response+json, a request error is a 4xx.
-            request_error = media_type == GRAPHQL_RESPONSE_JSON and _is_request_error(result)
-            status = 400 if request_error else 200
+            status = _status(result, media_type)
         headers: dict[str, str] = {}
         if decisions:
             tightest = min(decisions, key=lambda d: (d.allowed, d.remaining))
             headers = rate_limit_headers(tightest)
-            if not tightest.allowed:
+            # A batch answers 200: some of its operations may have run, and a client
+            # retrying the whole batch on 429 would run them twice.
+            if not tightest.allowed and not isinstance(payload, list):
                 status = 429
+        if not isinstance(payload, list) and (retry := _throttled(result)) is not None:
+            # A throttled field (login attempts) refuses the request as a whole would.
+            status, headers["Retry-After"] = 429, str(retry)
         return Response(
             json.dumps(body, separators=(",", ":")),
             status_code=status,

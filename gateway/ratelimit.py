@@ -10,16 +10,26 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Literal
 
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    GraphQLError,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+)
 from graphql import ExecutionResult as GraphQLExecutionResult
-from graphql import GraphQLError, OperationDefinitionNode
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
+from domains.identity.throttle import address_key
 from domains.limits import Decision, LimiterUnavailable, Rate, RateLimiter
 from gateway.settings import Settings
 
 Kind = Literal["query", "mutation"]
 MINUTE = timedelta(minutes=1)
+SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 
 
 class Budgets:
@@ -37,20 +47,26 @@ class Budgets:
     async def charge(
         self, kind: Kind, cost: int, *, user_id: int | None, ip: str | None
     ) -> Decision:
-        """Spend `cost` from the address's budget and the user's; the tighter answer wins.
+        """Spend `cost` from the user's budget and the address's; the tighter answer wins.
+
+        The user's goes first: a request it refuses does not spend the address's, so one
+        user over their budget cannot use up what everyone behind the same address (an
+        office, a carrier's NAT) shares. Addresses are keyed as the login throttle keys
+        them (an IPv6 client's whole /64 is one address).
 
         Raises LimiterUnavailable when the store is down and the policy is "closed".
         """
+        budgets = []
+        if user_id is not None:
+            budgets.append((f"{kind}:user:{user_id}", self.rates[(kind, "user")]))
+        if ip is not None:
+            budgets.append((address_key(kind, ip), self.rates[(kind, "ip")]))
         decisions = []
-        for scope, subject in (("ip", ip), ("user", user_id)):
-            if subject is None:
-                continue
-            decision = await self.limiter.acquire(
-                f"{kind}:{scope}:{subject}", self.rates[(kind, scope)], cost
-            )
+        for key, rate in budgets:
+            decision = await self.limiter.acquire(key, rate, cost)
             decisions.append(decision)
             if not decision.allowed:
-                break  # the other budget is not spent on a refused request
+                break  # the next budget is not spent on a refused request
         return min(decisions, key=_tightness) if decisions else _UNLIMITED
 
 
@@ -82,8 +98,28 @@ def retry_after_seconds(decision: Decision) -> int:
     return max(math.ceil(decision.retry_after), 1)
 
 
-def _mutation_fields(document: object, operation_name: str | None) -> int:
-    for definition in getattr(document, "definitions", ()):
+def _mutation_fields(document: DocumentNode | None, operation_name: str | None) -> int:
+    """Root fields of the mutation, through fragments: spreading aliases saves nothing."""
+    definitions = document.definitions if document is not None else ()
+    fragments = {
+        definition.name.value: definition
+        for definition in definitions
+        if isinstance(definition, FragmentDefinitionNode)
+    }
+
+    def count(selection_set: SelectionSetNode, seen: frozenset[str]) -> int:
+        total = 0
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                total += 1
+            elif isinstance(selection, InlineFragmentNode):
+                total += count(selection.selection_set, seen)
+            elif selection.name.value in fragments and selection.name.value not in seen:
+                fragment = fragments[selection.name.value]
+                total += count(fragment.selection_set, seen | {selection.name.value})
+        return total
+
+    for definition in definitions:
         if (
             isinstance(definition, OperationDefinitionNode)
             and definition.operation.value == "mutation"
@@ -91,7 +127,7 @@ def _mutation_fields(document: object, operation_name: str | None) -> int:
                 operation_name is None or getattr(definition.name, "value", None) == operation_name
             )
         ):
-            return max(len(definition.selection_set.selections), 1)
+            return max(count(definition.selection_set, frozenset()), 1)
     return 1
 
 
@@ -126,8 +162,7 @@ def graphql_rate_limit(budgets: Budgets) -> type[SchemaExtension]:
                     )
                 except LimiterUnavailable:
                     execution.result = _refusal(
-                        "rate limiting is unavailable; try again shortly",
-                        "SERVICE_UNAVAILABLE",
+                        "rate limiting is unavailable; try again shortly", SERVICE_UNAVAILABLE
                     )
                 else:
                     context.rate_limit = decision
