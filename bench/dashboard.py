@@ -7,7 +7,7 @@ plain Starlette endpoint that runs the same SQL through the same domain reads an
 the same JSON. Prints requests/s, latency, SQL statements per request and the ratio of the
 two. Figures only: nothing here asserts a timing.
 
-    .venv/bin/python bench/dashboard.py [--duration 15] [--connections 10] [--keep]
+    .venv/bin/python bench/dashboard.py [--duration 15] [--connections 10] [--rounds 1] [--keep]
 """
 
 import argparse
@@ -24,11 +24,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 from types import FrameType
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import httpx
@@ -52,6 +53,7 @@ PAGE_SIZE = 12  # invoices(first: 12) in the query
 HOST = "127.0.0.1"
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
+UNLIMITED = 10**12  # a rate limit that the run cannot reach
 PG_ADMIN_URL = os.environ.get("KABINET_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 _DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -62,17 +64,27 @@ class Figures:
     p50_ms: float
     p99_ms: float
     statements_per_request: float
+    cpu_ms_per_request: float  # the server's own CPU time; steadier than req/s on a busy host
     non_2xx: int
     socket_errors: int
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
-    """One server under test: how to start it and where its dashboard is."""
+class Server:
+    """A running server under test and where its dashboard is."""
 
     name: str
-    argv: list[str]
+    pid: int
+    base: str
     path: str
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}{self.path}"
+
+    def load_argv(self, args: argparse.Namespace, body_file: Path, token: str) -> list[str]:
+        """The measured run's autocannon command line."""
+        return autocannon_argv(self.url, body_file, token, args.connections, args.duration)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -90,14 +102,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="use the database as it is: no create, migrate or load",
     )
-    parser.add_argument("--duration", type=int, default=15, help="measured seconds per server")
-    parser.add_argument("--warmup", type=int, default=3, help="warm-up seconds per server")
+    parser.add_argument(
+        "--duration", type=int, default=15, help="measured seconds, per server and round"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=3, help="warm-up seconds before each measured run"
+    )
     parser.add_argument("--connections", type=int, default=10, help="concurrent connections")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="measure each server this often, alternating"
+    )
     args = parser.parse_args(argv)
     if not _DATABASE_NAME.fullmatch(args.database):
         parser.error("--database must be a lower-case identifier")
-    if args.customers < 0 or args.invoices < 1 or args.duration < 1 or args.connections < 1:
-        parser.error("sizes, --duration and --connections must be positive")
+    if (
+        min(args.customers, args.warmup) < 0
+        or min(args.invoices, args.duration, args.connections, args.rounds) < 1
+    ):
+        parser.error("--customers and --warmup must be >= 0, the other numbers >= 1")
     return args
 
 
@@ -210,7 +232,11 @@ def free_port() -> int:
 def server_env(
     database_url: str, signing_key: bytes, port: int, ttl_seconds: int
 ) -> dict[str, str]:
-    """Settings for both servers; any KABINET_* in the caller's environment is left out."""
+    """Settings for both servers; any KABINET_* in the caller's environment is left out.
+
+    The token outlives the run, and the viewer's query budget covers it: the limiter still
+    runs on every request, it just never refuses one.
+    """
     env = {key: value for key, value in os.environ.items() if not key.startswith("KABINET_")}
     env.update(
         KABINET_ENV="development",
@@ -220,8 +246,27 @@ def server_env(
         KABINET_HOST=HOST,
         KABINET_PORT=str(port),
         KABINET_ACCESS_TOKEN_TTL=f"PT{ttl_seconds}S",
+        KABINET_QUERY_COST_PER_USER_PER_MINUTE=str(UNLIMITED),
+        KABINET_QUERY_COST_PER_IP_PER_MINUTE=str(UNLIMITED),
     )
     return env
+
+
+def start(
+    stack: ExitStack,
+    name: str,
+    argv: list[str],
+    path: str,
+    database_url: str,
+    signing_key: bytes,
+    ttl_seconds: int,
+) -> Server:
+    """Start a server on a free port; `stack` stops it."""
+    port = free_port()
+    base = f"http://{HOST}:{port}"
+    env = server_env(database_url, signing_key, port, ttl_seconds)
+    process = stack.enter_context(running(argv, env, base))
+    return Server(name, process.pid, base, path)
 
 
 @contextmanager
@@ -294,36 +339,52 @@ def fetch_dashboard(url: str, token: str) -> dict[str, Any]:
     return dict(body)
 
 
-def settled_counters(base: str, path: str) -> tuple[float, float]:
+class Counters(NamedTuple):
+    statements: float  # SQL statements sent
+    requests: float  # requests answered on the dashboard's path
+    cpu_seconds: float  # the server process's CPU time, user and system
+
+
+def settled_counters(server: Server) -> Counters:
     """The counters once requests still in flight after a load run have finished."""
-    last = read_counters(base, path)
+    last = read_counters(server)
     while True:
         time.sleep(0.2)
-        current = read_counters(base, path)
-        if current == last:
+        current = read_counters(server)
+        if current[:2] == last[:2]:
             return current
         last = current
 
 
-def read_counters(base: str, path: str) -> tuple[float, float]:
-    """(SQL statements sent, requests answered on `path`) from the server's /metrics."""
-    status, raw = http("GET", f"{base}/metrics")
+def read_counters(server: Server) -> Counters:
+    status, raw = http("GET", f"{server.base}/metrics")
     if status != 200:
-        raise SystemExit(f"{base}/metrics answered {status}")
+        raise SystemExit(f"{server.base}/metrics answered {status}")
     statements = requests = 0.0
     for line in raw.decode().splitlines():
         if line.startswith("kabinet_db_statements_total "):
             statements = float(line.split()[-1])
-        elif line.startswith("kabinet_http_requests_total{") and f'route="{path}"' in line:
+        elif line.startswith("kabinet_http_requests_total{") and f'route="{server.path}"' in line:
             requests += float(line.split()[-1])
-    return statements, requests
+    return Counters(statements, requests, cpu_seconds(server.pid))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process (Linux /proc; NaN elsewhere)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return float("nan")
+    fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
 # -- load -----------------------------------------------------------------------------------
 
 
 def autocannon_argv(
-    url: str, body_file: Path, token: str, connections: int, duration: int
+    url: str, body_file: Path, token: str, connections: int, seconds: int
 ) -> list[str]:
     return [
         str(AUTOCANNON),
@@ -331,7 +392,7 @@ def autocannon_argv(
         "--connections",
         str(connections),
         "--duration",
-        str(duration),
+        str(seconds),
         "--method",
         "POST",
         "--headers",
@@ -351,60 +412,61 @@ def autocannon(argv: list[str]) -> dict[str, Any]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def measure(
-    target: Target,
-    args: argparse.Namespace,
-    env: Mapping[str, str],
-    base: str,
-    body_file: Path,
-    email: str,
-    token: str | None,
-    expected: dict[str, Any] | None,
-) -> tuple[Figures, dict[str, Any], str, list[str]]:
-    """Start the server, check one response, warm up, measure.
-
-    Without a token, signs in as `email`; with `expected`, the response must equal it.
-    """
-    url = f"{base}{target.path}"
-    with running(target.argv, env, base):
-        token = token or sign_in(base, email)
-        body = fetch_dashboard(url, token)
-        if expected is not None and body != expected:
-            raise SystemExit(f"{target.name}: the response differs from the gateway's:\n{body}")
-        print(f"{target.name}: warming up {args.warmup} s, then {args.duration} s measured")
-        autocannon(autocannon_argv(url, body_file, token, args.connections, args.warmup))
-        before = settled_counters(base, target.path)
-        argv = autocannon_argv(url, body_file, token, args.connections, args.duration)
-        result = autocannon(argv)
-        after = settled_counters(base, target.path)
-    statements, requests = (a - b for a, b in zip(after, before, strict=True))
-    figures = Figures(
+def measure(server: Server, args: argparse.Namespace, body_file: Path, token: str) -> Figures:
+    """A warm-up run, then the measured run, with the server's counters read around it."""
+    if args.warmup:
+        autocannon(autocannon_argv(server.url, body_file, token, args.connections, args.warmup))
+    before = settled_counters(server)
+    result = autocannon(server.load_argv(args, body_file, token))
+    after = settled_counters(server)
+    statements, requests, cpu = (a - b for a, b in zip(after, before, strict=True))
+    return Figures(
         requests_per_second=float(result["requests"]["average"]),
         p50_ms=float(result["latency"]["p50"]),
         p99_ms=float(result["latency"]["p99"]),
         statements_per_request=statements / requests if requests else float("nan"),
+        cpu_ms_per_request=1000 * cpu / requests if requests else float("nan"),
         non_2xx=int(result["non2xx"]),
         socket_errors=int(result["errors"]) + int(result["timeouts"]),
     )
-    return figures, body, token, argv
 
 
-def report(rows: Sequence[tuple[str, Figures]]) -> None:
-    header = f"{'':<8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'SQL/req':>10}{'non-2xx':>10}"
-    print()
-    print(header)
-    for name, f in rows:
+def median_figures(runs: Sequence[Figures]) -> Figures:
+    """Each column's median over the rounds; error counts are summed."""
+    return Figures(
+        requests_per_second=median(f.requests_per_second for f in runs),
+        p50_ms=median(f.p50_ms for f in runs),
+        p99_ms=median(f.p99_ms for f in runs),
+        statements_per_request=median(f.statements_per_request for f in runs),
+        cpu_ms_per_request=median(f.cpu_ms_per_request for f in runs),
+        non_2xx=sum(f.non_2xx for f in runs),
+        socket_errors=sum(f.socket_errors for f in runs),
+    )
+
+
+def report(runs: Mapping[str, Sequence[Figures]]) -> None:
+    columns = ("req/s", "p50 ms", "p99 ms", "SQL/req", "CPU ms/req", "non-2xx")
+    print("\n" + f"{'':<8}" + "".join(f"{c:>12}" for c in columns))
+    for name, figures in runs.items():
+        f = median_figures(figures)
+        errors = f"  ({f.socket_errors} socket errors/timeouts)" if f.socket_errors else ""
         print(
-            f"{name:<8}{f.requests_per_second:>10.1f}{f.p50_ms:>10.1f}{f.p99_ms:>10.1f}"
-            f"{f.statements_per_request:>10.2f}{f.non_2xx:>10d}"
-            + (f"  ({f.socket_errors} socket errors/timeouts)" if f.socket_errors else "")
+            f"{name:<8}{f.requests_per_second:>12.1f}{f.p50_ms:>12.1f}{f.p99_ms:>12.1f}"
+            f"{f.statements_per_request:>12.2f}{f.cpu_ms_per_request:>12.1f}{f.non_2xx:>12d}"
+            + errors
         )
-    (_, ours), (_, ceiling) = rows
-    print(f"\nours/ceiling = {100 * ours.requests_per_second / ceiling.requests_per_second:.1f}%")
-
-
-def _masked(argv: list[str], token: str) -> str:
-    return shlex.join(argv).replace(token, "$TOKEN")
+    ours, ceiling = (median_figures(figures) for figures in runs.values())
+    print(
+        f"\nours/ceiling = {100 * ours.requests_per_second / ceiling.requests_per_second:.1f}%"
+        f"  (by server CPU per request: "
+        f"{100 * ceiling.cpu_ms_per_request / ours.cpu_ms_per_request:.1f}%)"
+    )
+    rounds = list(zip(*runs.values(), strict=True))
+    if len(rounds) > 1:
+        ratios = ", ".join(
+            f"{100 * o.requests_per_second / c.requests_per_second:.1f}%" for o, c in rounds
+        )
+        print(f"medians of {len(rounds)} rounds; ours/ceiling by round: {ratios}")
 
 
 def _raise_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
@@ -413,37 +475,51 @@ def _raise_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_on_sigterm)  # servers are stopped on kill too
-    kabinet = shutil.which("kabinet", path=str(Path(sys.executable).parent)) or "kabinet"
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)  # the servers are stopped on kill too
     database_url = asyncio.run(prepare_database(args))
     email = asyncio.run(pick_viewer(database_url))
     print(f"viewer: {email}")
     signing_key = generate_signing_key()
-    ttl = 3600 + 2 * (args.warmup + args.duration)
-    targets = (
-        Target("ours", [kabinet, "serve"], "/graphql"),
-        Target("ceiling", [sys.executable, str(CEILING)], "/dashboard"),
-    )
-    with tempfile.TemporaryDirectory(prefix="kabinet-bench-") as tmp:
-        body_file = Path(tmp) / "dashboard.json"
+    ttl = 3600 + 2 * args.rounds * (args.warmup + args.duration)
+    kabinet = shutil.which("kabinet", path=str(Path(sys.executable).parent)) or "kabinet"
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kabinet-bench-")))
+        body_file = tmp / "dashboard.json"
         body_file.write_text(json.dumps({"query": QUERY, "operationName": OPERATION}))
-        rows: list[tuple[str, Figures]] = []
-        commands: list[str] = []
-        token: str | None = None
-        expected: dict[str, Any] | None = None
-        for target in targets:
-            port = free_port()
-            env = server_env(database_url, signing_key, port, ttl)
-            figures, expected, token, load_argv = measure(
-                target, args, env, f"http://{HOST}:{port}", body_file, email, token, expected
-            )
-            rows.append((target.name, figures))
-            commands.append(_masked(load_argv, token))
-    report(rows)
-    print("\ncommand: " + shlex.join(sys.orig_argv))
-    for (name, _), command in zip(rows, commands, strict=True):
+        # Both run from the start; the one not under load sits idle.
+        servers = [
+            start(stack, "ours", [kabinet, "serve"], "/graphql", database_url, signing_key, ttl),
+            start(
+                stack,
+                "ceiling",
+                [sys.executable, str(CEILING)],
+                "/dashboard",
+                database_url,
+                signing_key,
+                ttl,
+            ),
+        ]
+        token = sign_in(servers[0].base, email)
+        expected = fetch_dashboard(servers[0].url, token)
+        if fetch_dashboard(servers[1].url, token) != expected:
+            raise SystemExit("the ceiling's response differs from the gateway's")
+        runs: dict[str, list[Figures]] = {server.name: [] for server in servers}
+        for round_no in range(1, args.rounds + 1):
+            for server in servers:
+                print(
+                    f"round {round_no}/{args.rounds}, {server.name}: "
+                    f"{args.warmup} s warm-up, {args.duration} s measured"
+                )
+                runs[server.name].append(measure(server, args, body_file, token))
+        commands = {s.name: shlex.join(s.load_argv(args, body_file, "$TOKEN")) for s in servers}
+    report(runs)
+    print(f"\ncommand: {shlex.join(sys.orig_argv)}")
+    for name, command in commands.items():
         print(f"load ({name}): {command}")
-    print(f"body: {json.dumps({'query': '<bench/dashboard.graphql>', 'operationName': OPERATION})}")
+    print(
+        f'  {body_file.name}: {{"query": <bench/dashboard.graphql>, "operationName": '
+        f'"{OPERATION}"}}; $TOKEN: an access token of {email}'
+    )
 
 
 if __name__ == "__main__":

@@ -18,23 +18,29 @@ from sqlalchemy.ext.asyncio import (
 class Database:
     """Owns the engine; reads borrow a pooled connection, writes run in one transaction."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(self, url: str, *, pool_size: int = 30, echo: bool = False) -> None:
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         options: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
             options["connect_args"] = {"timeout": 30}
         else:
-            options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            # Loaders of one request read in parallel, each on its own connection: the pool
+            # must hold several per concurrent request, or overflow connections churn.
+            # Connections are recycled rather than pinged on every checkout (a round trip
+            # each); a connection found dead invalidates the pool and the next one is fresh.
+            options.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=300)
         self.engine: AsyncEngine = create_async_engine(parsed, **options)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        # Reads are single statements: autocommit spares each a BEGIN and a ROLLBACK.
+        self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for Core reads; no transaction is left open afterwards."""
-        async with self.engine.connect() as conn:
+        """A connection for Core reads, each statement on its own (no transaction)."""
+        async with self._reader.connect() as conn:
             yield conn
 
     @asynccontextmanager

@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
 
     database_url: str = DEV_DATABASE_URL
-    database_pool_size: int = Field(10, ge=1, le=200)
+    database_pool_size: int = Field(30, ge=1, le=500)
     redis_url: str | None = None
     kafka_bootstrap: str | None = None
 
