@@ -33,7 +33,11 @@ MOUNT_JS = """\
   ws.protocol = ws.protocol === "https:" ? "wss:" : ws.protocol === "http:" ? "ws:" : ws.protocol;
   var fetcher = GraphiQL.createFetcher({url: config.endpoint, subscriptionUrl: ws.href});
   ReactDOM.createRoot(document.getElementById("graphiql")).render(
-    React.createElement(GraphiQL, {fetcher: fetcher, defaultEditorToolsVisibility: true})
+    React.createElement(GraphiQL, {
+      fetcher: fetcher,
+      defaultQuery: config.defaultQuery,
+      defaultEditorToolsVisibility: true
+    })
   );
 })();
 """
@@ -62,9 +66,54 @@ def _json_for_script(value: object) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+# What a newcomer sees first: how to sign in as a demo customer, and the portal's first query.
+WELCOME = """\
+# Kabinet GraphiQL. 1) Run SignIn (demo password: kabinet-demo).
+# 2) Open "Headers" below and paste: {"Authorization": "Bearer <accessToken>"}
+# 3) Run Dashboard. Staff: operator@example.com or admin@example.com.
+
+mutation SignIn {
+  login(email: "alice@example.com", password: "kabinet-demo") {
+    accessToken
+    user { email role }
+  }
+}
+
+query Dashboard {
+  me {
+    email
+    customer {
+      contractNum
+      fullName
+      balance { amount currency }
+      contracts { address tariff { name monthlyPrice { amount currency } } }
+      invoices(first: 12) {
+        edges {
+          node {
+            number
+            status
+            periodStart
+            amount { amount currency }
+            amountDue { amount currency }
+            payments { method status amount { amount currency } }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+
+
 def graphiql_html(*, endpoint: str, subscription_endpoint: str, asset_prefix: str) -> str:
     """The GraphiQL page; endpoints may be relative, the ws:// or wss:// URL is derived in JS."""
-    config = _json_for_script({"endpoint": endpoint, "subscriptionEndpoint": subscription_endpoint})
+    config = _json_for_script(
+        {
+            "endpoint": endpoint,
+            "subscriptionEndpoint": subscription_endpoint,
+            "defaultQuery": WELCOME,
+        }
+    )
     prefix = asset_prefix.rstrip("/")
     css = html.escape(f"{prefix}/graphiql.min.css")
     scripts = "\n".join(
@@ -104,9 +153,11 @@ def graphiql_asset_routes(node_modules: Path, prefix: str = "/graphiql/assets") 
             except FileNotFoundError:
                 return JSONResponse(
                     {
-                        "code": "ASSETS_NOT_INSTALLED",
-                        "message": f"node_modules/{relative} is missing; "
-                        "run `make dev` (or `npm ci`) to install the GraphiQL assets",
+                        "error": {
+                            "code": "ASSETS_NOT_INSTALLED",
+                            "message": f"node_modules/{relative} is missing; "
+                            "run `make dev` (or `npm ci`) to install the GraphiQL assets",
+                        }
                     },
                     status_code=503,
                 )

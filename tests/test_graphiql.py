@@ -127,14 +127,17 @@ async def test_missing_node_modules_answers_503_with_the_fix(tmp_path: Path) -> 
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         response = await client.get("/graphiql/assets/graphiql.min.js")
     assert response.status_code == 503
-    assert response.json()["code"] == "ASSETS_NOT_INSTALLED"
-    assert "npm ci" in response.json()["message"]
+    assert response.json()["error"]["code"] == "ASSETS_NOT_INSTALLED"
+    assert "npm ci" in response.json()["error"]["message"]
 
 
 def test_injected_values_cannot_break_out_of_the_page() -> None:
     hostile = "</script><script>alert(1)</script><!--"
     page = graphiql_html(endpoint=hostile, subscription_endpoint="/ws", asset_prefix='/a"b')
     links = parse(page)
-    assert json.loads(links.config) == {"endpoint": hostile, "subscriptionEndpoint": "/ws"}
+    config = json.loads(links.config)
+    assert config["endpoint"] == hostile
+    assert config["subscriptionEndpoint"] == "/ws"
+    assert "mutation SignIn" in config["defaultQuery"]
     assert "<" not in links.config
     assert all(url.startswith('/a"b/') for url in links.urls)
