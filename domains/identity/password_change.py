@@ -1,5 +1,7 @@
 """Changing one's password while signed in: proves the current one, ends every other session."""
 
+import asyncio
+
 from sqlalchemy import update
 
 from domains.errors import InvalidInput, Unauthenticated
@@ -31,13 +33,12 @@ async def change_password(
     check_password_policy(new_password, account.user.email)
     # Guessing the current password with a stolen access token is guessing all the same.
     await auth.throttle.attempt("login", account.user.email, client.ip_address)
-    if not verify_password(account.password_hash, current_password):
+    if not await asyncio.to_thread(verify_password, account.password_hash, current_password):
         raise InvalidInput("the current password is wrong")
+    password_hash = await asyncio.to_thread(hash_password, new_password)
     async with auth.db.transaction() as tx:
         await tx.execute(
-            update(User)
-            .where(User.id == account.user.id)
-            .values(password_hash=hash_password(new_password))
+            update(User).where(User.id == account.user.id).values(password_hash=password_hash)
         )
         await auth.sessions.revoke(tx, account.user.id, keep=viewer.session_id)
         await record_event(

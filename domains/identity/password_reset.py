@@ -100,7 +100,7 @@ async def reset_password(auth: Auth, *, token: str, new_password: str) -> None:
         raise InvalidInput(INVALID_LINK)
     reset_id, user_id, email = found
     check_password_policy(new_password, email)
-    password_hash = hash_password(new_password)
+    password_hash = await asyncio.to_thread(hash_password, new_password)
     async with auth.db.transaction() as tx:
         spent = await tx.execute(
             update(password_resets)
