@@ -343,6 +343,10 @@ class HideSuggestionsRule(ValidationRule):
 # Cost ------------------------------------------------------------------------------------
 
 
+class PageSizeError(Exception):
+    """A connection asked for a page size outside 0..MAX_PAGE_SIZE, or for both ends."""
+
+
 @dataclass(frozen=True, slots=True)
 class _PageSize:
     """A connection's page size, as resolvers/relay.py will read `first`/`last`.
@@ -354,9 +358,14 @@ class _PageSize:
     last: int | str | None
 
     def value(self, variables: Mapping[str, Any]) -> int:
+        """The page size; one the resolvers would refuse is refused here, before they run."""
         first, last = self._read(self.first, variables), self._read(self.last, variables)
-        size = first if first is not None else last if last is not None else DEFAULT_PAGE_SIZE
-        return min(max(size, 0), MAX_PAGE_SIZE)
+        if first is not None and last is not None:
+            raise PageSizeError("pass either first or last, not both")
+        for name, size in (("first", first), ("last", last)):
+            if size is not None and not 0 <= size <= MAX_PAGE_SIZE:
+                raise PageSizeError(f"{name} must be between 0 and {MAX_PAGE_SIZE}")
+        return first if first is not None else last if last is not None else DEFAULT_PAGE_SIZE
 
     @staticmethod
     def _read(argument: int | str | None, variables: Mapping[str, Any]) -> int | None:
@@ -420,8 +429,12 @@ def _argument(field: FieldNode, name: str) -> int | str | None:
 
 def _page_size(field: FieldNode) -> Multiplier:
     size = _PageSize(_argument(field, "first"), _argument(field, "last"))
-    static = not isinstance(size.first, str) and not isinstance(size.last, str)
-    return size.value({}) if static else size
+    if isinstance(size.first, str) or isinstance(size.last, str):
+        return size  # depends on variables: evaluated per request
+    try:
+        return size.value({})
+    except PageSizeError:
+        return size  # refused when the plan is evaluated, with the request's error
 
 
 def compile_cost(
@@ -590,7 +603,10 @@ class CostLimit(SchemaExtension):
         )
         if isinstance(variables, list):
             return variables
-        cost = evaluate(plan, variables)
+        try:
+            cost = evaluate(plan, variables)
+        except PageSizeError as error:
+            return [GraphQLError(str(error), operation, extensions={"code": "BAD_USER_INPUT"})]
         if hasattr(execution.context, "operation_cost"):
             execution.context.operation_cost = cost
         if cost <= self.max_cost:

@@ -277,16 +277,33 @@ async def test_token_limit():
             None,
             24,
         ),
-        # first from a variable's default (3), from the variables, clamped to 100, or 20.
+        # first from a variable's default (3), from the variables, up to 100, or 20.
         ("query($n: Int = 3) { items(first: $n) { edges { node { name } } } }", None, 8),
         ("query($n: Int = 3) { items(first: $n) { edges { node { name } } } }", {"n": 40}, 82),
-        ("query($n: Int) { items(last: $n) { edges { node { name } } } }", {"n": 500}, 202),
+        ("query($n: Int) { items(last: $n) { edges { node { name } } } }", {"n": 100}, 202),
         ("query($n: Int) { items(first: $n) { edges { node { name } } } }", {"n": None}, 42),
     ],
 )
 def test_cost_model(query: str, variables: dict[str, Any] | None, cost: int):
     graphql_schema = small_schema()._schema
     assert operation_cost(graphql_schema, parse(query), None, variables) == cost
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ("first: 500", "first must be between 0 and 100"),
+        ("last: -1", "last must be between 0 and 100"),
+        ("first: 1, last: 1", "pass either first or last, not both"),
+    ],
+)
+async def test_page_sizes_the_resolvers_would_refuse_are_refused_first(
+    arguments: str, message: str
+):
+    result, _ = await run(small_schema(), f"{{ items({arguments}) {{ edges {{ cursor }} }} }}")
+    assert [error.message for error in result.errors] == [message]
+    assert codes(result) == ["BAD_USER_INPUT"]
+    assert isinstance(result, PreExecutionError)
 
 
 async def test_cost_limit_depends_on_variables_and_is_kept_on_the_context():

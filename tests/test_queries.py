@@ -88,7 +88,7 @@ async def test_invoice_filter_by_status(client: httpx.AsyncClient):
 async def test_bad_page_arguments(client: httpx.AsyncClient, variables: dict, message: str):
     token = await login(client, "alice@example.com")
     body = await graphql(client, INVOICE_PAGE, variables, token)
-    assert body["data"] is None
+    assert body.get("data") is None
     assert body["errors"][0]["message"] == message
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
 
