@@ -5,11 +5,18 @@ database for benchmarks. Every choice comes from `random.Random(seed)`, so a see
 yields the same people, contracts and invoices (dates count back from the current month).
 Rows go in with executemany inserts; ids come back through RETURNING in parameter order,
 so children are linked to their parents without a query per row.
+
+The ledger is consistent (`kabinet billing reconcile` passes): each customer's balance
+arrives in one opening top-up (debit provider clearing, credit the customer balance)
+large enough for their balance payments too; a balance payment then debits the customer
+balance and a card payment the provider clearing, each crediting the invoice's receivable.
 """
 
 import asyncio
 import calendar
+import dataclasses
 import random
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -28,6 +35,7 @@ from domains.billing.models import (
     Payment,
     PaymentMethod,
     PaymentStatus,
+    Refund,
     Transaction,
 )
 from domains.clock import utcnow
@@ -71,6 +79,7 @@ subscriptions = Subscription.__table__
 invoices = Invoice.__table__
 payments = Payment.__table__
 transactions = Transaction.__table__
+refunds = Refund.__table__
 
 TARIFFS: tuple[Row, ...] = (
     {
@@ -199,12 +208,16 @@ class _Person:
     arrears: int = 0  # the latest past months left unpaid (overdue)
     partial: bool = False  # the oldest of those months is partly paid
     pays_ahead: bool = False  # the current month is paid too
+    # The oldest paid month was charged by card twice: one charge went back to the balance
+    # (a refund) and paid the month from there.
+    refunded_card_payment: bool = False
 
 
 @dataclass(slots=True)
 class _PaymentPlan:
     row: Row
-    entries: list[Row]
+    entries: list[Row]  # the payment's movement, and its refund's
+    refund: Row | None = None
 
 
 @dataclass(slots=True)
@@ -225,6 +238,7 @@ class _CustomerPlan:
     user: Row
     customer: Row
     contracts: list[_ContractPlan]
+    top_up: list[Row]  # the opening top-up's entries; none when nothing was ever on the account
 
 
 class _Generator:
@@ -302,6 +316,17 @@ class _Generator:
                     invoices=self._invoices(person, tariff.monthly_price, self._subscriptions),
                 )
             )
+        # The opening top-up pays for the balance payments, less what refunds brought back.
+        from_balance = sum(
+            (
+                (payment.row["amount"] if payment.row["method"] is PaymentMethod.BALANCE else 0)
+                - (payment.refund["amount"] if payment.refund else 0)
+                for contract in contract_plans
+                for invoice in contract.invoices
+                for payment in invoice.payments
+            ),
+            Decimal(0),
+        )
         return _CustomerPlan(
             user={
                 "email": person.email,
@@ -319,6 +344,7 @@ class _Generator:
                 "created_at": signed_up,
             },
             contracts=contract_plans,
+            top_up=_top_up(person.balance + from_balance, signed_up),
         )
 
     def _invoices(
@@ -348,6 +374,9 @@ class _Generator:
                 else:
                     paid = [self._failed_attempt(price, due)] if self._rng.random() < 0.5 else []
                 plans.append(_InvoicePlan({**row, "status": InvoiceStatus.OVERDUE}, paid))
+            elif person.refunded_card_payment and not plans:
+                paid = self._charged_twice(price, issued_at)
+                plans.append(_InvoicePlan({**row, "status": InvoiceStatus.PAID}, paid))
             else:
                 paid = [self._payment(person, price, issued_at)]
                 plans.append(_InvoicePlan({**row, "status": InvoiceStatus.PAID}, paid))
@@ -358,21 +387,57 @@ class _Generator:
         card = rng.random() < person.card_share
         at = min(issued_at + timedelta(seconds=rng.randrange(14 * 86400)), self._now)
         debit = LedgerAccount.PROVIDER_CLEARING if card else LedgerAccount.CUSTOMER_BALANCE
-        sides = ((debit, EntrySide.DEBIT), (LedgerAccount.RECEIVABLE, EntrySide.CREDIT))
-        entries = [
-            {"account": acc, "type": side, "amount": amount, "currency": CURRENCY, "created_at": at}
-            for acc, side in sides
-        ]
+        entries = _movement(debit, LedgerAccount.RECEIVABLE, amount, at)
         return _PaymentPlan(
             {
                 "amount": amount,
                 "currency": CURRENCY,
                 "method": PaymentMethod.CARD if card else PaymentMethod.BALANCE,
                 "status": PaymentStatus.SUCCEEDED,
+                "refunded_amount": Decimal("0.00"),
                 "created_at": at,
             },
             entries,
         )
+
+    def _charged_twice(self, amount: Decimal, issued_at: datetime) -> list[_PaymentPlan]:
+        """A card charge refunded to the balance, and the month paid from the balance."""
+        at = min(issued_at + timedelta(days=2), self._now)
+        refunded_at = min(at + timedelta(days=1), self._now)
+        card = _PaymentPlan(
+            {
+                "amount": amount,
+                "currency": CURRENCY,
+                "method": PaymentMethod.CARD,
+                "status": PaymentStatus.REFUNDED,
+                "refunded_amount": amount,
+                "created_at": at,
+            },
+            _movement(LedgerAccount.PROVIDER_CLEARING, LedgerAccount.RECEIVABLE, amount, at)
+            + _movement(
+                LedgerAccount.RECEIVABLE, LedgerAccount.CUSTOMER_BALANCE, amount, refunded_at
+            ),
+            {
+                "amount": amount,
+                "currency": CURRENCY,
+                "reason": "charged twice by the card provider",
+                "created_at": refunded_at,
+            },
+        )
+        from_balance = _PaymentPlan(
+            {
+                "amount": amount,
+                "currency": CURRENCY,
+                "method": PaymentMethod.BALANCE,
+                "status": PaymentStatus.SUCCEEDED,
+                "refunded_amount": Decimal("0.00"),
+                "created_at": refunded_at,
+            },
+            _movement(
+                LedgerAccount.CUSTOMER_BALANCE, LedgerAccount.RECEIVABLE, amount, refunded_at
+            ),
+        )
+        return [card, from_balance]
 
     def _failed_attempt(self, amount: Decimal, due: date) -> _PaymentPlan:
         """A declined card: why the invoice went overdue. No money moved, so no entries."""
@@ -384,6 +449,7 @@ class _Generator:
                 "currency": CURRENCY,
                 "method": PaymentMethod.CARD,
                 "status": PaymentStatus.FAILED,
+                "refunded_amount": Decimal("0.00"),
                 "created_at": min(at + timedelta(days=rng.randint(1, 5)), self._now),
             },
             [],
@@ -409,6 +475,30 @@ class _Generator:
         self._email_counts[local] = count
         suffix = "" if count == 1 else str(count)
         return f"{local}{suffix}@{self._namespace.email_domain}"
+
+
+def _movement(
+    debit: LedgerAccount, credit: LedgerAccount, amount: Decimal, at: datetime
+) -> list[Row]:
+    """The two entries of one balanced movement; ids of their owners are added on insert."""
+    movement_id = uuid.uuid4()
+    return [
+        {
+            "movement_id": movement_id,
+            "account": account,
+            "type": side,
+            "amount": amount,
+            "currency": CURRENCY,
+            "created_at": at,
+        }
+        for account, side in ((debit, EntrySide.DEBIT), (credit, EntrySide.CREDIT))
+    ]
+
+
+def _top_up(amount: Decimal, at: datetime) -> list[Row]:
+    if not amount:
+        return []
+    return _movement(LedgerAccount.PROVIDER_CLEARING, LedgerAccount.CUSTOMER_BALANCE, amount, at)
 
 
 # The two documented customer logins: alice owes money, bob has paid everything.
@@ -456,7 +546,7 @@ async def load_demo(
     now = utcnow()
     try:
         async with db.transaction() as session:
-            await session.execute(insert(users), _staff_rows(password_hash, now))
+            staff_ids = await _insert_returning_ids(session, users, _staff_rows(password_hash, now))
             generator = _Generator(
                 random.Random(seed),
                 now=now,
@@ -468,10 +558,16 @@ async def load_demo(
             )
             people = [_ALICE, _BOB]
             people += [generator.random_person() for _ in range(customers - 2)]
+            if customers > 2:
+                people[2] = dataclasses.replace(people[2], refunded_card_payment=True)
             _report(progress, 0, customers)
             for start in range(0, customers, DEMO_BATCH):
                 batch = people[start : start + DEMO_BATCH]
-                await _insert_plans(session, [generator.plan(person) for person in batch])
+                await _insert_plans(
+                    session,
+                    [generator.plan(person) for person in batch],
+                    refunded_by=staff_ids[0],  # admin
+                )
                 _report(progress, start + len(batch), customers)
     except IntegrityError:
         if await _demo_loaded(db):
@@ -554,7 +650,9 @@ async def _ensure_tariffs(session: AsyncSession) -> dict[str, _TariffRef]:
     return known
 
 
-async def _insert_plans(session: AsyncSession, plans: Sequence[_CustomerPlan]) -> None:
+async def _insert_plans(
+    session: AsyncSession, plans: Sequence[_CustomerPlan], *, refunded_by: int | None = None
+) -> None:
     """One executemany per table, parents first, each child row given its parent's new id."""
     user_ids = await _insert_returning_ids(session, users, [plan.user for plan in plans])
     customer_ids = await _insert_returning_ids(
@@ -599,12 +697,29 @@ async def _insert_plans(session: AsyncSession, plans: Sequence[_CustomerPlan]) -
         [{**pay.row, "customer_id": cid, "invoice_id": iid} for cid, iid, pay in paid],
     )
     entries = [
-        {**entry, "payment_id": payment_id}
-        for (_, _, pay), payment_id in zip(paid, payment_ids, strict=True)
+        {**entry, "customer_id": cid, "payment_id": None, "invoice_id": None}
+        for plan, cid in zip(plans, customer_ids, strict=True)
+        for entry in plan.top_up
+    ]
+    entries += [
+        {
+            **entry,
+            "customer_id": cid,
+            "payment_id": payment_id,
+            "invoice_id": iid if entry["account"] is LedgerAccount.RECEIVABLE else None,
+        }
+        for (cid, iid, pay), payment_id in zip(paid, payment_ids, strict=True)
         for entry in pay.entries
     ]
     if entries:
         await session.execute(insert(transactions), entries)
+    given_back = [
+        {**pay.refund, "payment_id": payment_id, "created_by": refunded_by}
+        for (_, _, pay), payment_id in zip(paid, payment_ids, strict=True)
+        if pay.refund is not None
+    ]
+    if given_back:
+        await session.execute(insert(refunds), given_back)
 
 
 async def _insert_returning_ids(session: AsyncSession, table: Table, rows: list[Row]) -> list[int]:

@@ -19,7 +19,7 @@ from gateway.graphiql import graphiql_asset_routes, graphiql_html
 from gateway.graphql_http import GraphQLEndpoint
 from gateway.metrics import MetricsMiddleware, metrics_endpoint
 from gateway.ratelimit import graphql_rate_limit
-from gateway.rest import auth_login, auth_logout, auth_refresh, billing_invoices
+from gateway.rest import auth_login, auth_logout, auth_refresh, billing_invoices, billing_pay
 from gateway.services import Services
 from gateway.settings import Settings
 from resolvers.context import Context
@@ -108,6 +108,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/auth/refresh", auth_refresh, methods=["POST"]),
         Route("/auth/logout", auth_logout, methods=["POST"]),
         Route("/billing/invoices", billing_invoices, methods=["GET"]),
+        Route("/billing/pay", billing_pay, methods=["POST"]),
         Route("/.well-known/jwks.json", jwks, methods=["GET"]),
         Route("/health/live", live, methods=["GET"]),
         Route("/health/ready", ready, methods=["GET"]),

@@ -1,4 +1,4 @@
-"""The `kabinet` command: migrate, load demo data, serve, and export the schema."""
+"""The `kabinet` command: migrate, load demo data, serve, export the schema, reconcile."""
 
 import argparse
 import asyncio
@@ -55,6 +55,27 @@ def _demo(settings: Settings) -> None:
 
     loaded = asyncio.run(run())
     print("demo data loaded" if loaded else "demo data already present; left as it is")
+
+
+def _reconcile(settings: Settings) -> None:
+    """Prints every broken ledger invariant, naming its rows; exits 1 when there is one."""
+    from domains.billing.reconcile import reconcile
+    from domains.database import Database
+
+    async def run() -> list:
+        db = Database(settings.database_url)
+        try:
+            return await reconcile(db)
+        finally:
+            await db.dispose()
+
+    problems = asyncio.run(run())
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s) found", file=sys.stderr)
+        sys.exit(1)
+    print("OK: the ledger balances and every invariant holds")
 
 
 def _keygen(path: Path, *, quiet_if_exists: bool = False) -> None:
@@ -131,6 +152,9 @@ def main(argv: list[str] | None = None) -> None:
     schema_commands = schema.add_subparsers(dest="schema_command", required=True)
     export = schema_commands.add_parser("export", help="write subgraph and composed SDL")
     export.add_argument("directory", type=Path)
+    billing = commands.add_parser("billing", help="billing tools")
+    billing_commands = billing.add_subparsers(dest="billing_command", required=True)
+    billing_commands.add_parser("reconcile", help="check every ledger invariant; exit 1 if broken")
 
     args = parser.parse_args(argv)
     if args.command == "keygen":
@@ -140,6 +164,9 @@ def main(argv: list[str] | None = None) -> None:
         _export(args.directory)
         return
     settings = Settings()
+    if args.command == "billing":
+        _reconcile(settings)
+        return
     {"migrate": _migrate, "demo": _demo, "serve": _serve, "dev": _dev}[args.command](settings)
 
 

@@ -2,13 +2,21 @@
 
 import asyncio
 import json
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from domains.billing.invoice import INVOICE_ORDER, InvoiceFilter, invoice_pages_by_customer_ids
-from domains.billing.models import InvoiceStatus
+from domains.billing.invoice import (
+    INVOICE_ORDER,
+    InvoiceFilter,
+    invoice_pages_by_customer_ids,
+    invoices_by_ids,
+)
+from domains.billing.models import InvoiceStatus, PaymentMethod
+from domains.billing.pay_invoice import pay_invoice
+from domains.billing.payment import payments_by_ids
 from domains.clock import utcnow
 from domains.customers.customer import customers_by_ids
 from domains.errors import DomainError, Forbidden, InvalidInput, NotFound, RateLimited
@@ -22,13 +30,20 @@ from domains.limits import LimiterUnavailable
 from gateway.errors import rest_error_response
 from gateway.ratelimit import rate_limit_headers, retry_after_seconds
 from gateway.services import Services
-from resolvers.relay import connection_from_page, to_global_id, window_from_arguments
+from resolvers.relay import connection_from_page, pk_of, to_global_id, window_from_arguments
 
 _HTTP_STATUS = {
     "UNAUTHENTICATED": 401,
     "FORBIDDEN": 403,
     "NOT_FOUND": 404,
     "RATE_LIMITED": 429,
+    # Payments: a well-formed request the billing rules refuse is 422; a key already used
+    # for another payment conflicts (409); malformed input stays 400.
+    "IDEMPOTENCY_KEY_REUSED": 409,
+    "INVOICE_NOT_PAYABLE": 422,
+    "INVALID_AMOUNT": 422,
+    "INSUFFICIENT_FUNDS": 422,
+    "PAYMENT_METHOD_UNAVAILABLE": 422,
 }
 # The web portal's refresh token, out of reach of scripts (`__Host-`: this host, path /, TLS).
 REFRESH_COOKIE = "__Host-kabinet_refresh"
@@ -251,4 +266,93 @@ async def billing_invoices(request: Request) -> Response:
             },
         },
         headers=rate_limit_headers(decision),
+    )
+
+
+def _pay_arguments(body: dict[str, Any]) -> tuple[int, PaymentMethod, Decimal | None]:
+    invoice_id, method, amount = body.get("invoice_id"), body.get("method"), body.get("amount")
+    if not isinstance(invoice_id, str):
+        raise InvalidInput("'invoice_id' is a required string (the invoice's global id)")
+    try:
+        payment_method = PaymentMethod(str(method).lower())
+    except ValueError:
+        allowed = ", ".join(m.value for m in PaymentMethod)
+        raise InvalidInput(f"'method' is one of: {allowed}") from None
+    if amount is None:
+        return pk_of(invoice_id, "Invoice"), payment_method, None
+    if not isinstance(amount, str):
+        raise InvalidInput("'amount' is a decimal string, e.g. \"120.50\"")
+    try:
+        return pk_of(invoice_id, "Invoice"), payment_method, Decimal(amount)
+    except InvalidOperation:
+        raise InvalidInput("'amount' is a decimal string, e.g. \"120.50\"") from None
+
+
+async def billing_pay(request: Request) -> Response:
+    """The seed's flow 2.3: pay an invoice; `Idempotency-Key` makes retries safe.
+
+    201 with the payment, invoice and balance; a retry with the same key and body answers
+    200 with the same payment. Errors: 400 malformed, 404 not the viewer's invoice,
+    409 IDEMPOTENCY_KEY_REUSED, 422 refused by the billing rules.
+    """
+    services: Services = request.app.state.services
+    try:
+        viewer: Viewer = require_viewer(request.state.viewer)
+        key = request.headers.get("idempotency-key")
+        if not key:
+            raise InvalidInput("send an Idempotency-Key header (e.g. a UUID) with every payment")
+        invoice_id, method, amount = _pay_arguments(await _json_object(request))
+        decision = await services.budgets.charge(
+            "mutation",
+            1,
+            user_id=viewer.user_id,
+            ip=request.client.host if request.client else None,
+        )
+        if not decision.allowed:
+            seconds = retry_after_seconds(decision)
+            return rest_error_response(
+                429,
+                "RATE_LIMITED",
+                f"rate limit exceeded: retry in {seconds} s",
+                rate_limit_headers(decision),
+            )
+        result = await pay_invoice(
+            services.db,
+            viewer,
+            invoice_id=invoice_id,
+            method=method,
+            amount=amount,
+            idempotency_key=key,
+        )
+    except DomainError as error:
+        return _error(error)
+    except LimiterUnavailable:
+        return rest_error_response(
+            503, "SERVICE_UNAVAILABLE", "rate limiting is unavailable; try again shortly"
+        )
+    async with services.db.read() as conn:
+        payment = (await payments_by_ids(conn, [result.payment_id]))[result.payment_id]
+        invoice = (await invoices_by_ids(conn, [result.invoice_id]))[result.invoice_id]
+        customer = (await customers_by_ids(conn, [result.customer_id]))[result.customer_id]
+    return JSONResponse(
+        {
+            "payment": {
+                "id": to_global_id("Payment", payment.id),
+                "amount": _money(payment.amount, payment.currency),
+                "method": payment.method.value,
+                "status": payment.status.value,
+                "created_at": payment.created_at.isoformat(),
+            },
+            "invoice": {
+                "id": to_global_id("Invoice", invoice.id),
+                "number": invoice.number,
+                "status": invoice.status.value,
+            },
+            "customer": {
+                "id": to_global_id("Customer", customer.id),
+                "balance": _money(customer.balance, customer.currency),
+            },
+        },
+        status_code=200 if result.replayed else 201,
+        headers={**rate_limit_headers(decision), "Cache-Control": "no-store"},
     )

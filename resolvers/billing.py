@@ -1,5 +1,6 @@
-"""Billing resolvers: invoices, payments, ledger transactions and the balance."""
+"""Billing resolvers: invoices, payments, ledger transactions, the balance; paying, refunding."""
 
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
@@ -7,9 +8,12 @@ import strawberry
 from strawberry import Info
 
 from domains.billing.invoice import INVOICE_ORDER, InvoiceFilter, InvoiceRow
-from domains.billing.models import InvoiceStatus, PaymentStatus
+from domains.billing.models import InvoiceStatus, LedgerAccount, PaymentMethod
+from domains.billing.pay_invoice import pay_invoice as pay_invoice_action
 from domains.billing.payment import PAYMENT_ORDER, PaymentRow
-from domains.billing.transaction import TransactionRow
+from domains.billing.refund_payment import refund_payment as refund_payment_action
+from domains.billing.settlement import SETTLED
+from domains.billing.transaction import LEDGER_ORDER, TransactionRow, ledger_page
 from domains.customers.customer import CustomerRow
 from domains.errors import Forbidden, NotFound
 from domains.money import Money
@@ -37,13 +41,11 @@ async def payment_by_pk(info: Info[Context], pk: int) -> PaymentRow:
 
 
 async def transaction_by_pk(info: Info[Context], pk: int) -> TransactionRow:
+    viewer = info.context.signed_in
     transaction = await info.context.loaders.transactions_by_id.load(pk)
     if transaction is None:
         raise NotFound("transaction")
-    try:
-        await payment_by_pk(info, transaction.payment_id)
-    except NotFound:
-        raise NotFound("transaction") from None
+    viewer.check_customer(transaction.customer_id, "transaction")
     return transaction
 
 
@@ -110,11 +112,11 @@ def invoice_amount(root: InvoiceRow) -> Money:
 
 
 async def invoice_amount_due(root: InvoiceRow, info: Info[Context]) -> Money:
-    """What is left to pay: the amount less every succeeded payment."""
+    """What is left to pay: the amount less what payments brought in and kept."""
     if root.status in (InvoiceStatus.DRAFT, InvoiceStatus.VOID):
         return Money(Decimal("0.00"), root.currency)
     payments = await info.context.loaders.payments_by_invoice_id.load(root.id)
-    paid = sum((p.amount for p in payments if p.status is PaymentStatus.SUCCEEDED), Decimal(0))
+    paid = sum((p.amount - p.refunded_amount for p in payments if p.status in SETTLED), Decimal(0))
     return Money(max(root.amount - paid, Decimal("0.00")), root.currency)
 
 
@@ -142,5 +144,86 @@ def transaction_amount(root: TransactionRow) -> Money:
     return Money(root.amount, root.currency)
 
 
-async def transaction_payment(root: TransactionRow, info: Info[Context]) -> PaymentRow:
+def payment_refunded_amount(root: PaymentRow) -> Money:
+    return Money(root.refunded_amount, root.currency)
+
+
+async def transaction_payment(root: TransactionRow, info: Info[Context]) -> PaymentRow | None:
+    if root.payment_id is None:
+        return None
     return await payment_by_pk(info, root.payment_id)
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentOutcome:
+    """What a payment or refund changed, read back after it committed."""
+
+    payment: PaymentRow
+    invoice: InvoiceRow
+    customer: CustomerRow
+
+
+async def _outcome(info: Info[Context], payment_id: int) -> PaymentOutcome:
+    payment = await payment_by_pk(info, payment_id)
+    invoice = await invoice_by_pk(info, payment.invoice_id)
+    return PaymentOutcome(payment, invoice, await customer_by_pk(info, payment.customer_id))
+
+
+async def pay_invoice(
+    info: Info[Context],
+    invoice_id: strawberry.ID,
+    method: PaymentMethod,
+    idempotency_key: str,
+    amount: Decimal | None = None,
+) -> PaymentOutcome:
+    result = await pay_invoice_action(
+        info.context.db,
+        info.context.signed_in,
+        invoice_id=pk_of(invoice_id, "Invoice"),
+        method=method,
+        amount=amount,
+        idempotency_key=idempotency_key,
+    )
+    return await _outcome(info, result.payment_id)
+
+
+async def refund_payment(
+    info: Info[Context], payment_id: strawberry.ID, amount: Decimal, reason: str
+) -> PaymentOutcome:
+    result = await refund_payment_action(
+        info.context.db,
+        info.context.signed_in,
+        payment_id=pk_of(payment_id, "Payment"),
+        amount=amount,
+        reason=reason,
+    )
+    return await _outcome(info, result.payment_id)
+
+
+async def ledger(
+    info: Info[Context],
+    customer_id: strawberry.ID,
+    first: int | None = None,
+    after: str | None = None,
+) -> Connection[TransactionRow]:
+    """Staff: every ledger entry of one customer, newest first."""
+    customer = await customer_by_pk(info, pk_of(customer_id, "Customer"))
+    window = window_from_arguments(LEDGER_ORDER, first, after, None, None)
+    async with info.context.db.read() as conn:
+        page = await ledger_page(conn, customer.id, window)
+    return connection_from_page(page, LEDGER_ORDER)
+
+
+async def balance_history(
+    info: Info[Context], first: int | None = None, after: str | None = None
+) -> Connection[TransactionRow]:
+    """The viewer's balance-account entries, newest first: credits in, debits out."""
+    viewer = info.context.signed_in
+    if viewer.customer_id is None:
+        raise Forbidden("staff accounts have no balance; use ledger(customerId:)")
+    window = window_from_arguments(LEDGER_ORDER, first, after, None, None)
+    async with info.context.db.read() as conn:
+        page = await ledger_page(
+            conn, viewer.customer_id, window, account=LedgerAccount.CUSTOMER_BALANCE
+        )
+    return connection_from_page(page, LEDGER_ORDER)

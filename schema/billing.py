@@ -1,6 +1,7 @@
 """The billing subgraph: invoices, payments, ledger transactions, and the customer's money."""
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
@@ -38,8 +39,9 @@ class Transaction(Node):
     type: Side = strawberry.field(description="Debit or credit.")
     amount: Money = strawberry.field(resolver=billing_resolvers.transaction_amount)
     created_at: datetime
-    payment: Annotated["Payment", strawberry.lazy("schema.billing")] = strawberry.field(
-        resolver=billing_resolvers.transaction_payment
+    payment: Annotated["Payment", strawberry.lazy("schema.billing")] | None = strawberry.field(
+        resolver=billing_resolvers.transaction_payment,
+        description="The payment or refund behind the entry; none for a top-up.",
     )
 
     is_type_of = is_row(TransactionRow)
@@ -55,6 +57,10 @@ class Payment(Node):
     amount: Money = strawberry.field(resolver=billing_resolvers.payment_amount)
     method: PaymentKind
     status: PaymentState
+    refunded_amount: Money = strawberry.field(
+        resolver=billing_resolvers.payment_refunded_amount,
+        description="Given back to the account balance so far.",
+    )
     created_at: datetime
     invoice: Annotated["Invoice", strawberry.lazy("schema.billing")] = strawberry.field(
         resolver=billing_resolvers.payment_invoice
@@ -115,3 +121,47 @@ class Query:
         description="The viewer's invoices, newest first.",
     )
     invoice: Invoice = strawberry.field(resolver=billing_resolvers.invoice)
+    ledger: Connection[Transaction] = strawberry.field(
+        resolver=billing_resolvers.ledger,
+        description="Staff: a customer's ledger entries, every account, newest first.",
+    )
+    balance_history: Connection[Transaction] = strawberry.field(
+        resolver=billing_resolvers.balance_history,
+        description="The viewer's balance movements, newest first (credit: in, debit: out).",
+    )
+
+
+@strawberry.input(description="Pay an invoice; a retry with the same key pays nothing again.")
+class PayInvoiceInput:
+    invoice_id: strawberry.ID
+    method: PaymentKind
+    idempotency_key: str = strawberry.field(
+        description="Unique per intended payment (a UUID); kept 24 hours."
+    )
+    amount: Decimal | None = strawberry.field(
+        default=None, description="At most what is due; omitted: all of it."
+    )
+
+
+@strawberry.type(description="What a payment or refund changed, for the client to refresh.")
+class PaymentPayload:
+    payment: Payment
+    invoice: Invoice
+    customer: CustomerRef
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Pay an invoice, wholly or in part, from the balance.")
+    async def pay_invoice(self, info: strawberry.Info, input: PayInvoiceInput) -> PaymentPayload:
+        return await billing_resolvers.pay_invoice(  # type: ignore[return-value]
+            info, input.invoice_id, input.method, input.idempotency_key, input.amount
+        )
+
+    @strawberry.mutation(description="Give (part of) a payment back to the account balance.")
+    async def refund_payment(
+        self, info: strawberry.Info, payment_id: strawberry.ID, amount: Decimal, reason: str
+    ) -> PaymentPayload:
+        return await billing_resolvers.refund_payment(  # type: ignore[return-value]
+            info, payment_id, amount, reason
+        )

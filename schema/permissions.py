@@ -49,6 +49,10 @@ ROOT_FIELDS: dict[str, Access] = {
     # billing
     "Query.invoices": Access.CUSTOMER,
     "Query.invoice": Access.SIGNED_IN,
+    "Query.ledger": Access.STAFF,
+    "Query.balanceHistory": Access.CUSTOMER,
+    "Mutation.payInvoice": Access.CUSTOMER,
+    "Mutation.refundPayment": Access.ADMIN,
     # federation: a router fetches SDL and entities; entity resolvers apply object rules
     "Query._service": Access.PUBLIC,
     "Query._entities": Access.PUBLIC,
@@ -74,6 +78,9 @@ TYPES: dict[str, Access] = {
     "PaymentConnection": Access.SIGNED_IN,
     "PaymentEdge": Access.SIGNED_IN,
     "Transaction": Access.SIGNED_IN,
+    "TransactionConnection": Access.SIGNED_IN,
+    "TransactionEdge": Access.SIGNED_IN,
+    "PaymentPayload": Access.SIGNED_IN,
     "Money": Access.PUBLIC,
     "PageInfo": Access.PUBLIC,
     "_Service": Access.PUBLIC,

@@ -19,7 +19,18 @@ LOGINS = {
     "operator": "operator@example.com",
     "admin": "admin@example.com",
 }
-TABLES = ("users", "customers", "sessions", "refresh_tokens", "outbox", "invoices", "payments")
+TABLES = (
+    "users",
+    "customers",
+    "sessions",
+    "refresh_tokens",
+    "outbox",
+    "invoices",
+    "payments",
+    "transactions",
+    "refunds",
+    "idempotency_keys",
+)
 
 
 @pytest_asyncio.fixture
@@ -66,6 +77,24 @@ async def _bob(client: httpx.AsyncClient) -> str:
     return body["data"]["customers"]["edges"][0]["node"]["user"]["id"]
 
 
+async def _alice_invoice(client: httpx.AsyncClient, status: str) -> dict:
+    alice = await login(client, "alice@example.com")
+    query = "query($s: [InvoiceStatus!]) { invoices(status: $s, first: 1) {"
+    query += " edges { node { id payments { id } } } } }"
+    body = await graphql(client, query, {"s": [status]}, token=alice)
+    return body["data"]["invoices"]["edges"][0]["node"]
+
+
+async def _variables(client: httpx.AsyncClient, query: str) -> dict | None:
+    if "$id" in query:
+        return {"id": await _bob(client)}
+    if "$invoice" in query:
+        return {"invoice": (await _alice_invoice(client, "OVERDUE"))["id"]}
+    if "$payment" in query:
+        return {"payment": (await _alice_invoice(client, "PAID"))["payments"][0]["id"]}
+    return None
+
+
 # name -> (operation, roles allowed). Mutations touch the database when they run.
 MUTATIONS = {
     "updateMyProfile": (
@@ -77,6 +106,16 @@ MUTATIONS = {
         {"admin"},
     ),
     "logoutEverywhere": ("mutation { logoutEverywhere }", {"customer", "operator", "admin"}),
+    "payInvoice": (
+        "mutation($invoice: ID!) { payInvoice(input: {invoiceId: $invoice, method: BALANCE,"
+        ' amount: "1.00", idempotencyKey: "matrix"}) { payment { status } } }',
+        {"customer"},
+    ),
+    "refundPayment": (
+        'mutation($payment: ID!) { refundPayment(paymentId: $payment, amount: "1.00",'
+        ' reason: "goodwill") { payment { refundedAmount { amount } } } }',
+        {"admin"},
+    ),
 }
 QUERIES = {
     "me": ("{ me { email } }", {"customer", "operator", "admin"}),
@@ -87,6 +126,7 @@ QUERIES = {
         {"operator", "admin"},
     ),
     "mySessions": ("{ mySessions { id current } }", {"customer", "operator", "admin"}),
+    "balanceHistory": ("{ balanceHistory(first: 2) { edges { node { type } } } }", {"customer"}),
 }
 
 
@@ -94,7 +134,7 @@ QUERIES = {
 @pytest.mark.parametrize("name", [*MUTATIONS, *QUERIES])
 async def test_role_against_operation(client: httpx.AsyncClient, role: str, name: str):
     query, allowed = {**MUTATIONS, **QUERIES}[name]
-    variables = {"id": await _bob(client)} if "$id" in query else None
+    variables = await _variables(client, query)
     token = await login(client, LOGINS[role]) if role in LOGINS else None
     before = await _snapshot(client)
     body = await graphql(client, query, variables, token)

@@ -1,10 +1,19 @@
-"""Billing tables: invoices, payments against them, and their ledger transactions."""
+"""Billing tables: invoices, payments, refunds, idempotency keys and the double-entry ledger."""
 
+import uuid
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+    Uuid,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domains.base import Base, BigId, MoneyNumeric, UTCDateTime
@@ -75,6 +84,9 @@ class Payment(Base):
     __tablename__ = "payments"
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(
+            "refunded_amount >= 0 AND refunded_amount <= amount", name="refunded_within_amount"
+        ),
         Index("ix_payments_customer_created", "customer_id", "created_at", "id"),
     )
 
@@ -88,19 +100,66 @@ class Payment(Base):
     status: Mapped[PaymentStatus] = mapped_column(
         stored_enum(PaymentStatus, "payment_status"), default=PaymentStatus.PENDING
     )
+    refunded_amount: Mapped[Decimal] = mapped_column(MoneyNumeric, default=Decimal("0.00"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Transaction(Base):
-    """One ledger entry; a payment's entries balance (debits equal credits)."""
+    """One ledger entry. Entries sharing a `movement_id` balance per currency (debits equal
+    credits); rows are never updated or deleted: a correction is a reversing movement."""
 
     __tablename__ = "transactions"
-    __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        # Receivable is kept per invoice; the customer balance belongs to a customer.
+        CheckConstraint(
+            "account <> 'receivable' OR invoice_id IS NOT NULL", name="receivable_has_invoice"
+        ),
+        Index("ix_transactions_customer_account", "customer_id", "account", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    movement_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"), index=True)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
     account: Mapped[LedgerAccount] = mapped_column(stored_enum(LedgerAccount, "ledger_account"))
     type: Mapped[EntrySide] = mapped_column(stored_enum(EntrySide, "entry_side"))
     amount: Mapped[Decimal] = mapped_column(MoneyNumeric)
     currency: Mapped[str] = mapped_column(String(3), default="RUB")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Refund(Base):
+    """Money given back from a payment to the customer's balance, by an admin."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    amount: Mapped[Decimal] = mapped_column(MoneyNumeric)
+    currency: Mapped[str] = mapped_column(String(3), default="RUB")
+    reason: Mapped[str] = mapped_column(String(500))
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class IdempotencyKey(Base):
+    """A client's retry key, per customer: the first request's fingerprint and its answer."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        UniqueConstraint("customer_id", "key", name="uq_idempotency_keys_customer_key"),
+        CheckConstraint("expires_at > created_at", name="expires_after_created"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    key: Mapped[str] = mapped_column(String(255))
+    # sha256 (hex) of the request's canonical parameters.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    # The payment the first request made: what a retry is answered with.
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

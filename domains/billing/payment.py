@@ -23,6 +23,7 @@ class PaymentRow:
     currency: str
     method: PaymentMethod
     status: PaymentStatus
+    refunded_amount: Decimal
     created_at: datetime
 
 

@@ -1,5 +1,6 @@
-"""Reading ledger transactions: the balanced entries behind each payment."""
+"""Reading ledger entries: by id, per payment, and a customer's balance-account history."""
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -8,6 +9,7 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domains.billing.models import EntrySide, LedgerAccount, Transaction
+from domains.keyset import Ordering, Page, Window, fetch_pages
 from domains.rows import fetch_rows, group_by, select_rows
 
 transactions = Transaction.__table__
@@ -16,12 +18,36 @@ transactions = Transaction.__table__
 @dataclass(frozen=True, slots=True)
 class TransactionRow:
     id: int
-    payment_id: int
+    movement_id: uuid.UUID
+    customer_id: int
+    invoice_id: int | None
+    payment_id: int | None
     account: LedgerAccount
     type: EntrySide
     amount: Decimal
     currency: str
     created_at: datetime
+
+
+# Newest first; ids grow with time, so the id alone is a stable keyset.
+LEDGER_ORDER = Ordering((transactions.c.id,), descending=True)
+
+
+async def ledger_page(
+    conn: AsyncConnection,
+    customer_id: int,
+    window: Window,
+    *,
+    account: LedgerAccount | None = None,
+) -> Page[TransactionRow]:
+    """A customer's ledger entries (or one account's of them), newest first."""
+    stmt = select_rows(TransactionRow, transactions).where(
+        transactions.c.customer_id == customer_id
+    )
+    if account is not None:
+        stmt = stmt.where(transactions.c.account == account)
+    pages = await fetch_pages(conn, TransactionRow, stmt, LEDGER_ORDER, window)
+    return pages[None]
 
 
 async def transactions_by_ids(

@@ -1,0 +1,41 @@
+"""Billing refusals, each with the stable code API clients branch on."""
+
+from domains.errors import DomainError
+
+
+class InvoiceNotPayable(DomainError):
+    """Only issued and overdue invoices take payments (not draft, paid or void)."""
+
+    code = "INVOICE_NOT_PAYABLE"
+
+
+class InvalidAmount(DomainError):
+    """Not positive, more than two decimals, or more than is due or refundable."""
+
+    code = "INVALID_AMOUNT"
+
+
+class InsufficientFunds(DomainError):
+    code = "INSUFFICIENT_FUNDS"
+
+
+class PaymentMethodUnavailable(DomainError):
+    """CARD goes through a payment provider, which is not connected yet."""
+
+    code = "PAYMENT_METHOD_UNAVAILABLE"
+
+
+class IdempotencyKeyReused(DomainError):
+    """The key already served a request with other parameters."""
+
+    code = "IDEMPOTENCY_KEY_REUSED"
+
+
+class PaymentNotRefundable(DomainError):
+    """Only a succeeded payment moved money that can go back."""
+
+    code = "PAYMENT_NOT_REFUNDABLE"
+
+
+class RefundExceedsPayment(DomainError):
+    code = "REFUND_EXCEEDS_PAYMENT"

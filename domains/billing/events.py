@@ -1,0 +1,125 @@
+"""Billing's domain events, written to the outbox in the transaction of their cause.
+
+Every event is an outbox row: `id` (uuid, the event id), `type`, `occurred_at` (UTC),
+`subject` `customer:<id>` (the Kafka key: one customer's events stay in order) and a JSON
+`payload`. Payload version 1 of each type (amounts are decimal strings, ids integers):
+
+- `payment.created`: `{version, payment_id, invoice_id, customer_id, amount, currency,
+  method, status}`, a payment that moved money.
+- `payment.refunded`: `{version, payment_id, refund_id, invoice_id, customer_id, amount,
+  refunded_amount, currency, reason}`; `amount` is this refund, `refunded_amount` the total.
+- `invoice.paid`: `{version, invoice_id, customer_id, number, amount, currency}`, when the
+  invoice's payments first cover it (again after a refund uncovered it).
+- `balance.changed`: `{version, customer_id, balance, delta, currency, reason}` with
+  `reason` one of `payment`, `refund`.
+"""
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domains.outbox import record_event
+
+VERSION = 1
+
+
+def _subject(customer_id: int) -> str:
+    return f"customer:{customer_id}"
+
+
+async def _record(session: AsyncSession, type: str, customer_id: int, **data: Any) -> None:
+    payload = {"version": VERSION, "customer_id": customer_id}
+    for name, value in data.items():
+        payload[name] = str(value) if isinstance(value, Decimal) else value
+    await record_event(session, type, _subject(customer_id), payload)
+
+
+async def payment_created(
+    session: AsyncSession,
+    *,
+    payment_id: int,
+    invoice_id: int,
+    customer_id: int,
+    amount: Decimal,
+    currency: str,
+    method: str,
+    status: str,
+) -> None:
+    await _record(
+        session,
+        "payment.created",
+        customer_id,
+        payment_id=payment_id,
+        invoice_id=invoice_id,
+        amount=amount,
+        currency=currency,
+        method=method,
+        status=status,
+    )
+
+
+async def payment_refunded(
+    session: AsyncSession,
+    *,
+    payment_id: int,
+    refund_id: int,
+    invoice_id: int,
+    customer_id: int,
+    amount: Decimal,
+    refunded_amount: Decimal,
+    currency: str,
+    reason: str,
+) -> None:
+    await _record(
+        session,
+        "payment.refunded",
+        customer_id,
+        payment_id=payment_id,
+        refund_id=refund_id,
+        invoice_id=invoice_id,
+        amount=amount,
+        refunded_amount=refunded_amount,
+        currency=currency,
+        reason=reason,
+    )
+
+
+async def invoice_paid(
+    session: AsyncSession,
+    *,
+    invoice_id: int,
+    customer_id: int,
+    number: str,
+    amount: Decimal,
+    currency: str,
+) -> None:
+    await _record(
+        session,
+        "invoice.paid",
+        customer_id,
+        invoice_id=invoice_id,
+        number=number,
+        amount=amount,
+        currency=currency,
+    )
+
+
+async def balance_changed(
+    session: AsyncSession,
+    *,
+    customer_id: int,
+    balance: Decimal,
+    delta: Decimal,
+    currency: str,
+    reason: str,
+) -> None:
+    await _record(
+        session,
+        "balance.changed",
+        customer_id,
+        balance=balance,
+        delta=delta,
+        currency=currency,
+        reason=reason,
+    )

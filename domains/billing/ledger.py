@@ -1,0 +1,96 @@
+"""Posting balanced movements to the double-entry ledger (the `transactions` table).
+
+A movement is a set of entries that balance per currency; the customer balance account
+is credited when money arrives on the account and debited when it leaves, and
+`customers.balance` caches its total, updated here in the same transaction. Nothing
+updates or deletes an entry: a correction is a reversing movement.
+"""
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import insert, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domains.billing.models import EntrySide, LedgerAccount, Transaction
+from domains.customers.models import Customer
+
+transactions = Transaction.__table__
+customers = Customer.__table__
+
+
+class UnbalancedMovement(ValueError):
+    """A programming error: the entries of one movement do not balance."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    account: LedgerAccount
+    side: EntrySide
+    amount: Decimal
+    currency: str
+    customer_id: int
+    invoice_id: int | None = None
+    payment_id: int | None = None
+
+
+def signed(side: EntrySide, amount: Decimal) -> Decimal:
+    """Debits positive, credits negative: a balanced movement sums to zero."""
+    return amount if side is EntrySide.DEBIT else -amount
+
+
+def check_balanced(entries: Sequence[Entry]) -> None:
+    if len(entries) < 2:
+        raise UnbalancedMovement("a movement needs at least two entries")
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for entry in entries:
+        if entry.amount <= 0:
+            raise UnbalancedMovement(f"entry amounts are positive, got {entry.amount}")
+        if entry.account is LedgerAccount.RECEIVABLE and entry.invoice_id is None:
+            raise UnbalancedMovement("a receivable entry names its invoice")
+        totals[entry.currency] += signed(entry.side, entry.amount)
+    unbalanced = {currency: total for currency, total in totals.items() if total}
+    if unbalanced:
+        raise UnbalancedMovement(f"debits and credits differ: {unbalanced}")
+
+
+async def post_movement(session: AsyncSession, entries: Sequence[Entry], at: datetime) -> uuid.UUID:
+    """Writes one balanced movement and moves the cached balances with it.
+
+    The caller holds the row locks of the customers whose balance account it touches.
+    """
+    check_balanced(entries)
+    movement_id = uuid.uuid4()
+    await session.execute(
+        insert(transactions),
+        [
+            {
+                "movement_id": movement_id,
+                "customer_id": e.customer_id,
+                "invoice_id": e.invoice_id,
+                "payment_id": e.payment_id,
+                "account": e.account,
+                "type": e.side,
+                "amount": e.amount,
+                "currency": e.currency,
+                "created_at": at,
+            }
+            for e in entries
+        ],
+    )
+    deltas: dict[int, Decimal] = defaultdict(Decimal)
+    for e in entries:
+        if e.account is LedgerAccount.CUSTOMER_BALANCE:
+            deltas[e.customer_id] -= signed(e.side, e.amount)
+    for customer_id, delta in deltas.items():
+        if delta:
+            await session.execute(
+                update(customers)
+                .where(customers.c.id == customer_id)
+                .values(balance=customers.c.balance + delta)
+            )
+    return movement_id

@@ -1,0 +1,165 @@
+"""Checking every ledger invariant over the whole database; `kabinet billing reconcile`.
+
+Each finding names the rows it is about. The checks:
+- each movement's debits equal its credits, per currency;
+- each customer's cached balance equals their balance-account credits less debits;
+- no invoice's payments (less refunds) exceed its amount;
+- each payment's `refunded_amount` equals the sum of its refunds;
+- an issued, overdue or paid invoice is `paid` exactly when its payments cover it.
+"""
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import ColumnElement, case, func, or_, select
+
+from domains.billing.models import (
+    EntrySide,
+    Invoice,
+    InvoiceStatus,
+    LedgerAccount,
+    Payment,
+    Refund,
+    Transaction,
+)
+from domains.billing.settlement import SETTLED
+from domains.customers.models import Customer
+from domains.database import Database
+
+transactions = Transaction.__table__
+customers = Customer.__table__
+invoices = Invoice.__table__
+payments = Payment.__table__
+refunds = Refund.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    check: str
+    row: str  # e.g. "customer:42", "movement:<uuid>"
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.check}: {self.row}: {self.detail}"
+
+
+ZERO = Decimal(0)
+
+
+def _sum(expression: ColumnElement[Decimal]) -> ColumnElement[Decimal]:
+    """SUM rounded to cents: exact on PostgreSQL; SQLite adds numerics as binary floats."""
+    return func.round(func.sum(expression), 2)
+
+
+def _debits_less_credits() -> ColumnElement[Decimal]:
+    return case(
+        (transactions.c.type == EntrySide.DEBIT, transactions.c.amount),
+        else_=-transactions.c.amount,
+    )
+
+
+async def reconcile(db: Database) -> list[Problem]:
+    """Reads in one repeatable snapshot on PostgreSQL, so concurrent payments cannot skew it."""
+    problems: list[Problem] = []
+    async with db.transaction() as session:
+        if session.bind.dialect.name == "postgresql":
+            await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        net = _sum(_debits_less_credits())
+        unbalanced = (
+            select(transactions.c.movement_id, transactions.c.currency, net.label("net"))
+            .group_by(transactions.c.movement_id, transactions.c.currency)
+            .having(net != ZERO)
+        )
+        for row in await session.execute(unbalanced):
+            problems.append(
+                Problem(
+                    "unbalanced_movement",
+                    f"movement:{row.movement_id}",
+                    f"debits exceed credits by {row.net} {row.currency}",
+                )
+            )
+
+        ledger = (
+            select(
+                transactions.c.customer_id,
+                (-_sum(_debits_less_credits())).label("total"),
+            )
+            .where(transactions.c.account == LedgerAccount.CUSTOMER_BALANCE)
+            .group_by(transactions.c.customer_id)
+            .subquery()
+        )
+        total = func.coalesce(ledger.c.total, ZERO)
+        balances = (
+            select(customers.c.id, customers.c.balance, total.label("ledger"))
+            .select_from(customers.outerjoin(ledger, ledger.c.customer_id == customers.c.id))
+            # SQLite keeps `balance + delta` as a binary float: compare cents.
+            .where(func.round(customers.c.balance, 2) != total)
+        )
+        for row in await session.execute(balances):
+            problems.append(
+                Problem(
+                    "balance_mismatch",
+                    f"customer:{row.id}",
+                    f"balance {row.balance} but its ledger entries sum to {row.ledger}",
+                )
+            )
+
+        paid = (
+            select(
+                payments.c.invoice_id,
+                _sum(payments.c.amount - payments.c.refunded_amount).label("paid"),
+            )
+            .where(payments.c.status.in_(SETTLED))
+            .group_by(payments.c.invoice_id)
+            .subquery()
+        )
+        paid_total = func.coalesce(paid.c.paid, ZERO)
+        rows = await session.execute(
+            select(invoices.c.id, invoices.c.amount, invoices.c.status, paid_total.label("paid"))
+            .select_from(invoices.outerjoin(paid, paid.c.invoice_id == invoices.c.id))
+            .where(
+                or_(
+                    paid_total > invoices.c.amount,
+                    invoices.c.status.in_(
+                        (InvoiceStatus.ISSUED, InvoiceStatus.OVERDUE, InvoiceStatus.PAID)
+                    ),
+                )
+            )
+        )
+        for row in rows:
+            covered = Decimal(row.paid) >= row.amount
+            if Decimal(row.paid) > row.amount:
+                problems.append(
+                    Problem(
+                        "invoice_overpaid", f"invoice:{row.id}", f"paid {row.paid} of {row.amount}"
+                    )
+                )
+            if covered != (row.status is InvoiceStatus.PAID):
+                problems.append(
+                    Problem(
+                        "invoice_status",
+                        f"invoice:{row.id}",
+                        f"status {row.status} but paid {row.paid} of {row.amount}",
+                    )
+                )
+
+        refunded = (
+            select(refunds.c.payment_id, _sum(refunds.c.amount).label("total"))
+            .group_by(refunds.c.payment_id)
+            .subquery()
+        )
+        refunded_total = func.coalesce(refunded.c.total, ZERO)
+        rows = await session.execute(
+            select(payments.c.id, payments.c.refunded_amount, refunded_total.label("refunds"))
+            .select_from(payments.outerjoin(refunded, refunded.c.payment_id == payments.c.id))
+            .where(payments.c.refunded_amount != refunded_total)
+        )
+        for row in rows:
+            problems.append(
+                Problem(
+                    "refunds_mismatch",
+                    f"payment:{row.id}",
+                    f"refunded_amount {row.refunded_amount} but refunds sum to {row.refunds}",
+                )
+            )
+    return problems

@@ -1,0 +1,152 @@
+"""Refunding a payment, wholly or in part, to the customer's account balance (admins only).
+
+The refund is a reversing movement (debit the invoice's receivable, credit the customer
+balance); the payment keeps its entries and gains `refunded_amount`. An invoice the
+payments no longer cover goes back to issued, or overdue past its due date.
+"""
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import insert, select, update
+
+from domains.billing import events
+from domains.billing.errors import InvalidAmount, PaymentNotRefundable, RefundExceedsPayment
+from domains.billing.ledger import Entry, post_movement
+from domains.billing.models import (
+    EntrySide,
+    InvoiceStatus,
+    LedgerAccount,
+    Payment,
+    PaymentStatus,
+    Refund,
+)
+from domains.billing.settlement import (
+    invoices,
+    lock_customer,
+    lock_invoice,
+    net_paid,
+    unpaid_status,
+    valid_amount,
+)
+from domains.clock import utcnow
+from domains.database import Database
+from domains.errors import Forbidden, InvalidInput, NotFound
+from domains.identity.models import Role
+from domains.identity.viewer import Viewer
+
+payments = Payment.__table__
+refunds = Refund.__table__
+
+MAX_REASON_LENGTH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class RefundResult:
+    refund_id: int
+    payment_id: int
+    invoice_id: int
+    customer_id: int
+
+
+async def refund_payment(
+    db: Database, viewer: Viewer, *, payment_id: int, amount: Decimal, reason: str
+) -> RefundResult:
+    if viewer.role is not Role.ADMIN:
+        raise Forbidden("only an admin refunds payments")
+    if not valid_amount(amount):
+        raise InvalidAmount("the amount is positive, with at most two decimals")
+    reason = reason.strip()
+    if not reason or len(reason) > MAX_REASON_LENGTH:
+        raise InvalidInput(f"a reason is 1 to {MAX_REASON_LENGTH} characters")
+    async with db.transaction() as session:
+        owner = (
+            await session.execute(
+                select(payments.c.customer_id, payments.c.invoice_id).where(
+                    payments.c.id == payment_id
+                )
+            )
+        ).first()
+        if owner is None:
+            raise NotFound("payment")
+        customer = await lock_customer(session, owner.customer_id)
+        invoice = await lock_invoice(session, owner.invoice_id)
+        if customer is None or invoice is None:
+            raise NotFound("payment")
+        payment = (
+            await session.execute(
+                select(payments).where(payments.c.id == payment_id).with_for_update()
+            )
+        ).one()
+        if payment.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED):
+            raise PaymentNotRefundable(f"a {payment.status} payment moved no money")
+        refundable = payment.amount - payment.refunded_amount
+        if amount > refundable:
+            raise RefundExceedsPayment(f"at most {refundable} {payment.currency} is refundable")
+
+        now = utcnow()
+        refund_id = (
+            await session.execute(
+                insert(refunds)
+                .values(
+                    payment_id=payment_id,
+                    amount=amount,
+                    currency=payment.currency,
+                    reason=reason,
+                    created_by=viewer.user_id,
+                    created_at=now,
+                )
+                .returning(refunds.c.id)
+            )
+        ).scalar_one()
+        refunded = payment.refunded_amount + amount
+        await session.execute(
+            update(payments)
+            .where(payments.c.id == payment_id)
+            .values(
+                refunded_amount=refunded,
+                status=PaymentStatus.REFUNDED if refunded == payment.amount else payment.status,
+            )
+        )
+        common = {
+            "amount": amount,
+            "currency": payment.currency,
+            "customer_id": customer.id,
+            "payment_id": payment_id,
+        }
+        await post_movement(
+            session,
+            [
+                Entry(LedgerAccount.RECEIVABLE, EntrySide.DEBIT, invoice_id=invoice.id, **common),
+                Entry(LedgerAccount.CUSTOMER_BALANCE, EntrySide.CREDIT, **common),
+            ],
+            now,
+        )
+        if invoice.status is InvoiceStatus.PAID and await net_paid(session, invoice.id) < (
+            invoice.amount
+        ):
+            await session.execute(
+                update(invoices)
+                .where(invoices.c.id == invoice.id)
+                .values(status=unpaid_status(invoice.due_date, now.date()))
+            )
+        await events.payment_refunded(
+            session,
+            payment_id=payment_id,
+            refund_id=refund_id,
+            invoice_id=invoice.id,
+            customer_id=customer.id,
+            amount=amount,
+            refunded_amount=refunded,
+            currency=payment.currency,
+            reason=reason,
+        )
+        await events.balance_changed(
+            session,
+            customer_id=customer.id,
+            balance=customer.balance + amount,
+            delta=amount,
+            currency=payment.currency,
+            reason="refund",
+        )
+        return RefundResult(refund_id, payment_id, invoice.id, customer.id)

@@ -1,0 +1,52 @@
+"""What money movements share: row locks in one order, and how much of an invoice is paid.
+
+Every action that moves a customer's money locks the customer row, then the invoice row
+(`SELECT ... FOR UPDATE`; SQLite's single writer serialises instead), always in that
+order, so two actions never wait on each other crosswise.
+"""
+
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import Row, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domains.billing.models import Invoice, InvoiceStatus, Payment, PaymentStatus
+from domains.customers.models import Customer
+
+customers = Customer.__table__
+invoices = Invoice.__table__
+payments = Payment.__table__
+
+# Payments whose money arrived; a refunded one counts with what was not given back.
+SETTLED = (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED)
+CENT = Decimal("0.01")
+
+
+async def lock_customer(session: AsyncSession, customer_id: int) -> Row | None:
+    stmt = select(customers).where(customers.c.id == customer_id).with_for_update()
+    return (await session.execute(stmt)).first()
+
+
+async def lock_invoice(session: AsyncSession, invoice_id: int) -> Row | None:
+    stmt = select(invoices).where(invoices.c.id == invoice_id).with_for_update()
+    return (await session.execute(stmt)).first()
+
+
+async def net_paid(session: AsyncSession, invoice_id: int) -> Decimal:
+    """What the invoice's payments brought in, less what was refunded."""
+    stmt = select(
+        func.coalesce(func.sum(payments.c.amount - payments.c.refunded_amount), Decimal(0))
+    ).where(payments.c.invoice_id == invoice_id, payments.c.status.in_(SETTLED))
+    return Decimal((await session.execute(stmt)).scalar_one()).quantize(CENT)
+
+
+def unpaid_status(due_date: date | None, today: date) -> InvoiceStatus:
+    """The status of an issued invoice that its payments do not cover."""
+    if due_date is not None and due_date < today:
+        return InvoiceStatus.OVERDUE
+    return InvoiceStatus.ISSUED
+
+
+def valid_amount(amount: Decimal) -> bool:
+    return amount.is_finite() and amount > 0 and amount == amount.quantize(CENT)

@@ -1,0 +1,431 @@
+"""Paying invoices from the balance and refunding: rules, idempotency, concurrency, ledger.
+
+Each test makes its own customers in a database shared by the module, so `reconcile` over
+the whole database must hold after every test.
+"""
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from sqlalchemy import insert, select, update
+
+from domains.billing.ledger import Entry, post_movement
+from domains.billing.models import (
+    EntrySide,
+    IdempotencyKey,
+    Invoice,
+    InvoiceStatus,
+    LedgerAccount,
+    Payment,
+    PaymentMethod,
+    PaymentStatus,
+)
+from domains.billing.pay_invoice import pay_invoice
+from domains.billing.reconcile import reconcile
+from domains.billing.refund_payment import refund_payment
+from domains.clock import utcnow
+from domains.customers.models import Customer
+from domains.database import Database
+from domains.errors import DomainError
+from domains.identity.models import Role, User
+from domains.identity.viewer import Viewer
+from domains.models import metadata
+from migrations import upgrade
+from tests.conftest import PG_ADMIN_URL
+
+TABLES = ("customers", "invoices", "payments", "transactions", "refunds", "idempotency_keys")
+TABLES += ("outbox",)
+
+
+async def fresh_pg_url() -> str:
+    name = f"kabinet_pay_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    url = f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
+    upgrade(url)
+    return url
+
+
+async def drop_pg(url: str) -> None:
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'DROP DATABASE "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def payments_pg_url() -> AsyncIterator[str]:
+    url = await fresh_pg_url()
+    yield url
+    await drop_pg(url)
+
+
+@pytest_asyncio.fixture
+async def pg_db(payments_pg_url: str) -> AsyncIterator[Database]:
+    db = Database(payments_pg_url, pool_size=60)
+    yield db
+    await db.dispose()
+
+
+@pytest_asyncio.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db(
+    request: pytest.FixtureRequest, tmp_path: Path, payments_pg_url: str
+) -> AsyncIterator[Database]:
+    """Both databases; the rules do not depend on which one runs them."""
+    if request.param == "postgres":
+        database = Database(payments_pg_url)
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'payments.db'}"
+        upgrade(url)
+        database = Database(url)
+    yield database
+    await database.dispose()
+
+
+async def make_customer(
+    db: Database, balance: str, invoices: list[tuple[str, InvoiceStatus]]
+) -> tuple[Viewer, list[int]]:
+    """A customer whose balance came from a top-up, with invoices of the given amounts."""
+    tag = secrets.token_hex(6)
+    now = utcnow()
+    async with db.transaction() as session:
+        user_id = (
+            await session.execute(
+                insert(User)
+                .values(
+                    email=f"{tag}@pay.test",
+                    role=Role.CUSTOMER,
+                    is_active=True,
+                    password_hash="x",
+                    created_at=now,
+                )
+                .returning(User.id)
+            )
+        ).scalar_one()
+        customer_id = (
+            await session.execute(
+                insert(Customer)
+                .values(
+                    user_id=user_id,
+                    contract_num=f"P-{tag}",
+                    full_name="Pay Test",
+                    balance=Decimal(0),
+                    currency="RUB",
+                    created_at=now,
+                )
+                .returning(Customer.id)
+            )
+        ).scalar_one()
+        if Decimal(balance):
+            common = {"amount": Decimal(balance), "currency": "RUB", "customer_id": customer_id}
+            await post_movement(
+                session,
+                [
+                    Entry(LedgerAccount.PROVIDER_CLEARING, EntrySide.DEBIT, **common),
+                    Entry(LedgerAccount.CUSTOMER_BALANCE, EntrySide.CREDIT, **common),
+                ],
+                now,
+            )
+        invoice_ids = []
+        for n, (amount, status) in enumerate(invoices):
+            invoice_ids.append(
+                (
+                    await session.execute(
+                        insert(Invoice)
+                        .values(
+                            customer_id=customer_id,
+                            number=f"P-{tag}-{n}",
+                            period_start=date(2026, 1, 1),
+                            period_end=date(2026, 1, 31),
+                            amount=Decimal(amount),
+                            currency="RUB",
+                            status=status,
+                            issued_at=now,
+                            due_date=now.date() + timedelta(days=10),
+                            created_at=now,
+                        )
+                        .returning(Invoice.id)
+                    )
+                ).scalar_one()
+            )
+    return Viewer(user_id, Role.CUSTOMER, customer_id), invoice_ids
+
+
+async def snapshot(db: Database) -> dict[str, list[tuple]]:
+    async with db.read() as conn:
+        result = {}
+        for name in TABLES:
+            table = metadata.tables[name]
+            rows = await conn.execute(select(table).order_by(*table.primary_key))
+            result[name] = [tuple(row) for row in rows]
+        return result
+
+
+async def balance_of(db: Database, customer_id: int) -> Decimal:
+    async with db.read() as conn:
+        stmt = select(Customer.balance).where(Customer.id == customer_id)
+        return (await conn.execute(stmt)).scalar_one()
+
+
+async def invoice_status(db: Database, invoice_id: int) -> InvoiceStatus:
+    async with db.read() as conn:
+        stmt = select(Invoice.status).where(Invoice.id == invoice_id)
+        return (await conn.execute(stmt)).scalar_one()
+
+
+async def events_of(db: Database, customer_id: int) -> list[str]:
+    outbox = metadata.tables["outbox"]
+    async with db.read() as conn:
+        stmt = (
+            select(outbox.c.type)
+            .where(outbox.c.subject == f"customer:{customer_id}")
+            .order_by(outbox.c.occurred_at, outbox.c.type)
+        )
+        return list((await conn.execute(stmt)).scalars())
+
+
+def pay(db: Database, viewer: Viewer, invoice_id: int, amount: str | None, key: str, **kw):
+    return pay_invoice(
+        db,
+        viewer,
+        invoice_id=invoice_id,
+        method=kw.get("method", PaymentMethod.BALANCE),
+        amount=None if amount is None else Decimal(amount),
+        idempotency_key=key,
+    )
+
+
+async def test_partial_then_full_payment(db: Database):
+    viewer, [invoice] = await make_customer(db, "500.00", [("300.00", InvoiceStatus.ISSUED)])
+    first = await pay(db, viewer, invoice, "100.00", "k1")
+    assert await invoice_status(db, invoice) is InvoiceStatus.ISSUED
+    assert await balance_of(db, viewer.customer_id) == Decimal("400.00")
+    second = await pay(db, viewer, invoice, None, "k2")  # omitted: the rest
+    assert first.payment_id != second.payment_id
+    assert not second.replayed
+    assert await invoice_status(db, invoice) is InvoiceStatus.PAID
+    assert await balance_of(db, viewer.customer_id) == Decimal("200.00")
+    async with db.read() as conn:
+        amounts = (
+            await conn.execute(select(Payment.amount).where(Payment.invoice_id == invoice))
+        ).scalars()
+        assert sorted(amounts) == [Decimal("100.00"), Decimal("200.00")]
+    events = await events_of(db, viewer.customer_id)
+    assert sorted(events) == sorted(["payment.created", "balance.changed"] * 2 + ["invoice.paid"])
+    assert await reconcile(db) == []
+
+
+CASES = {
+    "not the viewer's invoice": ("other", None, "NOT_FOUND"),
+    "no such invoice": ("missing", None, "NOT_FOUND"),
+    "draft": ("draft", None, "INVOICE_NOT_PAYABLE"),
+    "paid": ("paid", None, "INVOICE_NOT_PAYABLE"),
+    "void": ("void", None, "INVOICE_NOT_PAYABLE"),
+    "zero": ("issued", "0", "INVALID_AMOUNT"),
+    "negative": ("issued", "-5.00", "INVALID_AMOUNT"),
+    "fraction of a cent": ("issued", "1.001", "INVALID_AMOUNT"),
+    "more than due": ("issued", "300.01", "INVALID_AMOUNT"),
+    "balance too low": ("big", None, "INSUFFICIENT_FUNDS"),
+    "card": ("issued", None, "PAYMENT_METHOD_UNAVAILABLE"),
+    "staff": ("issued", None, "FORBIDDEN"),
+    "empty key": ("issued", None, "BAD_USER_INPUT"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+async def test_refusals_have_codes_and_leave_no_trace(db: Database, case: str):
+    target, amount, code = CASES[case]
+    statuses = {
+        "issued": ("300.00", InvoiceStatus.ISSUED),
+        "draft": ("10.00", InvoiceStatus.DRAFT),
+        "paid": ("10.00", InvoiceStatus.ISSUED),  # paid below
+        "void": ("10.00", InvoiceStatus.VOID),
+        "big": ("900.00", InvoiceStatus.OVERDUE),
+    }
+    viewer, ids = await make_customer(db, "500.00", list(statuses.values()))
+    by_name = dict(zip(statuses, ids, strict=True))
+    await pay(db, viewer, by_name["paid"], None, "setup")
+    _, [others] = await make_customer(db, "0", [("10.00", InvoiceStatus.ISSUED)])
+    invoice = {"other": others, "missing": 10**9}.get(target) or by_name[target]
+    who = Viewer(viewer.user_id, Role.ADMIN) if case == "staff" else viewer
+    method = PaymentMethod.CARD if case == "card" else PaymentMethod.BALANCE
+    key = "" if case == "empty key" else "the-key"
+    before = await snapshot(db)
+    with pytest.raises(DomainError) as refused:
+        await pay(db, who, invoice, amount, key, method=method)
+    assert refused.value.code == code
+    assert await snapshot(db) == before
+    # A refused request does not consume its key.
+    result = await pay(db, viewer, by_name["issued"], "1.00", "the-key")
+    assert not result.replayed
+
+
+async def test_same_key_replays_and_other_parameters_conflict(db: Database):
+    viewer, [invoice, other] = await make_customer(
+        db, "500.00", [("300.00", InvoiceStatus.ISSUED), ("50.00", InvoiceStatus.ISSUED)]
+    )
+    first = await pay(db, viewer, invoice, "100.00", "retry-me")
+    again = await pay(db, viewer, invoice, "100.00", "retry-me")
+    assert again.payment_id == first.payment_id
+    assert again.replayed
+    assert await balance_of(db, viewer.customer_id) == Decimal("400.00")
+    before = await snapshot(db)
+    for invoice_id, amount in ((invoice, "100.01"), (other, "100.00"), (invoice, None)):
+        with pytest.raises(DomainError) as refused:
+            await pay(db, viewer, invoice_id, amount, "retry-me")
+        assert refused.value.code == "IDEMPOTENCY_KEY_REUSED"
+    assert await snapshot(db) == before
+    # Keys are the customer's own: another customer's equal key is another request.
+    stranger, [theirs] = await make_customer(db, "20.00", [("20.00", InvoiceStatus.ISSUED)])
+    assert (await pay(db, stranger, theirs, None, "retry-me")).payment_id != first.payment_id
+    # After its 24 hours a key may serve a new payment.
+    async with db.transaction() as session:
+        await session.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.customer_id == viewer.customer_id)
+            .values(created_at=utcnow() - timedelta(days=2), expires_at=utcnow())
+        )
+    renewed = await pay(db, viewer, other, None, "retry-me")
+    assert renewed.payment_id != first.payment_id
+    assert not renewed.replayed
+    assert await reconcile(db) == []
+
+
+async def test_refunds(db: Database):
+    viewer, [invoice] = await make_customer(db, "300.00", [("300.00", InvoiceStatus.ISSUED)])
+    paid = await pay(db, viewer, invoice, None, "pay")
+    admin = Viewer(10**6, Role.ADMIN)
+    async with db.transaction() as session:
+        admin_id = (
+            await session.execute(
+                insert(User)
+                .values(
+                    email=f"{secrets.token_hex(4)}@admin.test",
+                    role=Role.ADMIN,
+                    is_active=True,
+                    password_hash="x",
+                    created_at=utcnow(),
+                )
+                .returning(User.id)
+            )
+        ).scalar_one()
+    admin = Viewer(admin_id, Role.ADMIN)
+    before = await snapshot(db)
+    for who, amount, code in (
+        (viewer, "10.00", "FORBIDDEN"),
+        (Viewer(admin_id, Role.OPERATOR), "10.00", "FORBIDDEN"),
+        (admin, "0", "INVALID_AMOUNT"),
+        (admin, "300.01", "REFUND_EXCEEDS_PAYMENT"),
+    ):
+        with pytest.raises(DomainError) as refused:
+            await refund_payment(
+                db, who, payment_id=paid.payment_id, amount=Decimal(amount), reason="r"
+            )
+        assert refused.value.code == code
+    with pytest.raises(DomainError) as refused:
+        await refund_payment(db, admin, payment_id=10**9, amount=Decimal(1), reason="r")
+    assert refused.value.code == "NOT_FOUND"
+    assert await snapshot(db) == before
+
+    await refund_payment(
+        db, admin, payment_id=paid.payment_id, amount=Decimal("100.00"), reason="outage"
+    )
+    assert await invoice_status(db, invoice) is InvoiceStatus.ISSUED
+    assert await balance_of(db, viewer.customer_id) == Decimal("100.00")
+    await refund_payment(
+        db, admin, payment_id=paid.payment_id, amount=Decimal("200.00"), reason="outage"
+    )
+    async with db.read() as conn:
+        payment = (await conn.execute(select(Payment).where(Payment.id == paid.payment_id))).one()
+    assert payment.status is PaymentStatus.REFUNDED
+    assert payment.refunded_amount == Decimal("300.00")
+    assert await balance_of(db, viewer.customer_id) == Decimal("300.00")
+    with pytest.raises(DomainError) as refused:
+        await refund_payment(db, admin, payment_id=paid.payment_id, amount=Decimal(1), reason="r")
+    assert refused.value.code == "REFUND_EXCEEDS_PAYMENT"
+    assert (await events_of(db, viewer.customer_id)).count("payment.refunded") == 2
+    # The refunded money pays the invoice again.
+    await pay(db, viewer, invoice, None, "pay-again")
+    assert await invoice_status(db, invoice) is InvoiceStatus.PAID
+    assert await reconcile(db) == []
+
+
+@pytest.mark.postgres
+async def test_concurrent_payments_never_overpay_or_overdraw(pg_db: Database):
+    viewer, [invoice] = await make_customer(pg_db, "1000.00", [("100.00", InvoiceStatus.ISSUED)])
+    results = await asyncio.gather(
+        *(pay(pg_db, viewer, invoice, "10.00", f"k{n}") for n in range(50)),
+        return_exceptions=True,
+    )
+    paid = [r for r in results if not isinstance(r, BaseException)]
+    refused = {r.code for r in results if isinstance(r, DomainError)}
+    assert len(paid) == 10
+    assert len(paid) + sum(isinstance(r, DomainError) for r in results) == 50
+    assert refused <= {"INVALID_AMOUNT", "INVOICE_NOT_PAYABLE"}
+    assert await invoice_status(pg_db, invoice) is InvoiceStatus.PAID
+    assert await balance_of(pg_db, viewer.customer_id) == Decimal("900.00")
+
+    poor, invoices = await make_customer(
+        pg_db, "25.00", [("10.00", InvoiceStatus.ISSUED) for _ in range(50)]
+    )
+    results = await asyncio.gather(
+        *(pay(pg_db, poor, invoice_id, "1.00", f"k{invoice_id}") for invoice_id in invoices),
+        return_exceptions=True,
+    )
+    assert sum(not isinstance(r, BaseException) for r in results) == 25
+    assert {r.code for r in results if isinstance(r, DomainError)} == {"INSUFFICIENT_FUNDS"}
+    assert await balance_of(pg_db, poor.customer_id) == Decimal("0.00")
+    assert await reconcile(pg_db) == []
+
+
+@pytest.mark.postgres
+async def test_concurrent_requests_with_one_key_make_one_payment(pg_db: Database):
+    viewer, [invoice] = await make_customer(pg_db, "1000.00", [("100.00", InvoiceStatus.ISSUED)])
+    results = await asyncio.gather(
+        *(pay(pg_db, viewer, invoice, "10.00", "one-key") for _ in range(50))
+    )
+    assert len({r.payment_id for r in results}) == 1
+    assert sum(not r.replayed for r in results) == 1
+    async with pg_db.read() as conn:
+        count = len(
+            (await conn.execute(select(Payment.id).where(Payment.invoice_id == invoice))).all()
+        )
+    assert count == 1
+    assert await balance_of(pg_db, viewer.customer_id) == Decimal("990.00")
+    assert await reconcile(pg_db) == []
+
+
+async def test_reconcile_names_broken_rows(tmp_path: Path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'broken.db'}"
+    upgrade(url)
+    db = Database(url)
+    try:
+        viewer, [invoice] = await make_customer(db, "50.00", [("30.00", InvoiceStatus.ISSUED)])
+        await pay(db, viewer, invoice, None, "k")
+        assert await reconcile(db) == []
+        async with db.transaction() as session:
+            await session.execute(
+                update(Customer).where(Customer.id == viewer.customer_id).values(balance=Decimal(7))
+            )
+            await session.execute(
+                update(Invoice).where(Invoice.id == invoice).values(status=InvoiceStatus.ISSUED)
+            )
+        found = {(p.check, p.row) for p in await reconcile(db)}
+        assert found == {
+            ("balance_mismatch", f"customer:{viewer.customer_id}"),
+            ("invoice_status", f"invoice:{invoice}"),
+        }
+    finally:
+        await db.dispose()
