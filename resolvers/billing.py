@@ -15,38 +15,24 @@ from domains.billing.refund_payment import refund_payment as refund_payment_acti
 from domains.billing.settlement import SETTLED
 from domains.billing.transaction import LEDGER_ORDER, TransactionRow, ledger_page
 from domains.customers.customer import CustomerRow
-from domains.errors import Forbidden, NotFound
+from domains.errors import Forbidden
 from domains.money import Money
+from resolvers.access import load_owned
 from resolvers.context import Context
 from resolvers.customers import customer_by_pk
 from resolvers.relay import Connection, connection_from_page, pk_of, window_from_arguments
 
 
 async def invoice_by_pk(info: Info[Context], pk: int) -> InvoiceRow:
-    viewer = info.context.signed_in
-    invoice = await info.context.loaders.invoices_by_id.load(pk)
-    if invoice is None:
-        raise NotFound("invoice")
-    viewer.check_customer(invoice.customer_id, "invoice")
-    return invoice
+    return await load_owned(info, info.context.loaders.invoices_by_id, pk, "invoice")
 
 
 async def payment_by_pk(info: Info[Context], pk: int) -> PaymentRow:
-    viewer = info.context.signed_in
-    payment = await info.context.loaders.payments_by_id.load(pk)
-    if payment is None:
-        raise NotFound("payment")
-    viewer.check_customer(payment.customer_id, "payment")
-    return payment
+    return await load_owned(info, info.context.loaders.payments_by_id, pk, "payment")
 
 
 async def transaction_by_pk(info: Info[Context], pk: int) -> TransactionRow:
-    viewer = info.context.signed_in
-    transaction = await info.context.loaders.transactions_by_id.load(pk)
-    if transaction is None:
-        raise NotFound("transaction")
-    viewer.check_customer(transaction.customer_id, "transaction")
-    return transaction
+    return await load_owned(info, info.context.loaders.transactions_by_id, pk, "transaction")
 
 
 async def invoice(info: Info[Context], id: strawberry.ID) -> InvoiceRow:

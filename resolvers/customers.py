@@ -11,6 +11,7 @@ from domains.customers.tariff import TariffRow, list_tariffs
 from domains.errors import Forbidden, NotFound
 from domains.identity.user import UserRow
 from domains.money import Money
+from resolvers.access import load_owned
 from resolvers.context import Context
 from resolvers.identity import user_by_pk
 from resolvers.relay import Connection, connection_from_page, pk_of, window_from_arguments
@@ -25,21 +26,11 @@ async def customer_by_pk(info: Info[Context], pk: int) -> CustomerRow:
 
 
 async def contract_by_pk(info: Info[Context], pk: int) -> ContractRow:
-    viewer = info.context.signed_in
-    contract = await info.context.loaders.contracts_by_id.load(pk)
-    if contract is None:
-        raise NotFound("contract")
-    viewer.check_customer(contract.customer_id, "contract")
-    return contract
+    return await load_owned(info, info.context.loaders.contracts_by_id, pk, "contract")
 
 
 async def subscription_by_pk(info: Info[Context], pk: int) -> SubscriptionRow:
-    viewer = info.context.signed_in
-    subscription = await info.context.loaders.subscriptions_by_id.load(pk)
-    if subscription is None:
-        raise NotFound("subscription")
-    viewer.check_customer(subscription.customer_id, "subscription")
-    return subscription
+    return await load_owned(info, info.context.loaders.subscriptions_by_id, pk, "subscription")
 
 
 async def tariff_by_pk(info: Info[Context], pk: int) -> TariffRow:
