@@ -22,6 +22,7 @@ from gateway.ratelimit import graphql_rate_limit
 from gateway.rest import auth_login, auth_logout, auth_refresh, billing_invoices, billing_pay
 from gateway.services import Services
 from gateway.settings import Settings
+from gateway.webhooks import payment_webhook
 from resolvers.context import Context
 from schema.federation import (
     SUBGRAPH_MODULES,
@@ -58,6 +59,7 @@ def create_app(settings: Settings) -> Starlette:
             loaders=Loaders(services.db),
             viewer=request.state.viewer,
             request=request,
+            acquiring=services.acquiring,
         )
 
     def extensions() -> list[Extension]:
@@ -109,6 +111,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/auth/logout", auth_logout, methods=["POST"]),
         Route("/billing/invoices", billing_invoices, methods=["GET"]),
         Route("/billing/pay", billing_pay, methods=["POST"]),
+        Route("/webhooks/payments/{provider}", payment_webhook, methods=["POST"]),
         Route("/.well-known/jwks.json", jwks, methods=["GET"]),
         Route("/health/live", live, methods=["GET"]),
         Route("/health/ready", ready, methods=["GET"]),

@@ -44,6 +44,7 @@ _HTTP_STATUS = {
     "INVALID_AMOUNT": 422,
     "INSUFFICIENT_FUNDS": 422,
     "PAYMENT_METHOD_UNAVAILABLE": 422,
+    "PAYMENT_PROVIDER_UNAVAILABLE": 503,
 }
 # The web portal's refresh token, out of reach of scripts (`__Host-`: this host, path /, TLS).
 REFRESH_COOKIE = "__Host-kabinet_refresh"
@@ -323,6 +324,7 @@ async def billing_pay(request: Request) -> Response:
             method=method,
             amount=amount,
             idempotency_key=key,
+            acquiring=services.acquiring,
         )
     except DomainError as error:
         return _error(error)
@@ -342,6 +344,7 @@ async def billing_pay(request: Request) -> Response:
                 "method": payment.method.value,
                 "status": payment.status.value,
                 "created_at": payment.created_at.isoformat(),
+                "confirmation_url": payment.confirmation_url,
             },
             "invoice": {
                 "id": to_global_id("Invoice", invoice.id),

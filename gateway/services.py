@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from domains.billing.card import Acquiring
+from domains.billing.provider import SandboxProvider
 from domains.database import Database
 from domains.identity.auth import Auth
 from domains.identity.session import Sessions
@@ -29,6 +31,8 @@ class Services:
     auth: Auth
     persisted: PersistedQueries
     metrics: Metrics
+    # None when no payment provider is configured: card payments are then refused.
+    acquiring: Acquiring | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Services":
@@ -80,6 +84,11 @@ class Services:
             auth=auth,
             persisted=PersistedQueries.from_settings(settings, redis=client),
             metrics=Metrics(),
+            acquiring=Acquiring(
+                SandboxProvider(settings.payment_provider_url), settings.payment_return_url
+            )
+            if settings.payment_provider_url
+            else None,
         )
 
     async def aclose(self) -> None:

@@ -77,6 +77,16 @@ class Settings(BaseSettings):
         None, description="JSON safelist {sha256: query}; e.g. from a client build."
     )
 
+    # Card payments and top-ups: the acquirer's API, its webhook secret, where payers return.
+    payment_provider_url: str | None = Field(
+        None, description="The sandbox acquirer's base URL; card payments are off without it."
+    )
+    payment_webhook_secret: SecretStr | None = Field(
+        None, description="Shared secret of the provider's webhook signatures (HMAC-SHA256)."
+    )
+    payment_webhook_tolerance: timedelta = timedelta(minutes=5)
+    payment_return_url: str = "http://127.0.0.1:8000/"
+
     cors_origins: list[str] = Field(default_factory=list)
     node_modules: Path = REPO_ROOT / "node_modules"
     graphiql: bool | None = Field(None, description="Serve GraphiQL; default: on in development.")

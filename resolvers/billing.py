@@ -7,6 +7,7 @@ from decimal import Decimal
 import strawberry
 from strawberry import Info
 
+from domains.billing.card import top_up_balance as top_up_balance_action
 from domains.billing.invoice import INVOICE_ORDER, InvoiceFilter, InvoiceRow
 from domains.billing.models import InvoiceStatus, LedgerAccount, PaymentMethod
 from domains.billing.pay_invoice import pay_invoice as pay_invoice_action
@@ -118,7 +119,9 @@ def payment_amount(root: PaymentRow) -> Money:
     return Money(root.amount, root.currency)
 
 
-async def payment_invoice(root: PaymentRow, info: Info[Context]) -> InvoiceRow:
+async def payment_invoice(root: PaymentRow, info: Info[Context]) -> InvoiceRow | None:
+    if root.invoice_id is None:
+        return None
     return await invoice_by_pk(info, root.invoice_id)
 
 
@@ -149,9 +152,9 @@ class PaymentOutcome:
     customer: CustomerRow
 
 
-async def _outcome(info: Info[Context], payment_id: int) -> PaymentOutcome:
+async def _outcome(info: Info[Context], payment_id: int, invoice_id: int) -> PaymentOutcome:
     payment = await payment_by_pk(info, payment_id)
-    invoice = await invoice_by_pk(info, payment.invoice_id)
+    invoice = await invoice_by_pk(info, invoice_id)
     return PaymentOutcome(payment, invoice, await customer_by_pk(info, payment.customer_id))
 
 
@@ -169,8 +172,9 @@ async def pay_invoice(
         method=method,
         amount=amount,
         idempotency_key=idempotency_key,
+        acquiring=info.context.acquiring,
     )
-    return await _outcome(info, result.payment_id)
+    return await _outcome(info, result.payment_id, result.invoice_id)
 
 
 async def refund_payment(
@@ -183,7 +187,31 @@ async def refund_payment(
         amount=amount,
         reason=reason,
     )
-    return await _outcome(info, result.payment_id)
+    return await _outcome(info, result.payment_id, result.invoice_id)
+
+
+@dataclass(frozen=True, slots=True)
+class TopUpOutcome:
+    """A started top-up: the pending payment and where the payer confirms it."""
+
+    payment: PaymentRow
+    confirmation_url: str
+    customer: CustomerRow
+
+
+async def top_up_balance(
+    info: Info[Context], amount: Decimal, idempotency_key: str
+) -> TopUpOutcome:
+    result = await top_up_balance_action(
+        info.context.db,
+        info.context.acquiring,
+        info.context.signed_in,
+        amount=amount,
+        idempotency_key=idempotency_key,
+    )
+    payment = await payment_by_pk(info, result.payment_id)
+    customer = await customer_by_pk(info, result.customer_id)
+    return TopUpOutcome(payment, result.confirmation_url, customer)
 
 
 async def ledger(

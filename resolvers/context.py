@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dataloaders import Loaders
+from domains.billing.card import Acquiring
 from domains.database import Database
 from domains.identity.auth import Auth
 from domains.identity.session import Client
@@ -22,6 +23,8 @@ class Context:
     # Set while an operation runs: its computed cost, and the rate limiter's answer to it.
     operation_cost: int = 0
     rate_limit: Decision | None = None
+    # The payment provider card payments go through; None when none is configured.
+    acquiring: Acquiring | None = None
 
     @property
     def client_ip(self) -> str | None:

@@ -51,7 +51,9 @@ class Transaction(Node):
         return await billing_resolvers.transaction_by_pk(info, pk_of(id, "Transaction"))
 
 
-@strawberry.federation.type(keys=["id"], description="Money paid against an invoice.")
+@strawberry.federation.type(
+    keys=["id"], description="Money paid against an invoice, or a card top-up of the balance."
+)
 class Payment(Node):
     id: strawberry.ID = node_id("Payment")
     amount: Money = strawberry.field(resolver=billing_resolvers.payment_amount)
@@ -62,8 +64,11 @@ class Payment(Node):
         description="Given back to the account balance so far.",
     )
     created_at: datetime
-    invoice: Annotated["Invoice", strawberry.lazy("schema.billing")] = strawberry.field(
-        resolver=billing_resolvers.payment_invoice
+    invoice: Annotated["Invoice", strawberry.lazy("schema.billing")] | None = strawberry.field(
+        resolver=billing_resolvers.payment_invoice, description="None for a balance top-up."
+    )
+    confirmation_url: str | None = strawberry.field(
+        description="Card payments: where the payer confirms the payment with the provider."
     )
     transactions: list[Transaction] = strawberry.field(
         resolver=billing_resolvers.payment_transactions, description="Ledger entries; they balance."
@@ -150,9 +155,21 @@ class PaymentPayload:
     customer: CustomerRef
 
 
+@strawberry.type(description="A started top-up: confirm it at `confirmationUrl`.")
+class TopUpPayload:
+    payment: Payment = strawberry.field(
+        description="PENDING until the provider reports the result; then SUCCEEDED or FAILED."
+    )
+    confirmation_url: str
+    customer: CustomerRef
+
+
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Pay an invoice, wholly or in part, from the balance.")
+    @strawberry.mutation(
+        description="Pay an invoice, wholly or in part, from the balance or by card (the "
+        "payment stays PENDING until the provider confirms it at `payment.confirmationUrl`)."
+    )
     async def pay_invoice(self, info: strawberry.Info, input: PayInvoiceInput) -> PaymentPayload:
         return await billing_resolvers.pay_invoice(  # type: ignore[return-value]
             info, input.invoice_id, input.method, input.idempotency_key, input.amount
@@ -164,4 +181,15 @@ class Mutation:
     ) -> PaymentPayload:
         return await billing_resolvers.refund_payment(  # type: ignore[return-value]
             info, payment_id, amount, reason
+        )
+
+    @strawberry.mutation(
+        description="Top up the balance by card: starts a provider payment to confirm; the "
+        "balance grows when the provider confirms it. A retry with the same key starts nothing."
+    )
+    async def top_up_balance(
+        self, info: strawberry.Info, amount: Decimal, idempotency_key: str
+    ) -> TopUpPayload:
+        return await billing_resolvers.top_up_balance(  # type: ignore[return-value]
+            info, amount, idempotency_key
         )

@@ -53,6 +53,7 @@ ROOT_FIELDS: dict[str, Access] = {
     "Query.balanceHistory": Access.CUSTOMER,
     "Mutation.payInvoice": Access.CUSTOMER,
     "Mutation.refundPayment": Access.ADMIN,
+    "Mutation.topUpBalance": Access.CUSTOMER,
     # federation: a router fetches SDL and entities; entity resolvers apply object rules
     "Query._service": Access.PUBLIC,
     "Query._entities": Access.PUBLIC,
@@ -81,6 +82,7 @@ TYPES: dict[str, Access] = {
     "TransactionConnection": Access.SIGNED_IN,
     "TransactionEdge": Access.SIGNED_IN,
     "PaymentPayload": Access.SIGNED_IN,
+    "TopUpPayload": Access.CUSTOMER,
     "Money": Access.PUBLIC,
     "PageInfo": Access.PUBLIC,
     "_Service": Access.PUBLIC,

@@ -1,7 +1,7 @@
 """Each role against each operation: the answer, and no trace of a refused mutation."""
 
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -9,9 +9,11 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
+from domains.billing.sandbox_provider import create_sandbox_app
 from domains.models import metadata
 from gateway.app import create_app
 from tests.conftest import graphql, login, make_settings
+from tests.servers import free_socket, serve
 
 ROLES = ("anonymous", "customer", "operator", "admin")
 LOGINS = {
@@ -33,9 +35,17 @@ TABLES = (
 )
 
 
+@pytest.fixture(scope="module")
+def sandbox_url() -> Iterator[str]:
+    """The sandbox acquirer, for topUpBalance; its webhooks are never triggered here."""
+    app = create_sandbox_app("http://127.0.0.1:9/unused", b"matrix-secret")
+    with serve(app, free_socket()) as url:
+        yield url
+
+
 @pytest_asyncio.fixture
 async def client(
-    sqlite_demo_url: str, signing_key: bytes, tmp_path: Path
+    sqlite_demo_url: str, signing_key: bytes, tmp_path: Path, sandbox_url: str
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A private copy of the demo database: these tests change it."""
     source = Path(sqlite_demo_url.split("///", 1)[1])
@@ -47,6 +57,7 @@ async def client(
         login_attempts_per_account=1000,
         login_attempts_per_ip=1000,
         session_check_cache_seconds=0,
+        payment_provider_url=sandbox_url,
     )
     app = create_app(settings)
     async with httpx.AsyncClient(
@@ -115,6 +126,11 @@ MUTATIONS = {
         'mutation($payment: ID!) { refundPayment(paymentId: $payment, amount: "1.00",'
         ' reason: "goodwill") { payment { refundedAmount { amount } } } }',
         {"admin"},
+    ),
+    "topUpBalance": (
+        'mutation { topUpBalance(amount: "10.00", idempotencyKey: "matrix") {'
+        " payment { status } confirmationUrl } }",
+        {"customer"},
     ),
 }
 QUERIES = {

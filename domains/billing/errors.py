@@ -39,3 +39,9 @@ class PaymentNotRefundable(DomainError):
 
 class RefundExceedsPayment(DomainError):
     code = "REFUND_EXCEEDS_PAYMENT"
+
+
+class ProviderUnavailable(DomainError):
+    """The payment provider did not answer, or refused; the payment stays pending."""
+
+    code = "PAYMENT_PROVIDER_UNAVAILABLE"

@@ -5,13 +5,14 @@ Every event is an outbox row: `id` (uuid, the event id), `type`, `occurred_at` (
 `payload`. Payload version 1 of each type (amounts are decimal strings, ids integers):
 
 - `payment.created`: `{version, payment_id, invoice_id, customer_id, amount, currency,
-  method, status}`, a payment that moved money.
+  method, status}`, a payment that moved money; `invoice_id` is null for a top-up of the
+  balance (a card payment through the provider, credited when its webhook confirms it).
 - `payment.refunded`: `{version, payment_id, refund_id, invoice_id, customer_id, amount,
   refunded_amount, currency, reason}`; `amount` is this refund, `refunded_amount` the total.
 - `invoice.paid`: `{version, invoice_id, customer_id, number, amount, currency}`, when the
   invoice's payments first cover it (again after a refund uncovered it).
 - `balance.changed`: `{version, customer_id, balance, delta, currency, reason}` with
-  `reason` one of `payment`, `refund`.
+  `reason` one of `payment`, `refund`, `top_up`.
 """
 
 from decimal import Decimal
@@ -39,7 +40,7 @@ async def payment_created(
     session: AsyncSession,
     *,
     payment_id: int,
-    invoice_id: int,
+    invoice_id: int | None,
     customer_id: int,
     amount: Decimal,
     currency: str,

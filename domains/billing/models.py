@@ -88,10 +88,13 @@ class Payment(Base):
             "refunded_amount >= 0 AND refunded_amount <= amount", name="refunded_within_amount"
         ),
         Index("ix_payments_customer_created", "customer_id", "created_at", "id"),
+        # A provider names each of its payments once; its webhooks find ours by that id.
+        UniqueConstraint("provider", "provider_payment_id", name="uq_payments_provider_payment"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    # None for a top-up of the balance, which pays no invoice.
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"), index=True)
     # Denormalised from the invoice so ownership checks and per-customer lists need no join.
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
     amount: Mapped[Decimal] = mapped_column(MoneyNumeric)
@@ -102,6 +105,25 @@ class Payment(Base):
     )
     refunded_amount: Mapped[Decimal] = mapped_column(MoneyNumeric, default=Decimal("0.00"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Card payments and top-ups: the acquirer, its payment id and where the payer confirms.
+    provider: Mapped[str | None] = mapped_column(String(32))
+    provider_payment_id: Mapped[str | None] = mapped_column(String(128))
+    confirmation_url: Mapped[str | None] = mapped_column(String(2048))
+
+
+class ProviderEvent(Base):
+    """A provider webhook event already handled: a redelivery finds it and changes nothing."""
+
+    __tablename__ = "provider_events"
+    __table_args__ = (
+        UniqueConstraint("provider", "event_id", name="uq_provider_events_provider_event"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(128))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Transaction(Base):

@@ -1,4 +1,4 @@
-"""Paying an invoice from the customer's account balance, once per idempotency key.
+"""Paying an invoice, from the balance or by card, once per idempotency key.
 
 One database transaction does everything: it locks the customer, claims the idempotency
 key, locks the invoice, checks, writes the payment, its ledger movement, the invoice
@@ -7,26 +7,30 @@ be used again. Two requests with one key: the second one waits for the customer
 row lock (and, were it past it, the INSERT of the key would wait on the first one's
 uncommitted key; SQLite's single writer serialises), then finds the key and answers with
 the first one's payment.
+
+A CARD payment is written `pending` with no ledger entry, then started with the payment
+provider after the commit (`domains.billing.card`); the provider's webhook settles it and
+pays the invoice (`domains.billing.webhook`).
 """
 
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import Row, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.billing import events
+from domains.billing.card import Acquiring, require_acquiring, start_card_payment
 from domains.billing.errors import (
     IdempotencyKeyReused,
     InsufficientFunds,
     InvalidAmount,
     InvoiceNotPayable,
-    PaymentMethodUnavailable,
 )
+from domains.billing.idempotency import check_key, claim_key
 from domains.billing.ledger import Entry, post_movement
 from domains.billing.models import (
     EntrySide,
@@ -46,14 +50,12 @@ from domains.billing.settlement import (
 )
 from domains.clock import utcnow
 from domains.database import Database
-from domains.errors import Forbidden, InvalidInput, NotFound
+from domains.errors import Forbidden, NotFound
 from domains.identity.viewer import Viewer
 
 keys = IdempotencyKey.__table__
 payments = Payment.__table__
 
-KEY_TTL = timedelta(hours=24)
-MAX_KEY_LENGTH = 255
 PAYABLE = (InvoiceStatus.ISSUED, InvoiceStatus.OVERDUE)
 
 
@@ -85,14 +87,13 @@ async def pay_invoice(
     method: PaymentMethod,
     amount: Decimal | None,
     idempotency_key: str,
+    acquiring: Acquiring | None = None,
 ) -> PaymentResult:
     customer_id = viewer.customer_id
     if customer_id is None:
         raise Forbidden("only a customer pays their invoices")
-    if not idempotency_key or len(idempotency_key) > MAX_KEY_LENGTH:
-        raise InvalidInput(f"an idempotency key is 1 to {MAX_KEY_LENGTH} characters")
-    if method is not PaymentMethod.BALANCE:
-        raise PaymentMethodUnavailable("card payments are not available yet; pay from balance")
+    check_key(idempotency_key)
+    card = require_acquiring(acquiring) if method is PaymentMethod.CARD else None
     if amount is not None and not valid_amount(amount):
         raise InvalidAmount("the amount is positive, with at most two decimals")
     request = fingerprint(invoice_id, method, amount)
@@ -103,50 +104,33 @@ async def pay_invoice(
         customer = await lock_customer(session, customer_id)
         if customer is None:
             raise NotFound("invoice")
-        claimed = await _claim_key(session, customer_id, idempotency_key, request, now)
+        claimed = await claim_key(session, customer_id, idempotency_key, request, now)
         if not claimed:
-            return await _replay(session, customer_id, idempotency_key, request)
-        payment_id = await _pay(session, customer, invoice_id, method, amount, now)
-        await session.execute(
-            update(keys)
-            .where(keys.c.customer_id == customer_id, keys.c.key == idempotency_key)
-            .values(payment_id=payment_id)
-        )
-        return PaymentResult(payment_id, invoice_id, customer_id, replayed=False)
+            result = await _replay(session, customer_id, idempotency_key, request, invoice_id)
+        else:
+            payment_id = await _pay(session, customer, invoice_id, method, amount, now, card)
+            await session.execute(
+                update(keys)
+                .where(keys.c.customer_id == customer_id, keys.c.key == idempotency_key)
+                .values(payment_id=payment_id)
+            )
+            result = PaymentResult(payment_id, invoice_id, customer_id, replayed=False)
+    if card is not None:
+        await start_card_payment(db, card, result.payment_id, f"Invoice {invoice_id}")
+    return result
 
 
-async def _claim_key(
-    session: AsyncSession, customer_id: int, key: str, request: str, now: datetime
-) -> bool:
-    """Inserts the key, or takes over an expired one; False when a live one exists."""
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
-    values = {
-        "customer_id": customer_id,
-        "key": key,
-        "fingerprint": request,
-        "payment_id": None,
-        "created_at": now,
-        "expires_at": now + KEY_TTL,
-    }
-    stmt = dialect.insert(keys).values(**values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[keys.c.customer_id, keys.c.key],
-        set_={name: stmt.excluded[name] for name in values if name not in ("customer_id", "key")},
-        where=keys.c.expires_at <= now,
-    ).returning(keys.c.id)
-    return (await session.execute(stmt)).first() is not None
-
-
-async def _replay(session: AsyncSession, customer_id: int, key: str, request: str) -> PaymentResult:
-    stmt = select(keys.c.fingerprint, keys.c.payment_id, payments.c.invoice_id).join(
-        payments, payments.c.id == keys.c.payment_id
-    )
+async def _replay(
+    session: AsyncSession, customer_id: int, key: str, request: str, invoice_id: int
+) -> PaymentResult:
+    """The first request's payment; a matching fingerprint means the same invoice."""
+    stmt = select(keys.c.fingerprint, keys.c.payment_id)
     row = (
         await session.execute(stmt.where(keys.c.customer_id == customer_id, keys.c.key == key))
     ).one()
     if row.fingerprint != request:
         raise IdempotencyKeyReused("this idempotency key was used for a different payment")
-    return PaymentResult(row.payment_id, row.invoice_id, customer_id, replayed=True)
+    return PaymentResult(row.payment_id, invoice_id, customer_id, replayed=True)
 
 
 async def _pay(
@@ -156,6 +140,7 @@ async def _pay(
     method: PaymentMethod,
     amount: Decimal | None,
     now: datetime,
+    card: Acquiring | None,
 ) -> int:
     customer_id = customer.id
     invoice = await lock_invoice(session, invoice_id)
@@ -168,7 +153,7 @@ async def _pay(
         amount = due
     if amount <= 0 or amount > due:
         raise InvalidAmount(f"the amount exceeds what is due ({due} {invoice.currency})")
-    if customer.balance < amount:
+    if card is None and customer.balance < amount:
         raise InsufficientFunds(f"the balance ({customer.balance}) does not cover {amount}")
 
     payment_id = (
@@ -180,13 +165,17 @@ async def _pay(
                 amount=amount,
                 currency=invoice.currency,
                 method=method,
-                status=PaymentStatus.SUCCEEDED,
+                status=PaymentStatus.SUCCEEDED if card is None else PaymentStatus.PENDING,
                 refunded_amount=Decimal("0.00"),
                 created_at=now,
+                provider=None if card is None else card.provider.name,
             )
             .returning(payments.c.id)
         )
     ).scalar_one()
+    if card is not None:
+        # No money moved yet: the provider's webhook settles it (domains.billing.webhook).
+        return payment_id
     common = {"amount": amount, "currency": invoice.currency, "customer_id": customer_id}
     await post_movement(
         session,

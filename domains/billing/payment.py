@@ -17,7 +17,7 @@ payments = Payment.__table__
 @dataclass(frozen=True, slots=True)
 class PaymentRow:
     id: int
-    invoice_id: int
+    invoice_id: int | None
     customer_id: int
     amount: Decimal
     currency: str
@@ -25,6 +25,7 @@ class PaymentRow:
     status: PaymentStatus
     refunded_amount: Decimal
     created_at: datetime
+    confirmation_url: str | None
 
 
 PAYMENT_ORDER = Ordering((payments.c.created_at, payments.c.id), descending=True)

@@ -5,7 +5,9 @@ Each finding names the rows it is about. The checks:
 - each customer's cached balance equals their balance-account credits less debits;
 - no invoice's payments (less refunds) exceed its amount;
 - each payment's `refunded_amount` equals the sum of its refunds;
-- an issued, overdue or paid invoice is `paid` exactly when its payments cover it.
+- an issued, overdue or paid invoice is `paid` exactly when its payments cover it;
+- a pending or failed payment (a card payment the provider has not confirmed) moved no
+  money: it has no ledger entries.
 """
 
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from domains.billing.models import (
     InvoiceStatus,
     LedgerAccount,
     Payment,
+    PaymentStatus,
     Refund,
     Transaction,
 )
@@ -160,6 +163,21 @@ async def reconcile(db: Database) -> list[Problem]:
                     "refunds_mismatch",
                     f"payment:{row.id}",
                     f"refunded_amount {row.refunded_amount} but refunds sum to {row.refunds}",
+                )
+            )
+
+        rows = await session.execute(
+            select(payments.c.id, payments.c.status, func.count(transactions.c.id).label("n"))
+            .join(transactions, transactions.c.payment_id == payments.c.id)
+            .where(payments.c.status.in_((PaymentStatus.PENDING, PaymentStatus.FAILED)))
+            .group_by(payments.c.id, payments.c.status)
+        )
+        for row in rows:
+            problems.append(
+                Problem(
+                    "unsettled_payment_entries",
+                    f"payment:{row.id}",
+                    f"a {row.status} payment has {row.n} ledger entries",
                 )
             )
     return problems

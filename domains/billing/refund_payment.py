@@ -69,6 +69,8 @@ async def refund_payment(
         ).first()
         if owner is None:
             raise NotFound("payment")
+        if owner.invoice_id is None:
+            raise PaymentNotRefundable("a top-up paid no invoice: there is nothing to refund")
         customer = await lock_customer(session, owner.customer_id)
         invoice = await lock_invoice(session, owner.invoice_id)
         if customer is None or invoice is None:

@@ -1,0 +1,45 @@
+"""Idempotency keys, per customer: claimed in the transaction of the request they guard.
+
+A key is kept `KEY_TTL`; a live key answers a retry with the first request's payment, an
+expired one is taken over by the next request that names it.
+"""
+
+from datetime import datetime, timedelta
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domains.billing.models import IdempotencyKey
+from domains.errors import InvalidInput
+
+keys = IdempotencyKey.__table__
+
+KEY_TTL = timedelta(hours=24)
+MAX_KEY_LENGTH = 255
+
+
+def check_key(key: str) -> None:
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise InvalidInput(f"an idempotency key is 1 to {MAX_KEY_LENGTH} characters")
+
+
+async def claim_key(
+    session: AsyncSession, customer_id: int, key: str, request: str, now: datetime
+) -> bool:
+    """Inserts the key, or takes over an expired one; False when a live one exists."""
+    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    values = {
+        "customer_id": customer_id,
+        "key": key,
+        "fingerprint": request,
+        "payment_id": None,
+        "created_at": now,
+        "expires_at": now + KEY_TTL,
+    }
+    stmt = dialect.insert(keys).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[keys.c.customer_id, keys.c.key],
+        set_={name: stmt.excluded[name] for name in values if name not in ("customer_id", "key")},
+        where=keys.c.expires_at <= now,
+    ).returning(keys.c.id)
+    return (await session.execute(stmt)).first() is not None

@@ -1,0 +1,83 @@
+"""Payment providers (acquirers): how card money reaches us.
+
+A payment starts with `create_payment`: the provider answers with its own payment id, a
+status (`pending` until the payer confirms) and the URL where the payer confirms it (the
+card form, 3-D Secure). The result arrives later, asynchronously, as a signed webhook
+(`POST /webhooks/payments/<provider>`, see `domains.billing.webhook`), never from the
+payer's browser. `idempotency_key` makes a retried create return the first payment.
+
+`SandboxProvider` speaks to the local sandbox acquirer (`domains.billing.sandbox_provider`)
+over HTTP, in the shape of YooKassa's and Stripe's APIs.
+"""
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+import httpx
+
+from domains.billing.errors import ProviderUnavailable
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderPayment:
+    provider_payment_id: str
+    status: str
+    confirmation_url: str
+
+
+class PaymentProvider(Protocol):
+    name: str
+
+    async def create_payment(
+        self,
+        *,
+        amount: Decimal,
+        currency: str,
+        idempotency_key: str,
+        description: str,
+        return_url: str,
+    ) -> ProviderPayment: ...
+
+
+class SandboxProvider:
+    """`POST {base_url}/v1/payments` with an `Idempotence-Key` header."""
+
+    name = "sandbox"
+
+    def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    async def create_payment(
+        self,
+        *,
+        amount: Decimal,
+        currency: str,
+        idempotency_key: str,
+        description: str,
+        return_url: str,
+    ) -> ProviderPayment:
+        body = {
+            "amount": {"value": str(amount), "currency": currency},
+            "description": description,
+            "confirmation": {"type": "redirect", "return_url": return_url},
+        }
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout) as client:
+                response = await client.post(
+                    f"{self.base_url}/v1/payments",
+                    json=body,
+                    headers={"Idempotence-Key": idempotency_key},
+                )
+            response.raise_for_status()
+            data = response.json()
+            return ProviderPayment(
+                provider_payment_id=str(data["id"]),
+                status=str(data["status"]),
+                confirmation_url=str(data["confirmation_url"]),
+            )
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
+            raise ProviderUnavailable(
+                "the payment provider is unavailable; try again shortly"
+            ) from error

@@ -1,0 +1,211 @@
+"""Provider webhooks: their signature, and settling the payment they report, exactly once.
+
+A webhook carries `Webhook-Timestamp` (Unix seconds) and `Webhook-Signature: v1=<hex>`,
+HMAC-SHA256 with the shared secret over `<timestamp>.<raw body>`; the receiver compares in
+constant time and refuses timestamps outside its tolerance (replays). The body, in the
+shape of YooKassa's notifications:
+
+    {"id": "<event id>", "type": "payment.succeeded" | "payment.canceled",
+     "object": {"id": "<provider payment id>", "status": "...",
+                "amount": {"value": "100.00", "currency": "RUB"}}}
+
+`settle` handles one event in one transaction: it records `(provider, event id)` first,
+so a redelivery (even a concurrent one, which waits on the first one's row) finds it and
+changes nothing; then it moves the pending payment to succeeded (with its ledger movement
+and events) or failed (with none). A payment already settled is left alone. A card payment
+whose invoice was meanwhile paid otherwise (or voided) is kept as a top-up: the money the
+provider captured lands on the balance instead of overpaying the invoice.
+"""
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domains.billing import events
+from domains.billing.ledger import Entry, post_movement
+from domains.billing.models import (
+    EntrySide,
+    InvoiceStatus,
+    LedgerAccount,
+    Payment,
+    PaymentStatus,
+    ProviderEvent,
+)
+from domains.billing.settlement import invoices, lock_customer, lock_invoice, net_paid
+from domains.clock import utcnow
+from domains.database import Database
+from domains.errors import InvalidInput
+
+payments = Payment.__table__
+provider_events = ProviderEvent.__table__
+
+PAYABLE = (InvoiceStatus.ISSUED, InvoiceStatus.OVERDUE)
+SUCCEEDED = "payment.succeeded"
+CANCELED = "payment.canceled"
+
+
+def signature(secret: bytes, timestamp: str, body: bytes) -> str:
+    digest = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"v1={digest}"
+
+
+def signature_valid(
+    secret: bytes,
+    timestamp: str,
+    signed: str,
+    body: bytes,
+    *,
+    now: datetime,
+    tolerance: timedelta,
+) -> bool:
+    """The signature matches (constant-time) and the timestamp is within the tolerance."""
+    try:
+        sent = int(timestamp)
+    except ValueError:
+        return False
+    if abs(now.timestamp() - sent) > tolerance.total_seconds():
+        return False
+    return hmac.compare_digest(signature(secret, timestamp, body).encode(), signed.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderNotice:
+    event_id: str
+    type: str
+    provider_payment_id: str
+    amount: Decimal
+    currency: str
+
+
+def parse_notice(body: Any) -> ProviderNotice:
+    try:
+        notice = ProviderNotice(
+            event_id=str(body["id"]),
+            type=str(body["type"]),
+            provider_payment_id=str(body["object"]["id"]),
+            amount=Decimal(str(body["object"]["amount"]["value"])),
+            currency=str(body["object"]["amount"]["currency"]),
+        )
+    except (KeyError, TypeError, InvalidOperation):
+        raise InvalidInput("not a payment notification") from None
+    if notice.type not in (SUCCEEDED, CANCELED):
+        raise InvalidInput(f"unknown event type {notice.type!r}")
+    return notice
+
+
+async def settle(db: Database, provider: str, notice: ProviderNotice) -> bool:
+    """Applies the notice once; False when the event was already handled (a redelivery)."""
+    async with db.transaction() as session:
+        now = utcnow()
+        owner = (
+            await session.execute(
+                select(payments.c.id, payments.c.customer_id, payments.c.invoice_id).where(
+                    payments.c.provider == provider,
+                    payments.c.provider_payment_id == notice.provider_payment_id,
+                )
+            )
+        ).first()
+        if owner is None:
+            raise InvalidInput("no payment has this provider payment id")
+        if not await _record_event(session, provider, notice.event_id, owner.id, now):
+            return False
+        customer = await lock_customer(session, owner.customer_id)
+        invoice = (
+            None if owner.invoice_id is None else await lock_invoice(session, owner.invoice_id)
+        )
+        payment = (
+            await session.execute(
+                select(payments).where(payments.c.id == owner.id).with_for_update()
+            )
+        ).one()
+        if payment.status is not PaymentStatus.PENDING:
+            return True
+        if notice.type == CANCELED:
+            await _set_status(session, payment.id, PaymentStatus.FAILED)
+            return True
+        if notice.amount != payment.amount or notice.currency != payment.currency:
+            raise InvalidInput("the notification's amount differs from the payment's")
+        if invoice is not None and (
+            invoice.status not in PAYABLE
+            or await net_paid(session, invoice.id) + payment.amount > invoice.amount
+        ):
+            # Paid meanwhile by other means: the captured money lands on the balance.
+            await session.execute(
+                update(payments).where(payments.c.id == payment.id).values(invoice_id=None)
+            )
+            invoice = None
+        await _set_status(session, payment.id, PaymentStatus.SUCCEEDED)
+        common = {
+            "amount": payment.amount,
+            "currency": payment.currency,
+            "customer_id": payment.customer_id,
+            "payment_id": payment.id,
+        }
+        clearing = Entry(LedgerAccount.PROVIDER_CLEARING, EntrySide.DEBIT, **common)
+        if invoice is None:
+            credit = Entry(LedgerAccount.CUSTOMER_BALANCE, EntrySide.CREDIT, **common)
+        else:
+            credit = Entry(
+                LedgerAccount.RECEIVABLE, EntrySide.CREDIT, invoice_id=invoice.id, **common
+            )
+        await post_movement(session, [clearing, credit], now)
+        await events.payment_created(
+            session,
+            payment_id=payment.id,
+            invoice_id=None if invoice is None else invoice.id,
+            customer_id=payment.customer_id,
+            amount=payment.amount,
+            currency=payment.currency,
+            method=payment.method.value,
+            status=PaymentStatus.SUCCEEDED.value,
+        )
+        if invoice is None:
+            await events.balance_changed(
+                session,
+                customer_id=payment.customer_id,
+                balance=customer.balance + payment.amount,
+                delta=payment.amount,
+                currency=payment.currency,
+                reason="top_up",
+            )
+        elif await net_paid(session, invoice.id) >= invoice.amount:
+            await session.execute(
+                update(invoices)
+                .where(invoices.c.id == invoice.id)
+                .values(status=InvoiceStatus.PAID)
+            )
+            await events.invoice_paid(
+                session,
+                invoice_id=invoice.id,
+                customer_id=invoice.customer_id,
+                number=invoice.number,
+                amount=invoice.amount,
+                currency=invoice.currency,
+            )
+        return True
+
+
+async def _record_event(
+    session: AsyncSession, provider: str, event_id: str, payment_id: int, now: datetime
+) -> bool:
+    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    stmt = (
+        dialect.insert(provider_events)
+        .values(provider=provider, event_id=event_id, payment_id=payment_id, received_at=now)
+        .on_conflict_do_nothing(
+            index_elements=[provider_events.c.provider, provider_events.c.event_id]
+        )
+        .returning(provider_events.c.id)
+    )
+    return (await session.execute(stmt)).first() is not None
+
+
+async def _set_status(session: AsyncSession, payment_id: int, status: PaymentStatus) -> None:
+    await session.execute(update(payments).where(payments.c.id == payment_id).values(status=status))
