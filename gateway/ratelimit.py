@@ -23,6 +23,7 @@ from graphql import ExecutionResult as GraphQLExecutionResult
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
+from domains.errors import RateLimited
 from domains.identity.throttle import address_key
 from domains.limits import Decision, LimiterUnavailable, Rate, RateLimiter
 from gateway.settings import Settings
@@ -89,6 +90,18 @@ def rate_limit_headers(decision: Decision) -> dict[str, str]:
     if not decision.allowed:
         headers["Retry-After"] = str(retry_after_seconds(decision))
     return headers
+
+
+class OverBudget(RateLimited):
+    """A request the caller's budget refused; carries the decision for the RateLimit-* headers."""
+
+    def __init__(self, decision: Decision) -> None:
+        seconds = retry_after_seconds(decision)
+        super().__init__(f"rate limit exceeded: retry in {seconds} s", retry_after=seconds)
+        self.decision = decision
+
+
+LIMITER_DOWN_MESSAGE = "rate limiting is unavailable; try again shortly"
 
 
 def retry_after_seconds(decision: Decision) -> int:
@@ -161,17 +174,13 @@ def graphql_rate_limit(budgets: Budgets) -> type[SchemaExtension]:
                         ip=getattr(context, "client_ip", None),
                     )
                 except LimiterUnavailable:
-                    execution.result = _refusal(
-                        "rate limiting is unavailable; try again shortly", SERVICE_UNAVAILABLE
-                    )
+                    execution.result = _refusal(LIMITER_DOWN_MESSAGE, SERVICE_UNAVAILABLE)
                 else:
                     context.rate_limit = decision
                     if not decision.allowed:
-                        seconds = retry_after_seconds(decision)
+                        refused = OverBudget(decision)
                         execution.result = _refusal(
-                            f"rate limit exceeded: retry in {seconds} s",
-                            "RATE_LIMITED",
-                            retryAfter=seconds,
+                            refused.message, refused.code, **refused.extensions
                         )
             yield
 

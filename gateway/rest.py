@@ -26,9 +26,15 @@ from domains.identity.logout import logout
 from domains.identity.refresh import refresh
 from domains.identity.session import Client
 from domains.identity.viewer import Viewer, require_viewer
-from domains.limits import LimiterUnavailable
+from domains.limits import Decision, LimiterUnavailable
 from gateway.errors import rest_error_response
-from gateway.ratelimit import rate_limit_headers, retry_after_seconds
+from gateway.ratelimit import (
+    LIMITER_DOWN_MESSAGE,
+    SERVICE_UNAVAILABLE,
+    Kind,
+    OverBudget,
+    rate_limit_headers,
+)
 from gateway.services import Services
 from resolvers.relay import connection_from_page, pk_of, to_global_id, window_from_arguments
 
@@ -53,9 +59,23 @@ REFRESH_COOKIE = "__Host-kabinet_refresh"
 def _error(error: DomainError) -> Response:
     status = _HTTP_STATUS.get(error.code, 400)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    if isinstance(error, RateLimited):
+    if isinstance(error, OverBudget):
+        headers = rate_limit_headers(error.decision)
+    elif isinstance(error, RateLimited):
         headers = {"Retry-After": str(error.retry_after)}
     return rest_error_response(status, error.code, error.message, headers)
+
+
+async def _spend(
+    services: Services, request: Request, viewer: Viewer, kind: Kind, cost: int
+) -> Decision:
+    """Charges the caller's budget as GraphQL would; over it, raises OverBudget (429)."""
+    decision = await services.budgets.charge(
+        kind, cost, user_id=viewer.user_id, ip=request.client.host if request.client else None
+    )
+    if not decision.allowed:
+        raise OverBudget(decision)
+    return decision
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
@@ -204,20 +224,7 @@ async def billing_invoices(request: Request) -> Response:
         )
 
         # What the same read costs through GraphQL: the profile, and ten fields per invoice.
-        decision = await services.budgets.charge(
-            "query",
-            1 + 10 * window.limit,
-            user_id=viewer.user_id,
-            ip=request.client.host if request.client else None,
-        )
-        if not decision.allowed:
-            seconds = retry_after_seconds(decision)
-            return rest_error_response(
-                429,
-                "RATE_LIMITED",
-                f"rate limit exceeded: retry in {seconds} s",
-                rate_limit_headers(decision),
-            )
+        decision = await _spend(services, request, viewer, "query", 1 + 10 * window.limit)
 
         async def read_customer() -> Any:
             async with services.db.read() as conn:
@@ -236,9 +243,7 @@ async def billing_invoices(request: Request) -> Response:
     except DomainError as error:
         return _error(error)
     except LimiterUnavailable:
-        return rest_error_response(
-            503, "SERVICE_UNAVAILABLE", "rate limiting is unavailable; try again shortly"
-        )
+        return rest_error_response(503, SERVICE_UNAVAILABLE, LIMITER_DOWN_MESSAGE)
     connection = connection_from_page(page, INVOICE_ORDER)
     return JSONResponse(
         {
@@ -303,20 +308,7 @@ async def billing_pay(request: Request) -> Response:
         if not key:
             raise InvalidInput("send an Idempotency-Key header (e.g. a UUID) with every payment")
         invoice_id, method, amount = _pay_arguments(await _json_object(request))
-        decision = await services.budgets.charge(
-            "mutation",
-            1,
-            user_id=viewer.user_id,
-            ip=request.client.host if request.client else None,
-        )
-        if not decision.allowed:
-            seconds = retry_after_seconds(decision)
-            return rest_error_response(
-                429,
-                "RATE_LIMITED",
-                f"rate limit exceeded: retry in {seconds} s",
-                rate_limit_headers(decision),
-            )
+        decision = await _spend(services, request, viewer, "mutation", 1)
         result = await pay_invoice(
             services.db,
             viewer,
@@ -329,9 +321,7 @@ async def billing_pay(request: Request) -> Response:
     except DomainError as error:
         return _error(error)
     except LimiterUnavailable:
-        return rest_error_response(
-            503, "SERVICE_UNAVAILABLE", "rate limiting is unavailable; try again shortly"
-        )
+        return rest_error_response(503, SERVICE_UNAVAILABLE, LIMITER_DOWN_MESSAGE)
     async with services.db.read() as conn:
         payment = (await payments_by_ids(conn, [result.payment_id]))[result.payment_id]
         invoice = (await invoices_by_ids(conn, [result.invoice_id]))[result.invoice_id]
