@@ -3,6 +3,7 @@
 import os
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -33,24 +34,32 @@ def make_settings(database_url: str, signing_key: bytes, **overrides: object) ->
     )
 
 
-@pytest_asyncio.fixture(scope="session")
-async def pg_url() -> AsyncIterator[str]:
-    """A database created for this run, migrated to head, dropped afterwards."""
-    name = f"kabinet_test_{secrets.token_hex(4)}"
+@asynccontextmanager
+async def scratch_database(prefix: str) -> AsyncIterator[str]:
+    """An empty PostgreSQL database (its SQLAlchemy URL) for the block, dropped afterwards."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(PG_ADMIN_URL)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    url = f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
-    upgrade(url)
-    yield url
-    admin = await asyncpg.connect(PG_ADMIN_URL)
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
     try:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        yield f"{base}/{name}"
     finally:
-        await admin.close()
+        admin = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def pg_url() -> AsyncIterator[str]:
+    """A database created for this run, migrated to head, dropped afterwards."""
+    async with scratch_database("kabinet_test") as url:
+        upgrade(url)
+        yield url
 
 
 @pytest.fixture

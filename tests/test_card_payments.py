@@ -37,13 +37,12 @@ from domains.identity.models import User
 from domains.identity.passwords import hash_password
 from domains.identity.viewer import Viewer
 from gateway.app import create_app
-from tests.conftest import graphql, login, make_settings
+from migrations import upgrade
+from tests.conftest import graphql, login, make_settings, scratch_database
 from tests.servers import free_socket, serve, url_of
 from tests.test_payments import (
     balance_of,
-    drop_pg,
     events_of,
-    fresh_pg_url,
     invoice_status,
     make_customer,
     snapshot,
@@ -68,9 +67,9 @@ class Servers:
 
 @pytest_asyncio.fixture(scope="module")
 async def card_pg_url() -> AsyncIterator[str]:
-    url = await fresh_pg_url()
-    yield url
-    await drop_pg(url)
+    async with scratch_database("kabinet_card") as url:
+        upgrade(url)
+        yield url
 
 
 @pytest_asyncio.fixture

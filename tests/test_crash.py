@@ -35,7 +35,7 @@ from domains.demo import load_demo
 from domains.identity.models import User
 from migrations import upgrade
 from resolvers.relay import pk_of, to_global_id
-from tests.conftest import DEMO_PASSWORD, PG_ADMIN_URL
+from tests.conftest import DEMO_PASSWORD, scratch_database
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_SECONDS = 30.0
@@ -125,25 +125,6 @@ class Server:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.kill()
-
-
-async def _create_database() -> tuple[str, str]:
-    name = f"kabinet_crash_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    return name, f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
-
-
-async def _drop_database(name: str) -> None:
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 async def _prepare(db: Database) -> list[tuple[str, int]]:
@@ -365,8 +346,12 @@ async def test_sigkill_mid_payments_leaves_each_payment_whole_or_absent(
     tmp_path: Path, signing_key: bytes
 ) -> None:
     rng = random.Random()
-    name, url = await _create_database()
-    pg_dsn = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    async with scratch_database("kabinet_crash") as url:
+        await _crash_cycles(url, rng, tmp_path, signing_key)
+
+
+async def _crash_cycles(url: str, rng: random.Random, tmp_path: Path, signing_key: bytes) -> None:
+    pg_dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
     db: Database | None = None
     server: Server | None = None
     try:
@@ -431,4 +416,3 @@ async def test_sigkill_mid_payments_leaves_each_payment_whole_or_absent(
             server.stop()
         if db is not None:
             await db.dispose()
-        await _drop_database(name)

@@ -1,12 +1,10 @@
 """Demo and bulk loaders: load once, balanced ledger, no overpayment, Decimal money."""
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
-import asyncpg
 import pytest
 import pytest_asyncio
 from sqlalchemy import func, select
@@ -27,7 +25,7 @@ from domains.demo import DEMO_LOGINS, DEMO_PASSWORD, load_bulk, load_demo
 from domains.identity.models import User
 from domains.identity.passwords import verify_password
 from domains.models import metadata
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import scratch_database
 
 users = User.__table__
 customers = Customer.__table__
@@ -250,17 +248,10 @@ async def test_same_seed_gives_the_same_data(tmp_path: Path) -> None:
 @pytest_asyncio.fixture
 async def pg_db() -> AsyncIterator[Database]:
     """A scratch PostgreSQL database of this test's own, dropped afterwards."""
-    name = f"kabinet_demo_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-        db = await _fresh_database(f"{base}/{name}")
+    async with scratch_database("kabinet_demo") as url:
+        db = await _fresh_database(url)
         yield db
         await db.dispose()
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @pytest.mark.postgres

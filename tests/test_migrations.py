@@ -3,7 +3,6 @@
 Each test gets an empty database of its own (the shared `pg_url` one is already migrated).
 """
 
-import secrets
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -12,7 +11,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 import pytest_asyncio
 from alembic.autogenerate import compare_metadata
@@ -39,7 +37,7 @@ from migrations import (
     upgrade,
     with_connection,
 )
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import scratch_database
 
 HEAD = ScriptDirectory(str(SCRIPT_LOCATION)).get_current_head()
 
@@ -52,19 +50,8 @@ async def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'migrations.db'}"
         return
-    name = f"kabinet_migrations_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    yield f"{base}/{name}"
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with scratch_database("kabinet_migrations") as url:
+        yield url
 
 
 def drift(target: MetaData) -> Any:

@@ -11,7 +11,6 @@ from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import asyncpg
 import pytest
 import pytest_asyncio
 from sqlalchemy import insert, select, update
@@ -38,38 +37,17 @@ from domains.identity.models import Role, User
 from domains.identity.viewer import Viewer
 from domains.models import metadata
 from migrations import upgrade
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import scratch_database
 
 TABLES = ("customers", "invoices", "payments", "transactions", "refunds", "idempotency_keys")
 TABLES += ("outbox",)
 
 
-async def fresh_pg_url() -> str:
-    name = f"kabinet_pay_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    url = f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
-    upgrade(url)
-    return url
-
-
-async def drop_pg(url: str) -> None:
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await admin.execute(f'DROP DATABASE "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 @pytest_asyncio.fixture(scope="module")
 async def payments_pg_url() -> AsyncIterator[str]:
-    url = await fresh_pg_url()
-    yield url
-    await drop_pg(url)
+    async with scratch_database("kabinet_pay") as url:
+        upgrade(url)
+        yield url
 
 
 @pytest_asyncio.fixture
