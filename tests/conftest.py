@@ -2,14 +2,15 @@
 
 import os
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
+from sqlalchemy import event
 from starlette.applications import Starlette
 
 from domains.identity.tokens import generate_signing_key
@@ -145,3 +146,19 @@ async def graphql(
     )
     assert response.status_code == 200, response.text
     return response.json()
+
+
+@contextmanager
+def statements(app: Starlette) -> Iterator[list[str]]:
+    """Every SQL statement the app sends inside the block."""
+    engine = app.state.services.db.engine.sync_engine
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

@@ -10,8 +10,8 @@ store-failure policy does while Redis is down.
 import json
 import os
 import random
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,10 @@ import httpx
 import pytest
 import pytest_asyncio
 import redis.asyncio
-from sqlalchemy import event
 from starlette.applications import Starlette
 
 from gateway.app import create_app
-from tests.conftest import DEMO_PASSWORD, make_settings
+from tests.conftest import DEMO_PASSWORD, make_settings, statements
 
 REDIS_URL = os.environ.get("KABINET_TEST_REDIS", "redis://127.0.0.1:6379/0")
 CLOSED_PORT_URL = "redis://127.0.0.1:1/0"
@@ -91,22 +90,6 @@ async def post(
 
 def codes(response: httpx.Response) -> list[str]:
     return [error["extensions"]["code"] for error in response.json().get("errors", [])]
-
-
-@contextmanager
-def statements(app: Starlette) -> Iterator[list[str]]:
-    """Every SQL statement the app runs inside the block."""
-    engine = app.state.services.db.engine.sync_engine
-    seen: list[str] = []
-
-    def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def assert_refused(response: httpx.Response, limit: int) -> int:

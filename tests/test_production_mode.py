@@ -23,8 +23,8 @@ from gateway.app import create_app
 from gateway.graphiql import MOUNT_NAME
 from gateway.persisted import REDIS_PREFIX, SafelistError, sha256_hex
 from gateway.settings import Settings
-from tests.conftest import DEMO_PASSWORD, make_settings
-from tests.test_gateway_limits import Gateways, codes, statements
+from tests.conftest import DEMO_PASSWORD, make_settings, statements
+from tests.test_gateway_limits import Gateways, codes
 
 REDIS_URL = os.environ.get("KABINET_TEST_REDIS", "redis://127.0.0.1:6379/0")
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"

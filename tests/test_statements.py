@@ -1,14 +1,12 @@
 """The read path runs a fixed number of SQL statements, however many rows it returns."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import event
+from starlette.applications import Starlette
 
-from tests.conftest import graphql, login
+from tests.conftest import graphql, login, statements
 
 pytestmark = pytest.mark.postgres
 
@@ -22,44 +20,32 @@ DASHBOARD_STATEMENTS = 7
 STAFF_STATEMENTS = 4
 
 
-@contextmanager
-def counting(client: httpx.AsyncClient) -> Iterator[list[str]]:
-    app = client._transport.app  # type: ignore[attr-defined]
-    engine = app.state.services.db.engine.sync_engine
-    statements: list[str] = []
-
-    def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+def _app(client: httpx.AsyncClient) -> Starlette:
+    return client._transport.app  # type: ignore[attr-defined]
 
 
 async def test_dashboard_statements_do_not_grow_with_rows(pg_client: httpx.AsyncClient):
     token = await login(pg_client, "bob@example.com")  # every invoice paid
-    with counting(pg_client) as statements:
+    with statements(_app(pg_client)) as ran:
         body = await graphql(pg_client, DASHBOARD, token=token)
     invoices = body["data"]["me"]["customer"]["invoices"]["edges"]
     assert len(invoices) == 12
     assert sum(len(edge["node"]["payments"]) for edge in invoices) == 12
-    assert len(statements) == DASHBOARD_STATEMENTS, "\n\n".join(statements)
+    assert len(ran) == DASHBOARD_STATEMENTS, "\n\n".join(ran)
 
     fewer = DASHBOARD.replace("invoices(first: 12)", "invoices(first: 2)")
-    with counting(pg_client) as statements:
+    with statements(_app(pg_client)) as ran:
         body = await graphql(pg_client, fewer, token=token)
     assert len(body["data"]["me"]["customer"]["invoices"]["edges"]) == 2
-    assert len(statements) == DASHBOARD_STATEMENTS
+    assert len(ran) == DASHBOARD_STATEMENTS
 
 
 async def test_staff_list_statements_do_not_grow_with_rows(pg_client: httpx.AsyncClient):
     token = await login(pg_client, "operator@example.com")
     for first in (50, 5):
-        with counting(pg_client) as statements:
+        with statements(_app(pg_client)) as ran:
             body = await graphql(pg_client, STAFF_CUSTOMERS, {"first": first}, token)
         customers = body["data"]["customers"]["edges"]
         assert len(customers) == first
         assert all(len(c["node"]["invoices"]["edges"]) == 3 for c in customers)
-        assert len(statements) == STAFF_STATEMENTS, "\n\n".join(statements)
+        assert len(ran) == STAFF_STATEMENTS, "\n\n".join(ran)
