@@ -35,16 +35,16 @@ from domains.billing.ledger import Entry, post_movement
 from domains.billing.models import (
     EntrySide,
     IdempotencyKey,
-    InvoiceStatus,
     LedgerAccount,
     Payment,
     PaymentMethod,
     PaymentStatus,
 )
 from domains.billing.settlement import (
-    invoices,
+    PAYABLE,
     lock_customer,
     lock_invoice,
+    mark_paid,
     net_paid,
     valid_amount,
 )
@@ -55,8 +55,6 @@ from domains.identity.viewer import Viewer
 
 keys = IdempotencyKey.__table__
 payments = Payment.__table__
-
-PAYABLE = (InvoiceStatus.ISSUED, InvoiceStatus.OVERDUE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,15 +208,5 @@ async def _pay(
         reason="payment",
     )
     if amount == due:
-        await session.execute(
-            update(invoices).where(invoices.c.id == invoice_id).values(status=InvoiceStatus.PAID)
-        )
-        await events.invoice_paid(
-            session,
-            invoice_id=invoice_id,
-            customer_id=customer_id,
-            number=invoice.number,
-            amount=invoice.amount,
-            currency=invoice.currency,
-        )
+        await mark_paid(session, invoice)
     return payment_id

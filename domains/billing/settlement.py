@@ -8,9 +8,10 @@ order, so two actions never wait on each other crosswise.
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domains.billing import events
 from domains.billing.models import Invoice, InvoiceStatus, Payment, PaymentStatus
 from domains.customers.models import Customer
 
@@ -18,6 +19,8 @@ customers = Customer.__table__
 invoices = Invoice.__table__
 payments = Payment.__table__
 
+# Invoices that take payments (not draft, paid or void).
+PAYABLE = (InvoiceStatus.ISSUED, InvoiceStatus.OVERDUE)
 # Payments whose money arrived; a refunded one counts with what was not given back.
 SETTLED = (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED)
 CENT = Decimal("0.01")
@@ -39,6 +42,21 @@ async def net_paid(session: AsyncSession, invoice_id: int) -> Decimal:
         func.coalesce(func.sum(payments.c.amount - payments.c.refunded_amount), Decimal(0))
     ).where(payments.c.invoice_id == invoice_id, payments.c.status.in_(SETTLED))
     return Decimal((await session.execute(stmt)).scalar_one()).quantize(CENT)
+
+
+async def mark_paid(session: AsyncSession, invoice: Row) -> None:
+    """The invoice's payments now cover it: record it paid, and say so (`invoice.paid`)."""
+    await session.execute(
+        update(invoices).where(invoices.c.id == invoice.id).values(status=InvoiceStatus.PAID)
+    )
+    await events.invoice_paid(
+        session,
+        invoice_id=invoice.id,
+        customer_id=invoice.customer_id,
+        number=invoice.number,
+        amount=invoice.amount,
+        currency=invoice.currency,
+    )
 
 
 def unpaid_status(due_date: date | None, today: date) -> InvoiceStatus:

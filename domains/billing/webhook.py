@@ -32,13 +32,18 @@ from domains.billing import events
 from domains.billing.ledger import Entry, post_movement
 from domains.billing.models import (
     EntrySide,
-    InvoiceStatus,
     LedgerAccount,
     Payment,
     PaymentStatus,
     ProviderEvent,
 )
-from domains.billing.settlement import invoices, lock_customer, lock_invoice, net_paid
+from domains.billing.settlement import (
+    PAYABLE,
+    lock_customer,
+    lock_invoice,
+    mark_paid,
+    net_paid,
+)
 from domains.clock import utcnow
 from domains.database import Database
 from domains.errors import InvalidInput
@@ -46,7 +51,6 @@ from domains.errors import InvalidInput
 payments = Payment.__table__
 provider_events = ProviderEvent.__table__
 
-PAYABLE = (InvoiceStatus.ISSUED, InvoiceStatus.OVERDUE)
 SUCCEEDED = "payment.succeeded"
 CANCELED = "payment.canceled"
 
@@ -176,19 +180,7 @@ async def settle(db: Database, provider: str, notice: ProviderNotice) -> bool:
                 reason="top_up",
             )
         elif await net_paid(session, invoice.id) >= invoice.amount:
-            await session.execute(
-                update(invoices)
-                .where(invoices.c.id == invoice.id)
-                .values(status=InvoiceStatus.PAID)
-            )
-            await events.invoice_paid(
-                session,
-                invoice_id=invoice.id,
-                customer_id=invoice.customer_id,
-                number=invoice.number,
-                amount=invoice.amount,
-                currency=invoice.currency,
-            )
+            await mark_paid(session, invoice)
         return True
 
 
