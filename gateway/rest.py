@@ -71,7 +71,7 @@ async def _spend(
 ) -> Decision:
     """Charges the caller's budget as GraphQL would; over it, raises OverBudget (429)."""
     decision = await services.budgets.charge(
-        kind, cost, user_id=viewer.user_id, ip=request.client.host if request.client else None
+        kind, cost, user_id=viewer.user_id, ip=_client(request).ip_address
     )
     if not decision.allowed:
         raise OverBudget(decision)
