@@ -1,15 +1,19 @@
 """JSON error bodies: GraphQL-shaped on GraphQL endpoints, `{"error": ...}` on REST routes."""
 
 from collections.abc import Mapping
+from typing import Any
 
 from starlette.responses import JSONResponse
+
+
+def graphql_error_body(code: str, message: str) -> dict[str, Any]:
+    return {"errors": [{"message": message, "extensions": {"code": code}}]}
 
 
 def graphql_error_response(
     status: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
-    body = {"errors": [{"message": message, "extensions": {"code": code}}]}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(graphql_error_body(code, message), status_code=status, headers=headers)
 
 
 def rest_error_response(

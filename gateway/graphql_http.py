@@ -14,7 +14,7 @@ from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.types.graphql import OperationType
 
 from domains.limits import Decision
-from gateway.errors import BadRequest, graphql_error_response
+from gateway.errors import BadRequest, graphql_error_body, graphql_error_response
 from gateway.persisted import PersistedQueries
 from gateway.ratelimit import SERVICE_UNAVAILABLE, rate_limit_headers
 from resolvers.context import Context
@@ -199,7 +199,7 @@ class GraphQLEndpoint:
                 try:
                     result = await self._execute(operation, context, allowed)
                 except BadRequest as error:  # one bad operation does not sink the batch
-                    body.append(_error_body(error))
+                    body.append(graphql_error_body(error.code, error.message))
                     continue
                 body.append(_serialize(result))
                 decisions += _take_decision(context)
@@ -254,7 +254,3 @@ def _take_decision(context: Context) -> list[Decision]:
     """The rate limiter's answer for the operation just run, cleared for the next one."""
     decision, context.rate_limit = context.rate_limit, None
     return [decision] if decision is not None else []
-
-
-def _error_body(error: BadRequest) -> dict[str, Any]:
-    return {"errors": [{"message": error.message, "extensions": {"code": error.code}}]}
