@@ -31,8 +31,12 @@ from domains.clock import utcnow
 
 class OutboxEvent(Base):
     __tablename__ = "outbox"
-    # The publisher's scan: unpublished rows, oldest first.
-    __table_args__ = (Index("ix_outbox_pending", "published_at", "occurred_at"),)
+    __table_args__ = (
+        # The publisher's scan: unpublished rows, oldest first.
+        Index("ix_outbox_pending", "published_at", "occurred_at"),
+        # A reconnecting subscriber's catch-up: one subject's events after a point.
+        Index("ix_outbox_subject_occurred", "subject", "occurred_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     type: Mapped[str] = mapped_column(String(100))

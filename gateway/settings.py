@@ -24,7 +24,9 @@ class Settings(BaseSettings):
     database_url: str = DEV_DATABASE_URL
     database_pool_size: int = Field(30, ge=1, le=500)
     redis_url: str | None = None
-    kafka_bootstrap: str | None = None
+    kafka_bootstrap: str | None = Field(
+        None, description="Kafka brokers (host:port,...); the in-process bus without it."
+    )
 
     jwt_private_key: SecretStr | None = Field(
         None, description="Ed25519 private key (PEM); or use jwt_private_key_file."
@@ -86,6 +88,47 @@ class Settings(BaseSettings):
     )
     payment_webhook_tolerance: timedelta = timedelta(minutes=5)
     payment_return_url: str = "http://127.0.0.1:8000/"
+    # `kabinet billing sweep`: card payments pending this long are settled or expired;
+    # idempotency keys are deleted once this old (never sooner than the 24 h they answer).
+    payment_pending_ttl: timedelta = timedelta(hours=1)
+    idempotency_key_ttl: timedelta = Field(timedelta(hours=24), ge=timedelta(hours=24))
+
+    # Domain events: outbox relay, Kafka topics, consumers, live subscriptions.
+    kafka_topics: dict[str, str] = Field(
+        default_factory=lambda: {
+            "billing": "kabinet.billing",
+            "identity": "kabinet.identity",
+            "support": "kabinet.support",
+        },
+        description="Topic of each domain's events (JSON object, domain -> topic).",
+    )
+    kafka_dead_letter_suffix: str = Field(".dlq", description="Dead-letter topic: topic + this.")
+    kafka_partitions: int = Field(
+        6, ge=1, description="Partitions of the topics the relay creates."
+    )
+    kafka_idempotent_producer: bool = Field(
+        True, description="Idempotent producer (Apache Kafka); off for brokers without it."
+    )
+    kafka_client_id: str = "kabinet"
+    event_source: str = Field("urn:kabinet", description="CloudEvents `source` prefix.")
+    relay_poll_interval: timedelta = timedelta(milliseconds=100)
+    relay_batch_size: int = Field(500, ge=1, le=10_000)
+    consumer_max_attempts: int = Field(5, ge=1, description="Tries before the dead-letter topic.")
+    consumer_retry_backoff: timedelta = timedelta(milliseconds=200)
+    worker_in_process: bool | None = Field(
+        None,
+        description="Run the relay and consumers inside the API process; default: on with "
+        "the in-process bus (no Kafka), off with Kafka (run `kabinet worker`).",
+    )
+    worker_metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="`kabinet worker` serves /metrics here (lag)."
+    )
+    subscription_queue_size: int = Field(
+        100, ge=1, description="Events buffered per subscriber before it is disconnected."
+    )
+    subscription_catch_up_limit: int = Field(
+        1_000, ge=1, description="Most missed events replayed to a reconnecting subscriber."
+    )
 
     cors_origins: list[str] = Field(default_factory=list)
     node_modules: Path = REPO_ROOT / "node_modules"
@@ -97,6 +140,12 @@ class Settings(BaseSettings):
 
     def _development_default(self, value: bool | None) -> bool:
         return (not self.is_production) if value is None else value
+
+    @property
+    def run_worker_in_process(self) -> bool:
+        if self.worker_in_process is not None:
+            return self.worker_in_process
+        return self.kafka_bootstrap is None
 
     @property
     def graphiql_enabled(self) -> bool:

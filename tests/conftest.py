@@ -63,6 +63,22 @@ async def pg_url() -> AsyncIterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Kafka-wire broker for the run: KABINET_TEST_KAFKA, or Tansu on a free port."""
+    if named := os.environ.get("KABINET_TEST_KAFKA"):
+        yield named
+        return
+    from tests.kafka import TansuBroker
+
+    broker = TansuBroker(tmp_path_factory.mktemp("tansu"))
+    broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     url = f"sqlite+aiosqlite:///{tmp_path / 'kabinet.db'}"

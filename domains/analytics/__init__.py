@@ -1,0 +1,1 @@
+"""Analytics: counters fed by domain events, read by staff."""
