@@ -8,7 +8,8 @@ so children are linked to their parents without a query per row.
 
 The ledger is consistent (`kabinet billing reconcile` passes): each customer's balance
 arrives in one opening top-up (debit provider clearing, credit the customer balance)
-large enough for their balance payments too; a balance payment then debits the customer
+large enough for their balance payments too; each invoice is posted at its issue time
+(debit its receivable, credit revenue); a balance payment then debits the customer
 balance and a card payment the provider clearing, each crediting the invoice's receivable.
 """
 
@@ -27,6 +28,7 @@ from sqlalchemy import Table, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domains.billing.invoice_issue import ISSUED, IssuedInvoice, post_issuance
 from domains.billing.models import (
     EntrySide,
     Invoice,
@@ -685,6 +687,16 @@ async def _insert_plans(
         session,
         invoices,
         [{**inv.row, "customer_id": cid, "subscription_id": sid} for cid, sid, inv in billed],
+    )
+    await post_issuance(
+        session,
+        [
+            IssuedInvoice(
+                invoice_id, cid, inv.row["amount"], inv.row["currency"], inv.row["issued_at"]
+            )
+            for (cid, _, inv), invoice_id in zip(billed, invoice_ids, strict=True)
+            if inv.row["status"] in ISSUED
+        ],
     )
     paid = [
         (cid, invoice_id, payment)

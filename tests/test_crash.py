@@ -25,6 +25,7 @@ import httpx
 import pytest
 from sqlalchemy import insert, select
 
+from domains.billing.invoice_issue import IssuedInvoice, post_issuance
 from domains.billing.ledger import Entry, post_movement
 from domains.billing.models import EntrySide, Invoice, InvoiceStatus, LedgerAccount
 from domains.billing.reconcile import reconcile
@@ -170,6 +171,9 @@ async def _prepare(db: Database) -> list[tuple[str, int]]:
                     .returning(Invoice.id)
                 )
             ).scalar_one()
+            await post_issuance(
+                session, [IssuedInvoice(invoice_id, customer_id, INVOICE_AMOUNT, "RUB", now)]
+            )
             targets.append((email, invoice_id))
     assert len(targets) == CUSTOMERS
     return targets
@@ -267,6 +271,7 @@ async def _integrity(pg_dsn: str, invoice_ids: list[int]) -> dict[str, list]:
                 AND (SELECT count(*) FROM transactions t WHERE t.payment_id = p.id) <> 2""",
             "payment_entries_not_one_movement": """
                 SELECT t.payment_id FROM transactions t WHERE t.invoice_id = ANY($1::bigint[])
+                AND t.payment_id IS NOT NULL
                 GROUP BY t.payment_id HAVING count(DISTINCT t.movement_id) <> 1""",
             "payment_amount_differs_from_entries": """
                 SELECT p.id FROM payments p JOIN transactions t ON t.payment_id = p.id

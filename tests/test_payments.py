@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import insert, select, update
 
+from domains.billing.invoice_issue import ISSUED, IssuedInvoice, post_issuance
 from domains.billing.ledger import Entry, post_movement
 from domains.billing.models import (
     EntrySide,
@@ -75,7 +76,10 @@ async def db(
 async def make_customer(
     db: Database, balance: str, invoices: list[tuple[str, InvoiceStatus]]
 ) -> tuple[Viewer, list[int]]:
-    """A customer whose balance came from a top-up, with invoices of the given amounts."""
+    """A customer whose balance came from a top-up, with invoices of the given amounts.
+
+    Issued, overdue and paid invoices are posted as issued (receivable against revenue).
+    """
     tag = secrets.token_hex(6)
     now = utcnow()
     async with db.transaction() as session:
@@ -138,6 +142,14 @@ async def make_customer(
                     )
                 ).scalar_one()
             )
+        await post_issuance(
+            session,
+            [
+                IssuedInvoice(invoice_id, customer_id, Decimal(amount), "RUB", now)
+                for invoice_id, (amount, status) in zip(invoice_ids, invoices, strict=True)
+                if status in ISSUED
+            ],
+        )
     return Viewer(user_id, Role.CUSTOMER, customer_id), invoice_ids
 
 

@@ -63,29 +63,42 @@ async def post_movement(session: AsyncSession, entries: Sequence[Entry], at: dat
 
     The caller holds the row locks of the customers whose balance account it touches.
     """
-    check_balanced(entries)
-    movement_id = uuid.uuid4()
-    await session.execute(
-        insert(transactions),
-        [
-            {
-                "movement_id": movement_id,
-                "customer_id": e.customer_id,
-                "invoice_id": e.invoice_id,
-                "payment_id": e.payment_id,
-                "account": e.account,
-                "type": e.side,
-                "amount": e.amount,
-                "currency": e.currency,
-                "created_at": at,
-            }
-            for e in entries
-        ],
-    )
+    [movement_id] = await post_movements(session, [(entries, at)])
+    return movement_id
+
+
+async def post_movements(
+    session: AsyncSession, movements: Sequence[tuple[Sequence[Entry], datetime]]
+) -> list[uuid.UUID]:
+    """Writes many balanced movements (each with its own time) in one executemany.
+
+    Loaders post thousands at once; the rules are `post_movement`'s.
+    """
+    rows = []
+    movement_ids = []
     deltas: dict[int, Decimal] = defaultdict(Decimal)
-    for e in entries:
-        if e.account is LedgerAccount.CUSTOMER_BALANCE:
-            deltas[e.customer_id] -= signed(e.side, e.amount)
+    for entries, at in movements:
+        check_balanced(entries)
+        movement_id = uuid.uuid4()
+        movement_ids.append(movement_id)
+        for e in entries:
+            rows.append(
+                {
+                    "movement_id": movement_id,
+                    "customer_id": e.customer_id,
+                    "invoice_id": e.invoice_id,
+                    "payment_id": e.payment_id,
+                    "account": e.account,
+                    "type": e.side,
+                    "amount": e.amount,
+                    "currency": e.currency,
+                    "created_at": at,
+                }
+            )
+            if e.account is LedgerAccount.CUSTOMER_BALANCE:
+                deltas[e.customer_id] -= signed(e.side, e.amount)
+    if rows:
+        await session.execute(insert(transactions), rows)
     for customer_id, delta in deltas.items():
         if delta:
             await session.execute(
@@ -93,4 +106,4 @@ async def post_movement(session: AsyncSession, entries: Sequence[Entry], at: dat
                 .where(customers.c.id == customer_id)
                 .values(balance=customers.c.balance + delta)
             )
-    return movement_id
+    return movement_ids

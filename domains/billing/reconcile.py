@@ -7,16 +7,25 @@ Each finding names the rows it is about. The checks:
 - each payment's `refunded_amount` equals the sum of its refunds;
 - an issued, overdue or paid invoice is `paid` exactly when its payments cover it;
 - a pending or failed payment (a card payment the provider has not confirmed) moved no
-  money: it has no ledger entries.
+  money: it has no ledger entries;
+- a succeeded (or refunded) payment has its movement: the receivable of its invoice (the
+  balance, for a top-up) credited with its amount;
+- each invoice's receivable (debits less credits) is what is due: the amount less what
+  was paid net of refunds once issued, nothing for a draft or a void one;
+- each idempotency key names a payment of its own customer: the request that claimed it
+  wrote the payment in the same transaction.
 """
 
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, case, func, or_, select
+from sqlalchemy import ColumnElement, Subquery, and_, case, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from domains.billing.invoice_issue import ISSUED
 from domains.billing.models import (
     EntrySide,
+    IdempotencyKey,
     Invoice,
     InvoiceStatus,
     LedgerAccount,
@@ -34,6 +43,7 @@ customers = Customer.__table__
 invoices = Invoice.__table__
 payments = Payment.__table__
 refunds = Refund.__table__
+keys = IdempotencyKey.__table__
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +133,7 @@ async def reconcile(db: Database) -> list[Problem]:
             .where(
                 or_(
                     paid_total > invoices.c.amount,
-                    invoices.c.status.in_(
-                        (InvoiceStatus.ISSUED, InvoiceStatus.OVERDUE, InvoiceStatus.PAID)
-                    ),
+                    invoices.c.status.in_(ISSUED),
                 )
             )
         )
@@ -180,4 +188,103 @@ async def reconcile(db: Database) -> list[Problem]:
                     f"a {row.status} payment has {row.n} ledger entries",
                 )
             )
+
+        problems += await _settled_payments_without_movement(session)
+        problems += await _receivable_mismatches(session, paid)
+        problems += await _orphan_keys(session)
     return problems
+
+
+async def _settled_payments_without_movement(session: AsyncSession) -> list[Problem]:
+    """The money in is the credit to the invoice's receivable, or to the balance (a top-up).
+
+    A refund credits the balance of a payment that paid an invoice: not counted here.
+    """
+    credited = func.coalesce(func.sum(transactions.c.amount), ZERO)
+    target = or_(
+        and_(
+            payments.c.invoice_id.is_not(None),
+            transactions.c.account == LedgerAccount.RECEIVABLE,
+            transactions.c.invoice_id == payments.c.invoice_id,
+        ),
+        and_(
+            payments.c.invoice_id.is_(None),
+            transactions.c.account == LedgerAccount.CUSTOMER_BALANCE,
+        ),
+    )
+    rows = await session.execute(
+        select(payments.c.id, payments.c.status, payments.c.amount, credited.label("credited"))
+        .select_from(
+            payments.outerjoin(
+                transactions,
+                and_(
+                    transactions.c.payment_id == payments.c.id,
+                    transactions.c.type == EntrySide.CREDIT,
+                    target,
+                ),
+            )
+        )
+        .where(payments.c.status.in_(SETTLED))
+        .group_by(payments.c.id, payments.c.status, payments.c.amount)
+        .having(func.round(credited, 2) != func.round(payments.c.amount, 2))
+    )
+    return [
+        Problem(
+            "settled_payment_entries",
+            f"payment:{row.id}",
+            f"a {row.status} payment of {row.amount} credited {row.credited} to what it pays",
+        )
+        for row in rows
+    ]
+
+
+async def _receivable_mismatches(session: AsyncSession, paid: Subquery) -> list[Problem]:
+    receivable = (
+        select(transactions.c.invoice_id, _sum(_debits_less_credits()).label("total"))
+        .where(transactions.c.account == LedgerAccount.RECEIVABLE)
+        .group_by(transactions.c.invoice_id)
+        .subquery()
+    )
+    total = func.coalesce(receivable.c.total, ZERO)
+    due = case(
+        (invoices.c.status.in_(ISSUED), invoices.c.amount - func.coalesce(paid.c.paid, ZERO)),
+        else_=ZERO,
+    )
+    rows = await session.execute(
+        select(invoices.c.id, invoices.c.status, due.label("due"), total.label("receivable"))
+        .select_from(
+            invoices.outerjoin(paid, paid.c.invoice_id == invoices.c.id).outerjoin(
+                receivable, receivable.c.invoice_id == invoices.c.id
+            )
+        )
+        # SQLite computes in binary floats: compare cents.
+        .where(func.round(due - total, 2) != ZERO)
+    )
+    return [
+        Problem(
+            "invoice_receivable",
+            f"invoice:{row.id}",
+            f"a {row.status} invoice owes {row.due} but its receivable is {row.receivable}",
+        )
+        for row in rows
+    ]
+
+
+async def _orphan_keys(session: AsyncSession) -> list[Problem]:
+    """A key without a payment, or with another customer's: a retry would answer wrongly."""
+    owner = payments.c.customer_id
+    rows = await session.execute(
+        select(keys.c.id, keys.c.payment_id, owner.label("owner"))
+        .select_from(keys.outerjoin(payments, payments.c.id == keys.c.payment_id))
+        .where(or_(payments.c.id.is_(None), owner != keys.c.customer_id))
+    )
+    return [
+        Problem(
+            "idempotency_key_payment",
+            f"idempotency_key:{row.id}",
+            "names no payment"
+            if row.payment_id is None
+            else f"names payment {row.payment_id} of customer {row.owner}, not its own",
+        )
+        for row in rows
+    ]

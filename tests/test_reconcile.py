@@ -1,0 +1,170 @@
+"""`reconcile` names the rows of each broken invariant; the demo and migrated data are clean.
+
+Every test gets a migrated database of its own (SQLite and PostgreSQL), breaks one
+invariant with a raw SQL statement, and expects exactly the findings that break causes.
+"""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import func, select, text
+
+from domains.billing.models import InvoiceStatus, Transaction
+from domains.billing.reconcile import reconcile
+from domains.database import Database
+from domains.demo import load_bulk, load_demo
+from migrations import downgrade, upgrade
+from tests.conftest import scratch_database
+from tests.test_payments import make_customer, pay
+
+transactions = Transaction.__table__
+
+
+@pytest_asyncio.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A database at head, for this test alone: the breaks must not leak into another."""
+    if request.param == "sqlite":
+        sqlite_url = f"sqlite+aiosqlite:///{tmp_path / 'reconcile.db'}"
+        upgrade(sqlite_url)
+        yield sqlite_url
+        return
+    async with scratch_database("kabinet_reconcile") as pg_url:
+        upgrade(pg_url)
+        yield pg_url
+
+
+@pytest_asyncio.fixture
+async def db(url: str) -> AsyncIterator[Database]:
+    database = Database(url)
+    yield database
+    await database.dispose()
+
+
+async def found(db: Database) -> set[tuple[str, str]]:
+    return {(problem.check, problem.row) for problem in await reconcile(db)}
+
+
+async def execute(db: Database, sql: str, **params: object) -> None:
+    async with db.transaction() as session:
+        result = await session.execute(text(sql), params)
+        assert result.rowcount > 0, sql  # the break must hit a row, or the test proves nothing
+
+
+async def test_demo_and_bulk_data_reconcile(db: Database):
+    assert await load_demo(db, customers=8)
+    await load_bulk(db, customers=20, invoices_per_customer=3, seed=5)
+    assert await found(db) == set()
+
+
+async def test_upgrade_posts_issuance_missing_and_downgrade_removes_it(url: str):
+    db = Database(url)
+    try:
+        assert await load_demo(db, customers=5)
+        async with db.read() as conn:
+            entries = await conn.scalar(select(func.count()).select_from(transactions))
+            invoice_ids = set(await conn.scalars(text("SELECT id FROM invoices")))
+    finally:
+        await db.dispose()
+
+    downgrade(url, "0005")  # a database from before issuance was posted
+    db = Database(url)
+    try:
+        assert await found(db) == {("invoice_receivable", f"invoice:{i}") for i in invoice_ids}
+        async with db.read() as conn:
+            left = await conn.scalar(select(func.count()).select_from(transactions))
+        assert left == entries - 2 * len(invoice_ids)
+    finally:
+        await db.dispose()
+
+    upgrade(url)
+    db = Database(url)
+    try:
+        assert await found(db) == set()
+        async with db.read() as conn:
+            assert await conn.scalar(select(func.count()).select_from(transactions)) == entries
+    finally:
+        await db.dispose()
+
+
+async def test_names_an_issued_invoice_without_its_posting(db: Database):
+    _, [invoice, _] = await make_customer(
+        db, "0", [("40.00", InvoiceStatus.ISSUED), ("60.00", InvoiceStatus.ISSUED)]
+    )
+    assert await found(db) == set()
+    await execute(
+        db, "DELETE FROM transactions WHERE invoice_id = :id AND payment_id IS NULL", id=invoice
+    )
+    assert await found(db) == {("invoice_receivable", f"invoice:{invoice}")}
+
+
+async def test_names_a_voided_invoice_still_owed(db: Database):
+    _, [invoice] = await make_customer(db, "0", [("40.00", InvoiceStatus.ISSUED)])
+    await execute(db, "UPDATE invoices SET status = 'void' WHERE id = :id", id=invoice)
+    assert await found(db) == {("invoice_receivable", f"invoice:{invoice}")}
+
+
+async def test_names_a_receivable_that_a_payment_did_not_credit(db: Database):
+    viewer, [invoice] = await make_customer(db, "100.00", [("40.00", InvoiceStatus.ISSUED)])
+    payment = (await pay(db, viewer, invoice, "15.00", "part")).payment_id
+    assert await found(db) == set()
+    # The payment's credit lands on the balance instead: the movement still balances.
+    await execute(
+        db,
+        "UPDATE transactions SET account = 'customer_balance', invoice_id = NULL"
+        " WHERE payment_id = :id AND account = 'receivable'",
+        id=payment,
+    )
+    assert await found(db) == {
+        ("settled_payment_entries", f"payment:{payment}"),
+        ("invoice_receivable", f"invoice:{invoice}"),
+        ("balance_mismatch", f"customer:{viewer.customer_id}"),
+    }
+
+
+async def test_names_a_succeeded_payment_without_entries(db: Database):
+    viewer, _ = await make_customer(db, "10.00", [])
+    await execute(
+        db,
+        "INSERT INTO payments (customer_id, amount, currency, method, status,"
+        " refunded_amount, created_at)"
+        " VALUES (:customer, 25.00, 'RUB', 'card', 'succeeded', 0, CURRENT_TIMESTAMP)",
+        customer=viewer.customer_id,
+    )
+    async with db.read() as conn:
+        payment = await conn.scalar(text("SELECT max(id) FROM payments"))
+    assert await found(db) == {("settled_payment_entries", f"payment:{payment}")}
+
+
+async def test_names_a_failed_payment_with_entries(db: Database):
+    viewer, [invoice] = await make_customer(db, "100.00", [("40.00", InvoiceStatus.ISSUED)])
+    payment = (await pay(db, viewer, invoice, None, "all")).payment_id
+    await execute(db, "UPDATE payments SET status = 'failed' WHERE id = :id", id=payment)
+    assert await found(db) == {
+        ("unsettled_payment_entries", f"payment:{payment}"),
+        ("invoice_status", f"invoice:{invoice}"),
+        ("invoice_receivable", f"invoice:{invoice}"),
+    }
+
+
+async def test_names_an_idempotency_key_without_its_payment(db: Database):
+    viewer, [invoice] = await make_customer(db, "100.00", [("40.00", InvoiceStatus.ISSUED)])
+    await pay(db, viewer, invoice, "10.00", "lost")
+    await execute(db, "UPDATE idempotency_keys SET payment_id = NULL WHERE key = 'lost'")
+    async with db.read() as conn:
+        key = await conn.scalar(text("SELECT id FROM idempotency_keys WHERE key = 'lost'"))
+    assert await found(db) == {("idempotency_key_payment", f"idempotency_key:{key}")}
+
+
+async def test_names_an_idempotency_key_naming_another_customers_payment(db: Database):
+    alice, [hers] = await make_customer(db, "100.00", [("40.00", InvoiceStatus.ISSUED)])
+    bob, [his] = await make_customer(db, "100.00", [("40.00", InvoiceStatus.ISSUED)])
+    await pay(db, alice, hers, "10.00", "alice-key")
+    bobs = (await pay(db, bob, his, "10.00", "bob-key")).payment_id
+    await execute(
+        db, "UPDATE idempotency_keys SET payment_id = :id WHERE key = 'alice-key'", id=bobs
+    )
+    async with db.read() as conn:
+        key = await conn.scalar(text("SELECT id FROM idempotency_keys WHERE key = 'alice-key'"))
+    assert await found(db) == {("idempotency_key_payment", f"idempotency_key:{key}")}
