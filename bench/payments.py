@@ -1,24 +1,38 @@
-"""Payments benchmark: `pay_invoice` from the balance on PostgreSQL, then `reconcile`.
+"""Payments benchmark: paying invoices from the balance on PostgreSQL, then `reconcile`.
 
 Creates the PostgreSQL database `kabinet_bench_payments` (drops it first), migrates it and
 loads bulk customers (`load_bulk`: half of them hold a balance, each has issued invoices).
-Then runs `--requests` payments of 1.00 through the domain action directly (no HTTP: this
-measures the payment's transaction, its row locks and ledger writes), `--concurrency` at
-a time, spread over the customers that can pay, each with its own idempotency key.
-Prints payments per second, the refusals by code, and the reconcile result.
 
-    .venv/bin/python bench/payments.py [--customers 2000] [--requests 5000] [--concurrency 20]
+Default (HTTP): starts `kabinet serve` (one uvicorn worker, Redis for the limits, raised
+so the run cannot hit them) on a free port, signs in `--signed-in` customers that can pay,
+and for `--duration` seconds `--concurrency` clients fire `POST /billing/pay` (balance,
+1.00, a fresh `Idempotency-Key` each) over httpx, each request as a random one of those
+customers. Prints payments/s, p50/p99 latency, the answers by status, then reconciles.
+
+`--direct`: `--requests` payments through the domain action itself (no HTTP: the
+payment's transaction, its row locks and ledger writes), `--concurrency` at a time.
+
+    .venv/bin/python bench/payments.py [--duration 15] [--concurrency 20] [--signed-in 100]
+    .venv/bin/python bench/payments.py --direct [--requests 5000] [--concurrency 20]
 """
 
 import argparse
 import asyncio
 import itertools
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
 from decimal import Decimal
+from pathlib import Path
 
 import asyncpg
+import httpx
 from sqlalchemy import select
 
 from domains.billing.models import Invoice, InvoiceStatus, PaymentMethod
@@ -28,13 +42,19 @@ from domains.customers.models import Customer
 from domains.database import Database
 from domains.demo import load_bulk
 from domains.errors import DomainError
-from domains.identity.models import Role
+from domains.identity.models import Role, User
+from domains.identity.tokens import generate_signing_key
 from domains.identity.viewer import Viewer
 from migrations import upgrade
+from resolvers.relay import to_global_id
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 NAME = "kabinet_bench_payments"
 URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{NAME}"
+REDIS_URL = os.environ.get("KABINET_BENCH_REDIS", "redis://127.0.0.1:6379/0")
+REPO = Path(__file__).resolve().parent.parent
+PASSWORD = "kabinet-demo"  # noqa: S105 - load_bulk's documented password
+UNLIMITED = 1_000_000_000
 
 
 async def fresh_database() -> None:
@@ -65,40 +85,147 @@ async def payable(db: Database) -> list[tuple[Viewer, int]]:
     ]
 
 
-async def main(customers: int, requests: int, concurrency: int) -> None:
-    await fresh_database()
-    db = Database(URL, pool_size=concurrency)
+async def direct(db: Database, targets: list[tuple[Viewer, int]], args: argparse.Namespace) -> None:
+    plan = list(itertools.islice(itertools.cycle(targets), args.requests))
+    outcomes: Counter[str] = Counter()
+    gate = asyncio.Semaphore(args.concurrency)
+
+    async def one(viewer: Viewer, invoice_id: int) -> None:
+        async with gate:
+            try:
+                await pay_invoice(
+                    db,
+                    viewer,
+                    invoice_id=invoice_id,
+                    method=PaymentMethod.BALANCE,
+                    amount=Decimal("1.00"),
+                    idempotency_key=str(uuid.uuid4()),
+                )
+                outcomes["paid"] += 1
+            except DomainError as error:
+                outcomes[error.code] += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(viewer, invoice) for viewer, invoice in plan))
+    elapsed = time.perf_counter() - started
+    print(
+        f"direct, {args.requests} requests, concurrency {args.concurrency}: {elapsed:.2f} s, "
+        f"{outcomes['paid'] / elapsed:.0f} payments/s, {args.requests / elapsed:.0f} requests/s"
+    )
+    print("outcomes:", dict(outcomes))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(port: int) -> subprocess.Popen[bytes]:
+    """`kabinet serve`, one worker, limits out of reach; KABINET_* of the caller left out."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("KABINET_")}
+    env |= {
+        "KABINET_LOG_LEVEL": "warning",
+        "KABINET_DATABASE_URL": URL,
+        "KABINET_REDIS_URL": REDIS_URL,
+        "KABINET_JWT_PRIVATE_KEY": generate_signing_key().decode(),
+        "KABINET_PORT": str(port),
+        "KABINET_MUTATIONS_PER_USER_PER_MINUTE": str(UNLIMITED),
+        "KABINET_MUTATIONS_PER_IP_PER_MINUTE": str(UNLIMITED),
+        "KABINET_LOGIN_ATTEMPTS_PER_IP": str(UNLIMITED),
+    }
+    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], env=env, cwd=REPO)
+
+
+async def wait_ready(http: httpx.AsyncClient, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError("kabinet serve exited")
+        try:
+            await http.get("/graphql")
+            return
+        except httpx.TransportError:
+            await asyncio.sleep(0.1)
+    raise RuntimeError("kabinet serve did not start")
+
+
+async def emails(db: Database, user_ids: list[int]) -> dict[int, str]:
+    async with db.read() as conn:
+        stmt = select(User.id, User.email).where(User.id.in_(user_ids))
+        return dict((await conn.execute(stmt)).all())
+
+
+async def over_http(
+    db: Database, targets: list[tuple[Viewer, int]], args: argparse.Namespace
+) -> None:
+    by_customer: dict[int, list[int]] = {}
+    users: dict[int, int] = {}
+    for viewer, invoice in targets:
+        by_customer.setdefault(viewer.customer_id, []).append(invoice)
+        users[viewer.customer_id] = viewer.user_id
+    chosen = list(by_customer)[: args.signed_in]
+    addresses = await emails(db, [users[c] for c in chosen])
+    port = free_port()
+    server = start_server(port)
+    limits = httpx.Limits(max_connections=args.concurrency)
     try:
-        await load_bulk(db, customers=customers, invoices_per_customer=3)
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=30
+        ) as http:
+            await wait_ready(http, server)
+            tokens: dict[int, str] = {}
+            for customer in chosen:
+                response = await http.post(
+                    "/auth/login", json={"email": addresses[users[customer]], "password": PASSWORD}
+                )
+                response.raise_for_status()
+                tokens[customer] = response.json()["access_token"]
+            print(f"{len(tokens)} customers signed in; firing for {args.duration} s")
+            latencies: list[float] = []
+            statuses: Counter[int] = Counter()
+            stop = time.monotonic() + args.duration
+
+            async def client() -> None:
+                while time.monotonic() < stop:
+                    customer = random.choice(chosen)
+                    body = {
+                        "invoice_id": to_global_id("Invoice", random.choice(by_customer[customer])),
+                        "method": "balance",
+                        "amount": "1.00",
+                    }
+                    headers = {
+                        "Authorization": f"Bearer {tokens[customer]}",
+                        "Idempotency-Key": str(uuid.uuid4()),
+                    }
+                    sent = time.perf_counter()
+                    response = await http.post("/billing/pay", json=body, headers=headers)
+                    latencies.append(time.perf_counter() - sent)
+                    statuses[response.status_code] += 1
+
+            started = time.perf_counter()
+            await asyncio.gather(*(client() for _ in range(args.concurrency)))
+            elapsed = time.perf_counter() - started
+    finally:
+        server.terminate()
+        server.wait(10)
+    quantiles = statistics.quantiles(latencies, n=100)
+    print(
+        f"HTTP, concurrency {args.concurrency}, {elapsed:.1f} s: {len(latencies)} requests, "
+        f"{statuses[201] / elapsed:.0f} payments/s, p50 {quantiles[49] * 1000:.1f} ms, "
+        f"p99 {quantiles[98] * 1000:.1f} ms"
+    )
+    print("answers by status:", dict(statuses))
+
+
+async def main(args: argparse.Namespace) -> None:
+    await fresh_database()
+    db = Database(URL, pool_size=args.concurrency)
+    try:
+        await load_bulk(db, customers=args.customers, invoices_per_customer=3)
         targets = await payable(db)
-        print(f"{customers} customers loaded; {len(targets)} payable invoices with a balance")
-        plan = list(itertools.islice(itertools.cycle(targets), requests))
-        outcomes: Counter[str] = Counter()
-        gate = asyncio.Semaphore(concurrency)
-
-        async def one(viewer: Viewer, invoice_id: int) -> None:
-            async with gate:
-                try:
-                    await pay_invoice(
-                        db,
-                        viewer,
-                        invoice_id=invoice_id,
-                        method=PaymentMethod.BALANCE,
-                        amount=Decimal("1.00"),
-                        idempotency_key=str(uuid.uuid4()),
-                    )
-                    outcomes["paid"] += 1
-                except DomainError as error:
-                    outcomes[error.code] += 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(one(viewer, invoice) for viewer, invoice in plan))
-        elapsed = time.perf_counter() - started
-        print(
-            f"{requests} requests, concurrency {concurrency}: {elapsed:.2f} s, "
-            f"{outcomes['paid'] / elapsed:.0f} payments/s, {requests / elapsed:.0f} requests/s"
-        )
-        print("outcomes:", dict(outcomes))
+        print(f"{args.customers} customers loaded; {len(targets)} payable invoices with a balance")
+        await (direct if args.direct else over_http)(db, targets, args)
         problems = await reconcile(db)
         print("reconcile:", "OK" if not problems else f"{len(problems)} problem(s)")
         for problem in problems[:20]:
@@ -109,8 +236,10 @@ async def main(customers: int, requests: int, concurrency: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--direct", action="store_true", help="call pay_invoice, no HTTP")
     parser.add_argument("--customers", type=int, default=2000)
-    parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=20)
-    args = parser.parse_args()
-    asyncio.run(main(args.customers, args.requests, args.concurrency))
+    parser.add_argument("--requests", type=int, default=5000, help="--direct: payments made")
+    parser.add_argument("--duration", type=float, default=15.0, help="HTTP: seconds of load")
+    parser.add_argument("--signed-in", type=int, default=100, help="HTTP: customers paying")
+    asyncio.run(main(parser.parse_args()))

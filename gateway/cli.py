@@ -78,6 +78,38 @@ def _reconcile(settings: Settings) -> None:
     print("OK: the ledger balances and every invariant holds")
 
 
+def _sweep(settings: Settings) -> None:
+    """Ends stale pending card payments and deletes expired idempotency keys, once."""
+    from domains.billing.provider import SandboxProvider
+    from domains.billing.sweep import expire_pending_payments, purge_idempotency_keys
+    from domains.clock import utcnow
+    from domains.database import Database
+
+    provider = (
+        SandboxProvider(settings.payment_provider_url) if settings.payment_provider_url else None
+    )
+
+    async def run() -> None:
+        db = Database(settings.database_url)
+        try:
+            now = utcnow()
+            pending = await expire_pending_payments(
+                db, provider, older_than=settings.payment_pending_ttl, now=now
+            )
+            purged = await purge_idempotency_keys(
+                db, older_than=settings.idempotency_key_ttl, now=now
+            )
+        finally:
+            await db.dispose()
+        print(
+            f"pending card payments: {pending.settled} settled, {pending.expired} expired, "
+            f"{pending.unreachable} left pending (provider unreachable)"
+        )
+        print(f"idempotency keys deleted: {purged}")
+
+    asyncio.run(run())
+
+
 def _keygen(path: Path, *, quiet_if_exists: bool = False) -> None:
     from domains.identity.tokens import generate_signing_key
 
@@ -155,6 +187,9 @@ def main(argv: list[str] | None = None) -> None:
     billing = commands.add_parser("billing", help="billing tools")
     billing_commands = billing.add_subparsers(dest="billing_command", required=True)
     billing_commands.add_parser("reconcile", help="check every ledger invariant; exit 1 if broken")
+    billing_commands.add_parser(
+        "sweep", help="end stale pending card payments, delete expired idempotency keys"
+    )
 
     args = parser.parse_args(argv)
     if args.command == "keygen":
@@ -165,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     settings = Settings()
     if args.command == "billing":
-        _reconcile(settings)
+        {"reconcile": _reconcile, "sweep": _sweep}[args.billing_command](settings)
         return
     {"migrate": _migrate, "demo": _demo, "serve": _serve, "dev": _dev}[args.command](settings)
 

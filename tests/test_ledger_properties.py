@@ -1,14 +1,23 @@
-"""Random payments, partial payments, retries and refunds never break a ledger invariant.
+"""Random payments, partial payments, retries, refunds and card top-ups never break a
+ledger invariant.
 
 A hypothesis state machine drives the domain actions on SQLite (one file, a new customer
-per example) and checks `reconcile` and its own model of the balance after every step.
+per example) and checks `reconcile`, its own model of the balance and the running balance
+of the balance history after every step. Card top-ups go to the sandbox acquirer, a real
+HTTP server; their results come back as signed webhooks through the webhook's domain path
+(signature check, parse, settle), delivered and redelivered in any order.
 """
 
 import asyncio
+import itertools
+import json
 import secrets
+import time
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -21,17 +30,24 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import insert, select
 
-from domains.billing.models import InvoiceStatus, Payment, PaymentMethod
+from domains.billing.card import Acquiring, top_up_balance
+from domains.billing.models import EntrySide, InvoiceStatus, Payment, PaymentMethod
 from domains.billing.pay_invoice import pay_invoice
+from domains.billing.provider import SandboxProvider
 from domains.billing.reconcile import reconcile
 from domains.billing.refund_payment import refund_payment
+from domains.billing.sandbox_provider import create_sandbox_app
+from domains.billing.transaction import BalanceEntryRow, balance_history_page
+from domains.billing.webhook import SUCCEEDED, parse_notice, settle, signature, signature_valid
 from domains.clock import utcnow
 from domains.customers.models import Customer
 from domains.database import Database
 from domains.errors import DomainError
 from domains.identity.models import Role, User
 from domains.identity.viewer import Viewer
+from domains.keyset import MAX_PAGE_SIZE, Window
 from migrations import upgrade
+from tests.servers import free_socket, serve
 from tests.test_payments import make_customer
 
 INVOICES = ("120.00", "75.50", "300.00")
@@ -40,15 +56,35 @@ PAY_REFUSALS = {"INVALID_AMOUNT", "INSUFFICIENT_FUNDS", "INVOICE_NOT_PAYABLE"}
 amounts = st.one_of(
     st.none(), st.decimals(min_value=Decimal("0.01"), max_value=Decimal("200.00"), places=2)
 )
+top_up_amounts = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("500.00"), places=2)
+SECRET = b"whsec-properties"
 
 
 def test_random_payments_and_refunds_keep_the_ledger_balanced(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
     upgrade(url)
+    # The sandbox's own webhook sending is not used (?deliver=0): the machine delivers.
+    sandbox = create_sandbox_app("http://127.0.0.1:9/unused", SECRET)
+    with serve(sandbox, free_socket()) as sandbox_url:
+        run_state_machine_as_test(
+            ledger_machine(url, sandbox_url),
+            settings=settings(
+                max_examples=10,
+                stateful_step_count=10,
+                deadline=None,
+                suppress_health_check=[HealthCheck.too_slow],
+            ),
+        )
 
+
+def ledger_machine(url: str, sandbox_url: str) -> type[RuleBasedStateMachine]:
     class Ledger(RuleBasedStateMachine):
         # (invoice id, key, amount asked, payment id) of each payment made.
         payments = Bundle("payments")
+        # (payment id, provider payment id) of each card top-up started.
+        top_ups = Bundle("top_ups")
+        # The raw body of each webhook event the sandbox produced.
+        events = Bundle("events")
 
         def __init__(self) -> None:
             super().__init__()
@@ -59,6 +95,9 @@ def test_random_payments_and_refunds_keep_the_ledger_balanced(tmp_path: Path) ->
             )
             self.admin = Viewer(self.run(self._admin()), Role.ADMIN)
             self.balance = Decimal("400.00")
+            self.acquiring = Acquiring(SandboxProvider(sandbox_url), "https://kabinet.example/")
+            # Top-ups not settled yet: what each will add when it succeeds.
+            self.pending: dict[int, Decimal] = {}
 
         def run(self, coroutine):
             return self.loop.run_until_complete(coroutine)
@@ -131,11 +170,79 @@ def test_random_payments_and_refunds_keep_the_ledger_balanced(tmp_path: Path) ->
                 return
             self.balance += amount
 
+        @rule(target=top_ups, amount=top_up_amounts)
+        def top_up(self, amount: Decimal) -> tuple[int, str]:
+            started = self.run(
+                top_up_balance(
+                    self.db,
+                    self.acquiring,
+                    self.viewer,
+                    amount=amount,
+                    idempotency_key=secrets.token_hex(8),
+                )
+            )
+            self.pending[started.payment_id] = amount
+            return started.payment_id, self.run(self._provider_id(started.payment_id))
+
+        async def _provider_id(self, payment_id: int) -> str:
+            async with self.db.read() as conn:
+                stmt = select(Payment.provider_payment_id).where(Payment.id == payment_id)
+                return (await conn.execute(stmt)).scalar_one()
+
+        @rule(target=events, top_up=top_ups, succeed=st.booleans())
+        def provider_reports(self, top_up: tuple[int, str], succeed: bool) -> bytes:
+            """The payer confirms (or the bank declines); the webhook is delivered."""
+            payment_id, provider_id = top_up
+            outcome = "succeed" if succeed else "fail"
+            answer = self.run(self._sandbox(f"/sandbox/payments/{provider_id}/{outcome}"))
+            body = json.dumps(answer["event"]).encode()
+            assert self._deliver(body)
+            amount = self.pending.pop(payment_id, None)
+            if amount is not None and answer["event"]["type"] == SUCCEEDED:
+                self.balance += amount
+            return body
+
+        async def _sandbox(self, path: str) -> dict:
+            async with httpx.AsyncClient(base_url=sandbox_url) as http:
+                response = await http.post(path, params={"deliver": "0"})
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        def _deliver(self, body: bytes) -> bool:
+            """What `POST /webhooks/payments/sandbox` does with a correctly signed event."""
+            timestamp = str(int(time.time()))
+            signed = signature(SECRET, timestamp, body)
+            assert signature_valid(
+                SECRET, timestamp, signed, body, now=utcnow(), tolerance=timedelta(minutes=5)
+            )
+            return self.run(settle(self.db, "sandbox", parse_notice(json.loads(body))))
+
+        @rule(event=events)
+        def redeliver(self, event: bytes) -> None:
+            assert not self._deliver(event)
+
         @invariant()
         def ledger_holds(self) -> None:
             assert self.run(reconcile(self.db)) == []
             assert self.run(self._balance()) == self.balance
             assert self.balance >= 0
+
+        @invariant()
+        def history_runs_to_the_balance(self) -> None:
+            """Each entry's balanceAfter is the one before it plus (or minus) the entry."""
+            entries = self.run(self._history())
+            assert entries[0].balance_after == self.balance
+            for newer, older in itertools.pairwise(entries):
+                delta = newer.amount if newer.type is EntrySide.CREDIT else -newer.amount
+                assert newer.balance_after == older.balance_after + delta
+            if len(entries) < MAX_PAGE_SIZE:
+                assert entries[-1].balance_after == entries[-1].amount
+
+        async def _history(self) -> list[BalanceEntryRow]:
+            async with self.db.read() as conn:
+                window = Window(limit=MAX_PAGE_SIZE)
+                page = await balance_history_page(conn, self.viewer.customer_id, window)
+            return page.rows
 
         async def _balance(self) -> Decimal:
             async with self.db.read() as conn:
@@ -146,12 +253,4 @@ def test_random_payments_and_refunds_keep_the_ledger_balanced(tmp_path: Path) ->
             self.run(self.db.dispose())
             self.loop.close()
 
-    run_state_machine_as_test(
-        Ledger,
-        settings=settings(
-            max_examples=10,
-            stateful_step_count=10,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow],
-        ),
-    )
+    return Ledger

@@ -5,6 +5,8 @@ status (`pending` until the payer confirms) and the URL where the payer confirms
 card form, 3-D Secure). The result arrives later, asynchronously, as a signed webhook
 (`POST /webhooks/payments/<provider>`, see `domains.billing.webhook`), never from the
 payer's browser. `idempotency_key` makes a retried create return the first payment.
+`get_payment` asks for a payment's current state, for when a webhook never came (the
+sweep of stale pending payments, `domains.billing.sweep`).
 
 `SandboxProvider` speaks to the local sandbox acquirer (`domains.billing.sandbox_provider`)
 over HTTP, in the shape of YooKassa's and Stripe's APIs.
@@ -12,7 +14,8 @@ over HTTP, in the shape of YooKassa's and Stripe's APIs.
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 
@@ -24,10 +27,14 @@ class ProviderPayment:
     provider_payment_id: str
     status: str
     confirmation_url: str
+    amount: Decimal
+    currency: str
 
 
 class PaymentProvider(Protocol):
     name: str
+
+    async def get_payment(self, provider_payment_id: str) -> ProviderPayment: ...
 
     async def create_payment(
         self,
@@ -41,7 +48,7 @@ class PaymentProvider(Protocol):
 
 
 class SandboxProvider:
-    """`POST {base_url}/v1/payments` with an `Idempotence-Key` header."""
+    """`POST {base_url}/v1/payments` with an `Idempotence-Key` header; `GET .../{id}`."""
 
     name = "sandbox"
 
@@ -63,21 +70,27 @@ class SandboxProvider:
             "description": description,
             "confirmation": {"type": "redirect", "return_url": return_url},
         }
+        return await self._call(
+            "POST", "/v1/payments", json=body, headers={"Idempotence-Key": idempotency_key}
+        )
+
+    async def get_payment(self, provider_payment_id: str) -> ProviderPayment:
+        return await self._call("GET", f"/v1/payments/{quote(provider_payment_id, safe='')}")
+
+    async def _call(self, method: str, path: str, **request: Any) -> ProviderPayment:
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as client:
-                response = await client.post(
-                    f"{self.base_url}/v1/payments",
-                    json=body,
-                    headers={"Idempotence-Key": idempotency_key},
-                )
+                response = await client.request(method, f"{self.base_url}{path}", **request)
             response.raise_for_status()
             data = response.json()
             return ProviderPayment(
                 provider_payment_id=str(data["id"]),
                 status=str(data["status"]),
                 confirmation_url=str(data["confirmation_url"]),
+                amount=Decimal(str(data["amount"]["value"])),
+                currency=str(data["amount"]["currency"]),
             )
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, ArithmeticError) as error:
             raise ProviderUnavailable(
                 "the payment provider is unavailable; try again shortly"
             ) from error

@@ -4,11 +4,12 @@ and the tests (which run it as a real HTTP server).
 - `POST /v1/payments` (header `Idempotence-Key`, body `{amount: {value, currency},
   description, confirmation: {type: "redirect", return_url}}`) creates a payment and
   answers `{id, status: "pending", amount, confirmation_url}`; the same key answers the
-  same payment again.
+  same payment again. `GET /v1/payments/{id}` answers the payment as it is now.
 - `POST /sandbox/payments/{id}/succeed` and `.../fail` play the payer confirming or the
   bank declining: the payment settles and its signed webhook
   (`domains.billing.webhook`) is sent to the configured URL; the answer reports the event
-  and the status our webhook answered with.
+  and the status our webhook answered with. `?deliver=0` loses the webhook instead
+  (`webhook_status` null), as a network would.
 - `POST /sandbox/events/{id}/redeliver` sends an event again, signed afresh, as
   providers do when they are unsure it arrived.
 """
@@ -67,6 +68,12 @@ def create_sandbox_app(webhook_url: str, secret: bytes) -> Starlette:
         state.by_key[key] = payment_id
         return JSONResponse(payment)
 
+    async def get_payment(request: Request) -> Response:
+        payment = state.payments.get(request.path_params["payment_id"])
+        if payment is None:
+            return _error(404, "no such payment")
+        return JSONResponse(payment)
+
     async def send(event_id: str) -> int:
         body = state.events[event_id]
         timestamp = str(int(time.time()))
@@ -99,7 +106,10 @@ def create_sandbox_app(webhook_url: str, secret: bytes) -> Starlette:
             },
         }
         state.events[event_id] = json.dumps(event).encode()
-        return JSONResponse({"event": event, "webhook_status": await send(event_id)})
+        delivered = request.query_params.get("deliver") != "0"
+        return JSONResponse(
+            {"event": event, "webhook_status": await send(event_id) if delivered else None}
+        )
 
     async def redeliver(request: Request) -> Response:
         event_id = request.path_params["event_id"]
@@ -110,6 +120,7 @@ def create_sandbox_app(webhook_url: str, secret: bytes) -> Starlette:
     return Starlette(
         routes=[
             Route("/v1/payments", create_payment, methods=["POST"]),
+            Route("/v1/payments/{payment_id}", get_payment, methods=["GET"]),
             Route(
                 "/sandbox/payments/{payment_id}/{outcome:str}",
                 settle,

@@ -6,11 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from sqlalchemy import case, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domains.base import MoneyNumeric
 from domains.billing.models import EntrySide, LedgerAccount, Transaction
 from domains.keyset import Ordering, Page, Window, fetch_pages
-from domains.rows import fetch_rows, group_by, select_rows
+from domains.rows import fetch_rows, group_by, row_columns, select_rows
 
 transactions = Transaction.__table__
 
@@ -47,6 +49,46 @@ async def ledger_page(
     if account is not None:
         stmt = stmt.where(transactions.c.account == account)
     pages = await fetch_pages(conn, TransactionRow, stmt, LEDGER_ORDER, window)
+    return pages[None]
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceEntryRow(TransactionRow):
+    """A balance-account entry and the balance it left behind."""
+
+    balance_after: Decimal
+
+
+async def balance_history_page(
+    conn: AsyncConnection, customer_id: int, window: Window
+) -> Page[BalanceEntryRow]:
+    """A customer's balance-account entries, newest first, each with the running balance.
+
+    The running sum is a window over all of the customer's entries (oldest first, per
+    currency), computed before the page is cut, in the page's one statement.
+    """
+    signed = case(
+        (transactions.c.type == EntrySide.CREDIT, transactions.c.amount),
+        else_=-transactions.c.amount,
+    )
+    running = func.sum(signed).over(
+        partition_by=transactions.c.currency,
+        order_by=transactions.c.id,
+        rows=(None, 0),
+    )
+    entries = (
+        select(
+            *row_columns(TransactionRow, transactions),
+            type_coerce(running, MoneyNumeric).label("balance_after"),
+        )
+        .where(
+            transactions.c.customer_id == customer_id,
+            transactions.c.account == LedgerAccount.CUSTOMER_BALANCE,
+        )
+        .subquery("balance_entries")
+    )
+    ordering = Ordering((entries.c.id,), descending=LEDGER_ORDER.descending)
+    pages = await fetch_pages(conn, BalanceEntryRow, select(entries), ordering, window)
     return pages[None]
 
 
