@@ -10,7 +10,8 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from dataloaders import Loaders
 from gateway.auth import BearerAuth
@@ -23,6 +24,7 @@ from gateway.rest import auth_login, auth_logout, auth_refresh, billing_invoices
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.webhooks import payment_webhook
+from gateway.ws import GraphQLWebSocket, OpenSockets
 from resolvers.context import Context
 from schema.federation import (
     SUBGRAPH_MODULES,
@@ -32,6 +34,7 @@ from schema.federation import (
     standard_extensions,
 )
 from schema.hardening import hardening_extensions
+from subscriptions.hub import Hub
 
 logger = logging.getLogger("kabinet")
 
@@ -52,14 +55,26 @@ def create_app(settings: Settings) -> Starlette:
         lambda *_args: metrics.count_statement(),
     )
 
-    async def make_context(request: Request) -> Context:
+    hub = Hub(
+        services.bus,
+        sorted(set(settings.kafka_topics.values())),
+        queue_size=settings.subscription_queue_size,
+        on_slow_consumer=metrics.slow_consumers.inc,
+    )
+    metrics.open_subscriptions.set_function(lambda: hub.subscriber_count)
+    sockets = OpenSockets(services.auth.sessions, metrics)
+
+    async def make_context(request: Request | WebSocket) -> Context:
         return Context(
             db=services.db,
             auth=services.auth,
             loaders=Loaders(services.db),
-            viewer=request.state.viewer,
+            # A websocket's viewer comes from its connection_init, not from a header.
+            viewer=getattr(request.state, "viewer", None),
             request=request,
             acquiring=services.acquiring,
+            hub=hub,
+            catch_up_limit=settings.subscription_catch_up_limit,
         )
 
     def extensions() -> list[Extension]:
@@ -97,8 +112,19 @@ def create_app(settings: Settings) -> Starlette:
             max_body_bytes=settings.max_body_bytes,
         )
 
+    composed = build_composed(extensions())
     routes: list[BaseRoute] = [
-        Route("/graphql", endpoint("/graphql", build_composed(extensions()))),
+        Route("/graphql", endpoint("/graphql", composed)),
+        WebSocketRoute(
+            "/graphql",
+            GraphQLWebSocket(
+                composed,
+                make_context,
+                tokens=services.tokens,
+                sessions=services.auth.sessions,
+                sockets=sockets,
+            ),
+        ),
         *(
             Route(
                 f"/subgraphs/{name}/graphql",
@@ -122,8 +148,16 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        yield
-        await services.aclose()
+        """Starts in order and stops in reverse: the bus, then what reads from it."""
+        async with contextlib.AsyncExitStack() as running:
+            running.push_async_callback(services.aclose)
+            await services.bus.start()
+            running.push_async_callback(services.bus.stop)
+            await hub.start()
+            running.push_async_callback(hub.stop)
+            await sockets.start()
+            running.push_async_callback(sockets.stop)
+            yield
 
     app = Starlette(
         routes=routes,

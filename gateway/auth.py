@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from domains.errors import Unauthenticated
 from domains.identity.session import Sessions
-from domains.identity.tokens import TokenService
+from domains.identity.tokens import AccessClaims, TokenService
 from domains.identity.viewer import Viewer
 from gateway.errors import graphql_error_response, is_graphql_path, rest_error_response
 
@@ -64,10 +64,18 @@ class BearerAuth:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("use 'Authorization: Bearer <access token>'")
-        claims = self.tokens.verify_access_token(token.strip())
-        if not await self.sessions.is_alive(claims.session_id, claims.user_id):
-            raise Unauthenticated("the session has ended: sign in again")
-        return Viewer(claims.user_id, claims.role, claims.customer_id, claims.session_id)
+        viewer, _claims = await authenticate(self.tokens, self.sessions, token.strip())
+        return viewer
+
+
+async def authenticate(
+    tokens: TokenService, sessions: Sessions, token: str
+) -> tuple[Viewer, AccessClaims]:
+    """The viewer an access token names, if its session is alive; the same for every transport."""
+    claims = tokens.verify_access_token(token)
+    if not await sessions.is_alive(claims.session_id, claims.user_id):
+        raise Unauthenticated("the session has ended: sign in again")
+    return Viewer(claims.user_id, claims.role, claims.customer_id, claims.session_id), claims
 
 
 def _respond(scope: Scope) -> Callable[..., Response]:

@@ -1,11 +1,12 @@
 """GraphQL over HTTP, per the GraphQL-over-HTTP spec: GET and POST, negotiation, status codes."""
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 from strawberry.exceptions import MissingQueryError
 from strawberry.schema import BaseSchema
@@ -21,6 +22,7 @@ from resolvers.context import Context
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 JSON = "application/json"
+EVENT_STREAM = "text/event-stream"
 _QUERY_ONLY = frozenset({OperationType.QUERY})
 _QUERY_AND_MUTATION = frozenset({OperationType.QUERY, OperationType.MUTATION})
 # Refusals that are the server's doing, not the request's: this status whatever the media type.
@@ -37,6 +39,11 @@ def negotiate(accept: str | None) -> str:
     if JSON in ranges or "application/*" in ranges or "*/*" in ranges:
         return JSON
     raise BadRequest(406, "NOT_ACCEPTABLE", f"respond with {GRAPHQL_RESPONSE_JSON} or {JSON}")
+
+
+def _wants_event_stream(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return EVENT_STREAM in [part.split(";")[0].strip().lower() for part in accept.split(",")]
 
 
 def _prefers_html(request: Request) -> bool:
@@ -184,6 +191,11 @@ class GraphQLEndpoint:
             media_type = negotiate(request.headers.get("accept"))
             payload: Any = _from_query_string(request)
             allowed = _QUERY_ONLY
+        elif request.method == "POST" and _wants_event_stream(request):
+            operation = await _from_body(request, 1, self.max_body_bytes)
+            if isinstance(operation, list):
+                raise BadRequest(400, "BAD_REQUEST", "an event stream carries one operation")
+            return await self._event_stream(request, operation)
         elif request.method == "POST":
             media_type = negotiate(request.headers.get("accept"))
             payload = await _from_body(request, self.max_batch, self.max_body_bytes)
@@ -225,6 +237,33 @@ class GraphQLEndpoint:
             status_code=status,
             media_type=media_type,
             headers=headers,
+        )
+
+    async def _event_stream(self, request: Request, operation: dict[str, Any]) -> Response:
+        """A subscription over Server-Sent Events (graphql-sse, distinct connections mode):
+        one `next` event per result, then `complete`; the stream ends when the client leaves."""
+        query = await self.persisted.resolve(operation["query"], operation["extensions"])
+        context = await self.make_context(request)
+        results = await self.schema.stream(
+            query,
+            variable_values=operation["variables"],
+            context_value=context,
+            operation_name=operation["name"],
+            operation_extensions=operation["extensions"],
+            allowed_operation_types=(OperationType.SUBSCRIPTION,),
+        )
+
+        async def events() -> AsyncIterator[str]:
+            async with aclosing(results):
+                async for result in results:
+                    body = json.dumps(_serialize(result), separators=(",", ":"))
+                    yield f"event: next\ndata: {body}\n\n"
+            yield "event: complete\ndata:\n\n"
+
+        return StreamingResponse(
+            events(),
+            media_type=EVENT_STREAM,
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
     async def _execute(

@@ -7,6 +7,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -66,6 +67,21 @@ class Metrics:
         self.db_statements = Counter(
             "kabinet_db_statements",
             "SQL statements sent to the database.",
+            registry=self.registry,
+        )
+        self.open_subscriptions = Gauge(
+            "kabinet_open_subscriptions",
+            "GraphQL subscriptions this process is streaming (WebSocket and SSE).",
+            registry=self.registry,
+        )
+        self.open_websockets = Gauge(
+            "kabinet_open_websockets",
+            "Signed-in GraphQL WebSocket connections held by this process.",
+            registry=self.registry,
+        )
+        self.slow_consumers = Counter(
+            "kabinet_subscription_slow_consumers",
+            "Subscribers dropped because their event queue overflowed.",
             registry=self.registry,
         )
         # Both series exist from the start, so failure-ratio alerts see 0 rather than nothing.

@@ -7,6 +7,9 @@ from redis.asyncio import Redis
 from domains.billing.card import Acquiring
 from domains.billing.provider import SandboxProvider
 from domains.database import Database
+from domains.events.bus import EventBus
+from domains.events.kafka_bus import KafkaBus
+from domains.events.memory_bus import MemoryBus
 from domains.identity.auth import Auth
 from domains.identity.session import Sessions
 from domains.identity.session_store import MemorySessionStore, RedisSessionStore, SessionStore
@@ -31,6 +34,8 @@ class Services:
     auth: Auth
     persisted: PersistedQueries
     metrics: Metrics
+    # Kafka when configured; else the in-process bus (relay and readers in this process).
+    bus: EventBus
     # None when no payment provider is configured: card payments are then refused.
     acquiring: Acquiring | None = None
 
@@ -84,6 +89,14 @@ class Services:
             auth=auth,
             persisted=PersistedQueries.from_settings(settings, redis=client),
             metrics=Metrics(),
+            bus=KafkaBus(
+                settings.kafka_bootstrap,
+                client_id=settings.kafka_client_id,
+                idempotent=settings.kafka_idempotent_producer,
+                partitions=settings.kafka_partitions,
+            )
+            if settings.kafka_bootstrap
+            else MemoryBus(partitions=settings.kafka_partitions),
             acquiring=Acquiring(
                 SandboxProvider(settings.payment_provider_url), settings.payment_return_url
             )

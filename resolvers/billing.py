@@ -9,18 +9,26 @@ from strawberry import Info
 
 from domains.billing.card import top_up_balance as top_up_balance_action
 from domains.billing.invoice import INVOICE_ORDER, InvoiceFilter, InvoiceRow
-from domains.billing.models import InvoiceStatus, LedgerAccount, PaymentMethod
+from domains.billing.models import InvoiceStatus, PaymentMethod
 from domains.billing.pay_invoice import pay_invoice as pay_invoice_action
 from domains.billing.payment import PAYMENT_ORDER, PaymentRow
 from domains.billing.refund_payment import refund_payment as refund_payment_action
 from domains.billing.settlement import SETTLED
-from domains.billing.transaction import LEDGER_ORDER, TransactionRow, ledger_page
+from domains.billing.transaction import (
+    LEDGER_ORDER,
+    BalanceEntryRow,
+    TransactionRow,
+    balance_history_page,
+    ledger_page,
+)
 from domains.customers.customer import CustomerRow
 from domains.errors import Forbidden
+from domains.events.cloudevent import CloudEvent
 from domains.money import Money
 from resolvers.access import load_owned
 from resolvers.context import Context
 from resolvers.customers import customer_by_pk
+from resolvers.live import LiveEvent, event_fields, live
 from resolvers.relay import Connection, connection_from_page, pk_of, window_from_arguments
 
 
@@ -133,6 +141,10 @@ def transaction_amount(root: TransactionRow) -> Money:
     return Money(root.amount, root.currency)
 
 
+def balance_entry_balance_after(root: BalanceEntryRow) -> Money:
+    return Money(root.balance_after, root.currency)
+
+
 def payment_refunded_amount(root: PaymentRow) -> Money:
     return Money(root.refunded_amount, root.currency)
 
@@ -230,14 +242,67 @@ async def ledger(
 
 async def balance_history(
     info: Info[Context], first: int | None = None, after: str | None = None
-) -> Connection[TransactionRow]:
+) -> Connection[BalanceEntryRow]:
     """The viewer's balance-account entries, newest first: credits in, debits out."""
     viewer = info.context.signed_in
     if viewer.customer_id is None:
         raise Forbidden("staff accounts have no balance; use ledger(customerId:)")
     window = window_from_arguments(LEDGER_ORDER, first, after, None, None)
     async with info.context.db.read() as conn:
-        page = await ledger_page(
-            conn, viewer.customer_id, window, account=LedgerAccount.CUSTOMER_BALANCE
-        )
+        page = await balance_history_page(conn, viewer.customer_id, window)
     return connection_from_page(page, LEDGER_ORDER)
+
+
+# Live updates: the events behind each subscription, and what each one sends.
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceChange(LiveEvent):
+    invoice_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentChange(LiveEvent):
+    payment_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceChange(LiveEvent):
+    balance: Money
+    delta: Money
+    reason: str
+
+
+def _invoice_change(event: CloudEvent) -> InvoiceChange | None:
+    invoice_id = event.data.get("invoice_id")  # none for a balance top-up
+    return (
+        None if invoice_id is None else InvoiceChange(**event_fields(event), invoice_id=invoice_id)
+    )
+
+
+def _payment_change(event: CloudEvent) -> PaymentChange:
+    return PaymentChange(**event_fields(event), payment_id=event.data["payment_id"])
+
+
+def _balance_change(event: CloudEvent) -> BalanceChange:
+    data = event.data
+    return BalanceChange(
+        **event_fields(event),
+        balance=Money(Decimal(data["balance"]), data["currency"]),
+        delta=Money(Decimal(data["delta"]), data["currency"]),
+        reason=data["reason"],
+    )
+
+
+# A payment moves an invoice's amount due, a refund may reopen it, `invoice.paid` closes it.
+invoice_updated = live({"invoice.paid", "payment.created", "payment.refunded"}, _invoice_change)
+payment_created = live({"payment.created"}, _payment_change)
+balance_changed = live({"balance.changed"}, _balance_change)
+
+
+async def change_invoice(root: InvoiceChange, info: Info[Context]) -> InvoiceRow:
+    return await invoice_by_pk(info, root.invoice_id)
+
+
+async def change_payment(root: PaymentChange, info: Info[Context]) -> PaymentRow:
+    return await payment_by_pk(info, root.payment_id)

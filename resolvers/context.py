@@ -1,5 +1,6 @@
 """What every resolver receives as `info.context`."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,7 @@ from domains.identity.auth import Auth
 from domains.identity.session import Client
 from domains.identity.viewer import Viewer, require_viewer
 from domains.limits import Decision
+from subscriptions.hub import Hub
 
 
 @dataclass
@@ -25,6 +27,15 @@ class Context:
     rate_limit: Decision | None = None
     # The payment provider card payments go through; None when none is configured.
     acquiring: Acquiring | None = None
+    # Live updates: this process's event hub (None where subscriptions are not served) and
+    # how many missed events a resuming subscriber may be sent.
+    hub: Hub | None = None
+    catch_up_limit: int = 1_000
+    # Ends the client's connection (a websocket) for the given reason; None for transports
+    # whose connection ends with the response.
+    disconnect: Callable[[str], None] | None = None
+    # What a websocket client sent in connection_init (its access token); strawberry fills it.
+    connection_params: dict[str, Any] | None = None
 
     @property
     def client_ip(self) -> str | None:

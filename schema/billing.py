@@ -15,7 +15,7 @@ from domains.billing.models import (
     PaymentStatus,
 )
 from domains.billing.payment import PaymentRow
-from domains.billing.transaction import TransactionRow
+from domains.billing.transaction import BalanceEntryRow, TransactionRow
 from resolvers import billing as billing_resolvers
 from resolvers.relay import pk_of
 from schema.shared import Connection, Money, Node, is_row, node_id
@@ -49,6 +49,18 @@ class Transaction(Node):
     @classmethod
     async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID) -> TransactionRow:
         return await billing_resolvers.transaction_by_pk(info, pk_of(id, "Transaction"))
+
+
+@strawberry.federation.type(
+    keys=["id"], description="An entry of the account balance, and the balance it left."
+)
+class BalanceEntry(Transaction):
+    balance_after: Money = strawberry.field(
+        resolver=billing_resolvers.balance_entry_balance_after,
+        description="The balance right after this entry (a running total, oldest first).",
+    )
+
+    is_type_of = is_row(BalanceEntryRow)
 
 
 @strawberry.federation.type(
@@ -130,7 +142,7 @@ class Query:
         resolver=billing_resolvers.ledger,
         description="Staff: a customer's ledger entries, every account, newest first.",
     )
-    balance_history: Connection[Transaction] = strawberry.field(
+    balance_history: Connection[BalanceEntry] = strawberry.field(
         resolver=billing_resolvers.balance_history,
         description="The viewer's balance movements, newest first (credit: in, debit: out).",
     )
@@ -193,3 +205,49 @@ class Mutation:
         return await billing_resolvers.top_up_balance(  # type: ignore[return-value]
             info, amount, idempotency_key
         )
+
+
+# Live updates: subscriptions fed by billing's events (resolvers.live has the mechanism).
+
+_EVENT_ID = "Pass it as `after` when subscribing again, to get what came since."
+
+
+@strawberry.type(description="An invoice changed: paid, paid in part, or a payment refunded.")
+class InvoiceUpdatedEvent:
+    event_id: strawberry.ID = strawberry.field(description=_EVENT_ID)
+    occurred_at: datetime
+    invoice: Invoice = strawberry.field(
+        resolver=billing_resolvers.change_invoice, description="As it is now."
+    )
+
+
+@strawberry.type(description="A payment moved money: an invoice paid, or a balance top-up.")
+class PaymentCreatedEvent:
+    event_id: strawberry.ID = strawberry.field(description=_EVENT_ID)
+    occurred_at: datetime
+    payment: Payment = strawberry.field(resolver=billing_resolvers.change_payment)
+
+
+@strawberry.type(description="The account balance moved.")
+class BalanceChangedEvent:
+    event_id: strawberry.ID = strawberry.field(description=_EVENT_ID)
+    occurred_at: datetime
+    balance: Money = strawberry.field(description="The balance right after the change.")
+    delta: Money = strawberry.field(description="Positive: money in; negative: money out.")
+    reason: str = strawberry.field(description="`payment`, `refund` or `top_up`.")
+
+
+@strawberry.type
+class Subscription:
+    invoice_updated: InvoiceUpdatedEvent = strawberry.subscription(
+        resolver=billing_resolvers.invoice_updated,
+        description="The viewer's invoices as they change (staff: one customer's).",
+    )
+    payment_created: PaymentCreatedEvent = strawberry.subscription(
+        resolver=billing_resolvers.payment_created,
+        description="The viewer's new payments (staff: one customer's).",
+    )
+    balance_changed: BalanceChangedEvent = strawberry.subscription(
+        resolver=billing_resolvers.balance_changed,
+        description="The viewer's balance movements (staff: one customer's).",
+    )

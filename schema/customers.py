@@ -64,7 +64,10 @@ class Contract(Node):
         return await customer_resolvers.contract_by_pk(info, pk_of(id, "Contract"))
 
 
-@strawberry.federation.type(keys=["id"], description="A tariff running on a contract.")
+# Named apart from the root `Subscription` type (live updates), which Federation reserves.
+@strawberry.federation.type(
+    keys=["id"], name="ServiceSubscription", description="A tariff running on a contract."
+)
 class Subscription(Node):
     id: strawberry.ID = node_id("Subscription")
     status: SubscriptionState

@@ -7,7 +7,7 @@ except entity key fields, which every subgraph that mentions the entity needs. S
 field is written once, and the subgraphs and `/graphql` cannot drift apart.
 """
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from types import ModuleType
 from typing import Any
@@ -18,8 +18,9 @@ from strawberry.extensions import SchemaExtension, ValidationCache
 from strawberry.federation.schema_directives import FederationDirective, Key
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
+from strawberry.types.graphql import OperationType
 
-from schema import billing, customers, entities, identity
+from schema import analytics, billing, customers, entities, identity
 from schema.authorization import field_access
 from schema.errors import CodedParserCache, ErrorCodes
 
@@ -27,6 +28,7 @@ SUBGRAPH_MODULES: dict[str, ModuleType] = {
     "identity": identity,
     "customers": customers,
     "billing": billing,
+    "analytics": analytics,
 }
 _OWNER_BY_MODULE = {module.__name__: name for name, module in SUBGRAPH_MODULES.items()}
 
@@ -41,6 +43,7 @@ NODE_TYPES: tuple[type, ...] = (
     billing.Invoice,
     billing.Payment,
     billing.Transaction,
+    billing.BalanceEntry,
 )
 
 
@@ -57,7 +60,15 @@ def key_fields(type_definition: StrawberryObjectDefinition) -> set[str]:
     return names
 
 
-def _root(name: str, parts: Sequence[type]) -> type | None:
+def _part(module: ModuleType, root: str) -> type | None:
+    """The module's part of a root type: its class of that GraphQL name (customers has a
+    `Subscription` class that is no root: a tariff's subscription, named apart in GraphQL)."""
+    found = getattr(module, root, None)
+    definition = getattr(found, "__strawberry_definition__", None)
+    return found if definition is not None and definition.name == root else None
+
+
+def _root(name: str, parts: Sequence[type | None]) -> type | None:
     parts = [part for part in parts if part is not None]
     if not parts:
         return None
@@ -114,12 +125,27 @@ class SubgraphSchema(_ErrorsLoggedByExtension, strawberry.federation.Schema):
         ]
 
 
+class RefusalsStopSubscriptions(SchemaExtension):
+    """Last in line: a subscription an earlier extension refused (its result set) is not run.
+
+    Strawberry skips execution for a result set before it only for queries and mutations;
+    it subscribes regardless, but answers an error raised from this hook instead.
+    """
+
+    def on_execute(self) -> Iterator[None]:
+        execution = self.execution_context
+        result = execution.result
+        if execution.operation_type is OperationType.SUBSCRIPTION and result is not None:
+            raise (result.errors or [GraphQLError("operation refused")])[0]
+        yield
+
+
 def _with_access_checks(
     extensions: Iterable[Extension] | None, schema: Callable[[], strawberry.Schema]
 ) -> list[Extension]:
     """Role checks first (the cheapest refusal), then the given extensions (default: standard)."""
     chosen = standard_extensions() if extensions is None else list(extensions)
-    return [field_access(lambda: schema()._schema), *chosen]
+    return [field_access(lambda: schema()._schema), *chosen, RefusalsStopSubscriptions]
 
 
 def build_subgraph(name: str, extensions: Iterable[Extension] | None = None) -> SubgraphSchema:
@@ -127,8 +153,9 @@ def build_subgraph(name: str, extensions: Iterable[Extension] | None = None) -> 
     built: SubgraphSchema
     built = SubgraphSchema(
         name,
-        query=getattr(module, "Query", None),
-        mutation=getattr(module, "Mutation", None),
+        query=_part(module, "Query"),
+        mutation=_part(module, "Mutation"),
+        subscription=_part(module, "Subscription"),
         types=NODE_TYPES if hasattr(module, "Query") and _serves_node(module) else (),
         extensions=_with_access_checks(extensions, lambda: built),
     )
@@ -143,8 +170,9 @@ def build_composed(extensions: Iterable[Extension] | None = None) -> ComposedSch
     modules = SUBGRAPH_MODULES.values()
     built: ComposedSchema
     built = ComposedSchema(
-        query=_root("Query", [getattr(m, "Query", None) for m in modules]),
-        mutation=_root("Mutation", [getattr(m, "Mutation", None) for m in modules]),
+        query=_root("Query", [_part(m, "Query") for m in modules]),
+        mutation=_root("Mutation", [_part(m, "Mutation") for m in modules]),
+        subscription=_root("Subscription", [_part(m, "Subscription") for m in modules]),
         types=NODE_TYPES,
         extensions=_with_access_checks(extensions, lambda: built),
     )

@@ -7,7 +7,7 @@ offsets; a reader without a group (an API instance fanning events out to its own
 subscribers) sees every message published after it started.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -51,6 +51,10 @@ class EventBus(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+    async def ensure_topics(self, topics: Iterable[str]) -> None:
+        """Creates the topics the broker lacks (it may have lost them: the relay calls this
+        again after a failed publish)."""
 
     async def publish(
         self,

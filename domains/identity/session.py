@@ -20,6 +20,7 @@ revocation by another instance takes effect within that time; one by this instan
 
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -140,6 +141,18 @@ class Sessions:
                 )
         await self.store.touch(session_id, now, persisted=persist)
         return found
+
+    async def alive_among(self, keys: Sequence[tuple[uuid.UUID, int]]) -> set[uuid.UUID]:
+        """Which of these (session, user) pairs are alive, read in one store round trip (the
+        table only for sessions the store lost); a check only, not a use."""
+        now = utcnow()
+        found = await self.store.get_many([session_id for session_id, _user in keys])
+        alive = set()
+        for (session_id, user_id), session in zip(keys, found, strict=True):
+            session = session or await self._copy_back(session_id)
+            if session is not None and session.user_id == user_id and self._alive(session, now):
+                alive.add(session_id)
+        return alive
 
     async def revoke(
         self,

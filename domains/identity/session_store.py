@@ -13,6 +13,7 @@ So a revocation racing a copy-back always wins, whichever reaches the store firs
 """
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
@@ -40,6 +41,10 @@ class SessionStore(Protocol):
         """The entry, a tombstone (`revoked`), or None when the store does not know it."""
         ...
 
+    async def get_many(self, session_ids: Sequence[uuid.UUID]) -> list[StoredSession | None]:
+        """`get` for each id, in one round trip: open sockets are checked all at once."""
+        ...
+
     async def add(self, session: StoredSession) -> StoredSession:
         """Stores `session` unless an entry exists; returns the entry the store now holds."""
         ...
@@ -61,6 +66,9 @@ class MemorySessionStore:
 
     async def get(self, session_id: uuid.UUID) -> StoredSession | None:
         return self._sessions.get(session_id)
+
+    async def get_many(self, session_ids: Sequence[uuid.UUID]) -> list[StoredSession | None]:
+        return [self._sessions.get(session_id) for session_id in session_ids]
 
     async def add(self, session: StoredSession) -> StoredSession:
         now = utcnow()
@@ -114,6 +122,16 @@ class RedisSessionStore:
     async def get(self, session_id: uuid.UUID) -> StoredSession | None:
         fields = await self._redis.hgetall(self._key(session_id))
         return _decode(session_id, fields) if fields else None
+
+    async def get_many(self, session_ids: Sequence[uuid.UUID]) -> list[StoredSession | None]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for session_id in session_ids:
+                pipe.hgetall(self._key(session_id))
+            found = await pipe.execute()
+        return [
+            _decode(session_id, fields) if fields else None
+            for session_id, fields in zip(session_ids, found, strict=True)
+        ]
 
     async def add(self, session: StoredSession) -> StoredSession:
         args = [*_encode(session), _ms(session.expires_at)]

@@ -1,0 +1,219 @@
+"""Payments per day and method, and revenue: the analytics consumer and the staff's read.
+
+Counted are payments that paid an invoice (`payment.created` with status `succeeded` and
+an invoice): that is when money becomes revenue, whatever the method. A top-up of the
+balance is a prepayment, not revenue; counting it too would count its money twice, once
+when it arrives and again when the balance pays an invoice. Refunds count under the method
+of the payment they give back, on the day of the refund. Days are UTC days of the event's
+time (when the payment committed), not of its processing, so a late event lands on its
+own day.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domains.analytics.models import PaymentsDaily
+from domains.billing.models import Payment, PaymentStatus
+from domains.database import Database
+from domains.errors import InvalidInput
+from domains.events.bus import EventBus
+from domains.events.cloudevent import CloudEvent
+from domains.events.consumer import EventConsumer, Handler
+from domains.events.metrics import ConsumerMetrics
+
+CONSUMER_NAME = "analytics"
+
+# A year, leap day included: longer ranges are an export's job, not a query's.
+MAX_RANGE_DAYS = 366
+
+daily = PaymentsDaily.__table__
+payments = Payment.__table__
+
+
+async def on_payment_created(session: AsyncSession, event: CloudEvent) -> None:
+    data = event.data
+    if data["status"] != PaymentStatus.SUCCEEDED or data["invoice_id"] is None:
+        return
+    await _add(
+        session,
+        _day(event),
+        data["method"],
+        data["currency"],
+        payments=1,
+        amount=Decimal(data["amount"]),
+    )
+
+
+async def on_payment_refunded(session: AsyncSession, event: CloudEvent) -> None:
+    data = event.data
+    # The event names the payment, not its method; a payment's method never changes.
+    method = await session.scalar(
+        select(payments.c.method).where(payments.c.id == data["payment_id"])
+    )
+    if method is None:
+        raise LookupError(f"payment {data['payment_id']} of refund {data['refund_id']} not found")
+    await _add(
+        session,
+        _day(event),
+        method.value,
+        data["currency"],
+        refunds=1,
+        refunded=Decimal(data["amount"]),
+    )
+
+
+HANDLERS: dict[str, Handler] = {
+    "payment.created": on_payment_created,
+    "payment.refunded": on_payment_refunded,
+}
+
+
+def analytics_consumer(
+    db: Database,
+    bus: EventBus,
+    topics: Sequence[str],
+    *,
+    dead_letter_suffix: str,
+    max_attempts: int,
+    backoff: timedelta,
+    metrics: ConsumerMetrics | None = None,
+) -> EventConsumer:
+    """The analytics service's consumer of billing's topic."""
+    return EventConsumer(
+        CONSUMER_NAME,
+        db,
+        bus,
+        topics,
+        HANDLERS,
+        dead_letter_suffix=dead_letter_suffix,
+        max_attempts=max_attempts,
+        backoff=backoff,
+        metrics=metrics,
+    )
+
+
+def _day(event: CloudEvent) -> date:
+    return event.time.astimezone(UTC).date()
+
+
+async def _add(
+    session: AsyncSession,
+    day: date,
+    method: str,
+    currency: str,
+    *,
+    payments: int = 0,
+    amount: Decimal = Decimal(0),
+    refunds: int = 0,
+    refunded: Decimal = Decimal(0),
+) -> None:
+    """Adds to one day's counters in one statement, creating the row on its first event."""
+    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(daily).values(
+        day=day,
+        method=method,
+        currency=currency,
+        payments=payments,
+        amount=amount,
+        refunds=refunds,
+        refunded=refunded,
+    )
+    counters = ("payments", "amount", "refunds", "refunded")
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[daily.c.day, daily.c.method, daily.c.currency],
+            set_={name: daily.c[name] + stmt.excluded[name] for name in counters},
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentDayRow:
+    day: date
+    method: str
+    currency: str
+    payments: int
+    amount: Decimal
+    refunds: int
+    refunded: Decimal
+
+    @property
+    def revenue(self) -> Decimal:
+        return self.amount - self.refunded
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentTotalsRow:
+    """One currency's sums over the range: amounts in different currencies do not add."""
+
+    currency: str
+    payments: int
+    amount: Decimal
+    refunds: int
+    refunded: Decimal
+
+    @property
+    def revenue(self) -> Decimal:
+        return self.amount - self.refunded
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentStatistics:
+    start: date
+    end: date
+    days: list[PaymentDayRow]
+    totals: list[PaymentTotalsRow]
+
+
+async def payment_statistics(db: Database, start: date, end: date) -> PaymentStatistics:
+    """The days from `start` to `end` inclusive that had payments or refunds, and totals."""
+    if end < start:
+        raise InvalidInput("the range ends before it starts")
+    if (end - start).days + 1 > MAX_RANGE_DAYS:
+        raise InvalidInput(f"a range is at most {MAX_RANGE_DAYS} days")
+    in_range = (daily.c.day >= start) & (daily.c.day <= end)
+    async with db.read() as conn:
+        days = (
+            await conn.execute(
+                select(
+                    daily.c.day,
+                    daily.c.method,
+                    daily.c.currency,
+                    daily.c.payments,
+                    daily.c.amount,
+                    daily.c.refunds,
+                    daily.c.refunded,
+                )
+                .where(in_range)
+                .order_by(daily.c.day, daily.c.method, daily.c.currency)
+            )
+        ).all()
+        totals = (
+            await conn.execute(
+                select(
+                    daily.c.currency,
+                    func.sum(daily.c.payments),
+                    func.sum(daily.c.amount),
+                    func.sum(daily.c.refunds),
+                    func.sum(daily.c.refunded),
+                )
+                .where(in_range)
+                .group_by(daily.c.currency)
+                .order_by(daily.c.currency)
+            )
+        ).all()
+    return PaymentStatistics(
+        start=start,
+        end=end,
+        days=[PaymentDayRow(*row) for row in days],
+        totals=[
+            PaymentTotalsRow(currency, int(count), Decimal(amount), int(refunds), Decimal(back))
+            for currency, count, amount, refunds, back in totals
+        ],
+    )

@@ -1,0 +1,271 @@
+"""The outbox relay: committed outbox rows go to the bus as CloudEvents, then are marked.
+
+At-least-once: a row is marked published only after the broker acknowledged it, so a
+relay that dies between the two publishes the row again on restart, with the same event
+id (the outbox id) for consumers to recognise. One subject's rows are published one after
+another, oldest first, and a failure stops that subject's rows for this batch, so its
+events reach the topic in order; different subjects are published concurrently.
+
+On PostgreSQL only one relay publishes at a time: it holds a session advisory lock on a
+connection of its own, and reads and marks through that same connection, so losing the
+connection loses the lock and the marking together. Other relays stand by, trying for the
+lock now and then. SQLite (the embedded mode) has one process, hence one relay.
+
+A row whose payload holds a secret meant for its recipient only (a password-reset token)
+keeps, once published, only `{"version": ..., "redacted": true}`: the secret travelled to
+the notification service and is not kept in the database.
+
+Published rows stay for `purge_published` (subscribers catching up read them).
+"""
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domains.clock import utcnow
+from domains.database import Database
+from domains.events.bus import EventBus
+from domains.events.catalog import domain_of
+from domains.events.cloudevent import CloudEvent
+from domains.identity.password_reset import RESET_REQUESTED
+from domains.outbox import OutboxEvent
+
+log = logging.getLogger(__name__)
+
+outbox = OutboxEvent.__table__
+
+# Event types whose payload is cleared once published (see the module docstring).
+SECRET_PAYLOAD_TYPES = frozenset({RESET_REQUESTED})
+# pg_advisory_lock key of the publishing relay: "kabinet.outbox" folded into a bigint.
+RELAY_LOCK_KEY = 0x6B61_6269_6E65_7401
+# A standby tries for the lock this often at most.
+STANDBY_INTERVAL = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    published: list[Row[Any]]
+    error: Exception | None
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        db: Database,
+        bus: EventBus,
+        *,
+        topics: Mapping[str, str],
+        source: str,
+        batch_size: int = 500,
+        poll_interval: float = 0.1,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.db = db
+        self.bus = bus
+        self.topics = dict(topics)
+        self.source = source
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.max_backoff = max_backoff
+        # For metrics: events the broker acknowledged since start, and the last failure.
+        self.published_total = 0
+        self.last_error: str | None = None
+        self._conn: AsyncConnection | None = None  # holds the lock on PostgreSQL
+        self._topics_ready = False
+        self._failures = 0
+        self._unpublishable: set[uuid.UUID] = set()
+
+    @property
+    def is_leader(self) -> bool:
+        return self._conn is not None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publishes until `stop` is set; the batch in flight is finished first."""
+        try:
+            while not stop.is_set():
+                try:
+                    published = await self.run_once()
+                except Exception as error:  # any failure: back off and retry
+                    delay = self._failed(error)
+                else:
+                    self._recovered()
+                    if published == self.batch_size:
+                        continue  # more are waiting
+                    delay = self.poll_interval if self.is_leader else STANDBY_INTERVAL
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+        finally:
+            await self.close()
+
+    async def run_once(self) -> int:
+        """Publishes one batch when this relay leads; returns how many were published.
+        Raises the batch's first publishing failure after marking what did get through."""
+        conn = await self._lead()
+        if conn is None:
+            return 0
+        try:
+            async with conn.begin():
+                rows = (
+                    await conn.execute(
+                        select(outbox)
+                        .where(outbox.c.published_at.is_(None))
+                        .order_by(outbox.c.occurred_at, outbox.c.id)
+                        .limit(self.batch_size)
+                    )
+                ).all()
+        except Exception:
+            await self._resign()
+            raise
+        if not rows:
+            return 0
+        if not self._topics_ready:
+            await self.bus.ensure_topics(self.topics.values())
+            self._topics_ready = True
+        outcome = await self._publish(rows)
+        try:
+            await self._mark(conn, outcome.published)
+        except Exception:
+            await self._resign()
+            raise
+        self.published_total += len(outcome.published)
+        if outcome.error is not None:
+            # The broker may have lost its topics (a restart without its log).
+            self._topics_ready = False
+            raise outcome.error
+        return len(outcome.published)
+
+    async def pending(self) -> int:
+        """Rows not yet published: the backlog a dashboard watches."""
+        async with self.db.read() as conn:
+            stmt = select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+            return int((await conn.execute(stmt)).scalar_one())
+
+    async def purge_published(self, older_than: timedelta, now: datetime | None = None) -> int:
+        """Deletes rows published more than `older_than` ago; returns how many."""
+        cutoff = (now or utcnow()) - older_than
+        async with self.db.transaction() as tx:
+            result = await tx.execute(
+                delete(outbox).where(
+                    outbox.c.published_at.is_not(None), outbox.c.published_at < cutoff
+                )
+            )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def close(self) -> None:
+        """Releases the lock (by closing its connection): a standby takes over."""
+        await self._resign()
+
+    async def _lead(self) -> AsyncConnection | None:
+        if self._conn is not None:
+            return self._conn
+        conn = await self.db.engine.connect()
+        try:
+            if not self.db.is_sqlite:
+                async with conn.begin():
+                    locked = await conn.scalar(select(func.pg_try_advisory_lock(RELAY_LOCK_KEY)))
+                if not locked:
+                    await conn.close()
+                    return None
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    async def _resign(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            # Discarded, not returned to the pool: a pooled connection would keep the lock.
+            try:
+                await conn.invalidate()
+            except Exception as error:  # already broken: its lock died with it
+                log.debug("closing the relay's connection failed: %s", error)
+            await conn.close()
+
+    async def _publish(self, rows: Sequence[Row[Any]]) -> _Outcome:
+        by_subject: dict[str, list[Row[Any]]] = {}
+        for row in rows:
+            by_subject.setdefault(row.subject, []).append(row)
+        published: list[Row[Any]] = []
+        errors: list[Exception] = []
+
+        async def publish_in_order(subject_rows: list[Row[Any]]) -> None:
+            for row in subject_rows:
+                try:
+                    topic, event = self._event(row)
+                except ValueError as error:
+                    # A programming error, not an outage: it holds back its subject's later
+                    # events (their order matters) without slowing everyone else's.
+                    if row.id not in self._unpublishable:
+                        self._unpublishable.add(row.id)
+                        log.error("outbox event %s cannot be published: %s", row.id, error)
+                    return
+                try:
+                    await self.bus.publish(topic, row.subject, event.to_json())
+                except Exception as error:  # reported after the batch is marked
+                    errors.append(error)
+                    return
+                published.append(row)
+
+        await asyncio.gather(*(publish_in_order(group) for group in by_subject.values()))
+        return _Outcome(published, errors[0] if errors else None)
+
+    def _event(self, row: Row[Any]) -> tuple[str, CloudEvent]:
+        domain = domain_of(row.type)
+        try:
+            topic = self.topics[domain]
+        except KeyError:
+            raise ValueError(f"no topic configured for the {domain} domain") from None
+        event = CloudEvent(
+            id=row.id,
+            type=row.type,
+            source=f"{self.source}:{domain}",
+            subject=row.subject,
+            time=row.occurred_at,
+            data=row.payload,
+        )
+        return topic, event
+
+    async def _mark(self, conn: AsyncConnection, rows: list[Row[Any]]) -> None:
+        if not rows:
+            return
+        now = utcnow()
+        plain = [row.id for row in rows if row.type not in SECRET_PAYLOAD_TYPES]
+        async with conn.begin():
+            if plain:
+                await conn.execute(
+                    update(outbox).where(outbox.c.id.in_(plain)).values(published_at=now)
+                )
+            for row in rows:
+                if row.type in SECRET_PAYLOAD_TYPES:
+                    redacted = {"version": row.payload.get("version"), "redacted": True}
+                    await conn.execute(
+                        update(outbox)
+                        .where(outbox.c.id == row.id)
+                        .values(published_at=now, payload=redacted)
+                    )
+
+    def _failed(self, error: Exception) -> float:
+        """Records the failure, logs the first of an outage, and says how long to wait."""
+        self.last_error = f"{type(error).__name__}: {error}"
+        if self._failures == 0:
+            log.warning("outbox relay cannot publish (%s); retrying with backoff", self.last_error)
+        self._failures += 1
+        ceiling = min(self.max_backoff, self.poll_interval * 2**self._failures)
+        # Jitter: relays that failed together do not retry in step.
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - not for security
+
+    def _recovered(self) -> None:
+        if self._failures:
+            log.info("outbox relay publishing again after %d failed attempts", self._failures)
+            self._failures = 0

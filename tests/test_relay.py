@@ -1,0 +1,428 @@
+"""The outbox relay on PostgreSQL and Tansu, and on SQLite with the in-process bus."""
+
+import asyncio
+import json
+import os
+import secrets
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import delete, func, select, update
+
+from domains.billing import events as billing_events
+from domains.database import Database
+from domains.events.bus import Delivery, EventBus
+from domains.events.cloudevent import CloudEvent
+from domains.events.kafka_bus import KafkaBus
+from domains.events.memory_bus import MemoryBus
+from domains.events.relay import RELAY_LOCK_KEY, OutboxRelay
+from domains.identity.password_reset import RESET_REQUESTED
+from domains.outbox import OutboxEvent, record_event
+from migrations import upgrade
+from tests.conftest import scratch_database
+from tests.kafka import TansuBroker
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEADLINE = 60.0
+SOURCE = "urn:kabinet"
+outbox = OutboxEvent.__table__
+
+
+@pytest_asyncio.fixture(scope="module")
+async def relay_pg_url() -> AsyncIterator[str]:
+    """A database of the relay tests' own: a relay publishes every unpublished row."""
+    async with scratch_database("kabinet_relay") as url:
+        upgrade(url)
+        yield url
+
+
+@pytest_asyncio.fixture
+async def pg_db(relay_pg_url: str) -> AsyncIterator[Database]:
+    db = Database(relay_pg_url, pool_size=5)
+    async with db.transaction() as tx:
+        await tx.execute(delete(outbox))
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture
+def topics() -> dict[str, str]:
+    run = secrets.token_hex(4)
+    return {domain: f"test.{domain}.{run}" for domain in ("billing", "identity", "support")}
+
+
+def kafka_bus(bootstrap: str, **options: Any) -> KafkaBus:
+    return KafkaBus(
+        bootstrap,
+        client_id="kabinet-test",
+        idempotent=False,  # Tansu refuses InitProducerId
+        partitions=4,
+        session_timeout=6.0,
+        **options,
+    )
+
+
+@pytest_asyncio.fixture
+async def kafka(kafka_bootstrap: str) -> AsyncIterator[KafkaBus]:
+    bus = kafka_bus(kafka_bootstrap)
+    await bus.start()
+    yield bus
+    await bus.stop()
+
+
+def relay_of(db: Database, bus: EventBus, topics: dict[str, str], **options: Any) -> OutboxRelay:
+    return OutboxRelay(db, bus, topics=topics, source=SOURCE, **options)
+
+
+async def pay(db: Database, customer_id: int, amount: str) -> None:
+    """What a payment leaves in the outbox: its events, committed together."""
+    async with db.transaction() as tx:
+        await billing_events.payment_created(
+            tx,
+            payment_id=secrets.randbelow(10**9),
+            invoice_id=None,
+            customer_id=customer_id,
+            amount=Decimal(amount),
+            currency="RUB",
+            method="balance",
+            status="succeeded",
+        )
+        await billing_events.balance_changed(
+            tx,
+            customer_id=customer_id,
+            balance=Decimal(amount),
+            delta=Decimal(amount),
+            currency="RUB",
+            reason="top_up",
+        )
+
+
+async def rows(db: Database) -> list[Any]:
+    async with db.read() as conn:
+        stmt = select(outbox).order_by(outbox.c.occurred_at, outbox.c.id)
+        return list((await conn.execute(stmt)).all())
+
+
+async def read_topic(bus: EventBus, topic: str, count: int) -> list[Delivery]:
+    """Everything on `topic` from the start (a new group), once `count` messages came."""
+    consumer = bus.consumer([topic], group=f"reader-{secrets.token_hex(4)}")
+    await consumer.start()
+    seen: list[Delivery] = []
+    try:
+        async with asyncio.timeout(DEADLINE):
+            while len(seen) < count:
+                seen += await consumer.fetch(wait=0.5)
+        seen += await consumer.fetch(wait=0.5)  # anything beyond `count` shows up too
+    finally:
+        await consumer.stop()
+    return seen
+
+
+async def until(condition: Callable[[], Any], deadline: float = DEADLINE) -> None:
+    """Awaits `condition()` (a coroutine or a value) until true, failing after `deadline`."""
+    async with asyncio.timeout(deadline):
+        while True:
+            result = condition()
+            if asyncio.iscoroutine(result):
+                result = await result
+            if result:
+                return
+            await asyncio.sleep(0.05)
+
+
+def by_subject(deliveries: list[Delivery]) -> dict[str, list[CloudEvent]]:
+    events: dict[str, list[CloudEvent]] = {}
+    for delivery in deliveries:
+        event = delivery.event()
+        assert delivery.key == event.subject.encode()
+        events.setdefault(event.subject, []).append(event)
+    return events
+
+
+async def test_rows_become_cloudevents_on_their_domain_topic_in_order(
+    pg_db: Database, kafka: KafkaBus, topics: dict[str, str]
+):
+    for round_ in range(3):
+        for customer in (1, 2, 3):
+            await pay(pg_db, customer, f"{round_ + 1}.00")
+    async with pg_db.transaction() as tx:
+        await record_event(tx, "identity.password_changed", "user:9", {"version": 1, "by": "me"})
+    relay = relay_of(pg_db, kafka, topics)
+    assert await relay.pending() == 19
+
+    assert await relay.run_once() == 19
+    await relay.close()
+
+    written = await rows(pg_db)
+    assert all(row.published_at is not None for row in written)
+    assert await relay.pending() == 0
+    assert relay.published_total == 19
+    billing = await read_topic(kafka, topics["billing"], 18)
+    assert len(billing) == 18
+    events = by_subject(billing)
+    for customer in (1, 2, 3):
+        mine = [row for row in written if row.subject == f"customer:{customer}"]
+        assert [e.id for e in events[f"customer:{customer}"]] == [row.id for row in mine]
+    first = billing[0]
+    raw = json.loads(first.value)
+    assert set(raw) == {
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "subject",
+        "time",
+        "datacontenttype",
+        "data",
+    }
+    assert raw["specversion"] == "1.0"
+    assert raw["datacontenttype"] == "application/json"
+    assert raw["source"] == "urn:kabinet:billing"
+    row = next(row for row in written if row.id == uuid.UUID(raw["id"]))
+    assert first.event() == CloudEvent(
+        id=row.id,
+        type=row.type,
+        source="urn:kabinet:billing",
+        subject=row.subject,
+        time=row.occurred_at,
+        data=row.payload,
+    )
+    [identity] = await read_topic(kafka, topics["identity"], 1)
+    assert identity.event().type == "identity.password_changed"
+    assert identity.event().source == "urn:kabinet:identity"
+
+
+async def test_a_rolled_back_transaction_publishes_nothing(
+    pg_db: Database, kafka: KafkaBus, topics: dict[str, str]
+):
+    async def refused_payment() -> None:
+        async with pg_db.transaction() as tx:
+            await record_event(tx, "payment.created", "customer:4", {"version": 1})
+            raise RuntimeError("refused")
+
+    with pytest.raises(RuntimeError, match="refused"):
+        await refused_payment()
+    relay = relay_of(pg_db, kafka, topics)
+    assert await relay.run_once() == 0
+    await relay.close()
+    assert await rows(pg_db) == []
+
+
+async def test_a_password_reset_token_is_not_kept_once_published(
+    pg_db: Database, kafka: KafkaBus, topics: dict[str, str]
+):
+    payload = {"version": 1, "user_id": 5, "email": "e@example.com", "token": "s3cret"}
+    async with pg_db.transaction() as tx:
+        await record_event(tx, RESET_REQUESTED, "user:5", payload)
+        await record_event(tx, "identity.password_changed", "user:5", {"version": 1, "by": "x"})
+    relay = relay_of(pg_db, kafka, topics)
+    assert await relay.run_once() == 2
+    await relay.close()
+
+    reset, changed = await rows(pg_db)
+    assert reset.payload == {"version": 1, "redacted": True}
+    assert changed.payload == {"version": 1, "by": "x"}
+    delivered = await read_topic(kafka, topics["identity"], 2)
+    assert [d.event().data for d in delivered] == [payload, {"version": 1, "by": "x"}]
+
+
+async def test_only_the_relay_holding_the_lock_publishes(
+    pg_db: Database, kafka: KafkaBus, topics: dict[str, str]
+):
+    for customer in range(20):
+        await pay(pg_db, customer, "1.00")
+    first, second = relay_of(pg_db, kafka, topics), relay_of(pg_db, kafka, topics)
+    stop = asyncio.Event()
+    runs = [asyncio.create_task(relay.run(stop)) for relay in (first, second)]
+    try:
+        await until(lambda: _none_pending(pg_db))
+        assert first.is_leader != second.is_leader
+        leader, standby = (first, second) if first.is_leader else (second, first)
+        assert leader.published_total == 40
+        assert standby.published_total == 0
+        await pay(pg_db, 99, "2.00")
+        await until(lambda: _none_pending(pg_db))
+        assert standby.published_total == 0
+    finally:
+        stop.set()
+        await asyncio.gather(*runs)
+    delivered = await read_topic(kafka, topics["billing"], 42)
+    assert len(delivered) == 42, "each event once: the standby published none"
+
+    # The lock released (the leader stopped), the other relay takes over.
+    await pay(pg_db, 100, "3.00")
+    assert await standby.run_once() == 2
+    await standby.close()
+
+
+async def _none_pending(db: Database) -> bool:
+    async with db.read() as conn:
+        stmt = select(outbox.c.id).where(outbox.c.published_at.is_(None)).limit(1)
+        return (await conn.execute(stmt)).first() is None
+
+
+async def test_a_relay_stands_by_while_another_holds_the_lock(
+    pg_db: Database, kafka: KafkaBus, topics: dict[str, str]
+):
+    await pay(pg_db, 1, "1.00")
+    holder = await pg_db.engine.connect()
+    try:
+        async with holder.begin():
+            await holder.execute(select(func.pg_advisory_lock(RELAY_LOCK_KEY)))
+        relay = relay_of(pg_db, kafka, topics)
+        assert await relay.run_once() == 0
+        assert not relay.is_leader
+    finally:
+        await holder.invalidate()  # closed for good: a pooled connection would keep the lock
+        await holder.close()
+    assert await relay.run_once() == 2
+    assert relay.is_leader
+    await relay.close()
+
+
+KILLED_AFTER_SENDING = """
+import asyncio, json, sys
+from domains.database import Database
+from domains.events.kafka_bus import KafkaBus
+from domains.events.relay import OutboxRelay
+
+
+class DiesAfterSending(KafkaBus):
+    async def publish(self, *args, **kwargs):
+        await super().publish(*args, **kwargs)
+        print("sent", flush=True)
+        await asyncio.Event().wait()  # the test kills the process here, before the mark
+
+
+async def main(url, bootstrap, topics):
+    bus = DiesAfterSending(bootstrap, client_id="doomed", idempotent=False, partitions=4)
+    relay = OutboxRelay(Database(url), bus, topics=topics, source="urn:kabinet")
+    await relay.run_once()
+
+
+asyncio.run(main(sys.argv[1], sys.argv[2], json.loads(sys.argv[3])))
+"""
+
+
+async def test_a_relay_killed_between_send_and_mark_publishes_the_event_again(
+    pg_db: Database, relay_pg_url: str, kafka: KafkaBus, topics: dict[str, str]
+):
+    """A real relay process is SIGKILLed once the broker acknowledged its first event: the
+    row stays unpublished, and the next relay sends it again under the same event id."""
+    await pay(pg_db, 7, "5.00")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        KILLED_AFTER_SENDING,
+        relay_pg_url,
+        kafka.bootstrap,
+        json.dumps(topics),
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        cwd=REPO_ROOT,
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(DEADLINE):
+            line = await process.stdout.readline()
+    finally:
+        process.kill()
+        await process.wait()
+    assert line == b"sent\n"
+    relay = relay_of(pg_db, kafka, topics)
+    assert await relay.pending() == 2
+    await until(relay.run_once)  # the killed relay's lock goes with its connection
+    await relay.close()
+
+    first, second = await rows(pg_db)
+    delivered = [d.event().id for d in await read_topic(kafka, topics["billing"], 3)]
+    assert delivered == [first.id, first.id, second.id]
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[TansuBroker]:
+    broker = TansuBroker(tmp_path)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+async def test_events_made_while_the_broker_is_down_arrive_once_it_is_back(
+    pg_db: Database, broker: TansuBroker, topics: dict[str, str]
+):
+    bus = kafka_bus(broker.bootstrap, request_timeout=2.0)
+    await bus.start()
+    relay = relay_of(pg_db, bus, topics, poll_interval=0.05, max_backoff=0.5)
+    stop = asyncio.Event()
+    running = asyncio.create_task(relay.run(stop))
+    try:
+        await pay(pg_db, 1, "1.00")
+        await until(lambda: _none_pending(pg_db))
+
+        await asyncio.to_thread(broker.stop)
+        for customer in (1, 2, 1, 3):
+            await pay(pg_db, customer, "2.00")
+        await until(lambda: relay.last_error is not None)
+        assert await relay.pending() == 8
+
+        # Tansu keeps its log in memory: it comes back empty, without the topics.
+        await asyncio.to_thread(broker.start)
+        await until(lambda: _none_pending(pg_db))
+    finally:
+        stop.set()
+        await running
+    try:
+        delivered = await read_topic(bus, topics["billing"], 8)
+    finally:
+        await bus.stop()
+    outage = (await rows(pg_db))[2:]
+    events = by_subject(delivered)
+    for customer in (1, 2, 3):
+        subject = f"customer:{customer}"
+        assert [e.id for e in events[subject]] == [r.id for r in outage if r.subject == subject]
+
+
+async def test_the_embedded_relay_publishes_to_the_in_process_bus(
+    sqlite_url: str, topics: dict[str, str]
+):
+    db = Database(sqlite_url)
+    bus = MemoryBus(partitions=4)
+    analytics = bus.consumer([topics["billing"]], group="analytics")
+    await analytics.start()
+    relay = relay_of(db, bus, topics)
+    stop = asyncio.Event()
+    running = asyncio.create_task(relay.run(stop))
+    try:
+        for customer in (1, 2, 1):
+            await pay(db, customer, "4.00")
+        seen: list[Delivery] = []
+        async with asyncio.timeout(DEADLINE):
+            while len(seen) < 6:
+                seen += await analytics.fetch(wait=1.0)
+    finally:
+        stop.set()
+        await running
+    written = await rows(db)
+    events = by_subject(seen)
+    for subject in ("customer:1", "customer:2"):
+        assert [e.id for e in events[subject]] == [r.id for r in written if r.subject == subject]
+    assert await relay.pending() == 0
+
+    # Old published rows go; recent and unpublished ones stay.
+    async with db.transaction() as tx:
+        await tx.execute(
+            update(outbox)
+            .where(outbox.c.id == written[0].id)
+            .values(published_at=written[0].occurred_at - timedelta(days=30))
+        )
+        await record_event(tx, "payment.created", "customer:5", {"version": 1})
+    assert await relay.purge_published(timedelta(days=7)) == 1
+    assert len(await rows(db)) == 6
+    await db.dispose()
