@@ -148,6 +148,39 @@ def _serve(settings: Settings) -> None:
     )
 
 
+def _worker(settings: Settings) -> None:
+    """Runs the outbox relay and the event consumers until SIGTERM or SIGINT, then lets
+    them finish what they hold; /metrics on `worker_metrics_port` when set."""
+    import signal
+
+    from prometheus_client import start_http_server
+
+    from gateway.services import Services
+    from gateway.worker import Worker
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
+    )
+
+    async def run() -> None:
+        services = Services.from_settings(settings)
+        worker = Worker(services)
+        if settings.worker_metrics_port is not None:
+            start_http_server(settings.worker_metrics_port, registry=worker.registry)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await services.bus.start()
+        try:
+            await worker.run(stop)
+        finally:
+            await services.bus.stop()
+            await services.aclose()
+
+    asyncio.run(run())
+
+
 def _dev(settings: Settings) -> None:
     if settings.jwt_private_key is None and settings.jwt_private_key_file is None:
         _keygen(DEV_SIGNING_KEY_FILE, quiet_if_exists=True)
@@ -178,6 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("demo", help="load the demo data once")
     commands.add_parser("serve", help="run the API server with settings from the environment")
     commands.add_parser("dev", help="keygen + migrate + demo + serve, on embedded defaults")
+    commands.add_parser("worker", help="run the outbox relay and event consumers (with Kafka)")
     keygen = commands.add_parser("keygen", help="write a new Ed25519 JWT signing key (PEM)")
     keygen.add_argument("path", type=Path)
     schema = commands.add_parser("schema", help="schema tools")
@@ -202,7 +236,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "billing":
         {"reconcile": _reconcile, "sweep": _sweep}[args.billing_command](settings)
         return
-    {"migrate": _migrate, "demo": _demo, "serve": _serve, "dev": _dev}[args.command](settings)
+    {"migrate": _migrate, "demo": _demo, "serve": _serve, "dev": _dev, "worker": _worker}[
+        args.command
+    ](settings)
 
 
 if __name__ == "__main__":

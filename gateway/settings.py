@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     event_source: str = Field("urn:kabinet", description="CloudEvents `source` prefix.")
     relay_poll_interval: timedelta = timedelta(milliseconds=100)
     relay_batch_size: int = Field(500, ge=1, le=10_000)
+    outbox_retention: timedelta = Field(
+        timedelta(days=7), description="Published outbox rows are kept this long (catch-up)."
+    )
     consumer_max_attempts: int = Field(5, ge=1, description="Tries before the dead-letter topic.")
     consumer_retry_backoff: timedelta = timedelta(milliseconds=200)
     worker_in_process: bool | None = Field(

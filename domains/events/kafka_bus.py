@@ -147,7 +147,10 @@ class KafkaConsumer:
             "enable_auto_commit": False,
             # A new group, or a position the broker no longer has (it lost its log).
             "auto_offset_reset": "earliest",
-            "request_timeout_ms": self.bus._request_timeout_ms,
+            # A JoinGroup request may wait a whole rebalance: longer than the session.
+            "request_timeout_ms": max(
+                self.bus._request_timeout_ms, self.bus._session_timeout_ms + 5000
+            ),
             "session_timeout_ms": self.bus._session_timeout_ms,
             "heartbeat_interval_ms": self.bus._session_timeout_ms // 4,
         }

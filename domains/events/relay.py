@@ -89,6 +89,11 @@ class OutboxRelay:
     def is_leader(self) -> bool:
         return self._conn is not None
 
+    @property
+    def failing(self) -> bool:
+        """True from a failed attempt until the next one succeeds."""
+        return self._failures > 0
+
     async def run(self, stop: asyncio.Event) -> None:
         """Publishes until `stop` is set; the batch in flight is finished first."""
         try:

@@ -1,0 +1,185 @@
+"""The worker: the outbox relay, the event consumers and periodic housekeeping.
+
+Housekeeping purges old published outbox rows, ends card payments left pending (asking the
+provider first) and deletes expired idempotency keys.
+
+`kabinet worker` runs it beside Kafka; the API process runs it itself in the embedded mode
+(`Settings.run_worker_in_process`). The bus belongs to the services and is started and
+stopped by whoever owns them, not by the worker.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from domains.analytics.payments import analytics_consumer
+from domains.billing.sweep import expire_pending_payments, purge_idempotency_keys
+from domains.clock import utcnow
+from domains.events.metrics import ConsumerMetrics
+from domains.events.relay import OutboxRelay
+from gateway.services import Services
+
+log = logging.getLogger(__name__)
+
+# How often (seconds): the outbox purge, the billing sweep, the pending-rows gauge.
+PURGE_INTERVAL = 3600.0
+SWEEP_INTERVAL = 300.0
+PENDING_INTERVAL = 5.0
+
+
+class Runnable(Protocol):
+    async def run(self, stop: asyncio.Event) -> None:
+        """Works until `stop` is set, then finishes what it holds and returns."""
+
+
+def standard_consumers(services: Services, metrics: ConsumerMetrics) -> list[Runnable]:
+    """The services that react to events, each its own consumer group."""
+    settings = services.settings
+    return [
+        analytics_consumer(
+            services.db,
+            services.bus,
+            [settings.kafka_topics["billing"]],
+            dead_letter_suffix=settings.kafka_dead_letter_suffix,
+            max_attempts=settings.consumer_max_attempts,
+            backoff=settings.consumer_retry_backoff,
+            metrics=metrics,
+        )
+    ]
+
+
+class Worker:
+    def __init__(self, services: Services, consumers: Sequence[Runnable] | None = None) -> None:
+        """`consumers` defaults to `standard_consumers`."""
+        settings = services.settings
+        self.services = services
+        self.relay = OutboxRelay(
+            services.db,
+            services.bus,
+            topics=settings.kafka_topics,
+            source=settings.event_source,
+            batch_size=settings.relay_batch_size,
+            poll_interval=settings.relay_poll_interval.total_seconds(),
+        )
+        self.retention = settings.outbox_retention
+        # The worker's own metrics, the consumers' among them.
+        self.registry = CollectorRegistry()
+        self.consumers = (
+            standard_consumers(services, ConsumerMetrics(self.registry))
+            if consumers is None
+            else list(consumers)
+        )
+        self.pending: int | None = None  # unpublished outbox rows, as last counted
+        self.registry.register(_RelayCollector(self))
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._stop = asyncio.Event()
+        self._tasks = [
+            asyncio.create_task(self.relay.run(self._stop), name="outbox-relay"),
+            asyncio.create_task(self._housekeeping(), name="outbox-housekeeping"),
+            *(
+                asyncio.create_task(consumer.run(self._stop), name=f"consumer-{index}")
+                for index, consumer in enumerate(self.consumers)
+            ),
+        ]
+
+    async def stop(self) -> None:
+        """Lets each part finish what it holds (the relay its batch) and waits for them."""
+        self._stop.set()
+        tasks, self._tasks = self._tasks, []
+        for task, result in zip(
+            tasks, await asyncio.gather(*tasks, return_exceptions=True), strict=True
+        ):
+            if isinstance(result, Exception):
+                log.error("%s failed", task.get_name(), exc_info=result)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Runs until `stop` is set or one part ends by itself (a crash: the process should
+        exit and be restarted rather than go on without it)."""
+        await self.start()
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait([stopping, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            crashed = [task.get_name() for task in self._tasks if task.done()]
+            await self.stop()
+        if crashed:
+            raise RuntimeError(f"worker part(s) ended unexpectedly: {', '.join(crashed)}")
+
+    async def _housekeeping(self) -> None:
+        """Counts the backlog for the metrics and purges old published rows, now and then."""
+        loop = asyncio.get_running_loop()
+        next_purge = next_sweep = loop.time()
+        while not self._stop.is_set():
+            try:
+                self.pending = await self.relay.pending()
+                if loop.time() >= next_purge:
+                    purged = await self.relay.purge_published(self.retention)
+                    next_purge = loop.time() + PURGE_INTERVAL
+                    if purged:
+                        log.info("purged %d published outbox rows", purged)
+                if loop.time() >= next_sweep:
+                    await self._billing_sweep()
+                    next_sweep = loop.time() + SWEEP_INTERVAL
+            except Exception as error:  # the database is away: the relay reports it too
+                log.debug("housekeeping failed: %s", error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), PENDING_INTERVAL)
+
+    async def _billing_sweep(self) -> None:
+        services, settings, now = self.services, self.services.settings, utcnow()
+        acquiring = services.acquiring
+        pending = await expire_pending_payments(
+            services.db,
+            acquiring.provider if acquiring is not None else None,
+            older_than=settings.payment_pending_ttl,
+            now=now,
+        )
+        purged = await purge_idempotency_keys(
+            services.db, older_than=settings.idempotency_key_ttl, now=now
+        )
+        if pending.settled or pending.expired or purged:
+            log.info(
+                "billing sweep: %d pending payments settled, %d expired; %d keys deleted",
+                pending.settled,
+                pending.expired,
+                purged,
+            )
+
+
+class _RelayCollector(Collector):
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def collect(self) -> Iterator[Metric]:
+        relay = self.worker.relay
+        if self.worker.pending is not None:
+            yield GaugeMetricFamily(
+                "kabinet_outbox_pending",
+                "Outbox rows not yet published, as counted every few seconds.",
+                value=self.worker.pending,
+            )
+        yield CounterMetricFamily(
+            "kabinet_outbox_published",
+            "Outbox events the broker acknowledged since this worker started.",
+            value=relay.published_total,
+        )
+        yield GaugeMetricFamily(
+            "kabinet_outbox_relay_leader",
+            "1 when this worker's relay holds the publishing lock, 0 on standby.",
+            value=int(relay.is_leader),
+        )
+        yield GaugeMetricFamily(
+            "kabinet_outbox_relay_failing",
+            "1 while the relay's last attempt failed (the broker or database is away).",
+            value=int(relay.failing),
+        )

@@ -1,0 +1,125 @@
+"""The worker: relay, purge and consumers together, in process and as `kabinet worker`."""
+
+import asyncio
+import os
+import secrets
+import signal
+import sys
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import select
+
+from domains.events.bus import Delivery
+from domains.outbox import OutboxEvent, record_event
+from gateway.services import Services
+from gateway.worker import Worker
+from migrations import upgrade
+from tests.conftest import make_settings, scratch_database
+from tests.kafka import free_port
+from tests.test_relay import DEADLINE, until
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest_asyncio.fixture
+async def worker_pg_url() -> AsyncIterator[str]:
+    """A database of its own: the worker's relay publishes every unpublished row."""
+    async with scratch_database("kabinet_worker") as url:
+        upgrade(url)
+        yield url
+
+
+class Collector:
+    """A consumer that keeps what it reads (the worker's Runnable)."""
+
+    def __init__(self, services: Services, topic: str) -> None:
+        self.reader = services.bus.consumer([topic], group="collector")
+        self.seen: list[Delivery] = []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.reader.start()
+        try:
+            while not stop.is_set():
+                self.seen += await self.reader.fetch(wait=0.2)
+        finally:
+            await self.reader.stop()
+
+
+async def test_the_embedded_worker_relays_to_its_consumers_and_stops_cleanly(
+    sqlite_url: str, signing_key: bytes
+):
+    services = Services.from_settings(make_settings(sqlite_url, signing_key))
+    collector = Collector(services, services.settings.kafka_topics["billing"])
+    worker = Worker(services, consumers=[collector])
+    await services.bus.start()
+    await worker.start()
+    try:
+        async with services.db.transaction() as tx:
+            event_id = await record_event(tx, "payment.created", "customer:1", {"version": 1})
+        await until(lambda: len(collector.seen) == 1)
+        assert collector.seen[0].event().id == event_id
+        assert await worker.relay.pending() == 0
+    finally:
+        await worker.stop()
+        await services.bus.stop()
+        await services.aclose()
+    assert worker.relay.published_total == 1
+
+
+@pytest.mark.slow
+async def test_kabinet_worker_publishes_serves_metrics_and_stops_on_sigterm(
+    worker_pg_url: str,
+    kafka_bootstrap: str,
+    signing_key: bytes,
+):
+    topic = f"test.billing.{secrets.token_hex(4)}"
+    port = free_port()
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "KABINET_DATABASE_URL": worker_pg_url,
+        "KABINET_JWT_PRIVATE_KEY": signing_key.decode(),
+        "KABINET_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "KABINET_KAFKA_IDEMPOTENT_PRODUCER": "false",
+        "KABINET_KAFKA_TOPICS": f'{{"billing": "{topic}", "identity": "i.{topic}", '
+        f'"support": "s.{topic}"}}',
+        "KABINET_WORKER_METRICS_PORT": str(port),
+    }
+    services = Services.from_settings(make_settings(worker_pg_url, signing_key))
+    async with services.db.transaction() as tx:
+        event_id = await record_event(tx, "payment.created", "customer:3", {"version": 1})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "worker", env=environment, cwd=REPO_ROOT
+    )
+    try:
+
+        async def published() -> bool:
+            async with services.db.read() as conn:
+                stmt = select(OutboxEvent.published_at).where(OutboxEvent.id == event_id)
+                return (await conn.execute(stmt)).scalar_one() is not None
+
+        await until(published)
+
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                return r.read().decode()
+
+        async def serving() -> bool:
+            try:
+                return "kabinet_outbox_published_total 1.0" in await asyncio.to_thread(scrape)
+            except OSError:
+                return False
+
+        await until(serving)
+        assert "kabinet_outbox_relay_leader 1.0" in await asyncio.to_thread(scrape)
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(DEADLINE):
+            code = await process.wait()
+        await services.aclose()
+    assert code == 0
