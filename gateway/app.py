@@ -24,7 +24,8 @@ from gateway.rest import auth_login, auth_logout, auth_refresh, billing_invoices
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.webhooks import payment_webhook
-from gateway.ws import GraphQLWebSocket, OpenSockets
+from gateway.worker import Worker
+from gateway.ws import GraphQLWebSocket, LiveConnections
 from resolvers.context import Context
 from schema.federation import (
     SUBGRAPH_MODULES,
@@ -62,7 +63,7 @@ def create_app(settings: Settings) -> Starlette:
         on_slow_consumer=metrics.slow_consumers.inc,
     )
     metrics.open_subscriptions.set_function(lambda: hub.subscriber_count)
-    sockets = OpenSockets(services.auth.sessions, metrics)
+    connections = LiveConnections(services.auth.sessions, metrics)
 
     async def make_context(request: Request | WebSocket) -> Context:
         return Context(
@@ -108,6 +109,8 @@ def create_app(settings: Settings) -> Starlette:
             make_context,
             graphiql_page=page,
             persisted=services.persisted,
+            tokens=services.tokens,
+            connections=connections,
             max_batch=settings.graphql_max_batch,
             max_body_bytes=settings.max_body_bytes,
         )
@@ -122,7 +125,7 @@ def create_app(settings: Settings) -> Starlette:
                 make_context,
                 tokens=services.tokens,
                 sessions=services.auth.sessions,
-                sockets=sockets,
+                connections=connections,
             ),
         ),
         *(
@@ -155,8 +158,12 @@ def create_app(settings: Settings) -> Starlette:
             running.push_async_callback(services.bus.stop)
             await hub.start()
             running.push_async_callback(hub.stop)
-            await sockets.start()
-            running.push_async_callback(sockets.stop)
+            await connections.start()
+            running.push_async_callback(connections.stop)
+            if settings.run_worker_in_process:
+                worker = Worker(services)
+                await worker.start()
+                running.push_async_callback(worker.stop)
             yield
 
     app = Starlette(

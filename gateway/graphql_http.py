@@ -1,7 +1,8 @@
 """GraphQL over HTTP, per the GraphQL-over-HTTP spec: GET and POST, negotiation, status codes."""
 
+import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -14,10 +15,13 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.types.graphql import OperationType
 
+from domains.errors import Unauthenticated
+from domains.identity.tokens import AccessClaims, TokenService
 from domains.limits import Decision
 from gateway.errors import BadRequest, graphql_error_body, graphql_error_response
 from gateway.persisted import PersistedQueries
 from gateway.ratelimit import SERVICE_UNAVAILABLE, rate_limit_headers
+from gateway.ws import Ending, LiveConnections
 from resolvers.context import Context
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
@@ -164,6 +168,8 @@ class GraphQLEndpoint:
         *,
         graphiql_page: str | None,
         persisted: PersistedQueries,
+        tokens: TokenService,
+        connections: LiveConnections,
         max_batch: int,
         max_body_bytes: int,
     ) -> None:
@@ -171,6 +177,8 @@ class GraphQLEndpoint:
         self.make_context = make_context
         self.graphiql_page = graphiql_page
         self.persisted = persisted
+        self.tokens = tokens
+        self.connections = connections
         self.max_batch = max_batch
         self.max_body_bytes = max_body_bytes
 
@@ -241,9 +249,12 @@ class GraphQLEndpoint:
 
     async def _event_stream(self, request: Request, operation: dict[str, Any]) -> Response:
         """A subscription over Server-Sent Events (graphql-sse, distinct connections mode):
-        one `next` event per result, then `complete`; the stream ends when the client leaves."""
+        one `next` event per result, then `complete`. The stream ends when the client leaves,
+        or, as a websocket would be closed, with an error once the viewer's session ended or
+        their access token expired."""
         query = await self.persisted.resolve(operation["query"], operation["extensions"])
         context = await self.make_context(request)
+        claims = self._claims(request)
         results = await self.schema.stream(
             query,
             variable_values=operation["variables"],
@@ -252,19 +263,39 @@ class GraphQLEndpoint:
             operation_extensions=operation["extensions"],
             allowed_operation_types=(OperationType.SUBSCRIPTION,),
         )
+        ended: asyncio.Future[Ending] = asyncio.get_running_loop().create_future()
+
+        def end(ending: Ending) -> None:
+            if not ended.done():
+                ended.set_result(ending)
 
         async def events() -> AsyncIterator[str]:
-            async with aclosing(results):
-                async for result in results:
-                    body = json.dumps(_serialize(result), separators=(",", ":"))
-                    yield f"event: next\ndata: {body}\n\n"
-            yield "event: complete\ndata:\n\n"
+            if claims is not None:
+                self.connections.add(request.scope, claims, end, is_websocket=False)
+            try:
+                async with aclosing(results):
+                    async for body in _until(results, ended):
+                        yield f"event: next\ndata: {json.dumps(body, separators=(',', ':'))}\n\n"
+                yield "event: complete\ndata:\n\n"
+            finally:
+                self.connections.discard(request.scope)
 
         return StreamingResponse(
             events(),
             media_type=EVENT_STREAM,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+    def _claims(self, request: Request) -> AccessClaims | None:
+        """The signed-in viewer's token claims (BearerAuth checked the token); None when
+        anonymous."""
+        if request.state.viewer is None:
+            return None
+        token = request.headers["authorization"].partition(" ")[2].strip()
+        try:
+            return self.tokens.verify_access_token(token)
+        except Unauthenticated as error:  # expired since BearerAuth looked at it
+            raise BadRequest(401, error.code, error.message) from None
 
     async def _execute(
         self, operation: dict[str, Any], context: Context, allowed: frozenset[OperationType]
@@ -287,6 +318,30 @@ class GraphQLEndpoint:
             raise BadRequest(400, "BAD_REQUEST", error.as_http_error_reason()) from None
         except MissingQueryError:
             raise BadRequest(400, "BAD_REQUEST", "no GraphQL query found") from None
+
+
+async def _until(
+    results: AsyncGenerator[ExecutionResult, None], ended: "asyncio.Future[Ending]"
+) -> AsyncIterator[dict[str, Any]]:
+    """The stream's results as bodies, until `ended` says why the server ends it: then an
+    error with that code, and no more."""
+    while True:
+        step = asyncio.ensure_future(anext(results))
+        try:
+            await asyncio.wait((step, ended), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not step.done():
+                step.cancel()
+                await asyncio.wait((step,))
+        if step.cancelled():
+            ending = ended.result()
+            yield graphql_error_body(ending.name, ending.message)
+            return
+        try:
+            result = step.result()
+        except StopAsyncIteration:
+            return
+        yield _serialize(result)
 
 
 def _take_decision(context: Context) -> list[Decision]:

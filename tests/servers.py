@@ -10,9 +10,14 @@ import uvicorn
 from starlette.types import ASGIApp
 
 
-def free_socket() -> socket.socket:
+def free_socket(send_buffer: int | None = None) -> socket.socket:
+    """A listening socket on a free port; `send_buffer` caps the kernel's send buffer of
+    every connection accepted on it (they inherit it), so a client that stops reading
+    pushes back on the server after little data."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if send_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     sock.bind(("127.0.0.1", 0))
     return sock
 
