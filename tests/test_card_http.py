@@ -108,6 +108,8 @@ def running(card_http_pg_url: str, signing_key: bytes) -> Iterator[tuple[str, st
         payment_provider_url=url_of(sandbox_socket),
         payment_webhook_secret=SECRET,
         payment_return_url="https://kabinet.example/billing",
+        # No relay or consumers in the server: statements() counts the requests' SQL only.
+        worker_in_process=False,
     )
     app = create_app(settings)
     with serve(sandbox, sandbox_socket) as sandbox_url, serve(app, app_socket):
