@@ -52,6 +52,9 @@ from domains.identity.models import Role, User
 from domains.identity.tokens import generate_signing_key
 from domains.identity.viewer import Viewer
 from migrations import upgrade
+
+# The tests' broker launcher; the repository root is not on the path of a script in bench/.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.kafka import TansuBroker, free_port
 
 ADMIN_URL = os.environ.get("KABINET_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -94,6 +94,7 @@ class Services:
                 client_id=settings.kafka_client_id,
                 idempotent=settings.kafka_idempotent_producer,
                 partitions=settings.kafka_partitions,
+                fetch_max_wait=settings.kafka_fetch_max_wait.total_seconds(),
             )
             if settings.kafka_bootstrap
             else MemoryBus(partitions=settings.kafka_partitions),

@@ -111,7 +111,11 @@ class Settings(BaseSettings):
     )
     kafka_client_id: str = "kabinet"
     event_source: str = Field("urn:kabinet", description="CloudEvents `source` prefix.")
-    relay_poll_interval: timedelta = timedelta(milliseconds=100)
+    kafka_fetch_max_wait: timedelta = Field(
+        timedelta(milliseconds=50),
+        description="Longest a consumer's fetch waits for data; bounds live-event latency.",
+    )
+    relay_poll_interval: timedelta = timedelta(milliseconds=50)
     relay_batch_size: int = Field(500, ge=1, le=10_000)
     outbox_retention: timedelta = Field(
         timedelta(days=7), description="Published outbox rows are kept this long (catch-up)."

@@ -45,6 +45,7 @@ class KafkaBus:
         request_timeout: float = 10.0,
         session_timeout: float = 10.0,
         linger: float = 0.005,
+        fetch_max_wait: float = 0.05,
     ) -> None:
         self.bootstrap = bootstrap
         self.client_id = client_id
@@ -53,6 +54,9 @@ class KafkaBus:
         self._replication_factor = replication_factor
         self._request_timeout_ms = int(request_timeout * 1000)
         self._linger_ms = int(linger * 1000)
+        # How long a fetch may wait for data: brokers may hold it that long even when
+        # data arrives sooner (Tansu does), so it bounds live-event latency.
+        self._fetch_max_wait_ms = int(fetch_max_wait * 1000)
         # A new group's first assignment waits about half of it on Tansu, as a member
         # that vanished without leaving holds its partitions for all of it.
         self._session_timeout_ms = int(session_timeout * 1000)
@@ -152,6 +156,7 @@ class KafkaConsumer:
                 self.bus._request_timeout_ms, self.bus._session_timeout_ms + 5000
             ),
             "session_timeout_ms": self.bus._session_timeout_ms,
+            "fetch_max_wait_ms": self.bus._fetch_max_wait_ms,
             "heartbeat_interval_ms": self.bus._session_timeout_ms // 4,
         }
         if self.group is None:
