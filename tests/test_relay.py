@@ -14,14 +14,18 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from prometheus_client import CollectorRegistry
 from sqlalchemy import delete, func, select, update
 
+from domains.analytics.models import PaymentsDaily
+from domains.analytics.payments import analytics_consumer
 from domains.billing import events as billing_events
 from domains.database import Database
 from domains.events.bus import Delivery, EventBus
 from domains.events.cloudevent import CloudEvent
 from domains.events.kafka_bus import KafkaBus
 from domains.events.memory_bus import MemoryBus
+from domains.events.metrics import ConsumerMetrics
 from domains.events.relay import RELAY_LOCK_KEY, OutboxRelay
 from domains.identity.password_reset import RESET_REQUESTED
 from domains.outbox import OutboxEvent, record_event
@@ -81,13 +85,13 @@ def relay_of(db: Database, bus: EventBus, topics: dict[str, str], **options: Any
     return OutboxRelay(db, bus, topics=topics, source=SOURCE, **options)
 
 
-async def pay(db: Database, customer_id: int, amount: str) -> None:
+async def pay(db: Database, customer_id: int, amount: str, invoice_id: int | None = None) -> None:
     """What a payment leaves in the outbox: its events, committed together."""
     async with db.transaction() as tx:
         await billing_events.payment_created(
             tx,
             payment_id=secrets.randbelow(10**9),
-            invoice_id=None,
+            invoice_id=invoice_id,
             customer_id=customer_id,
             amount=Decimal(amount),
             currency="RUB",
@@ -315,8 +319,9 @@ async def test_a_relay_killed_between_send_and_mark_publishes_the_event_again(
     pg_db: Database, relay_pg_url: str, kafka: KafkaBus, topics: dict[str, str]
 ):
     """A real relay process is SIGKILLed once the broker acknowledged its first event: the
-    row stays unpublished, and the next relay sends it again under the same event id."""
-    await pay(pg_db, 7, "5.00")
+    row stays unpublished, the next relay sends it again under the same event id, and a
+    consumer counts it once."""
+    await pay(pg_db, 7, "5.00", invoice_id=70)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -344,6 +349,38 @@ async def test_a_relay_killed_between_send_and_mark_publishes_the_event_again(
     first, second = await rows(pg_db)
     delivered = [d.event().id for d in await read_topic(kafka, topics["billing"], 3)]
     assert delivered == [first.id, first.id, second.id]
+
+    registry = CollectorRegistry()
+    consumer = analytics_consumer(
+        pg_db,
+        kafka,
+        [topics["billing"]],
+        dead_letter_suffix=".dlq",
+        max_attempts=2,
+        backoff=timedelta(milliseconds=10),
+        metrics=ConsumerMetrics(registry),
+    )
+
+    def outcomes() -> dict[str, float]:
+        return {
+            outcome: registry.get_sample_value(
+                "kabinet_consumer_events_total", {"consumer": "analytics", "outcome": outcome}
+            )
+            or 0
+            for outcome in ("handled", "duplicate", "ignored")
+        }
+
+    stop = asyncio.Event()
+    consuming = asyncio.create_task(consumer.run(stop))
+    try:
+        await until(lambda: sum(outcomes().values()) == 3)
+    finally:
+        stop.set()
+        await consuming
+    assert outcomes() == {"handled": 1, "duplicate": 1, "ignored": 1}
+    async with pg_db.read() as conn:
+        counted = (await conn.execute(select(PaymentsDaily.payments, PaymentsDaily.amount))).all()
+    assert counted == [(1, Decimal("5.00"))]
 
 
 @pytest.fixture
