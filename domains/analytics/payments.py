@@ -134,21 +134,6 @@ async def _add(
 
 
 @dataclass(frozen=True, slots=True)
-class PaymentDayRow:
-    day: date
-    method: str
-    currency: str
-    payments: int
-    amount: Decimal
-    refunds: int
-    refunded: Decimal
-
-    @property
-    def revenue(self) -> Decimal:
-        return self.amount - self.refunded
-
-
-@dataclass(frozen=True, slots=True)
 class PaymentTotalsRow:
     """One currency's sums over the range: amounts in different currencies do not add."""
 
@@ -161,6 +146,14 @@ class PaymentTotalsRow:
     @property
     def revenue(self) -> Decimal:
         return self.amount - self.refunded
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentDayRow(PaymentTotalsRow):
+    """One day's sums for one method."""
+
+    day: date
+    method: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,13 +175,13 @@ async def payment_statistics(db: Database, start: date, end: date) -> PaymentSta
         days = (
             await conn.execute(
                 select(
-                    daily.c.day,
-                    daily.c.method,
                     daily.c.currency,
                     daily.c.payments,
                     daily.c.amount,
                     daily.c.refunds,
                     daily.c.refunded,
+                    daily.c.day,
+                    daily.c.method,
                 )
                 .where(in_range)
                 .order_by(daily.c.day, daily.c.method, daily.c.currency)
