@@ -60,6 +60,7 @@ def create_app(settings: Settings) -> Starlette:
         services.bus,
         sorted(set(settings.kafka_topics.values())),
         queue_size=settings.subscription_queue_size,
+        max_per_owner=settings.subscriptions_per_user,
         on_slow_consumer=metrics.slow_consumers.inc,
     )
     metrics.open_subscriptions.set_function(lambda: hub.subscriber_count)

@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     subscription_queue_size: int = Field(
         100, ge=1, description="Events buffered per subscriber before it is disconnected."
     )
+    subscriptions_per_user: int = Field(
+        50, ge=1, description="Live subscriptions one user may hold on one API process."
+    )
     subscription_catch_up_limit: int = Field(
         1_000, ge=1, description="Most missed events replayed to a reconnecting subscriber."
     )

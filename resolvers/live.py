@@ -76,6 +76,7 @@ def live(
             context.hub,
             context.db,
             customer_id=customer,
+            owner=context.signed_in.user_id,
             types=wanted,
             after=after,
             catch_up_limit=context.catch_up_limit,

@@ -10,6 +10,7 @@ so one stalled client never delays anyone else's events.
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 from domains.errors import DomainError
@@ -35,11 +36,23 @@ class SlowConsumer(DomainError):
         )
 
 
+class TooManySubscriptions(DomainError):
+    """One user holds as many live subscriptions on this process as allowed."""
+
+    code = "TOO_MANY_SUBSCRIPTIONS"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} live subscriptions at a time; end one first")
+
+
 class Subscriber:
     """One stream's place in the hub: which events it wants and those not yet taken."""
 
-    def __init__(self, customer_id: int, types: frozenset[str], queue_size: int) -> None:
+    def __init__(
+        self, customer_id: int, owner: int, types: frozenset[str], queue_size: int
+    ) -> None:
         self.customer_id = customer_id
+        self.owner = owner  # the user who subscribed: limits count per user
         self.types = types
         # None marks the end: the subscriber was dropped for being slow.
         self._queue: asyncio.Queue[CloudEvent | None] = asyncio.Queue(queue_size)
@@ -72,11 +85,14 @@ class Hub:
         topics: Sequence[str],
         *,
         queue_size: int,
+        max_per_owner: int,
         on_slow_consumer: Callable[[], None] = lambda: None,
     ) -> None:
         self.bus = bus
         self.topics = tuple(topics)
         self.queue_size = queue_size
+        self.max_per_owner = max_per_owner
+        self._owned: Counter[int] = Counter()
         self.on_slow_consumer = on_slow_consumer
         self._by_customer: dict[int, set[Subscriber]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -104,17 +120,25 @@ class Hub:
                 await self._task
             self._task = None
 
-    def subscribe(self, customer_id: int, types: frozenset[str]) -> Subscriber:
-        subscriber = Subscriber(customer_id, types, self.queue_size)
+    def subscribe(self, customer_id: int, types: frozenset[str], *, owner: int) -> Subscriber:
+        """Registers a stream of `owner` (a user id), within that user's limit."""
+        if self._owned[owner] >= self.max_per_owner:
+            raise TooManySubscriptions(self.max_per_owner)
+        subscriber = Subscriber(customer_id, owner, types, self.queue_size)
         self._by_customer.setdefault(customer_id, set()).add(subscriber)
+        self._owned[owner] += 1
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         found = self._by_customer.get(subscriber.customer_id)
-        if found is not None:
-            found.discard(subscriber)
-            if not found:
-                del self._by_customer[subscriber.customer_id]
+        if found is None or subscriber not in found:
+            return
+        found.discard(subscriber)
+        if not found:
+            del self._by_customer[subscriber.customer_id]
+        self._owned[subscriber.owner] -= 1
+        if not self._owned[subscriber.owner]:
+            del self._owned[subscriber.owner]
 
     def dispatch(self, event: CloudEvent) -> None:
         """Hands the event to its customer's subscribers that want its type; never waits."""

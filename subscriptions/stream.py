@@ -41,6 +41,7 @@ async def events(
     db: Database,
     *,
     customer_id: int,
+    owner: int,
     types: frozenset[str],
     after: str | None,
     catch_up_limit: int,
@@ -50,7 +51,7 @@ async def events(
     The hub registration comes before the catch-up read, so an event committed in between is
     in one or both of them, never in neither; the duplicates are skipped.
     """
-    subscriber = hub.subscribe(customer_id, types)
+    subscriber = hub.subscribe(customer_id, types, owner=owner)
     try:
         seen = _Seen(catch_up_limit + hub.queue_size)
         if after is not None:

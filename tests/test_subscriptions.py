@@ -581,3 +581,26 @@ async def test_an_expired_token_ends_sockets_and_sse_streams(demo_url, signing_k
             ending = await asyncio.wait_for(_sse_ending(response), 20)
             assert _ended_with(ending) == "TOKEN_EXPIRED"
         await _wait_subscribers(app, 0)
+
+
+async def test_a_user_holds_a_bounded_number_of_subscriptions(demo_url, signing_key):
+    """Over the limit a subscription is refused with its code; ending one frees a place."""
+    with _serving(_embedded(demo_url, signing_key, subscriptions_per_user=2)) as running:
+        base, app, _ = running
+        alice = await _token(base, "alice@example.com")
+        async for ws in _subscribed(base, alice, BALANCE):
+            await _subscribe(ws, "2", BALANCE)
+            await _wait_subscribers(app, 2)
+            await _subscribe(ws, "3", BALANCE)
+            assert await _error_code(ws) == "TOO_MANY_SUBSCRIPTIONS"
+            assert json.loads(await ws.recv()) == {"id": "3", "type": "complete"}
+            await ws.send(json.dumps({"id": "2", "type": "complete"}))
+            await _wait_subscribers(app, 1)
+            await _subscribe(ws, "4", BALANCE)
+            await _wait_subscribers(app, 2)
+            event = await _publish(running, 1, "balance.changed", **_balance(1))
+            results = await _by_operation(ws, 2)
+            assert {op: data["balanceChanged"]["eventId"] for op, data in results.items()} == {
+                "1": event,
+                "4": event,
+            }
