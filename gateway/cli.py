@@ -145,6 +145,9 @@ def _serve(settings: Settings) -> None:
         log_level=settings.log_level,
         proxy_headers=True,
         server_header=False,
+        # Live events are small JSON messages: per-message deflate would save little and
+        # costs ~50 KiB of zlib state per socket (half a socket's memory).
+        ws_per_message_deflate=False,
     )
 
 
