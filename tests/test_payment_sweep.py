@@ -2,6 +2,7 @@
 idempotency keys go; on PostgreSQL and SQLite, against the sandbox acquirer over HTTP.
 
 Webhooks are lost on purpose (`?deliver=0`): the sweep is what notices the result.
+A payment still pending is canceled at the sandbox, which then refuses the payer.
 """
 
 from collections.abc import AsyncIterator, Iterator
@@ -17,11 +18,11 @@ from sqlalchemy import func, insert, select, update
 from domains.billing.card import Acquiring, top_up_balance
 from domains.billing.idempotency import KEY_TTL
 from domains.billing.models import IdempotencyKey, Payment, PaymentStatus, Transaction
-from domains.billing.provider import SandboxProvider
+from domains.billing.provider import ProviderPayment, SandboxProvider
 from domains.billing.reconcile import reconcile
 from domains.billing.sandbox_provider import create_sandbox_app
 from domains.billing.sweep import PendingSweep, expire_pending_payments, purge_idempotency_keys
-from domains.billing.webhook import SUCCEEDED, ProviderNotice, settle
+from domains.billing.webhook import SUCCEEDED, ProviderNotice, parse_notice, settle
 from domains.clock import utcnow
 from domains.database import Database
 from domains.identity.viewer import Viewer
@@ -137,6 +138,79 @@ async def test_stale_pending_payments_end_as_the_provider_says(db: Database, san
     assert swept == PendingSweep()
     assert await balance_of(db, viewer.customer_id) == Decimal("35.00")
     assert await _entries(db, captured) == 2
+    assert await reconcile(db) == []
+
+
+async def test_an_abandoned_payment_is_canceled_and_its_payer_refused(
+    db: Database, sandbox_url: str
+):
+    acquiring = Acquiring(SandboxProvider(sandbox_url), "https://kabinet.example/")
+    viewer, _ = await make_customer(db, "10.00", [])
+    payment_id = await _start(db, acquiring, viewer, "20.00")
+    await _age(db, payment_id, TTL * 2)
+    provider_id = await _provider_id(db, payment_id)
+
+    swept = await expire_pending_payments(db, acquiring.provider, older_than=TTL, now=utcnow())
+
+    assert swept == PendingSweep(expired=1)
+    assert (await acquiring.provider.get_payment(provider_id)).status == "canceled"
+    async with httpx.AsyncClient(base_url=sandbox_url) as http:
+        confirm = await http.post(f"/sandbox/payments/{provider_id}/succeed")
+    assert confirm.status_code == 409
+    assert confirm.json()["payment"]["status"] == "canceled"
+    assert (await acquiring.provider.get_payment(provider_id)).status == "canceled"
+    assert await _statuses(db, [payment_id]) == [PaymentStatus.FAILED]
+    assert await balance_of(db, viewer.customer_id) == Decimal("10.00")
+    assert await _entries(db, payment_id) == 0
+    assert await reconcile(db) == []
+
+
+class PayerConfirmsMeanwhile(SandboxProvider):
+    """The sandbox, with the payer confirming right after the sweep found the payment
+    pending and before its cancel: the race the cancel's refusal answers."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(base_url)
+        self.events: list[dict] = []
+
+    async def get_payment(self, provider_payment_id: str) -> ProviderPayment:
+        state = await super().get_payment(provider_payment_id)
+        async with httpx.AsyncClient(base_url=self.base_url) as http:
+            response = await http.post(f"/sandbox/payments/{provider_payment_id}/succeed?deliver=0")
+        assert response.status_code == 200, response.text
+        self.events.append(response.json()["event"])
+        return state
+
+
+async def test_a_payment_confirmed_before_the_cancel_is_settled_once(
+    db: Database, sandbox_url: str
+):
+    acquiring = Acquiring(SandboxProvider(sandbox_url), "https://kabinet.example/")
+    viewer, _ = await make_customer(db, "10.00", [])
+    payment_id = await _start(db, acquiring, viewer, "45.00")
+    await _age(db, payment_id, TTL * 2)
+    provider_id = await _provider_id(db, payment_id)
+    racing = PayerConfirmsMeanwhile(sandbox_url)
+
+    swept = await expire_pending_payments(db, racing, older_than=TTL, now=utcnow())
+
+    assert swept == PendingSweep(settled=1)
+    assert (await acquiring.provider.get_payment(provider_id)).status == "succeeded"
+    assert await _statuses(db, [payment_id]) == [PaymentStatus.SUCCEEDED]
+    assert await balance_of(db, viewer.customer_id) == Decimal("55.00")
+    # The real webhook arriving late, and the sweep's own event again, credit nothing.
+    [event] = racing.events
+    assert await settle(db, "sandbox", parse_notice(event))
+    sweep_event = ProviderNotice(
+        f"sweep-{provider_id}", SUCCEEDED, provider_id, Decimal("45.00"), "RUB"
+    )
+    assert not await settle(db, "sandbox", sweep_event)
+    assert (
+        await expire_pending_payments(db, acquiring.provider, older_than=TTL, now=utcnow())
+        == PendingSweep()
+    )
+    assert await balance_of(db, viewer.customer_id) == Decimal("55.00")
+    assert await _entries(db, payment_id) == 2
     assert await reconcile(db) == []
 
 

@@ -6,7 +6,9 @@ card form, 3-D Secure). The result arrives later, asynchronously, as a signed we
 (`POST /webhooks/payments/<provider>`, see `domains.billing.webhook`), never from the
 payer's browser. `idempotency_key` makes a retried create return the first payment.
 `get_payment` asks for a payment's current state, for when a webhook never came (the
-sweep of stale pending payments, `domains.billing.sweep`).
+sweep of stale pending payments, `domains.billing.sweep`); `cancel_payment` ends a pending
+one there, so the payer can no longer pay what we are about to fail. A payment that
+succeeded meanwhile cannot be canceled: the answer is then that payment, succeeded.
 
 `SandboxProvider` speaks to the local sandbox acquirer (`domains.billing.sandbox_provider`)
 over HTTP, in the shape of YooKassa's and Stripe's APIs.
@@ -36,6 +38,8 @@ class PaymentProvider(Protocol):
 
     async def get_payment(self, provider_payment_id: str) -> ProviderPayment: ...
 
+    async def cancel_payment(self, provider_payment_id: str) -> ProviderPayment: ...
+
     async def create_payment(
         self,
         *,
@@ -48,7 +52,8 @@ class PaymentProvider(Protocol):
 
 
 class SandboxProvider:
-    """`POST {base_url}/v1/payments` with an `Idempotence-Key` header; `GET .../{id}`."""
+    """`POST {base_url}/v1/payments` with an `Idempotence-Key` header; `GET .../{id}`;
+    `POST .../{id}/cancel`."""
 
     name = "sandbox"
 
@@ -77,12 +82,22 @@ class SandboxProvider:
     async def get_payment(self, provider_payment_id: str) -> ProviderPayment:
         return await self._call("GET", f"/v1/payments/{quote(provider_payment_id, safe='')}")
 
-    async def _call(self, method: str, path: str, **request: Any) -> ProviderPayment:
+    async def cancel_payment(self, provider_payment_id: str) -> ProviderPayment:
+        """The refusal (409) to cancel a payment that succeeded carries that payment."""
+        path = f"/v1/payments/{quote(provider_payment_id, safe='')}/cancel"
+        return await self._call("POST", path, refusal_carries_payment=True)
+
+    async def _call(
+        self, method: str, path: str, *, refusal_carries_payment: bool = False, **request: Any
+    ) -> ProviderPayment:
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as client:
                 response = await client.request(method, f"{self.base_url}{path}", **request)
-            response.raise_for_status()
-            data = response.json()
+            if refusal_carries_payment and response.status_code == httpx.codes.CONFLICT:
+                data = response.json()["payment"]
+            else:
+                response.raise_for_status()
+                data = response.json()
             return ProviderPayment(
                 provider_payment_id=str(data["id"]),
                 status=str(data["status"]),

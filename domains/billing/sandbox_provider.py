@@ -5,11 +5,17 @@ and the tests (which run it as a real HTTP server).
   description, confirmation: {type: "redirect", return_url}}`) creates a payment and
   answers `{id, status: "pending", amount, confirmation_url}`; the same key answers the
   same payment again. `GET /v1/payments/{id}` answers the payment as it is now.
+- `POST /v1/payments/{id}/cancel` cancels a pending payment (`status: "canceled"`,
+  `cancellation_details: {party: "merchant", ...}`) and answers it; one already canceled
+  is answered as it is; one that succeeded is refused with 409 and the payment in
+  `payment`, as YooKassa and Stripe refuse it.
 - `POST /sandbox/payments/{id}/succeed` and `.../fail` play the payer confirming or the
   bank declining: the payment settles and its signed webhook
   (`domains.billing.webhook`) is sent to the configured URL; the answer reports the event
   and the status our webhook answered with. `?deliver=0` loses the webhook instead
-  (`webhook_status` null), as a network would.
+  (`webhook_status` null), as a network would. A payment the merchant canceled is over:
+  both are refused with 409 and the payment. Otherwise they play any outcome, even again,
+  so the tests can send the receiver conflicting events.
 - `POST /sandbox/events/{id}/redeliver` sends an event again, signed afresh, as
   providers do when they are unsure it arrived.
 """
@@ -28,6 +34,8 @@ from starlette.routing import Route
 
 from domains.billing.webhook import CANCELED, SUCCEEDED, signature
 
+MERCHANT_CANCEL = {"party": "merchant", "reason": "canceled_by_merchant"}
+
 
 @dataclass
 class SandboxState:
@@ -40,6 +48,14 @@ class SandboxState:
 
 def _error(status: int, message: str) -> Response:
     return JSONResponse({"type": "error", "description": message}, status_code=status)
+
+
+def _refused(payment: dict[str, Any], message: str) -> Response:
+    """A conflict with the payment's state; the payment comes along, so the caller learns
+    the state without asking again."""
+    return JSONResponse(
+        {"type": "error", "description": message, "payment": payment}, status_code=409
+    )
 
 
 def create_sandbox_app(webhook_url: str, secret: bytes) -> Starlette:
@@ -74,6 +90,17 @@ def create_sandbox_app(webhook_url: str, secret: bytes) -> Starlette:
             return _error(404, "no such payment")
         return JSONResponse(payment)
 
+    async def cancel_payment(request: Request) -> Response:
+        payment = state.payments.get(request.path_params["payment_id"])
+        if payment is None:
+            return _error(404, "no such payment")
+        if payment["status"] == "succeeded":
+            return _refused(payment, "the payment has succeeded; it cannot be canceled")
+        if payment["status"] == "pending":
+            payment["status"] = "canceled"
+            payment["cancellation_details"] = MERCHANT_CANCEL
+        return JSONResponse(payment)
+
     async def send(event_id: str) -> int:
         body = state.events[event_id]
         timestamp = str(int(time.time()))
@@ -93,6 +120,8 @@ def create_sandbox_app(webhook_url: str, secret: bytes) -> Starlette:
         payment = state.payments.get(request.path_params["payment_id"])
         if payment is None or request.path_params["outcome"] not in ("succeed", "fail"):
             return _error(404, "no such payment")
+        if payment.get("cancellation_details") == MERCHANT_CANCEL:
+            return _refused(payment, "the merchant canceled the payment")
         succeeded = request.path_params["outcome"] == "succeed"
         payment["status"] = "succeeded" if succeeded else "canceled"
         event_id = f"evt_{secrets.token_hex(8)}"
@@ -121,6 +150,7 @@ def create_sandbox_app(webhook_url: str, secret: bytes) -> Starlette:
         routes=[
             Route("/v1/payments", create_payment, methods=["POST"]),
             Route("/v1/payments/{payment_id}", get_payment, methods=["GET"]),
+            Route("/v1/payments/{payment_id}/cancel", cancel_payment, methods=["POST"]),
             Route(
                 "/sandbox/payments/{payment_id}/{outcome:str}",
                 settle,

@@ -3,9 +3,12 @@
 A card payment waits for the provider's webhook; when none came within the pending TTL
 (the payer walked away, or the webhook was lost), the provider is asked for the payment's
 state: a success is settled exactly as the webhook would have settled it, a cancellation
-fails it the same way, and one still pending (or never created at the provider) is marked
-failed with no ledger entry. A provider that does not answer leaves the payment pending
-for the next sweep, since it may have captured the money.
+fails it the same way. One still pending is canceled at the provider first, so a payer
+confirming later is refused there instead of paying money our books refuse; then it is
+marked failed with no ledger entry, or, if the payer confirmed just before the cancel,
+settled as a success. One never created at the provider is marked failed. A provider that
+does not answer leaves the payment pending for the next sweep, since it may have captured
+the money.
 
 `kabinet billing sweep` runs both once; a worker may call them periodically.
 """
@@ -18,7 +21,7 @@ from sqlalchemy import delete, select, update
 from domains.billing.errors import ProviderUnavailable
 from domains.billing.idempotency import KEY_TTL
 from domains.billing.models import IdempotencyKey, Payment, PaymentMethod, PaymentStatus
-from domains.billing.provider import PaymentProvider
+from domains.billing.provider import PaymentProvider, ProviderPayment
 from domains.billing.webhook import CANCELED, SUCCEEDED, ProviderNotice, settle
 from domains.database import Database
 
@@ -32,7 +35,8 @@ PROVIDER_OUTCOMES = {"succeeded": SUCCEEDED, "canceled": CANCELED}
 @dataclass(frozen=True, slots=True)
 class PendingSweep:
     """How the stale pending payments ended: settled or failed as the provider reports,
-    expired here, or left pending because the provider did not answer."""
+    expired here (canceled at the provider first), or left pending because the provider
+    did not answer or did not end it."""
 
     settled: int = 0
     expired: int = 0
@@ -59,34 +63,46 @@ async def expire_pending_payments(
         stale = (await conn.execute(stmt.order_by(payments.c.id))).all()
     settled = expired = unreachable = 0
     for payment in stale:
-        asked = (
-            provider is not None
-            and payment.provider == provider.name
-            and payment.provider_payment_id is not None
-        )
-        if asked:
-            try:
-                state = await provider.get_payment(payment.provider_payment_id)
-            except ProviderUnavailable:
-                unreachable += 1
-                continue
-            outcome = PROVIDER_OUTCOMES.get(state.status)
-            if outcome is not None:
-                # A synthetic event id: the real webhook, if it still comes, finds the
-                # payment no longer pending and changes nothing.
-                notice = ProviderNotice(
-                    event_id=f"sweep-{state.provider_payment_id}",
-                    type=outcome,
-                    provider_payment_id=state.provider_payment_id,
-                    amount=state.amount,
-                    currency=state.currency,
-                )
-                await settle(db, provider.name, notice)
-                settled += 1
-                continue
-        if await _expire(db, payment.id):
-            expired += 1
+        if (
+            provider is None
+            or payment.provider != provider.name
+            or payment.provider_payment_id is None
+        ):
+            if await _expire(db, payment.id):
+                expired += 1
+            continue
+        try:
+            state = await provider.get_payment(payment.provider_payment_id)
+            canceled_here = state.status not in PROVIDER_OUTCOMES
+            if canceled_here:
+                state = await provider.cancel_payment(payment.provider_payment_id)
+        except ProviderUnavailable:
+            unreachable += 1
+            continue
+        if canceled_here and state.status == "canceled":
+            if await _expire(db, payment.id):
+                expired += 1
+        elif state.status in PROVIDER_OUTCOMES:
+            await _settle(db, provider.name, state)
+            settled += 1
+        else:
+            # The cancel did not end it: failing it here could refuse money still coming.
+            unreachable += 1
     return PendingSweep(settled, expired, unreachable)
+
+
+async def _settle(db: Database, provider_name: str, state: ProviderPayment) -> None:
+    """Settles as the webhook would, under a synthetic event id: the real webhook, if it
+    still comes, finds the payment no longer pending, and a second sweep's settle finds
+    the id already recorded; either way the money is credited once."""
+    notice = ProviderNotice(
+        event_id=f"sweep-{state.provider_payment_id}",
+        type=PROVIDER_OUTCOMES[state.status],
+        provider_payment_id=state.provider_payment_id,
+        amount=state.amount,
+        currency=state.currency,
+    )
+    await settle(db, provider_name, notice)
 
 
 async def _expire(db: Database, payment_id: int) -> bool:
