@@ -193,6 +193,7 @@ def _dev(settings: Settings) -> None:
     print("\nKabinet is starting.")
     print(f"  GraphiQL:  {base}/graphql")
     print(f"  REST:      POST {base}/auth/login, GET {base}/billing/invoices")
+    print(f"  Live:      ws://{settings.host}:{settings.port}/graphql (graphql-transport-ws)")
     print(f"  Demo logins (password '{DEMO_PASSWORD}'):")
     for email, role in DEMO_LOGINS:
         print(f"    {email:<24} {role}")
