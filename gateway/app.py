@@ -162,7 +162,7 @@ def create_app(settings: Settings) -> Starlette:
             await connections.start()
             running.push_async_callback(connections.stop)
             if settings.run_worker_in_process:
-                worker = Worker(services)
+                worker = Worker(services, registry=metrics.registry)
                 await worker.start()
                 running.push_async_callback(worker.stop)
             yield

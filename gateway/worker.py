@@ -55,8 +55,14 @@ def standard_consumers(services: Services, metrics: ConsumerMetrics) -> list[Run
 
 
 class Worker:
-    def __init__(self, services: Services, consumers: Sequence[Runnable] | None = None) -> None:
-        """`consumers` defaults to `standard_consumers`."""
+    def __init__(
+        self,
+        services: Services,
+        consumers: Sequence[Runnable] | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        """`consumers` defaults to `standard_consumers`; `registry` to one of the worker's
+        own (inside the API process, the API's, so its /metrics shows the worker's too)."""
         settings = services.settings
         self.services = services
         self.relay = OutboxRelay(
@@ -68,8 +74,8 @@ class Worker:
             poll_interval=settings.relay_poll_interval.total_seconds(),
         )
         self.retention = settings.outbox_retention
-        # The worker's own metrics, the consumers' among them.
-        self.registry = CollectorRegistry()
+        # The worker's metrics, the consumers' among them.
+        self.registry = registry if registry is not None else CollectorRegistry()
         self.consumers = (
             standard_consumers(services, ConsumerMetrics(self.registry))
             if consumers is None

@@ -9,17 +9,21 @@ import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
+from domains.database import Database
 from domains.events.bus import Delivery
 from domains.outbox import OutboxEvent, record_event
+from gateway.app import create_app
 from gateway.services import Services
 from gateway.worker import Worker
 from migrations import upgrade
 from tests.conftest import make_settings, scratch_database
 from tests.kafka import free_port
+from tests.servers import free_socket, serve
 from tests.test_relay import DEADLINE, until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -127,3 +131,28 @@ async def test_kabinet_worker_publishes_serves_metrics_and_stops_on_sigterm(
             code = await process.wait()
         await services.aclose()
     assert code == 0
+
+
+async def test_the_api_runs_the_embedded_worker_and_shows_its_metrics(
+    sqlite_url: str, signing_key: bytes
+):
+    """Without Kafka the API process relays its own outbox; its /metrics says so."""
+    app = create_app(make_settings(sqlite_url, signing_key))
+    db = Database(sqlite_url)  # the test's own: the app's engine lives on the server's loop
+    try:
+        with serve(app, free_socket()) as base:
+            async with db.transaction() as tx:
+                await record_event(tx, "payment.created", "customer:1", {"version": 1})
+
+            async def published() -> bool:
+                async with db.read() as conn:
+                    stmt = select(OutboxEvent.id).where(OutboxEvent.published_at.is_(None))
+                    return (await conn.execute(stmt)).first() is None
+
+            await until(published)
+            async with httpx.AsyncClient(base_url=base) as http:
+                text = (await http.get("/metrics")).text
+    finally:
+        await db.dispose()
+    assert "kabinet_outbox_published_total 1.0" in text
+    assert "kabinet_outbox_relay_leader 1.0" in text
