@@ -17,7 +17,7 @@ publisher should clear a published row's payload rather than keep it.
 """
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, Index, String, Uuid, insert
@@ -27,6 +27,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from domains.base import Base, UTCDateTime
 from domains.clock import utcnow
+
+_LAST_EVENT_TIME = "kabinet.outbox.last_event_time"
 
 
 class OutboxEvent(Base):
@@ -55,7 +57,23 @@ async def record_event(
     event_id = uuid.uuid4()
     await session.execute(
         insert(OutboxEvent).values(
-            id=event_id, type=type, subject=subject, occurred_at=utcnow(), payload=payload
+            id=event_id,
+            type=type,
+            subject=subject,
+            occurred_at=_next_time(session),
+            payload=payload,
         )
     )
     return event_id
+
+
+def _next_time(session: AsyncSession) -> datetime:
+    """Now, but later than the unit of work's previous event: the relay and subscribers
+    order by `(occurred_at, id)`, and ids are random, so one transaction's events (a
+    payment, then the balance it changed) must not share a microsecond."""
+    now = utcnow()
+    previous: datetime | None = session.info.get(_LAST_EVENT_TIME)
+    if previous is not None and now <= previous:
+        now = previous + timedelta(microseconds=1)
+    session.info[_LAST_EVENT_TIME] = now
+    return now

@@ -7,7 +7,7 @@ import secrets
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -463,3 +463,34 @@ async def test_the_embedded_relay_publishes_to_the_in_process_bus(
     assert await relay.purge_published(timedelta(days=7)) == 1
     assert len(await rows(db)) == 6
     await db.dispose()
+
+
+async def test_one_transactions_events_keep_their_order_when_the_clock_stands_still(
+    sqlite_url: str, topics: dict[str, str], monkeypatch: pytest.MonkeyPatch
+):
+    """Ids are random: events of one unit of work must not tie on `occurred_at`, even with
+    a coarse clock or one stepped back."""
+    moment = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    monkeypatch.setattr("domains.outbox.utcnow", lambda: moment)
+    db = Database(sqlite_url)
+    bus = MemoryBus(partitions=1)
+    reader = bus.consumer([topics["billing"]], group="order")
+    await reader.start()
+    try:
+        async with db.transaction() as tx:
+            written = [
+                await record_event(tx, "payment.created", "customer:1", {"version": 1})
+                for _ in range(50)
+            ]
+        relay = relay_of(db, bus, topics)
+        while await relay.run_once():
+            pass
+        seen: list[Delivery] = []
+        async with asyncio.timeout(DEADLINE):
+            while len(seen) < len(written):
+                seen += await reader.fetch(wait=1.0)
+        await relay.close()
+    finally:
+        await reader.stop()
+        await db.dispose()
+    assert [d.event().id for d in seen] == written
