@@ -210,9 +210,11 @@ class Sessions:
         )
         async with self.db.read() as conn:
             found = (await conn.execute(stmt)).all()
+        # One store round trip for the whole list, not one per session.
+        lives = await self.store.get_many([row[0] for row in found])
         rows = []
-        for session_id, device_info, ip_address, created_at, last_seen_at, expires_at in found:
-            live = await self.store.get(session_id)
+        for row, live in zip(found, lives, strict=True):
+            session_id, device_info, ip_address, created_at, last_seen_at, expires_at = row
             if live is not None:
                 if live.revoked:
                     continue
