@@ -43,6 +43,7 @@ _HTTP_STATUS = {
     "FORBIDDEN": 403,
     "NOT_FOUND": 404,
     "RATE_LIMITED": 429,
+    SERVICE_UNAVAILABLE: 503,
     # Payments: a well-formed request the billing rules refuse is 422; a key already used
     # for another payment conflicts (409); malformed input stays 400.
     "IDEMPOTENCY_KEY_REUSED": 409,
@@ -69,10 +70,14 @@ def _error(error: DomainError) -> Response:
 async def _spend(
     services: Services, request: Request, viewer: Viewer, kind: Kind, cost: int
 ) -> Decision:
-    """Charges the caller's budget as GraphQL would; over it, raises OverBudget (429)."""
-    decision = await services.budgets.charge(
-        kind, cost, user_id=viewer.user_id, ip=_client(request).ip_address
-    )
+    """Charges the caller's budget as GraphQL would; over it, raises OverBudget (429), and
+    with the limiter down (policy "closed") a SERVICE_UNAVAILABLE error (503)."""
+    try:
+        decision = await services.budgets.charge(
+            kind, cost, user_id=viewer.user_id, ip=_client(request).ip_address
+        )
+    except LimiterUnavailable:
+        raise DomainError(LIMITER_DOWN_MESSAGE, code=SERVICE_UNAVAILABLE) from None
     if not decision.allowed:
         raise OverBudget(decision)
     return decision
@@ -242,8 +247,6 @@ async def billing_invoices(request: Request) -> Response:
             raise NotFound("customer")
     except DomainError as error:
         return _error(error)
-    except LimiterUnavailable:
-        return rest_error_response(503, SERVICE_UNAVAILABLE, LIMITER_DOWN_MESSAGE)
     connection = connection_from_page(page, INVOICE_ORDER)
     return JSONResponse(
         {
@@ -320,8 +323,6 @@ async def billing_pay(request: Request) -> Response:
         )
     except DomainError as error:
         return _error(error)
-    except LimiterUnavailable:
-        return rest_error_response(503, SERVICE_UNAVAILABLE, LIMITER_DOWN_MESSAGE)
     async with services.db.read() as conn:
         payment = (await payments_by_ids(conn, [result.payment_id]))[result.payment_id]
         invoice = (await invoices_by_ids(conn, [result.invoice_id]))[result.invoice_id]
