@@ -13,7 +13,6 @@ from typing import Literal
 from graphql import (
     DocumentNode,
     FieldNode,
-    FragmentDefinitionNode,
     GraphQLError,
     InlineFragmentNode,
     OperationDefinitionNode,
@@ -27,6 +26,7 @@ from domains.errors import RateLimited
 from domains.identity.throttle import address_key
 from domains.limits import Decision, LimiterUnavailable, Rate, RateLimiter
 from gateway.settings import Settings
+from schema.hardening import PerFragment
 
 Kind = Literal["query", "mutation"]
 MINUTE = timedelta(minutes=1)
@@ -113,26 +113,22 @@ def retry_after_seconds(decision: Decision) -> int:
 
 def _mutation_fields(document: DocumentNode | None, operation_name: str | None) -> int:
     """Root fields of the mutation, through fragments: spreading aliases saves nothing."""
-    definitions = document.definitions if document is not None else ()
-    fragments = {
-        definition.name.value: definition
-        for definition in definitions
-        if isinstance(definition, FragmentDefinitionNode)
-    }
+    if document is None:
+        return 1
 
-    def count(selection_set: SelectionSetNode, seen: frozenset[str]) -> int:
+    def count(selection_set: SelectionSetNode) -> int:
         total = 0
         for selection in selection_set.selections:
             if isinstance(selection, FieldNode):
                 total += 1
             elif isinstance(selection, InlineFragmentNode):
-                total += count(selection.selection_set, seen)
-            elif selection.name.value in fragments and selection.name.value not in seen:
-                fragment = fragments[selection.name.value]
-                total += count(fragment.selection_set, seen | {selection.name.value})
+                total += count(selection.selection_set)
+            else:
+                total += fragment(selection.name.value)
         return total
 
-    for definition in definitions:
+    fragment = PerFragment(document, lambda definition: count(definition.selection_set))
+    for definition in document.definitions:
         if (
             isinstance(definition, OperationDefinitionNode)
             and definition.operation.value == "mutation"
@@ -140,7 +136,7 @@ def _mutation_fields(document: DocumentNode | None, operation_name: str | None) 
                 operation_name is None or getattr(definition.name, "value", None) == operation_name
             )
         ):
-            return max(count(definition.selection_set, frozenset()), 1)
+            return max(count(definition.selection_set), 1)
     return 1
 
 

@@ -74,7 +74,7 @@ def _fragments(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
     }
 
 
-class _PerFragment:
+class PerFragment:
     """Measures each fragment once per key, however often it is spread.
 
     A spread that closes a cycle measures 0: the standard rules reject cycles, this only
@@ -173,7 +173,7 @@ def operation_depth(
             deepest = max(deepest, depth)
         return deepest
 
-    fragment = _PerFragment(
+    fragment = PerFragment(
         document,
         lambda definition: selections(
             definition.selection_set, _type_condition(schema, definition, None)
@@ -201,7 +201,7 @@ def operation_aliases(document: DocumentNode, operation: OperationDefinitionNode
                 count += fragment(selection.name.value)
         return count
 
-    fragment = _PerFragment(document, lambda definition: selections(definition.selection_set))
+    fragment = PerFragment(document, lambda definition: selections(definition.selection_set))
     return selections(operation.selection_set)
 
 
@@ -219,7 +219,7 @@ def operation_directives(document: DocumentNode, operation: OperationDefinitionN
                 count += fragment(selection.name.value)
         return count
 
-    fragment = _PerFragment(
+    fragment = PerFragment(
         document,
         lambda definition: len(definition.directives or ()) + selections(definition.selection_set),
     )
@@ -482,7 +482,7 @@ def compile_cost(
             total.add(inner)
         return total.plan()
 
-    fragment = _PerFragment(
+    fragment = PerFragment(
         document,
         lambda definition, page: selections(
             definition.selection_set, _type_condition(schema, definition, None), page
