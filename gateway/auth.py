@@ -3,18 +3,16 @@ records the viewer. The session check is what makes logout and revocation take e
 the token expires."""
 
 import logging
-from collections.abc import Callable
 
 from redis.exceptions import RedisError
 from starlette.datastructures import Headers
-from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from domains.errors import Unauthenticated
 from domains.identity.session import Sessions
 from domains.identity.tokens import AccessClaims, TokenService
 from domains.identity.viewer import Viewer
-from gateway.errors import graphql_error_response, is_graphql_path, rest_error_response
+from gateway.errors import error_response
 
 logger = logging.getLogger("kabinet.auth")
 
@@ -38,7 +36,8 @@ class BearerAuth:
             try:
                 viewer = await self._viewer(header)
             except Unauthenticated as error:
-                response = _respond(scope)(
+                response = error_response(
+                    scope["path"],
                     401,
                     error.code,
                     error.message,
@@ -49,7 +48,8 @@ class BearerAuth:
             except (RedisError, OSError):
                 # Without the session store no token can be checked; say so, don't guess.
                 logger.exception("session store unreachable")
-                response = _respond(scope)(
+                response = error_response(
+                    scope["path"],
                     503,
                     "SERVICE_UNAVAILABLE",
                     "sessions cannot be checked right now; try again shortly",
@@ -61,11 +61,19 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
     async def _viewer(self, header: str) -> Viewer:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = bearer_token(header)
+        if token is None:
             raise Unauthenticated("use 'Authorization: Bearer <access token>'")
-        viewer, _claims = await authenticate(self.tokens, self.sessions, token.strip())
+        viewer, _claims = await authenticate(self.tokens, self.sessions, token)
         return viewer
+
+
+def bearer_token(header: str) -> str | None:
+    """The token of a `Bearer <token>` Authorization value; None for any other form."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
 
 
 async def authenticate(
@@ -76,7 +84,3 @@ async def authenticate(
     if not await sessions.is_alive(claims.session_id, claims.user_id):
         raise Unauthenticated("the session has ended: sign in again")
     return Viewer(claims.user_id, claims.role, claims.customer_id, claims.session_id), claims
-
-
-def _respond(scope: Scope) -> Callable[..., Response]:
-    return graphql_error_response if is_graphql_path(scope["path"]) else rest_error_response

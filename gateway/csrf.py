@@ -10,7 +10,7 @@ every POST route in one place, including ones a cookie authenticates.
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.errors import graphql_error_response, is_graphql_path, rest_error_response
+from gateway.errors import error_response
 
 SIMPLE_CONTENT_TYPES = frozenset(
     {"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"}
@@ -35,15 +35,11 @@ class CSRFPrevention:
             content_type = headers.get("content-type", "").split(";")[0].strip().lower()
             simple = not content_type or content_type in SIMPLE_CONTENT_TYPES
             if simple and not any(headers.get(name) for name in PREFLIGHT_HEADERS):
-                respond = (
-                    graphql_error_response
-                    if is_graphql_path(scope["path"])
-                    else rest_error_response
-                )
                 message = (
                     "this request could be a cross-site request forgery: send JSON "
                     "(Content-Type: application/json) or an Apollo-Require-Preflight header"
                 )
-                await respond(400, "CSRF_REJECTED", message)(scope, receive, send)
+                response = error_response(scope["path"], 400, "CSRF_REJECTED", message)
+                await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

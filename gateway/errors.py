@@ -28,6 +28,14 @@ def is_graphql_path(path: str) -> bool:
     return path == "/graphql" or path.startswith("/subgraphs/")
 
 
+def error_response(
+    path: str, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """The error in the shape the route at `path` answers in, for middleware that serves all."""
+    respond = graphql_error_response if is_graphql_path(path) else rest_error_response
+    return respond(status, code, message, headers)
+
+
 class BadRequest(Exception):
     """A request refused at the HTTP level: status, stable code, message."""
 

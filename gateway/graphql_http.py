@@ -37,7 +37,7 @@ def negotiate(accept: str | None) -> str:
     """The response media type; clients that name neither JSON type are refused (406)."""
     if not accept:
         return JSON
-    ranges = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    ranges = _media_ranges(accept)
     if GRAPHQL_RESPONSE_JSON in ranges:
         return GRAPHQL_RESPONSE_JSON
     if JSON in ranges or "application/*" in ranges or "*/*" in ranges:
@@ -45,9 +45,13 @@ def negotiate(accept: str | None) -> str:
     raise BadRequest(406, "NOT_ACCEPTABLE", f"respond with {GRAPHQL_RESPONSE_JSON} or {JSON}")
 
 
+def _media_ranges(accept: str) -> list[str]:
+    """The media types an Accept header names, without their parameters."""
+    return [part.split(";")[0].strip().lower() for part in accept.split(",")]
+
+
 def _wants_event_stream(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
-    return EVENT_STREAM in [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    return EVENT_STREAM in _media_ranges(request.headers.get("accept", ""))
 
 
 def _prefers_html(request: Request) -> bool:

@@ -30,7 +30,7 @@ from domains.clock import utcnow
 from domains.errors import Unauthenticated
 from domains.identity.session import Sessions
 from domains.identity.tokens import AccessClaims, TokenService
-from gateway.auth import authenticate
+from gateway.auth import authenticate, bearer_token
 from gateway.metrics import Metrics
 from resolvers.context import Context
 
@@ -212,8 +212,4 @@ def _token(params: object) -> str | None:
     if isinstance(token, str) and token.strip():
         return token.strip()
     header = params.get("Authorization") or params.get("authorization")
-    if isinstance(header, str):
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    return None
+    return bearer_token(header) if isinstance(header, str) else None

@@ -107,11 +107,11 @@ class Hub:
         consumer = self.bus.consumer(self.topics, group=None)
         try:
             await consumer.start()
+            started = True
         except Exception:
             logger.exception("event bus unreachable; live events start once it is back")
-            self._task = asyncio.create_task(self._run(consumer, started=False))
-        else:
-            self._task = asyncio.create_task(self._run(consumer, started=True))
+            started = False
+        self._task = asyncio.create_task(self._run(consumer, started=started))
 
     async def stop(self) -> None:
         if self._task is not None:
