@@ -11,16 +11,20 @@ money moves only when the provider's signed webhook reports success
 (`domains.billing.webhook`).
 """
 
-import hashlib
-import json
 from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import insert, select, update
 
-from domains.billing.errors import IdempotencyKeyReused, InvalidAmount, PaymentMethodUnavailable
-from domains.billing.idempotency import check_key, claim_key
-from domains.billing.models import IdempotencyKey, Payment, PaymentMethod, PaymentStatus
+from domains.billing.errors import InvalidAmount, PaymentMethodUnavailable
+from domains.billing.idempotency import (
+    bind_key,
+    check_key,
+    claim_key,
+    replayed_payment,
+    request_fingerprint,
+)
+from domains.billing.models import Payment, PaymentMethod, PaymentStatus
 from domains.billing.provider import PaymentProvider
 from domains.billing.settlement import lock_customer, valid_amount
 from domains.clock import utcnow
@@ -28,7 +32,6 @@ from domains.database import Database
 from domains.errors import Forbidden, NotFound
 from domains.identity.viewer import Viewer
 
-keys = IdempotencyKey.__table__
 payments = Payment.__table__
 
 MAX_TOP_UP = Decimal("1000000.00")
@@ -57,9 +60,7 @@ def require_acquiring(acquiring: Acquiring | None) -> Acquiring:
 
 
 def top_up_fingerprint(amount: Decimal) -> str:
-    canonical = {"amount": str(amount.quantize(Decimal("0.01"))), "kind": "top_up"}
-    encoded = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(encoded).hexdigest()
+    return request_fingerprint({"amount": str(amount.quantize(Decimal("0.01"))), "kind": "top_up"})
 
 
 async def top_up_balance(
@@ -102,23 +103,16 @@ async def top_up_balance(
                     .returning(payments.c.id)
                 )
             ).scalar_one()
-            await session.execute(
-                update(keys)
-                .where(keys.c.customer_id == customer_id, keys.c.key == idempotency_key)
-                .values(payment_id=payment_id)
-            )
+            await bind_key(session, customer_id, idempotency_key, payment_id)
         else:
             replayed = True
-            row = (
-                await session.execute(
-                    select(keys.c.fingerprint, keys.c.payment_id).where(
-                        keys.c.customer_id == customer_id, keys.c.key == idempotency_key
-                    )
-                )
-            ).one()
-            if row.fingerprint != request:
-                raise IdempotencyKeyReused("this idempotency key was used for another request")
-            payment_id = row.payment_id
+            payment_id = await replayed_payment(
+                session,
+                customer_id,
+                idempotency_key,
+                request,
+                "this idempotency key was used for another request",
+            )
     url = await start_card_payment(db, acquiring, payment_id, "Balance top-up")
     return TopUpResult(payment_id, customer_id, url, replayed)
 

@@ -4,11 +4,16 @@ A key is kept `KEY_TTL`; a live key answers a retry with the first request's pay
 expired one is taken over by the next request that names it.
 """
 
+import hashlib
+import json
 from datetime import datetime, timedelta
+from typing import Any
 
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domains.billing.errors import IdempotencyKeyReused
 from domains.billing.models import IdempotencyKey
 from domains.errors import InvalidInput
 
@@ -21,6 +26,12 @@ MAX_KEY_LENGTH = 255
 def check_key(key: str) -> None:
     if not key or len(key) > MAX_KEY_LENGTH:
         raise InvalidInput(f"an idempotency key is 1 to {MAX_KEY_LENGTH} characters")
+
+
+def request_fingerprint(canonical: dict[str, Any]) -> str:
+    """sha256 (hex) of the request's canonical parameters: a retry must ask for the same."""
+    encoded = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(encoded).hexdigest()
 
 
 async def claim_key(
@@ -43,3 +54,25 @@ async def claim_key(
         where=keys.c.expires_at <= now,
     ).returning(keys.c.id)
     return (await session.execute(stmt)).first() is not None
+
+
+async def bind_key(session: AsyncSession, customer_id: int, key: str, payment_id: int) -> None:
+    """Records the payment the claiming request made: what a retry is answered with."""
+    await session.execute(
+        update(keys)
+        .where(keys.c.customer_id == customer_id, keys.c.key == key)
+        .values(payment_id=payment_id)
+    )
+
+
+async def replayed_payment(
+    session: AsyncSession, customer_id: int, key: str, request: str, refusal: str
+) -> int:
+    """The live key's payment, if it was claimed by the same request; else `refusal`."""
+    stmt = select(keys.c.fingerprint, keys.c.payment_id).where(
+        keys.c.customer_id == customer_id, keys.c.key == key
+    )
+    row = (await session.execute(stmt)).one()
+    if row.fingerprint != request:
+        raise IdempotencyKeyReused(refusal)
+    return row.payment_id

@@ -13,28 +13,26 @@ provider after the commit (`domains.billing.card`); the provider's webhook settl
 pays the invoice (`domains.billing.webhook`).
 """
 
-import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.billing import events
 from domains.billing.card import Acquiring, require_acquiring, start_card_payment
-from domains.billing.errors import (
-    IdempotencyKeyReused,
-    InsufficientFunds,
-    InvalidAmount,
-    InvoiceNotPayable,
+from domains.billing.errors import InsufficientFunds, InvalidAmount, InvoiceNotPayable
+from domains.billing.idempotency import (
+    bind_key,
+    check_key,
+    claim_key,
+    replayed_payment,
+    request_fingerprint,
 )
-from domains.billing.idempotency import check_key, claim_key
 from domains.billing.ledger import Entry, post_movement
 from domains.billing.models import (
     EntrySide,
-    IdempotencyKey,
     LedgerAccount,
     Payment,
     PaymentMethod,
@@ -53,7 +51,6 @@ from domains.database import Database
 from domains.errors import Forbidden, NotFound
 from domains.identity.viewer import Viewer
 
-keys = IdempotencyKey.__table__
 payments = Payment.__table__
 
 
@@ -73,8 +70,7 @@ def fingerprint(invoice_id: int, method: PaymentMethod, amount: Decimal | None) 
         "invoice_id": invoice_id,
         "method": method.value,
     }
-    encoded = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(encoded).hexdigest()
+    return request_fingerprint(canonical)
 
 
 async def pay_invoice(
@@ -104,31 +100,21 @@ async def pay_invoice(
             raise NotFound("invoice")
         claimed = await claim_key(session, customer_id, idempotency_key, request, now)
         if not claimed:
-            result = await _replay(session, customer_id, idempotency_key, request, invoice_id)
+            # A matching fingerprint means the same invoice.
+            payment_id = await replayed_payment(
+                session,
+                customer_id,
+                idempotency_key,
+                request,
+                "this idempotency key was used for a different payment",
+            )
         else:
             payment_id = await _pay(session, customer, invoice_id, method, amount, now, card)
-            await session.execute(
-                update(keys)
-                .where(keys.c.customer_id == customer_id, keys.c.key == idempotency_key)
-                .values(payment_id=payment_id)
-            )
-            result = PaymentResult(payment_id, invoice_id, customer_id, replayed=False)
+            await bind_key(session, customer_id, idempotency_key, payment_id)
+        result = PaymentResult(payment_id, invoice_id, customer_id, replayed=not claimed)
     if card is not None:
         await start_card_payment(db, card, result.payment_id, f"Invoice {invoice_id}")
     return result
-
-
-async def _replay(
-    session: AsyncSession, customer_id: int, key: str, request: str, invoice_id: int
-) -> PaymentResult:
-    """The first request's payment; a matching fingerprint means the same invoice."""
-    stmt = select(keys.c.fingerprint, keys.c.payment_id)
-    row = (
-        await session.execute(stmt.where(keys.c.customer_id == customer_id, keys.c.key == key))
-    ).one()
-    if row.fingerprint != request:
-        raise IdempotencyKeyReused("this idempotency key was used for a different payment")
-    return PaymentResult(row.payment_id, invoice_id, customer_id, replayed=True)
 
 
 async def _pay(
