@@ -22,9 +22,11 @@ from domains.billing.models import (
     Refund,
 )
 from domains.billing.settlement import (
+    SETTLED,
     invoices,
     lock_customer,
     lock_invoice,
+    lock_payment,
     net_paid,
     unpaid_status,
     valid_amount,
@@ -75,12 +77,8 @@ async def refund_payment(
         invoice = await lock_invoice(session, owner.invoice_id)
         if customer is None or invoice is None:
             raise NotFound("payment")
-        payment = (
-            await session.execute(
-                select(payments).where(payments.c.id == payment_id).with_for_update()
-            )
-        ).one()
-        if payment.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED):
+        payment = await lock_payment(session, payment_id)
+        if payment.status not in SETTLED:
             raise PaymentNotRefundable(f"a {payment.status} payment moved no money")
         refundable = payment.amount - payment.refunded_amount
         if amount > refundable:

@@ -1,8 +1,8 @@
 """What money movements share: row locks in one order, and how much of an invoice is paid.
 
-Every action that moves a customer's money locks the customer row, then the invoice row
-(`SELECT ... FOR UPDATE`; SQLite's single writer serialises instead), always in that
-order, so two actions never wait on each other crosswise.
+Every action that moves a customer's money locks the customer row, then the invoice row,
+then the payment row (`SELECT ... FOR UPDATE`; SQLite's single writer serialises
+instead), always in that order, so two actions never wait on each other crosswise.
 """
 
 from datetime import date
@@ -34,6 +34,12 @@ async def lock_customer(session: AsyncSession, customer_id: int) -> Row | None:
 async def lock_invoice(session: AsyncSession, invoice_id: int) -> Row | None:
     stmt = select(invoices).where(invoices.c.id == invoice_id).with_for_update()
     return (await session.execute(stmt)).first()
+
+
+async def lock_payment(session: AsyncSession, payment_id: int) -> Row:
+    """The payment, which exists: the caller found it before locking its customer."""
+    stmt = select(payments).where(payments.c.id == payment_id).with_for_update()
+    return (await session.execute(stmt)).one()
 
 
 async def net_paid(session: AsyncSession, invoice_id: int) -> Decimal:

@@ -41,6 +41,7 @@ from domains.billing.settlement import (
     PAYABLE,
     lock_customer,
     lock_invoice,
+    lock_payment,
     mark_paid,
     net_paid,
 )
@@ -124,11 +125,7 @@ async def settle(db: Database, provider: str, notice: ProviderNotice) -> bool:
         invoice = (
             None if owner.invoice_id is None else await lock_invoice(session, owner.invoice_id)
         )
-        payment = (
-            await session.execute(
-                select(payments).where(payments.c.id == owner.id).with_for_update()
-            )
-        ).one()
+        payment = await lock_payment(session, owner.id)
         if payment.status is not PaymentStatus.PENDING:
             return True
         if notice.type == CANCELED:
@@ -136,10 +133,11 @@ async def settle(db: Database, provider: str, notice: ProviderNotice) -> bool:
             return True
         if notice.amount != payment.amount or notice.currency != payment.currency:
             raise InvalidInput("the notification's amount differs from the payment's")
-        if invoice is not None and (
-            invoice.status not in PAYABLE
-            or await net_paid(session, invoice.id) + payment.amount > invoice.amount
-        ):
+        # Nothing is due on an invoice no longer payable.
+        due = Decimal(0)
+        if invoice is not None and invoice.status in PAYABLE:
+            due = invoice.amount - await net_paid(session, invoice.id)
+        if invoice is not None and payment.amount > due:
             # Paid meanwhile by other means: the captured money lands on the balance.
             await session.execute(
                 update(payments).where(payments.c.id == payment.id).values(invoice_id=None)
@@ -179,7 +177,7 @@ async def settle(db: Database, provider: str, notice: ProviderNotice) -> bool:
                 currency=payment.currency,
                 reason="top_up",
             )
-        elif await net_paid(session, invoice.id) >= invoice.amount:
+        elif payment.amount == due:
             await mark_paid(session, invoice)
         return True
 
