@@ -18,7 +18,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
-from enum import StrEnum
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,7 +26,7 @@ from domains.clock import utcnow
 from domains.database import Database
 from domains.events.bus import BusConsumer, Delivery, EventBus
 from domains.events.cloudevent import CloudEvent, InvalidEvent
-from domains.events.metrics import ConsumerMetrics
+from domains.events.metrics import ConsumerMetrics, Outcome
 from domains.events.models import ProcessedEvent
 
 log = logging.getLogger(__name__)
@@ -50,13 +49,6 @@ CONSUMER = "kabinet.consumer"
 
 # Kafka headers are small; an exception message may not be.
 _MAX_ERROR_MESSAGE = 1000
-
-
-class Outcome(StrEnum):
-    HANDLED = "handled"
-    DUPLICATE = "duplicate"
-    DEAD_LETTERED = "dead_lettered"
-    IGNORED = "ignored"
 
 
 class EventConsumer:

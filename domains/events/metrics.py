@@ -1,10 +1,18 @@
 """Prometheus metrics of the event consumers, registered in the registry their process owns."""
 
+from enum import StrEnum
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-OUTCOMES = ("handled", "duplicate", "dead_lettered", "ignored")
-"""What became of a message: its handler committed; its event id was already processed;
-it went to the dead-letter topic; no handler wants its type."""
+
+class Outcome(StrEnum):
+    """What became of a message: its handler committed; its event id was already processed;
+    it went to the dead-letter topic; no handler wants its type."""
+
+    HANDLED = "handled"
+    DUPLICATE = "duplicate"
+    DEAD_LETTERED = "dead_lettered"
+    IGNORED = "ignored"
 
 
 class ConsumerMetrics:
@@ -19,7 +27,7 @@ class ConsumerMetrics:
         )
         self.events = Counter(
             "kabinet_consumer_events",
-            "Messages a consumer finished, by outcome: " + ", ".join(OUTCOMES) + ".",
+            "Messages a consumer finished, by outcome: " + ", ".join(Outcome) + ".",
             ["consumer", "outcome"],
             registry=registry,
         )
