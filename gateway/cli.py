@@ -5,9 +5,16 @@ import asyncio
 import gc
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from gateway.settings import DEV_SIGNING_KEY_FILE, Settings
+
+if TYPE_CHECKING:
+    from domains.database import Database
+
+T = TypeVar("T")
 
 DEMO_PASSWORD = "kabinet-demo"  # noqa: S105 - the documented demo login
 DEMO_LOGINS = (
@@ -42,34 +49,38 @@ def _progress(done: int, total: int) -> None:
     sys.stdout.flush()
 
 
-def _demo(settings: Settings) -> None:
+def _on_database(settings: Settings, action: "Callable[[Database], Awaitable[T]]") -> T:
+    """Runs `action` on a database opened for it alone, closed when it returns."""
     from domains.database import Database
-    from domains.demo import load_demo
 
-    async def run() -> bool:
+    async def run() -> T:
         db = Database(settings.database_url)
         try:
-            return await load_demo(db, progress=_progress)
+            return await action(db)
         finally:
             await db.dispose()
 
-    loaded = asyncio.run(run())
+    return asyncio.run(run())
+
+
+def _log_to_stderr(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
+    )
+
+
+def _demo(settings: Settings) -> None:
+    from domains.demo import load_demo
+
+    loaded = _on_database(settings, lambda db: load_demo(db, progress=_progress))
     print("demo data loaded" if loaded else "demo data already present; left as it is")
 
 
 def _reconcile(settings: Settings) -> None:
     """Prints every broken ledger invariant, naming its rows; exits 1 when there is one."""
     from domains.billing.reconcile import reconcile
-    from domains.database import Database
 
-    async def run() -> list:
-        db = Database(settings.database_url)
-        try:
-            return await reconcile(db)
-        finally:
-            await db.dispose()
-
-    problems = asyncio.run(run())
+    problems = _on_database(settings, reconcile)
     for problem in problems:
         print(problem)
     if problems:
@@ -80,34 +91,16 @@ def _reconcile(settings: Settings) -> None:
 
 def _sweep(settings: Settings) -> None:
     """Ends stale pending card payments and deletes expired idempotency keys, once."""
-    from domains.billing.provider import SandboxProvider
-    from domains.billing.sweep import expire_pending_payments, purge_idempotency_keys
-    from domains.clock import utcnow
-    from domains.database import Database
+    from gateway.services import payment_provider
+    from gateway.worker import billing_sweep
 
-    provider = (
-        SandboxProvider(settings.payment_provider_url) if settings.payment_provider_url else None
+    provider = payment_provider(settings)
+    pending, purged = _on_database(settings, lambda db: billing_sweep(db, provider, settings))
+    print(
+        f"pending card payments: {pending.settled} settled, {pending.expired} expired, "
+        f"{pending.unreachable} left pending (provider unreachable)"
     )
-
-    async def run() -> None:
-        db = Database(settings.database_url)
-        try:
-            now = utcnow()
-            pending = await expire_pending_payments(
-                db, provider, older_than=settings.payment_pending_ttl, now=now
-            )
-            purged = await purge_idempotency_keys(
-                db, older_than=settings.idempotency_key_ttl, now=now
-            )
-        finally:
-            await db.dispose()
-        print(
-            f"pending card payments: {pending.settled} settled, {pending.expired} expired, "
-            f"{pending.unreachable} left pending (provider unreachable)"
-        )
-        print(f"idempotency keys deleted: {purged}")
-
-    asyncio.run(run())
+    print(f"idempotency keys deleted: {purged}")
 
 
 def _keygen(path: Path, *, quiet_if_exists: bool = False) -> None:
@@ -128,9 +121,7 @@ def _serve(settings: Settings) -> None:
 
     from gateway.app import create_app
 
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
-    )
+    _log_to_stderr(settings)
     app = create_app(settings)
     # The schema and modules live as long as the process: keep them out of every
     # collection, and collect the young generation less often, so requests do not
@@ -161,9 +152,7 @@ def _worker(settings: Settings) -> None:
     from gateway.services import Services
     from gateway.worker import Worker
 
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
-    )
+    _log_to_stderr(settings)
 
     async def run() -> None:
         services = Services.from_settings(settings)

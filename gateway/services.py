@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from domains.billing.card import Acquiring
-from domains.billing.provider import SandboxProvider
+from domains.billing.provider import PaymentProvider, SandboxProvider
 from domains.database import Database
 from domains.events.bus import EventBus
 from domains.events.kafka_bus import KafkaBus
@@ -20,6 +20,13 @@ from gateway.metrics import Metrics
 from gateway.persisted import PersistedQueries
 from gateway.ratelimit import Budgets
 from gateway.settings import Settings
+
+
+def payment_provider(settings: Settings) -> PaymentProvider | None:
+    """The acquirer card payments go through; None when none is configured."""
+    if not settings.payment_provider_url:
+        return None
+    return SandboxProvider(settings.payment_provider_url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +86,7 @@ class Services:
             refresh_idle_timeout=settings.refresh_token_idle_timeout,
             password_reset_ttl=settings.password_reset_ttl,
         )
+        provider = payment_provider(settings)
         return cls(
             settings=settings,
             db=db,
@@ -98,10 +106,8 @@ class Services:
             )
             if settings.kafka_bootstrap
             else MemoryBus(partitions=settings.kafka_partitions),
-            acquiring=Acquiring(
-                SandboxProvider(settings.payment_provider_url), settings.payment_return_url
-            )
-            if settings.payment_provider_url
+            acquiring=Acquiring(provider, settings.payment_return_url)
+            if provider is not None
             else None,
         )
 

@@ -19,11 +19,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from domains.analytics.payments import analytics_consumer
-from domains.billing.sweep import expire_pending_payments, purge_idempotency_keys
+from domains.billing.provider import PaymentProvider
+from domains.billing.sweep import PendingSweep, expire_pending_payments, purge_idempotency_keys
 from domains.clock import utcnow
+from domains.database import Database
 from domains.events.metrics import ConsumerMetrics
 from domains.events.relay import OutboxRelay
 from gateway.services import Services
+from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,19 @@ def standard_consumers(services: Services, metrics: ConsumerMetrics) -> list[Run
             metrics=metrics,
         )
     ]
+
+
+async def billing_sweep(
+    db: Database, provider: PaymentProvider | None, settings: Settings
+) -> tuple[PendingSweep, int]:
+    """Ends stale pending card payments and deletes expired idempotency keys, as of one
+    instant; returns how the payments ended and how many keys went."""
+    now = utcnow()
+    pending = await expire_pending_payments(
+        db, provider, older_than=settings.payment_pending_ttl, now=now
+    )
+    purged = await purge_idempotency_keys(db, older_than=settings.idempotency_key_ttl, now=now)
+    return pending, purged
 
 
 class Worker:
@@ -142,16 +158,11 @@ class Worker:
                 await asyncio.wait_for(self._stop.wait(), PENDING_INTERVAL)
 
     async def _billing_sweep(self) -> None:
-        services, settings, now = self.services, self.services.settings, utcnow()
-        acquiring = services.acquiring
-        pending = await expire_pending_payments(
-            services.db,
+        acquiring = self.services.acquiring
+        pending, purged = await billing_sweep(
+            self.services.db,
             acquiring.provider if acquiring is not None else None,
-            older_than=settings.payment_pending_ttl,
-            now=now,
-        )
-        purged = await purge_idempotency_keys(
-            services.db, older_than=settings.idempotency_key_ttl, now=now
+            self.services.settings,
         )
         if pending.settled or pending.expired or purged:
             log.info(
