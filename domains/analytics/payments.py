@@ -15,12 +15,11 @@ from datetime import UTC, date, timedelta
 from decimal import Decimal
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.analytics.models import PaymentsDaily
 from domains.billing.models import Payment, PaymentStatus
-from domains.database import Database
+from domains.database import Database, conflict_insert
 from domains.errors import InvalidInput
 from domains.events.bus import EventBus
 from domains.events.cloudevent import CloudEvent
@@ -114,8 +113,7 @@ async def _add(
     refunded: Decimal = Decimal(0),
 ) -> None:
     """Adds to one day's counters in one statement, creating the row on its first event."""
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(daily).values(
+    stmt = conflict_insert(session, daily).values(
         day=day,
         method=method,
         currency=currency,

@@ -10,11 +10,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.billing.errors import IdempotencyKeyReused
 from domains.billing.models import IdempotencyKey
+from domains.database import conflict_insert
 from domains.errors import InvalidInput
 
 keys = IdempotencyKey.__table__
@@ -38,7 +38,6 @@ async def claim_key(
     session: AsyncSession, customer_id: int, key: str, request: str, now: datetime
 ) -> bool:
     """Inserts the key, or takes over an expired one; False when a live one exists."""
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
     values = {
         "customer_id": customer_id,
         "key": key,
@@ -47,7 +46,7 @@ async def claim_key(
         "created_at": now,
         "expires_at": now + KEY_TTL,
     }
-    stmt = dialect.insert(keys).values(**values)
+    stmt = conflict_insert(session, keys).values(**values)
     stmt = stmt.on_conflict_do_update(
         index_elements=[keys.c.customer_id, keys.c.key],
         set_={name: stmt.excluded[name] for name in values if name not in ("customer_id", "key")},

@@ -25,7 +25,6 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.billing import events
@@ -46,7 +45,7 @@ from domains.billing.settlement import (
     net_paid,
 )
 from domains.clock import utcnow
-from domains.database import Database
+from domains.database import Database, conflict_insert
 from domains.errors import InvalidInput
 
 payments = Payment.__table__
@@ -185,9 +184,8 @@ async def settle(db: Database, provider: str, notice: ProviderNotice) -> bool:
 async def _record_event(
     session: AsyncSession, provider: str, event_id: str, payment_id: int, now: datetime
 ) -> bool:
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
     stmt = (
-        dialect.insert(provider_events)
+        conflict_insert(session, provider_events)
         .values(provider=provider, event_id=event_id, payment_id=payment_id, received_at=now)
         .on_conflict_do_nothing(
             index_elements=[provider_events.c.provider, provider_events.c.event_id]

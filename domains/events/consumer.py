@@ -19,11 +19,10 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.clock import utcnow
-from domains.database import Database
+from domains.database import Database, conflict_insert
 from domains.events.bus import BusConsumer, Delivery, EventBus
 from domains.events.cloudevent import CloudEvent, InvalidEvent
 from domains.events.metrics import ConsumerMetrics, Outcome
@@ -158,9 +157,8 @@ class EventConsumer:
     async def _handle(self, handler: Handler, event: CloudEvent) -> bool:
         """Runs the handler once per event id; False when this consumer already had it."""
         async with self._db.transaction() as session:
-            dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
             claim = (
-                dialect.insert(processed_events)
+                conflict_insert(session, processed_events)
                 .values(consumer=self.name, event_id=event.id, processed_at=utcnow())
                 .on_conflict_do_nothing(
                     index_elements=[processed_events.c.consumer, processed_events.c.event_id]
