@@ -2,6 +2,7 @@
 
 import os
 import secrets
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest_asyncio
 from sqlalchemy import event
 from starlette.applications import Starlette
 
+from domains.database import Database
+from domains.demo import load_demo
 from domains.identity.tokens import generate_signing_key
 from gateway.app import create_app
 from gateway.settings import Settings
@@ -55,11 +58,26 @@ async def scratch_database(prefix: str) -> AsyncIterator[str]:
             await admin.close()
 
 
+@asynccontextmanager
+async def migrated_database(prefix: str) -> AsyncIterator[str]:
+    """A scratch PostgreSQL database (its SQLAlchemy URL) migrated to head."""
+    async with scratch_database(prefix) as url:
+        upgrade(url)
+        yield url
+
+
+async def load_demo_into(url: str) -> None:
+    db = Database(url)
+    try:
+        await load_demo(db)
+    finally:
+        await db.dispose()
+
+
 @pytest_asyncio.fixture(scope="session")
 async def pg_url() -> AsyncIterator[str]:
     """A database created for this run, migrated to head, dropped afterwards."""
-    async with scratch_database("kabinet_test") as url:
-        upgrade(url)
+    async with migrated_database("kabinet_test") as url:
         yield url
 
 
@@ -86,61 +104,74 @@ def sqlite_url(tmp_path: Path) -> str:
     return url
 
 
+@pytest_asyncio.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """A database at head for this test alone, SQLite and PostgreSQL: whatever the test
+    does to it (a sweep over every payment, a broken invariant) reaches no other test."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("sqlite_url")
+        return
+    async with migrated_database("kabinet_own") as url:
+        yield url
+
+
+@pytest_asyncio.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    database = Database(db_url)
+    yield database
+    await database.dispose()
+
+
 @pytest_asyncio.fixture(scope="session")
 async def pg_demo_url(pg_url: str) -> str:
     """The run's PostgreSQL database with the demo data loaded (read-only tests share it)."""
-    from domains.database import Database
-    from domains.demo import load_demo
-
-    db = Database(pg_url)
-    try:
-        await load_demo(db)
-    finally:
-        await db.dispose()
+    await load_demo_into(pg_url)
     return pg_url
 
 
-async def _client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+async def app_client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process client of `app`; the app's services are closed after it."""
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
-    await app.state.services.db.dispose()
+    await app.state.services.aclose()
 
 
 @pytest_asyncio.fixture(scope="session")
 async def sqlite_demo_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A SQLite file with the demo data, shared by read-only tests of the embedded path."""
-    from domains.database import Database
-    from domains.demo import load_demo
-
     url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('demo') / 'kabinet.db'}"
     upgrade(url)
-    db = Database(url)
-    try:
-        await load_demo(db)
-    finally:
-        await db.dispose()
+    await load_demo_into(url)
     return url
+
+
+@pytest.fixture
+def sqlite_demo_copy(sqlite_demo_url: str, tmp_path: Path) -> str:
+    """A private copy of the demo SQLite file, for a test that changes it."""
+    copy = tmp_path / "demo.db"
+    shutil.copy(Path(sqlite_demo_url.split("///", 1)[1]), copy)
+    return f"sqlite+aiosqlite:///{copy}"
 
 
 @pytest_asyncio.fixture
 async def sqlite_demo_client(
     sqlite_demo_url: str, signing_key: bytes
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async for client in _client(create_app(make_settings(sqlite_demo_url, signing_key))):
+    async for client in app_client(create_app(make_settings(sqlite_demo_url, signing_key))):
         yield client
 
 
 @pytest_asyncio.fixture
 async def sqlite_client(sqlite_url: str, signing_key: bytes) -> AsyncIterator[httpx.AsyncClient]:
-    async for client in _client(create_app(make_settings(sqlite_url, signing_key))):
+    async for client in app_client(create_app(make_settings(sqlite_url, signing_key))):
         yield client
 
 
 @pytest_asyncio.fixture
 async def pg_client(pg_demo_url: str, signing_key: bytes) -> AsyncIterator[httpx.AsyncClient]:
     """An app on the shared PostgreSQL demo database."""
-    async for client in _client(create_app(make_settings(pg_demo_url, signing_key))):
+    async for client in app_client(create_app(make_settings(pg_demo_url, signing_key))):
         yield client
 
 

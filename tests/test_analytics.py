@@ -19,7 +19,6 @@ from domains.billing.settlement import PAYABLE
 from domains.clock import utcnow
 from domains.customers.models import Customer
 from domains.database import Database
-from domains.demo import load_demo
 from domains.events.cloudevent import CloudEvent
 from domains.events.memory_bus import MemoryBus
 from domains.events.metrics import ConsumerMetrics
@@ -29,8 +28,14 @@ from domains.identity.viewer import Viewer
 from domains.outbox import OutboxEvent
 from gateway.app import create_app
 from gateway.settings import Settings
-from migrations import upgrade
-from tests.conftest import graphql, login, make_settings, scratch_database
+from tests.conftest import (
+    app_client,
+    graphql,
+    load_demo_into,
+    login,
+    make_settings,
+    migrated_database,
+)
 
 DEADLINE = 30.0
 
@@ -51,23 +56,15 @@ query Statistics($from: Date!, $to: Date!) {
 
 @pytest_asyncio.fixture(scope="module")
 async def demo_url() -> AsyncIterator[str]:
-    async with scratch_database("kabinet_analytics") as url:
-        upgrade(url)
-        db = Database(url)
-        try:
-            await load_demo(db)
-        finally:
-            await db.dispose()
+    async with migrated_database("kabinet_analytics") as url:
+        await load_demo_into(url)
         yield url
 
 
 @pytest_asyncio.fixture
 async def client(demo_url: str, signing_key: bytes) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(make_settings(demo_url, signing_key))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async for client in app_client(create_app(make_settings(demo_url, signing_key))):
         yield client
-    await app.state.services.db.dispose()
 
 
 async def payer(db: Database) -> tuple[Viewer, int, int]:

@@ -25,9 +25,8 @@ from domains.identity.models import User
 from domains.identity.passwords import hash_password
 from domains.identity.viewer import Viewer
 from gateway.app import create_app
-from migrations import upgrade
 from resolvers.relay import to_global_id
-from tests.conftest import graphql, login, make_settings, scratch_database, statements
+from tests.conftest import graphql, login, make_settings, migrated_database, statements
 from tests.servers import free_socket, serve, url_of
 from tests.test_payments import balance_of, invoice_status, make_customer, snapshot
 
@@ -85,8 +84,7 @@ class Kabinet:
 
 @pytest_asyncio.fixture(scope="module")
 async def card_http_pg_url() -> AsyncIterator[str]:
-    async with scratch_database("kabinet_card_http") as url:
-        upgrade(url)
+    async with migrated_database("kabinet_card_http") as url:
         yield url
 
 

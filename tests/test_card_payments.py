@@ -26,7 +26,6 @@ from domains.billing.models import (
     ProviderEvent,
     Transaction,
 )
-from domains.billing.pay_invoice import pay_invoice
 from domains.billing.provider import SandboxProvider
 from domains.billing.reconcile import reconcile
 from domains.billing.sandbox_provider import create_sandbox_app
@@ -37,14 +36,14 @@ from domains.identity.models import User
 from domains.identity.passwords import hash_password
 from domains.identity.viewer import Viewer
 from gateway.app import create_app
-from migrations import upgrade
-from tests.conftest import graphql, login, make_settings, scratch_database
+from tests.conftest import graphql, login, make_settings, migrated_database
 from tests.servers import free_socket, serve, url_of
 from tests.test_payments import (
     balance_of,
     events_of,
     invoice_status,
     make_customer,
+    pay,
     snapshot,
 )
 
@@ -67,8 +66,7 @@ class Servers:
 
 @pytest_asyncio.fixture(scope="module")
 async def card_pg_url() -> AsyncIterator[str]:
-    async with scratch_database("kabinet_card") as url:
-        upgrade(url)
+    async with migrated_database("kabinet_card") as url:
         yield url
 
 
@@ -284,30 +282,14 @@ async def test_card_invoice_payment_is_paid_when_the_webhook_confirms(
     db: Database, servers: Servers
 ):
     viewer, [invoice] = await make_customer(db, "5.00", [("300.00", InvoiceStatus.ISSUED)])
-    result = await pay_invoice(
-        db,
-        viewer,
-        invoice_id=invoice,
-        method=PaymentMethod.CARD,
-        amount=None,
-        idempotency_key="card-1",
-        acquiring=servers.acquiring,
-    )
+    result = await pay(db, viewer, invoice, None, "card-1", PaymentMethod.CARD, servers.acquiring)
     assert not result.replayed
     assert await payment_status(db, result.payment_id) is PaymentStatus.PENDING
     assert await invoice_status(db, invoice) is InvoiceStatus.ISSUED
     assert await entries_of(db, result.payment_id) == 0
     assert await events_of(db, viewer.customer_id) == []
     assert await reconcile(db) == []
-    retry = await pay_invoice(
-        db,
-        viewer,
-        invoice_id=invoice,
-        method=PaymentMethod.CARD,
-        amount=None,
-        idempotency_key="card-1",
-        acquiring=servers.acquiring,
-    )
+    retry = await pay(db, viewer, invoice, None, "card-1", PaymentMethod.CARD, servers.acquiring)
     assert (retry.payment_id, retry.replayed) == (result.payment_id, True)
 
     provider_id = await provider_payment_id(db, result.payment_id)
@@ -325,23 +307,8 @@ async def test_card_payment_of_an_invoice_paid_meanwhile_lands_on_the_balance(
     db: Database, servers: Servers
 ):
     viewer, [invoice] = await make_customer(db, "100.00", [("100.00", InvoiceStatus.ISSUED)])
-    card = await pay_invoice(
-        db,
-        viewer,
-        invoice_id=invoice,
-        method=PaymentMethod.CARD,
-        amount=None,
-        idempotency_key="late-card",
-        acquiring=servers.acquiring,
-    )
-    await pay_invoice(
-        db,
-        viewer,
-        invoice_id=invoice,
-        method=PaymentMethod.BALANCE,
-        amount=None,
-        idempotency_key="balance",
-    )
+    card = await pay(db, viewer, invoice, None, "late-card", PaymentMethod.CARD, servers.acquiring)
+    await pay(db, viewer, invoice, None, "balance")
     assert await balance_of(db, viewer.customer_id) == Decimal("0.00")
     provider_id = await provider_payment_id(db, card.payment_id)
     settled = await sandbox_post(servers, f"/sandbox/payments/{provider_id}/succeed")

@@ -19,8 +19,7 @@ from domains.events.cloudevent import CloudEvent
 from domains.events.consumer import EventConsumer, Handler
 from domains.events.memory_bus import MemoryBus
 from domains.events.metrics import ConsumerMetrics
-from migrations import upgrade
-from tests.conftest import scratch_database
+from tests.conftest import migrated_database
 
 DEADLINE = 30.0
 PARTITIONS = 2
@@ -50,8 +49,7 @@ class Backend:
 
 @pytest_asyncio.fixture(scope="module")
 async def pg_effects_url() -> AsyncIterator[str]:
-    async with scratch_database("kabinet_consumer") as url:
-        upgrade(url)
+    async with migrated_database("kabinet_consumer") as url:
         yield url
 
 

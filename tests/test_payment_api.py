@@ -1,18 +1,16 @@
 """payInvoice, refundPayment and POST /billing/pay over HTTP; `kabinet billing reconcile`."""
 
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest_asyncio
 
 from gateway.app import create_app
-from tests.conftest import graphql, login, make_settings
+from tests.conftest import app_client, graphql, login, make_settings
 
 PAY = """
 mutation($input: PayInvoiceInput!) {
@@ -26,21 +24,10 @@ mutation($input: PayInvoiceInput!) {
 
 
 @pytest_asyncio.fixture
-async def demo_copy(sqlite_demo_url: str, tmp_path: Path) -> str:
-    """A private copy of the demo database: these tests pay and refund."""
-    copy = tmp_path / "payments.db"
-    shutil.copy(Path(sqlite_demo_url.split("///", 1)[1]), copy)
-    return f"sqlite+aiosqlite:///{copy}"
-
-
-@pytest_asyncio.fixture
-async def client(demo_copy: str, signing_key: bytes) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(make_settings(demo_copy, signing_key))
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-    ) as http:
+async def client(sqlite_demo_copy: str, signing_key: bytes) -> AsyncIterator[httpx.AsyncClient]:
+    """On a private copy of the demo database: these tests pay and refund."""
+    async for http in app_client(create_app(make_settings(sqlite_demo_copy, signing_key))):
         yield http
-    await app.state.services.aclose()
 
 
 async def _invoice(client: httpx.AsyncClient, token: str, status: str) -> dict:
@@ -143,13 +130,13 @@ def _reconcile(url: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_reconcile_command(demo_copy: str):
-    clean = _reconcile(demo_copy)
+async def test_reconcile_command(sqlite_demo_copy: str):
+    clean = _reconcile(sqlite_demo_copy)
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert clean.stdout.startswith("OK")
-    with sqlite3.connect(demo_copy.split("///", 1)[1]) as conn:
+    with sqlite3.connect(sqlite_demo_copy.split("///", 1)[1]) as conn:
         conn.execute("UPDATE customers SET balance = balance + 1 WHERE id = 1")
-    broken = _reconcile(demo_copy)
+    broken = _reconcile(sqlite_demo_copy)
     assert broken.returncode == 1
     assert "balance_mismatch: customer:1:" in broken.stdout
 

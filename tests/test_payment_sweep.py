@@ -3,16 +3,15 @@ idempotency keys go; on PostgreSQL and SQLite, against the sandbox acquirer over
 
 Webhooks are lost on purpose (`?deliver=0`): the sweep is what notices the result.
 A payment still pending is canceled at the sandbox, which then refuses the payer.
+Each test has a database of its own (conftest's `db`): the sweep looks at every payment.
 """
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import httpx
 import pytest
-import pytest_asyncio
 from sqlalchemy import func, insert, select, update
 
 from domains.billing.card import Acquiring, top_up_balance
@@ -27,32 +26,10 @@ from domains.clock import utcnow
 from domains.database import Database
 from domains.identity.viewer import Viewer
 from gateway.cli import main
-from migrations import upgrade
-from tests.conftest import scratch_database
 from tests.servers import free_socket, serve
 from tests.test_payments import balance_of, make_customer
 
 TTL = timedelta(hours=1)
-
-
-@pytest_asyncio.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A database of the test's own: the sweep looks at every payment in it."""
-    if request.param == "sqlite":
-        sqlite_url = f"sqlite+aiosqlite:///{tmp_path / 'sweep.db'}"
-        upgrade(sqlite_url)
-        yield sqlite_url
-        return
-    async with scratch_database("kabinet_sweep") as pg_url:
-        upgrade(pg_url)
-        yield pg_url
-
-
-@pytest_asyncio.fixture
-async def db(url: str) -> AsyncIterator[Database]:
-    database = Database(url)
-    yield database
-    await database.dispose()
 
 
 @pytest.fixture
@@ -254,9 +231,9 @@ async def test_old_idempotency_keys_are_purged_live_ones_kept(db: Database):
 
 
 def test_cli_billing_sweep(
-    url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ):
-    monkeypatch.setenv("KABINET_DATABASE_URL", url)
+    monkeypatch.setenv("KABINET_DATABASE_URL", db_url)
     monkeypatch.delenv("KABINET_PAYMENT_PROVIDER_URL", raising=False)
     main(["billing", "sweep"])
     out = capsys.readouterr().out

@@ -7,14 +7,15 @@ the whole database must hold after every test.
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from domains.billing.card import Acquiring
 from domains.billing.invoice_issue import ISSUED, IssuedInvoice, post_issuance
 from domains.billing.ledger import Entry, post_movement
 from domains.billing.models import (
@@ -37,8 +38,7 @@ from domains.errors import DomainError
 from domains.identity.models import Role, User
 from domains.identity.viewer import Viewer
 from domains.models import metadata
-from migrations import upgrade
-from tests.conftest import scratch_database
+from tests.conftest import migrated_database
 
 TABLES = ("customers", "invoices", "payments", "transactions", "refunds", "idempotency_keys")
 TABLES += ("outbox",)
@@ -46,8 +46,7 @@ TABLES += ("outbox",)
 
 @pytest_asyncio.fixture(scope="module")
 async def payments_pg_url() -> AsyncIterator[str]:
-    async with scratch_database("kabinet_pay") as url:
-        upgrade(url)
+    async with migrated_database("kabinet_pay") as url:
         yield url
 
 
@@ -59,18 +58,19 @@ async def pg_db(payments_pg_url: str) -> AsyncIterator[Database]:
 
 
 @pytest_asyncio.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def db(
-    request: pytest.FixtureRequest, tmp_path: Path, payments_pg_url: str
-) -> AsyncIterator[Database]:
+async def db(request: pytest.FixtureRequest, payments_pg_url: str) -> AsyncIterator[Database]:
     """Both databases; the rules do not depend on which one runs them."""
-    if request.param == "postgres":
-        database = Database(payments_pg_url)
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'payments.db'}"
-        upgrade(url)
-        database = Database(url)
+    sqlite = request.param == "sqlite"
+    database = Database(request.getfixturevalue("sqlite_url") if sqlite else payments_pg_url)
     yield database
     await database.dispose()
+
+
+async def _insert_user(session: AsyncSession, email: str, role: Role, now: datetime) -> int:
+    stmt = insert(User).values(
+        email=email, role=role, is_active=True, password_hash="x", created_at=now
+    )
+    return (await session.execute(stmt.returning(User.id))).scalar_one()
 
 
 async def make_customer(
@@ -83,19 +83,7 @@ async def make_customer(
     tag = secrets.token_hex(6)
     now = utcnow()
     async with db.transaction() as session:
-        user_id = (
-            await session.execute(
-                insert(User)
-                .values(
-                    email=f"{tag}@pay.test",
-                    role=Role.CUSTOMER,
-                    is_active=True,
-                    password_hash="x",
-                    created_at=now,
-                )
-                .returning(User.id)
-            )
-        ).scalar_one()
+        user_id = await _insert_user(session, f"{tag}@pay.test", Role.CUSTOMER, now)
         customer_id = (
             await session.execute(
                 insert(Customer)
@@ -188,14 +176,23 @@ async def events_of(db: Database, customer_id: int) -> list[str]:
         return list((await conn.execute(stmt)).scalars())
 
 
-def pay(db: Database, viewer: Viewer, invoice_id: int, amount: str | None, key: str, **kw):
+def pay(
+    db: Database,
+    viewer: Viewer,
+    invoice_id: int,
+    amount: str | None,
+    key: str,
+    method: PaymentMethod = PaymentMethod.BALANCE,
+    acquiring: Acquiring | None = None,
+):
     return pay_invoice(
         db,
         viewer,
         invoice_id=invoice_id,
-        method=kw.get("method", PaymentMethod.BALANCE),
+        method=method,
         amount=None if amount is None else Decimal(amount),
         idempotency_key=key,
+        acquiring=acquiring,
     )
 
 
@@ -300,19 +297,9 @@ async def test_refunds(db: Database):
     paid = await pay(db, viewer, invoice, None, "pay")
     admin = Viewer(10**6, Role.ADMIN)
     async with db.transaction() as session:
-        admin_id = (
-            await session.execute(
-                insert(User)
-                .values(
-                    email=f"{secrets.token_hex(4)}@admin.test",
-                    role=Role.ADMIN,
-                    is_active=True,
-                    password_hash="x",
-                    created_at=utcnow(),
-                )
-                .returning(User.id)
-            )
-        ).scalar_one()
+        admin_id = await _insert_user(
+            session, f"{secrets.token_hex(4)}@admin.test", Role.ADMIN, utcnow()
+        )
     admin = Viewer(admin_id, Role.ADMIN)
     before = await snapshot(db)
     for who, amount, code in (
@@ -399,10 +386,8 @@ async def test_concurrent_requests_with_one_key_make_one_payment(pg_db: Database
     assert await reconcile(pg_db) == []
 
 
-async def test_reconcile_names_broken_rows(tmp_path: Path):
-    url = f"sqlite+aiosqlite:///{tmp_path / 'broken.db'}"
-    upgrade(url)
-    db = Database(url)
+async def test_reconcile_names_broken_rows(sqlite_url: str):
+    db = Database(sqlite_url)
     try:
         viewer, [invoice] = await make_customer(db, "50.00", [("30.00", InvoiceStatus.ISSUED)])
         await pay(db, viewer, invoice, None, "k")

@@ -1,14 +1,10 @@
 """`reconcile` names the rows of each broken invariant; the demo and migrated data are clean.
 
-Every test gets a migrated database of its own (SQLite and PostgreSQL), breaks one
-invariant with a raw SQL statement, and expects exactly the findings that break causes.
+Every test gets a migrated database of its own (conftest's `db`, SQLite and PostgreSQL),
+breaks one invariant with a raw SQL statement, and expects exactly the findings that break
+causes.
 """
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-import pytest_asyncio
 from sqlalchemy import func, select, text
 
 from domains.billing.models import InvoiceStatus, Transaction
@@ -16,30 +12,9 @@ from domains.billing.reconcile import reconcile
 from domains.database import Database
 from domains.demo import load_bulk, load_demo
 from migrations import downgrade, upgrade
-from tests.conftest import scratch_database
 from tests.test_payments import make_customer, pay
 
 transactions = Transaction.__table__
-
-
-@pytest_asyncio.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A database at head, for this test alone: the breaks must not leak into another."""
-    if request.param == "sqlite":
-        sqlite_url = f"sqlite+aiosqlite:///{tmp_path / 'reconcile.db'}"
-        upgrade(sqlite_url)
-        yield sqlite_url
-        return
-    async with scratch_database("kabinet_reconcile") as pg_url:
-        upgrade(pg_url)
-        yield pg_url
-
-
-@pytest_asyncio.fixture
-async def db(url: str) -> AsyncIterator[Database]:
-    database = Database(url)
-    yield database
-    await database.dispose()
 
 
 async def found(db: Database) -> set[tuple[str, str]]:
@@ -58,8 +33,8 @@ async def test_demo_and_bulk_data_reconcile(db: Database):
     assert await found(db) == set()
 
 
-async def test_upgrade_posts_issuance_missing_and_downgrade_removes_it(url: str):
-    db = Database(url)
+async def test_upgrade_posts_issuance_missing_and_downgrade_removes_it(db_url: str):
+    db = Database(db_url)
     try:
         assert await load_demo(db, customers=5)
         async with db.read() as conn:
@@ -68,8 +43,8 @@ async def test_upgrade_posts_issuance_missing_and_downgrade_removes_it(url: str)
     finally:
         await db.dispose()
 
-    downgrade(url, "0005")  # a database from before issuance was posted
-    db = Database(url)
+    downgrade(db_url, "0005")  # a database from before issuance was posted
+    db = Database(db_url)
     try:
         assert await found(db) == {("invoice_receivable", f"invoice:{i}") for i in invoice_ids}
         async with db.read() as conn:
@@ -78,8 +53,8 @@ async def test_upgrade_posts_issuance_missing_and_downgrade_removes_it(url: str)
     finally:
         await db.dispose()
 
-    upgrade(url)
-    db = Database(url)
+    upgrade(db_url)
+    db = Database(db_url)
     try:
         assert await found(db) == set()
         async with db.read() as conn:

@@ -29,8 +29,7 @@ from domains.events.metrics import ConsumerMetrics
 from domains.events.relay import RELAY_LOCK_KEY, OutboxRelay
 from domains.identity.password_reset import RESET_REQUESTED
 from domains.outbox import OutboxEvent, record_event
-from migrations import upgrade
-from tests.conftest import scratch_database
+from tests.conftest import migrated_database
 from tests.kafka import TansuBroker
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -42,8 +41,7 @@ outbox = OutboxEvent.__table__
 @pytest_asyncio.fixture(scope="module")
 async def relay_pg_url() -> AsyncIterator[str]:
     """A database of the relay tests' own: a relay publishes every unpublished row."""
-    async with scratch_database("kabinet_relay") as url:
-        upgrade(url)
+    async with migrated_database("kabinet_relay") as url:
         yield url
 
 

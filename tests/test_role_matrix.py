@@ -1,8 +1,6 @@
 """Each role against each operation: the answer, and no trace of a refused mutation."""
 
-import shutil
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -12,7 +10,7 @@ from sqlalchemy import select
 from domains.billing.sandbox_provider import create_sandbox_app
 from domains.models import metadata
 from gateway.app import create_app
-from tests.conftest import graphql, login, make_settings
+from tests.conftest import app_client, graphql, login, make_settings
 from tests.servers import free_socket, serve
 
 ROLES = ("anonymous", "customer", "operator", "admin")
@@ -45,26 +43,19 @@ def sandbox_url() -> Iterator[str]:
 
 @pytest_asyncio.fixture
 async def client(
-    sqlite_demo_url: str, signing_key: bytes, tmp_path: Path, sandbox_url: str
+    sqlite_demo_copy: str, signing_key: bytes, sandbox_url: str
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """A private copy of the demo database: these tests change it."""
-    source = Path(sqlite_demo_url.split("///", 1)[1])
-    copy = tmp_path / "matrix.db"
-    shutil.copy(source, copy)
+    """On a private copy of the demo database: these tests change it."""
     settings = make_settings(
-        f"sqlite+aiosqlite:///{copy}",
+        sqlite_demo_copy,
         signing_key,
         login_attempts_per_account=1000,
         login_attempts_per_ip=1000,
         session_check_cache_seconds=0,
         payment_provider_url=sandbox_url,
     )
-    app = create_app(settings)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-    ) as http:
+    async for http in app_client(create_app(settings)):
         yield http
-    await app.state.services.aclose()
 
 
 async def _snapshot(client: httpx.AsyncClient) -> dict[str, list[tuple]]:

@@ -15,7 +15,6 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,7 +26,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from websockets.asyncio.client import ClientConnection, connect
 
 from domains.database import Database
-from domains.demo import load_demo
 from domains.events.bus import EventBus
 from domains.events.cloudevent import CloudEvent
 from domains.events.relay import OutboxRelay
@@ -35,8 +33,7 @@ from domains.outbox import OutboxEvent, record_event
 from gateway.app import create_app
 from gateway.services import Services
 from gateway.settings import Settings
-from migrations import upgrade
-from tests.conftest import make_settings, scratch_database
+from tests.conftest import load_demo_into, make_settings, migrated_database
 from tests.servers import free_socket, serve
 
 REDIS_URL = os.environ.get("KABINET_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -61,18 +58,6 @@ class _LoopOf:
         await self.app(scope, receive, send)
 
 
-@pytest_asyncio.fixture
-async def demo_url(tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'kabinet.db'}"
-    upgrade(url)
-    db = Database(url)
-    try:
-        await load_demo(db)
-    finally:
-        await db.dispose()
-    return url
-
-
 Server = tuple[str, Any, _LoopOf]
 
 
@@ -94,8 +79,8 @@ def _embedded(demo_url: str, signing_key: bytes, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def server(demo_url: str, signing_key: bytes) -> Iterator[Server]:
-    with _serving(_embedded(demo_url, signing_key)) as running:
+def server(sqlite_demo_copy: str, signing_key: bytes) -> Iterator[Server]:
+    with _serving(_embedded(sqlite_demo_copy, signing_key)) as running:
         yield running
 
 
@@ -410,11 +395,11 @@ async def _alices_balance_events(db: Database) -> list[str]:
         return [str(row.id) for row in rows]
 
 
-async def test_paying_an_invoice_reaches_the_customers_subscriptions_only(server, demo_url):
+async def test_paying_an_invoice_reaches_the_customers_subscriptions_only(server, sqlite_demo_copy):
     base, app, _ = server
     alice, bob = await _token(base, "alice@example.com"), await _token(base, "bob@example.com")
     invoice = await _overdue_invoice(base, alice)
-    db = Database(demo_url)
+    db = Database(sqlite_demo_copy)
     try:
         async with _embedded_relay(server):
             async for alice_ws in _subscribed(base, alice, PAYMENT):
@@ -433,11 +418,13 @@ async def test_paying_an_invoice_reaches_the_customers_subscriptions_only(server
         await db.dispose()
 
 
-async def test_a_resuming_client_gets_what_it_missed_from_the_database_then_live(server, demo_url):
+async def test_a_resuming_client_gets_what_it_missed_from_the_database_then_live(
+    server, sqlite_demo_copy
+):
     base, app, _ = server
     alice, bob = await _token(base, "alice@example.com"), await _token(base, "bob@example.com")
     invoice = await _overdue_invoice(base, alice)
-    db = Database(demo_url)
+    db = Database(sqlite_demo_copy)
     try:
         async with _embedded_relay(server):
             async for ws in _subscribed(base, alice, BALANCE):
@@ -471,13 +458,8 @@ async def test_a_resuming_client_gets_what_it_missed_from_the_database_then_live
 @pytest_asyncio.fixture
 async def pg_live_url() -> AsyncIterator[str]:
     """A PostgreSQL database of its own with the demo data: these tests pay."""
-    async with scratch_database("kabinet_live") as url:
-        upgrade(url)
-        db = Database(url)
-        try:
-            await load_demo(db)
-        finally:
-            await db.dispose()
+    async with migrated_database("kabinet_live") as url:
+        await load_demo_into(url)
         yield url
 
 
@@ -570,9 +552,9 @@ async def test_logout_ends_an_sse_stream(server):
     await _wait_subscribers(app, 0)
 
 
-async def test_an_expired_token_ends_sockets_and_sse_streams(demo_url, signing_key):
+async def test_an_expired_token_ends_sockets_and_sse_streams(sqlite_demo_copy, signing_key):
     """Tokens valid for 3 seconds: enough to subscribe with, then the watch ends both."""
-    settings = _embedded(demo_url, signing_key, access_token_ttl=timedelta(seconds=3))
+    settings = _embedded(sqlite_demo_copy, signing_key, access_token_ttl=timedelta(seconds=3))
     with _serving(settings) as (base, app, _):
         alice = await _token(base, "alice@example.com")
         async with _sse(base, alice, BALANCE) as response:
@@ -583,9 +565,9 @@ async def test_an_expired_token_ends_sockets_and_sse_streams(demo_url, signing_k
         await _wait_subscribers(app, 0)
 
 
-async def test_a_user_holds_a_bounded_number_of_subscriptions(demo_url, signing_key):
+async def test_a_user_holds_a_bounded_number_of_subscriptions(sqlite_demo_copy, signing_key):
     """Over the limit a subscription is refused with its code; ending one frees a place."""
-    with _serving(_embedded(demo_url, signing_key, subscriptions_per_user=2)) as running:
+    with _serving(_embedded(sqlite_demo_copy, signing_key, subscriptions_per_user=2)) as running:
         base, app, _ = running
         alice = await _token(base, "alice@example.com")
         async for ws in _subscribed(base, alice, BALANCE):

@@ -20,8 +20,7 @@ from domains.outbox import OutboxEvent, record_event
 from gateway.app import create_app
 from gateway.services import Services
 from gateway.worker import Worker
-from migrations import upgrade
-from tests.conftest import make_settings, scratch_database
+from tests.conftest import make_settings, migrated_database
 from tests.kafka import free_port
 from tests.servers import free_socket, serve
 from tests.test_relay import DEADLINE, until
@@ -32,8 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 @pytest_asyncio.fixture
 async def worker_pg_url() -> AsyncIterator[str]:
     """A database of its own: the worker's relay publishes every unpublished row."""
-    async with scratch_database("kabinet_worker") as url:
-        upgrade(url)
+    async with migrated_database("kabinet_worker") as url:
         yield url
 
 
