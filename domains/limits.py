@@ -8,14 +8,15 @@ request leaves the TAT alone: refused attempts cost nothing, and a client told t
 after `retry_after` seconds will be let in then.
 
 `gcra()` is the arithmetic as a pure function on microseconds. `MemoryRateLimiter` calls it;
-`RedisRateLimiter` mirrors its admission test and TAT update in one Lua script, so the check
-and the write are atomic and every gateway instance reads the same clock (the Redis
-server's `TIME`). The script hands back the clock and the TAT it read, and the caller's
-`Decision` comes from `gcra()` on those, so both limiters report the same figures. Both
-sides use IEEE doubles in the same order of operations, hence the same results; times are
-counted from `EPOCH` so they stay small enough for sub-microsecond precision.
+the Redis limiter (adapters/redis_limiter.py) mirrors its admission test and TAT update in
+one Lua script, so the check and the write are atomic and every gateway instance reads the
+same clock (the Redis server's `TIME`). The script hands back the clock and the TAT it read,
+and the caller's `Decision` comes from `gcra()` on those, so both limiters report the same
+figures. Both sides use IEEE doubles in the same order of operations, hence the same
+results; times are counted from `EPOCH` so they stay small enough for sub-microsecond
+precision.
 
-When Redis cannot be reached, the policy decides:
+When the limiter's store cannot be reached, the policy decides:
 - "open" (the default) lets the request through and logs a warning at most once a minute.
   A rate limiter protects the system from excess load; turning an outage of the limiter's
   store into an outage of the whole portal would be worse than a few minutes unlimited.
@@ -24,24 +25,14 @@ When Redis cannot be reached, the policy decides:
   guessing run unchecked, even for the length of a Redis outage.
 """
 
-import logging
 import math
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Literal, Protocol
-
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
-if TYPE_CHECKING:
-    import redis.asyncio
-
-logger = logging.getLogger(__name__)
+from typing import Protocol
 
 EPOCH = 1_735_689_600  # 2025-01-01T00:00:00Z, in Unix seconds
 SLACK_US = 1.0  # rounding tolerance of the admission test: one microsecond
-WARNING_INTERVAL = 60.0  # seconds between two "store unreachable" warnings
 _MIN_SWEEP = 1024  # the memory limiter sweeps only once it tracks more keys than this
 
 
@@ -103,7 +94,8 @@ def gcra(rate: Rate, cost: int, now: float, tat: float | None) -> tuple[Decision
     return Decision(allowed, rate.limit, remaining, retry_after, fill / 1e6), new_tat
 
 
-def _check_cost(cost: int) -> None:
+def check_cost(cost: int) -> None:
+    """Every limiter refuses a negative cost the same way."""
     if cost < 0:
         raise ValueError(f"rate limit cost must not be negative, got {cost}")
 
@@ -126,7 +118,7 @@ class MemoryRateLimiter:
         return len(self._tats)
 
     async def acquire(self, key: str, rate: Rate, cost: int = 1) -> Decision:
-        _check_cost(cost)
+        check_cost(cost)
         now = time.monotonic_ns() / 1e3
         decision, new_tat = gcra(rate, cost, now, self._tats.get(key))
         if decision.allowed and new_tat > now:
@@ -138,67 +130,3 @@ class MemoryRateLimiter:
     def _sweep(self, now: float) -> None:
         self._tats = {key: tat for key, tat in self._tats.items() if tat > now}
         self._sweep_at = max(_MIN_SWEEP, 2 * len(self._tats))
-
-
-# Mirrors gcra(): same operations in the same order, so the same doubles. Returns the
-# server's clock and the TAT it read (false when there was none); the Decision is gcra's.
-_SCRIPT = """
-local period = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = (tonumber(t[1]) - tonumber(ARGV[4])) * 1000000 + tonumber(t[2])
-local stored = redis.call('GET', KEYS[1])
-local base = now
-if stored then base = math.max(tonumber(stored), now) end
-local new_tat = base + cost * (period / limit)
-if cost <= limit and new_tat - now <= period + tonumber(ARGV[5]) and new_tat > now then
-  local ttl = math.ceil((new_tat - now) / 1000)
-  redis.call('SET', KEYS[1], string.format('%.17g', new_tat), 'PX', ttl)
-end
-return {string.format('%.17g', now), stored}
-"""
-
-
-class RedisRateLimiter:
-    """Budgets shared by every gateway instance through Redis; see the module docstring."""
-
-    def __init__(
-        self,
-        redis: "redis.asyncio.Redis",
-        *,
-        on_failure: Literal["open", "closed"] = "open",
-        prefix: str = "kabinet:rl:",
-    ) -> None:
-        self._script = redis.register_script(_SCRIPT)
-        self._on_failure = on_failure
-        self._prefix = prefix
-        self._last_warning = -math.inf
-        self._suppressed = 0
-
-    async def acquire(self, key: str, rate: Rate, cost: int = 1) -> Decision:
-        _check_cost(cost)
-        args = [rate.period_us, rate.limit, cost, EPOCH, repr(SLACK_US)]
-        try:
-            now, tat = await self._script(keys=[self._prefix + key], args=args)
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            if self._on_failure == "closed":
-                raise LimiterUnavailable(f"rate limiter store unreachable: {exc}") from exc
-            self._warn(exc)
-            return Decision(True, rate.limit, rate.limit, 0.0, 0.0)
-        decision, _ = gcra(rate, cost, float(now), None if tat is None else float(tat))
-        return decision
-
-    def _warn(self, exc: Exception) -> None:
-        """One warning a minute, counting the failures it stands for, not one per request."""
-        self._suppressed += 1
-        clock = time.monotonic()
-        if clock - self._last_warning < WARNING_INTERVAL:
-            return
-        logger.warning(
-            "rate limiter store unreachable, letting requests through (%d failures): %s",
-            self._suppressed,
-            exc,
-        )
-        self._last_warning = clock
-        self._suppressed = 0

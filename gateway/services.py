@@ -4,18 +4,21 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from adapters.acquirer_client import SandboxProvider
+from adapters.kafka_bus import KafkaBus
+from adapters.redis_limiter import RedisRateLimiter
+from adapters.redis_session_store import RedisSessionStore
 from domains.billing.card import Acquiring
-from domains.billing.provider import PaymentProvider, SandboxProvider
+from domains.billing.provider import PaymentProvider
 from domains.database import Database
 from domains.events.bus import EventBus
-from domains.events.kafka_bus import KafkaBus
 from domains.events.memory_bus import MemoryBus
 from domains.identity.auth import Auth
 from domains.identity.session import Sessions
-from domains.identity.session_store import MemorySessionStore, RedisSessionStore, SessionStore
+from domains.identity.session_store import MemorySessionStore, SessionStore
 from domains.identity.throttle import Throttle
 from domains.identity.tokens import TokenService
-from domains.limits import MemoryRateLimiter, Rate, RateLimiter, RedisRateLimiter
+from domains.limits import MemoryRateLimiter, Rate, RateLimiter
 from gateway.metrics import Metrics
 from gateway.persisted import PersistedQueries
 from gateway.ratelimit import Budgets
@@ -78,6 +81,7 @@ class Services:
             per_account=Rate(settings.login_attempts_per_account, settings.login_window),
             per_address=Rate(settings.login_attempts_per_ip, settings.login_window),
         )
+        metrics = Metrics()
         auth = Auth(
             db=db,
             tokens=tokens,
@@ -85,6 +89,7 @@ class Services:
             throttle=throttle,
             refresh_idle_timeout=settings.refresh_token_idle_timeout,
             password_reset_ttl=settings.password_reset_ttl,
+            on_login=metrics.count_login,
         )
         provider = payment_provider(settings)
         return cls(
@@ -96,7 +101,7 @@ class Services:
             budgets=Budgets(limiter, settings),
             auth=auth,
             persisted=PersistedQueries.from_settings(settings, redis=client),
-            metrics=Metrics(),
+            metrics=metrics,
             bus=KafkaBus(
                 settings.kafka_bootstrap,
                 client_id=settings.kafka_client_id,

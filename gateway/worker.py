@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from adapters.prometheus_consumer_metrics import PrometheusConsumerMetrics
 from domains.analytics.payments import analytics_consumer
 from domains.billing.provider import PaymentProvider
 from domains.billing.sweep import PendingSweep, expire_pending_payments, purge_idempotency_keys
@@ -93,7 +94,7 @@ class Worker:
         # The worker's metrics, the consumers' among them.
         self.registry = registry if registry is not None else CollectorRegistry()
         self.consumers = (
-            standard_consumers(services, ConsumerMetrics(self.registry))
+            standard_consumers(services, PrometheusConsumerMetrics(self.registry))
             if consumers is None
             else list(consumers)
         )

@@ -11,6 +11,7 @@ import pytest_asyncio
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select, update
 
+from adapters.prometheus_consumer_metrics import PrometheusConsumerMetrics
 from domains.analytics.payments import analytics_consumer, on_payment_created, payment_statistics
 from domains.billing.models import Invoice, PaymentMethod
 from domains.billing.pay_invoice import pay_invoice
@@ -21,7 +22,6 @@ from domains.customers.models import Customer
 from domains.database import Database
 from domains.events.cloudevent import CloudEvent
 from domains.events.memory_bus import MemoryBus
-from domains.events.metrics import ConsumerMetrics
 from domains.events.relay import OutboxRelay
 from domains.identity.models import Role, User
 from domains.identity.viewer import Viewer
@@ -134,7 +134,7 @@ async def test_payments_reach_the_staff_statistics(
             dead_letter_suffix=settings.kafka_dead_letter_suffix,
             max_attempts=settings.consumer_max_attempts,
             backoff=timedelta(milliseconds=10),
-            metrics=ConsumerMetrics(registry),
+            metrics=PrometheusConsumerMetrics(registry),
         )
         stop = asyncio.Event()
         task = asyncio.create_task(consumer.run(stop))

@@ -16,9 +16,9 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select, update
 
+from adapters.sandbox_acquirer import create_sandbox_app
 from domains.billing.models import InvoiceStatus, Payment
 from domains.billing.reconcile import reconcile
-from domains.billing.sandbox_provider import create_sandbox_app
 from domains.billing.webhook import signature
 from domains.database import Database
 from domains.identity.models import User

@@ -17,6 +17,8 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import func, select, update
 
+from adapters.acquirer_client import SandboxProvider
+from adapters.sandbox_acquirer import create_sandbox_app
 from domains.billing.card import Acquiring, top_up_balance
 from domains.billing.models import (
     InvoiceStatus,
@@ -26,9 +28,7 @@ from domains.billing.models import (
     ProviderEvent,
     Transaction,
 )
-from domains.billing.provider import SandboxProvider
 from domains.billing.reconcile import reconcile
-from domains.billing.sandbox_provider import create_sandbox_app
 from domains.billing.webhook import signature
 from domains.database import Database
 from domains.errors import DomainError

@@ -13,12 +13,12 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Column, Integer, MetaData, String, Table, Uuid, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from adapters.prometheus_consumer_metrics import PrometheusConsumerMetrics
 from domains.database import Database
 from domains.events.bus import BusConsumer, Delivery, EventBus
 from domains.events.cloudevent import CloudEvent
 from domains.events.consumer import EventConsumer, Handler
 from domains.events.memory_bus import MemoryBus
-from domains.events.metrics import ConsumerMetrics
 from tests.conftest import migrated_database
 
 DEADLINE = 30.0
@@ -61,7 +61,7 @@ async def backend(
     if request.param == "memory":
         bus, db = MemoryBus(partitions=PARTITIONS), Database(sqlite_url)
     else:
-        from domains.events.kafka_bus import KafkaBus
+        from adapters.kafka_bus import KafkaBus
 
         bus = KafkaBus(
             kafka_bootstrap, client_id="kabinet-test", idempotent=False, partitions=PARTITIONS
@@ -147,7 +147,7 @@ class Counted:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.metrics = ConsumerMetrics(self.registry)
+        self.metrics = PrometheusConsumerMetrics(self.registry)
 
     def events(self, name: str, outcome: str) -> float:
         labels = {"consumer": name, "outcome": outcome}

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import pytest_asyncio
 
+from adapters.kafka_bus import KafkaBus
 from domains.events.bus import BusConsumer, Delivery, EventBus
-from domains.events.kafka_bus import KafkaBus
 from domains.events.memory_bus import MemoryBus
 
 PARTITIONS = 4

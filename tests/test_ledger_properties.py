@@ -30,13 +30,13 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import insert, select
 
+from adapters.acquirer_client import SandboxProvider
+from adapters.sandbox_acquirer import create_sandbox_app
 from domains.billing.card import Acquiring, top_up_balance
 from domains.billing.models import EntrySide, InvoiceStatus, Payment, PaymentMethod
 from domains.billing.pay_invoice import pay_invoice
-from domains.billing.provider import SandboxProvider
 from domains.billing.reconcile import reconcile
 from domains.billing.refund_payment import refund_payment
-from domains.billing.sandbox_provider import create_sandbox_app
 from domains.billing.transaction import BalanceEntryRow, balance_history_page
 from domains.billing.webhook import SUCCEEDED, parse_notice, settle, signature, signature_valid
 from domains.clock import utcnow

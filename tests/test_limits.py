@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 import redis.asyncio
 
+from adapters.redis_limiter import RedisRateLimiter
 from domains.limits import (
     _MIN_SWEEP,
     Decision,
@@ -19,7 +20,6 @@ from domains.limits import (
     MemoryRateLimiter,
     Rate,
     RateLimiter,
-    RedisRateLimiter,
     gcra,
 )
 
@@ -270,11 +270,11 @@ async def test_redis_down_fails_open_with_one_warning(caplog: pytest.LogCaptureF
     try:
         limiter = RedisRateLimiter(client, on_failure="open")
         rate = Rate(1, timedelta(seconds=1))
-        with caplog.at_level(logging.WARNING, logger="domains.limits"):
+        with caplog.at_level(logging.WARNING, logger="adapters.redis_limiter"):
             async with asyncio.timeout(10):
                 decisions = [await limiter.acquire("down", rate) for _ in range(3)]
         assert decisions == [Decision(True, 1, 1, 0.0, 0.0)] * 3
-        warnings = [r for r in caplog.records if r.name == "domains.limits"]
+        warnings = [r for r in caplog.records if r.name == "adapters.redis_limiter"]
         assert len(warnings) == 1
         assert "unreachable" in warnings[0].getMessage()
     finally:

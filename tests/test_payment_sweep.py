@@ -14,12 +14,13 @@ import httpx
 import pytest
 from sqlalchemy import func, insert, select, update
 
+from adapters.acquirer_client import SandboxProvider
+from adapters.sandbox_acquirer import create_sandbox_app
 from domains.billing.card import Acquiring, top_up_balance
 from domains.billing.idempotency import KEY_TTL
 from domains.billing.models import IdempotencyKey, Payment, PaymentStatus, Transaction
-from domains.billing.provider import ProviderPayment, SandboxProvider
+from domains.billing.provider import ProviderPayment
 from domains.billing.reconcile import reconcile
-from domains.billing.sandbox_provider import create_sandbox_app
 from domains.billing.sweep import PendingSweep, expire_pending_payments, purge_idempotency_keys
 from domains.billing.webhook import SUCCEEDED, ProviderNotice, parse_notice, settle
 from domains.clock import utcnow

@@ -17,15 +17,15 @@ import pytest_asyncio
 from prometheus_client import CollectorRegistry
 from sqlalchemy import delete, func, select, update
 
+from adapters.kafka_bus import KafkaBus
+from adapters.prometheus_consumer_metrics import PrometheusConsumerMetrics
 from domains.analytics.models import PaymentsDaily
 from domains.analytics.payments import analytics_consumer
 from domains.billing import events as billing_events
 from domains.database import Database
 from domains.events.bus import Delivery, EventBus
 from domains.events.cloudevent import CloudEvent
-from domains.events.kafka_bus import KafkaBus
 from domains.events.memory_bus import MemoryBus
-from domains.events.metrics import ConsumerMetrics
 from domains.events.relay import RELAY_LOCK_KEY, OutboxRelay
 from domains.identity.password_reset import RESET_REQUESTED
 from domains.outbox import OutboxEvent, record_event
@@ -291,8 +291,8 @@ async def test_a_relay_stands_by_while_another_holds_the_lock(
 
 KILLED_AFTER_SENDING = """
 import asyncio, json, sys
+from adapters.kafka_bus import KafkaBus
 from domains.database import Database
-from domains.events.kafka_bus import KafkaBus
 from domains.events.relay import OutboxRelay
 
 
@@ -356,7 +356,7 @@ async def test_a_relay_killed_between_send_and_mark_publishes_the_event_again(
         dead_letter_suffix=".dlq",
         max_attempts=2,
         backoff=timedelta(milliseconds=10),
-        metrics=ConsumerMetrics(registry),
+        metrics=PrometheusConsumerMetrics(registry),
     )
 
     def outcomes() -> dict[str, float]:

@@ -7,7 +7,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
-from domains.billing.sandbox_provider import create_sandbox_app
+from adapters.sandbox_acquirer import create_sandbox_app
 from domains.models import metadata
 from gateway.app import create_app
 from tests.conftest import app_client, graphql, login, make_settings

@@ -146,7 +146,7 @@ class EventConsumer:
                     error,
                 )
                 if self._metrics is not None:
-                    self._metrics.retries.labels(self.name).inc()
+                    self._metrics.retried(self.name)
                 if await _stopped_within(stop, self._backoff * 2 ** (attempt - 1)):
                     return False
                 attempt += 1
@@ -190,13 +190,13 @@ class EventConsumer:
 
     def _count(self, outcome: Outcome) -> None:
         if self._metrics is not None:
-            self._metrics.events.labels(self.name, outcome.value).inc()
+            self._metrics.finished(self.name, outcome)
 
     def _report_lag(self) -> None:
         if self._metrics is None:
             return
         for (topic, partition), behind in self.lag().items():
-            self._metrics.lag.labels(self.name, topic, str(partition)).set(behind)
+            self._metrics.lag(self.name, topic, partition, behind)
             self._reported.add((topic, partition))
 
     def _clear_lag(self) -> None:
@@ -204,7 +204,7 @@ class EventConsumer:
         if self._metrics is None:
             return
         for topic, partition in self._reported:
-            self._metrics.lag.remove(self.name, topic, str(partition))
+            self._metrics.released(self.name, topic, partition)
         self._reported.clear()
 
 

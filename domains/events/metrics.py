@@ -1,8 +1,8 @@
-"""Prometheus metrics of the event consumers, registered in the registry their process owns."""
+"""What the event consumers report about themselves; the process that runs them chooses
+where it goes (Prometheus: adapters/prometheus_consumer_metrics.py)."""
 
 from enum import StrEnum
-
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from typing import Protocol
 
 
 class Outcome(StrEnum):
@@ -15,25 +15,17 @@ class Outcome(StrEnum):
     IGNORED = "ignored"
 
 
-class ConsumerMetrics:
-    """One set per process: every consumer reports under its own `consumer` label."""
+class ConsumerMetrics(Protocol):
+    """One set per process: every consumer reports under its own name."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.lag = Gauge(
-            "kabinet_consumer_lag",
-            "Messages a consumer group is behind the end of each partition it reads.",
-            ["consumer", "topic", "partition"],
-            registry=registry,
-        )
-        self.events = Counter(
-            "kabinet_consumer_events",
-            "Messages a consumer finished, by outcome: " + ", ".join(Outcome) + ".",
-            ["consumer", "outcome"],
-            registry=registry,
-        )
-        self.retries = Counter(
-            "kabinet_consumer_retries",
-            "Handler attempts that failed and were tried again after a backoff.",
-            ["consumer"],
-            registry=registry,
-        )
+    def finished(self, consumer: str, outcome: Outcome) -> None:
+        """A message reached its outcome."""
+
+    def retried(self, consumer: str) -> None:
+        """A handler attempt failed and will be tried again after a backoff."""
+
+    def lag(self, consumer: str, topic: str, partition: int, behind: int) -> None:
+        """The consumer is `behind` messages from the end of a partition it reads."""
+
+    def released(self, consumer: str, topic: str, partition: int) -> None:
+        """The consumer no longer reads the partition: another member reports its lag."""
