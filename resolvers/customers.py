@@ -3,6 +3,15 @@
 import strawberry
 from strawberry import Info
 
+from dataloaders.customers import (
+    ContractsByCustomerIdLoader,
+    ContractsByIdLoader,
+    CustomersByIdLoader,
+    CustomersByUserIdLoader,
+    SubscriptionsByCustomerIdLoader,
+    SubscriptionsByIdLoader,
+    TariffsByIdLoader,
+)
 from domains.customers.contract import ContractRow
 from domains.customers.customer import CUSTOMER_ORDER, CustomerRow, search_customers
 from domains.customers.profile import update_profile
@@ -19,22 +28,24 @@ from resolvers.relay import Connection, connection_from_page, pk_of, window_from
 
 async def customer_by_pk(info: Info[Context], pk: int) -> CustomerRow:
     info.context.signed_in.check_customer(pk, "customer")
-    customer = await info.context.loaders.customers_by_id.load(pk)
+    customer = await info.context.loaders.of(CustomersByIdLoader).load(pk)
     if customer is None:
         raise NotFound("customer")
     return customer
 
 
 async def contract_by_pk(info: Info[Context], pk: int) -> ContractRow:
-    return await load_owned(info, info.context.loaders.contracts_by_id, pk, "contract")
+    return await load_owned(info, info.context.loaders.of(ContractsByIdLoader), pk, "contract")
 
 
 async def subscription_by_pk(info: Info[Context], pk: int) -> SubscriptionRow:
-    return await load_owned(info, info.context.loaders.subscriptions_by_id, pk, "subscription")
+    return await load_owned(
+        info, info.context.loaders.of(SubscriptionsByIdLoader), pk, "subscription"
+    )
 
 
 async def tariff_by_pk(info: Info[Context], pk: int) -> TariffRow:
-    tariff = await info.context.loaders.tariffs_by_id.load(pk)
+    tariff = await info.context.loaders.of(TariffsByIdLoader).load(pk)
     if tariff is None:
         raise NotFound("tariff")
     return tariff
@@ -69,7 +80,7 @@ async def tariffs(info: Info[Context], include_archived: bool = False) -> list[T
 
 
 async def user_customer(root: UserRow, info: Info[Context]) -> CustomerRow | None:
-    return await info.context.loaders.customers_by_user_id.load(root.id)
+    return await info.context.loaders.of(CustomersByUserIdLoader).load(root.id)
 
 
 async def customer_user(root: CustomerRow, info: Info[Context]) -> UserRow:
@@ -77,11 +88,11 @@ async def customer_user(root: CustomerRow, info: Info[Context]) -> UserRow:
 
 
 async def customer_contracts(root: CustomerRow, info: Info[Context]) -> list[ContractRow]:
-    return await info.context.loaders.contracts_by_customer_id.load(root.id)
+    return await info.context.loaders.of(ContractsByCustomerIdLoader).load(root.id)
 
 
 async def customer_subscriptions(root: CustomerRow, info: Info[Context]) -> list[SubscriptionRow]:
-    return await info.context.loaders.subscriptions_by_customer_id.load(root.id)
+    return await info.context.loaders.of(SubscriptionsByCustomerIdLoader).load(root.id)
 
 
 async def contract_customer(root: ContractRow, info: Info[Context]) -> CustomerRow:

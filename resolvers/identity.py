@@ -3,6 +3,7 @@
 import strawberry
 from strawberry import Info
 
+from dataloaders.identity import UsersByIdLoader
 from domains.errors import NotFound
 from domains.identity import login as sign_in
 from domains.identity import logout as sign_out
@@ -20,7 +21,7 @@ async def user_by_pk(info: Info[Context], pk: int) -> UserRow:
     viewer = info.context.signed_in
     if pk != viewer.user_id and not viewer.is_staff:
         raise NotFound("user")
-    user = await info.context.loaders.users_by_id.load(pk)
+    user = await info.context.loaders.of(UsersByIdLoader).load(pk)
     if user is None:
         raise NotFound("user")
     return user

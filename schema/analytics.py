@@ -4,8 +4,11 @@ from datetime import date
 
 import strawberry
 
+from domains.analytics.payments import HANDLERS as PAYMENT_HANDLERS
 from resolvers import analytics as analytics_resolvers
+from schema.access import Access
 from schema.billing import PaymentKind
+from schema.plugin import Domain
 from schema.shared import Money
 
 
@@ -51,3 +54,16 @@ class Query:
         description="Staff: payments and revenue per UTC day, `from` to `to` inclusive "
         "(at most 366 days).",
     )
+
+
+domain = Domain(
+    name="analytics",
+    query=Query,
+    access={
+        "Query.paymentStatistics": Access.STAFF,
+        "PaymentStatistics": Access.STAFF,
+        "PaymentDay": Access.STAFF,
+        "PaymentTotals": Access.STAFF,
+    },
+    consumers={"analytics": PAYMENT_HANDLERS},
+)

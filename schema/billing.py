@@ -18,6 +18,9 @@ from domains.billing.payment import PaymentRow
 from domains.billing.transaction import BalanceEntryRow, TransactionRow
 from resolvers import billing as billing_resolvers
 from resolvers.relay import pk_of
+from resolvers.rest import billing as billing_rest
+from schema.access import Access
+from schema.plugin import Domain
 from schema.shared import Connection, Money, Node, is_row, node_id
 
 if TYPE_CHECKING:
@@ -251,3 +254,47 @@ class Subscription:
         resolver=billing_resolvers.balance_changed,
         description="The viewer's balance movements (staff: one customer's).",
     )
+
+
+domain = Domain(
+    name="billing",
+    query=Query,
+    mutation=Mutation,
+    subscription=Subscription,
+    nodes=(Invoice, Payment, Transaction, BalanceEntry),
+    entity_parts={"Customer": CustomerBillingFields},
+    access={
+        "Query.invoices": Access.CUSTOMER,
+        "Query.invoice": Access.SIGNED_IN,
+        "Query.ledger": Access.STAFF,
+        "Query.balanceHistory": Access.CUSTOMER,
+        "Mutation.payInvoice": Access.CUSTOMER,
+        "Mutation.refundPayment": Access.ADMIN,
+        "Mutation.topUpBalance": Access.CUSTOMER,
+        # Live: customers their own events; staff one customer's, named by customerId.
+        "Subscription.invoiceUpdated": Access.SIGNED_IN,
+        "Subscription.paymentCreated": Access.SIGNED_IN,
+        "Subscription.balanceChanged": Access.SIGNED_IN,
+        "Invoice": Access.SIGNED_IN,
+        "InvoiceConnection": Access.SIGNED_IN,
+        "InvoiceEdge": Access.SIGNED_IN,
+        "Payment": Access.SIGNED_IN,
+        "PaymentConnection": Access.SIGNED_IN,
+        "PaymentEdge": Access.SIGNED_IN,
+        "Transaction": Access.SIGNED_IN,
+        "TransactionConnection": Access.SIGNED_IN,
+        "TransactionEdge": Access.SIGNED_IN,
+        # Only balanceHistory answers these, to the customer whose balance it is.
+        "BalanceEntry": Access.CUSTOMER,
+        "BalanceEntryConnection": Access.CUSTOMER,
+        "BalanceEntryEdge": Access.CUSTOMER,
+        "PaymentPayload": Access.SIGNED_IN,
+        "TopUpPayload": Access.CUSTOMER,
+        "InvoiceUpdatedEvent": Access.SIGNED_IN,
+        "PaymentCreatedEvent": Access.SIGNED_IN,
+        "BalanceChangedEvent": Access.SIGNED_IN,
+    },
+    rest=billing_rest.ROUTES,
+    error_status=billing_rest.ERROR_STATUS,
+    events=("payment", "invoice", "balance"),
+)

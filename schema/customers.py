@@ -12,6 +12,8 @@ from domains.customers.subscription import SubscriptionRow
 from domains.customers.tariff import TariffRow
 from resolvers import customers as customer_resolvers
 from resolvers.relay import pk_of
+from schema.access import Access
+from schema.plugin import Domain
 from schema.shared import Connection, Money, Node, is_row, node_id
 
 if TYPE_CHECKING:
@@ -83,7 +85,7 @@ class Subscription(Node):
         return await customer_resolvers.subscription_by_pk(info, pk_of(id, "Subscription"))
 
 
-@strawberry.type
+@strawberry.type(description="A subscriber's account.")
 class CustomerFields:
     """The customers subgraph's part of `Customer`."""
 
@@ -134,3 +136,24 @@ class Mutation:
         resolver=customer_resolvers.update_my_profile,
         description="Change the viewer's own name or phone; nothing else is theirs to set.",
     )
+
+
+domain = Domain(
+    name="customers",
+    query=Query,
+    mutation=Mutation,
+    nodes=(Contract, Subscription, Tariff),
+    entity_parts={"Customer": CustomerFields, "User": UserCustomerFields},
+    access={
+        "Query.customer": Access.STAFF,
+        "Query.customers": Access.STAFF,
+        "Query.tariffs": Access.PUBLIC,
+        "Mutation.updateMyProfile": Access.CUSTOMER,
+        "Customer": Access.SIGNED_IN,
+        "CustomerConnection": Access.STAFF,
+        "CustomerEdge": Access.STAFF,
+        "Contract": Access.SIGNED_IN,
+        "ServiceSubscription": Access.SIGNED_IN,
+        "Tariff": Access.PUBLIC,
+    },
+)

@@ -1,18 +1,32 @@
-"""Entities that several subgraphs contribute fields to, assembled once from their parts."""
+"""Entities several domains contribute fields to, each assembled once from its parts.
+
+A domain names its part of an entity in `Domain.entity_parts`; the first part (in the
+order of schema/domains.py) is the owner's, which carries the key and the description.
+Other modules refer to these types lazily (`strawberry.lazy("schema.entities")`), which
+looks them up in this module's namespace: each assembled entity is set there by name.
+"""
 
 import strawberry
 
-from schema.billing import CustomerBillingFields
-from schema.customers import CustomerFields, UserCustomerFields
-from schema.identity import UserFields
+from schema.domains import DOMAINS
 from schema.shared import Node
 
 
-@strawberry.federation.type(keys=["id"], description="A person who signs in.")
-class User(UserFields, UserCustomerFields, Node):
-    pass
+def _assemble(name: str, parts: list[type]) -> type:
+    description = parts[0].__strawberry_definition__.description
+    return strawberry.federation.type(keys=["id"], description=description)(
+        type(name, (*parts, Node), {})
+    )
 
 
-@strawberry.federation.type(keys=["id"], description="A subscriber's account.")
-class Customer(CustomerFields, CustomerBillingFields, Node):
-    pass
+def _parts() -> dict[str, list[type]]:
+    found: dict[str, list[type]] = {}
+    for domain in DOMAINS:
+        for name, part in domain.entity_parts.items():
+            found.setdefault(name, []).append(part)
+    return found
+
+
+ENTITIES: dict[str, type] = {name: _assemble(name, parts) for name, parts in _parts().items()}
+
+globals().update(ENTITIES)

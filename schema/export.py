@@ -4,7 +4,7 @@ from pathlib import Path
 
 from graphql import print_schema
 
-from schema.federation import SUBGRAPH_MODULES, build_composed, build_subgraph
+from schema.federation import SUBGRAPHS, build_composed, build_subgraph
 
 
 def composed_sdl() -> str:
@@ -21,7 +21,7 @@ def export_sdl(directory: Path) -> list[Path]:
     subgraphs.mkdir(parents=True, exist_ok=True)
     written = [directory / "schema.graphql"]
     written[0].write_text(composed_sdl())
-    for name in SUBGRAPH_MODULES:
+    for name in SUBGRAPHS:
         path = subgraphs / f"{name}.graphql"
         path.write_text(subgraph_sdl(name))
         written.append(path)

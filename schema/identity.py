@@ -10,6 +10,9 @@ from domains.identity.user import UserRow
 from resolvers import identity as identity_resolvers
 from resolvers import node as node_resolvers
 from resolvers.relay import pk_of
+from resolvers.rest import identity as identity_rest
+from schema.access import Access
+from schema.plugin import Domain
 from schema.shared import Node, is_row, node_id
 
 if TYPE_CHECKING:
@@ -18,7 +21,7 @@ if TYPE_CHECKING:
 UserRole = strawberry.enum(Role, name="Role", description="What a user may do.")
 
 
-@strawberry.type
+@strawberry.type(description="A person who signs in.")
 class UserFields:
     """The identity subgraph's part of `User`."""
 
@@ -112,3 +115,32 @@ class Mutation:
         resolver=identity_resolvers.update_user,
         description="Change a user's role or access (admins); their sessions end.",
     )
+
+
+domain = Domain(
+    name="identity",
+    query=Query,
+    mutation=Mutation,
+    entity_parts={"User": UserFields},
+    access={
+        "Query.me": Access.SIGNED_IN,
+        "Query.node": Access.SIGNED_IN,
+        "Query.mySessions": Access.SIGNED_IN,
+        "Mutation.login": Access.PUBLIC,
+        "Mutation.refreshToken": Access.PUBLIC,
+        "Mutation.requestPasswordReset": Access.PUBLIC,
+        "Mutation.resetPassword": Access.PUBLIC,
+        "Mutation.logout": Access.SIGNED_IN,
+        "Mutation.logoutEverywhere": Access.SIGNED_IN,
+        "Mutation.revokeSession": Access.SIGNED_IN,
+        "Mutation.changePassword": Access.SIGNED_IN,
+        "Mutation.updateUser": Access.ADMIN,
+        # Every path to a user checks the viewer (me, node, Customer.user), or is the login
+        # that just proved who it is (LoginPayload.user).
+        "User": Access.PUBLIC,
+        "LoginPayload": Access.PUBLIC,
+        "Session": Access.SIGNED_IN,
+    },
+    rest=identity_rest.ROUTES,
+    events=("identity",),
+)

@@ -4,14 +4,14 @@ import httpx
 import pytest
 from graphql import GraphQLInterfaceType, GraphQLObjectType, GraphQLSchema, parse
 
-from schema.authorization import operation_coordinates
-from schema.federation import SUBGRAPH_MODULES, build_composed, build_subgraph
-from schema.permissions import ROOT_FIELDS, access_for
+from schema.federation import SUBGRAPHS, build_composed, build_subgraph
+from schema.guards.authorization import operation_coordinates
+from schema.permissions import DECLARED, access_for
 from tests.conftest import graphql, login
 
 
 def _schemas() -> dict[str, GraphQLSchema]:
-    built = {name: build_subgraph(name)._schema for name in SUBGRAPH_MODULES}
+    built = {name: build_subgraph(name)._schema for name in SUBGRAPHS}
     built["composed"] = build_composed()._schema
     return built
 
@@ -30,7 +30,7 @@ def test_every_field_declares_who_may_use_it(name: str, schema: GraphQLSchema):
         for field_name in graphql_type.fields:
             coordinate = f"{type_name}.{field_name}"
             declared = (
-                coordinate in ROOT_FIELDS
+                coordinate in DECLARED
                 if type_name in roots
                 else access_for(type_name, field_name) is not None
             )

@@ -1,5 +1,6 @@
 """What identity's actions need, built once per app from its settings."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -17,3 +18,5 @@ class Auth:
     throttle: Throttle
     refresh_idle_timeout: timedelta
     password_reset_ttl: timedelta
+    # Told each sign-in's outcome (True: signed in), whichever transport it came by.
+    on_login: Callable[[bool], None] = lambda _signed_in: None

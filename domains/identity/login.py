@@ -64,6 +64,7 @@ async def login(auth: Auth, *, email: str, password: str, client: Client) -> Cre
         verify_password, account.password_hash if account else None, password
     )
     if not verified or account is None or not account.user.is_active:
+        auth.on_login(False)
         raise Unauthenticated(LOGIN_FAILED)
     rehashed = (
         await asyncio.to_thread(hash_password, password)
@@ -76,4 +77,6 @@ async def login(auth: Auth, *, email: str, password: str, client: Client) -> Cre
                 update(User).where(User.id == account.user.id).values(password_hash=rehashed)
             )
         session = await auth.sessions.open(tx, account.user.id, client)
-        return await issue_credentials(auth, tx, account.user, account.customer_id, session)
+        credentials = await issue_credentials(auth, tx, account.user, account.customer_id, session)
+    auth.on_login(True)
+    return credentials

@@ -1,0 +1,6 @@
+"""The domains this gateway serves, in composition order: adding one is adding it here."""
+
+from schema import analytics, billing, customers, identity
+from schema.plugin import Domain
+
+DOMAINS: tuple[Domain, ...] = (identity.domain, customers.domain, billing.domain, analytics.domain)
