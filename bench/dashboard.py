@@ -38,9 +38,9 @@ from sqlalchemy import func, select
 from domains.billing.models import Invoice
 from domains.customers.models import Customer
 from domains.database import Database
-from domains.demo import DEMO_PASSWORD, load_bulk, load_demo
 from domains.identity.models import User
 from domains.identity.tokens import generate_signing_key
+from gateway.demo import DEMO_PASSWORD, load_bulk, load_demo
 from migrations import upgrade
 
 BENCH = Path(__file__).resolve().parent

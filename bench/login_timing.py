@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 
 from domains.database import Database
-from domains.demo import load_demo
 from domains.identity.tokens import generate_signing_key
 from gateway.app import create_app
+from gateway.demo import load_demo
 from gateway.settings import Settings
 from migrations import upgrade
 

@@ -40,11 +40,11 @@ from domains.billing.pay_invoice import pay_invoice
 from domains.billing.reconcile import reconcile
 from domains.customers.models import Customer
 from domains.database import Database
-from domains.demo import load_bulk
 from domains.errors import DomainError
 from domains.identity.models import Role, User
 from domains.identity.tokens import generate_signing_key
 from domains.identity.viewer import Viewer
+from gateway.demo import load_bulk
 from migrations import upgrade
 from resolvers.relay import to_global_id
 

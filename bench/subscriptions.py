@@ -46,11 +46,11 @@ from domains.billing.models import Invoice, InvoiceStatus, PaymentMethod
 from domains.billing.pay_invoice import pay_invoice
 from domains.customers.models import Customer
 from domains.database import Database
-from domains.demo import load_bulk
 from domains.errors import DomainError
 from domains.identity.models import Role, User
 from domains.identity.tokens import generate_signing_key
 from domains.identity.viewer import Viewer
+from gateway.demo import load_bulk
 from migrations import upgrade
 
 # The tests' broker launcher; the repository root is not on the path of a script in bench/.

@@ -70,7 +70,7 @@ def _log_to_stderr(settings: Settings) -> None:
 
 
 def _demo(settings: Settings) -> None:
-    from domains.demo import load_demo
+    from gateway.demo import load_demo
 
     loaded = _on_database(settings, lambda db: load_demo(db, progress=_progress))
     print("demo data loaded" if loaded else "demo data already present; left as it is")

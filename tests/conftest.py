@@ -15,9 +15,9 @@ from sqlalchemy import event
 from starlette.applications import Starlette
 
 from domains.database import Database
-from domains.demo import load_demo
 from domains.identity.tokens import generate_signing_key
 from gateway.app import create_app
+from gateway.demo import load_demo
 from gateway.settings import Settings
 from migrations import upgrade
 

@@ -32,8 +32,8 @@ from domains.billing.reconcile import reconcile
 from domains.clock import utcnow
 from domains.customers.models import Customer
 from domains.database import Database
-from domains.demo import load_demo
 from domains.identity.models import User
+from gateway.demo import load_demo
 from migrations import upgrade
 from resolvers.relay import pk_of, to_global_id
 from tests.conftest import DEMO_PASSWORD, scratch_database

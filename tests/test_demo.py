@@ -21,10 +21,10 @@ from domains.billing.models import (
 from domains.billing.reconcile import reconcile
 from domains.customers.models import Contract, Customer, Subscription, Tariff
 from domains.database import Database
-from domains.demo import DEMO_LOGINS, DEMO_PASSWORD, load_bulk, load_demo
 from domains.identity.models import User
 from domains.identity.passwords import verify_password
 from domains.models import metadata
+from gateway.demo import DEMO_LOGINS, DEMO_PASSWORD, load_bulk, load_demo
 from tests.conftest import scratch_database
 
 users = User.__table__

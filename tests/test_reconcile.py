@@ -10,7 +10,7 @@ from sqlalchemy import func, select, text
 from domains.billing.models import InvoiceStatus, Transaction
 from domains.billing.reconcile import reconcile
 from domains.database import Database
-from domains.demo import load_bulk, load_demo
+from gateway.demo import load_bulk, load_demo
 from migrations import downgrade, upgrade
 from tests.test_payments import make_customer, pay
 

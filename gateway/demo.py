@@ -6,18 +6,19 @@ yields the same people, contracts and invoices (dates count back from the curren
 Rows go in with executemany inserts; ids come back through RETURNING in parameter order,
 so children are linked to their parents without a query per row.
 
-The ledger is consistent (`kabinet billing reconcile` passes): each customer's balance
-arrives in one opening top-up (debit provider clearing, credit the customer balance)
-large enough for their balance payments too; each invoice is posted at its issue time
-(debit its receivable, credit revenue); a balance payment then debits the customer
-balance and a card payment the provider clearing, each crediting the invoice's receivable.
+Money moves only through the ledger's posting (`post_movements`, `post_issuance`), as in
+production, so the data reconciles (`kabinet billing reconcile`) and customers' cached
+balances come from their entries: each customer's balance arrives in one opening top-up
+(debit provider clearing, credit the customer balance) large enough for their balance
+payments too; each invoice is posted at its issue time (debit its receivable, credit
+revenue); a balance payment then debits the customer balance and a card payment the
+provider clearing, each crediting the invoice's receivable.
 """
 
 import asyncio
 import calendar
 import dataclasses
 import random
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -29,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.billing.invoice_issue import ISSUED, IssuedInvoice, post_issuance
+from domains.billing.ledger import Entry, post_movements
 from domains.billing.models import (
     EntrySide,
     Invoice,
@@ -38,7 +40,6 @@ from domains.billing.models import (
     PaymentMethod,
     PaymentStatus,
     Refund,
-    Transaction,
 )
 from domains.clock import utcnow
 from domains.customers.models import (
@@ -80,7 +81,6 @@ contracts = Contract.__table__
 subscriptions = Subscription.__table__
 invoices = Invoice.__table__
 payments = Payment.__table__
-transactions = Transaction.__table__
 refunds = Refund.__table__
 
 TARIFFS: tuple[Row, ...] = (
@@ -215,10 +215,37 @@ class _Person:
     refunded_card_payment: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class _Movement:
+    """Money from one account to another; its owners' ids are known only once inserted."""
+
+    debit: LedgerAccount
+    credit: LedgerAccount
+    amount: Decimal
+    at: datetime
+
+    def entries(
+        self, customer_id: int, *, invoice_id: int | None = None, payment_id: int | None = None
+    ) -> list[Entry]:
+        """Both entries name the payment, if any; only the receivable's names the invoice."""
+        return [
+            Entry(
+                account,
+                side,
+                self.amount,
+                CURRENCY,
+                customer_id,
+                invoice_id=invoice_id if account is LedgerAccount.RECEIVABLE else None,
+                payment_id=payment_id,
+            )
+            for account, side in ((self.debit, EntrySide.DEBIT), (self.credit, EntrySide.CREDIT))
+        ]
+
+
 @dataclass(slots=True)
 class _PaymentPlan:
     row: Row
-    entries: list[Row]  # the payment's movement, and its refund's
+    movements: list[_Movement]  # the payment's, and its refund's
     refund: Row | None = None
 
 
@@ -240,7 +267,7 @@ class _CustomerPlan:
     user: Row
     customer: Row
     contracts: list[_ContractPlan]
-    top_up: list[Row]  # the opening top-up's entries; none when nothing was ever on the account
+    top_up: _Movement | None  # None when nothing was ever on the account
 
 
 class _Generator:
@@ -341,7 +368,7 @@ class _Generator:
                 "contract_num": self._namespace.contract_num(self._customers),
                 "full_name": person.full_name,
                 "phone": person.phone,
-                "balance": person.balance,
+                "balance": Decimal("0.00"),  # the ledger's postings bring it to person.balance
                 "currency": CURRENCY,
                 "created_at": signed_up,
             },
@@ -389,7 +416,7 @@ class _Generator:
         card = rng.random() < person.card_share
         at = min(issued_at + timedelta(seconds=rng.randrange(14 * 86400)), self._now)
         debit = LedgerAccount.PROVIDER_CLEARING if card else LedgerAccount.CUSTOMER_BALANCE
-        entries = _movement(debit, LedgerAccount.RECEIVABLE, amount, at)
+        movement = _Movement(debit, LedgerAccount.RECEIVABLE, amount, at)
         return _PaymentPlan(
             {
                 "amount": amount,
@@ -399,7 +426,7 @@ class _Generator:
                 "refunded_amount": Decimal("0.00"),
                 "created_at": at,
             },
-            entries,
+            [movement],
         )
 
     def _charged_twice(self, amount: Decimal, issued_at: datetime) -> list[_PaymentPlan]:
@@ -415,10 +442,12 @@ class _Generator:
                 "refunded_amount": amount,
                 "created_at": at,
             },
-            _movement(LedgerAccount.PROVIDER_CLEARING, LedgerAccount.RECEIVABLE, amount, at)
-            + _movement(
-                LedgerAccount.RECEIVABLE, LedgerAccount.CUSTOMER_BALANCE, amount, refunded_at
-            ),
+            [
+                _Movement(LedgerAccount.PROVIDER_CLEARING, LedgerAccount.RECEIVABLE, amount, at),
+                _Movement(
+                    LedgerAccount.RECEIVABLE, LedgerAccount.CUSTOMER_BALANCE, amount, refunded_at
+                ),
+            ],
             {
                 "amount": amount,
                 "currency": CURRENCY,
@@ -435,9 +464,11 @@ class _Generator:
                 "refunded_amount": Decimal("0.00"),
                 "created_at": refunded_at,
             },
-            _movement(
-                LedgerAccount.CUSTOMER_BALANCE, LedgerAccount.RECEIVABLE, amount, refunded_at
-            ),
+            [
+                _Movement(
+                    LedgerAccount.CUSTOMER_BALANCE, LedgerAccount.RECEIVABLE, amount, refunded_at
+                )
+            ],
         )
         return [card, from_balance]
 
@@ -479,28 +510,10 @@ class _Generator:
         return f"{local}{suffix}@{self._namespace.email_domain}"
 
 
-def _movement(
-    debit: LedgerAccount, credit: LedgerAccount, amount: Decimal, at: datetime
-) -> list[Row]:
-    """The two entries of one balanced movement; ids of their owners are added on insert."""
-    movement_id = uuid.uuid4()
-    return [
-        {
-            "movement_id": movement_id,
-            "account": account,
-            "type": side,
-            "amount": amount,
-            "currency": CURRENCY,
-            "created_at": at,
-        }
-        for account, side in ((debit, EntrySide.DEBIT), (credit, EntrySide.CREDIT))
-    ]
-
-
-def _top_up(amount: Decimal, at: datetime) -> list[Row]:
+def _top_up(amount: Decimal, at: datetime) -> _Movement | None:
     if not amount:
-        return []
-    return _movement(LedgerAccount.PROVIDER_CLEARING, LedgerAccount.CUSTOMER_BALANCE, amount, at)
+        return None
+    return _Movement(LedgerAccount.PROVIDER_CLEARING, LedgerAccount.CUSTOMER_BALANCE, amount, at)
 
 
 # The two documented customer logins: alice owes money, bob has paid everything.
@@ -708,23 +721,17 @@ async def _insert_plans(
         payments,
         [{**pay.row, "customer_id": cid, "invoice_id": iid} for cid, iid, pay in paid],
     )
-    entries = [
-        {**entry, "customer_id": cid, "payment_id": None, "invoice_id": None}
+    movements = [
+        (plan.top_up.entries(cid), plan.top_up.at)
         for plan, cid in zip(plans, customer_ids, strict=True)
-        for entry in plan.top_up
+        if plan.top_up is not None
     ]
-    entries += [
-        {
-            **entry,
-            "customer_id": cid,
-            "payment_id": payment_id,
-            "invoice_id": iid if entry["account"] is LedgerAccount.RECEIVABLE else None,
-        }
+    movements += [
+        (movement.entries(cid, invoice_id=iid, payment_id=payment_id), movement.at)
         for (cid, iid, pay), payment_id in zip(paid, payment_ids, strict=True)
-        for entry in pay.entries
+        for movement in pay.movements
     ]
-    if entries:
-        await session.execute(insert(transactions), entries)
+    await post_movements(session, movements)
     given_back = [
         {**pay.refund, "payment_id": payment_id, "created_by": refunded_by}
         for (_, _, pay), payment_id in zip(paid, payment_ids, strict=True)
