@@ -20,20 +20,17 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domains.events.subject import CUSTOMER
 from domains.outbox import record_event
 
 VERSION = 1
-
-
-def _subject(customer_id: int) -> str:
-    return f"customer:{customer_id}"
 
 
 async def _record(session: AsyncSession, type: str, customer_id: int, **data: Any) -> None:
     payload = {"version": VERSION, "customer_id": customer_id}
     for name, value in data.items():
         payload[name] = str(value) if isinstance(value, Decimal) else value
-    await record_event(session, type, _subject(customer_id), payload)
+    await record_event(session, type, CUSTOMER.of(customer_id), payload)
 
 
 async def payment_created(

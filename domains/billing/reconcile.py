@@ -37,6 +37,7 @@ from domains.billing.models import (
 from domains.billing.settlement import SETTLED
 from domains.customers.models import Customer
 from domains.database import Database
+from domains.events.subject import CUSTOMER
 
 transactions = Transaction.__table__
 customers = Customer.__table__
@@ -112,7 +113,8 @@ async def reconcile(db: Database) -> list[Problem]:
             problems.append(
                 Problem(
                     "balance_mismatch",
-                    f"customer:{row.id}",
+                    # Named as its events are, so the finding leads to them in the outbox.
+                    CUSTOMER.of(row.id),
                     f"balance {row.balance} but its ledger entries sum to {row.ledger}",
                 )
             )

@@ -5,6 +5,7 @@ import asyncio
 from sqlalchemy import update
 
 from domains.errors import InvalidInput, Unauthenticated
+from domains.events.subject import USER
 from domains.identity.auth import Auth
 from domains.identity.login import find_account
 from domains.identity.models import User
@@ -44,6 +45,6 @@ async def change_password(
         await record_event(
             tx,
             PASSWORD_CHANGED,
-            f"user:{account.user.id}",
+            USER.of(account.user.id),
             {"version": 1, "user_id": account.user.id, "email": account.user.email, "by": "user"},
         )

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 
 from domains.clock import utcnow
 from domains.errors import InvalidInput
+from domains.events.subject import USER
 from domains.identity.auth import Auth
 from domains.identity.credentials import token_hash
 from domains.identity.login import MAX_EMAIL_LENGTH
@@ -68,7 +69,7 @@ async def _send_link(auth: Auth, email: str) -> None:
         await record_event(
             tx,
             RESET_REQUESTED,
-            f"user:{user_id}",
+            USER.of(user_id),
             {
                 "version": 1,
                 "user_id": user_id,
@@ -116,6 +117,6 @@ async def reset_password(auth: Auth, *, token: str, new_password: str) -> None:
         await record_event(
             tx,
             PASSWORD_CHANGED,
-            f"user:{user_id}",
+            USER.of(user_id),
             {"version": 1, "user_id": user_id, "email": email, "by": "reset"},
         )
