@@ -73,6 +73,7 @@ def create_app(settings: Settings) -> Starlette:
             loaders=Loaders(services.db),
             # A websocket's viewer comes from its connection_init, not from a header.
             viewer=getattr(request.state, "viewer", None),
+            event_source=settings.event_source,
             request=request,
             acquiring=services.acquiring,
             hub=hub,

@@ -28,7 +28,7 @@ from domains.money import Money
 from resolvers.access import load_owned
 from resolvers.context import Context
 from resolvers.customers import customer_by_pk
-from resolvers.live import LiveEvent, event_fields, live
+from resolvers.live import LiveEvent, event_fields, live, watched_customer
 from resolvers.relay import Connection, connection_from_page, pk_of, window_from_arguments
 
 
@@ -295,9 +295,12 @@ def _balance_change(event: CloudEvent) -> BalanceChange:
 
 
 # A payment moves an invoice's amount due, a refund may reopen it, `invoice.paid` closes it.
-invoice_updated = live({"invoice.paid", "payment.created", "payment.refunded"}, _invoice_change)
-payment_created = live({"payment.created"}, _payment_change)
-balance_changed = live({"balance.changed"}, _balance_change)
+# Each is about the customer account: a customer watches their own, staff the one named.
+invoice_updated = live(
+    {"invoice.paid", "payment.created", "payment.refunded"}, _invoice_change, watched_customer
+)
+payment_created = live({"payment.created"}, _payment_change, watched_customer)
+balance_changed = live({"balance.changed"}, _balance_change, watched_customer)
 
 
 async def change_invoice(root: InvoiceChange, info: Info[Context]) -> InvoiceRow:

@@ -1,7 +1,7 @@
 """What every resolver receives as `info.context`."""
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from dataloaders import Loaders
@@ -20,8 +20,13 @@ class Context:
     auth: Auth
     loaders: Loaders
     viewer: Viewer | None
+    # This deployment's CloudEvents `source` prefix (settings.event_source): an event replayed
+    # to a resuming subscriber carries the source the relay published it with.
+    event_source: str
     # The transport's request (Starlette's), for client address and headers.
     request: Any = None
+    # `node(id:)`'s loader of each Node type, by the type name in global ids.
+    nodes: Mapping[str, Callable[[Any, str], Awaitable[Any]]] = field(default_factory=dict)
     # Set while an operation runs: its computed cost, and the rate limiter's answer to it.
     operation_cost: int = 0
     rate_limit: Decision | None = None

@@ -1,5 +1,9 @@
 """One per API process: reads every event topic and hands each event to the local subscribers
-of its customer.
+of its subject, and to those of an audience that want its type.
+
+A subscriber watches one subject (`customer:7`, `ticket:12`: one object's events) or, for an
+audience (operators watching every new ticket), every subject; either way only some event
+types. Who may watch what is decided before a subscriber gets here (`resolvers.live`).
 
 Each process reads the topics without a consumer group, so every instance sees every event
 and fans it out to the sockets it holds. A subscriber has a bounded queue; one that cannot
@@ -45,17 +49,25 @@ class TooManySubscriptions(DomainError):
         super().__init__(f"at most {limit} live subscriptions at a time; end one first")
 
 
+# Where the hub looks a subscriber up: (subject or None for every subject, event type).
+Route = tuple[str | None, str]
+
+
 class Subscriber:
     """One stream's place in the hub: which events it wants and those not yet taken."""
 
     def __init__(
-        self, customer_id: int, owner: int, types: frozenset[str], queue_size: int
+        self, subject: str | None, types: frozenset[str], owner: int, queue_size: int
     ) -> None:
-        self.customer_id = customer_id
-        self.owner = owner  # the user who subscribed: limits count per user
+        self.subject = subject  # None: every subject's events of `types` (an audience)
         self.types = types
+        self.owner = owner  # the user who subscribed: limits count per user
         # None marks the end: the subscriber was dropped for being slow.
         self._queue: asyncio.Queue[CloudEvent | None] = asyncio.Queue(queue_size)
+
+    @property
+    def routes(self) -> list[Route]:
+        return [(self.subject, type) for type in self.types]
 
     async def next(self) -> CloudEvent:
         event = await self._queue.get()
@@ -94,12 +106,14 @@ class Hub:
         self.max_per_owner = max_per_owner
         self._owned: Counter[int] = Counter()
         self.on_slow_consumer = on_slow_consumer
-        self._by_customer: dict[int, set[Subscriber]] = {}
+        # Keyed by what an event matches, so handing one out touches only its takers.
+        self._by_route: dict[Route, set[Subscriber]] = {}
+        self._subscribers: set[Subscriber] = set()
         self._task: asyncio.Task[None] | None = None
 
     @property
     def subscriber_count(self) -> int:
-        return sum(len(found) for found in self._by_customer.values())
+        return len(self._subscribers)
 
     async def start(self) -> None:
         """Reads from the end of each topic from now on; when the bus is away, from when it
@@ -120,33 +134,42 @@ class Hub:
                 await self._task
             self._task = None
 
-    def subscribe(self, customer_id: int, types: frozenset[str], *, owner: int) -> Subscriber:
-        """Registers a stream of `owner` (a user id), within that user's limit."""
+    def subscribe(self, types: frozenset[str], *, subject: str | None, owner: int) -> Subscriber:
+        """Registers a stream of `owner` (a user id), within that user's limit: the events of
+        `types` about `subject`, or about every subject when it is None."""
         if self._owned[owner] >= self.max_per_owner:
             raise TooManySubscriptions(self.max_per_owner)
-        subscriber = Subscriber(customer_id, owner, types, self.queue_size)
-        self._by_customer.setdefault(customer_id, set()).add(subscriber)
+        subscriber = Subscriber(subject, types, owner, self.queue_size)
+        self._subscribers.add(subscriber)
+        for route in subscriber.routes:
+            self._by_route.setdefault(route, set()).add(subscriber)
         self._owned[owner] += 1
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
-        found = self._by_customer.get(subscriber.customer_id)
-        if found is None or subscriber not in found:
+        """Idempotent: a subscriber dropped for being slow is unsubscribed again as its
+        stream ends."""
+        if subscriber not in self._subscribers:
             return
-        found.discard(subscriber)
-        if not found:
-            del self._by_customer[subscriber.customer_id]
+        self._subscribers.discard(subscriber)
+        for route in subscriber.routes:
+            found = self._by_route[route]
+            found.discard(subscriber)
+            if not found:
+                del self._by_route[route]
         self._owned[subscriber.owner] -= 1
         if not self._owned[subscriber.owner]:
             del self._owned[subscriber.owner]
 
     def dispatch(self, event: CloudEvent) -> None:
-        """Hands the event to its customer's subscribers that want its type; never waits."""
-        customer_id = event.customer_id
-        if customer_id is None:
-            return
-        for subscriber in list(self._by_customer.get(customer_id, ())):
-            if event.type in subscriber.types and not subscriber.offer(event):
+        """Hands the event to its subject's subscribers and to the audiences that want its
+        type; never waits."""
+        takers = [
+            *self._by_route.get((event.subject, event.type), ()),
+            *self._by_route.get((None, event.type), ()),
+        ]
+        for subscriber in takers:
+            if not subscriber.offer(event):
                 self.unsubscribe(subscriber)
                 subscriber.end()
                 self.on_slow_consumer()

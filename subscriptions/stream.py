@@ -14,8 +14,6 @@ from domains.outbox import OutboxEvent
 from subscriptions.hub import Hub
 
 outbox = OutboxEvent.__table__
-# Catch-up events carry this source; the payload a client sees does not depend on it.
-CATCH_UP_SOURCE = "urn:kabinet:outbox"
 
 
 class _Seen:
@@ -40,22 +38,26 @@ async def events(
     hub: Hub,
     db: Database,
     *,
-    customer_id: int,
-    owner: int,
+    subject: str | None,
     types: frozenset[str],
+    owner: int,
     after: str | None,
     catch_up_limit: int,
+    source: str,
 ) -> AsyncIterator[CloudEvent]:
-    """The customer's events of `types`: those after event `after` first, then live ones.
+    """The events of `types` about `subject` (about any subject when None: an audience's):
+    those after event `after` first, then live ones.
 
     The hub registration comes before the catch-up read, so an event committed in between is
     in one or both of them, never in neither; the duplicates are skipped.
     """
-    subscriber = hub.subscribe(customer_id, types, owner=owner)
+    subscriber = hub.subscribe(types, subject=subject, owner=owner)
     try:
         seen = _Seen(catch_up_limit + hub.queue_size)
         if after is not None:
-            for event in await missed(db, customer_id, types, after, catch_up_limit):
+            for event in await missed(
+                db, subject, types, after, limit=catch_up_limit, source=source
+            ):
                 seen.add(event.id)
                 yield event
         while True:
@@ -67,34 +69,42 @@ async def events(
 
 
 async def missed(
-    db: Database, customer_id: int, types: frozenset[str], after: str, limit: int
+    db: Database,
+    subject: str | None,
+    types: frozenset[str],
+    after: str,
+    *,
+    limit: int,
+    source: str,
 ) -> list[CloudEvent]:
-    """The customer's events of `types` after event `after`, oldest first, from the outbox.
+    """The stream's events after event `after`, oldest first, from the outbox, as the relay
+    publishes them (`source` is the deployment's prefix, settings.event_source).
 
-    An id that is not this customer's event reads as NOT_FOUND; more than `limit` missed
-    events is refused, since replaying only some of them would leave a silent gap.
+    `after` must be an event of the stream: one about `subject`, or for an audience one of
+    its types; any other id reads as NOT_FOUND, so a client cannot probe others' events.
+    More than `limit` missed events is refused, since replaying only some of them would leave
+    a silent gap.
     """
     try:
         after_id = uuid.UUID(after)
     except ValueError:
         raise InvalidInput("`after` must be an event id from an earlier message") from None
-    subject = f"customer:{customer_id}"
+    of_types = outbox.c.type.in_(sorted(types))
+    about = [] if subject is None else [outbox.c.subject == subject]
     async with db.read() as conn:
         occurred_at: datetime | None = (
             await conn.execute(
-                select(outbox.c.occurred_at).where(
-                    outbox.c.id == after_id, outbox.c.subject == subject
-                )
+                select(outbox.c.occurred_at).where(outbox.c.id == after_id, *(about or [of_types]))
             )
         ).scalar_one_or_none()
         if occurred_at is None:
             raise NotFound("event")
         rows = (
             await conn.execute(
-                select(outbox.c.id, outbox.c.type, outbox.c.occurred_at, outbox.c.payload)
+                select(outbox)
                 .where(
-                    outbox.c.subject == subject,
-                    outbox.c.type.in_(sorted(types)),
+                    *about,
+                    of_types,
                     tuple_(outbox.c.occurred_at, outbox.c.id) > tuple_(occurred_at, after_id),
                 )
                 .order_by(outbox.c.occurred_at, outbox.c.id)
@@ -105,14 +115,4 @@ async def missed(
         raise InvalidInput(
             f"more than {limit} events were missed: reload, then subscribe without `after`"
         )
-    return [
-        CloudEvent(
-            id=row.id,
-            type=row.type,
-            source=CATCH_UP_SOURCE,
-            subject=subject,
-            time=row.occurred_at,
-            data=row.payload,
-        )
-        for row in rows
-    ]
+    return [CloudEvent.from_outbox(row, source) for row in rows]

@@ -2,8 +2,9 @@
 
 Structured mode: the whole event is one JSON object in the Kafka message value, so a
 consumer needs no headers to read it. `id` is the outbox row's id, so a redelivered event
-is recognisably the same event; `subject` is the outbox subject (`customer:<id>`), also the
-message key.
+is recognisably the same event; `subject` is the outbox subject (`domains.events.subject`),
+also the message key; `source` is the deployment's prefix and the event's domain
+(`urn:kabinet:billing`).
 """
 
 import json
@@ -11,6 +12,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from sqlalchemy.engine import Row
+
+from domains.events.catalog import domain_of
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -29,11 +34,19 @@ class CloudEvent:
     time: datetime
     data: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def customer_id(self) -> int | None:
-        """The customer the event is about, when its subject names one."""
-        kind, _, key = self.subject.partition(":")
-        return int(key) if kind == "customer" and key.isdigit() else None
+    @classmethod
+    def from_outbox(cls, row: Row[Any], source: str) -> "CloudEvent":
+        """The event an outbox row stands for, `source` being the deployment's prefix: the
+        relay publishes it, a resuming subscriber reads it back, and the two must not differ.
+        Raises ValueError for a type of no known domain."""
+        return cls(
+            id=row.id,
+            type=row.type,
+            source=f"{source}:{domain_of(row.type)}",
+            subject=row.subject,
+            time=row.occurred_at,
+            data=row.payload,
+        )
 
     def to_json(self) -> bytes:
         return json.dumps(

@@ -231,15 +231,7 @@ class OutboxRelay:
             topic = self.topics[domain]
         except KeyError:
             raise ValueError(f"no topic configured for the {domain} domain") from None
-        event = CloudEvent(
-            id=row.id,
-            type=row.type,
-            source=f"{self.source}:{domain}",
-            subject=row.subject,
-            time=row.occurred_at,
-            data=row.payload,
-        )
-        return topic, event
+        return topic, CloudEvent.from_outbox(row, self.source)
 
     async def _mark(self, conn: AsyncConnection, rows: list[Row[Any]]) -> None:
         if not rows:

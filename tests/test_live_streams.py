@@ -1,0 +1,366 @@
+"""Streams by subject: the hub hands an event to the watchers of its subject and to the
+audiences of its type; a stream over one object, or an audience's, resumes after an event
+with the events the relay publishes; a domain's declaration in `resolvers.live` decides who
+may watch what.
+
+A ticket (`ticket:<id>`, support's events) is the object that is not a customer account;
+the bus is the real in-process one, the outbox a real database, the relay the real relay.
+"""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import strawberry
+from graphql import build_schema
+from sqlalchemy import select
+from strawberry import Info
+
+from dataloaders import Loaders
+from domains.billing.models import Invoice
+from domains.customers.models import Customer
+from domains.database import Database
+from domains.errors import Forbidden, NotFound
+from domains.events.bus import EventBus
+from domains.events.cloudevent import CloudEvent
+from domains.events.memory_bus import MemoryBus
+from domains.events.relay import OutboxRelay
+from domains.events.subject import SubjectKind
+from domains.identity.models import Role, User
+from domains.identity.viewer import Viewer
+from domains.outbox import record_event
+from gateway.services import Services
+from resolvers.billing import invoice_by_pk
+from resolvers.context import Context
+from resolvers.live import audience, live
+from resolvers.relay import pk_of, to_global_id
+from subscriptions.hub import Hub, SlowConsumer, Subscriber, TooManySubscriptions
+from subscriptions.stream import events
+from tests.conftest import make_settings
+
+TICKET = SubjectKind("ticket")
+CREATED, REPLIED = "ticket.created", "ticket.replied"
+SOURCE = "urn:kabinet"
+TOPICS = {"billing": "t.billing", "identity": "t.identity", "support": "t.support"}
+
+
+@pytest_asyncio.fixture
+async def bus() -> MemoryBus:
+    return MemoryBus(partitions=3)
+
+
+def _hub(bus: EventBus, **options: Any) -> Hub:
+    settings: dict[str, Any] = {"queue_size": 10, "max_per_owner": 10, **options}
+    return Hub(bus, sorted(TOPICS.values()), **settings)
+
+
+@pytest_asyncio.fixture
+async def hub(bus: MemoryBus) -> AsyncIterator[Hub]:
+    running = _hub(bus)
+    await running.start()
+    yield running
+    await running.stop()
+
+
+async def _publish(bus: EventBus, type: str, ticket: int) -> CloudEvent:
+    """Puts a support event on the bus, as the relay would."""
+    event = CloudEvent(
+        uuid.uuid4(), type, f"{SOURCE}:support", TICKET.of(ticket), datetime.now(UTC), {}
+    )
+    await bus.publish(TOPICS["support"], event.subject, event.to_json())
+    return event
+
+
+async def _next(subscriber: Subscriber) -> uuid.UUID:
+    return (await asyncio.wait_for(subscriber.next(), 10)).id
+
+
+async def test_a_ticket_stream_gets_that_tickets_events_of_its_types_only(bus, hub):
+    seven = hub.subscribe(frozenset({REPLIED}), subject=TICKET.of(7), owner=1)
+    eight = hub.subscribe(frozenset({REPLIED}), subject=TICKET.of(8), owner=2)
+    eights = await _publish(bus, REPLIED, 8)
+    assert await _next(eight) == eights.id
+    await _publish(bus, CREATED, 7)  # not a type ticket 7's watcher wants
+    sevens = await _publish(bus, REPLIED, 7)
+    # One ticket's events keep their order: the first that reached 7's watcher is its reply.
+    assert await _next(seven) == sevens.id
+
+
+async def test_an_audience_gets_every_subjects_events_of_its_types(bus, hub):
+    queue = hub.subscribe(frozenset({CREATED}), subject=None, owner=3)
+    watcher = hub.subscribe(frozenset({CREATED, REPLIED}), subject=TICKET.of(7), owner=1)
+    eights = await _publish(bus, CREATED, 8)
+    assert await _next(queue) == eights.id
+    reply = await _publish(bus, REPLIED, 7)
+    created = await _publish(bus, CREATED, 7)
+    assert await _next(queue) == created.id  # the reply, before it on 7's partition, was not
+    # Ticket 8's event, handed out before these, never reached ticket 7's watcher.
+    assert [await _next(watcher), await _next(watcher)] == [reply.id, created.id]
+
+
+async def test_a_slow_audience_is_dropped_and_a_subjects_watcher_is_not(bus):
+    dropped: list[None] = []
+    hub = _hub(bus, queue_size=2, on_slow_consumer=lambda: dropped.append(None))
+    await hub.start()
+    try:
+        queue = hub.subscribe(frozenset({CREATED}), subject=None, owner=3)
+        watcher = hub.subscribe(frozenset({CREATED}), subject=TICKET.of(7), owner=1)
+        for _ in range(3):
+            event = await _publish(bus, CREATED, 7)
+            assert await _next(watcher) == event.id  # read as they come: never full
+        with pytest.raises(SlowConsumer):
+            await asyncio.wait_for(queue.next(), 10)
+        assert dropped == [None]
+        assert hub.subscriber_count == 1
+        hub.unsubscribe(queue)  # the dropped stream ending: nothing left to release
+        assert hub.subscriber_count == 1
+    finally:
+        await hub.stop()
+
+
+async def test_the_per_user_limit_counts_object_and_audience_streams_alike(bus):
+    hub = _hub(bus, max_per_owner=2)
+    thread = hub.subscribe(frozenset({REPLIED}), subject=TICKET.of(7), owner=3)
+    hub.subscribe(frozenset({CREATED}), subject=None, owner=3)
+    with pytest.raises(TooManySubscriptions):
+        hub.subscribe(frozenset({CREATED}), subject=None, owner=3)
+    hub.subscribe(frozenset({CREATED}), subject=None, owner=4)  # another user's own count
+    hub.unsubscribe(thread)
+    hub.subscribe(frozenset({CREATED}), subject=None, owner=3)
+    assert hub.subscriber_count == 3
+
+
+# Resuming: what was missed comes from the outbox, as the relay publishes it, then live.
+
+
+async def _record(db: Database, type: str, ticket: int) -> uuid.UUID:
+    async with db.transaction() as tx:
+        return await record_event(tx, type, TICKET.of(ticket), {"version": 1})
+
+
+async def _relayed(bus: EventBus, db: Database) -> dict[uuid.UUID, CloudEvent]:
+    """Runs the relay over every unpublished row; the events it put on the bus, by id."""
+    reader = bus.consumer([TOPICS["support"]], group=None)
+    await reader.start()
+    try:
+        relay = OutboxRelay(db, bus, topics=TOPICS, source=SOURCE)
+        published = await relay.run_once()
+        await relay.close()
+        found: dict[uuid.UUID, CloudEvent] = {}
+        while len(found) < published:
+            for delivery in await reader.fetch(1.0):
+                event = delivery.event()
+                found[event.id] = event
+        return found
+    finally:
+        await reader.stop()
+
+
+def _stream(hub: Hub, db: Database, subject: str | None, types: set[str], after: object) -> Any:
+    return events(
+        hub,
+        db,
+        subject=subject,
+        types=frozenset(types),
+        owner=1,
+        after=str(after),
+        catch_up_limit=10,
+        source=SOURCE,
+    )
+
+
+async def _take(stream: Any, count: int) -> list[CloudEvent]:
+    return [await asyncio.wait_for(anext(stream), 10) for _ in range(count)]
+
+
+async def test_a_ticket_stream_resumes_after_an_event_then_goes_on_live(bus, hub, db):
+    first = await _record(db, REPLIED, 7)
+    await _relayed(bus, db)  # the last event the client had, before it lost its socket
+    await _record(db, REPLIED, 8)
+    await _record(db, CREATED, 7)  # of ticket 7, not of the stream's types
+    second = await _record(db, REPLIED, 7)  # committed, not yet relayed
+    stream = _stream(hub, db, TICKET.of(7), {REPLIED}, after=first)
+    try:
+        [missed] = await _take(stream, 1)
+        relayed = await _relayed(bus, db)
+        # The same event as the relay's, source included, whichever way it came.
+        assert missed == relayed[second]
+        assert missed.source == f"{SOURCE}:support"
+        third = await _record(db, REPLIED, 7)
+        await _relayed(bus, db)
+        # The relay's copy of the missed event was skipped: the next is the new one.
+        assert [event.id for event in await _take(stream, 1)] == [third]
+    finally:
+        await stream.aclose()
+    assert hub.subscriber_count == 0
+
+
+async def test_an_audience_resumes_after_an_event_of_its_types(bus, hub, db):
+    first = await _record(db, CREATED, 7)
+    await _relayed(bus, db)
+    reply = await _record(db, REPLIED, 7)
+    eights = await _record(db, CREATED, 8)
+    nines = await _record(db, CREATED, 9)
+    stream = _stream(hub, db, None, {CREATED}, after=first)
+    try:
+        missed = await _take(stream, 2)
+        assert [event.id for event in missed] == [eights, nines]
+        relayed = await _relayed(bus, db)
+        assert missed == [relayed[eights], relayed[nines]]
+        tens = await _record(db, CREATED, 10)
+        await _relayed(bus, db)
+        assert [event.id for event in await _take(stream, 1)] == [tens]
+    finally:
+        await stream.aclose()
+    # `after` must be one of the stream's events: of its types for an audience, of its
+    # subject for one object's stream.
+    for subject, after in [(None, reply), (None, uuid.uuid4()), (TICKET.of(7), eights)]:
+        refused = _stream(hub, db, subject, {CREATED}, after=after)
+        with pytest.raises(NotFound):
+            await anext(refused)
+    assert hub.subscriber_count == 0
+
+
+# Declarations: who may watch is the domain's rule, checked as any read of the object is.
+
+INVOICE = SubjectKind("invoice")
+
+
+@strawberry.type
+class Happened:
+    event_id: strawberry.ID
+    subject: str
+
+
+def _happened(event: CloudEvent) -> Happened:
+    return Happened(event_id=strawberry.ID(str(event.id)), subject=event.subject)
+
+
+async def watched_invoice(info: Info[Context], invoice_id: strawberry.ID) -> str:
+    """One invoice's events: loaded as any read of it is, so another customer's is missing."""
+    invoice = await invoice_by_pk(info, pk_of(invoice_id, "Invoice"))
+    return INVOICE.of(invoice.id)
+
+
+@strawberry.type
+class Subscription:
+    invoice_events: Happened = strawberry.subscription(
+        resolver=live({"invoice.paid"}, _happened, watched_invoice)
+    )
+    new_tickets: Happened = strawberry.subscription(
+        resolver=live({CREATED}, _happened, audience(Role.OPERATOR))
+    )
+
+
+@strawberry.type
+class Query:
+    ready: bool = True
+
+
+SCHEMA = strawberry.Schema(query=Query, subscription=Subscription)
+INVOICE_EVENTS = "subscription($id: ID!) { invoiceEvents(invoiceId: $id) { eventId subject } }"
+NEW_TICKETS = "subscription { newTickets { eventId subject } }"
+
+
+@pytest_asyncio.fixture
+async def services(sqlite_demo_copy: str, signing_key: bytes) -> AsyncIterator[Services]:
+    running = Services.from_settings(make_settings(sqlite_demo_copy, signing_key))
+    yield running
+    await running.aclose()
+
+
+async def _viewer(db: Database, email: str) -> Viewer:
+    async with db.read() as conn:
+        user = (await conn.execute(select(User.id, User.role).where(User.email == email))).one()
+        customer = await conn.scalar(select(Customer.id).where(Customer.user_id == user.id))
+    return Viewer(user.id, user.role, customer)
+
+
+async def _invoice_of(db: Database, customer_id: int) -> int:
+    async with db.read() as conn:
+        return (
+            await conn.scalars(select(Invoice.id).where(Invoice.customer_id == customer_id))
+        ).first()
+
+
+class _Watching:
+    """One subscription of the test schema, as a viewer of the demo data opens it."""
+
+    def __init__(self, services: Services, hub: Hub, viewer: Viewer) -> None:
+        self.context = Context(
+            db=services.db,
+            auth=services.auth,
+            loaders=Loaders(services.db),
+            viewer=viewer,
+            event_source=SOURCE,
+            hub=hub,
+        )
+
+    async def open(self, query: str, **variables: Any) -> Any:
+        results = await SCHEMA.subscribe(query, variables, context_value=self.context)
+        assert not hasattr(results, "errors"), results
+        return results
+
+    async def refusal(self, query: str, **variables: Any) -> Exception:
+        results = await self.open(query, **variables)
+        result = await asyncio.wait_for(anext(results), 10)
+        assert result.errors, result
+        return result.errors[0].original_error
+
+
+async def _subscribed(hub: Hub) -> None:
+    """A subscription registers with the hub once its first result is awaited."""
+    deadline = asyncio.get_running_loop().time() + 10
+    while hub.subscriber_count == 0:
+        assert asyncio.get_running_loop().time() < deadline, "never subscribed"
+        await asyncio.sleep(0.01)
+
+
+def test_a_fields_arguments_are_after_and_its_rules_own():
+    fields = build_schema(str(SCHEMA)).subscription_type.fields
+    arguments = {name: str(arg.type) for name, arg in fields["invoiceEvents"].args.items()}
+    assert arguments == {"after": "ID", "invoiceId": "ID!"}
+    assert list(fields["newTickets"].args) == ["after"]
+
+
+async def test_a_customer_watches_their_own_object_only(services, bus, hub):
+    alice = await _viewer(services.db, "alice@example.com")
+    bobs = to_global_id("Invoice", await _invoice_of(services.db, 2))
+    refused = await _Watching(services, hub, alice).refusal(INVOICE_EVENTS, id=bobs)
+    assert isinstance(refused, NotFound)
+    assert hub.subscriber_count == 0
+
+    own = await _invoice_of(services.db, alice.customer_id)
+    results = await _Watching(services, hub, alice).open(
+        INVOICE_EVENTS, id=to_global_id("Invoice", own)
+    )
+    first = asyncio.create_task(anext(results))
+    await _subscribed(hub)
+    event = CloudEvent(uuid.uuid4(), "invoice.paid", SOURCE, INVOICE.of(own), datetime.now(UTC))
+    await bus.publish(TOPICS["billing"], event.subject, event.to_json())
+    result = await asyncio.wait_for(first, 10)
+    assert result.data == {"invoiceEvents": {"eventId": str(event.id), "subject": f"invoice:{own}"}}
+    await results.aclose()
+
+
+@pytest.mark.parametrize("email", ["alice@example.com", "admin@example.com"])
+async def test_an_audience_refuses_viewers_outside_its_roles(services, hub, email):
+    viewer = await _viewer(services.db, email)
+    refused = await _Watching(services, hub, viewer).refusal(NEW_TICKETS)
+    assert isinstance(refused, Forbidden)
+    assert hub.subscriber_count == 0
+
+
+async def test_an_operator_watches_the_new_tickets_audience(services, bus, hub):
+    operator = await _viewer(services.db, "operator@example.com")
+    results = await _Watching(services, hub, operator).open(NEW_TICKETS)
+    first = asyncio.create_task(anext(results))
+    await _subscribed(hub)
+    event = await _publish(bus, CREATED, 12)
+    result = await asyncio.wait_for(first, 10)
+    assert result.data == {"newTickets": {"eventId": str(event.id), "subject": "ticket:12"}}
+    await results.aclose()
