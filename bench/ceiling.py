@@ -31,8 +31,8 @@ from domains.billing.invoice import (
     InvoiceRow,
     invoice_pages_by_customer_ids,
 )
-from domains.billing.models import InvoiceStatus, PaymentStatus
 from domains.billing.payment import PaymentRow, payments_by_invoice_ids
+from domains.billing.settlement import amount_due
 from domains.customers.contract import ContractRow, contracts_by_customer_ids
 from domains.customers.customer import CustomerRow, customers_by_user_ids
 from domains.customers.subscription import SubscriptionRow, subscriptions_by_customer_ids
@@ -49,7 +49,6 @@ T = TypeVar("T")
 
 PATH = "/dashboard"
 INVOICES_PER_PAGE = 12  # invoices(first: 12) in bench/dashboard.graphql
-_ZERO = Decimal("0.00")
 
 
 class Ceiling:
@@ -204,17 +203,9 @@ def _invoice(invoice: InvoiceRow, payments: list[PaymentRow]) -> dict[str, Any]:
         "periodEnd": invoice.period_end.isoformat(),
         "dueDate": invoice.due_date.isoformat() if invoice.due_date else None,
         "amount": _money(invoice.amount, invoice.currency),
-        "amountDue": _money(_amount_due(invoice, payments), invoice.currency),
+        "amountDue": _money(amount_due(invoice, payments), invoice.currency),
         "payments": [_payment(p) for p in payments],
     }
-
-
-def _amount_due(invoice: InvoiceRow, payments: list[PaymentRow]) -> Decimal:
-    """As resolvers.billing.invoice_amount_due: the amount less every succeeded payment."""
-    if invoice.status in (InvoiceStatus.DRAFT, InvoiceStatus.VOID):
-        return _ZERO
-    paid = sum((p.amount for p in payments if p.status is PaymentStatus.SUCCEEDED), Decimal(0))
-    return max(invoice.amount - paid, _ZERO)
 
 
 def _payment(payment: PaymentRow) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from domains.billing.models import InvoiceStatus, PaymentMethod
 from domains.billing.pay_invoice import pay_invoice as pay_invoice_action
 from domains.billing.payment import PAYMENT_ORDER, PaymentRow
 from domains.billing.refund_payment import refund_payment as refund_payment_action
-from domains.billing.settlement import SETTLED
+from domains.billing.settlement import amount_due
 from domains.billing.transaction import (
     LEDGER_ORDER,
     BalanceEntryRow,
@@ -107,12 +107,8 @@ def invoice_amount(root: InvoiceRow) -> Money:
 
 
 async def invoice_amount_due(root: InvoiceRow, info: Info[Context]) -> Money:
-    """What is left to pay: the amount less what payments brought in and kept."""
-    if root.status in (InvoiceStatus.DRAFT, InvoiceStatus.VOID):
-        return Money(Decimal("0.00"), root.currency)
     payments = await info.context.loaders.payments_by_invoice_id.load(root.id)
-    paid = sum((p.amount - p.refunded_amount for p in payments if p.status in SETTLED), Decimal(0))
-    return Money(max(root.amount - paid, Decimal("0.00")), root.currency)
+    return Money(amount_due(root, payments), root.currency)
 
 
 async def invoice_payments(root: InvoiceRow, info: Info[Context]) -> list[PaymentRow]:

@@ -16,6 +16,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.billing.card import Acquiring
+from domains.billing.invoice import invoices_by_ids
 from domains.billing.invoice_issue import ISSUED, IssuedInvoice, post_issuance
 from domains.billing.ledger import Entry, post_movement
 from domains.billing.models import (
@@ -29,8 +30,10 @@ from domains.billing.models import (
     PaymentStatus,
 )
 from domains.billing.pay_invoice import pay_invoice
+from domains.billing.payment import payments_by_invoice_ids
 from domains.billing.reconcile import reconcile
 from domains.billing.refund_payment import refund_payment
+from domains.billing.settlement import amount_due, amount_due_column, paid_per_invoice
 from domains.clock import utcnow
 from domains.customers.models import Customer
 from domains.database import Database
@@ -338,6 +341,64 @@ async def test_refunds(db: Database):
     # The refunded money pays the invoice again.
     await pay(db, viewer, invoice, None, "pay-again")
     assert await invoice_status(db, invoice) is InvoiceStatus.PAID
+    assert await reconcile(db) == []
+
+
+async def test_amount_due_is_one_rule_over_loaded_payments_and_in_sql(db: Database):
+    """What `amountDue` shows (the rule over the invoice's payments, as the loader reads
+    them) is what `reconcile` computes in SQL: after partial payments, refunds, a card
+    payment still pending, and on draft and void invoices."""
+    viewer, invoices = await make_customer(
+        db,
+        "500.00",
+        [
+            ("300.00", InvoiceStatus.ISSUED),
+            ("40.00", InvoiceStatus.OVERDUE),
+            ("10.00", InvoiceStatus.DRAFT),
+            ("10.00", InvoiceStatus.VOID),
+        ],
+    )
+    partial = await pay(db, viewer, invoices[0], "100.00", "due-1")
+    full = await pay(db, viewer, invoices[1], None, "due-2")
+    async with db.transaction() as session:
+        admin = Viewer(
+            await _insert_user(session, f"{secrets.token_hex(4)}@admin.test", Role.ADMIN, utcnow()),
+            Role.ADMIN,
+        )
+        # A card payment the provider has not confirmed counts for nothing yet.
+        await session.execute(
+            insert(Payment).values(
+                invoice_id=invoices[0],
+                customer_id=viewer.customer_id,
+                amount=Decimal("50.00"),
+                currency="RUB",
+                method=PaymentMethod.CARD,
+                status=PaymentStatus.PENDING,
+                refunded_amount=Decimal("0.00"),
+                created_at=utcnow(),
+            )
+        )
+    for payment, amount in ((partial, "30.00"), (full, "15.50")):
+        await refund_payment(
+            db, admin, payment_id=payment.payment_id, amount=Decimal(amount), reason="r"
+        )
+
+    paid = paid_per_invoice()
+    async with db.read() as conn:
+        rows = await invoices_by_ids(conn, invoices)
+        loaded = await payments_by_invoice_ids(conn, invoices)
+        in_sql = dict(
+            (
+                await conn.execute(
+                    select(Invoice.id, amount_due_column(paid))
+                    .select_from(Invoice.__table__.outerjoin(paid, paid.c.invoice_id == Invoice.id))
+                    .where(Invoice.id.in_(invoices))
+                )
+            ).all()
+        )
+    due = [amount_due(rows[i], loaded[i]) for i in invoices]
+    assert due == [Decimal("230.00"), Decimal("15.50"), Decimal("0.00"), Decimal("0.00")]
+    assert [Decimal(in_sql[i]).quantize(Decimal("0.01")) for i in invoices] == due
     assert await reconcile(db) == []
 
 

@@ -40,10 +40,11 @@ from domains.billing.models import (
 )
 from domains.billing.settlement import (
     PAYABLE,
+    amount_due,
+    invoice_payments,
     lock_customer,
     lock_invoice,
     mark_paid,
-    net_paid,
     valid_amount,
 )
 from domains.clock import utcnow
@@ -132,7 +133,7 @@ async def _pay(
         raise NotFound("invoice")
     if invoice.status not in PAYABLE or invoice.currency != customer.currency:
         raise InvoiceNotPayable(f"invoice {invoice.number} is {invoice.status}, not payable")
-    due = invoice.amount - await net_paid(session, invoice_id)
+    due = amount_due(invoice, await invoice_payments(session, invoice_id))
     if amount is None:
         amount = due
     if amount <= 0 or amount > due:

@@ -10,8 +10,9 @@ Each finding names the rows it is about. The checks:
   money: it has no ledger entries;
 - a succeeded (or refunded) payment has its movement: the receivable of its invoice (the
   balance, for a top-up) credited with its amount;
-- each invoice's receivable (debits less credits) is what is due: the amount less what
-  was paid net of refunds once issued, nothing for a draft or a void one;
+- each invoice's receivable (debits less credits) is what is due (`settlement.amount_due`):
+  the amount less what was paid net of refunds once issued, nothing for a draft or a void
+  one;
 - each idempotency key names a payment of its own customer: the request that claimed it
   wrote the payment in the same transaction.
 """
@@ -34,7 +35,7 @@ from domains.billing.models import (
     Refund,
     Transaction,
 )
-from domains.billing.settlement import SETTLED
+from domains.billing.settlement import SETTLED, amount_due_column, paid_per_invoice
 from domains.customers.models import Customer
 from domains.database import Database
 from domains.events.subject import CUSTOMER
@@ -119,15 +120,7 @@ async def reconcile(db: Database) -> list[Problem]:
                 )
             )
 
-        paid = (
-            select(
-                payments.c.invoice_id,
-                _sum(payments.c.amount - payments.c.refunded_amount).label("paid"),
-            )
-            .where(payments.c.status.in_(SETTLED))
-            .group_by(payments.c.invoice_id)
-            .subquery()
-        )
+        paid = paid_per_invoice()
         paid_total = func.coalesce(paid.c.paid, ZERO)
         rows = await session.execute(
             select(invoices.c.id, invoices.c.amount, invoices.c.status, paid_total.label("paid"))
@@ -248,10 +241,7 @@ async def _receivable_mismatches(session: AsyncSession, paid: Subquery) -> list[
         .subquery()
     )
     total = func.coalesce(receivable.c.total, ZERO)
-    due = case(
-        (invoices.c.status.in_(ISSUED), invoices.c.amount - func.coalesce(paid.c.paid, ZERO)),
-        else_=ZERO,
-    )
+    due = amount_due_column(paid)
     rows = await session.execute(
         select(invoices.c.id, invoices.c.status, due.label("due"), total.label("receivable"))
         .select_from(

@@ -23,11 +23,12 @@ from domains.billing.models import (
 )
 from domains.billing.settlement import (
     SETTLED,
+    amount_due,
+    invoice_payments,
     invoices,
     lock_customer,
     lock_invoice,
     lock_payment,
-    net_paid,
     unpaid_status,
     valid_amount,
 )
@@ -122,8 +123,8 @@ async def refund_payment(
             ],
             now,
         )
-        if invoice.status is InvoiceStatus.PAID and await net_paid(session, invoice.id) < (
-            invoice.amount
+        if invoice.status is InvoiceStatus.PAID and (
+            amount_due(invoice, await invoice_payments(session, invoice.id)) > 0
         ):
             await session.execute(
                 update(invoices)

@@ -1,18 +1,22 @@
-"""What money movements share: row locks in one order, and how much of an invoice is paid.
+"""What money movements share: row locks in one order, and how much of an invoice is due.
 
 Every action that moves a customer's money locks the customer row, then the invoice row,
 then the payment row (`SELECT ... FOR UPDATE`; SQLite's single writer serialises
 instead), always in that order, so two actions never wait on each other crosswise.
 """
 
+from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import ColumnElement, Row, Subquery, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.billing import events
+from domains.billing.invoice import InvoiceRow
+from domains.billing.invoice_issue import ISSUED
 from domains.billing.models import Invoice, InvoiceStatus, Payment, PaymentStatus
+from domains.billing.payment import PaymentRow, payments_by_invoice_ids
 from domains.customers.models import Customer
 
 customers = Customer.__table__
@@ -42,12 +46,44 @@ async def lock_payment(session: AsyncSession, payment_id: int) -> Row:
     return (await session.execute(stmt)).one()
 
 
-async def net_paid(session: AsyncSession, invoice_id: int) -> Decimal:
-    """What the invoice's payments brought in, less what was refunded."""
-    stmt = select(
-        func.coalesce(func.sum(payments.c.amount - payments.c.refunded_amount), Decimal(0))
-    ).where(payments.c.invoice_id == invoice_id, payments.c.status.in_(SETTLED))
-    return Decimal((await session.execute(stmt)).scalar_one()).quantize(CENT)
+def amount_due(invoice: InvoiceRow | Row, payments: Iterable[PaymentRow]) -> Decimal:
+    """What is left to pay: the amount less what the invoice's payments brought in and kept
+    (net of refunds), once issued; nothing on a draft or a void invoice. The invoice's
+    receivable holds the same (`reconcile` checks it, with `amount_due_column`)."""
+    if invoice.status not in ISSUED:
+        return Decimal("0.00")
+    kept = (p.amount - p.refunded_amount for p in payments if p.status in SETTLED)
+    return invoice.amount - sum(kept, Decimal("0.00"))
+
+
+async def invoice_payments(session: AsyncSession, invoice_id: int) -> list[PaymentRow]:
+    """The invoice's payments, read as the dataloader reads them: what `amount_due` takes.
+    The caller holds the invoice's lock, which every payment of it waits for."""
+    by_invoice = await payments_by_invoice_ids(await session.connection(), [invoice_id])
+    return by_invoice[invoice_id]
+
+
+# `amount_due` in SQL, for the checks that read every invoice at once.
+
+
+def paid_per_invoice() -> Subquery:
+    """(invoice_id, paid): what each invoice's payments brought in and kept."""
+    # SQLite adds numerics as binary floats: round the sum to cents.
+    paid = func.round(func.sum(payments.c.amount - payments.c.refunded_amount), 2)
+    return (
+        select(payments.c.invoice_id, paid.label("paid"))
+        .where(payments.c.status.in_(SETTLED))
+        .group_by(payments.c.invoice_id)
+        .subquery()
+    )
+
+
+def amount_due_column(paid: Subquery) -> ColumnElement[Decimal]:
+    """`amount_due` of each row of `invoices` outer-joined to `paid_per_invoice()`."""
+    return case(
+        (invoices.c.status.in_(ISSUED), invoices.c.amount - func.coalesce(paid.c.paid, Decimal(0))),
+        else_=Decimal(0),
+    )
 
 
 async def mark_paid(session: AsyncSession, invoice: Row) -> None:

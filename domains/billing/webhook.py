@@ -38,11 +38,12 @@ from domains.billing.models import (
 )
 from domains.billing.settlement import (
     PAYABLE,
+    amount_due,
+    invoice_payments,
     lock_customer,
     lock_invoice,
     lock_payment,
     mark_paid,
-    net_paid,
 )
 from domains.clock import utcnow
 from domains.database import Database, conflict_insert
@@ -135,7 +136,7 @@ async def settle(db: Database, provider: str, notice: ProviderNotice) -> bool:
         # Nothing is due on an invoice no longer payable.
         due = Decimal(0)
         if invoice is not None and invoice.status in PAYABLE:
-            due = invoice.amount - await net_paid(session, invoice.id)
+            due = amount_due(invoice, await invoice_payments(session, invoice.id))
         if invoice is not None and payment.amount > due:
             # Paid meanwhile by other means: the captured money lands on the balance.
             await session.execute(
