@@ -1,12 +1,14 @@
 """Idempotency keys, per customer: claimed in the transaction of the request they guard.
 
 A key is kept `KEY_TTL`; a live key answers a retry with the first request's payment, an
-expired one is taken over by the next request that names it.
+expired one is taken over by the next request that names it. The payment start that uses
+these steps, in their order, is `domains.billing.payment_start`.
 """
 
 import hashlib
 import json
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select, update
@@ -29,9 +31,16 @@ def check_key(key: str) -> None:
 
 
 def request_fingerprint(canonical: dict[str, Any]) -> str:
-    """sha256 (hex) of the request's canonical parameters: a retry must ask for the same."""
-    encoded = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(encoded).hexdigest()
+    """sha256 (hex) of the request's parameters: a retry must ask for the same. Amounts
+    count in cents, so `10` and `10.00` are one request."""
+    encoded = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=_cents)
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def _cents(value: object) -> str:
+    if not isinstance(value, Decimal):
+        raise TypeError(f"a fingerprint holds amounts, ids and names, not {type(value).__name__}")
+    return str(value.quantize(Decimal("0.01")))
 
 
 async def claim_key(
@@ -64,14 +73,12 @@ async def bind_key(session: AsyncSession, customer_id: int, key: str, payment_id
     )
 
 
-async def replayed_payment(
-    session: AsyncSession, customer_id: int, key: str, request: str, refusal: str
-) -> int:
-    """The live key's payment, if it was claimed by the same request; else `refusal`."""
+async def replayed_payment(session: AsyncSession, customer_id: int, key: str, request: str) -> int:
+    """The live key's payment, if it was claimed by the same request."""
     stmt = select(keys.c.fingerprint, keys.c.payment_id).where(
         keys.c.customer_id == customer_id, keys.c.key == key
     )
     row = (await session.execute(stmt)).one()
     if row.fingerprint != request:
-        raise IdempotencyKeyReused(refusal)
+        raise IdempotencyKeyReused("this idempotency key was used for another request")
     return row.payment_id
