@@ -12,10 +12,6 @@ import os
 import random
 import secrets
 import signal
-import socket
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -37,15 +33,13 @@ from gateway.demo import load_demo
 from migrations import upgrade
 from resolvers.relay import pk_of, to_global_id
 from tests.conftest import DEMO_PASSWORD, scratch_database
+from tests.servers import ServerProcess
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-STARTUP_SECONDS = 30.0
 CUSTOMERS = 6
 TOP_UP = Decimal("1000.00")
 INVOICE_AMOUNT = Decimal("900.00")
 CYCLES = 3
 REQUESTS_PER_CYCLE = 120
-LIMIT = "1000000"
 RESEND_ATTEMPTS = 3
 
 
@@ -58,74 +52,6 @@ class PayRequest:
     # The payment id of the first success answered (None: none received yet).
     payment_id: int | None = None
     outcomes: list[str] = field(default_factory=list)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """`kabinet serve` in a subprocess; killed, or terminated, by its own pid only."""
-
-    def __init__(self, database_url: str, signing_key: bytes, log_path: Path) -> None:
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = {key: value for key, value in os.environ.items() if not key.startswith("KABINET_")}
-        env |= {
-            "KABINET_DATABASE_URL": database_url,
-            "KABINET_JWT_PRIVATE_KEY": signing_key.decode(),
-            "KABINET_HOST": "127.0.0.1",
-            "KABINET_PORT": str(self.port),
-            "KABINET_LOG_LEVEL": "warning",
-            "KABINET_LOGIN_ATTEMPTS_PER_ACCOUNT": LIMIT,
-            "KABINET_LOGIN_ATTEMPTS_PER_IP": LIMIT,
-            "KABINET_MUTATIONS_PER_USER_PER_MINUTE": LIMIT,
-            "KABINET_MUTATIONS_PER_IP_PER_MINUTE": LIMIT,
-            "KABINET_QUERY_COST_PER_USER_PER_MINUTE": LIMIT,
-            "KABINET_QUERY_COST_PER_IP_PER_MINUTE": LIMIT,
-        }
-        self.log_path = log_path
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "serve"],
-                cwd=REPO_ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    async def wait_until_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        async with httpx.AsyncClient(timeout=1) as client:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    pytest.fail(
-                        f"server exited with {self.process.returncode}:\n"
-                        f"{self.log_path.read_text()}"
-                    )
-                try:
-                    if (await client.get(f"{self.base}/health/ready")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        pytest.fail(f"server not ready after {STARTUP_SECONDS}s:\n{self.log_path.read_text()}")
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.kill()
 
 
 async def _prepare(db: Database) -> list[tuple[str, int]]:
@@ -197,7 +123,7 @@ async def _send(client: httpx.AsyncClient, base: str, request: PayRequest) -> in
     return pk_of(body["payment"]["id"], "Payment")
 
 
-async def _fire_and_kill(server: Server, requests: list[PayRequest], kill_after: int) -> int:
+async def _fire_and_kill(server: ServerProcess, requests: list[PayRequest], kill_after: int) -> int:
     """Sends all requests at once; SIGKILLs the server after `kill_after` successes.
 
     Returns how many requests were still unanswered when the kill landed.
@@ -230,7 +156,7 @@ async def _fire_and_kill(server: Server, requests: list[PayRequest], kill_after:
     return in_flight_at_kill
 
 
-async def _resend_all(server: Server, requests: list[PayRequest]) -> None:
+async def _resend_all(server: ServerProcess, requests: list[PayRequest]) -> None:
     """Every request again, same key and body: a success naming the same payment.
 
     A transport error here (a kept-alive connection the server closed as it was reused)
@@ -358,7 +284,7 @@ async def test_sigkill_mid_payments_leaves_each_payment_whole_or_absent(
 async def _crash_cycles(url: str, rng: random.Random, tmp_path: Path, signing_key: bytes) -> None:
     pg_dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
     db: Database | None = None
-    server: Server | None = None
+    server: ServerProcess | None = None
     try:
         upgrade(url)
         db = Database(url)
@@ -366,7 +292,7 @@ async def _crash_cycles(url: str, rng: random.Random, tmp_path: Path, signing_ke
         invoice_ids = [invoice_id for _, invoice_id in targets]
         log_path = tmp_path / "server.log"
 
-        server = Server(url, signing_key, log_path)
+        server = ServerProcess(url, signing_key, log_path)
         await server.wait_until_ready()
         tokens = []
         async with httpx.AsyncClient(timeout=10) as client:
@@ -403,7 +329,7 @@ async def _crash_cycles(url: str, rng: random.Random, tmp_path: Path, signing_ke
             committed_keys = {key: payment_id for payment_id, key in after_kill.items()}
 
             # (c): a new server answers every key of the batch with exactly one payment.
-            server = Server(url, signing_key, log_path)
+            server = ServerProcess(url, signing_key, log_path)
             await server.wait_until_ready()
             await _resend_all(server, batch)
             for request in lost:
