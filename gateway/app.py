@@ -20,21 +20,23 @@ from gateway.graphiql import graphiql_asset_routes, graphiql_html
 from gateway.graphql_http import GraphQLEndpoint
 from gateway.metrics import MetricsMiddleware, metrics_endpoint
 from gateway.ratelimit import graphql_rate_limit
-from gateway.rest import auth_login, auth_logout, auth_refresh, billing_invoices, billing_pay
+from gateway.rest import rest_routes
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.webhooks import payment_webhook
 from gateway.worker import Worker
 from gateway.ws import GraphQLWebSocket, LiveConnections
 from resolvers.context import Context
+from schema.domains import DOMAINS
 from schema.federation import (
-    SUBGRAPH_MODULES,
+    NODE_LOADERS,
+    SUBGRAPHS,
     Extension,
     build_composed,
     build_subgraph,
     standard_extensions,
 )
-from schema.hardening import hardening_extensions
+from schema.guards.extensions import hardening_extensions
 from subscriptions.hub import Hub
 
 logger = logging.getLogger("kabinet")
@@ -45,7 +47,9 @@ GRAPHIQL_ASSETS = "/graphiql/assets"
 RATE_LIMIT_HEADERS = ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"]
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, subgraph: str | None = None) -> Starlette:
+    """The whole API; or, given `subgraph`, that subgraph alone at /graphql (for a federation
+    router), with the health and metrics routes."""
     if "*" in settings.cors_origins:
         raise ValueError("KABINET_CORS_ORIGINS must list origins; '*' is not allowed")
     services = Services.from_settings(settings)
@@ -58,7 +62,7 @@ def create_app(settings: Settings) -> Starlette:
 
     hub = Hub(
         services.bus,
-        sorted(set(settings.kafka_topics.values())),
+        services.events.all_topics,
         queue_size=settings.subscription_queue_size,
         max_per_owner=settings.subscriptions_per_user,
         on_slow_consumer=metrics.slow_consumers.inc,
@@ -73,8 +77,9 @@ def create_app(settings: Settings) -> Starlette:
             loaders=Loaders(services.db),
             # A websocket's viewer comes from its connection_init, not from a header.
             viewer=getattr(request.state, "viewer", None),
-            event_source=settings.event_source,
+            events=services.events,
             request=request,
+            nodes=NODE_LOADERS,
             acquiring=services.acquiring,
             hub=hub,
             catch_up_limit=settings.subscription_catch_up_limit,
@@ -117,37 +122,38 @@ def create_app(settings: Settings) -> Starlette:
             max_body_bytes=settings.max_body_bytes,
         )
 
-    composed = build_composed(extensions())
+    served = (
+        build_composed(extensions()) if subgraph is None else build_subgraph(subgraph, extensions())
+    )
     routes: list[BaseRoute] = [
-        Route("/graphql", endpoint("/graphql", composed)),
+        Route("/graphql", endpoint("/graphql", served)),
         WebSocketRoute(
             "/graphql",
             GraphQLWebSocket(
-                composed,
+                served,
                 make_context,
                 tokens=services.tokens,
                 sessions=services.auth.sessions,
                 connections=connections,
             ),
         ),
-        *(
-            Route(
-                f"/subgraphs/{name}/graphql",
-                endpoint(f"/subgraphs/{name}/graphql", build_subgraph(name, extensions())),
-            )
-            for name in SUBGRAPH_MODULES
-        ),
-        Route("/auth/login", auth_login, methods=["POST"]),
-        Route("/auth/refresh", auth_refresh, methods=["POST"]),
-        Route("/auth/logout", auth_logout, methods=["POST"]),
-        Route("/billing/invoices", billing_invoices, methods=["GET"]),
-        Route("/billing/pay", billing_pay, methods=["POST"]),
-        Route("/webhooks/payments/{provider}", payment_webhook, methods=["POST"]),
-        Route("/.well-known/jwks.json", jwks, methods=["GET"]),
         Route("/health/live", live, methods=["GET"]),
         Route("/health/ready", ready, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
+    if subgraph is None:
+        routes += [
+            *(
+                Route(
+                    f"/subgraphs/{name}/graphql",
+                    endpoint(f"/subgraphs/{name}/graphql", build_subgraph(name, extensions())),
+                )
+                for name in SUBGRAPHS
+            ),
+            *rest_routes(DOMAINS, services, make_context),
+            Route("/webhooks/payments/{provider}", payment_webhook, methods=["POST"]),
+            Route("/.well-known/jwks.json", jwks, methods=["GET"]),
+        ]
     if settings.graphiql_enabled:
         routes += graphiql_asset_routes(settings.node_modules, GRAPHIQL_ASSETS)
 

@@ -12,6 +12,7 @@ from domains.billing.card import Acquiring
 from domains.billing.provider import PaymentProvider
 from domains.database import Database
 from domains.events.bus import EventBus
+from domains.events.catalog import EventCatalog
 from domains.events.memory_bus import MemoryBus
 from domains.identity.auth import Auth
 from domains.identity.session import Sessions
@@ -23,6 +24,7 @@ from gateway.metrics import Metrics
 from gateway.persisted import PersistedQueries
 from gateway.ratelimit import Budgets
 from gateway.settings import Settings
+from schema.domains import DOMAINS
 
 
 def payment_provider(settings: Settings) -> PaymentProvider | None:
@@ -30,6 +32,20 @@ def payment_provider(settings: Settings) -> PaymentProvider | None:
     if not settings.payment_provider_url:
         return None
     return SandboxProvider(settings.payment_provider_url)
+
+
+def event_catalog(settings: Settings) -> EventCatalog:
+    """A domain's events go to its topic, `kabinet.<domain>` unless KABINET_KAFKA_TOPICS
+    names another, with the source `<KABINET_EVENT_SOURCE>:<domain>`."""
+    return EventCatalog(
+        source=settings.event_source,
+        domains={prefix: domain.name for domain in DOMAINS for prefix in domain.events},
+        topics={
+            domain.name: settings.kafka_topics.get(domain.name, f"kabinet.{domain.name}")
+            for domain in DOMAINS
+            if domain.events
+        },
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +62,7 @@ class Services:
     metrics: Metrics
     # Kafka when configured; else the in-process bus (relay and readers in this process).
     bus: EventBus
+    events: EventCatalog
     # None when no payment provider is configured: card payments are then refused.
     acquiring: Acquiring | None = None
 
@@ -101,6 +118,7 @@ class Services:
             budgets=Budgets(limiter, settings),
             auth=auth,
             persisted=PersistedQueries.from_settings(settings, redis=client),
+            events=event_catalog(settings),
             metrics=metrics,
             bus=KafkaBus(
                 settings.kafka_bootstrap,

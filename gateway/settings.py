@@ -95,12 +95,8 @@ class Settings(BaseSettings):
 
     # Domain events: outbox relay, Kafka topics, consumers, live subscriptions.
     kafka_topics: dict[str, str] = Field(
-        default_factory=lambda: {
-            "billing": "kabinet.billing",
-            "identity": "kabinet.identity",
-            "support": "kabinet.support",
-        },
-        description="Topic of each domain's events (JSON object, domain -> topic).",
+        default_factory=dict,
+        description="A domain's topic when not `kabinet.<domain>` (JSON object, domain -> topic).",
     )
     kafka_dead_letter_suffix: str = Field(".dlq", description="Dead-letter topic: topic + this.")
     kafka_partitions: int = Field(

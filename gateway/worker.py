@@ -19,15 +19,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from adapters.prometheus_consumer_metrics import PrometheusConsumerMetrics
-from domains.analytics.payments import analytics_consumer
 from domains.billing.provider import PaymentProvider
 from domains.billing.sweep import PendingSweep, expire_pending_payments, purge_idempotency_keys
 from domains.clock import utcnow
 from domains.database import Database
+from domains.events.consumer import EventConsumer
 from domains.events.metrics import ConsumerMetrics
 from domains.events.relay import OutboxRelay
 from gateway.services import Services
 from gateway.settings import Settings
+from schema.domains import DOMAINS
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +44,23 @@ class Runnable(Protocol):
 
 
 def standard_consumers(services: Services, metrics: ConsumerMetrics) -> list[Runnable]:
-    """The services that react to events, each its own consumer group."""
+    """The services that react to events, as the domains declare them (`Domain.consumers`),
+    each its own consumer group reading the topics of the events it handles."""
     settings = services.settings
     return [
-        analytics_consumer(
+        EventConsumer(
+            name,
             services.db,
             services.bus,
-            [settings.kafka_topics["billing"]],
+            sorted({services.events.topic_of(event_type) for event_type in handlers}),
+            handlers,
             dead_letter_suffix=settings.kafka_dead_letter_suffix,
             max_attempts=settings.consumer_max_attempts,
             backoff=settings.consumer_retry_backoff,
             metrics=metrics,
         )
+        for domain in DOMAINS
+        for name, handlers in domain.consumers.items()
     ]
 
 
@@ -85,8 +91,7 @@ class Worker:
         self.relay = OutboxRelay(
             services.db,
             services.bus,
-            topics=settings.kafka_topics,
-            source=settings.event_source,
+            catalog=services.events,
             batch_size=settings.relay_batch_size,
             poll_interval=settings.relay_poll_interval.total_seconds(),
         )

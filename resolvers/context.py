@@ -7,6 +7,7 @@ from typing import Any
 from dataloaders import Loaders
 from domains.billing.card import Acquiring
 from domains.database import Database
+from domains.events.catalog import EventCatalog
 from domains.identity.auth import Auth
 from domains.identity.session import Client
 from domains.identity.viewer import Viewer, require_viewer
@@ -20,9 +21,9 @@ class Context:
     auth: Auth
     loaders: Loaders
     viewer: Viewer | None
-    # This deployment's CloudEvents `source` prefix (settings.event_source): an event replayed
-    # to a resuming subscriber carries the source the relay published it with.
-    event_source: str
+    # Where events go and their CloudEvents source: an event replayed to a resuming
+    # subscriber carries the source the relay published it with.
+    events: EventCatalog
     # The transport's request (Starlette's), for client address and headers.
     request: Any = None
     # `node(id:)`'s loader of each Node type, by the type name in global ids.

@@ -107,7 +107,7 @@ def live(
             owner=context.signed_in.user_id,
             after=after,
             catch_up_limit=context.catch_up_limit,
-            source=context.event_source,
+            catalog=context.events,
         )
         try:
             async for event in stream:

@@ -9,6 +9,7 @@ from sqlalchemy import select, tuple_
 
 from domains.database import Database
 from domains.errors import InvalidInput, NotFound
+from domains.events.catalog import EventCatalog
 from domains.events.cloudevent import CloudEvent
 from domains.outbox import OutboxEvent
 from subscriptions.hub import Hub
@@ -43,7 +44,7 @@ async def events(
     owner: int,
     after: str | None,
     catch_up_limit: int,
-    source: str,
+    catalog: EventCatalog,
 ) -> AsyncIterator[CloudEvent]:
     """The events of `types` about `subject` (about any subject when None: an audience's):
     those after event `after` first, then live ones.
@@ -56,7 +57,7 @@ async def events(
         seen = _Seen(catch_up_limit + hub.queue_size)
         if after is not None:
             for event in await missed(
-                db, subject, types, after, limit=catch_up_limit, source=source
+                db, subject, types, after, limit=catch_up_limit, catalog=catalog
             ):
                 seen.add(event.id)
                 yield event
@@ -75,10 +76,10 @@ async def missed(
     after: str,
     *,
     limit: int,
-    source: str,
+    catalog: EventCatalog,
 ) -> list[CloudEvent]:
     """The stream's events after event `after`, oldest first, from the outbox, as the relay
-    publishes them (`source` is the deployment's prefix, settings.event_source).
+    publishes them.
 
     `after` must be an event of the stream: one about `subject`, or for an audience one of
     its types; any other id reads as NOT_FOUND, so a client cannot probe others' events.
@@ -115,4 +116,4 @@ async def missed(
         raise InvalidInput(
             f"more than {limit} events were missed: reload, then subscribe without `after`"
         )
-    return [CloudEvent.from_outbox(row, source) for row in rows]
+    return [CloudEvent.from_outbox(row, catalog) for row in rows]

@@ -3,7 +3,7 @@
 import os
 import secrets
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
@@ -15,11 +15,13 @@ from sqlalchemy import event
 from starlette.applications import Starlette
 
 from domains.database import Database
+from domains.events.catalog import EventCatalog
 from domains.identity.tokens import generate_signing_key
 from gateway.app import create_app
 from gateway.demo import load_demo
 from gateway.settings import Settings
 from migrations import upgrade
+from schema.domains import DOMAINS
 
 PG_ADMIN_URL = os.environ.get("KABINET_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 DEMO_PASSWORD = "kabinet-demo"
@@ -28,6 +30,13 @@ DEMO_PASSWORD = "kabinet-demo"
 @pytest.fixture(scope="session")
 def signing_key() -> bytes:
     return generate_signing_key()
+
+
+def catalog_of(topics: Mapping[str, str], source: str = "urn:kabinet") -> EventCatalog:
+    """The served domains' events over `topics`; `ticket` stands for a domain with objects
+    of its own, as support will be."""
+    domains = {prefix: domain.name for domain in DOMAINS for prefix in domain.events}
+    return EventCatalog(source, {**domains, "ticket": "support"}, topics)
 
 
 def make_settings(database_url: str, signing_key: bytes, **overrides: object) -> Settings:

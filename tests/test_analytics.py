@@ -12,7 +12,12 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import select, update
 
 from adapters.prometheus_consumer_metrics import PrometheusConsumerMetrics
-from domains.analytics.payments import analytics_consumer, on_payment_created, payment_statistics
+from domains.analytics.payments import (
+    CONSUMER_NAME,
+    HANDLERS,
+    on_payment_created,
+    payment_statistics,
+)
 from domains.billing.models import Invoice, PaymentMethod
 from domains.billing.pay_invoice import pay_invoice
 from domains.billing.refund_payment import refund_payment
@@ -21,12 +26,14 @@ from domains.clock import utcnow
 from domains.customers.models import Customer
 from domains.database import Database
 from domains.events.cloudevent import CloudEvent
+from domains.events.consumer import EventConsumer
 from domains.events.memory_bus import MemoryBus
 from domains.events.relay import OutboxRelay
 from domains.identity.models import Role, User
 from domains.identity.viewer import Viewer
 from domains.outbox import OutboxEvent
 from gateway.app import create_app
+from gateway.services import event_catalog
 from gateway.settings import Settings
 from tests.conftest import (
     app_client,
@@ -114,7 +121,8 @@ async def test_payments_reach_the_staff_statistics(
             reason="goodwill",
         )
 
-        relay = OutboxRelay(db, bus, topics=settings.kafka_topics, source=settings.event_source)
+        catalog = event_catalog(settings)
+        relay = OutboxRelay(db, bus, catalog=catalog)
         try:
             while await relay.run_once():
                 pass
@@ -127,10 +135,12 @@ async def test_payments_reach_the_staff_statistics(
         finally:
             await relay.close()
         registry = CollectorRegistry()
-        consumer = analytics_consumer(
+        consumer = EventConsumer(
+            CONSUMER_NAME,
             db,
             bus,
-            [settings.kafka_topics["billing"]],
+            [catalog.topics["billing"]],
+            HANDLERS,
             dead_letter_suffix=settings.kafka_dead_letter_suffix,
             max_attempts=settings.consumer_max_attempts,
             backoff=timedelta(milliseconds=10),

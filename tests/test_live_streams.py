@@ -40,7 +40,7 @@ from resolvers.live import audience, live
 from resolvers.relay import pk_of, to_global_id
 from subscriptions.hub import Hub, SlowConsumer, Subscriber, TooManySubscriptions
 from subscriptions.stream import events
-from tests.conftest import make_settings
+from tests.conftest import catalog_of, make_settings
 
 TICKET = SubjectKind("ticket")
 CREATED, REPLIED = "ticket.created", "ticket.replied"
@@ -147,7 +147,7 @@ async def _relayed(bus: EventBus, db: Database) -> dict[uuid.UUID, CloudEvent]:
     reader = bus.consumer([TOPICS["support"]], group=None)
     await reader.start()
     try:
-        relay = OutboxRelay(db, bus, topics=TOPICS, source=SOURCE)
+        relay = OutboxRelay(db, bus, catalog=catalog_of(TOPICS, SOURCE))
         published = await relay.run_once()
         await relay.close()
         found: dict[uuid.UUID, CloudEvent] = {}
@@ -169,7 +169,7 @@ def _stream(hub: Hub, db: Database, subject: str | None, types: set[str], after:
         owner=1,
         after=str(after),
         catch_up_limit=10,
-        source=SOURCE,
+        catalog=catalog_of(TOPICS, SOURCE),
     )
 
 
@@ -296,7 +296,7 @@ class _Watching:
             auth=services.auth,
             loaders=Loaders(services.db),
             viewer=viewer,
-            event_source=SOURCE,
+            events=catalog_of(TOPICS, SOURCE),
             hub=hub,
         )
 

@@ -20,16 +20,17 @@ from sqlalchemy import delete, func, select, update
 from adapters.kafka_bus import KafkaBus
 from adapters.prometheus_consumer_metrics import PrometheusConsumerMetrics
 from domains.analytics.models import PaymentsDaily
-from domains.analytics.payments import analytics_consumer
+from domains.analytics.payments import CONSUMER_NAME, HANDLERS
 from domains.billing import events as billing_events
 from domains.database import Database
 from domains.events.bus import Delivery, EventBus
 from domains.events.cloudevent import CloudEvent
+from domains.events.consumer import EventConsumer
 from domains.events.memory_bus import MemoryBus
 from domains.events.relay import RELAY_LOCK_KEY, OutboxRelay
 from domains.identity.password_reset import RESET_REQUESTED
 from domains.outbox import OutboxEvent, record_event
-from tests.conftest import migrated_database
+from tests.conftest import catalog_of, migrated_database
 from tests.kafka import TansuBroker
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +81,7 @@ async def kafka(kafka_bootstrap: str) -> AsyncIterator[KafkaBus]:
 
 
 def relay_of(db: Database, bus: EventBus, topics: dict[str, str], **options: Any) -> OutboxRelay:
-    return OutboxRelay(db, bus, topics=topics, source=SOURCE, **options)
+    return OutboxRelay(db, bus, catalog=catalog_of(topics, SOURCE), **options)
 
 
 async def pay(db: Database, customer_id: int, amount: str, invoice_id: int | None = None) -> None:
@@ -294,6 +295,7 @@ import asyncio, json, sys
 from adapters.kafka_bus import KafkaBus
 from domains.database import Database
 from domains.events.relay import OutboxRelay
+from tests.conftest import catalog_of
 
 
 class DiesAfterSending(KafkaBus):
@@ -305,7 +307,7 @@ class DiesAfterSending(KafkaBus):
 
 async def main(url, bootstrap, topics):
     bus = DiesAfterSending(bootstrap, client_id="doomed", idempotent=False, partitions=4)
-    relay = OutboxRelay(Database(url), bus, topics=topics, source="urn:kabinet")
+    relay = OutboxRelay(Database(url), bus, catalog=catalog_of(topics))
     await relay.run_once()
 
 
@@ -349,10 +351,12 @@ async def test_a_relay_killed_between_send_and_mark_publishes_the_event_again(
     assert delivered == [first.id, first.id, second.id]
 
     registry = CollectorRegistry()
-    consumer = analytics_consumer(
+    consumer = EventConsumer(
+        CONSUMER_NAME,
         pg_db,
         kafka,
         [topics["billing"]],
+        HANDLERS,
         dead_letter_suffix=".dlq",
         max_attempts=2,
         backoff=timedelta(milliseconds=10),

@@ -31,8 +31,9 @@ from domains.events.cloudevent import CloudEvent
 from domains.events.relay import OutboxRelay
 from domains.outbox import OutboxEvent, record_event
 from gateway.app import create_app
-from gateway.services import Services
+from gateway.services import Services, event_catalog
 from gateway.settings import Settings
+from schema.domains import DOMAINS
 from tests.conftest import load_demo_into, make_settings, migrated_database
 from tests.servers import free_socket, serve
 
@@ -318,9 +319,7 @@ async def _relay(
 ) -> AsyncIterator[None]:
     """The outbox relay publishing on `loop` until the block ends (the in-process bus is
     used on its app's loop only)."""
-    relay = OutboxRelay(
-        db, bus, topics=settings.kafka_topics, source=settings.event_source, poll_interval=0.05
-    )
+    relay = OutboxRelay(db, bus, catalog=event_catalog(settings), poll_interval=0.05)
     stop = asyncio.Event()
     running = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(relay.run(stop), loop))
     try:
@@ -475,9 +474,7 @@ async def test_two_gateways_on_kafka_each_deliver_to_their_own_subscribers(
         redis_url=REDIS_URL,  # the instances share sessions
         kafka_bootstrap=kafka_bootstrap,
         kafka_idempotent_producer=False,  # Tansu has no InitProducerId
-        kafka_topics={
-            domain: f"{prefix}.{domain}" for domain in ("billing", "identity", "support")
-        },
+        kafka_topics={domain.name: f"{prefix}.{domain.name}" for domain in DOMAINS},
     )
     worker = Services.from_settings(settings)
     await worker.bus.start()

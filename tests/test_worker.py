@@ -55,7 +55,7 @@ async def test_the_embedded_worker_relays_to_its_consumers_and_stops_cleanly(
     sqlite_url: str, signing_key: bytes
 ):
     services = Services.from_settings(make_settings(sqlite_url, signing_key))
-    collector = Collector(services, services.settings.kafka_topics["billing"])
+    collector = Collector(services, services.events.topics["billing"])
     worker = Worker(services, consumers=[collector])
     await services.bus.start()
     await worker.start()

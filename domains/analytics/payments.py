@@ -9,9 +9,8 @@ time (when the payment committed), not of its processing, so a late event lands 
 own day.
 """
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, timedelta
+from datetime import UTC, date
 from decimal import Decimal
 
 from sqlalchemy import func, select
@@ -21,10 +20,8 @@ from domains.analytics.models import PaymentsDaily
 from domains.billing.models import Payment, PaymentStatus
 from domains.database import Database, conflict_insert
 from domains.errors import InvalidInput
-from domains.events.bus import EventBus
 from domains.events.cloudevent import CloudEvent
-from domains.events.consumer import EventConsumer, Handler
-from domains.events.metrics import ConsumerMetrics
+from domains.events.consumer import Handler
 
 CONSUMER_NAME = "analytics"
 
@@ -71,30 +68,6 @@ HANDLERS: dict[str, Handler] = {
     "payment.created": on_payment_created,
     "payment.refunded": on_payment_refunded,
 }
-
-
-def analytics_consumer(
-    db: Database,
-    bus: EventBus,
-    topics: Sequence[str],
-    *,
-    dead_letter_suffix: str,
-    max_attempts: int,
-    backoff: timedelta,
-    metrics: ConsumerMetrics | None = None,
-) -> EventConsumer:
-    """The analytics service's consumer of billing's topic."""
-    return EventConsumer(
-        CONSUMER_NAME,
-        db,
-        bus,
-        topics,
-        HANDLERS,
-        dead_letter_suffix=dead_letter_suffix,
-        max_attempts=max_attempts,
-        backoff=backoff,
-        metrics=metrics,
-    )
 
 
 def _day(event: CloudEvent) -> date:

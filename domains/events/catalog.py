@@ -1,21 +1,37 @@
-"""Which domain, and so which topic, each event type belongs to.
+"""Where each event goes: its domain, the domain's topic, and the CloudEvents source.
 
-A domain that adds events adds its type prefix here; everything downstream (relay topics,
-consumers, subscriptions) follows from the event type.
+The wiring makes one catalog from the domains' declarations (each names its event-type
+prefixes) and the settings; the relay, a resuming subscriber, the consumers and the hub
+all read it, so an event has the same topic and source wherever it is built.
 """
 
-DOMAIN_OF_PREFIX = {
-    "identity": "identity",
-    "payment": "billing",
-    "invoice": "billing",
-    "balance": "billing",
-    "ticket": "support",
-}
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 
-def domain_of(event_type: str) -> str:
-    prefix = event_type.split(".", 1)[0]
-    try:
-        return DOMAIN_OF_PREFIX[prefix]
-    except KeyError:
-        raise ValueError(f"event type {event_type!r} belongs to no known domain") from None
+@dataclass(frozen=True, slots=True)
+class EventCatalog:
+    source: str  # the deployment's prefix: an event's source is `<source>:<domain>`
+    domains: Mapping[str, str]  # event-type prefix (`payment` of payment.created) -> domain
+    topics: Mapping[str, str]  # domain -> its topic
+
+    def domain_of(self, event_type: str) -> str:
+        prefix = event_type.split(".", 1)[0]
+        try:
+            return self.domains[prefix]
+        except KeyError:
+            raise ValueError(f"event type {event_type!r} belongs to no known domain") from None
+
+    def topic_of(self, event_type: str) -> str:
+        domain = self.domain_of(event_type)
+        try:
+            return self.topics[domain]
+        except KeyError:
+            raise ValueError(f"no topic configured for the {domain} domain") from None
+
+    def source_of(self, event_type: str) -> str:
+        return f"{self.source}:{self.domain_of(event_type)}"
+
+    @property
+    def all_topics(self) -> list[str]:
+        return sorted(set(self.topics.values()))

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.engine import Row
 
-from domains.events.catalog import domain_of
+from domains.events.catalog import EventCatalog
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -35,14 +35,14 @@ class CloudEvent:
     data: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_outbox(cls, row: Row[Any], source: str) -> "CloudEvent":
-        """The event an outbox row stands for, `source` being the deployment's prefix: the
-        relay publishes it, a resuming subscriber reads it back, and the two must not differ.
-        Raises ValueError for a type of no known domain."""
+    def from_outbox(cls, row: Row[Any], catalog: EventCatalog) -> "CloudEvent":
+        """The event an outbox row stands for: the relay publishes it, a resuming subscriber
+        reads it back, and the two must not differ. Raises ValueError for a type of no
+        known domain."""
         return cls(
             id=row.id,
             type=row.type,
-            source=f"{source}:{domain_of(row.type)}",
+            source=catalog.source_of(row.type),
             subject=row.subject,
             time=row.occurred_at,
             data=row.payload,

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import random
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from domains.clock import utcnow
 from domains.database import Database
 from domains.events.bus import EventBus
-from domains.events.catalog import domain_of
+from domains.events.catalog import EventCatalog
 from domains.events.cloudevent import CloudEvent
 from domains.identity.password_reset import RESET_REQUESTED
 from domains.outbox import OutboxEvent
@@ -64,16 +64,14 @@ class OutboxRelay:
         db: Database,
         bus: EventBus,
         *,
-        topics: Mapping[str, str],
-        source: str,
+        catalog: EventCatalog,
         batch_size: int = 500,
         poll_interval: float = 0.1,
         max_backoff: float = 30.0,
     ) -> None:
         self.db = db
         self.bus = bus
-        self.topics = dict(topics)
-        self.source = source
+        self.catalog = catalog
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.max_backoff = max_backoff
@@ -134,7 +132,7 @@ class OutboxRelay:
         if not rows:
             return 0
         if not self._topics_ready:
-            await self.bus.ensure_topics(self.topics.values())
+            await self.bus.ensure_topics(self.catalog.all_topics)
             self._topics_ready = True
         outcome = await self._publish(rows)
         try:
@@ -226,12 +224,7 @@ class OutboxRelay:
         return _Outcome(published, errors[0] if errors else None)
 
     def _event(self, row: Row[Any]) -> tuple[str, CloudEvent]:
-        domain = domain_of(row.type)
-        try:
-            topic = self.topics[domain]
-        except KeyError:
-            raise ValueError(f"no topic configured for the {domain} domain") from None
-        return topic, CloudEvent.from_outbox(row, self.source)
+        return self.catalog.topic_of(row.type), CloudEvent.from_outbox(row, self.catalog)
 
     async def _mark(self, conn: AsyncConnection, rows: list[Row[Any]]) -> None:
         if not rows:
