@@ -23,7 +23,6 @@ from gateway.ratelimit import graphql_rate_limit
 from gateway.rest import rest_routes
 from gateway.services import Services
 from gateway.settings import Settings
-from gateway.webhooks import payment_webhook
 from gateway.worker import Worker
 from gateway.ws import GraphQLWebSocket, LiveConnections
 from resolvers.context import Context
@@ -151,7 +150,6 @@ def create_app(settings: Settings, subgraph: str | None = None) -> Starlette:
                 for name in SUBGRAPHS
             ),
             *rest_routes(DOMAINS, services, make_context),
-            Route("/webhooks/payments/{provider}", payment_webhook, methods=["POST"]),
             Route("/.well-known/jwks.json", jwks, methods=["GET"]),
         ]
     if settings.graphiql_enabled:

@@ -73,11 +73,10 @@ def _endpoint(
                 raise InvalidInput(
                     "send an Idempotency-Key header (e.g. a UUID) with every payment"
                 )
-            body = (
-                await _json_object(request, settings.max_body_bytes)
-                if route.method == "POST" and route.json_body
-                else {}
+            raw = (
+                await read_body(request, settings.max_body_bytes) if route.method == "POST" else b""
             )
+            body = _json_object(request, raw) if route.method == "POST" and route.json_body else {}
 
             async def charge(kind: Kind, cost: int) -> None:
                 decisions.append(await _spend(services, request, kind, cost))
@@ -85,7 +84,10 @@ def _endpoint(
             call = RestCall(
                 context=await make_context(request),
                 body=body,
+                raw_body=raw,
+                path=request.path_params,
                 query=request.query_params,
+                headers=request.headers,
                 cookies=request.cookies,
                 idempotency_key=key,
                 charge=charge,
@@ -101,12 +103,11 @@ def _endpoint(
     return endpoint
 
 
-async def _json_object(request: Request, limit: int) -> dict[str, Any]:
-    """The body as a JSON object, refused past `limit` bytes before it is all read."""
+def _json_object(request: Request, raw: bytes) -> dict[str, Any]:
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         raise InvalidInput("send a JSON body with Content-Type: application/json")
     try:
-        body = json.loads(await read_body(request, limit))
+        body = json.loads(raw)
     except ValueError:
         raise InvalidInput("request body is not valid JSON") from None
     if not isinstance(body, dict):

@@ -129,7 +129,14 @@ class Services:
             )
             if settings.kafka_bootstrap
             else MemoryBus(partitions=settings.kafka_partitions),
-            acquiring=Acquiring(provider, settings.payment_return_url)
+            acquiring=Acquiring(
+                provider,
+                settings.payment_return_url,
+                webhook_secret=settings.payment_webhook_secret.get_secret_value().encode()
+                if settings.payment_webhook_secret is not None
+                else None,
+                webhook_tolerance=settings.payment_webhook_tolerance,
+            )
             if provider is not None
             else None,
         )

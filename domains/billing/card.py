@@ -12,7 +12,7 @@ success (`domains.billing.webhook`).
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import Row, select, update
@@ -33,10 +33,13 @@ MAX_TOP_UP = Decimal("1000000.00")
 
 @dataclass(frozen=True, slots=True)
 class Acquiring:
-    """The provider card payments go through, and where it sends the payer back to."""
+    """The provider card payments go through, where it sends the payer back to, and how
+    its notifications of results are authenticated (None: it sends none here)."""
 
     provider: PaymentProvider
     return_url: str
+    webhook_secret: bytes | None = None
+    webhook_tolerance: timedelta = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)

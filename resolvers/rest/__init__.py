@@ -36,8 +36,11 @@ class RestAnswer:
 @dataclass(frozen=True, slots=True)
 class RestCall:
     context: Context  # the same context a resolver gets: db, auth, loaders, viewer, client
-    body: Mapping[str, Any]  # the JSON object sent; empty for GET
+    body: Mapping[str, Any]  # the JSON object sent; empty for GET and raw-body routes
+    raw_body: bytes  # the body as sent (size-limited), for routes that check a signature
+    path: Mapping[str, str]  # the route's path parameters
     query: Mapping[str, str]
+    headers: Mapping[str, str]
     cookies: Mapping[str, str]
     # The Idempotency-Key header; the pipeline requires it on routes declared idempotent.
     idempotency_key: str | None
@@ -67,5 +70,5 @@ class RestRoute:
     signed_in: bool = True  # else anyone may call it (signing in, refreshing)
     idempotent: bool = False  # needs an Idempotency-Key header
     # A POST's body must be a JSON object: also the CSRF guard of the cookie routes, since a
-    # cross-site form cannot send JSON without a CORS preflight.
+    # cross-site form cannot send JSON without a CORS preflight. Else only `raw_body`.
     json_body: bool = True

@@ -1,6 +1,8 @@
-"""REST routes of billing: the seed's flows 2.2 (invoices with the profile) and 2.3 (paying)."""
+"""REST routes of billing: the seed's flows 2.2 (invoices with the profile) and 2.3 (paying),
+and the acquirer's notifications of card payment results."""
 
 import asyncio
+import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -13,7 +15,9 @@ from dataloaders.customers import CustomersByIdLoader
 from domains.billing.invoice import INVOICE_ORDER, InvoiceFilter
 from domains.billing.models import InvoiceStatus, PaymentMethod
 from domains.billing.pay_invoice import pay_invoice
-from domains.errors import Forbidden, InvalidInput, NotFound
+from domains.billing.webhook import parse_notice, settle, signature_valid
+from domains.clock import utcnow
+from domains.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from resolvers.relay import connection_from_page, pk_of, to_global_id, window_from_arguments
 from resolvers.rest import RestAnswer, RestCall, RestRoute
 
@@ -161,9 +165,38 @@ async def billing_pay(call: RestCall) -> RestAnswer:
     )
 
 
+async def payment_webhook(call: RestCall) -> RestAnswer:
+    """The provider reports a payment's result, authenticated by the signature alone:
+    HMAC-SHA256 over `<Webhook-Timestamp>.<body>`, compared in constant time, the timestamp
+    within the tolerance; otherwise 401 and nothing happens. A handled event answers 200,
+    and so does its redelivery (without effect), so the provider stops retrying."""
+    acquiring = call.context.acquiring
+    provider = call.path["provider"]
+    if acquiring is None or acquiring.webhook_secret is None or provider != acquiring.provider.name:
+        raise NotFound("payment provider")
+    if not signature_valid(
+        acquiring.webhook_secret,
+        call.headers.get("webhook-timestamp", ""),
+        call.headers.get("webhook-signature", ""),
+        call.raw_body,
+        now=utcnow(),
+        tolerance=acquiring.webhook_tolerance,
+    ):
+        raise Unauthenticated("bad webhook signature, or its timestamp is too old")
+    try:
+        payload = json.loads(call.raw_body)
+    except ValueError:
+        raise InvalidInput("the notification is not JSON") from None
+    applied = await settle(call.context.db, provider, parse_notice(payload))
+    return RestAnswer({"status": "ok" if applied else "duplicate"})
+
+
 ROUTES = (
     RestRoute("GET", "/billing/invoices", billing_invoices),
     RestRoute("POST", "/billing/pay", billing_pay, idempotent=True),
+    RestRoute(
+        "POST", "/webhooks/payments/{provider}", payment_webhook, signed_in=False, json_body=False
+    ),
 )
 
 # A well-formed request the billing rules refuse is 422; a key already used for another
