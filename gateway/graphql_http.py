@@ -89,7 +89,7 @@ def _from_query_string(request: Request) -> dict[str, Any]:
     return _operation(params)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused as soon as it is known to exceed `limit` (before reading it all)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -109,7 +109,7 @@ async def _from_body(
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != JSON:
         raise BadRequest(415, "UNSUPPORTED_MEDIA_TYPE", f"send the request as {JSON}")
-    body = await _read_body(request, max_bytes)
+    body = await read_body(request, max_bytes)
     try:
         payload = json.loads(body)
     except ValueError:

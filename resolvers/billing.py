@@ -7,6 +7,15 @@ from decimal import Decimal
 import strawberry
 from strawberry import Info
 
+from dataloaders.billing import (
+    InvoicePagesByCustomerIdLoader,
+    InvoicesByIdLoader,
+    PaymentPagesByCustomerIdLoader,
+    PaymentsByIdLoader,
+    PaymentsByInvoiceIdLoader,
+    TransactionsByIdLoader,
+    TransactionsByPaymentIdLoader,
+)
 from domains.billing.card import top_up_balance as top_up_balance_action
 from domains.billing.invoice import INVOICE_ORDER, InvoiceFilter, InvoiceRow
 from domains.billing.models import InvoiceStatus, PaymentMethod
@@ -33,15 +42,17 @@ from resolvers.relay import Connection, connection_from_page, pk_of, window_from
 
 
 async def invoice_by_pk(info: Info[Context], pk: int) -> InvoiceRow:
-    return await load_owned(info, info.context.loaders.invoices_by_id, pk, "invoice")
+    return await load_owned(info, info.context.loaders.of(InvoicesByIdLoader), pk, "invoice")
 
 
 async def payment_by_pk(info: Info[Context], pk: int) -> PaymentRow:
-    return await load_owned(info, info.context.loaders.payments_by_id, pk, "payment")
+    return await load_owned(info, info.context.loaders.of(PaymentsByIdLoader), pk, "payment")
 
 
 async def transaction_by_pk(info: Info[Context], pk: int) -> TransactionRow:
-    return await load_owned(info, info.context.loaders.transactions_by_id, pk, "transaction")
+    return await load_owned(
+        info, info.context.loaders.of(TransactionsByIdLoader), pk, "transaction"
+    )
 
 
 async def invoice(info: Info[Context], id: strawberry.ID) -> InvoiceRow:
@@ -61,7 +72,7 @@ async def customer_invoices(
 ) -> Connection[InvoiceRow]:
     invoice_filter = InvoiceFilter(frozenset(status or ()), period_from, period_to)
     window = window_from_arguments(INVOICE_ORDER, first, after, last, before)
-    loader = info.context.loaders.invoice_pages_by_customer_id
+    loader = info.context.loaders.of(InvoicePagesByCustomerIdLoader)
     page = await loader.load((root.id, invoice_filter, window))
     return connection_from_page(page, INVOICE_ORDER)
 
@@ -94,7 +105,7 @@ async def customer_payments(
     before: str | None = None,
 ) -> Connection[PaymentRow]:
     window = window_from_arguments(PAYMENT_ORDER, first, after, last, before)
-    page = await info.context.loaders.payment_pages_by_customer_id.load((root.id, window))
+    page = await info.context.loaders.of(PaymentPagesByCustomerIdLoader).load((root.id, window))
     return connection_from_page(page, PAYMENT_ORDER)
 
 
@@ -107,12 +118,12 @@ def invoice_amount(root: InvoiceRow) -> Money:
 
 
 async def invoice_amount_due(root: InvoiceRow, info: Info[Context]) -> Money:
-    payments = await info.context.loaders.payments_by_invoice_id.load(root.id)
+    payments = await info.context.loaders.of(PaymentsByInvoiceIdLoader).load(root.id)
     return Money(amount_due(root, payments), root.currency)
 
 
 async def invoice_payments(root: InvoiceRow, info: Info[Context]) -> list[PaymentRow]:
-    return await info.context.loaders.payments_by_invoice_id.load(root.id)
+    return await info.context.loaders.of(PaymentsByInvoiceIdLoader).load(root.id)
 
 
 async def invoice_customer(root: InvoiceRow, info: Info[Context]) -> CustomerRow:
@@ -130,7 +141,7 @@ async def payment_invoice(root: PaymentRow, info: Info[Context]) -> InvoiceRow |
 
 
 async def payment_transactions(root: PaymentRow, info: Info[Context]) -> list[TransactionRow]:
-    return await info.context.loaders.transactions_by_payment_id.load(root.id)
+    return await info.context.loaders.of(TransactionsByPaymentIdLoader).load(root.id)
 
 
 def transaction_amount(root: TransactionRow) -> Money:
