@@ -2,18 +2,18 @@
 
 An action that changes state and must tell the world (a password-reset email, a payment
 made) calls `record_event` on its own unit of work, so the event exists exactly when the
-change committed. A publisher (a later milestone) reads rows with `published_at IS NULL`
-in `occurred_at` order, hands them to Kafka and stamps `published_at`; consumers must
-tolerate duplicates (at-least-once). Rows are generic:
+change committed. The relay (`domains/events/relay.py`) reads rows with `published_at IS
+NULL` in `(occurred_at, id)` order, hands them to the bus as CloudEvents and stamps
+`published_at`; consumers tolerate duplicates (at-least-once). Rows are generic:
 
 - `type`: what happened, dotted and past tense, e.g. `identity.password_reset_requested`.
-- `subject`: whom it is about, `<kind>:<id>`, e.g. `user:42`; the Kafka message key, so one
-  subject's events stay in order.
+- `subject`: whom it is about, `<kind>:<id>` built by `domains/events/subject.py`, e.g.
+  `user:42`; the Kafka message key, so one subject's events stay in order.
 - `payload`: a JSON object with an integer `version`, bumped when its shape changes, so
   consumers can read old and new events side by side.
 
 A payload may carry a secret meant for the recipient only (a reset token, for minutes); the
-publisher should clear a published row's payload rather than keep it.
+relay clears such a row's payload once it is published.
 """
 
 import uuid

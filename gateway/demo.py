@@ -59,7 +59,7 @@ Progress = Callable[[int, int], None]
 Row = dict[str, Any]
 
 # Published in README.md: the demo logins are for local development only.
-DEMO_PASSWORD = "kabinet-demo"  # noqa: S105
+DEMO_PASSWORD = "kabinet-demo"  # noqa: S105 - the documented demo login
 DEMO_LOGINS: dict[str, Role] = {
     "admin@example.com": Role.ADMIN,
     "operator@example.com": Role.OPERATOR,

@@ -20,7 +20,7 @@ class InsufficientFunds(DomainError):
 
 
 class PaymentMethodUnavailable(DomainError):
-    """CARD goes through a payment provider, which is not connected yet."""
+    """CARD goes through a payment provider, and none is configured here."""
 
     code = "PAYMENT_METHOD_UNAVAILABLE"
 
