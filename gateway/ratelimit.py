@@ -1,6 +1,6 @@
 """Gateway budgets, per user and per client address: query cost and mutations.
 
-Queries spend their computed cost (schema/hardening.py), mutations one unit per root
+Queries spend their computed cost (schema/guards/cost.py), mutations one unit per root
 field, so aliasing ten mutations into one request spends ten. Login attempts have budgets
 of their own in the identity domain. Both use the one limiter in domains/limits.py.
 """
@@ -10,23 +10,17 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Literal
 
-from graphql import (
-    DocumentNode,
-    FieldNode,
-    GraphQLError,
-    InlineFragmentNode,
-    OperationDefinitionNode,
-    SelectionSetNode,
-)
 from graphql import ExecutionResult as GraphQLExecutionResult
+from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
 from domains.errors import RateLimited
 from domains.identity.throttle import address_key
 from domains.limits import Decision, LimiterUnavailable, Rate, RateLimiter
 from gateway.settings import Settings
-from schema.hardening import PerFragment
+from schema.guards.mutations import mutation_fields
 
 Kind = Literal["query", "mutation"]
 MINUTE = timedelta(minutes=1)
@@ -111,35 +105,6 @@ def retry_after_seconds(decision: Decision) -> int:
     return max(math.ceil(decision.retry_after), 1)
 
 
-def _mutation_fields(document: DocumentNode | None, operation_name: str | None) -> int:
-    """Root fields of the mutation, through fragments: spreading aliases saves nothing."""
-    if document is None:
-        return 1
-
-    def count(selection_set: SelectionSetNode) -> int:
-        total = 0
-        for selection in selection_set.selections:
-            if isinstance(selection, FieldNode):
-                total += 1
-            elif isinstance(selection, InlineFragmentNode):
-                total += count(selection.selection_set)
-            else:
-                total += fragment(selection.name.value)
-        return total
-
-    fragment = PerFragment(document, lambda definition: count(definition.selection_set))
-    for definition in document.definitions:
-        if (
-            isinstance(definition, OperationDefinitionNode)
-            and definition.operation.value == "mutation"
-            and (
-                operation_name is None or getattr(definition.name, "value", None) == operation_name
-            )
-        ):
-            return max(count(definition.selection_set), 1)
-    return 1
-
-
 def graphql_rate_limit(budgets: Budgets) -> type[SchemaExtension]:
     """An extension charging each operation before it executes; refused ones never run.
 
@@ -159,7 +124,7 @@ def graphql_rate_limit(budgets: Budgets) -> type[SchemaExtension]:
                 viewer = getattr(context, "viewer", None)
                 if execution.operation_type is OperationType.MUTATION:
                     kind: Kind = "mutation"
-                    cost = _mutation_fields(execution.graphql_document, execution.operation_name)
+                    cost = _mutation_cost(execution)
                 else:
                     kind, cost = "query", max(getattr(context, "operation_cost", 1), 1)
                 try:
@@ -181,6 +146,13 @@ def graphql_rate_limit(budgets: Budgets) -> type[SchemaExtension]:
             yield
 
     return RateLimit
+
+
+def _mutation_cost(execution: ExecutionContext) -> int:
+    document = execution.graphql_document
+    if document is None:
+        return 1
+    return mutation_fields(execution.schema._schema, document, execution.operation_name)
 
 
 def _refusal(message: str, code: str, **extensions: object) -> GraphQLExecutionResult:

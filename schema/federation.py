@@ -21,8 +21,8 @@ from strawberry.types.field import StrawberryField
 from strawberry.types.graphql import OperationType
 
 from schema import analytics, billing, customers, entities, identity
-from schema.authorization import field_access
-from schema.errors import CodedParserCache, ErrorCodes
+from schema.guards.authorization import field_access
+from schema.guards.errors import CodedParserCache, ErrorCodes
 
 SUBGRAPH_MODULES: dict[str, ModuleType] = {
     "identity": identity,

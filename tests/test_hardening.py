@@ -16,13 +16,9 @@ from domains.errors import Unauthenticated
 from domains.identity.models import Role
 from gateway.settings import Settings
 from schema.federation import build_composed, standard_extensions
-from schema.hardening import (
-    CostPlans,
-    compile_cost,
-    hardening_extensions,
-    max_depth_rule,
-    operation_cost,
-)
+from schema.guards.cost import CostPlans, compile_cost, operation_cost
+from schema.guards.extensions import hardening_extensions
+from schema.guards.limits import max_depth_rule
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 DASHBOARD = (BENCH / "dashboard.graphql").read_text()

@@ -1,80 +1,45 @@
-"""Role checks for a whole operation, before any resolver runs (declarations: permissions.py)."""
+"""Role checks for a whole operation before any resolver runs (table: schema/permissions.py)."""
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
-from graphql import (
-    DocumentNode,
-    FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
-    GraphQLError,
-    GraphQLInterfaceType,
-    GraphQLNamedType,
-    GraphQLObjectType,
-    GraphQLSchema,
-    InlineFragmentNode,
-    OperationDefinitionNode,
-    SelectionSetNode,
-    get_named_type,
-)
+from graphql import DocumentNode, FieldNode, GraphQLError, GraphQLSchema
 from graphql import ExecutionResult as GraphQLExecutionResult
 from strawberry.extensions import SchemaExtension
 
+from schema.guards.walker import Parent, Walk, operations
 from schema.permissions import Access, access_for, role_may
 
 Coordinate = tuple[str, str]
 _CACHE_SIZE = 1024
 
 
+class _Coordinates(Walk[None, None]):
+    """Collects into `found`: each fragment is walked once, so a set beats unions."""
+
+    def __init__(self, schema: GraphQLSchema, document: DocumentNode) -> None:
+        super().__init__(schema, document)
+        self.found: set[Coordinate] = set()
+
+    def combine(self, values: Sequence[None]) -> None:
+        return None
+
+    def field(self, node: FieldNode, parent: Parent, scope: None) -> None:
+        name = node.name.value
+        if name.startswith("__") or parent is None:
+            return  # introspection has its own switch
+        self.found.add((parent.name, name))
+        self.below(node, parent, scope)
+
+
 def operation_coordinates(
     schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
 ) -> frozenset[Coordinate]:
     """Every (type, field) the chosen operation selects, through fragments, once each."""
-    fragments: dict[str, FragmentDefinitionNode] = {}
-    operations: list[OperationDefinitionNode] = []
-    for definition in document.definitions:
-        if isinstance(definition, FragmentDefinitionNode):
-            fragments[definition.name.value] = definition
-        elif isinstance(definition, OperationDefinitionNode):
-            operations.append(definition)
-    chosen = [
-        op
-        for op in operations
-        if operation_name is None or (op.name is not None and op.name.value == operation_name)
-    ]
-    found: set[Coordinate] = set()
-    seen_fragments: set[str] = set()
-
-    def walk(selection_set: SelectionSetNode, parent: GraphQLNamedType | None) -> None:
-        for selection in selection_set.selections:
-            if isinstance(selection, FieldNode):
-                name = selection.name.value
-                if name.startswith("__") or parent is None:
-                    continue  # introspection has its own switch
-                found.add((parent.name, name))
-                if selection.selection_set and isinstance(
-                    parent, GraphQLObjectType | GraphQLInterfaceType
-                ):
-                    field = parent.fields.get(name)
-                    child = get_named_type(field.type) if field else None
-                    walk(selection.selection_set, child)
-            elif isinstance(selection, InlineFragmentNode):
-                condition = selection.type_condition
-                target = schema.get_type(condition.name.value) if condition else parent
-                walk(selection.selection_set, target)
-            elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                if name in seen_fragments or name not in fragments:
-                    continue
-                seen_fragments.add(name)
-                fragment = fragments[name]
-                walk(fragment.selection_set, schema.get_type(fragment.type_condition.name.value))
-
-    for operation in chosen:
-        root = schema.get_root_type(operation.operation)
-        walk(operation.selection_set, root)
-    return frozenset(found)
+    walk = _Coordinates(schema, document)
+    for operation in operations(document, operation_name):
+        walk.operation(operation, None)
+    return frozenset(walk.found)
 
 
 def field_access(schema_source: Callable[[], GraphQLSchema]) -> type[SchemaExtension]:

@@ -1,0 +1,1 @@
+"""The GraphQL guards: what an operation may ask for and who may ask, before resolvers run."""

@@ -1,0 +1,39 @@
+"""The limits as one schema's extensions, so every one holds before resolvers run."""
+
+from functools import partial
+
+from graphql import ValidationRule
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter
+
+from schema.guards.cost import DEFAULT_LIST_MULTIPLIER, ExtensionFactory, cost_limit
+from schema.guards.introspection import NoIntrospectionRule
+from schema.guards.limits import max_aliases_rule, max_depth_rule, max_directives_rule
+from schema.guards.suggestions import HideSuggestionsRule
+
+
+def hardening_extensions(
+    *,
+    max_depth: int,
+    max_aliases: int,
+    max_tokens: int,
+    max_directives: int,
+    max_cost: int,
+    introspection: bool,
+    suggestions: bool,
+    list_multiplier: int = DEFAULT_LIST_MULTIPLIER,
+) -> list[ExtensionFactory]:
+    """What to add after `standard_extensions()` so every limit holds before resolvers run."""
+    rules: list[type[ValidationRule]] = [
+        max_depth_rule(max_depth),
+        max_aliases_rule(max_aliases),
+        max_directives_rule(max_directives),
+    ]
+    if not introspection:
+        rules.append(NoIntrospectionRule)
+    if not suggestions:
+        rules.append(HideSuggestionsRule)
+    return [
+        partial(AddValidationRules, rules),
+        partial(MaxTokensLimiter, max_token_count=max_tokens),
+        cost_limit(max_cost, list_multiplier=list_multiplier, suggestions=suggestions),
+    ]
