@@ -24,4 +24,5 @@ def test_subgraphs_show_only_their_own_fields():
     assert "balance: Money!" in billing
     assert "contractNum" not in billing
     assert "contractNum: String!" in customers
-    assert "balance" not in customers
+    # Other subgraphs' entities appear as stubs: their descriptions, and only their keys.
+    assert "balance:" not in customers
