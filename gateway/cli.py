@@ -116,13 +116,16 @@ def _keygen(path: Path, *, quiet_if_exists: bool = False) -> None:
     print(f"new Ed25519 signing key written to {path}")
 
 
-def _serve(settings: Settings) -> None:
+def _serve(settings: Settings, subgraph: str | None = None) -> None:
     import uvicorn
 
     from gateway.app import create_app
+    from schema.federation import SUBGRAPHS
 
+    if subgraph is not None and subgraph not in SUBGRAPHS:
+        sys.exit(f"no subgraph {subgraph!r}; one of: {', '.join(SUBGRAPHS)}")
     _log_to_stderr(settings)
-    app = create_app(settings)
+    app = create_app(settings, subgraph)
     # The schema and modules live as long as the process: keep them out of every
     # collection, and collect the young generation less often, so requests do not
     # stop for full collections.
@@ -202,7 +205,12 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="apply database migrations (KABINET_DATABASE_URL)")
     commands.add_parser("demo", help="load the demo data once")
-    commands.add_parser("serve", help="run the API server with settings from the environment")
+    serve = commands.add_parser(
+        "serve", help="run the API server with settings from the environment"
+    )
+    serve.add_argument(
+        "--subgraph", metavar="NAME", help="serve this subgraph alone at /graphql, for a router"
+    )
     commands.add_parser("dev", help="keygen + migrate + demo + serve, on embedded defaults")
     commands.add_parser("worker", help="run the outbox relay and event consumers (with Kafka)")
     keygen = commands.add_parser("keygen", help="write a new Ed25519 JWT signing key (PEM)")
@@ -226,12 +234,13 @@ def main(argv: list[str] | None = None) -> None:
         _export(args.directory)
         return
     settings = Settings()
+    if args.command == "serve":
+        _serve(settings, args.subgraph)
+        return
     if args.command == "billing":
         {"reconcile": _reconcile, "sweep": _sweep}[args.billing_command](settings)
         return
-    {"migrate": _migrate, "demo": _demo, "serve": _serve, "dev": _dev, "worker": _worker}[
-        args.command
-    ](settings)
+    {"migrate": _migrate, "demo": _demo, "dev": _dev, "worker": _worker}[args.command](settings)
 
 
 if __name__ == "__main__":
