@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-DEMO_PASSWORD = "kabinet-demo"  # noqa: S105 - the documented demo login
 DEMO_LOGINS = (
     ("admin@example.com", "admin"),
     ("operator@example.com", "operator"),
@@ -177,6 +176,8 @@ def _worker(settings: Settings) -> None:
 
 
 def _dev(settings: Settings) -> None:
+    from gateway.demo import DEMO_PASSWORD
+
     if settings.jwt_private_key is None and settings.jwt_private_key_file is None:
         _keygen(DEV_SIGNING_KEY_FILE, quiet_if_exists=True)
     _migrate(settings)

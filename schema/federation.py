@@ -9,42 +9,43 @@ field is written once, and the subgraphs and `/graphql` cannot drift apart.
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
-from types import ModuleType
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension, ValidationCache
 from strawberry.federation.schema_directives import FederationDirective, Key
-from strawberry.types.base import StrawberryObjectDefinition
+from strawberry.types.base import StrawberryContainer, StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 from strawberry.types.graphql import OperationType
+from strawberry.types.lazy_type import LazyType
+from strawberry.types.union import StrawberryUnion
 
-from schema import analytics, billing, customers, entities, identity
+from schema.domains import DOMAINS
+from schema.entities import ENTITIES
 from schema.guards.authorization import field_access
 from schema.guards.errors import CodedParserCache, ErrorCodes
+from schema.plugin import Domain
 
-SUBGRAPH_MODULES: dict[str, ModuleType] = {
-    "identity": identity,
-    "customers": customers,
-    "billing": billing,
-    "analytics": analytics,
-}
-_OWNER_BY_MODULE = {module.__name__: name for name, module in SUBGRAPH_MODULES.items()}
+SUBGRAPHS: dict[str, Domain] = {domain.name: domain for domain in DOMAINS}
+
+
+def _modules(domain: Domain) -> set[str]:
+    """The modules that define a domain's types: its fields belong to its subgraph."""
+    declared = (domain.query, domain.mutation, domain.subscription, *domain.nodes)
+    return {t.__module__ for t in (*declared, *domain.entity_parts.values()) if t is not None}
+
+
+_OWNER_BY_MODULE = {module: domain.name for domain in DOMAINS for module in _modules(domain)}
 
 # Every Node type: the subgraph that serves `node` declares them all as entity stubs,
 # so a router can route `node(id:)` there and fetch the fields from their owners.
 NODE_TYPES: tuple[type, ...] = (
-    entities.User,
-    entities.Customer,
-    customers.Contract,
-    customers.Subscription,
-    customers.Tariff,
-    billing.Invoice,
-    billing.Payment,
-    billing.Transaction,
-    billing.BalanceEntry,
+    *ENTITIES.values(),
+    *(node for domain in DOMAINS for node in domain.nodes),
 )
+# What `node(id:)` calls for each type name a global id can carry.
+NODE_LOADERS: dict[str, Callable[..., Any]] = {t.__name__: t.resolve_reference for t in NODE_TYPES}  # type: ignore[attr-defined]
 
 
 def owner_of(field: StrawberryField) -> str | None:
@@ -60,12 +61,12 @@ def key_fields(type_definition: StrawberryObjectDefinition) -> set[str]:
     return names
 
 
-def _part(module: ModuleType, root: str) -> type | None:
-    """The module's part of a root type: its class of that GraphQL name (customers has a
-    `Subscription` class that is no root: a tariff's subscription, named apart in GraphQL)."""
-    found = getattr(module, root, None)
-    definition = getattr(found, "__strawberry_definition__", None)
-    return found if definition is not None and definition.name == root else None
+def _roots(domain: Domain) -> tuple[type | None, type | None, type | None]:
+    return domain.query, domain.mutation, domain.subscription
+
+
+def _all_roots() -> list[type | None]:
+    return [root for domain in DOMAINS for root in _roots(domain)]
 
 
 def _root(name: str, parts: Sequence[type | None]) -> type | None:
@@ -105,6 +106,49 @@ class ComposedSchema(_ErrorsLoggedByExtension, strawberry.Schema):
 
     def _warn_for_federation_directives(self) -> None:
         """The @key directives are meant for the subgraphs; here they are dropped on purpose."""
+
+
+def _named_types(type_: Any) -> Iterator[Any]:
+    """The types behind a field's type: through lists, optionals, unions and lazy references."""
+    while isinstance(type_, StrawberryContainer | LazyType):
+        type_ = type_.of_type if isinstance(type_, StrawberryContainer) else type_.resolve_type()
+    if isinstance(type_, StrawberryUnion):
+        for member in type_.types:
+            yield from _named_types(member)
+    else:
+        yield type_
+
+
+def _entities_reached(start: Iterable[type | None]) -> list[type]:
+    """Every entity (object type with a key) reached from `start` through fields, whoever
+    owns them, as strawberry's own search goes: one a subgraph owns no field of is a stub."""
+    seen: set[Any] = set()
+    entities: list[type] = []
+    stack = [type_ for type_ in start if type_ is not None]
+    while stack:
+        type_ = stack.pop()
+        definition = getattr(type_, "__strawberry_definition__", None)
+        if not isinstance(definition, StrawberryObjectDefinition) or type_ in seen:
+            continue
+        seen.add(type_)
+        if definition.is_object_type and key_fields(definition):
+            entities.append(type_)
+        for field in definition.fields:
+            stack.extend(_named_types(field.type))
+    return entities
+
+
+def entity_types(subgraph: str, roots: Iterable[type | None]) -> list[type]:
+    """The entities `subgraph` must resolve through `_entities`: those its `roots` reach and
+    those it adds fields to. Strawberry searches for them itself, but its search does not
+    follow `strawberry.lazy` references (Customer, User): it left them, and what only they
+    lead to, out of `_Entity`, and a router could not fetch their fields from this subgraph."""
+    contributed = [
+        type_
+        for type_ in _entities_reached([*_all_roots(), *NODE_TYPES])
+        if any(owner_of(f) == subgraph for f in type_.__strawberry_definition__.fields)  # type: ignore[attr-defined]
+    ]
+    return _entities_reached([*roots, *contributed])
 
 
 class SubgraphSchema(_ErrorsLoggedByExtension, strawberry.federation.Schema):
@@ -149,30 +193,31 @@ def _with_access_checks(
 
 
 def build_subgraph(name: str, extensions: Iterable[Extension] | None = None) -> SubgraphSchema:
-    module = SUBGRAPH_MODULES[name]
+    query, mutation, subscription = _roots(SUBGRAPHS[name])
+    node_types = NODE_TYPES if _serves_node(query) else ()
     built: SubgraphSchema
     built = SubgraphSchema(
         name,
-        query=_part(module, "Query"),
-        mutation=_part(module, "Mutation"),
-        subscription=_part(module, "Subscription"),
-        types=NODE_TYPES if hasattr(module, "Query") and _serves_node(module) else (),
+        query=query,
+        mutation=mutation,
+        subscription=subscription,
+        types=[*node_types, *entity_types(name, [query, mutation, subscription, *node_types])],
         extensions=_with_access_checks(extensions, lambda: built),
     )
     return built
 
 
-def _serves_node(module: ModuleType) -> bool:
-    return "node" in {f.python_name for f in module.Query.__strawberry_definition__.fields}
+def _serves_node(query: type | None) -> bool:
+    fields = query.__strawberry_definition__.fields if query is not None else ()  # type: ignore[attr-defined]
+    return "node" in {f.python_name for f in fields}
 
 
 def build_composed(extensions: Iterable[Extension] | None = None) -> ComposedSchema:
-    modules = SUBGRAPH_MODULES.values()
     built: ComposedSchema
     built = ComposedSchema(
-        query=_root("Query", [_part(m, "Query") for m in modules]),
-        mutation=_root("Mutation", [_part(m, "Mutation") for m in modules]),
-        subscription=_root("Subscription", [_part(m, "Subscription") for m in modules]),
+        query=_root("Query", [domain.query for domain in DOMAINS]),
+        mutation=_root("Mutation", [domain.mutation for domain in DOMAINS]),
+        subscription=_root("Subscription", [domain.subscription for domain in DOMAINS]),
         types=NODE_TYPES,
         extensions=_with_access_checks(extensions, lambda: built),
     )
