@@ -248,6 +248,9 @@ def server_env(
         KABINET_ACCESS_TOKEN_TTL=f"PT{ttl_seconds}S",
         KABINET_QUERY_COST_PER_USER_PER_MINUTE=str(UNLIMITED),
         KABINET_QUERY_COST_PER_IP_PER_MINUTE=str(UNLIMITED),
+        # The dashboard is the API's work alone: an in-process relay polling the outbox
+        # would keep the statement counter moving, so it never settles between runs.
+        KABINET_WORKER_IN_PROCESS="false",
     )
     return env
 
