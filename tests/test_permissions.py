@@ -4,9 +4,11 @@ import httpx
 import pytest
 from graphql import GraphQLInterfaceType, GraphQLObjectType, GraphQLSchema, parse
 
+from schema.access import Access
 from schema.federation import SUBGRAPHS, build_composed, build_subgraph
 from schema.guards.authorization import operation_coordinates
-from schema.permissions import DECLARED, access_for
+from schema.permissions import DECLARED, access_for, declared
+from schema.plugin import Domain
 from tests.conftest import graphql, login
 
 
@@ -88,3 +90,11 @@ async def test_role_matrix(
             expected = "UNAUTHENTICATED" if role == "anonymous" else "FORBIDDEN"
             assert [e["extensions"]["code"] for e in body["errors"]] == [expected], (role, body)
             assert "data" not in body, "refused before any resolver ran"
+
+
+def test_a_coordinate_two_domains_declare_is_refused():
+    ours = Domain(name="ours", access={"Query.thing": Access.STAFF})
+    theirs = Domain(name="theirs", access={"Query.thing": Access.PUBLIC})
+    with pytest.raises(ValueError, match=r"theirs declares access already declared.*Query\.thing"):
+        declared([ours, theirs])
+    assert declared([ours])["Query.thing"] is Access.STAFF
