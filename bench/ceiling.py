@@ -1,148 +1,230 @@
-"""The framework-free ceiling for bench/dashboard.py: the Dashboard query's work without GraphQL.
+"""The floor Python can reach for bench/dashboard.py: each scenario's work on raw asyncpg.
 
-One plain Starlette route, `POST /dashboard`, does for the bearer of an access token what
-`POST /graphql` does for `bench/dashboard.graphql`: it verifies the token with the same
-TokenService, runs the same seven statements through the domain reads the loaders call (each
-on its own pooled connection, in the loaders' order: user, customer, then contracts, tariffs,
-subscriptions, the invoice page and its payments), and answers the same JSON, byte for byte
-in content. Whatever the gateway spends beyond this is the price of the framework.
+One plain Starlette route, `POST /graphql`, answers the bench's two operations by their
+`operationName` without parsing GraphQL: `Dashboard` (bench/dashboard.graphql) and
+`StaffCustomers` (bench/staff_customers.graphql). It verifies the bearer token with the
+gateway's TokenService, runs the gateway's statements (7 for the dashboard, 4 for the staff
+list) as asyncpg prepared statements on its own pool, each on its own pooled connection in
+the loaders' order, and builds the same JSON straight from the records. Whatever the gateway
+spends beyond this is the price of its database layer and of GraphQL.
 
-Configured by the `KABINET_*` variables the server reads (database URL, signing key, host,
-port, log level); started by bench/dashboard.py as `python bench/ceiling.py`.
+Configured by the `KABINET_*` variables the server reads (database URL, signing key, pool
+size, host, port, log level); started by bench/dashboard.py as `python bench/ceiling.py`.
 """
 
 import asyncio
+import base64
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
+import asyncpg
 import uvicorn
-from sqlalchemy import event, text
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from domains.billing.invoice import (
-    INVOICE_ORDER,
-    InvoiceFilter,
-    InvoiceRow,
-    invoice_pages_by_customer_ids,
-)
-from domains.billing.payment import PaymentRow, payments_by_invoice_ids
-from domains.billing.settlement import amount_due
-from domains.customers.contract import ContractRow, contracts_by_customer_ids
-from domains.customers.customer import CustomerRow, customers_by_user_ids
-from domains.customers.subscription import SubscriptionRow, subscriptions_by_customer_ids
-from domains.customers.tariff import TariffRow, tariffs_by_ids
-from domains.database import Database
 from domains.errors import Unauthenticated
+from domains.identity.models import Role
 from domains.identity.tokens import AccessClaims, TokenService
-from domains.identity.user import users_by_ids
-from domains.keyset import Page, Window
 from gateway.settings import Settings
-from resolvers.relay import connection_from_page, to_global_id
 
-T = TypeVar("T")
+PATH = "/graphql"
+DASHBOARD_INVOICES = 12  # invoices(first: 12) in bench/dashboard.graphql
+STAFF_CUSTOMERS = 50  # $first's default in bench/staff_customers.graphql
+STAFF_INVOICES = 3  # invoices(first: 3) there
+STAFF = frozenset({Role.OPERATOR, Role.ADMIN})
 
-PATH = "/dashboard"
-INVOICES_PER_PAGE = 12  # invoices(first: 12) in bench/dashboard.graphql
+# The gateway's statements, with `= ANY($1)` for its expanded `IN (...)` so that one
+# prepared statement serves any number of keys.
+USERS = """
+SELECT id, email, role, is_active, created_at FROM users WHERE id = ANY($1::bigint[])"""
+CUSTOMERS_BY_USER = """
+SELECT id, user_id, contract_num, full_name, phone, balance, currency, created_at
+FROM customers WHERE user_id = ANY($1::bigint[])"""
+CUSTOMER_PAGE = """
+SELECT id, user_id, contract_num, full_name, phone, balance, currency, created_at
+FROM customers ORDER BY id ASC LIMIT $1"""
+CONTRACTS = """
+SELECT id, customer_id, tariff_id, address, status, start_date, end_date
+FROM contracts WHERE customer_id = ANY($1::bigint[]) ORDER BY start_date, id"""
+TARIFFS = """
+SELECT id, code, name, description, segment, monthly_price, currency, download_mbps,
+       upload_mbps, is_active
+FROM tariffs WHERE id = ANY($1::bigint[])"""
+SUBSCRIPTIONS = """
+SELECT id, customer_id, contract_id, tariff_id, status, started_at, ended_at
+FROM subscriptions WHERE customer_id = ANY($1::bigint[]) ORDER BY started_at, id"""
+INVOICE_PAGES = """
+SELECT id, customer_id, subscription_id, number, period_start, period_end, amount, currency,
+       status, issued_at, due_date, created_at
+FROM (SELECT id, customer_id, subscription_id, number, period_start, period_end, amount,
+             currency, status, issued_at, due_date, created_at, row_number() OVER (
+          PARTITION BY customer_id ORDER BY period_start DESC, id DESC) AS rank
+      FROM invoices WHERE customer_id = ANY($2::bigint[])) AS ranked
+WHERE rank <= $1 ORDER BY customer_id, rank"""
+PAYMENTS = """
+SELECT id, invoice_id, customer_id, amount, currency, method, status, refunded_amount,
+       created_at, confirmation_url
+FROM payments WHERE invoice_id = ANY($1::bigint[]) ORDER BY created_at, id"""
+
+ISSUED = frozenset({"issued", "overdue", "paid"})  # domains.billing.invoice_issue.ISSUED
+SETTLED = frozenset({"succeeded", "refunded"})  # domains.billing.settlement.SETTLED
+ZERO = Decimal("0.00")
+
+Record = asyncpg.Record
+
+
+class Failure(Exception):
+    """A request the operation refuses: answered as a GraphQL error with its code."""
+
+    def __init__(self, message: str, code: str, status: int = 200) -> None:
+        super().__init__(message)
+        self.message, self.code, self.status = message, code, status
 
 
 class Ceiling:
     """What the endpoint needs: a pool, the token verifier, and two counters for /metrics."""
 
     def __init__(self, settings: Settings) -> None:
-        self.db = Database(settings.database_url, pool_size=settings.database_pool_size)
+        self.settings = settings
         self.tokens = TokenService(
             settings.signing_key_pem(),
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
             access_ttl=settings.access_token_ttl,
         )
+        self.pool: asyncpg.Pool | None = None
         self.statements = 0
         self.requests: dict[int, int] = {}
-        event.listen(self.db.engine.sync_engine, "before_cursor_execute", self._count_statement)
 
-    def _count_statement(self, *_args: Any) -> None:
+    async def open(self) -> None:
+        dsn = self.settings.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        size = self.settings.database_pool_size
+        self.pool = await asyncpg.create_pool(dsn, min_size=size, max_size=size)
+
+    async def fetch(self, sql: str, *arguments: Any) -> list[Record]:
+        """One statement on its own pooled connection, as a loader's batch runs."""
+        assert self.pool is not None
         self.statements += 1
+        return await self.pool.fetch(sql, *arguments)
 
-    async def read(
-        self, fetch: Callable[..., Awaitable[T]], keys: Sequence[Any], *arguments: Any
-    ) -> T:
-        """One domain read on its own pooled connection, as a loader's batch runs."""
-        async with self.db.read() as conn:
-            return await fetch(conn, keys, *arguments)
+    async def graphql(self, request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+            claims = self.viewer(request)
+            if body.get("operationName") == "Dashboard":
+                data = await self.dashboard(claims)
+            elif body.get("operationName") == "StaffCustomers":
+                first = (body.get("variables") or {}).get("first", STAFF_CUSTOMERS)
+                data = await self.staff_customers(claims, first)
+            else:
+                raise Failure("only Dashboard and StaffCustomers", "BAD_REQUEST", 400)
+        except Failure as failure:
+            error = {"message": failure.message, "extensions": {"code": failure.code}}
+            return self._respond(failure.status, {"data": None, "errors": [error]})
+        return self._respond(200, {"data": data})
 
     def viewer(self, request: Request) -> AccessClaims:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("use 'Authorization: Bearer <access token>'")
-        return self.tokens.verify_access_token(token.strip())
-
-    async def dashboard(self, request: Request) -> Response:
         try:
-            claims = self.viewer(request)
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated("use 'Authorization: Bearer <access token>'")
+            return self.tokens.verify_access_token(token.strip())
         except Unauthenticated as error:
-            return self._respond(401, {"errors": [{"message": error.message}]})
-        user = (await self.read(users_by_ids, [claims.user_id])).get(claims.user_id)
-        if user is None:
-            return self._respond(200, {"data": None, "errors": [{"message": "user not found"}]})
-        customer = (await self.read(customers_by_user_ids, [user.id])).get(user.id)
-        me = {
-            "id": to_global_id("User", user.id),
-            "email": user.email,
-            "customer": None if customer is None else await self._customer(customer),
-        }
-        return self._respond(200, {"data": {"me": me}})
+            raise Failure(error.message, "UNAUTHENTICATED", 401) from error
 
-    async def _customer(self, customer: CustomerRow) -> dict[str, Any]:
-        (contracts, tariffs), subscriptions, (page, payments) = await asyncio.gather(
-            self._contracts(customer.id),
-            self.read(subscriptions_by_customer_ids, [customer.id]),
-            self._invoices(customer.id),
+    async def dashboard(self, claims: AccessClaims) -> dict[str, Any]:
+        users = await self.fetch(USERS, [claims.user_id])
+        if not users:
+            raise Failure("user not found", "NOT_FOUND")
+        user = users[0]
+        customers = await self.fetch(CUSTOMERS_BY_USER, [user["id"]])
+        me = {
+            "id": global_id("User", user["id"]),
+            "email": user["email"],
+            "customer": await self._account(customers[0]) if customers else None,
+        }
+        return {"me": me}
+
+    async def _account(self, customer: Record) -> dict[str, Any]:
+        (contracts, tariffs), subscriptions, (invoices, payments) = await asyncio.gather(
+            self._contracts(customer["id"]),
+            self.fetch(SUBSCRIPTIONS, [customer["id"]]),
+            self._invoices([customer["id"]], DASHBOARD_INVOICES),
         )
-        connection = connection_from_page(page, INVOICE_ORDER)
+        rows, has_next = invoices.get(customer["id"], ([], False))
         return {
-            "id": to_global_id("Customer", customer.id),
-            "contractNum": customer.contract_num,
-            "fullName": customer.full_name,
-            "balance": _money(customer.balance, customer.currency),
-            "contracts": [_contract(c, tariffs[c.tariff_id]) for c in contracts],
-            "subscriptions": [_subscription(s) for s in subscriptions[customer.id]],
+            "id": global_id("Customer", customer["id"]),
+            "contractNum": customer["contract_num"],
+            "fullName": customer["full_name"],
+            "balance": money(customer["balance"], customer["currency"]),
+            "contracts": [_contract(c, tariffs[c["tariff_id"]]) for c in contracts],
+            "subscriptions": [_subscription(s) for s in subscriptions],
             "invoices": {
                 "edges": [
-                    {"cursor": edge.cursor, "node": _invoice(edge.node, payments[edge.node.id])}
-                    for edge in connection.edges
+                    {"cursor": invoice_cursor(i), "node": _invoice(i, payments.get(i["id"], []))}
+                    for i in rows
                 ],
                 "pageInfo": {
-                    "hasNextPage": connection.page_info.has_next_page,
-                    "endCursor": connection.page_info.end_cursor,
+                    "hasNextPage": has_next,
+                    "endCursor": invoice_cursor(rows[-1]) if rows else None,
                 },
             },
         }
 
-    async def _contracts(self, customer_id: int) -> tuple[list[ContractRow], dict[int, TariffRow]]:
-        contracts = (await self.read(contracts_by_customer_ids, [customer_id]))[customer_id]
-        tariff_ids = list(dict.fromkeys(c.tariff_id for c in contracts))
-        tariffs = await self.read(tariffs_by_ids, tariff_ids) if tariff_ids else {}
-        return contracts, tariffs
+    async def _contracts(self, customer_id: int) -> tuple[list[Record], dict[int, Record]]:
+        contracts = await self.fetch(CONTRACTS, [customer_id])
+        tariff_ids = list(dict.fromkeys(c["tariff_id"] for c in contracts))
+        tariffs = await self.fetch(TARIFFS, tariff_ids) if tariff_ids else []
+        return contracts, {t["id"]: t for t in tariffs}
 
     async def _invoices(
-        self, customer_id: int
-    ) -> tuple[Page[InvoiceRow], dict[int, list[PaymentRow]]]:
-        pages = await self.read(
-            invoice_pages_by_customer_ids,
-            [customer_id],
-            InvoiceFilter(),
-            Window(limit=INVOICES_PER_PAGE),
+        self, customer_ids: Sequence[int], limit: int
+    ) -> tuple[dict[int, tuple[list[Record], bool]], dict[int, list[Record]]]:
+        """Each customer's newest `limit` invoices and whether more exist; their payments."""
+        rows = await self.fetch(INVOICE_PAGES, limit + 1, customer_ids)
+        grouped = group(rows, "customer_id")
+        pages = {key: (found[:limit], len(found) > limit) for key, found in grouped.items()}
+        invoice_ids = [row["id"] for page, _ in pages.values() for row in page]
+        payments = await self.fetch(PAYMENTS, invoice_ids) if invoice_ids else []
+        return pages, group(payments, "invoice_id")
+
+    async def staff_customers(self, claims: AccessClaims, first: int) -> dict[str, Any]:
+        if claims.role not in STAFF:
+            raise Failure("staff only", "FORBIDDEN")
+        found = await self.fetch(CUSTOMER_PAGE, first + 1)
+        page, has_next = found[:first], len(found) > first
+        ids = [c["id"] for c in page]
+        users, (invoices, payments) = await asyncio.gather(
+            self.fetch(USERS, list(dict.fromkeys(c["user_id"] for c in page))),
+            self._invoices(ids, STAFF_INVOICES),
         )
-        page = pages[customer_id]
-        invoice_ids = [row.id for row in page.rows]
-        payments = await self.read(payments_by_invoice_ids, invoice_ids) if invoice_ids else {}
-        return page, payments
+        emails = {u["id"]: u["email"] for u in users}
+        edges = []
+        for customer in page:
+            rows, _ = invoices.get(customer["id"], ([], False))
+            node = {
+                "id": global_id("Customer", customer["id"]),
+                "contractNum": customer["contract_num"],
+                "fullName": customer["full_name"],
+                "user": {"email": emails[customer["user_id"]]},
+                "balance": money(customer["balance"], customer["currency"]),
+                "invoices": {
+                    "edges": [{"node": _staff_invoice(i, payments.get(i["id"], []))} for i in rows]
+                },
+            }
+            edges.append({"node": node})
+        end = json.dumps([page[-1]["id"]]) if page else None
+        return {
+            "customers": {
+                "edges": edges,
+                "pageInfo": {"hasNextPage": has_next, "endCursor": end and b64(end)},
+            }
+        }
 
     def _respond(self, status: int, body: Any) -> Response:
         self.requests[status] = self.requests.get(status, 0) + 1
@@ -153,9 +235,9 @@ class Ceiling:
         )
 
     async def ready(self, _request: Request) -> Response:
-        async with self.db.read() as conn:
-            await conn.execute(text("SELECT 1"))
-        return JSONResponse({"status": "ok"})
+        assert self.pool is not None
+        await self.pool.fetchval("SELECT 1")  # not counted: no scenario's statement
+        return Response('{"status":"ok"}', media_type="application/json")
 
     async def metrics(self, _request: Request) -> Response:
         """The two series bench/dashboard.py reads, named as the gateway names them."""
@@ -167,54 +249,95 @@ class Ceiling:
         return Response("\n".join(lines) + "\n", media_type="text/plain")
 
 
-def _money(amount: Decimal, currency: str) -> dict[str, str]:
+def group(rows: Iterable[Record], column: str) -> dict[Any, list[Record]]:
+    grouped: dict[Any, list[Record]] = {}
+    for row in rows:
+        grouped.setdefault(row[column], []).append(row)
+    return grouped
+
+
+def b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def global_id(type_name: str, pk: int) -> str:
+    return b64(f"{type_name}:{pk}")  # resolvers.relay.to_global_id
+
+
+def invoice_cursor(invoice: Record) -> str:
+    # resolvers.relay.encode_cursor of the invoice order's key (period_start, id)
+    return b64(json.dumps([invoice["period_start"].isoformat(), invoice["id"]]))
+
+
+def money(amount: Decimal, currency: str) -> dict[str, str]:
     return {"amount": str(amount), "currency": currency}
 
 
-def _contract(contract: ContractRow, tariff: TariffRow) -> dict[str, Any]:
+def amount_due(invoice: Record, payments: Iterable[Record]) -> Decimal:
+    """domains.billing.settlement.amount_due, on records."""
+    if invoice["status"] not in ISSUED:
+        return ZERO
+    kept = (p["amount"] - p["refunded_amount"] for p in payments if p["status"] in SETTLED)
+    return invoice["amount"] - sum(kept, ZERO)
+
+
+def _contract(contract: Record, tariff: Record) -> dict[str, Any]:
     return {
-        "id": to_global_id("Contract", contract.id),
-        "address": contract.address,
-        "status": contract.status.name,
+        "id": global_id("Contract", contract["id"]),
+        "address": contract["address"],
+        "status": contract["status"].upper(),
         "tariff": {
-            "id": to_global_id("Tariff", tariff.id),
-            "name": tariff.name,
-            "downloadMbps": tariff.download_mbps,
-            "uploadMbps": tariff.upload_mbps,
-            "monthlyPrice": _money(tariff.monthly_price, tariff.currency),
+            "id": global_id("Tariff", tariff["id"]),
+            "name": tariff["name"],
+            "downloadMbps": tariff["download_mbps"],
+            "uploadMbps": tariff["upload_mbps"],
+            "monthlyPrice": money(tariff["monthly_price"], tariff["currency"]),
         },
     }
 
 
-def _subscription(subscription: SubscriptionRow) -> dict[str, Any]:
+def _subscription(subscription: Record) -> dict[str, Any]:
     return {
-        "id": to_global_id("Subscription", subscription.id),
-        "status": subscription.status.name,
-        "startedAt": subscription.started_at.isoformat(),
+        "id": global_id("Subscription", subscription["id"]),
+        "status": subscription["status"].upper(),
+        "startedAt": subscription["started_at"].isoformat(),
     }
 
 
-def _invoice(invoice: InvoiceRow, payments: list[PaymentRow]) -> dict[str, Any]:
+def _invoice(invoice: Record, payments: list[Record]) -> dict[str, Any]:
+    due_date = invoice["due_date"]
     return {
-        "id": to_global_id("Invoice", invoice.id),
-        "number": invoice.number,
-        "status": invoice.status.name,
-        "periodStart": invoice.period_start.isoformat(),
-        "periodEnd": invoice.period_end.isoformat(),
-        "dueDate": invoice.due_date.isoformat() if invoice.due_date else None,
-        "amount": _money(invoice.amount, invoice.currency),
-        "amountDue": _money(amount_due(invoice, payments), invoice.currency),
+        "id": global_id("Invoice", invoice["id"]),
+        "number": invoice["number"],
+        "status": invoice["status"].upper(),
+        "periodStart": invoice["period_start"].isoformat(),
+        "periodEnd": invoice["period_end"].isoformat(),
+        "dueDate": due_date.isoformat() if due_date else None,
+        "amount": money(invoice["amount"], invoice["currency"]),
+        "amountDue": money(amount_due(invoice, payments), invoice["currency"]),
         "payments": [_payment(p) for p in payments],
     }
 
 
-def _payment(payment: PaymentRow) -> dict[str, Any]:
+def _staff_invoice(invoice: Record, payments: list[Record]) -> dict[str, Any]:
     return {
-        "id": to_global_id("Payment", payment.id),
-        "method": payment.method.name,
-        "status": payment.status.name,
-        "createdAt": payment.created_at.isoformat(),
-        "amount": _money(payment.amount, payment.currency),
+        "id": global_id("Invoice", invoice["id"]),
+        "number": invoice["number"],
+        "status": invoice["status"].upper(),
+        "amount": money(invoice["amount"], invoice["currency"]),
+        "payments": [
+            {"id": global_id("Payment", p["id"]), "status": p["status"].upper()} for p in payments
+        ],
+    }
+
+
+def _payment(payment: Record) -> dict[str, Any]:
+    return {
+        "id": global_id("Payment", payment["id"]),
+        "method": payment["method"].upper(),
+        "status": payment["status"].upper(),
+        "createdAt": payment["created_at"].isoformat(),
+        "amount": money(payment["amount"], payment["currency"]),
     }
 
 
@@ -223,12 +346,14 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await ceiling.open()
         yield
-        await ceiling.db.dispose()
+        assert ceiling.pool is not None
+        await ceiling.pool.close()
 
     return Starlette(
         routes=[
-            Route(PATH, ceiling.dashboard, methods=["POST"]),
+            Route(PATH, ceiling.graphql, methods=["POST"]),
             Route("/health/ready", ceiling.ready, methods=["GET"]),
             Route("/metrics", ceiling.metrics, methods=["GET"]),
         ],

@@ -1,13 +1,36 @@
-"""Dashboard benchmark: the portal's first screen through the gateway, against its ceiling.
+"""Dashboard benchmark: Kabinet against the floor Python can reach and a Node GraphQL peer.
 
-Loads a PostgreSQL database (10,000 customers x 24 invoices by default), starts `kabinet
-serve` (one uvicorn worker), signs in as one bulk customer and loads `POST /graphql` with
-bench/dashboard.graphql using autocannon; then does the same against bench/ceiling.py, a
-plain Starlette endpoint that runs the same SQL through the same domain reads and answers
-the same JSON. Prints requests/s, latency, SQL statements per request and the ratio of the
-two. Figures only: nothing here asserts a timing.
+Loads a PostgreSQL database (10,000 customers x 24 invoices by default) and starts three
+servers, one process each, on free ports, with the same signing key and database:
 
-    .venv/bin/python bench/dashboard.py [--duration 15] [--connections 10] [--rounds 1] [--keep]
+- **kabinet**: `kabinet serve` (one uvicorn worker, no in-process worker);
+- **ceiling**: bench/ceiling.py, plain Starlette on raw asyncpg (its own pool, prepared
+  statements), the same statements and the same JSON, no GraphQL: the floor Python can reach;
+- **peer**: bench/peer/server.mjs on the system Node, graphql-yoga + DataLoader + pg with the
+  schema subset the two queries select, the same statements, the same JSON, the same Ed25519
+  access-token check (`npm ci` installs its packages; `make test` runs it).
+
+Two scenarios, each `POST /graphql` on all three: **dashboard** (bench/dashboard.graphql, as
+the bulk customer with the most invoices) and **staff** (bench/staff_customers.graphql, 50
+customers with their last 3 invoices, as operator@example.com). Before measuring, one
+answer of each server per scenario is compared with Kabinet's after parsing; if any differs,
+the run stops and prints no figures. Then, per scenario and round, the servers take turns:
+a warm-up and a measured autocannon run each (10 connections, 15 s by default), every answer
+compared with the checked body (`--expectBody`), so a non-2xx, a GraphQL error or any other
+answer counts as a failure.
+
+Prints, per scenario: req/s, p50 and p99 latency, the server process's CPU ms per request
+(/proc), SQL statements per request (each server's `kabinet_db_statements_total` counter on
+/metrics), failures and RSS after the run; then the ratios the issue's targets use: Kabinet's
+CPU per request over the peer's, and Kabinet's req/s over the ceiling's. Medians over the
+rounds. Figures only: nothing here asserts a timing.
+
+    .venv/bin/python bench/dashboard.py --skip-load --rounds 3       # the reference run
+    .venv/bin/python bench/dashboard.py [--scenario dashboard|staff|all] [--duration 15]
+        [--warmup 3] [--connections 10] [--rounds 1] [--keep | --skip-load]
+
+`--skip-load` uses the database `--database` names as it is (kabinet_bench, once loaded);
+`--keep` reuses it if an earlier run loaded the same sizes; otherwise it is recreated.
 """
 
 import argparse
@@ -23,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,15 +70,47 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 AUTOCANNON = REPO / "node_modules" / ".bin" / "autocannon"
 CEILING = BENCH / "ceiling.py"
-QUERY = (BENCH / "dashboard.graphql").read_text()
-OPERATION = "Dashboard"
-PAGE_SIZE = 12  # invoices(first: 12) in the query
+PEER = BENCH / "peer" / "server.mjs"
+PATH = "/graphql"  # every server answers both scenarios here
+PAGE_SIZE = 12  # invoices(first: 12) in bench/dashboard.graphql
+STAFF_PAGE = 50  # customers(first: 50) in bench/staff_customers.graphql
+STAFF_VIEWER = "operator@example.com"  # a demo staff login (gateway.demo.DEMO_LOGINS)
 HOST = "127.0.0.1"
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 UNLIMITED = 10**12  # a rate limit that the run cannot reach
 PG_ADMIN_URL = os.environ.get("KABINET_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 _DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def _full_dashboard(data: dict[str, Any]) -> str | None:
+    edges = data["me"]["customer"]["invoices"]["edges"]
+    return None if len(edges) == PAGE_SIZE else f"{len(edges)} invoices, not {PAGE_SIZE}"
+
+
+def _full_staff_page(data: dict[str, Any]) -> str | None:
+    edges = data["customers"]["edges"]
+    return None if len(edges) == STAFF_PAGE else f"{len(edges)} customers, not {STAFF_PAGE}"
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One operation, whom it runs as, and what a complete answer holds."""
+
+    name: str
+    query_file: Path
+    operation: str
+    incomplete: Callable[[dict[str, Any]], str | None]  # what is missing from the data
+
+    @property
+    def body(self) -> dict[str, str]:
+        return {"query": self.query_file.read_text(), "operationName": self.operation}
+
+
+SCENARIOS = (
+    Scenario("dashboard", BENCH / "dashboard.graphql", "Dashboard", _full_dashboard),
+    Scenario("staff", BENCH / "staff_customers.graphql", "StaffCustomers", _full_staff_page),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,26 +120,21 @@ class Figures:
     p99_ms: float
     statements_per_request: float
     cpu_ms_per_request: float  # the server's own CPU time; steadier than req/s on a busy host
-    non_2xx: int
-    socket_errors: int
+    failures: int  # non-2xx, socket errors, timeouts and answers unlike the checked one
+    rss_mb: float  # the server's resident memory after the run
 
 
 @dataclass(frozen=True, slots=True)
 class Server:
-    """A running server under test and where its dashboard is."""
+    """A running server under test."""
 
     name: str
     pid: int
     base: str
-    path: str
 
     @property
     def url(self) -> str:
-        return f"{self.base}{self.path}"
-
-    def load_argv(self, args: argparse.Namespace, body_file: Path, token: str) -> list[str]:
-        """The measured run's autocannon command line."""
-        return autocannon_argv(self.url, body_file, token, args.connections, args.duration)
+        return f"{self.base}{PATH}"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -101,6 +151,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--skip-load",
         action="store_true",
         help="use the database as it is: no create, migrate or load",
+    )
+    parser.add_argument(
+        "--scenario",
+        choices=[*(s.name for s in SCENARIOS), "all"],
+        default="all",
+        help="which scenario to measure",
     )
     parser.add_argument(
         "--duration", type=int, default=15, help="measured seconds, per server and round"
@@ -232,7 +288,7 @@ def free_port() -> int:
 def server_env(
     database_url: str, signing_key: bytes, port: int, ttl_seconds: int
 ) -> dict[str, str]:
-    """Settings for both servers; any KABINET_* in the caller's environment is left out.
+    """Settings for every server; any KABINET_* in the caller's environment is left out.
 
     The token outlives the run, and the viewer's query budget covers it: the limiter still
     runs on every request, it just never refuses one.
@@ -255,11 +311,20 @@ def server_env(
     return env
 
 
+def server_commands() -> dict[str, list[str]]:
+    """The three servers by name, Kabinet first: the others' answers are compared with its."""
+    kabinet = shutil.which("kabinet", path=str(Path(sys.executable).parent)) or "kabinet"
+    return {
+        "kabinet": [kabinet, "serve"],
+        "ceiling": [sys.executable, str(CEILING)],
+        "peer": [shutil.which("node") or "node", str(PEER)],
+    }
+
+
 def start(
     stack: ExitStack,
     name: str,
     argv: list[str],
-    path: str,
     database_url: str,
     signing_key: bytes,
     ttl_seconds: int,
@@ -269,7 +334,7 @@ def start(
     base = f"http://{HOST}:{port}"
     env = server_env(database_url, signing_key, port, ttl_seconds)
     process = stack.enter_context(running(argv, env, base))
-    return Server(name, process.pid, base, path)
+    return Server(name, process.pid, base)
 
 
 @contextmanager
@@ -325,26 +390,56 @@ def sign_in(base: str, email: str) -> str:
     return str(json.loads(body)["access_token"])
 
 
-def fetch_dashboard(url: str, token: str) -> dict[str, Any]:
-    """One response, checked: data, no errors, a full page of invoices."""
-    status, raw = http(
-        "POST",
-        url,
-        {"query": QUERY, "operationName": OPERATION},
-        {"Authorization": f"Bearer {token}"},
-    )
-    body = json.loads(raw)
+def answer(server: Server, scenario: Scenario, token: str) -> tuple[bytes, Any]:
+    """One answer, raw and parsed, checked: HTTP 200, data, no errors, a full page."""
+    status, raw = http("POST", server.url, scenario.body, {"Authorization": f"Bearer {token}"})
+    where = f"{server.name} ({scenario.name})"
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise SystemExit(f"{where} answered {status} with no JSON: {raw[:300]!r}") from None
     if status != 200 or body.get("errors") or not body.get("data"):
-        raise SystemExit(f"{url} answered {status}: {raw.decode()[:500]}")
-    edges = body["data"]["me"]["customer"]["invoices"]["edges"]
-    if len(edges) != PAGE_SIZE:
-        raise SystemExit(f"{url}: {len(edges)} invoices, expected a full page of {PAGE_SIZE}")
-    return dict(body)
+        raise SystemExit(f"{where} answered {status}: {raw.decode()[:500]}")
+    if missing := scenario.incomplete(body["data"]):
+        raise SystemExit(f"{where}: {missing}")
+    return raw, body
+
+
+def first_difference(expected: Any, found: Any, path: str = "") -> str | None:
+    """Where two parsed JSON values first differ (objects compared by key, not order)."""
+    if isinstance(expected, dict) and isinstance(found, dict):
+        for key in sorted(expected.keys() | found.keys()):
+            if key not in expected or key not in found:
+                return f"{path}.{key}: only in one"
+            if where := first_difference(expected[key], found[key], f"{path}.{key}"):
+                return where
+        return None
+    if isinstance(expected, list) and isinstance(found, list):
+        if len(expected) != len(found):
+            return f"{path}: {len(expected)} items, not {len(found)}"
+        for i, (e, f) in enumerate(zip(expected, found, strict=True)):
+            if where := first_difference(e, f, f"{path}[{i}]"):
+                return where
+        return None
+    return None if expected == found else f"{path}: {expected!r}, not {found!r}"
+
+
+def checked_answers(servers: Sequence[Server], scenario: Scenario, token: str) -> dict[str, bytes]:
+    """Each server's raw answer, once all of them equal Kabinet's; the run stops otherwise."""
+    answers = [answer(s, scenario, token) for s in servers]
+    expected = answers[0][1]
+    for server, (_raw, found) in zip(servers[1:], answers[1:], strict=True):
+        if where := first_difference(expected, found):
+            raise SystemExit(
+                f"{scenario.name}: {server.name}'s JSON differs from {servers[0].name}'s at "
+                f"{where}; no figures"
+            )
+    return {s.name: raw for s, (raw, _) in zip(servers, answers, strict=True)}
 
 
 class Counters(NamedTuple):
     statements: float  # SQL statements sent
-    requests: float  # requests answered on the dashboard's path
+    requests: float  # requests answered on /graphql
     cpu_seconds: float  # the server process's CPU time, user and system
 
 
@@ -367,7 +462,7 @@ def read_counters(server: Server) -> Counters:
     for line in raw.decode().splitlines():
         if line.startswith("kabinet_db_statements_total "):
             statements = float(line.split()[-1])
-        elif line.startswith("kabinet_http_requests_total{") and f'route="{server.path}"' in line:
+        elif line.startswith("kabinet_http_requests_total{") and f'route="{PATH}"' in line:
             requests += float(line.split()[-1])
     return Counters(statements, requests, cpu_seconds(server.pid))
 
@@ -383,29 +478,49 @@ def cpu_seconds(pid: int) -> float:
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MB (Linux /proc; NaN elsewhere)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return float("nan")
+    kilobytes = next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))
+    return int(kilobytes) / 1024
+
+
 # -- load -----------------------------------------------------------------------------------
 
 
-def autocannon_argv(
-    url: str, body_file: Path, token: str, connections: int, seconds: int
-) -> list[str]:
-    return [
-        str(AUTOCANNON),
-        "--json",
-        "--connections",
-        str(connections),
-        "--duration",
-        str(seconds),
-        "--method",
-        "POST",
-        "--headers",
-        "Content-Type=application/json",
-        "--headers",
-        f"Authorization=Bearer {token}",
-        "--input",
-        str(body_file),
-        url,
-    ]
+@dataclass(frozen=True, slots=True)
+class Load:
+    """One autocannon run's request: where, as whom, and the answer every response must be."""
+
+    url: str
+    body_file: Path
+    token: str
+    expected: str
+
+    def argv(self, connections: int, seconds: int, *, shown: bool = False) -> list[str]:
+        token, expected = ("$TOKEN", "$EXPECTED") if shown else (self.token, self.expected)
+        return [
+            str(AUTOCANNON),
+            "--json",
+            "--connections",
+            str(connections),
+            "--duration",
+            str(seconds),
+            "--method",
+            "POST",
+            "--headers",
+            "Content-Type=application/json",
+            "--headers",
+            f"Authorization=Bearer {token}",
+            "--input",
+            str(self.body_file),
+            "--expectBody",
+            expected,
+            self.url,
+        ]
 
 
 def autocannon(argv: list[str]) -> dict[str, Any]:
@@ -415,61 +530,74 @@ def autocannon(argv: list[str]) -> dict[str, Any]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def measure(server: Server, args: argparse.Namespace, body_file: Path, token: str) -> Figures:
+def measure(server: Server, load: Load, args: argparse.Namespace) -> Figures:
     """A warm-up run, then the measured run, with the server's counters read around it."""
     if args.warmup:
-        autocannon(autocannon_argv(server.url, body_file, token, args.connections, args.warmup))
+        autocannon(load.argv(args.connections, args.warmup))
     before = settled_counters(server)
-    result = autocannon(server.load_argv(args, body_file, token))
+    result = autocannon(load.argv(args.connections, args.duration))
     after = settled_counters(server)
     statements, requests, cpu = (a - b for a, b in zip(after, before, strict=True))
+    # A non-2xx answer's body differs from the checked one, so mismatches count it too;
+    # errors are the requests that got no answer (timeouts included).
+    failures = int(result["mismatches"]) + int(result["errors"])
     return Figures(
         requests_per_second=float(result["requests"]["average"]),
         p50_ms=float(result["latency"]["p50"]),
         p99_ms=float(result["latency"]["p99"]),
         statements_per_request=statements / requests if requests else float("nan"),
         cpu_ms_per_request=1000 * cpu / requests if requests else float("nan"),
-        non_2xx=int(result["non2xx"]),
-        socket_errors=int(result["errors"]) + int(result["timeouts"]),
+        failures=failures,
+        rss_mb=rss_mb(server.pid),
     )
 
 
 def median_figures(runs: Sequence[Figures]) -> Figures:
-    """Each column's median over the rounds; error counts are summed."""
+    """Each column's median over the rounds; failures are summed, RSS is the last run's."""
     return Figures(
         requests_per_second=median(f.requests_per_second for f in runs),
         p50_ms=median(f.p50_ms for f in runs),
         p99_ms=median(f.p99_ms for f in runs),
         statements_per_request=median(f.statements_per_request for f in runs),
         cpu_ms_per_request=median(f.cpu_ms_per_request for f in runs),
-        non_2xx=sum(f.non_2xx for f in runs),
-        socket_errors=sum(f.socket_errors for f in runs),
+        failures=sum(f.failures for f in runs),
+        rss_mb=runs[-1].rss_mb,
     )
 
 
-def report(runs: Mapping[str, Sequence[Figures]]) -> None:
-    columns = ("req/s", "p50 ms", "p99 ms", "SQL/req", "CPU ms/req", "non-2xx")
-    print("\n" + f"{'':<8}" + "".join(f"{c:>12}" for c in columns))
-    for name, figures in runs.items():
-        f = median_figures(figures)
-        errors = f"  ({f.socket_errors} socket errors/timeouts)" if f.socket_errors else ""
-        print(
-            f"{name:<8}{f.requests_per_second:>12.1f}{f.p50_ms:>12.1f}{f.p99_ms:>12.1f}"
-            f"{f.statements_per_request:>12.2f}{f.cpu_ms_per_request:>12.1f}{f.non_2xx:>12d}"
-            + errors
-        )
-    ours, ceiling = (median_figures(figures) for figures in runs.values())
+def report(scenario: Scenario, viewer: str, runs: Mapping[str, Sequence[Figures]]) -> None:
+    rounds = len(next(iter(runs.values())))
     print(
-        f"\nours/ceiling = {100 * ours.requests_per_second / ceiling.requests_per_second:.1f}%"
-        f"  (by server CPU per request: "
-        f"{100 * ceiling.cpu_ms_per_request / ours.cpu_ms_per_request:.1f}%)"
+        f"\n{scenario.name}: {scenario.query_file.relative_to(REPO)} as {viewer}, "
+        f"medians of {rounds} round{'s' if rounds > 1 else ''}"
     )
-    rounds = list(zip(*runs.values(), strict=True))
-    if len(rounds) > 1:
-        ratios = ", ".join(
-            f"{100 * o.requests_per_second / c.requests_per_second:.1f}%" for o, c in rounds
+    columns = ("req/s", "p50 ms", "p99 ms", "CPU ms/req", "SQL/req", "failed", "RSS MB")
+    print(f"{'server':<10}" + "".join(f"{c:>12}" for c in columns))
+    medians = {name: median_figures(figures) for name, figures in runs.items()}
+    for name, f in medians.items():
+        print(
+            f"{name:<10}{f.requests_per_second:>12.1f}{f.p50_ms:>12.1f}{f.p99_ms:>12.1f}"
+            f"{f.cpu_ms_per_request:>12.2f}{f.statements_per_request:>12.2f}{f.failures:>12d}"
+            f"{f.rss_mb:>12.0f}"
         )
-        print(f"medians of {len(rounds)} rounds; ours/ceiling by round: {ratios}")
+    kabinet, ceiling, peer = (runs[name] for name in ("kabinet", "ceiling", "peer"))
+    cpu = [k.cpu_ms_per_request / p.cpu_ms_per_request for k, p in zip(kabinet, peer, strict=True)]
+    rps = [
+        k.requests_per_second / c.requests_per_second for k, c in zip(kabinet, ceiling, strict=True)
+    ]
+    m = medians
+    print(
+        f"kabinet CPU/req / peer's  = "
+        f"{m['kabinet'].cpu_ms_per_request / m['peer'].cpu_ms_per_request:.2f}x"
+        f"  (target <= 1.00x; by round: {', '.join(f'{r:.2f}x' for r in cpu)})"
+    )
+    print(
+        f"kabinet req/s / ceiling's = "
+        f"{100 * m['kabinet'].requests_per_second / m['ceiling'].requests_per_second:.1f}%"
+        f"  (target >= 50%; by round: {', '.join(f'{100 * r:.1f}%' for r in rps)})"
+    )
+    if failed := sum(f.failures for f in m.values()):
+        print(f"WARNING: {failed} failed requests: these figures do not count")
 
 
 def _raise_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
@@ -479,50 +607,58 @@ def _raise_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)  # the servers are stopped on kill too
+    scenarios = [s for s in SCENARIOS if args.scenario in (s.name, "all")]
     database_url = asyncio.run(prepare_database(args))
-    email = asyncio.run(pick_viewer(database_url))
-    print(f"viewer: {email}")
+    viewers = {"dashboard": asyncio.run(pick_viewer(database_url)), "staff": STAFF_VIEWER}
     signing_key = generate_signing_key()
-    ttl = 3600 + 2 * args.rounds * (args.warmup + args.duration)
-    kabinet = shutil.which("kabinet", path=str(Path(sys.executable).parent)) or "kabinet"
+    runs_per_scenario = len(scenarios) * 3 * args.rounds
+    ttl = 3600 + runs_per_scenario * (args.warmup + args.duration)
+    commands = server_commands()
+    results: list[tuple[Scenario, dict[str, list[Figures]]]] = []
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kabinet-bench-")))
-        body_file = tmp / "dashboard.json"
-        body_file.write_text(json.dumps({"query": QUERY, "operationName": OPERATION}))
-        # Both run from the start; the one not under load sits idle.
+        # All run from the start; the ones not under load sit idle.
         servers = [
-            start(stack, "ours", [kabinet, "serve"], "/graphql", database_url, signing_key, ttl),
-            start(
-                stack,
-                "ceiling",
-                [sys.executable, str(CEILING)],
-                "/dashboard",
-                database_url,
-                signing_key,
-                ttl,
-            ),
+            start(stack, name, argv, database_url, signing_key, ttl)
+            for name, argv in commands.items()
         ]
-        token = sign_in(servers[0].base, email)
-        expected = fetch_dashboard(servers[0].url, token)
-        if fetch_dashboard(servers[1].url, token) != expected:
-            raise SystemExit("the ceiling's response differs from the gateway's")
-        runs: dict[str, list[Figures]] = {server.name: [] for server in servers}
-        for round_no in range(1, args.rounds + 1):
-            for server in servers:
-                print(
-                    f"round {round_no}/{args.rounds}, {server.name}: "
-                    f"{args.warmup} s warm-up, {args.duration} s measured"
-                )
-                runs[server.name].append(measure(server, args, body_file, token))
-        commands = {s.name: shlex.join(s.load_argv(args, body_file, "$TOKEN")) for s in servers}
-    report(runs)
+        tokens = {s.name: sign_in(servers[0].base, viewers[s.name]) for s in scenarios}
+        loads: dict[str, dict[str, Load]] = {}
+        for scenario in scenarios:  # every answer is checked before anything is measured
+            body_file = tmp / f"{scenario.name}.json"
+            body_file.write_text(json.dumps(scenario.body))
+            answers = checked_answers(servers, scenario, tokens[scenario.name])
+            loads[scenario.name] = {
+                s.name: Load(s.url, body_file, tokens[scenario.name], answers[s.name].decode())
+                for s in servers
+            }
+            print(f"{scenario.name}: the three servers' JSON is equal")
+        for scenario in scenarios:
+            runs: dict[str, list[Figures]] = {server.name: [] for server in servers}
+            for round_no in range(1, args.rounds + 1):
+                for server in servers:
+                    print(
+                        f"{scenario.name}, round {round_no}/{args.rounds}, {server.name}: "
+                        f"{args.warmup} s warm-up, {args.duration} s measured"
+                    )
+                    load = loads[scenario.name][server.name]
+                    runs[server.name].append(measure(server, load, args))
+            results.append((scenario, runs))
+    for scenario, runs in results:
+        report(scenario, viewers[scenario.name], runs)
     print(f"\ncommand: {shlex.join(sys.orig_argv)}")
-    for name, command in commands.items():
-        print(f"load ({name}): {command}")
-    print(
-        f'  {body_file.name}: {{"query": <bench/dashboard.graphql>, "operationName": '
-        f'"{OPERATION}"}}; $TOKEN: an access token of {email}'
+    version = subprocess.run([commands["peer"][0], "--version"], capture_output=True, text=True)
+    print(f"node: {version.stdout.strip()}")
+    example = next(iter(loads.values()))["kabinet"].argv(
+        args.connections, args.duration, shown=True
     )
+    print(f"load, per server and scenario: {shlex.join(example)}")
+    print(
+        '  <scenario>.json: {"query": <its .graphql>, "operationName": <its operation>}; '
+        "$TOKEN: the viewer's access token; $EXPECTED: that server's checked answer"
+    )
+    for name, argv in commands.items():
+        print(f"server ({name}): {shlex.join(argv)}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import { createServer } from "node:http";
 import DataLoader from "dataloader";
 import { createSchema, createYoga } from "graphql-yoga";
 import { GraphQLError } from "graphql";
-import { importSPKI, jwtVerify } from "jose";
+import { calculateJwkThumbprint, exportJWK, importSPKI, jwtVerify } from "jose";
 import pg from "pg";
 
 const env = process.env;
@@ -24,6 +24,8 @@ const STAFF = new Set(["operator", "admin"]);
 const ISSUED = new Set(["issued", "overdue", "paid"]); // domains.billing.invoice_issue.ISSUED
 const SETTLED = new Set(["succeeded", "refunded"]); // domains.billing.settlement.SETTLED
 const LEEWAY_SECONDS = 30; // domains.identity.tokens._LEEWAY_SECONDS
+// Header parameters that would let a token choose its own verification key.
+const FORBIDDEN_HEADERS = ["jku", "x5u", "jwk", "x5c", "crit"];
 
 // Dates, timestamps and money stay text: the JSON prints them as the gateway does, and a
 // JS Date would drop microseconds. Ids (bigint) fit a JS number.
@@ -40,6 +42,7 @@ const publicKey = await importSPKI(
   createPublicKey(env.KABINET_JWT_PRIVATE_KEY).export({ type: "spki", format: "pem" }),
   "Ed25519",
 );
+const KID = await calculateJwkThumbprint(await exportJWK(publicKey)); // RFC 7638, as the gateway's
 
 const counters = { statements: 0, requests: new Map() };
 
@@ -130,12 +133,16 @@ function loaders() {
       const found = new Map(rows.map((row) => [row.user_id, row]));
       return ids.map((id) => found.get(id) ?? null);
     }),
-    contracts: new DataLoader(async (ids) => group(await fetch("contracts", [ids]), "customer_id", ids)),
+    contracts: new DataLoader(async (ids) =>
+      group(await fetch("contracts", [ids]), "customer_id", ids),
+    ),
     tariffs: new DataLoader(async (ids) => byKey(await fetch("tariffs", [ids]), ids)),
     subscriptions: new DataLoader(async (ids) =>
       group(await fetch("subscriptions", [ids]), "customer_id", ids),
     ),
-    payments: new DataLoader(async (ids) => group(await fetch("payments", [ids]), "invoice_id", ids)),
+    payments: new DataLoader(async (ids) =>
+      group(await fetch("payments", [ids]), "invoice_id", ids),
+    ),
     // One loader per page size, so equal pages of many customers share one statement.
     invoicePages(limit) {
       if (!pages.has(limit)) {
@@ -163,7 +170,12 @@ const typeDefs = /* GraphQL */ `
   enum PaymentMethod { BALANCE CARD }
   enum PaymentStatus { PENDING SUCCEEDED FAILED REFUNDED }
   type Money { amount: Decimal! currency: String! }
-  type PageInfo { hasNextPage: Boolean! hasPreviousPage: Boolean! startCursor: String endCursor: String }
+  type PageInfo {
+    hasNextPage: Boolean!
+    hasPreviousPage: Boolean!
+    startCursor: String
+    endCursor: String
+  }
   type User { id: ID! email: String! customer: Customer }
   type Customer {
     id: ID!
@@ -189,7 +201,13 @@ const typeDefs = /* GraphQL */ `
     amountDue: Money!
     payments: [Payment!]!
   }
-  type Payment { id: ID! method: PaymentMethod! status: PaymentStatus! createdAt: DateTime! amount: Money! }
+  type Payment {
+    id: ID!
+    method: PaymentMethod!
+    status: PaymentStatus!
+    createdAt: DateTime!
+    amount: Money!
+  }
   type InvoiceEdge { node: Invoice! cursor: String! }
   type InvoiceConnection { edges: [InvoiceEdge!]! pageInfo: PageInfo! }
   type CustomerEdge { node: Customer! cursor: String! }
@@ -290,12 +308,12 @@ const resolvers = {
 };
 
 // As domains.identity.tokens.TokenService.verify_access_token: Ed25519 only, typ at+jwt,
-// iss, aud, and every claim it calls essential.
+// the key's kid, no header that names a key, iss, aud, and every claim it calls essential.
 async function viewerOf(request) {
   const [scheme, token] = (request.headers.get("authorization") ?? "").split(" ");
   if (scheme?.toLowerCase() !== "bearer" || !token) return null;
   try {
-    const { payload } = await jwtVerify(token, publicKey, {
+    const { payload, protectedHeader } = await jwtVerify(token, publicKey, {
       algorithms: ["Ed25519"],
       typ: "at+jwt",
       issuer: ISSUER,
@@ -303,6 +321,9 @@ async function viewerOf(request) {
       clockTolerance: LEEWAY_SECONDS,
       requiredClaims: ["sub", "exp", "iat", "nbf", "jti", "sid"],
     });
+    if (protectedHeader.kid !== KID || FORBIDDEN_HEADERS.some((name) => name in protectedHeader)) {
+      return null;
+    }
     return { userId: Number(payload.sub), role: payload.role };
   } catch {
     return null;
@@ -322,8 +343,12 @@ const yoga = createYoga({
         if (new URL(request.url).pathname !== PATH) return;
         const viewer = await viewerOf(request);
         if (!viewer) {
-          const body = { errors: [{ message: "invalid access token", extensions: { code: "UNAUTHENTICATED" } }] };
-          endResponse(new fetchAPI.Response(JSON.stringify(body), { status: 401, headers: { "content-type": "application/json" } }));
+          const code = "UNAUTHENTICATED";
+          const error = { message: "invalid access token", extensions: { code } };
+          const headers = { "content-type": "application/json" };
+          endResponse(
+            new fetchAPI.Response(JSON.stringify({ errors: [error] }), { status: 401, headers }),
+          );
           return;
         }
         serverContext.viewer = viewer;
@@ -337,7 +362,8 @@ const server = createServer((req, res) => {
   if (req.url === "/metrics") {
     const lines = [`kabinet_db_statements_total ${counters.statements}`];
     for (const [status, n] of [...counters.requests].sort()) {
-      lines.push(`kabinet_http_requests_total{method="POST",route="${PATH}",status="${status}"} ${n}`);
+      const labels = `method="POST",route="${PATH}",status="${status}"`;
+      lines.push(`kabinet_http_requests_total{${labels}} ${n}`);
     }
     res.writeHead(200, { "content-type": "text/plain" }).end(`${lines.join("\n")}\n`);
     return;
