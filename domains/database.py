@@ -1,12 +1,14 @@
 """Engine and unit of work for one configured database (PostgreSQL or SQLite)."""
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from sqlalchemy import Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -15,22 +17,62 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from domains.errors import DomainError
+
+# PostgreSQL's "too many connections" (max_connections, or only reserved slots left).
+TOO_MANY_CONNECTIONS = "53300"
+
+
+class DatabaseBusy(DomainError):
+    """No connection could be had: the pool stayed full for its whole timeout, or PostgreSQL
+    refused one (too many clients). The server is saturated, the request is fine: clients
+    retry it (503), and nothing of it was written."""
+
+    code = "SERVICE_UNAVAILABLE"
+
+    def __init__(self) -> None:
+        super().__init__("the database is busy; try again shortly")
+
 
 class Database:
-    """Owns the engine; reads borrow a pooled connection, writes run in one transaction."""
+    """Owns the engine; reads borrow a pooled connection, writes run in one transaction.
 
-    def __init__(self, url: str, *, pool_size: int = 30, echo: bool = False) -> None:
+    The pool holds `pool_size` connections and opens up to `max_overflow` more under a
+    burst; a checkout waits at most `pool_timeout` seconds, then fails as DatabaseBusy.
+    Processes (API and workers alike) fit one PostgreSQL when their number x (pool_size +
+    max_overflow), plus other clients, stays within max_connections less
+    superuser_reserved_connections (README, "Connections").
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        max_overflow: int = 0,
+        pool_timeout: float = 5.0,
+        echo: bool = False,
+    ) -> None:
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         options: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
             options["connect_args"] = {"timeout": 30}
         else:
-            # Loaders of one request read in parallel, each on its own connection: the pool
-            # must hold several per concurrent request, or overflow connections churn.
+            # Loaders of one tick read in parallel, each on its own connection: one
+            # dashboard holds at most three at once, ten concurrent ones up to about twenty.
+            # Overflow connections close as soon as they are returned, so under steady load
+            # they churn (a connect each): by default the pool is the bound and a request
+            # waits for a connection instead; the process's CPU, not its connections, sets
+            # throughput.
             # Connections are recycled rather than pinged on every checkout (a round trip
             # each); a connection found dead invalidates the pool and the next one is fresh.
-            options.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=300)
+            options.update(
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                pool_timeout=pool_timeout,
+                pool_recycle=300,
+            )
         self.engine: AsyncEngine = create_async_engine(parsed, **options)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -41,13 +83,31 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A connection for Core reads, each statement on its own (no transaction)."""
-        async with self._reader.connect() as conn:
+        conn = self._reader.connect()
+        with _busy_when_refused():
+            await conn.start()
+        try:
             yield conn
+        finally:
+            await conn.close()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work: committed when the block ends, rolled back on any error."""
+    async def transaction(
+        self, *, isolation_level: str | None = None
+    ) -> AsyncIterator[AsyncSession]:
+        """One unit of work: committed when the block ends, rolled back on any error.
+
+        Its connection is taken before the block runs, so a unit of work that cannot have
+        one fails as DatabaseBusy having done nothing, not halfway through its writes; the
+        connection's isolation level can only be chosen then (PostgreSQL's default, READ
+        COMMITTED, unless given)."""
         async with self._sessions() as session, session.begin():
+            with _busy_when_refused():
+                await session.connection(
+                    execution_options={"isolation_level": isolation_level}
+                    if isolation_level
+                    else None
+                )
             yield session
 
     async def dispose(self) -> None:
@@ -59,6 +119,19 @@ def conflict_insert(session: AsyncSession, table: Table) -> postgresql.Insert | 
     databases spell ON CONFLICT alike, but SQLAlchemy builds it per dialect."""
     dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
+
+
+@contextmanager
+def _busy_when_refused() -> Iterator[None]:
+    """Taking a connection: a full pool's timeout, or PostgreSQL's refusal, is DatabaseBusy."""
+    try:
+        yield
+    except PoolTimeout:
+        raise DatabaseBusy() from None
+    except DBAPIError as error:
+        if getattr(error.orig, "sqlstate", None) != TOO_MANY_CONNECTIONS:
+            raise
+        raise DatabaseBusy() from error
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from dataloaders import Loaders
+from domains.database import DatabaseBusy
 from gateway.auth import BearerAuth
 from gateway.csrf import CSRFPrevention
 from gateway.graphiql import graphiql_asset_routes, graphiql_html
@@ -211,11 +212,14 @@ async def live(_request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
-    """Ready when the database answers; orchestrators stop routing traffic otherwise."""
+    """Ready when the database answers; orchestrators stop routing traffic otherwise. A pool
+    that stays full (or a server out of connections) says "busy": up, but not serving."""
     services: Services = request.app.state.services
     try:
         async with services.db.read() as conn:
             await conn.execute(text("SELECT 1"))
+    except DatabaseBusy:
+        return JSONResponse({"status": "unavailable", "database": "busy"}, status_code=503)
     except Exception:
         logger.exception("readiness check failed")
         return JSONResponse({"status": "unavailable", "database": "down"}, status_code=503)

@@ -8,6 +8,7 @@ from redis.exceptions import RedisError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from domains.database import DatabaseBusy
 from domains.errors import Unauthenticated
 from domains.identity.session import Sessions
 from domains.identity.tokens import AccessClaims, TokenService
@@ -43,6 +44,10 @@ class BearerAuth:
                     error.message,
                     {"WWW-Authenticate": 'Bearer error="invalid_token"'},
                 )
+                await response(scope, receive, send)
+                return
+            except DatabaseBusy as error:  # the session's table, when it is read or touched
+                response = error_response(scope["path"], 503, error.code, error.message)
                 await response(scope, receive, send)
                 return
             except (RedisError, OSError):

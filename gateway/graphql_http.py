@@ -131,13 +131,15 @@ def _is_request_error(result: ExecutionResult) -> bool:
 
 
 def _status(result: ExecutionResult, media_type: str) -> int:
-    """200, or for a request error a 4xx (the spec, with graphql-response+json) or 5xx."""
-    if not _is_request_error(result):
-        return 200
+    """200, or for a request error a 4xx (the spec, with graphql-response+json); 503 when
+    the server refused the operation or could not serve a field of it (no database
+    connection to be had), so a client or a load tool sees a failure to retry, not a 200."""
     for error in result.errors or ():
         status = _SERVER_REFUSALS.get((error.extensions or {}).get("code"))
         if status is not None:
             return status
+    if not _is_request_error(result):
+        return 200
     return 400 if media_type == GRAPHQL_RESPONSE_JSON else 200
 
 

@@ -68,7 +68,12 @@ class Services:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Services":
-        db = Database(settings.database_url, pool_size=settings.database_pool_size)
+        db = Database(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+            pool_timeout=settings.database_pool_timeout,
+        )
         tokens = TokenService(
             settings.signing_key_pem(),
             issuer=settings.jwt_issuer,

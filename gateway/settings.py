@@ -22,7 +22,16 @@ class Settings(BaseSettings):
     log_level: str = "info"
 
     database_url: str = DEV_DATABASE_URL
-    database_pool_size: int = Field(30, ge=1, le=500)
+    # Per process; see README "Connections" for sizing N processes under max_connections.
+    database_pool_size: int = Field(
+        10, ge=1, le=500, description="Pooled PostgreSQL connections kept open per process."
+    )
+    database_max_overflow: int = Field(
+        0, ge=0, le=500, description="Connections opened (and closed) beyond the pool."
+    )
+    database_pool_timeout: float = Field(
+        5.0, gt=0, le=60, description="Seconds a request waits for a connection, then 503."
+    )
     redis_url: str | None = None
     kafka_bootstrap: str | None = Field(
         None, description="Kafka brokers (host:port,...); the in-process bus without it."

@@ -76,9 +76,9 @@ def _debits_less_credits() -> ColumnElement[Decimal]:
 async def reconcile(db: Database) -> list[Problem]:
     """Reads in one repeatable snapshot on PostgreSQL, so concurrent payments cannot skew it."""
     problems: list[Problem] = []
-    async with db.transaction() as session:
-        if session.bind.dialect.name == "postgresql":
-            await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    async with db.transaction(
+        isolation_level=None if db.is_sqlite else "REPEATABLE READ"
+    ) as session:
         net = _sum(_debits_less_credits())
         unbalanced = (
             select(transactions.c.movement_id, transactions.c.currency, net.label("net"))
