@@ -1,6 +1,6 @@
 """A process's connections: a pool that stays full, or PostgreSQL out of connections, answers
 503 SERVICE_UNAVAILABLE on GraphQL and REST alike, writes nothing, and the same requests work
-once a connection is free again. Real PostgreSQL, a pool of one."""
+once a connection is free again (real PostgreSQL, a pool of one); SQLite keeps its own pool."""
 
 import uuid
 from collections.abc import AsyncIterator
@@ -26,8 +26,6 @@ from tests.conftest import (
     make_settings,
     migrated_database,
 )
-
-pytestmark = pytest.mark.postgres
 
 DASHBOARD = (Path(__file__).resolve().parent.parent / "bench" / "dashboard.graphql").read_text()
 PAY = """
@@ -80,6 +78,7 @@ async def written(url: str) -> tuple[int, int]:
     return int(payments or 0), int(keys or 0)
 
 
+@pytest.mark.postgres
 async def test_a_full_pool_answers_503_and_writes_nothing(
     app: Starlette, client: httpx.AsyncClient, demo_url: str
 ):
@@ -153,6 +152,7 @@ async def refused_url(demo_url: str) -> AsyncIterator[str]:
         await admin.close()
 
 
+@pytest.mark.postgres
 async def test_postgres_refusing_connections_answers_503(refused_url: str, signing_key: bytes):
     settings = make_settings(refused_url, signing_key, worker_in_process=False)
     async for client in app_client(create_app(settings)):
@@ -166,3 +166,16 @@ async def test_postgres_refusing_connections_answers_503(refused_url: str, signi
         assert signed_in.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
         ready = await client.get("/health/ready")
         assert (ready.status_code, ready.json()["database"]) == (503, "busy")
+
+
+async def test_sqlite_keeps_its_own_pool(sqlite_demo_url: str, signing_key: bytes):
+    """The embedded mode takes no PostgreSQL pool settings: a pool of one does not bind it."""
+    app = create_app(make_settings(sqlite_demo_url, signing_key, **POOL_OF_ONE))
+    async for client in app_client(app):
+        token = await login(client, "alice@example.com")
+        async with app.state.services.db.read():
+            dashboard = await client.post(
+                "/graphql", json={"query": DASHBOARD}, headers={"Authorization": f"Bearer {token}"}
+            )
+        assert dashboard.status_code == 200, dashboard.text
+        assert "errors" not in dashboard.json()
