@@ -1,6 +1,6 @@
 """Engine and unit of work for one configured database (PostgreSQL or SQLite)."""
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -21,6 +21,8 @@ from domains.errors import DomainError
 
 # PostgreSQL's "too many connections" (max_connections, or only reserved slots left).
 TOO_MANY_CONNECTIONS = "53300"
+# In a unit of work's `session.info`: it recorded outbox events (`wake_after_commit`).
+_WAKE_AFTER_COMMIT = "kabinet.database.wake_after_commit"
 
 
 class DatabaseBusy(DomainError):
@@ -79,6 +81,10 @@ class Database:
         # Reads are single statements: autocommit spares each a BEGIN and a ROLLBACK.
         self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Called after each unit of work marked by `wake_after_commit` commits: the embedded
+        # relay waits on it instead of polling (it lives in this process; a relay on
+        # PostgreSQL, perhaps in another, LISTENs for record_event's NOTIFY instead).
+        self.events_committed: set[Callable[[], None]] = set()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -101,17 +107,27 @@ class Database:
         one fails as DatabaseBusy having done nothing, not halfway through its writes; the
         connection's isolation level can only be chosen then (PostgreSQL's default, READ
         COMMITTED, unless given)."""
-        async with self._sessions() as session, session.begin():
-            with _busy_when_refused():
-                await session.connection(
-                    execution_options={"isolation_level": isolation_level}
-                    if isolation_level
-                    else None
-                )
-            yield session
+        async with self._sessions() as session:
+            async with session.begin():
+                with _busy_when_refused():
+                    await session.connection(
+                        execution_options={"isolation_level": isolation_level}
+                        if isolation_level
+                        else None
+                    )
+                yield session
+            if session.info.get(_WAKE_AFTER_COMMIT):
+                for wake in tuple(self.events_committed):
+                    wake()
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def wake_after_commit(session: AsyncSession) -> None:
+    """Has the unit of work call its Database's `events_committed` once it has committed
+    (not when it rolls back), so nobody is woken to read what is not there yet."""
+    session.info[_WAKE_AFTER_COMMIT] = True
 
 
 def conflict_insert(session: AsyncSession, table: Table) -> postgresql.Insert | sqlite.Insert:

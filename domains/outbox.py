@@ -4,7 +4,9 @@ An action that changes state and must tell the world (a password-reset email, a 
 made) calls `record_event` on its own unit of work, so the event exists exactly when the
 change committed. The relay (`domains/events/relay.py`) reads rows with `published_at IS
 NULL` in `(occurred_at, id)` order, hands them to the bus as CloudEvents and stamps
-`published_at`; consumers tolerate duplicates (at-least-once). Rows are generic:
+`published_at`; consumers tolerate duplicates (at-least-once). Writing a row wakes the relay
+once the transaction commits (a NOTIFY on `OUTBOX_CHANNEL` on PostgreSQL, the Database's
+`events_committed` on SQLite), so it need not poll. Rows are generic:
 
 - `type`: what happened, dotted and past tense, e.g. `identity.password_reset_requested`.
 - `subject`: whom it is about, `<kind>:<id>` built by `domains/events/subject.py`, e.g.
@@ -20,15 +22,19 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Index, String, Uuid, insert
+from sqlalchemy import JSON, Index, String, Uuid, func, insert, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domains.base import Base, UTCDateTime
 from domains.clock import utcnow
+from domains.database import wake_after_commit
 
+# The channel the publishing relay LISTENs on (PostgreSQL).
+OUTBOX_CHANNEL = "kabinet_outbox"
 _LAST_EVENT_TIME = "kabinet.outbox.last_event_time"
+_NOTIFIED = "kabinet.outbox.notified"
 
 
 class OutboxEvent(Base):
@@ -64,7 +70,22 @@ async def record_event(
             payload=payload,
         )
     )
+    await _wake_relay(session)
     return event_id
+
+
+async def _wake_relay(session: AsyncSession) -> None:
+    """Wakes the relay when, and only if, the transaction commits: PostgreSQL delivers a
+    NOTIFY to its listeners at commit (one per transaction, however many events it holds);
+    on SQLite the relay is in this process and the Database wakes it after the commit."""
+    if session.bind.dialect.name != "postgresql":
+        wake_after_commit(session)
+        return
+    transaction = session.sync_session.get_transaction()
+    if session.info.get(_NOTIFIED) is transaction:
+        return
+    session.info[_NOTIFIED] = transaction
+    await session.execute(select(func.pg_notify(OUTBOX_CHANNEL, "")))
 
 
 def _next_time(session: AsyncSession) -> datetime:

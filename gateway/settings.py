@@ -120,7 +120,17 @@ class Settings(BaseSettings):
         timedelta(milliseconds=50),
         description="Longest a consumer's fetch waits for data; bounds live-event latency.",
     )
-    relay_poll_interval: timedelta = timedelta(milliseconds=50)
+    relay_fallback_poll_interval: timedelta = Field(
+        timedelta(seconds=5),
+        gt=timedelta(0),
+        description="The relay wakes on each commit that wrote events (PostgreSQL "
+        "LISTEN/NOTIFY); it also looks at the outbox this often unprompted.",
+    )
+    relay_retry_backoff: timedelta = Field(
+        timedelta(milliseconds=50),
+        gt=timedelta(0),
+        description="The relay's first retry delay when publishing fails; doubles to 30 s.",
+    )
     relay_batch_size: int = Field(500, ge=1, le=10_000)
     outbox_retention: timedelta = Field(
         timedelta(days=7), description="Published outbox rows are kept this long (catch-up)."

@@ -93,7 +93,8 @@ class Worker:
             services.bus,
             catalog=services.events,
             batch_size=settings.relay_batch_size,
-            poll_interval=settings.relay_poll_interval.total_seconds(),
+            fallback_poll_interval=settings.relay_fallback_poll_interval.total_seconds(),
+            retry_backoff=settings.relay_retry_backoff.total_seconds(),
         )
         self.retention = settings.outbox_retention
         # The worker's metrics, the consumers' among them.
@@ -149,7 +150,8 @@ class Worker:
         next_purge = next_sweep = loop.time()
         while not self._stop.is_set():
             try:
-                self.pending = await self.relay.pending()
+                # Idle, the relay's last batch said the backlog is empty: no need to count.
+                self.pending = 0 if self.relay.caught_up else await self.relay.pending()
                 if loop.time() >= next_purge:
                     purged = await self.relay.purge_published(self.retention)
                     next_purge = loop.time() + PURGE_INTERVAL

@@ -1,6 +1,7 @@
 """The outbox relay on PostgreSQL and Tansu, and on SQLite with the in-process bus."""
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Boolean, Integer, String, column, delete, func, select, table, update
 
 from adapters.kafka_bus import KafkaBus
 from adapters.prometheus_consumer_metrics import PrometheusConsumerMetrics
@@ -23,7 +24,7 @@ from domains.analytics.models import PaymentsDaily
 from domains.analytics.payments import CONSUMER_NAME, HANDLERS
 from domains.billing import events as billing_events
 from domains.database import Database
-from domains.events.bus import Delivery, EventBus
+from domains.events.bus import BusConsumer, Delivery, EventBus
 from domains.events.cloudevent import CloudEvent
 from domains.events.consumer import EventConsumer
 from domains.events.memory_bus import MemoryBus
@@ -37,6 +38,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEADLINE = 60.0
 SOURCE = "urn:kabinet"
 outbox = OutboxEvent.__table__
+pg_locks = table(
+    "pg_locks",
+    column("locktype", String),
+    column("classid", Integer),
+    column("objid", Integer),
+    column("pid", Integer),
+    column("granted", Boolean),
+)
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -398,7 +407,7 @@ async def test_events_made_while_the_broker_is_down_arrive_once_it_is_back(
 ):
     bus = kafka_bus(broker.bootstrap, request_timeout=2.0)
     await bus.start()
-    relay = relay_of(pg_db, bus, topics, poll_interval=0.05, max_backoff=0.5)
+    relay = relay_of(pg_db, bus, topics, max_backoff=0.5)
     stop = asyncio.Event()
     running = asyncio.create_task(relay.run(stop))
     try:
@@ -496,3 +505,132 @@ async def test_one_transactions_events_keep_their_order_when_the_clock_stands_st
         await reader.stop()
         await db.dispose()
     assert [d.event().id for d in seen] == written
+
+
+# Woken, not polling: the fallback poll is set far beyond the tests' deadline, so only the
+# wake-up can publish in time.
+NEVER_POLLS = 3600.0
+
+
+@contextlib.asynccontextmanager
+async def running_relay(relay: OutboxRelay) -> AsyncIterator[None]:
+    """The relay runs, leads and has read the outbox empty before the block starts."""
+    stop = asyncio.Event()
+    running = asyncio.create_task(relay.run(stop))
+    try:
+        await until(lambda: relay.caught_up)
+        yield
+    finally:
+        stop.set()
+        await running
+
+
+async def next_events(reader: BusConsumer, count: int) -> list[CloudEvent]:
+    seen: list[Delivery] = []
+    async with asyncio.timeout(DEADLINE):
+        while len(seen) < count:
+            seen += await reader.fetch(wait=1.0)
+    return [delivery.event() for delivery in seen]
+
+
+async def test_a_commit_wakes_the_relay_on_postgresql(pg_db: Database, topics: dict[str, str]):
+    bus = MemoryBus(partitions=4)
+    reader = bus.consumer([topics["billing"]], group="woken")
+    await reader.start()
+    relay = relay_of(pg_db, bus, topics, fallback_poll_interval=NEVER_POLLS)
+    async with running_relay(relay):
+        async with pg_db.transaction() as tx:
+            first = await record_event(tx, "payment.created", "customer:1", {"version": 1})
+            second = await record_event(tx, "payment.created", "customer:1", {"version": 1})
+        assert [e.id for e in await next_events(reader, 2)] == [first, second]
+        await pay(pg_db, 2, "1.00")
+        assert len(await next_events(reader, 2)) == 2
+    await reader.stop()
+
+
+async def _leader_pid(db: Database) -> int | None:
+    """The backend holding the relay's advisory lock (a bigint key: two 32-bit halves)."""
+    async with db.read() as conn:
+        return await conn.scalar(
+            select(pg_locks.c.pid).where(
+                pg_locks.c.locktype == "advisory",
+                pg_locks.c.classid == RELAY_LOCK_KEY >> 32,
+                pg_locks.c.objid == RELAY_LOCK_KEY & 0xFFFF_FFFF,
+                pg_locks.c.granted,
+            )
+        )
+
+
+async def test_the_relay_listens_again_after_its_connection_is_killed(
+    pg_db: Database, topics: dict[str, str]
+):
+    bus = MemoryBus(partitions=4)
+    reader = bus.consumer([topics["billing"]], group="relisten")
+    await reader.start()
+    relay = relay_of(pg_db, bus, topics, fallback_poll_interval=NEVER_POLLS)
+    async with running_relay(relay):
+        killed = await _leader_pid(pg_db)
+        assert killed is not None
+        async with pg_db.read() as conn:
+            assert await conn.scalar(select(func.pg_terminate_backend(killed)))
+
+        async def leads_again() -> bool:
+            pid = await _leader_pid(pg_db)
+            return pid is not None and pid != killed and relay.caught_up
+
+        await until(leads_again)
+        async with pg_db.transaction() as tx:
+            event_id = await record_event(tx, "payment.created", "customer:3", {"version": 1})
+        [event] = await next_events(reader, 1)
+        assert event.id == event_id
+    await reader.stop()
+
+
+async def test_the_embedded_relay_is_woken_by_the_writing_process(
+    sqlite_url: str, topics: dict[str, str]
+):
+    db = Database(sqlite_url)
+    bus = MemoryBus(partitions=4)
+    reader = bus.consumer([topics["billing"]], group="embedded")
+    await reader.start()
+    relay = relay_of(db, bus, topics, fallback_poll_interval=NEVER_POLLS)
+    try:
+        async with running_relay(relay):
+            await pay(db, 1, "1.00")
+            assert len(await next_events(reader, 2)) == 2
+    finally:
+        await reader.stop()
+        await db.dispose()
+    assert not db.events_committed, "a stopped relay is not woken any more"
+
+
+async def test_the_wake_up_comes_after_the_commit_and_not_after_a_rollback(sqlite_url: str):
+    """Whoever is woken sees the rows; a unit of work that rolled back wakes nobody."""
+    db = Database(sqlite_url)
+    seen: list[int] = []
+    woken = asyncio.Event()
+    db.events_committed.add(woken.set)
+
+    async def count_when_woken() -> None:
+        await woken.wait()
+        async with db.read() as conn:
+            seen.append(await conn.scalar(select(func.count()).select_from(outbox)))
+
+    async def refused_payment() -> None:
+        async with db.transaction() as tx:
+            await record_event(tx, "payment.created", "customer:1", {"version": 1})
+            raise RuntimeError("refused")
+
+    counting = asyncio.create_task(count_when_woken())
+    try:
+        with pytest.raises(RuntimeError, match="refused"):
+            await refused_payment()
+        assert not woken.is_set()
+        async with db.transaction() as tx:
+            await record_event(tx, "payment.created", "customer:1", {"version": 1})
+        async with asyncio.timeout(DEADLINE):
+            await counting
+    finally:
+        counting.cancel()
+        await db.dispose()
+    assert seen == [1]

@@ -7,6 +7,7 @@ import signal
 import sys
 import urllib.request
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -134,8 +135,13 @@ async def test_kabinet_worker_publishes_serves_metrics_and_stops_on_sigterm(
 async def test_the_api_runs_the_embedded_worker_and_shows_its_metrics(
     sqlite_url: str, signing_key: bytes
 ):
-    """Without Kafka the API process relays its own outbox; its /metrics says so."""
-    app = create_app(make_settings(sqlite_url, signing_key))
+    """Without Kafka the API process relays its own outbox; its /metrics says so. A row
+    written by another process (no wake-up reaches the API's relay) goes by the fallback
+    poll."""
+    settings = make_settings(
+        sqlite_url, signing_key, relay_fallback_poll_interval=timedelta(milliseconds=200)
+    )
+    app = create_app(settings)
     db = Database(sqlite_url)  # the test's own: the app's engine lives on the server's loop
     try:
         with serve(app, free_socket()) as base:

@@ -6,10 +6,19 @@ id (the outbox id) for consumers to recognise. One subject's rows are published 
 another, oldest first, and a failure stops that subject's rows for this batch, so its
 events reach the topic in order; different subjects are published concurrently.
 
+The relay does not poll while idle: a commit that wrote rows wakes it (`record_event`'s
+NOTIFY, which the leader LISTENs for on its connection; on SQLite the Database's
+`events_committed`, in this process), and it looks unprompted only every
+`fallback_poll_interval`, for rows no wake-up announced. A wake-up during a batch runs the
+next batch straight after. While publishing fails it backs off, from `retry_backoff`
+doubling up to `max_backoff`, wake-ups or not.
+
 On PostgreSQL only one relay publishes at a time: it holds a session advisory lock on a
 connection of its own, and reads and marks through that same connection, so losing the
-connection loses the lock and the marking together. Other relays stand by, trying for the
-lock now and then. SQLite (the embedded mode) has one process, hence one relay.
+connection loses the lock, the marking and the listening together: when it drops the relay
+is woken, and leads again on a new connection (or stands by, if another relay took the
+lock). Other relays stand by, trying for the lock now and then. SQLite (the embedded mode)
+has one process, hence one relay.
 
 A row whose payload holds a secret meant for its recipient only (a password-reset token)
 keeps, once published, only `{"version": ..., "redacted": true}`: the secret travelled to
@@ -19,7 +28,6 @@ Published rows stay for `purge_published` (subscribers catching up read them).
 """
 
 import asyncio
-import contextlib
 import logging
 import random
 import uuid
@@ -38,7 +46,7 @@ from domains.events.bus import EventBus
 from domains.events.catalog import EventCatalog
 from domains.events.cloudevent import CloudEvent
 from domains.identity.password_reset import RESET_REQUESTED
-from domains.outbox import OutboxEvent
+from domains.outbox import OUTBOX_CHANNEL, OutboxEvent
 
 log = logging.getLogger(__name__)
 
@@ -66,19 +74,26 @@ class OutboxRelay:
         *,
         catalog: EventCatalog,
         batch_size: int = 500,
-        poll_interval: float = 0.1,
+        fallback_poll_interval: float = 5.0,
+        retry_backoff: float = 0.05,
         max_backoff: float = 30.0,
     ) -> None:
         self.db = db
         self.bus = bus
         self.catalog = catalog
         self.batch_size = batch_size
-        self.poll_interval = poll_interval
+        self.fallback_poll_interval = fallback_poll_interval
+        self.retry_backoff = retry_backoff
         self.max_backoff = max_backoff
         # For metrics: events the broker acknowledged since start, and the last failure.
         self.published_total = 0
         self.last_error: str | None = None
+        # True when the last batch read the whole backlog and published it: the backlog is
+        # empty then, as far as this relay knows, without counting it.
+        self.caught_up = False
         self._conn: AsyncConnection | None = None  # holds the lock on PostgreSQL
+        self._lost = False  # the connection dropped; it is replaced on the next batch
+        self._wake = asyncio.Event()
         self._topics_ready = False
         self._failures = 0
         self._unpublishable: set[uuid.UUID] = set()
@@ -94,28 +109,44 @@ class OutboxRelay:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publishes until `stop` is set; the batch in flight is finished first."""
+        if self.db.is_sqlite:
+            self.db.events_committed.add(self._wake.set)
         try:
             while not stop.is_set():
+                self._wake.clear()  # set again during the batch: the next one runs at once
                 try:
                     published = await self.run_once()
                 except Exception as error:  # any failure: back off and retry
-                    delay = self._failed(error)
+                    await _any_set([stop], self._failed(error))
+                    continue
+                self._recovered()
+                if published == self.batch_size:
+                    continue  # more are waiting
+                if self.is_leader:
+                    await _any_set([stop, self._wake], self.fallback_poll_interval)
                 else:
-                    self._recovered()
-                    if published == self.batch_size:
-                        continue  # more are waiting
-                    delay = self.poll_interval if self.is_leader else STANDBY_INTERVAL
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
+                    await _any_set([stop], STANDBY_INTERVAL)
         finally:
+            self.db.events_committed.discard(self._wake.set)
             await self.close()
 
     async def run_once(self) -> int:
         """Publishes one batch when this relay leads; returns how many were published.
         Raises the batch's first publishing failure after marking what did get through."""
+        try:
+            read, published = await self._batch()
+        except Exception:
+            self.caught_up = False
+            raise
+        # Set only once a batch is done, so a batch in flight does not make it look behind.
+        self.caught_up = self.is_leader and published == read < self.batch_size
+        return published
+
+    async def _batch(self) -> tuple[int, int]:
+        """Rows read and rows published by one batch."""
         conn = await self._lead()
         if conn is None:
-            return 0
+            return 0, 0
         try:
             async with conn.begin():
                 rows = (
@@ -130,7 +161,7 @@ class OutboxRelay:
             await self._resign()
             raise
         if not rows:
-            return 0
+            return 0, 0
         if not self._topics_ready:
             await self.bus.ensure_topics(self.catalog.all_topics)
             self._topics_ready = True
@@ -145,7 +176,7 @@ class OutboxRelay:
             # The broker may have lost its topics (a restart without its log).
             self._topics_ready = False
             raise outcome.error
-        return len(outcome.published)
+        return len(rows), len(outcome.published)
 
     async def pending(self) -> int:
         """Rows not yet published: the backlog a dashboard watches."""
@@ -169,6 +200,8 @@ class OutboxRelay:
         await self._resign()
 
     async def _lead(self) -> AsyncConnection | None:
+        if self._lost:
+            await self._resign()
         if self._conn is not None:
             return self._conn
         conn = await self.db.engine.connect()
@@ -179,13 +212,30 @@ class OutboxRelay:
                 if not locked:
                     await conn.close()
                     return None
+                # Before the batch reads: a commit after this point wakes the relay, one
+                # before it is in what the batch reads.
+                await self._listen(conn)
         except BaseException:
             await conn.close()
             raise
         self._conn = conn
         return conn
 
+    async def _listen(self, conn: AsyncConnection) -> None:
+        """Wakes the relay on each NOTIFY of `record_event`, and when the connection drops
+        (its lock went with it, so the next batch leads on a new one or stands by)."""
+        driver = (await conn.get_raw_connection()).driver_connection  # asyncpg's Connection
+
+        def lost(*_: object) -> None:
+            if self._conn is conn:  # not one this relay closed itself
+                self._lost = True
+                self._wake.set()
+
+        await driver.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
+        driver.add_termination_listener(lost)
+
     async def _resign(self) -> None:
+        self._lost = False
         if self._conn is not None:
             conn, self._conn = self._conn, None
             # Discarded, not returned to the pool: a pooled connection would keep the lock.
@@ -251,7 +301,7 @@ class OutboxRelay:
         if self._failures == 0:
             log.warning("outbox relay cannot publish (%s); retrying with backoff", self.last_error)
         self._failures += 1
-        ceiling = min(self.max_backoff, self.poll_interval * 2**self._failures)
+        ceiling = min(self.max_backoff, self.retry_backoff * 2**self._failures)
         # Jitter: relays that failed together do not retry in step.
         return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - not for security
 
@@ -259,3 +309,13 @@ class OutboxRelay:
         if self._failures:
             log.info("outbox relay publishing again after %d failed attempts", self._failures)
             self._failures = 0
+
+
+async def _any_set(events: Sequence[asyncio.Event], seconds: float) -> None:
+    """Returns once one of `events` is set, or after `seconds`."""
+    waits = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
