@@ -41,7 +41,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -66,6 +65,9 @@ from domains.identity.tokens import generate_signing_key
 from gateway.demo import DEMO_PASSWORD, load_bulk, load_demo
 from migrations import upgrade
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.harness import ADMIN_URL, cpu_seconds, database_url, free_port
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 AUTOCANNON = REPO / "node_modules" / ".bin" / "autocannon"
@@ -79,7 +81,6 @@ HOST = "127.0.0.1"
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 UNLIMITED = 10**12  # a rate limit that the run cannot reach
-PG_ADMIN_URL = os.environ.get("KABINET_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 _DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -189,12 +190,11 @@ def _load_marker(args: argparse.Namespace) -> str:
 
 async def prepare_database(args: argparse.Namespace) -> str:
     """The SQLAlchemy URL of a migrated, loaded, analysed database named `args.database`."""
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    url = f"{base}/{args.database}"
+    url = database_url(args.database)
     if args.skip_load:
         print(f"database {args.database}: used as it is (--skip-load)")
         return url
-    admin = await asyncpg.connect(PG_ADMIN_URL)
+    admin = await asyncpg.connect(ADMIN_URL)
     try:
         comment = await admin.fetchval(
             "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
@@ -230,7 +230,7 @@ async def prepare_database(args: argparse.Namespace) -> str:
         await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()
-    admin = await asyncpg.connect(PG_ADMIN_URL)
+    admin = await asyncpg.connect(ADMIN_URL)
     try:
         marker = _load_marker(args).replace("'", "''")
         await admin.execute(f"COMMENT ON DATABASE \"{args.database}\" IS '{marker}'")
@@ -277,12 +277,6 @@ def _progress(done: int, total: int) -> None:
 
 
 # -- the servers ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def server_env(
@@ -465,17 +459,6 @@ def read_counters(server: Server) -> Counters:
         elif line.startswith("kabinet_http_requests_total{") and f'route="{PATH}"' in line:
             requests += float(line.split()[-1])
     return Counters(statements, requests, cpu_seconds(server.pid))
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process (Linux /proc; NaN elsewhere)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return float("nan")
-    fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
-    utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:

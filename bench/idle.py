@@ -20,20 +20,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import asyncpg
 import httpx
 
 from domains.identity.tokens import generate_signing_key
 from migrations import upgrade
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.kafka import free_port
+from bench.harness import cpu_seconds, free_port, fresh_database, wait_ready
 
-ADMIN_URL = os.environ.get("KABINET_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 NAME = "kabinet_bench_idle"
-PG_URL = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{NAME}"
 REPO = Path(__file__).resolve().parent.parent
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def parse_args() -> argparse.Namespace:
@@ -44,24 +40,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-async def fresh_database() -> str:
-    admin = await asyncpg.connect(ADMIN_URL)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{NAME}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{NAME}"')
-    finally:
-        await admin.close()
-    await asyncio.to_thread(upgrade, PG_URL)
-    return PG_URL
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system time of the process (fields 14 and 15 of /proc/<pid>/stat)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
 async def statements(http: httpx.AsyncClient) -> float:
     response = await http.get("/metrics")
     response.raise_for_status()
@@ -69,20 +47,6 @@ async def statements(http: httpx.AsyncClient) -> float:
         if line.startswith("kabinet_db_statements_total "):
             return float(line.split()[1])
     raise SystemExit("/metrics has no kabinet_db_statements_total")
-
-
-async def wait_ready(http: httpx.AsyncClient, server: asyncio.subprocess.Process) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.returncode is not None:
-            raise SystemExit("kabinet serve exited")
-        try:
-            if (await http.get("/health/ready")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.2)
-    raise SystemExit("kabinet serve did not start")
 
 
 async def watch(url: str, args: argparse.Namespace) -> None:
@@ -99,7 +63,7 @@ async def watch(url: str, args: argparse.Namespace) -> None:
     )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            await wait_ready(http, server)
+            await wait_ready(str(http.base_url), lambda: server.returncode is not None)
             await asyncio.sleep(args.settle)
             sql_before, cpu_before = await statements(http), cpu_seconds(server.pid)
             started = time.monotonic()
@@ -119,7 +83,7 @@ async def watch(url: str, args: argparse.Namespace) -> None:
 async def main() -> None:
     args = parse_args()
     if not args.sqlite:
-        await watch(await fresh_database(), args)
+        await watch(await fresh_database(NAME), args)
         return
     with tempfile.TemporaryDirectory() as scratch:
         url = f"sqlite+aiosqlite:///{scratch}/idle.db"

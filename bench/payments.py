@@ -22,7 +22,6 @@ import asyncio
 import itertools
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,7 +31,6 @@ from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
-import asyncpg
 import httpx
 from sqlalchemy import select
 
@@ -46,26 +44,17 @@ from domains.identity.models import Role, User
 from domains.identity.tokens import generate_signing_key
 from domains.identity.viewer import Viewer
 from gateway.demo import load_bulk
-from migrations import upgrade
 from resolvers.relay import to_global_id
 
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.harness import database_url, free_port, fresh_database, wait_ready
+
 NAME = "kabinet_bench_payments"
-URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{NAME}"
+URL = database_url(NAME)
 REDIS_URL = os.environ.get("KABINET_BENCH_REDIS", "redis://127.0.0.1:6379/0")
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "kabinet-demo"  # noqa: S105 - load_bulk's documented password
 UNLIMITED = 1_000_000_000
-
-
-async def fresh_database() -> None:
-    admin = await asyncpg.connect(ADMIN_URL)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{NAME}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{NAME}"')
-    finally:
-        await admin.close()
-    await asyncio.to_thread(upgrade, URL)
 
 
 async def payable(db: Database) -> list[tuple[Viewer, int]]:
@@ -116,12 +105,6 @@ async def direct(db: Database, targets: list[tuple[Viewer, int]], args: argparse
     print("outcomes:", dict(outcomes))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(port: int) -> subprocess.Popen[bytes]:
     """`kabinet serve`, one worker, limits out of reach; KABINET_* of the caller left out."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("KABINET_")}
@@ -136,19 +119,6 @@ def start_server(port: int) -> subprocess.Popen[bytes]:
         "KABINET_LOGIN_ATTEMPTS_PER_IP": str(UNLIMITED),
     }
     return subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], env=env, cwd=REPO)
-
-
-async def wait_ready(http: httpx.AsyncClient, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError("kabinet serve exited")
-        try:
-            await http.get("/graphql")
-            return
-        except httpx.TransportError:
-            await asyncio.sleep(0.1)
-    raise RuntimeError("kabinet serve did not start")
 
 
 async def emails(db: Database, user_ids: list[int]) -> dict[int, str]:
@@ -174,7 +144,7 @@ async def over_http(
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=30
         ) as http:
-            await wait_ready(http, server)
+            await wait_ready(str(http.base_url), lambda: server.poll() is not None)
             tokens: dict[int, str] = {}
             for customer in chosen:
                 response = await http.post(
@@ -223,7 +193,7 @@ async def over_http(
 
 
 async def main(args: argparse.Namespace) -> None:
-    await fresh_database()
+    await fresh_database(NAME)
     db = Database(URL, pool_size=args.concurrency)
     try:
         await load_bulk(db, customers=args.customers, invoices_per_customer=3)

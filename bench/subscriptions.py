@@ -37,7 +37,6 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-import asyncpg
 import httpx
 import websockets
 from sqlalchemy import select
@@ -51,15 +50,14 @@ from domains.identity.models import Role, User
 from domains.identity.tokens import generate_signing_key
 from domains.identity.viewer import Viewer
 from gateway.demo import load_bulk
-from migrations import upgrade
 
 # The tests' broker launcher; the repository root is not on the path of a script in bench/.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.kafka import TansuBroker, free_port
+from bench.harness import database_url, free_port, fresh_database, wait_ready
+from tests.kafka import TansuBroker
 
-ADMIN_URL = os.environ.get("KABINET_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 NAME = "kabinet_bench_subscriptions"
-URL = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{NAME}"
+URL = database_url(NAME)
 REDIS_URL = os.environ.get("KABINET_BENCH_REDIS", "redis://127.0.0.1:6379/0")
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "kabinet-demo"  # noqa: S105 - load_bulk's documented password
@@ -78,14 +76,8 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-async def fresh_database(customers: int) -> None:
-    admin = await asyncpg.connect(ADMIN_URL)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{NAME}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{NAME}"')
-    finally:
-        await admin.close()
-    await asyncio.to_thread(upgrade, URL)
+async def loaded_database(customers: int) -> None:
+    await fresh_database(NAME)
     db = Database(URL)
     try:
         # Half of the bulk customers hold a balance; load enough to pick from.
@@ -160,21 +152,6 @@ def rss_kib(pid: int) -> dict[str, int]:
         if name in ("VmRSS", "VmHWM"):
             fields[name] = int(value.split()[0])
     return fields
-
-
-async def wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    async with httpx.AsyncClient(base_url=base) as http:
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                raise SystemExit("kabinet serve exited")
-            try:
-                if (await http.get("/health/ready")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.2)
-    raise SystemExit("kabinet serve did not start")
 
 
 async def sign_in(base: str, emails: list[str]) -> list[str]:
@@ -304,7 +281,7 @@ async def publish(
 async def main() -> None:
     args = parse_args()
     print(f"loading {args.customers * 3} bulk customers")
-    await fresh_database(args.customers)
+    await loaded_database(args.customers)
     db = Database(URL)
     targets = await payers(db, args.customers)
     key = generate_signing_key()
@@ -321,7 +298,7 @@ async def main() -> None:
     subscribers = Subscribers()
     try:
         base = f"http://127.0.0.1:{port}"
-        await wait_ready(base, server)
+        await wait_ready(base, lambda: server.poll() is not None)
         tokens = await sign_in(base, [email for _, email, _ in targets])
         before = rss_kib(server.pid)
         print(f"{len(tokens)} customers signed in; opening {args.subscribers} sockets")
