@@ -4,9 +4,6 @@
 (tests/federation/compose.mjs) checks it, so the subgraphs and the in-process schema cannot drift.
 """
 
-import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,7 @@ from graphql import (
 )
 
 from schema.export import export_sdl
+from tests.node import run_node
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_SCRIPT = REPO_ROOT / "tests" / "federation" / "compose.mjs"
@@ -47,22 +45,7 @@ def subgraph_sdls(export_dir: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def composition(export_dir: Path) -> dict[str, Any]:
     """compose.mjs's verdict: errors, hints, supergraphSdl and apiSchemaSdl."""
-    if not (REPO_ROOT / "node_modules" / "@apollo" / "composition").is_dir():
-        pytest.fail(
-            "node_modules/@apollo/composition is missing: run make test, it installs npm tools"
-        )
-    node = shutil.which("node")
-    assert node, "node is needed to compose the subgraphs (make test installs the npm tools)"
-    run = subprocess.run(  # noqa: S603 - fixed script, our own export directory
-        [node, str(COMPOSE_SCRIPT), str(export_dir / "subgraphs")],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 0, f"compose.mjs failed ({run.returncode}):\n{run.stderr}"
-    return json.loads(run.stdout)
+    return run_node(COMPOSE_SCRIPT, str(export_dir / "subgraphs"), needs="@apollo/composition")
 
 
 def _messages(items: list[dict[str, str]]) -> str:

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from migrations import upgrade
+from tests.node import run_node
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AUDIT_SCRIPT = REPO_ROOT / "tests" / "http" / "audit.mjs"
@@ -85,18 +85,7 @@ def _wait_until_ready(base: str, process: subprocess.Popen[bytes], log_path: Pat
 
 @pytest.fixture(scope="module")
 def audits(server_url: str) -> list[dict[str, Any]]:
-    node = shutil.which("node")
-    assert node, "node is needed for the GraphQL-over-HTTP audit (make install)"
-    run = subprocess.run(  # noqa: S603 - fixed script, our own server's URL
-        [node, str(AUDIT_SCRIPT), server_url],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 0, f"audit script failed:\n{run.stderr}"
-    results: list[dict[str, Any]] = json.loads(run.stdout)
+    results: list[dict[str, Any]] = run_node(AUDIT_SCRIPT, server_url, needs="graphql-http")
     assert results, "the audit ran no checks"
     return results
 

@@ -9,8 +9,6 @@ viewer, go to `/graphql` of a whole app on the same database; the JSON must be e
 
 import asyncio
 import json
-import shutil
-import subprocess
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -26,6 +24,7 @@ from gateway.app import create_app
 from schema.federation import SUBGRAPHS, build_subgraph
 from schema.guards.cost import operation_cost
 from tests.conftest import app_client, login, make_settings, statements
+from tests.node import run_node
 from tests.servers import REPO_ROOT, ServerProcess
 
 pytestmark = pytest.mark.postgres
@@ -179,27 +178,17 @@ Operation = tuple[str, str, dict[str, Any]]
 
 def _route(subgraphs: dict[str, str], operations: list[Operation]) -> list[dict[str, Any]]:
     """The router's answer to each operation."""
-    node = shutil.which("node")
-    assert node, "node is needed to run the router (make test installs the npm tools)"
-    assert (REPO_ROOT / "node_modules" / "@apollo" / "gateway").is_dir(), (
-        "node_modules/@apollo/gateway is missing: run make test, it installs npm tools"
-    )
-    run = subprocess.run(  # noqa: S603 - our own script, our own subgraphs
-        [node, str(ROUTER), *(f"{name}={url}" for name, url in subgraphs.items())],
-        input=json.dumps(
+    return run_node(
+        ROUTER,
+        *(f"{name}={url}" for name, url in subgraphs.items()),
+        needs="@apollo/gateway",
+        stdin=json.dumps(
             [
                 {"query": query, "variables": variables, "authorization": f"Bearer {token}"}
                 for query, token, variables in operations
             ]
         ),
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
-    assert run.returncode == 0, f"router.mjs failed ({run.returncode}):\n{run.stderr}"
-    return json.loads(run.stdout)
 
 
 async def _post(
