@@ -8,7 +8,7 @@ field is written once, and the subgraphs and `/graphql` cannot drift apart.
 """
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import strawberry
@@ -138,6 +138,12 @@ def _entities_reached(start: Iterable[type | None]) -> list[type]:
     return entities
 
 
+@cache
+def _all_entities() -> tuple[type, ...]:
+    """Every entity of the whole schema: the same for each subgraph, so walked once."""
+    return tuple(_entities_reached([*_all_roots(), *NODE_TYPES]))
+
+
 def entity_types(subgraph: str, roots: Iterable[type | None]) -> list[type]:
     """The entities `subgraph` must resolve through `_entities`: those its `roots` reach and
     those it adds fields to. Strawberry searches for them itself, but its search does not
@@ -145,7 +151,7 @@ def entity_types(subgraph: str, roots: Iterable[type | None]) -> list[type]:
     lead to, out of `_Entity`, and a router could not fetch their fields from this subgraph."""
     contributed = [
         type_
-        for type_ in _entities_reached([*_all_roots(), *NODE_TYPES])
+        for type_ in _all_entities()
         if any(owner_of(f) == subgraph for f in type_.__strawberry_definition__.fields)  # type: ignore[attr-defined]
     ]
     return _entities_reached([*roots, *contributed])

@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from domains.errors import InvalidInput
 from resolvers.context import Context
 
 Kind = Literal["query", "mutation"]
@@ -48,15 +47,6 @@ class RestCall:
     charge: Callable[[Kind, int], Awaitable[None]]
     # Whether the refresh token also travels in a cookie (KABINET_REFRESH_COOKIE).
     refresh_cookie: bool = False
-
-    def string(self, name: str, *, required: bool = True) -> str | None:
-        """A string field of the body; a missing required one or another type is refused."""
-        value = self.body.get(name)
-        if value is None and not required:
-            return None
-        if not isinstance(value, str):
-            raise InvalidInput(f"'{name}' is a required string")
-        return value
 
 
 Handler = Callable[[RestCall], Awaitable[RestAnswer]]
