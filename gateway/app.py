@@ -122,8 +122,11 @@ def create_app(settings: Settings, subgraph: str | None = None) -> Starlette:
             max_body_bytes=settings.max_body_bytes,
         )
 
+    execution = settings.graphql_execution
     served = (
-        build_composed(extensions()) if subgraph is None else build_subgraph(subgraph, extensions())
+        build_composed(extensions(), execution)
+        if subgraph is None
+        else build_subgraph(subgraph, extensions(), execution)
     )
     routes: list[BaseRoute] = [
         Route("/graphql", endpoint("/graphql", served)),
@@ -146,7 +149,10 @@ def create_app(settings: Settings, subgraph: str | None = None) -> Starlette:
             *(
                 Route(
                     f"/subgraphs/{name}/graphql",
-                    endpoint(f"/subgraphs/{name}/graphql", build_subgraph(name, extensions())),
+                    endpoint(
+                        f"/subgraphs/{name}/graphql",
+                        build_subgraph(name, extensions(), execution),
+                    ),
                 )
                 for name in SUBGRAPHS
             ),

@@ -25,6 +25,7 @@ from schema.domains import DOMAINS
 from schema.entities import ENTITIES
 from schema.guards.authorization import field_access
 from schema.guards.errors import CodedParserCache, ErrorCodes
+from schema.planned import Execution, executor_class
 from schema.plugin import Domain
 
 SUBGRAPHS: dict[str, Domain] = {domain.name: domain for domain in DOMAINS}
@@ -198,7 +199,11 @@ def _with_access_checks(
     return [field_access(lambda: schema()._schema), *chosen, RefusalsStopSubscriptions]
 
 
-def build_subgraph(name: str, extensions: Iterable[Extension] | None = None) -> SubgraphSchema:
+def build_subgraph(
+    name: str,
+    extensions: Iterable[Extension] | None = None,
+    execution: Execution = Execution.PLANNED,
+) -> SubgraphSchema:
     query, mutation, subscription = _roots(SUBGRAPHS[name])
     node_types = NODE_TYPES if _serves_node(query) else ()
     built: SubgraphSchema
@@ -209,6 +214,7 @@ def build_subgraph(name: str, extensions: Iterable[Extension] | None = None) -> 
         subscription=subscription,
         types=[*node_types, *entity_types(name, [query, mutation, subscription, *node_types])],
         extensions=_with_access_checks(extensions, lambda: built),
+        execution_context_class=executor_class(execution),
     )
     return built
 
@@ -218,7 +224,9 @@ def _serves_node(query: type | None) -> bool:
     return "node" in {f.python_name for f in fields}
 
 
-def build_composed(extensions: Iterable[Extension] | None = None) -> ComposedSchema:
+def build_composed(
+    extensions: Iterable[Extension] | None = None, execution: Execution = Execution.PLANNED
+) -> ComposedSchema:
     built: ComposedSchema
     built = ComposedSchema(
         query=_root("Query", [domain.query for domain in DOMAINS]),
@@ -226,5 +234,6 @@ def build_composed(extensions: Iterable[Extension] | None = None) -> ComposedSch
         subscription=_root("Subscription", [domain.subscription for domain in DOMAINS]),
         types=NODE_TYPES,
         extensions=_with_access_checks(extensions, lambda: built),
+        execution_context_class=executor_class(execution),
     )
     return built

@@ -22,6 +22,7 @@ from gateway.demo import load_demo
 from gateway.settings import Settings
 from migrations import upgrade
 from schema.domains import DOMAINS
+from schema.planned import CheckedExecutor, Execution
 
 PG_ADMIN_URL = os.environ.get("KABINET_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 DEMO_PASSWORD = "kabinet-demo"
@@ -40,11 +41,23 @@ def catalog_of(topics: Mapping[str, str], source: str = "urn:kabinet") -> EventC
 
 
 def make_settings(database_url: str, signing_key: bytes, **overrides: object) -> Settings:
+    """Test settings: every planned query also runs on graphql-core and must answer the same
+    (schema/planned.py), so the whole suite is the plan's equivalence corpus."""
+    overrides.setdefault("graphql_execution", Execution.CHECKED)
     return Settings(
         database_url=database_url,
         jwt_private_key=signing_key.decode(),
         **overrides,  # type: ignore[arg-type]
     )
+
+
+@pytest.fixture(autouse=True)
+def plan_matches_graphql_core() -> Iterator[None]:
+    """Fails the test during which a planned answer differed from graphql-core's, even where
+    the test itself did not look at that answer."""
+    seen = len(CheckedExecutor.mismatches)
+    yield
+    assert CheckedExecutor.mismatches[seen:] == []
 
 
 @asynccontextmanager

@@ -82,6 +82,7 @@ class ServerProcess:
             "KABINET_MUTATIONS_PER_IP_PER_MINUTE": NO_LIMIT,
             "KABINET_QUERY_COST_PER_USER_PER_MINUTE": NO_LIMIT,
             "KABINET_QUERY_COST_PER_IP_PER_MINUTE": NO_LIMIT,
+            "KABINET_GRAPHQL_EXECUTION": "checked",  # as make_settings: both paths compared
         }
         env |= {f"KABINET_{name.upper()}": value for name, value in settings.items()}
         self.log_path = log_path

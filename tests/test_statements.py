@@ -1,12 +1,17 @@
-"""The read path runs a fixed number of SQL statements, however many rows it returns."""
+"""The read path runs a fixed number of SQL statements, however many rows it returns, on
+either execution path (a checked run would count graphql-core's second pass too)."""
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+import pytest_asyncio
 from starlette.applications import Starlette
 
-from tests.conftest import graphql, login, statements
+from gateway.app import create_app
+from schema.planned import Execution
+from tests.conftest import app_client, graphql, login, make_settings, statements
 
 pytestmark = pytest.mark.postgres
 
@@ -18,6 +23,15 @@ STAFF_CUSTOMERS = (BENCH / "staff_customers.graphql").read_text()
 DASHBOARD_STATEMENTS = 7
 # customer page, users, invoice pages, payments.
 STAFF_STATEMENTS = 4
+
+
+@pytest_asyncio.fixture(params=[Execution.PLANNED, Execution.GRAPHQL_CORE])
+async def pg_client(
+    request: pytest.FixtureRequest, pg_demo_url: str, signing_key: bytes
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = make_settings(pg_demo_url, signing_key, graphql_execution=request.param)
+    async for client in app_client(create_app(settings)):
+        yield client
 
 
 def _app(client: httpx.AsyncClient) -> Starlette:

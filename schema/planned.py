@@ -1,0 +1,527 @@
+"""Planned execution: a query's selections resolved once into a plan, then run level by level.
+
+graphql-core executes field by field: for each of the two hundred fields of the portal's
+first screen it builds a path and an info object, looks the field up, walks its type's
+wrappers and, through strawberry, converts arguments and builds another info object, even
+where the field is a plain attribute. A validated query selects the same fields every time,
+so this executor resolves its selections once into a plan (per operation and per value of
+the variables its @skip/@include read) and runs it a level at a time: all objects at one
+depth have their fields read in one pass, plain attributes with getattr, resolvers taking
+only their parent called directly, other resolvers through strawberry's own wrapper (its
+arguments, its Info); the awaitables of a level are gathered together, so loaders batch as
+they do under graphql-core, and the result is plain dicts and lists.
+
+The plan covers the success path of queries over object types. graphql-core runs everything
+else, unchanged: mutations and subscriptions, introspection, abstract types (`node`,
+`_entities`), middleware; and any query in which something goes wrong (a resolver raises or
+returns an error, a null lands in a non-null position, a value is not what its type says):
+that query is run again by graphql-core, which words and places its errors, so an answer is
+the same whichever path produced it. Query resolvers must therefore be free of side effects
+(they are anyway: what a query changes, a retry would change twice). `Execution.CHECKED`
+runs both paths on every planned query and raises on any difference; the test suite runs
+that way (tests/test_planned.py).
+"""
+
+import json
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from graphql import (
+    FieldNode,
+    GraphQLEnumType,
+    GraphQLField,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLScalarType,
+    OperationDefinitionNode,
+    OperationType,
+    Undefined,
+    VariableNode,
+    is_leaf_type,
+    is_list_type,
+    is_non_null_type,
+    is_object_type,
+    visit,
+)
+from graphql.execution.collect_fields import (
+    CollectedFields,
+    FieldDetailsList,
+    collect_fields,
+    collect_subfields,
+)
+from graphql.execution.values import get_argument_values
+from graphql.language import DirectiveNode, Visitor
+from graphql.pyutils import Path, gather_with_cancel, is_iterable
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.types.arguments import convert_arguments
+from strawberry.types.field import StrawberryField
+
+_PLANS = 1024  # plans kept, least recently used dropped: one per operation a client sends
+_TYPENAME, _ATTRIBUTE, _DIRECT, _RESOLVER = range(4)
+
+
+class Execution(StrEnum):
+    """How queries run: `KABINET_GRAPHQL_EXECUTION`."""
+
+    PLANNED = "planned"  # the plan where it covers the query, graphql-core elsewhere
+    GRAPHQL_CORE = "graphql-core"  # graphql-core always: the reference
+    CHECKED = "checked"  # both, and any difference raises PlanMismatch (tests)
+
+
+class PlanMismatch(AssertionError):
+    """The planned answer differs from graphql-core's: a bug in the plan, never the query's."""
+
+
+class _Unplanned(Exception):
+    """This execution leaves the plan's success path: graphql-core runs the query instead."""
+
+
+@dataclass(eq=False, slots=True)
+class _Shape:
+    """How a value completes: its null rule, then a leaf's coercion, a list's item, or an
+    object's fields."""
+
+    non_null: bool
+    coerce: Callable[[Any], Any] | None = None
+    item: "_Shape | None" = None
+    object: "_ObjectPlan | None" = None
+    # A resolver below asks for an Info, whose path runs through this value.
+    needs_path: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """How strawberry would call a resolver function: the parent as `self` (positionally)
+    or under its root/parent parameter names, the Info under its parameter's name."""
+
+    function: Callable[..., Any]
+    strawberry_field: StrawberryField
+    self_parent: bool
+    parent_names: tuple[str, ...]
+    info_name: str | None
+
+
+@dataclass(eq=False, slots=True)
+class _FieldPlan:
+    """One response key: `_ATTRIBUTE` reads `attribute`, `_DIRECT` calls `direct`'s function
+    itself, `_RESOLVER` goes through strawberry's resolver (`resolve`)."""
+
+    key: str
+    kind: int
+    definition: GraphQLField
+    nodes: list[FieldNode]
+    shape: _Shape
+    attribute: str = ""
+    direct: _Call | None = None
+    has_arguments: bool = False
+    # Whether its path is needed: for an Info, or for the objects below it.
+    needs_path: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        direct = self.direct
+        asks_info = self.kind == _RESOLVER or (
+            direct is not None and (direct.info_name is not None or self.has_arguments)
+        )
+        self.needs_path = asks_info or self.shape.needs_path
+
+
+@dataclass(eq=False, slots=True)
+class _ObjectPlan:
+    type: GraphQLObjectType
+    fields: list[_FieldPlan] = field(default_factory=list)
+
+
+@dataclass(eq=False, slots=True)
+class _Entry:
+    """A cached operation: the variables its @skip/@include read, and a plan per their values."""
+
+    directive_variables: tuple[str, ...]
+    plans: dict[tuple[Any, ...], _ObjectPlan | None] = field(default_factory=dict)
+
+
+_cache: OrderedDict[tuple[Any, OperationDefinitionNode], _Entry] = OrderedDict()
+
+
+def executor_class(execution: Execution) -> type[StrawberryGraphQLCoreExecutionContext] | None:
+    """The executor strawberry is given: None leaves it its own (graphql-core's)."""
+    if execution is Execution.GRAPHQL_CORE:
+        return None
+    return CheckedExecutor if execution is Execution.CHECKED else PlannedExecutor
+
+
+class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        plan = self._plan() if self._plannable(serially) else None
+        if plan is None:
+            return super().execute_operation(serially)
+        return self._execute_planned(plan, serially)
+
+    async def _execute_planned(self, plan: _ObjectPlan, serially: bool | None) -> Any:
+        try:
+            data = await self._planned_data(plan)
+        except Exception:  # off the success path: graphql-core runs it and words the errors
+            return await self._graphql_core(serially)
+        return self.build_response(data)
+
+    async def _planned_data(self, plan: _ObjectPlan) -> dict[str, Any]:
+        self._arguments: dict[_FieldPlan, dict[str, Any]] = {}
+        self._info_class = self.schema._strawberry_schema.config.info_class  # type: ignore[attr-defined]
+        rows = await self._complete_objects(plan, [self.root_value], [None])
+        return rows[0]
+
+    async def _graphql_core(self, serially: bool | None) -> Any:
+        result = super().execute_operation(serially)
+        return await result if self.is_awaitable(result) else result
+
+    def _plannable(self, serially: bool | None) -> bool:
+        return (
+            self.operation.operation is OperationType.QUERY
+            and not serially
+            and not (self.middleware_manager and self.middleware_manager.middlewares)
+            and self.abort_signal is None
+        )
+
+    # Planning --------------------------------------------------------------------------------
+
+    def _plan(self) -> _ObjectPlan | None:
+        key = (self.schema, self.operation)
+        entry = _cache.get(key)
+        if entry is None:
+            entry = _cache[key] = _Entry(_directive_variables(self))
+            if len(_cache) > _PLANS:
+                _cache.popitem(last=False)
+        else:
+            _cache.move_to_end(key)
+        coerced = self.variable_values.coerced
+        values = tuple(coerced.get(name) for name in entry.directive_variables)
+        if values not in entry.plans:
+            entry.plans[values] = self._plan_operation()
+        return entry.plans[values]
+
+    def _plan_operation(self) -> _ObjectPlan | None:
+        root = self.schema.get_root_type(OperationType.QUERY)
+        if root is None:
+            return None
+        try:
+            collected = collect_fields(
+                self.schema,
+                self.fragments,
+                self.variable_values,
+                root,
+                self.operation,
+                self.hide_suggestions,
+            )
+            return self._plan_object(root, collected)
+        except _Unplanned:
+            return None
+
+    def _plan_object(self, type_: GraphQLObjectType, collected: CollectedFields) -> _ObjectPlan:
+        if collected.new_defer_usages:
+            raise _Unplanned
+        plan = _ObjectPlan(type_)
+        for key, details in collected.grouped_field_set.items():
+            if any(detail.fragment_variable_values is not None for detail in details):
+                raise _Unplanned
+            node = details[0].node
+            name = node.name.value
+            nodes = [detail.node for detail in details]
+            if name == "__typename":
+                plan.fields.append(
+                    _FieldPlan(key, _TYPENAME, None, nodes, _Shape(True))  # type: ignore[arg-type]
+                )
+                continue
+            if name.startswith("__"):
+                raise _Unplanned  # introspection
+            definition = type_.fields.get(name)
+            if definition is None:
+                continue  # graphql-core leaves unknown fields out too
+            plan.fields.append(self._plan_field(key, definition, details, nodes))
+        return plan
+
+    def _plan_field(
+        self, key: str, definition: GraphQLField, details: FieldDetailsList, nodes: list[FieldNode]
+    ) -> _FieldPlan:
+        shape = self._shape(definition.type, details)
+        resolve = definition.resolve
+        if resolve is None:
+            raise _Unplanned
+        has_arguments = bool(definition.args or nodes[0].arguments)
+        strawberry_field = definition.extensions.get("strawberry-definition")
+        if getattr(resolve, "_is_default", False) and isinstance(strawberry_field, StrawberryField):
+            if strawberry_field.default_resolver is not getattr:
+                raise _Unplanned
+            return _FieldPlan(
+                key, _ATTRIBUTE, definition, nodes, shape, attribute=strawberry_field.python_name
+            )
+        direct = _direct_call(self, strawberry_field)
+        return _FieldPlan(
+            key,
+            _RESOLVER if direct is None else _DIRECT,
+            definition,
+            nodes,
+            shape,
+            direct=direct,
+            has_arguments=has_arguments,
+        )
+
+    def _shape(self, type_: GraphQLOutputType, details: FieldDetailsList) -> _Shape:
+        non_null = is_non_null_type(type_)
+        if isinstance(type_, GraphQLNonNull):
+            type_ = type_.of_type
+        if is_list_type(type_):
+            assert isinstance(type_, GraphQLList)
+            item = self._shape(type_.of_type, details)
+            return _Shape(non_null, item=item, needs_path=item.needs_path)
+        if is_leaf_type(type_):
+            return _Shape(non_null, coerce=_coercion(type_))  # type: ignore[arg-type]
+        if not is_object_type(type_):
+            raise _Unplanned  # an interface or a union: the runtime type decides
+        assert isinstance(type_, GraphQLObjectType)
+        collected = collect_subfields(
+            self.schema,
+            self.fragments,
+            self.variable_values,
+            self.operation,
+            type_,
+            details,
+            self.hide_suggestions,
+        )
+        planned = self._plan_object(type_, collected)
+        needs_path = any(field.needs_path for field in planned.fields)
+        return _Shape(non_null, object=planned, needs_path=needs_path)
+
+    # Running ---------------------------------------------------------------------------------
+
+    async def _complete_objects(
+        self, plan: _ObjectPlan, sources: list[Any], paths: list[Path | None]
+    ) -> list[dict[str, Any]]:
+        """The plan's fields for every source at once; then the objects below, a level on."""
+        type_ = plan.type
+        type_name = type_.name
+        is_type_of = type_.is_type_of
+        children: dict[_ObjectPlan, list[tuple[Any, Any, Any, Path]]] = {}
+        waiting: list[tuple[dict[str, Any], _FieldPlan, Path, Awaitable[Any]]] = []
+        rows: list[dict[str, Any]] = []
+        for source, path in zip(sources, paths, strict=True):
+            if is_type_of is not None and not is_type_of(source, None):
+                raise _Unplanned
+            row: dict[str, Any] = {}
+            for planned in plan.fields:
+                kind = planned.kind
+                if kind == _TYPENAME:
+                    row[planned.key] = type_name
+                    continue
+                field_path = Path(path, planned.key, type_name) if planned.needs_path else None
+                if kind == _ATTRIBUTE:
+                    value = getattr(source, planned.attribute)
+                else:
+                    value = self._resolve(planned, source, type_, field_path)  # type: ignore[arg-type]
+                    if self.is_awaitable(value):
+                        row[planned.key] = None
+                        waiting.append((row, planned, field_path, value))
+                        continue
+                _complete(planned.shape, value, row, planned.key, field_path, children)
+            rows.append(row)
+        if waiting:
+            values = await gather_with_cancel(*(awaitable for *_, awaitable in waiting))
+            for (row, planned, field_path, _), value in zip(waiting, values, strict=True):
+                _complete(planned.shape, value, row, planned.key, field_path, children)
+        if children:
+            await self._complete_children(children)
+        return rows
+
+    async def _complete_children(
+        self, children: dict[_ObjectPlan, list[tuple[Any, Any, Any, Path]]]
+    ) -> None:
+        async def complete(plan: _ObjectPlan, entries: list[tuple[Any, Any, Any, Path]]) -> None:
+            rows = await self._complete_objects(
+                plan, [entry[2] for entry in entries], [entry[3] for entry in entries]
+            )
+            for (container, slot, _, _), row in zip(entries, rows, strict=True):
+                container[slot] = row
+
+        groups = list(children.items())
+        if len(groups) == 1:
+            await complete(*groups[0])
+        else:
+            await gather_with_cancel(*(complete(plan, entries) for plan, entries in groups))
+
+    def _resolve(
+        self, planned: _FieldPlan, source: Any, parent: GraphQLObjectType, path: Path
+    ) -> Any:
+        """The field's resolver called as strawberry would call it, with what it asks for."""
+        direct = planned.direct
+        if direct is None:
+            info = self.build_resolve_info(planned.definition, planned.nodes, parent, path)
+            return planned.definition.resolve(source, info, **self._arguments_of(planned, info))  # type: ignore[misc]
+        strawberry_info = None
+        if direct.info_name is not None or planned.has_arguments:
+            info = self.build_resolve_info(planned.definition, planned.nodes, parent, path)
+            strawberry_info = self._info_class(_raw_info=info, _field=direct.strawberry_field)
+        kwargs = {**self._arguments_of(planned, strawberry_info)}
+        for name in direct.parent_names:
+            kwargs[name] = source
+        if direct.info_name is not None:
+            kwargs[direct.info_name] = strawberry_info
+        if direct.self_parent:
+            return direct.function(source, **kwargs)
+        return direct.function(**kwargs)
+
+    def _arguments_of(self, planned: _FieldPlan, info: Any) -> dict[str, Any]:
+        """A field's arguments, coerced by graphql-core and, for a direct call, converted by
+        strawberry: the same for every parent, so done once per request."""
+        if not planned.has_arguments:
+            return {}
+        arguments = self._arguments.get(planned)
+        if arguments is None:
+            arguments = get_argument_values(
+                planned.definition,
+                planned.nodes[0],
+                self.variable_values,
+                None,
+                self.hide_suggestions,
+            )
+            if planned.direct is not None:
+                strawberry_schema = self.schema._strawberry_schema  # type: ignore[attr-defined]
+                arguments = convert_arguments(
+                    arguments,
+                    planned.direct.strawberry_field.arguments,
+                    scalar_registry=strawberry_schema.schema_converter.scalar_registry,
+                    config=strawberry_schema.config,
+                    info=info,
+                )
+            self._arguments[planned] = arguments
+        return arguments
+
+
+class CheckedExecutor(PlannedExecutor):
+    """Runs graphql-core after every planned answer and raises if the two differ.
+
+    Counts what it compared, and keeps each difference, so a test suite can tell that its
+    queries did take the plan and that none differed, whatever its tests looked at."""
+
+    compared = 0
+    mismatches: ClassVar[list[str]] = []
+
+    async def _execute_planned(self, plan: _ObjectPlan, serially: bool | None) -> Any:
+        try:
+            data = await self._planned_data(plan)
+        except Exception:
+            return await self._graphql_core(serially)
+        reference = await self._graphql_core(serially)
+        CheckedExecutor.compared += 1
+        if reference.errors or _wire(data) != _wire(reference.data):
+            errors = [error.formatted for error in reference.errors or ()]
+            difference = f"planned: {_wire(data)}\ngraphql-core: {_wire(reference.data)} {errors}"
+            CheckedExecutor.mismatches.append(difference)
+            raise PlanMismatch(difference)
+        return self.build_response(data)
+
+
+def _complete(
+    shape: _Shape,
+    value: Any,
+    container: Any,
+    slot: Any,
+    path: Path | None,
+    children: dict[_ObjectPlan, list[tuple[Any, Any, Any, Path]]],
+) -> None:
+    """Puts `value`, completed as graphql-core would on its success path, at container[slot];
+    objects are queued in `children` for the next level."""
+    if value is None or value is Undefined:
+        if shape.non_null:
+            raise _Unplanned
+        container[slot] = None
+        return
+    if isinstance(value, Exception):
+        raise _Unplanned
+    coerce = shape.coerce
+    if coerce is not None:
+        coerced = coerce(value)
+        if coerced is None or coerced is Undefined:
+            raise _Unplanned
+        container[slot] = coerced
+        return
+    item = shape.item
+    if item is not None:
+        if not is_iterable(value):
+            raise _Unplanned
+        elements = value if isinstance(value, list | tuple) else list(value)
+        items: list[Any] = [None] * len(elements)
+        container[slot] = items
+        for index, element in enumerate(elements):
+            item_path = Path(path, index, None) if item.needs_path else None
+            _complete(item, element, items, index, item_path, children)
+        return
+    container[slot] = None
+    children.setdefault(shape.object, []).append((container, slot, value, path))  # type: ignore[arg-type]
+
+
+def _coercion(type_: GraphQLScalarType | GraphQLEnumType) -> Callable[[Any], Any]:
+    """The leaf type's output coercion. Strawberry's enums search their values one by one for
+    the member's; a table built once gives the same name, and anything else goes to it."""
+    wrapped = getattr(type_, "wrapped_cls", None)
+    if not isinstance(type_, GraphQLEnumType) or wrapped is None:
+        return type_.coerce_output_value
+    names: dict[Any, str] = {}
+    for name, value in type_.values.items():
+        names.setdefault(value.value, name)  # the first name of a value, as strawberry's
+    fallback = type_.coerce_output_value
+
+    def coerce(value: Any) -> Any:
+        if isinstance(value, wrapped):
+            name = names.get(value.value)
+            if name is not None:
+                return name
+        return fallback(value)
+
+    return coerce
+
+
+def _direct_call(executor: PlannedExecutor, strawberry_field: Any) -> _Call | None:
+    """How to call the field's resolver function directly, when nothing wraps it (no field
+    extensions, so no permission classes; no exception handlers): strawberry would call it
+    with the same arguments, after layers that add nothing then."""
+    if not isinstance(strawberry_field, StrawberryField) or strawberry_field.extensions:
+        return None
+    resolver = strawberry_field.base_resolver
+    strawberry_schema = getattr(executor.schema, "_strawberry_schema", None)
+    converter = getattr(strawberry_schema, "schema_converter", None)
+    handlers = getattr(converter, "_get_field_exception_handlers", None)
+    if resolver is None or handlers is None or handlers(strawberry_field):
+        return None
+    parents = (resolver.root_parameter, resolver.parent_parameter)
+    return _Call(
+        resolver.wrapped_func,
+        strawberry_field,
+        self_parent=resolver.self_parameter is not None,
+        parent_names=tuple(parameter.name for parameter in parents if parameter is not None),
+        info_name=resolver.info_parameter.name if resolver.info_parameter else None,
+    )
+
+
+def _directive_variables(executor: PlannedExecutor) -> tuple[str, ...]:
+    """The variables any @skip or @include of the operation or its fragments reads."""
+    found: set[str] = set()
+
+    class Directives(Visitor):
+        def enter_directive(self, node: DirectiveNode, *_args: Any) -> None:
+            if node.name.value in ("skip", "include"):
+                for argument in node.arguments:
+                    if isinstance(argument.value, VariableNode):
+                        found.add(argument.value.name.value)
+
+    visit(executor.operation, Directives())
+    for fragment in executor.fragment_definitions.values():
+        visit(fragment, Directives())
+    return tuple(sorted(found))
+
+
+def _wire(data: Any) -> str:
+    """The data as it goes on the wire, key order included."""
+    return json.dumps(data, separators=(",", ":"))
