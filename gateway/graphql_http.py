@@ -1,11 +1,11 @@
 """GraphQL over HTTP, per the GraphQL-over-HTTP spec: GET and POST, negotiation, status codes."""
 
 import asyncio
-import json
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -83,7 +83,7 @@ def _from_query_string(request: Request) -> dict[str, Any]:
     for key in ("variables", "extensions"):
         if key in params:
             try:
-                params[key] = json.loads(params[key])
+                params[key] = orjson.loads(params[key])
             except ValueError:
                 raise BadRequest(400, "BAD_REQUEST", f"'{key}' is not valid JSON") from None
     return _operation(params)
@@ -111,7 +111,7 @@ async def _from_body(
         raise BadRequest(415, "UNSUPPORTED_MEDIA_TYPE", f"send the request as {JSON}")
     body = await read_body(request, max_bytes)
     try:
-        payload = json.loads(body)
+        payload = orjson.loads(body)
     except ValueError:
         raise BadRequest(400, "BAD_REQUEST", "request body is not valid JSON") from None
     if isinstance(payload, list):
@@ -247,7 +247,7 @@ class GraphQLEndpoint:
             # A throttled field (login attempts) refuses the request as a whole would.
             status, headers["Retry-After"] = 429, str(retry)
         return Response(
-            json.dumps(body, separators=(",", ":")),
+            orjson.dumps(body),
             status_code=status,
             media_type=media_type,
             headers=headers,
@@ -281,7 +281,7 @@ class GraphQLEndpoint:
             try:
                 async with aclosing(results):
                     async for body in _until(results, ended):
-                        yield f"event: next\ndata: {json.dumps(body, separators=(',', ':'))}\n\n"
+                        yield f"event: next\ndata: {orjson.dumps(body).decode()}\n\n"
                 yield "event: complete\ndata:\n\n"
             finally:
                 self.connections.discard(request.scope)
