@@ -66,6 +66,7 @@ from gateway.demo import DEMO_PASSWORD, load_bulk, load_demo
 from migrations import upgrade
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import profile
 from bench.harness import ADMIN_URL, cpu_seconds, database_url, free_port
 
 BENCH = Path(__file__).resolve().parent
@@ -168,6 +169,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=10, help="concurrent connections")
     parser.add_argument(
         "--rounds", type=int, default=1, help="measure each server this often, alternating"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the rounds, one more Kabinet run per scenario under py-spy: where its CPU goes",
     )
     args = parser.parse_args(argv)
     if not _DATABASE_NAME.fullmatch(args.database):
@@ -535,6 +541,17 @@ def measure(server: Server, load: Load, args: argparse.Namespace) -> Figures:
     )
 
 
+def profiled(server: Server, load: Load, tmp: Path, args: argparse.Namespace) -> list[str]:
+    """One more run of `load` with py-spy sampling the server; its summary by layer."""
+    if args.warmup:
+        autocannon(load.argv(args.connections, args.warmup))
+    raw = tmp / f"profile-{server.name}.txt"
+    sampler = profile.record(server.pid, args.duration, raw)
+    autocannon(load.argv(args.connections, args.duration))
+    sampler.wait()
+    return profile.summarize(raw)
+
+
 def median_figures(runs: Sequence[Figures]) -> Figures:
     """Each column's median over the rounds; failures are summed, RSS is the last run's."""
     return Figures(
@@ -598,6 +615,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ttl = 3600 + runs_per_scenario * (args.warmup + args.duration)
     commands = server_commands()
     results: list[tuple[Scenario, dict[str, list[Figures]]]] = []
+    profiles: dict[str, list[str]] = {}
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kabinet-bench-")))
         # All run from the start; the ones not under load sit idle.
@@ -626,9 +644,17 @@ def main(argv: Sequence[str] | None = None) -> None:
                     )
                     load = loads[scenario.name][server.name]
                     runs[server.name].append(measure(server, load, args))
+            if args.profile:
+                print(f"{scenario.name}, kabinet under py-spy: {args.duration} s, not counted")
+                profiles[scenario.name] = profiled(
+                    servers[0], loads[scenario.name]["kabinet"], tmp, args
+                )
             results.append((scenario, runs))
     for scenario, runs in results:
         report(scenario, viewers[scenario.name], runs)
+        if scenario.name in profiles:
+            print(f"where kabinet's CPU goes ({scenario.name}, py-spy):")
+            print("\n".join(f"  {line}" for line in profiles[scenario.name]))
     print(f"\ncommand: {shlex.join(sys.orig_argv)}")
     version = subprocess.run([commands["peer"][0], "--version"], capture_output=True, text=True)
     print(f"node: {version.stdout.strip()}")
