@@ -3,6 +3,8 @@
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from operator import attrgetter
+from typing import Any
 
 import strawberry
 from strawberry import Info
@@ -33,11 +35,13 @@ from domains.billing.transaction import (
 from domains.customers.customer import CustomerRow
 from domains.errors import Forbidden
 from domains.events.cloudevent import CloudEvent
+from domains.keyset import Page, Window
 from domains.money import Money
 from resolvers.access import load_owned
 from resolvers.context import Context
 from resolvers.customers import customer_by_pk
 from resolvers.live import LiveEvent, event_fields, live, watched_customer
+from resolvers.lookup import lookup
 from resolvers.relay import Connection, connection_from_page, pk_of, window_from_arguments
 
 
@@ -59,6 +63,25 @@ async def invoice(info: Info[Context], id: strawberry.ID) -> InvoiceRow:
     return await invoice_by_pk(info, pk_of(id, "Invoice"))
 
 
+def _invoice_page_key(
+    root: CustomerRow,
+    status: list[InvoiceStatus] | None = None,
+    period_from: date | None = None,
+    period_to: date | None = None,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> tuple[int, InvoiceFilter, Window]:
+    invoice_filter = InvoiceFilter(frozenset(status or ()), period_from, period_to)
+    return root.id, invoice_filter, window_from_arguments(INVOICE_ORDER, first, after, last, before)
+
+
+def _invoice_connection(page: Page[InvoiceRow], *_: Any, **__: Any) -> Connection[InvoiceRow]:
+    return connection_from_page(page, INVOICE_ORDER)
+
+
+@lookup(InvoicePagesByCustomerIdLoader, _invoice_page_key, _invoice_connection)
 async def customer_invoices(
     root: CustomerRow,
     info: Info[Context],
@@ -70,11 +93,7 @@ async def customer_invoices(
     last: int | None = None,
     before: str | None = None,
 ) -> Connection[InvoiceRow]:
-    invoice_filter = InvoiceFilter(frozenset(status or ()), period_from, period_to)
-    window = window_from_arguments(INVOICE_ORDER, first, after, last, before)
-    loader = info.context.loaders.of(InvoicePagesByCustomerIdLoader)
-    page = await loader.load((root.id, invoice_filter, window))
-    return connection_from_page(page, INVOICE_ORDER)
+    """Newest first."""
 
 
 async def viewer_invoices(
@@ -91,11 +110,26 @@ async def viewer_invoices(
     if viewer.customer_id is None:
         raise Forbidden("staff accounts have no invoices; use customer(id:) { invoices }")
     customer = await customer_by_pk(info, viewer.customer_id)
-    return await customer_invoices(
-        customer, info, status, period_from, period_to, first, after, last, before
-    )
+    key = _invoice_page_key(customer, status, period_from, period_to, first, after, last, before)
+    page = await info.context.loaders.of(InvoicePagesByCustomerIdLoader).load(key)
+    return _invoice_connection(page)
 
 
+def _payment_page_key(
+    root: CustomerRow,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> tuple[int, Window]:
+    return root.id, window_from_arguments(PAYMENT_ORDER, first, after, last, before)
+
+
+def _payment_connection(page: Page[PaymentRow], *_: Any, **__: Any) -> Connection[PaymentRow]:
+    return connection_from_page(page, PAYMENT_ORDER)
+
+
+@lookup(PaymentPagesByCustomerIdLoader, _payment_page_key, _payment_connection)
 async def customer_payments(
     root: CustomerRow,
     info: Info[Context],
@@ -104,9 +138,7 @@ async def customer_payments(
     last: int | None = None,
     before: str | None = None,
 ) -> Connection[PaymentRow]:
-    window = window_from_arguments(PAYMENT_ORDER, first, after, last, before)
-    page = await info.context.loaders.of(PaymentPagesByCustomerIdLoader).load((root.id, window))
-    return connection_from_page(page, PAYMENT_ORDER)
+    """Newest first."""
 
 
 def customer_balance(root: CustomerRow) -> Money:
@@ -117,13 +149,18 @@ def invoice_amount(root: InvoiceRow) -> Money:
     return Money(root.amount, root.currency)
 
 
+def _due(payments: list[PaymentRow], invoice: InvoiceRow, _context: Context) -> Money:
+    return Money(amount_due(invoice, payments), invoice.currency)
+
+
+@lookup(PaymentsByInvoiceIdLoader, attrgetter("id"), _due)
 async def invoice_amount_due(root: InvoiceRow, info: Info[Context]) -> Money:
-    payments = await info.context.loaders.of(PaymentsByInvoiceIdLoader).load(root.id)
-    return Money(amount_due(root, payments), root.currency)
+    """The invoice's amount less what its payments settled."""
 
 
+@lookup(PaymentsByInvoiceIdLoader, attrgetter("id"))
 async def invoice_payments(root: InvoiceRow, info: Info[Context]) -> list[PaymentRow]:
-    return await info.context.loaders.of(PaymentsByInvoiceIdLoader).load(root.id)
+    """Oldest first."""
 
 
 async def invoice_customer(root: InvoiceRow, info: Info[Context]) -> CustomerRow:
@@ -140,8 +177,9 @@ async def payment_invoice(root: PaymentRow, info: Info[Context]) -> InvoiceRow |
     return await invoice_by_pk(info, root.invoice_id)
 
 
+@lookup(TransactionsByPaymentIdLoader, attrgetter("id"))
 async def payment_transactions(root: PaymentRow, info: Info[Context]) -> list[TransactionRow]:
-    return await info.context.loaders.of(TransactionsByPaymentIdLoader).load(root.id)
+    """The ledger entries the payment posted."""
 
 
 def transaction_amount(root: TransactionRow) -> Money:

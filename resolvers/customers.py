@@ -1,5 +1,8 @@
 """Customer resolvers: accounts, contracts, subscriptions and tariffs."""
 
+from operator import attrgetter
+from typing import Any
+
 import strawberry
 from strawberry import Info
 
@@ -12,6 +15,7 @@ from dataloaders.customers import (
     SubscriptionsByIdLoader,
     TariffsByIdLoader,
 )
+from dataloaders.identity import UsersByIdLoader
 from domains.customers.contract import ContractRow
 from domains.customers.customer import CUSTOMER_ORDER, CustomerRow, search_customers
 from domains.customers.profile import update_profile
@@ -22,7 +26,8 @@ from domains.identity.user import UserRow
 from domains.money import Money
 from resolvers.access import load_owned
 from resolvers.context import Context
-from resolvers.identity import user_by_pk
+from resolvers.identity import visible_user
+from resolvers.lookup import lookup
 from resolvers.relay import Connection, connection_from_page, pk_of, window_from_arguments
 
 
@@ -46,9 +51,7 @@ async def subscription_by_pk(info: Info[Context], pk: int) -> SubscriptionRow:
 
 async def tariff_by_pk(info: Info[Context], pk: int) -> TariffRow:
     tariff = await info.context.loaders.of(TariffsByIdLoader).load(pk)
-    if tariff is None:
-        raise NotFound("tariff")
-    return tariff
+    return _found_tariff(tariff, None, info.context)
 
 
 async def customer(info: Info[Context], id: strawberry.ID) -> CustomerRow:
@@ -79,32 +82,44 @@ async def tariffs(info: Info[Context], include_archived: bool = False) -> list[T
         return await list_tariffs(conn, include_archived=include_archived)
 
 
+def _found_tariff(tariff: TariffRow | None, _parent: Any, _context: Context | None) -> TariffRow:
+    if tariff is None:
+        raise NotFound("tariff")
+    return tariff
+
+
+@lookup(CustomersByUserIdLoader, attrgetter("id"))
 async def user_customer(root: UserRow, info: Info[Context]) -> CustomerRow | None:
-    return await info.context.loaders.of(CustomersByUserIdLoader).load(root.id)
+    """The account a customer user owns; staff own none."""
 
 
+@lookup(UsersByIdLoader, attrgetter("user_id"), visible_user)
 async def customer_user(root: CustomerRow, info: Info[Context]) -> UserRow:
-    return await user_by_pk(info, root.user_id)
+    """The customer's login."""
 
 
+@lookup(ContractsByCustomerIdLoader, attrgetter("id"))
 async def customer_contracts(root: CustomerRow, info: Info[Context]) -> list[ContractRow]:
-    return await info.context.loaders.of(ContractsByCustomerIdLoader).load(root.id)
+    """Oldest first."""
 
 
+@lookup(SubscriptionsByCustomerIdLoader, attrgetter("id"))
 async def customer_subscriptions(root: CustomerRow, info: Info[Context]) -> list[SubscriptionRow]:
-    return await info.context.loaders.of(SubscriptionsByCustomerIdLoader).load(root.id)
+    """Oldest first."""
 
 
 async def contract_customer(root: ContractRow, info: Info[Context]) -> CustomerRow:
     return await customer_by_pk(info, root.customer_id)
 
 
+@lookup(TariffsByIdLoader, attrgetter("tariff_id"), _found_tariff)
 async def contract_tariff(root: ContractRow, info: Info[Context]) -> TariffRow:
-    return await tariff_by_pk(info, root.tariff_id)
+    """The contract's tariff."""
 
 
+@lookup(TariffsByIdLoader, attrgetter("tariff_id"), _found_tariff)
 async def subscription_tariff(root: SubscriptionRow, info: Info[Context]) -> TariffRow:
-    return await tariff_by_pk(info, root.tariff_id)
+    """The subscription's tariff."""
 
 
 async def subscription_contract(root: SubscriptionRow, info: Info[Context]) -> ContractRow:

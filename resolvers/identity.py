@@ -1,5 +1,7 @@
 """Identity resolvers: the viewer, users, signing in and out, sessions and passwords."""
 
+from typing import Any
+
 import strawberry
 from strawberry import Info
 
@@ -16,15 +18,17 @@ from resolvers.context import Context
 from resolvers.relay import pk_of
 
 
-async def user_by_pk(info: Info[Context], pk: int) -> UserRow:
-    """Users see themselves; staff see everyone."""
-    viewer = info.context.signed_in
-    if pk != viewer.user_id and not viewer.is_staff:
-        raise NotFound("user")
-    user = await info.context.loaders.of(UsersByIdLoader).load(pk)
-    if user is None:
+def visible_user(user: UserRow | None, _parent: Any, context: Context) -> UserRow:
+    """Users see themselves; staff see everyone (a lookup's `then`)."""
+    viewer = context.signed_in
+    if user is None or (user.id != viewer.user_id and not viewer.is_staff):
         raise NotFound("user")
     return user
+
+
+async def user_by_pk(info: Info[Context], pk: int) -> UserRow:
+    user = await info.context.loaders.of(UsersByIdLoader).load(pk)
+    return visible_user(user, None, info.context)
 
 
 async def me(info: Info[Context]) -> UserRow:

@@ -27,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from graphql import (
     FieldNode,
@@ -61,8 +61,10 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
 
+from resolvers.lookup import Lookup, lookup_of
+
 _PLANS = 1024  # plans kept, least recently used dropped: one per operation a client sends
-_TYPENAME, _ATTRIBUTE, _DIRECT, _RESOLVER = range(4)
+_TYPENAME, _ATTRIBUTE, _LOOKUP, _DIRECT, _RESOLVER = range(5)
 
 
 class Execution(StrEnum):
@@ -100,7 +102,6 @@ class _Call:
     or under its root/parent parameter names, the Info under its parameter's name."""
 
     function: Callable[..., Any]
-    strawberry_field: StrawberryField
     self_parent: bool
     parent_names: tuple[str, ...]
     info_name: str | None
@@ -108,8 +109,9 @@ class _Call:
 
 @dataclass(eq=False, slots=True)
 class _FieldPlan:
-    """One response key: `_ATTRIBUTE` reads `attribute`, `_DIRECT` calls `direct`'s function
-    itself, `_RESOLVER` goes through strawberry's resolver (`resolve`)."""
+    """One response key: `_ATTRIBUTE` reads `attribute`, `_LOOKUP` loads `lookup` for a whole
+    level of parents, `_DIRECT` calls `direct`'s function itself, `_RESOLVER` goes through
+    strawberry's resolver (the definition's `resolve`)."""
 
     key: str
     kind: int
@@ -117,15 +119,19 @@ class _FieldPlan:
     nodes: list[FieldNode]
     shape: _Shape
     attribute: str = ""
+    lookup: Lookup | None = None
     direct: _Call | None = None
+    strawberry_field: StrawberryField | None = None
     has_arguments: bool = False
     # Whether its path is needed: for an Info, or for the objects below it.
     needs_path: bool = field(init=False)
 
     def __post_init__(self) -> None:
         direct = self.direct
-        asks_info = self.kind == _RESOLVER or (
-            direct is not None and (direct.info_name is not None or self.has_arguments)
+        asks_info = (
+            self.kind == _RESOLVER
+            or (direct is not None and direct.info_name is not None)
+            or self.has_arguments  # converting them takes an Info
         )
         self.needs_path = asks_info or self.shape.needs_path
 
@@ -258,14 +264,19 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             return _FieldPlan(
                 key, _ATTRIBUTE, definition, nodes, shape, attribute=strawberry_field.python_name
             )
-        direct = _direct_call(self, strawberry_field)
+        if not _unwrapped(self, strawberry_field):
+            return _FieldPlan(key, _RESOLVER, definition, nodes, shape, has_arguments=has_arguments)
+        resolver = strawberry_field.base_resolver
+        declared = lookup_of(resolver.wrapped_func)
         return _FieldPlan(
             key,
-            _RESOLVER if direct is None else _DIRECT,
+            _DIRECT if declared is None else _LOOKUP,
             definition,
             nodes,
             shape,
-            direct=direct,
+            lookup=declared,
+            direct=_direct_call(resolver) if declared is None else None,
+            strawberry_field=strawberry_field,
             has_arguments=has_arguments,
         )
 
@@ -306,6 +317,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         is_type_of = type_.is_type_of
         children: dict[_ObjectPlan, list[tuple[Any, Any, Any, Path]]] = {}
         waiting: list[tuple[dict[str, Any], _FieldPlan, Path, Awaitable[Any]]] = []
+        lookups: dict[_FieldPlan, list[tuple[dict[str, Any], Any, Path | None]]] = {}
         rows: list[dict[str, Any]] = []
         for source, path in zip(sources, paths, strict=True):
             if is_type_of is not None and not is_type_of(source, None):
@@ -319,6 +331,10 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                 field_path = Path(path, planned.key, type_name) if planned.needs_path else None
                 if kind == _ATTRIBUTE:
                     value = getattr(source, planned.attribute)
+                elif kind == _LOOKUP:
+                    row[planned.key] = None
+                    lookups.setdefault(planned, []).append((row, source, field_path))
+                    continue
                 else:
                     value = self._resolve(planned, source, type_, field_path)  # type: ignore[arg-type]
                     if self.is_awaitable(value):
@@ -327,13 +343,39 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                         continue
                 _complete(planned.shape, value, row, planned.key, field_path, children)
             rows.append(row)
-        if waiting:
-            values = await gather_with_cancel(*(awaitable for *_, awaitable in waiting))
-            for (row, planned, field_path, _), value in zip(waiting, values, strict=True):
-                _complete(planned.shape, value, row, planned.key, field_path, children)
+        if waiting or lookups:
+            await self._await_level(type_, waiting, lookups, children)
         if children:
             await self._complete_children(children)
         return rows
+
+    async def _await_level(
+        self,
+        parent: GraphQLObjectType,
+        waiting: list[tuple[dict[str, Any], _FieldPlan, Path, Awaitable[Any]]],
+        lookups: dict[_FieldPlan, list[tuple[dict[str, Any], Any, Path | None]]],
+        children: dict[_ObjectPlan, list[tuple[Any, Any, Any, Path]]],
+    ) -> None:
+        """The level's resolver results and lookups, awaited together so their loaders
+        batch; each lookup is one `load_many` for all its parents."""
+        context = self.context_value
+        batches = []
+        for planned, entries in lookups.items():
+            arguments = self._arguments_of(planned, parent, entries[0][2])  # type: ignore[arg-type]
+            parents = [source for _, source, _ in entries]
+            loading = planned.lookup.load_many(context, parents, arguments)  # type: ignore[union-attr]
+            batches.append((planned, entries, arguments, loading))
+        awaitables = [awaitable for *_, awaitable in waiting] + [batch[3] for batch in batches]
+        values = await gather_with_cancel(*awaitables)
+        for (row, planned, field_path, _), value in zip(waiting, values, strict=False):
+            _complete(planned.shape, value, row, planned.key, field_path, children)
+        for (planned, entries, arguments, _), loaded in zip(
+            batches, values[len(waiting) :], strict=True
+        ):
+            finish = planned.lookup.finish  # type: ignore[union-attr]
+            for (row, source, field_path), value in zip(entries, loaded, strict=True):
+                value = finish(value, source, context, arguments)
+                _complete(planned.shape, value, row, planned.key, field_path, children)
 
     async def _complete_children(
         self, children: dict[_ObjectPlan, list[tuple[Any, Any, Any, Path]]]
@@ -358,23 +400,27 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         direct = planned.direct
         if direct is None:
             info = self.build_resolve_info(planned.definition, planned.nodes, parent, path)
-            return planned.definition.resolve(source, info, **self._arguments_of(planned, info))  # type: ignore[misc]
-        strawberry_info = None
-        if direct.info_name is not None or planned.has_arguments:
-            info = self.build_resolve_info(planned.definition, planned.nodes, parent, path)
-            strawberry_info = self._info_class(_raw_info=info, _field=direct.strawberry_field)
-        kwargs = {**self._arguments_of(planned, strawberry_info)}
+            arguments = self._arguments_of(planned, parent, path)
+            return planned.definition.resolve(source, info, **arguments)  # type: ignore[misc]
+        kwargs = {**self._arguments_of(planned, parent, path)}
         for name in direct.parent_names:
             kwargs[name] = source
         if direct.info_name is not None:
-            kwargs[direct.info_name] = strawberry_info
+            kwargs[direct.info_name] = self._info(planned, parent, path)
         if direct.self_parent:
             return direct.function(source, **kwargs)
         return direct.function(**kwargs)
 
-    def _arguments_of(self, planned: _FieldPlan, info: Any) -> dict[str, Any]:
-        """A field's arguments, coerced by graphql-core and, for a direct call, converted by
-        strawberry: the same for every parent, so done once per request."""
+    def _info(self, planned: _FieldPlan, parent: GraphQLObjectType, path: Path) -> Any:
+        """The strawberry Info a resolver of this field would get at `path`."""
+        info = self.build_resolve_info(planned.definition, planned.nodes, parent, path)
+        return self._info_class(_raw_info=info, _field=planned.strawberry_field)
+
+    def _arguments_of(
+        self, planned: _FieldPlan, parent: GraphQLObjectType, path: Path
+    ) -> dict[str, Any]:
+        """A field's arguments, coerced by graphql-core and, for a direct call or a lookup,
+        converted by strawberry: the same for every parent, so done once per request."""
         if not planned.has_arguments:
             return {}
         arguments = self._arguments.get(planned)
@@ -386,14 +432,14 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                 None,
                 self.hide_suggestions,
             )
-            if planned.direct is not None:
+            if planned.strawberry_field is not None:
                 strawberry_schema = self.schema._strawberry_schema  # type: ignore[attr-defined]
                 arguments = convert_arguments(
                     arguments,
-                    planned.direct.strawberry_field.arguments,
+                    planned.strawberry_field.arguments,
                     scalar_registry=strawberry_schema.schema_converter.scalar_registry,
                     config=strawberry_schema.config,
-                    info=info,
+                    info=self._info(planned, parent, path),
                 )
             self._arguments[planned] = arguments
         return arguments
@@ -411,16 +457,26 @@ class CheckedExecutor(PlannedExecutor):
     async def _execute_planned(self, plan: _ObjectPlan, serially: bool | None) -> Any:
         try:
             data = await self._planned_data(plan)
-        except Exception:
-            return await self._graphql_core(serially)
+        except Exception as error:
+            # The plan leaves only what graphql-core answers with errors: anything else is
+            # the plan's own failure, hidden by the fallback unless caught here.
+            reference = await self._graphql_core(serially)
+            if not reference.errors:
+                self._mismatch(f"the plan failed ({error!r}) where graphql-core answered")
+            return reference
         reference = await self._graphql_core(serially)
         CheckedExecutor.compared += 1
         if reference.errors or _wire(data) != _wire(reference.data):
             errors = [error.formatted for error in reference.errors or ()]
-            difference = f"planned: {_wire(data)}\ngraphql-core: {_wire(reference.data)} {errors}"
-            CheckedExecutor.mismatches.append(difference)
-            raise PlanMismatch(difference)
+            self._mismatch(
+                f"planned: {_wire(data)}\ngraphql-core: {_wire(reference.data)} {errors}"
+            )
         return self.build_response(data)
+
+    @staticmethod
+    def _mismatch(difference: str) -> NoReturn:
+        CheckedExecutor.mismatches.append(difference)
+        raise PlanMismatch(difference)
 
 
 def _complete(
@@ -483,22 +539,27 @@ def _coercion(type_: GraphQLScalarType | GraphQLEnumType) -> Callable[[Any], Any
     return coerce
 
 
-def _direct_call(executor: PlannedExecutor, strawberry_field: Any) -> _Call | None:
-    """How to call the field's resolver function directly, when nothing wraps it (no field
-    extensions, so no permission classes; no exception handlers): strawberry would call it
-    with the same arguments, after layers that add nothing then."""
+def _unwrapped(executor: PlannedExecutor, strawberry_field: Any) -> bool:
+    """Whether nothing wraps the field's resolver function (no field extensions, so no
+    permission classes; no exception handlers): then strawberry's layers add nothing to
+    calling it, and the plan may call it, or load its lookup, itself."""
     if not isinstance(strawberry_field, StrawberryField) or strawberry_field.extensions:
-        return None
-    resolver = strawberry_field.base_resolver
+        return False
     strawberry_schema = getattr(executor.schema, "_strawberry_schema", None)
     converter = getattr(strawberry_schema, "schema_converter", None)
     handlers = getattr(converter, "_get_field_exception_handlers", None)
-    if resolver is None or handlers is None or handlers(strawberry_field):
-        return None
+    return (
+        strawberry_field.base_resolver is not None
+        and handlers is not None
+        and not handlers(strawberry_field)
+    )
+
+
+def _direct_call(resolver: Any) -> _Call:
+    """How strawberry passes the parent and the Info to this resolver function."""
     parents = (resolver.root_parameter, resolver.parent_parameter)
     return _Call(
         resolver.wrapped_func,
-        strawberry_field,
         self_parent=resolver.self_parameter is not None,
         parent_names=tuple(parameter.name for parameter in parents if parameter is not None),
         info_name=resolver.info_parameter.name if resolver.info_parameter else None,

@@ -182,3 +182,23 @@ async def test_a_difference_is_caught(
     assert '"planned"' in found[0]
     assert "data" not in body
     assert body["errors"][0]["message"].startswith("planned:")
+
+
+async def test_a_plan_that_breaks_is_caught(
+    pg_client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+):
+    """A plan that fails where graphql-core answers (a bug of the plan's own, which the
+    fallback would hide) fails a checked run too."""
+
+    def broken(*_args: object) -> None:
+        raise TypeError("the plan's own bug")
+
+    monkeypatch.setattr(schema.planned, "_complete", broken)
+    token = await login(pg_client, "alice@example.com")
+    seen = len(CheckedExecutor.mismatches)
+    body = await graphql(pg_client, "{ me { id }  # planned afresh\n}", token=token)
+    found = CheckedExecutor.mismatches[seen:]
+    del CheckedExecutor.mismatches[seen:]
+    assert len(found) == 1
+    assert "the plan's own bug" in found[0]
+    assert body["errors"][0]["message"].startswith("the plan failed")
