@@ -172,8 +172,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--profile",
-        action="store_true",
-        help="after the rounds, one more Kabinet run per scenario under py-spy: where its CPU goes",
+        metavar="DIR",
+        type=Path,
+        help="after the rounds, one more Kabinet run per scenario under py-spy, its CPU by "
+        "layer printed and the raw recording kept in DIR",
     )
     args = parser.parse_args(argv)
     if not _DATABASE_NAME.fullmatch(args.database):
@@ -541,11 +543,12 @@ def measure(server: Server, load: Load, args: argparse.Namespace) -> Figures:
     )
 
 
-def profiled(server: Server, load: Load, tmp: Path, args: argparse.Namespace) -> list[str]:
+def profiled(server: Server, load: Load, scenario: Scenario, args: argparse.Namespace) -> list[str]:
     """One more run of `load` with py-spy sampling the server; its summary by layer."""
     if args.warmup:
         autocannon(load.argv(args.connections, args.warmup))
-    raw = tmp / f"profile-{server.name}.txt"
+    args.profile.mkdir(parents=True, exist_ok=True)
+    raw = args.profile / f"{server.name}-{scenario.name}.txt"
     sampler = profile.record(server.pid, args.duration, raw)
     autocannon(load.argv(args.connections, args.duration))
     sampler.wait()
@@ -653,7 +656,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     for scenario, runs in results:
         report(scenario, viewers[scenario.name], runs)
         if scenario.name in profiles:
-            print(f"where kabinet's CPU goes ({scenario.name}, py-spy):")
+            raw = args.profile / f"kabinet-{scenario.name}.txt"
+            print(f"where kabinet's CPU goes ({scenario.name}, py-spy, recording in {raw}):")
             print("\n".join(f"  {line}" for line in profiles[scenario.name]))
     print(f"\ncommand: {shlex.join(sys.orig_argv)}")
     version = subprocess.run([commands["peer"][0], "--version"], capture_output=True, text=True)
