@@ -37,6 +37,7 @@ from schema.federation import (
     standard_extensions,
 )
 from schema.guards.extensions import hardening_extensions
+from schema.planned import Execution
 from subscriptions.hub import Hub
 
 logger = logging.getLogger("kabinet")
@@ -122,7 +123,7 @@ def create_app(settings: Settings, subgraph: str | None = None) -> Starlette:
             max_body_bytes=settings.max_body_bytes,
         )
 
-    execution = settings.graphql_execution
+    execution = Execution(settings.graphql_execution)
     served = (
         build_composed(extensions(), execution)
         if subgraph is None

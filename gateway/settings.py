@@ -7,8 +7,6 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from schema.planned import Execution
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 DEV_DATABASE_URL = f"sqlite+aiosqlite:///{REPO_ROOT / 'var' / 'kabinet.db'}"
@@ -80,9 +78,8 @@ class Settings(BaseSettings):
     graphql_max_directives: int = Field(20, ge=0)
     graphql_max_batch: int = Field(10, ge=1)
     graphql_max_cost: int = Field(5_000, ge=1)
-    graphql_execution: Execution = Field(
-        Execution.PLANNED, description="Queries on their plan (schema/planned.py) or not."
-    )
+    # schema.planned.Execution's values; named here so settings import no schema.
+    graphql_execution: Literal["planned", "graphql-core", "checked"] = "planned"
     max_body_bytes: int = Field(100_000, ge=1_000)
     introspection: bool | None = Field(None, description="Default: on in development only.")
     field_suggestions: bool | None = Field(None, description="Default: on in development only.")
