@@ -1,15 +1,16 @@
-"""Planned execution: a query's selections resolved once into a plan, then run level by level.
+"""Planned execution: a query's selections resolved once into a plan, then run a depth at a time.
 
 graphql-core executes field by field: for each of the two hundred fields of the portal's
 first screen it builds a path and an info object, looks the field up, walks its type's
 wrappers and, through strawberry, converts arguments and builds another info object, even
 where the field is a plain attribute. A validated query selects the same fields every time,
 so this executor resolves its selections once into a plan (per operation and per value of
-the variables its @skip/@include read) and runs it a level at a time: all objects at one
-depth have their fields read in one pass, plain attributes with getattr, resolvers taking
-only their parent called directly, other resolvers through strawberry's own wrapper (its
-arguments, its Info); the awaitables of a level are gathered together, so loaders batch as
-they do under graphql-core, and the result is plain dicts and lists.
+the variables its @skip/@include read) and runs it a depth at a time: all objects at one
+depth have their fields read in one pass (attributes with getattr; resolvers called as
+strawberry would call them, their arguments converted once per request), a field declared
+as a lookup (resolvers/lookup.py) is loaded for all its parents with one `load_many`, and the
+depth's awaitables are awaited together, so loaders batch as they do under graphql-core.
+The result is plain dicts and lists.
 
 The plan covers the success path of queries over object types. graphql-core runs everything
 else, unchanged: mutations and subscriptions, introspection, abstract types (`node`,
@@ -22,6 +23,7 @@ runs both paths on every planned query and raises on any difference; the test su
 that way (tests/test_planned.py).
 """
 
+import inspect
 import json
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -115,6 +117,7 @@ class _FieldPlan:
 
     key: str
     kind: int
+    owner: GraphQLObjectType
     definition: GraphQLField
     nodes: list[FieldNode]
     shape: _Shape
@@ -150,6 +153,9 @@ class _Entry:
     plans: dict[tuple[Any, ...], _ObjectPlan | None] = field(default_factory=dict)
 
 
+# Where a completed object goes (container[slot]), what it is, and its path.
+_Slot = tuple[Any, Any, Any, Path | None]
+
 _cache: OrderedDict[tuple[Any, OperationDefinitionNode], _Entry] = OrderedDict()
 
 
@@ -177,8 +183,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
     async def _planned_data(self, plan: _ObjectPlan) -> dict[str, Any]:
         self._arguments: dict[_FieldPlan, dict[str, Any]] = {}
         self._info_class = self.schema._strawberry_schema.config.info_class  # type: ignore[attr-defined]
-        rows = await self._complete_objects(plan, [self.root_value], [None])
-        return rows[0]
+        return await self._run(plan)
 
     async def _graphql_core(self, serially: bool | None) -> Any:
         result = super().execute_operation(serially)
@@ -238,7 +243,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             nodes = [detail.node for detail in details]
             if name == "__typename":
                 plan.fields.append(
-                    _FieldPlan(key, _TYPENAME, None, nodes, _Shape(True))  # type: ignore[arg-type]
+                    _FieldPlan(key, _TYPENAME, type_, None, nodes, _Shape(True))  # type: ignore[arg-type]
                 )
                 continue
             if name.startswith("__"):
@@ -246,11 +251,16 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             definition = type_.fields.get(name)
             if definition is None:
                 continue  # graphql-core leaves unknown fields out too
-            plan.fields.append(self._plan_field(key, definition, details, nodes))
+            plan.fields.append(self._plan_field(key, type_, definition, details, nodes))
         return plan
 
     def _plan_field(
-        self, key: str, definition: GraphQLField, details: FieldDetailsList, nodes: list[FieldNode]
+        self,
+        key: str,
+        owner: GraphQLObjectType,
+        definition: GraphQLField,
+        details: FieldDetailsList,
+        nodes: list[FieldNode],
     ) -> _FieldPlan:
         shape = self._shape(definition.type, details)
         resolve = definition.resolve
@@ -261,16 +271,18 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         if getattr(resolve, "_is_default", False) and isinstance(strawberry_field, StrawberryField):
             if strawberry_field.default_resolver is not getattr:
                 raise _Unplanned
-            return _FieldPlan(
-                key, _ATTRIBUTE, definition, nodes, shape, attribute=strawberry_field.python_name
-            )
+            attribute = strawberry_field.python_name
+            return _FieldPlan(key, _ATTRIBUTE, owner, definition, nodes, shape, attribute=attribute)
         if not _unwrapped(self, strawberry_field):
-            return _FieldPlan(key, _RESOLVER, definition, nodes, shape, has_arguments=has_arguments)
+            return _FieldPlan(
+                key, _RESOLVER, owner, definition, nodes, shape, has_arguments=has_arguments
+            )
         resolver = strawberry_field.base_resolver
         declared = lookup_of(resolver.wrapped_func)
         return _FieldPlan(
             key,
             _DIRECT if declared is None else _LOOKUP,
+            owner,
             definition,
             nodes,
             shape,
@@ -308,21 +320,48 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
 
     # Running ---------------------------------------------------------------------------------
 
-    async def _complete_objects(
-        self, plan: _ObjectPlan, sources: list[Any], paths: list[Path | None]
-    ) -> list[dict[str, Any]]:
-        """The plan's fields for every source at once; then the objects below, a level on."""
+    async def _run(self, plan: _ObjectPlan) -> dict[str, Any]:
+        """The plan, a depth at a time: every object at a depth has its fields read in one
+        pass, the depth's awaitables are awaited together (so its loaders batch), and the
+        objects they lead to make the next depth."""
+        top: dict[str, Any] = {}
+        level: list[tuple[_ObjectPlan, list[_Slot]]] = [
+            (plan, [(top, "data", self.root_value, None)])
+        ]
+        while level:
+            below: dict[_ObjectPlan, list[_Slot]] = {}
+            waiting: list[tuple[dict[str, Any], _FieldPlan, Path, Awaitable[Any]]] = []
+            lookups: dict[_FieldPlan, list[tuple[dict[str, Any], Any, Path | None]]] = {}
+            try:
+                for object_plan, slots in level:
+                    self._read_fields(object_plan, slots, below, waiting, lookups)
+            except Exception:
+                for *_, awaitable in waiting:  # started resolvers, never to be awaited
+                    if inspect.iscoroutine(awaitable):
+                        awaitable.close()
+                raise
+            if waiting or lookups:
+                await self._await_level(waiting, lookups, below)
+            level = list(below.items())
+        return top["data"]
+
+    def _read_fields(
+        self,
+        plan: _ObjectPlan,
+        slots: list[_Slot],
+        below: dict[_ObjectPlan, list[_Slot]],
+        waiting: list[tuple[dict[str, Any], _FieldPlan, Path, Awaitable[Any]]],
+        lookups: dict[_FieldPlan, list[tuple[dict[str, Any], Any, Path | None]]],
+    ) -> None:
+        """Each slot's object becomes its row: fields read now, or left to the level's wait."""
         type_ = plan.type
         type_name = type_.name
         is_type_of = type_.is_type_of
-        children: dict[_ObjectPlan, list[tuple[Any, Any, Any, Path]]] = {}
-        waiting: list[tuple[dict[str, Any], _FieldPlan, Path, Awaitable[Any]]] = []
-        lookups: dict[_FieldPlan, list[tuple[dict[str, Any], Any, Path | None]]] = {}
-        rows: list[dict[str, Any]] = []
-        for source, path in zip(sources, paths, strict=True):
+        for container, slot, source, path in slots:
             if is_type_of is not None and not is_type_of(source, None):
                 raise _Unplanned
             row: dict[str, Any] = {}
+            container[slot] = row
             for planned in plan.fields:
                 kind = planned.kind
                 if kind == _TYPENAME:
@@ -336,89 +375,65 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                     lookups.setdefault(planned, []).append((row, source, field_path))
                     continue
                 else:
-                    value = self._resolve(planned, source, type_, field_path)  # type: ignore[arg-type]
+                    value = self._resolve(planned, source, field_path)  # type: ignore[arg-type]
                     if self.is_awaitable(value):
                         row[planned.key] = None
                         waiting.append((row, planned, field_path, value))
                         continue
-                _complete(planned.shape, value, row, planned.key, field_path, children)
-            rows.append(row)
-        if waiting or lookups:
-            await self._await_level(type_, waiting, lookups, children)
-        if children:
-            await self._complete_children(children)
-        return rows
+                _complete(planned.shape, value, row, planned.key, field_path, below)
 
     async def _await_level(
         self,
-        parent: GraphQLObjectType,
         waiting: list[tuple[dict[str, Any], _FieldPlan, Path, Awaitable[Any]]],
         lookups: dict[_FieldPlan, list[tuple[dict[str, Any], Any, Path | None]]],
-        children: dict[_ObjectPlan, list[tuple[Any, Any, Any, Path]]],
+        below: dict[_ObjectPlan, list[_Slot]],
     ) -> None:
         """The level's resolver results and lookups, awaited together so their loaders
         batch; each lookup is one `load_many` for all its parents."""
         context = self.context_value
         batches = []
         for planned, entries in lookups.items():
-            arguments = self._arguments_of(planned, parent, entries[0][2])  # type: ignore[arg-type]
+            arguments = self._arguments_of(planned, entries[0][2])  # type: ignore[arg-type]
             parents = [source for _, source, _ in entries]
             loading = planned.lookup.load_many(context, parents, arguments)  # type: ignore[union-attr]
             batches.append((planned, entries, arguments, loading))
         awaitables = [awaitable for *_, awaitable in waiting] + [batch[3] for batch in batches]
-        values = await gather_with_cancel(*awaitables)
+        if len(awaitables) == 1:
+            values = [await awaitables[0]]
+        else:
+            values = await gather_with_cancel(*awaitables)
         for (row, planned, field_path, _), value in zip(waiting, values, strict=False):
-            _complete(planned.shape, value, row, planned.key, field_path, children)
+            _complete(planned.shape, value, row, planned.key, field_path, below)
         for (planned, entries, arguments, _), loaded in zip(
             batches, values[len(waiting) :], strict=True
         ):
             finish = planned.lookup.finish  # type: ignore[union-attr]
             for (row, source, field_path), value in zip(entries, loaded, strict=True):
                 value = finish(value, source, context, arguments)
-                _complete(planned.shape, value, row, planned.key, field_path, children)
+                _complete(planned.shape, value, row, planned.key, field_path, below)
 
-    async def _complete_children(
-        self, children: dict[_ObjectPlan, list[tuple[Any, Any, Any, Path]]]
-    ) -> None:
-        async def complete(plan: _ObjectPlan, entries: list[tuple[Any, Any, Any, Path]]) -> None:
-            rows = await self._complete_objects(
-                plan, [entry[2] for entry in entries], [entry[3] for entry in entries]
-            )
-            for (container, slot, _, _), row in zip(entries, rows, strict=True):
-                container[slot] = row
-
-        groups = list(children.items())
-        if len(groups) == 1:
-            await complete(*groups[0])
-        else:
-            await gather_with_cancel(*(complete(plan, entries) for plan, entries in groups))
-
-    def _resolve(
-        self, planned: _FieldPlan, source: Any, parent: GraphQLObjectType, path: Path
-    ) -> Any:
+    def _resolve(self, planned: _FieldPlan, source: Any, path: Path) -> Any:
         """The field's resolver called as strawberry would call it, with what it asks for."""
         direct = planned.direct
         if direct is None:
-            info = self.build_resolve_info(planned.definition, planned.nodes, parent, path)
-            arguments = self._arguments_of(planned, parent, path)
+            info = self.build_resolve_info(planned.definition, planned.nodes, planned.owner, path)
+            arguments = self._arguments_of(planned, path)
             return planned.definition.resolve(source, info, **arguments)  # type: ignore[misc]
-        kwargs = {**self._arguments_of(planned, parent, path)}
+        kwargs = {**self._arguments_of(planned, path)}
         for name in direct.parent_names:
             kwargs[name] = source
         if direct.info_name is not None:
-            kwargs[direct.info_name] = self._info(planned, parent, path)
+            kwargs[direct.info_name] = self._info(planned, path)
         if direct.self_parent:
             return direct.function(source, **kwargs)
         return direct.function(**kwargs)
 
-    def _info(self, planned: _FieldPlan, parent: GraphQLObjectType, path: Path) -> Any:
+    def _info(self, planned: _FieldPlan, path: Path) -> Any:
         """The strawberry Info a resolver of this field would get at `path`."""
-        info = self.build_resolve_info(planned.definition, planned.nodes, parent, path)
+        info = self.build_resolve_info(planned.definition, planned.nodes, planned.owner, path)
         return self._info_class(_raw_info=info, _field=planned.strawberry_field)
 
-    def _arguments_of(
-        self, planned: _FieldPlan, parent: GraphQLObjectType, path: Path
-    ) -> dict[str, Any]:
+    def _arguments_of(self, planned: _FieldPlan, path: Path) -> dict[str, Any]:
         """A field's arguments, coerced by graphql-core and, for a direct call or a lookup,
         converted by strawberry: the same for every parent, so done once per request."""
         if not planned.has_arguments:
@@ -439,7 +454,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                     planned.strawberry_field.arguments,
                     scalar_registry=strawberry_schema.schema_converter.scalar_registry,
                     config=strawberry_schema.config,
-                    info=self._info(planned, parent, path),
+                    info=self._info(planned, path),
                 )
             self._arguments[planned] = arguments
         return arguments
@@ -485,10 +500,10 @@ def _complete(
     container: Any,
     slot: Any,
     path: Path | None,
-    children: dict[_ObjectPlan, list[tuple[Any, Any, Any, Path]]],
+    below: dict[_ObjectPlan, list[_Slot]],
 ) -> None:
     """Puts `value`, completed as graphql-core would on its success path, at container[slot];
-    objects are queued in `children` for the next level."""
+    objects are queued in `below`, for the next level."""
     if value is None or value is Undefined:
         if shape.non_null:
             raise _Unplanned
@@ -512,10 +527,10 @@ def _complete(
         container[slot] = items
         for index, element in enumerate(elements):
             item_path = Path(path, index, None) if item.needs_path else None
-            _complete(item, element, items, index, item_path, children)
+            _complete(item, element, items, index, item_path, below)
         return
     container[slot] = None
-    children.setdefault(shape.object, []).append((container, slot, value, path))  # type: ignore[arg-type]
+    below.setdefault(shape.object, []).append((container, slot, value, path))  # type: ignore[arg-type]
 
 
 def _coercion(type_: GraphQLScalarType | GraphQLEnumType) -> Callable[[Any], Any]:
