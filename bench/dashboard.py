@@ -649,9 +649,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                     runs[server.name].append(measure(server, load, args))
             if args.profile:
                 print(f"{scenario.name}, kabinet under py-spy: {args.duration} s, not counted")
-                profiles[scenario.name] = profiled(
-                    servers[0], loads[scenario.name]["kabinet"], tmp, args
-                )
+                kabinet = loads[scenario.name]["kabinet"]
+                profiles[scenario.name] = profiled(servers[0], kabinet, scenario, args)
             results.append((scenario, runs))
     for scenario, runs in results:
         report(scenario, viewers[scenario.name], runs)
