@@ -10,7 +10,7 @@ parent.
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -28,11 +28,15 @@ class Lookup:
     key: Callable[..., Hashable]
     then: Callable[..., Any] | None = None
 
-    def load_many(
+    async def load_many(
         self, context: Context, parents: Sequence[Any], arguments: dict[str, Any]
-    ) -> Awaitable[list[Any]]:
-        keys = [self.key(parent, **arguments) for parent in parents]
-        return context.loaders.of(self.loader).load_many(keys)
+    ) -> list[Any]:
+        """What the loader holds for each parent's key. The keys' futures are awaited in
+        turn rather than gathered (as DataLoader.load_many does, a callback per key): a
+        batch settles all its futures at once, so this wakes once per batch."""
+        loader = context.loaders.of(self.loader)
+        loading = [loader.load(self.key(parent, **arguments)) for parent in parents]
+        return [await each for each in loading]
 
     def finish(self, loaded: Any, parent: Any, context: Context, arguments: dict[str, Any]) -> Any:
         if self.then is None:
