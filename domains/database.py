@@ -78,6 +78,10 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(parsed, **options)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        # Every statement sent is told to these (the statement counters of /metrics and of
+        # the tests).
+        self.on_statement: set[Callable[[str], None]] = set()
+        event.listen(self.engine.sync_engine, "before_cursor_execute", self._engine_statement)
         # Reads are single statements: autocommit spares each a BEGIN and a ROLLBACK.
         self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -89,6 +93,18 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A connection for Core reads, each statement on its own (no transaction)."""
+        conn = self._reader.connect()
+        with _busy_when_refused():
+            await conn.start()
+        try:
+            yield conn
+        finally:
+            await conn.close()
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """An engine connection for Core statements that return no domain rows (the relay's
+        outbox, demo data, checks in tests), each statement on its own (no transaction)."""
         conn = self._reader.connect()
         with _busy_when_refused():
             await conn.start()
@@ -122,6 +138,10 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+    def _engine_statement(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        for hook in self.on_statement:
+            hook(statement)
 
 
 def wake_after_commit(session: AsyncSession) -> None:

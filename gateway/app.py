@@ -4,7 +4,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from sqlalchemy import event, text
+from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -54,11 +54,7 @@ def create_app(settings: Settings, subgraph: str | None = None) -> Starlette:
         raise ValueError("KABINET_CORS_ORIGINS must list origins; '*' is not allowed")
     services = Services.from_settings(settings)
     metrics = services.metrics
-    event.listen(
-        services.db.engine.sync_engine,
-        "before_cursor_execute",
-        lambda *_args: metrics.count_statement(),
-    )
+    services.db.on_statement.add(lambda _sql: metrics.count_statement())
 
     hub = Hub(
         services.bus,
