@@ -4,7 +4,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -208,12 +207,12 @@ async def live(_request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
-    """Ready when the database answers; orchestrators stop routing traffic otherwise. A pool
-    that stays full (or a server out of connections) says "busy": up, but not serving."""
+    """Ready when the database answers on both pools; orchestrators stop routing traffic
+    otherwise. A pool that stays full (or a server out of connections) says "busy": up, but
+    not serving."""
     services: Services = request.app.state.services
     try:
-        async with services.db.read() as conn:
-            await conn.execute(text("SELECT 1"))
+        await services.db.ping()
     except DatabaseBusy:
         return JSONResponse({"status": "unavailable", "database": "busy"}, status_code=503)
     except Exception:
