@@ -8,8 +8,8 @@ list) as asyncpg prepared statements on its own pool, each on its own pooled con
 the loaders' order, and builds the same JSON straight from the records. Whatever the gateway
 spends beyond this is the price of its database layer and of GraphQL.
 
-Configured by the `KABINET_*` variables the server reads (database URL, signing key, pool
-size, host, port, log level); started by bench/dashboard.py as `python bench/ceiling.py`.
+Configured by the `KABINET_*` variables the server reads (database URL, signing key, read
+pool size, host, port, log level); started by bench/dashboard.py as `python bench/ceiling.py`.
 """
 
 import asyncio
@@ -78,6 +78,10 @@ ZERO = Decimal("0.00")
 Record = asyncpg.Record
 
 
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """Nothing to reset: see Ceiling.open."""
+
+
 class Failure(Exception):
     """A request the operation refuses: answered as a GraphQL error with its code."""
 
@@ -103,8 +107,12 @@ class Ceiling:
 
     async def open(self) -> None:
         dsn = self.settings.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
-        size = self.settings.database_pool_size
-        self.pool = await asyncpg.create_pool(dsn, min_size=size, max_size=size)
+        # As large as the gateway's read pool, and like it without a reset round trip per
+        # release (domains/database.py): the statements leave no session state behind.
+        size = self.settings.database_read_pool_size
+        self.pool = await asyncpg.create_pool(
+            dsn, min_size=size, max_size=size, reset=_keep_session
+        )
 
     async def fetch(self, sql: str, *arguments: Any) -> list[Record]:
         """One statement on its own pooled connection, as a loader's batch runs."""

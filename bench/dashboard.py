@@ -263,7 +263,7 @@ async def pick_viewer(url: str) -> str:
     )
     db = Database(url)
     try:
-        async with db.read() as conn:
+        async with db.connect() as conn:
             rows = (await conn.execute(stmt)).all()
     finally:
         await db.dispose()

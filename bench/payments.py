@@ -67,7 +67,7 @@ async def payable(db: Database) -> list[tuple[Viewer, int]]:
         )
         .order_by(Invoice.id)
     )
-    async with db.read() as conn:
+    async with db.connect() as conn:
         rows = (await conn.execute(stmt)).all()
     return [
         (Viewer(user_id, Role.CUSTOMER, customer_id), invoice)
@@ -122,7 +122,7 @@ def start_server(port: int) -> subprocess.Popen[bytes]:
 
 
 async def emails(db: Database, user_ids: list[int]) -> dict[int, str]:
-    async with db.read() as conn:
+    async with db.connect() as conn:
         stmt = select(User.id, User.email).where(User.id.in_(user_ids))
         return dict((await conn.execute(stmt)).all())
 

@@ -98,7 +98,7 @@ async def payers(db: Database, wanted: int) -> list[tuple[Viewer, str, list[int]
         )
         .order_by(Customer.id, Invoice.id)
     )
-    async with db.read() as conn:
+    async with db.connect() as conn:
         rows = (await conn.execute(stmt)).all()
     found: dict[int, tuple[Viewer, str, list[int]]] = {}
     for user_id, customer_id, email, invoice_id in rows:

@@ -1,22 +1,22 @@
-"""The loader mechanism: one statement per batch of keys, on a pooled connection."""
+"""The loader mechanism: one declared read per batch of keys, on a pooled connection."""
 
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.dataloader import DataLoader
 
 from domains.database import Database
 from domains.keyset import Page
+from domains.reads import Reader
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-Fetch = Callable[[AsyncConnection, Sequence[Any]], Awaitable[Mapping[Any, Any]]]
+Fetch = Callable[[Reader, Sequence[Any]], Awaitable[Mapping[Any, Any]]]
 
 
 class Loader(DataLoader[K, V], Generic[K, V]):
-    """Batches `load(key)` calls into one `fetch(conn, keys)`; a missing key loads None.
+    """Batches `load(key)` calls into one `fetch(reader, keys)`; a missing key loads None.
 
     Each batch borrows its own pooled connection, so loaders dispatched in the same
     tick run concurrently instead of queueing on one connection.
@@ -29,8 +29,8 @@ class Loader(DataLoader[K, V], Generic[K, V]):
         self.db = db
 
     async def _load_batch(self, keys: list[K]) -> list[V]:
-        async with self.db.read() as conn:
-            found = await type(self).fetch(conn, keys)
+        async with self.db.read() as reader:
+            found = await type(self).fetch(reader, keys)
         return [found.get(key) for key in keys]
 
 
@@ -48,9 +48,9 @@ class PageLoader(DataLoader[tuple[Any, ...], Page[Any]]):
         for parent, *arguments in keys:
             parents_by_arguments.setdefault(tuple(arguments), []).append(parent)
         pages: dict[tuple[Any, ...], Page[Any]] = {}
-        async with self.db.read() as conn:
+        async with self.db.read() as reader:
             for arguments, parents in parents_by_arguments.items():
-                found = await type(self).fetch(conn, parents, *arguments)
+                found = await type(self).fetch(reader, parents, *arguments)
                 for parent in parents:
                     pages[(parent, *arguments)] = found[parent]
         return [pages[key] for key in keys]

@@ -1,10 +1,12 @@
-"""Engine and unit of work for one configured database (PostgreSQL or SQLite)."""
+"""Engine, read pool and unit of work for one configured database (PostgreSQL or SQLite)."""
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
-from sqlalchemy import Table, event
+import asyncpg
+from sqlalchemy import Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -18,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from domains.errors import DomainError
+from domains.reads import CoreReader, PreparedReader, Reader, StatementHook
 
 # PostgreSQL's "too many connections" (max_connections, or only reserved slots left).
 TOO_MANY_CONNECTIONS = "53300"
@@ -37,21 +40,27 @@ class DatabaseBusy(DomainError):
 
 
 class Database:
-    """Owns the engine; reads borrow a pooled connection, writes run in one transaction.
+    """Owns the engine and the read pool; reads borrow a pooled connection, writes run in
+    one transaction.
 
-    The pool holds `pool_size` connections and opens up to `max_overflow` more under a
-    burst; a checkout waits at most `pool_timeout` seconds, then fails as DatabaseBusy.
-    Processes (API and workers alike) fit one PostgreSQL when their number x (pool_size +
-    max_overflow), plus other clients, stays within max_connections less
-    superuser_reserved_connections (README, "Connections").
+    On PostgreSQL, declared reads (domains/reads.py) run on an asyncpg pool of their own,
+    `read_pool_size` connections opened as needed; units of work and the other Core
+    statements (the relay, demo data) on the engine's pool, which holds `pool_size`
+    connections and opens up to `max_overflow` more under a burst. A checkout of either
+    waits at most `pool_timeout` seconds, then fails as DatabaseBusy. Processes (API and
+    workers alike) fit one PostgreSQL when their number x (pool_size + max_overflow +
+    read_pool_size), plus other clients, stays within max_connections less
+    superuser_reserved_connections (README, "Connections"). On SQLite everything runs on
+    the engine.
     """
 
     def __init__(
         self,
         url: str,
         *,
-        pool_size: int = 10,
+        pool_size: int = 5,
         max_overflow: int = 0,
+        read_pool_size: int = 10,
         pool_timeout: float = 5.0,
         echo: bool = False,
     ) -> None:
@@ -61,8 +70,6 @@ class Database:
         if self.is_sqlite:
             options["connect_args"] = {"timeout": 30}
         else:
-            # Loaders of one tick read in parallel, each on its own connection: one
-            # dashboard holds at most three at once, ten concurrent ones up to about twenty.
             # Overflow connections close as soon as they are returned, so under steady load
             # they churn (a connect each): by default the pool is the bound and a request
             # waits for a connection instead; the process's CPU, not its connections, sets
@@ -78,6 +85,10 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(parsed, **options)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        # Every statement sent, by the engine or by a declared read, is told to these (the
+        # statement counters of /metrics and of the tests).
+        self.on_statement: set[StatementHook] = set()
+        event.listen(self.engine.sync_engine, "before_cursor_execute", self._engine_statement)
         # Reads are single statements: autocommit spares each a BEGIN and a ROLLBACK.
         self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -85,10 +96,30 @@ class Database:
         # relay waits on it instead of polling (it lives in this process; a relay on
         # PostgreSQL, perhaps in another, LISTENs for record_event's NOTIFY instead).
         self.events_committed: set[Callable[[], None]] = set()
+        # The same server and credentials as the engine, in asyncpg's own terms.
+        self._read_connect: dict[str, Any] = (
+            {} if self.is_sqlite else self.engine.dialect.create_connect_args(parsed)[1]
+        )
+        self._read_pool_size = read_pool_size
+        self._pool_timeout = pool_timeout
+        self._read_pool: asyncpg.Pool | None = None
+        self._read_pool_opening = asyncio.Lock()
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for Core reads, each statement on its own (no transaction)."""
+    async def read(self) -> AsyncIterator[Reader]:
+        """A reader of declared reads on one pooled connection, each statement on its own
+        (no transaction): a loader's batch, or a request's lookup, borrows one."""
+        if self.is_sqlite:
+            async with self.connect() as conn:
+                yield CoreReader(conn)
+            return
+        async with self._read_connection() as conn:
+            yield PreparedReader(conn, self.engine.dialect, self.on_statement)
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """An engine connection for Core statements that return no domain rows (the relay's
+        outbox, demo data, checks in tests), each statement on its own (no transaction)."""
         conn = self._reader.connect()
         with _busy_when_refused():
             await conn.start()
@@ -96,6 +127,16 @@ class Database:
             yield conn
         finally:
             await conn.close()
+
+    async def ping(self) -> None:
+        """Both pools lend a connection that answers, or DatabaseBusy (or the error)."""
+        async with self.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        if self.is_sqlite:
+            return
+        async with self._read_connection() as conn:
+            self._statement("SELECT 1")
+            await conn.fetchval("SELECT 1")
 
     @asynccontextmanager
     async def transaction(
@@ -121,7 +162,41 @@ class Database:
                     wake()
 
     async def dispose(self) -> None:
+        if self._read_pool is not None:
+            await self._read_pool.close()
+            self._read_pool = None
         await self.engine.dispose()
+
+    @asynccontextmanager
+    async def _read_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        pool = await self._pool()
+        with _busy_when_refused():
+            conn = await pool.acquire(timeout=self._pool_timeout)
+        try:
+            yield conn
+        finally:
+            await pool.release(conn)
+
+    async def _pool(self) -> asyncpg.Pool:
+        """The read pool, created on first use; it connects only as reads need connections
+        (no minimum), so creating it needs no server."""
+        if self._read_pool is None:
+            async with self._read_pool_opening:
+                if self._read_pool is None:
+                    self._read_pool = await asyncpg.create_pool(
+                        **self._read_connect,
+                        min_size=0,
+                        max_size=self._read_pool_size,
+                        reset=_keep_session,
+                    )
+        return self._read_pool
+
+    def _engine_statement(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        self._statement(statement)
+
+    def _statement(self, sql: str) -> None:
+        for hook in self.on_statement:
+            hook(sql)
 
 
 def wake_after_commit(session: AsyncSession) -> None:
@@ -139,15 +214,26 @@ def conflict_insert(session: AsyncSession, table: Table) -> postgresql.Insert | 
 
 @contextmanager
 def _busy_when_refused() -> Iterator[None]:
-    """Taking a connection: a full pool's timeout, or PostgreSQL's refusal, is DatabaseBusy."""
+    """Taking a connection from either pool: a full pool's timeout, or PostgreSQL's refusal,
+    is DatabaseBusy."""
     try:
         yield
-    except PoolTimeout:
+    except (PoolTimeout, TimeoutError):
         raise DatabaseBusy() from None
+    except asyncpg.PostgresError as error:
+        if error.sqlstate != TOO_MANY_CONNECTIONS:
+            raise
+        raise DatabaseBusy() from error
     except DBAPIError as error:
         if getattr(error.orig, "sqlstate", None) != TOO_MANY_CONNECTIONS:
             raise
         raise DatabaseBusy() from error
+
+
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """Declared reads leave no session state behind (no SET, LISTEN, lock or transaction),
+    so a connection going back to the read pool skips asyncpg's reset, a round trip per
+    checkout; a cancelled statement is still waited for by the pool before reuse."""
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

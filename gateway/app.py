@@ -4,7 +4,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from sqlalchemy import event, text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -55,11 +54,7 @@ def create_app(settings: Settings, subgraph: str | None = None) -> Starlette:
         raise ValueError("KABINET_CORS_ORIGINS must list origins; '*' is not allowed")
     services = Services.from_settings(settings)
     metrics = services.metrics
-    event.listen(
-        services.db.engine.sync_engine,
-        "before_cursor_execute",
-        lambda *_args: metrics.count_statement(),
-    )
+    services.db.on_statement.add(lambda _sql: metrics.count_statement())
 
     hub = Hub(
         services.bus,
@@ -219,12 +214,12 @@ async def live(_request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
-    """Ready when the database answers; orchestrators stop routing traffic otherwise. A pool
-    that stays full (or a server out of connections) says "busy": up, but not serving."""
+    """Ready when the database answers on both pools; orchestrators stop routing traffic
+    otherwise. A pool that stays full (or a server out of connections) says "busy": up, but
+    not serving."""
     services: Services = request.app.state.services
     try:
-        async with services.db.read() as conn:
-            await conn.execute(text("SELECT 1"))
+        await services.db.ping()
     except DatabaseBusy:
         return JSONResponse({"status": "unavailable", "database": "busy"}, status_code=503)
     except Exception:

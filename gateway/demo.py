@@ -631,7 +631,7 @@ async def load_bulk(
 async def _demo_loaded(db: Database) -> bool:
     """Any demo login counts: the load could not insert it again anyway (unique email)."""
     stmt = select(func.count()).select_from(users).where(users.c.email.in_(DEMO_LOGINS))
-    async with db.read() as conn:
+    async with db.connect() as conn:
         return bool(await conn.scalar(stmt))
 
 

@@ -72,6 +72,7 @@ class Services:
             settings.database_url,
             pool_size=settings.database_pool_size,
             max_overflow=settings.database_max_overflow,
+            read_pool_size=settings.database_read_pool_size,
             pool_timeout=settings.database_pool_timeout,
         )
         tokens = TokenService(

@@ -24,10 +24,16 @@ class Settings(BaseSettings):
     database_url: str = DEV_DATABASE_URL
     # Per process; see README "Connections" for sizing N processes under max_connections.
     database_pool_size: int = Field(
-        10, ge=1, le=500, description="Pooled PostgreSQL connections kept open per process."
+        5,
+        ge=1,
+        le=500,
+        description="Pooled PostgreSQL connections kept open per process for units of work.",
     )
     database_max_overflow: int = Field(
         0, ge=0, le=500, description="Connections opened (and closed) beyond the pool."
+    )
+    database_read_pool_size: int = Field(
+        10, ge=1, le=500, description="PostgreSQL connections per process for declared reads."
     )
     database_pool_timeout: float = Field(
         5.0, gt=0, le=60, description="Seconds a request waits for a connection, then 503."

@@ -280,8 +280,8 @@ async def ledger(
     """Staff: every ledger entry of one customer, newest first."""
     customer = await customer_by_pk(info, pk_of(customer_id, "Customer"))
     window = window_from_arguments(LEDGER_ORDER, first, after, None, None)
-    async with info.context.db.read() as conn:
-        page = await ledger_page(conn, customer.id, window)
+    async with info.context.db.read() as reader:
+        page = await ledger_page(reader, customer.id, window)
     return connection_from_page(page, LEDGER_ORDER)
 
 
@@ -293,8 +293,8 @@ async def balance_history(
     if viewer.customer_id is None:
         raise Forbidden("staff accounts have no balance; use ledger(customerId:)")
     window = window_from_arguments(LEDGER_ORDER, first, after, None, None)
-    async with info.context.db.read() as conn:
-        page = await balance_history_page(conn, viewer.customer_id, window)
+    async with info.context.db.read() as reader:
+        page = await balance_history_page(reader, viewer.customer_id, window)
     return connection_from_page(page, LEDGER_ORDER)
 
 

@@ -69,8 +69,8 @@ async def customers(
     if not info.context.signed_in.is_staff:
         raise Forbidden("only staff can list customers")
     window = window_from_arguments(CUSTOMER_ORDER, first, after, last, before)
-    async with info.context.db.read() as conn:
-        page = await search_customers(conn, search, window)
+    async with info.context.db.read() as reader:
+        page = await search_customers(reader, search, window)
     return connection_from_page(page, CUSTOMER_ORDER)
 
 
@@ -78,8 +78,8 @@ async def tariffs(info: Info[Context], include_archived: bool = False) -> list[T
     """The public catalogue; archived tariffs are for staff."""
     if include_archived and (info.context.viewer is None or not info.context.viewer.is_staff):
         raise Forbidden("only staff can list archived tariffs")
-    async with info.context.db.read() as conn:
-        return await list_tariffs(conn, include_archived=include_archived)
+    async with info.context.db.read() as reader:
+        return await list_tariffs(reader, include_archived=include_archived)
 
 
 def _found_tariff(tariff: TariffRow | None, _parent: Any, _context: Context | None) -> TariffRow:

@@ -92,7 +92,7 @@ async def missed(
         raise InvalidInput("`after` must be an event id from an earlier message") from None
     of_types = outbox.c.type.in_(sorted(types))
     about = [] if subject is None else [outbox.c.subject == subject]
-    async with db.read() as conn:
+    async with db.connect() as conn:
         occurred_at: datetime | None = (
             await conn.execute(
                 select(outbox.c.occurred_at).where(outbox.c.id == after_id, *(about or [of_types]))

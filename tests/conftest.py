@@ -11,7 +11,6 @@ import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
-from sqlalchemy import event
 from starlette.applications import Starlette
 
 from domains.database import Database
@@ -219,15 +218,15 @@ async def graphql(
 
 @contextmanager
 def statements(app: Starlette) -> Iterator[list[str]]:
-    """Every SQL statement the app sends inside the block."""
-    engine = app.state.services.db.engine.sync_engine
+    """Every SQL statement the app sends inside the block, on either pool."""
+    db: Database = app.state.services.db
     seen: list[str] = []
 
-    def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
-        seen.append(statement)
+    def record(sql: str) -> None:
+        seen.append(sql)
 
-    event.listen(engine, "before_cursor_execute", record)
+    db.on_statement.add(record)
     try:
         yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        db.on_statement.discard(record)

@@ -76,7 +76,7 @@ async def client(demo_url: str, signing_key: bytes) -> AsyncIterator[httpx.Async
 
 async def payer(db: Database) -> tuple[Viewer, int, int]:
     """A demo customer with money on the balance and a payable invoice, and an admin."""
-    async with db.read() as conn:
+    async with db.connect() as conn:
         row = (
             await conn.execute(
                 select(Customer.user_id, Customer.id, Invoice.id)

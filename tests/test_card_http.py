@@ -267,7 +267,7 @@ async def test_a_bad_signature_gets_a_json_error_and_changes_nothing(
     body = await kabinet.graphql(TOP_UP, {"amount": "40.00", "key": str(uuid.uuid4())})
     started = body["data"]["topUpBalance"]
     payment_pk = await _payment_pk(db, kabinet)
-    async with db.read() as conn:
+    async with db.connect() as conn:
         stmt = select(Payment.provider_payment_id).where(Payment.id == payment_pk)
         provider_id = (await conn.execute(stmt)).scalar_one()
     event = {
@@ -313,7 +313,7 @@ async def test_a_bad_signature_gets_a_json_error_and_changes_nothing(
 
 
 async def _payment_pk(db: Database, kabinet: Kabinet) -> int:
-    async with db.read() as conn:
+    async with db.connect() as conn:
         stmt = select(Payment.id).where(Payment.customer_id == kabinet.viewer.customer_id)
         return (await conn.execute(stmt)).scalar_one()
 

@@ -102,19 +102,19 @@ async def sandbox_post(servers: Servers, path: str) -> dict:
 
 
 async def provider_payment_id(db: Database, payment_id: int) -> str:
-    async with db.read() as conn:
+    async with db.connect() as conn:
         stmt = select(Payment.provider_payment_id).where(Payment.id == payment_id)
         return (await conn.execute(stmt)).scalar_one()
 
 
 async def payment_status(db: Database, payment_id: int) -> PaymentStatus:
-    async with db.read() as conn:
+    async with db.connect() as conn:
         stmt = select(Payment.status).where(Payment.id == payment_id)
         return (await conn.execute(stmt)).scalar_one()
 
 
 async def entries_of(db: Database, payment_id: int) -> int:
-    async with db.read() as conn:
+    async with db.connect() as conn:
         stmt = select(func.count()).where(Transaction.payment_id == payment_id)
         return (await conn.execute(stmt)).scalar_one()
 
@@ -180,7 +180,7 @@ async def test_top_up_end_to_end_credits_once(db: Database, servers: Servers):
 
 
 async def _payments_of(db: Database, customer_id: int) -> list[int]:
-    async with db.read() as conn:
+    async with db.connect() as conn:
         stmt = select(Payment.id).where(Payment.customer_id == customer_id).order_by(Payment.id)
         return list((await conn.execute(stmt)).scalars())
 
@@ -200,7 +200,7 @@ async def test_concurrent_redeliveries_credit_once(db: Database, servers: Server
     assert other["webhook_status"] == 200
     assert await balance_of(db, viewer.customer_id) == Decimal("75.50")
     assert await entries_of(db, started.payment_id) == 2
-    async with db.read() as conn:
+    async with db.connect() as conn:
         stmt = select(func.count()).where(ProviderEvent.payment_id == started.payment_id)
         assert (await conn.execute(stmt)).scalar_one() == 2
     assert await reconcile(db) == []
@@ -315,7 +315,7 @@ async def test_card_payment_of_an_invoice_paid_meanwhile_lands_on_the_balance(
     assert settled["webhook_status"] == 200
     assert await invoice_status(db, invoice) is InvoiceStatus.PAID
     assert await balance_of(db, viewer.customer_id) == Decimal("100.00")
-    async with db.read() as conn:
+    async with db.connect() as conn:
         stmt = select(Payment.invoice_id).where(Payment.id == card.payment_id)
         assert (await conn.execute(stmt)).scalar_one() is None
     assert await reconcile(db) == []

@@ -1,6 +1,7 @@
-"""A process's connections: a pool that stays full, or PostgreSQL out of connections, answers
-503 SERVICE_UNAVAILABLE on GraphQL and REST alike, writes nothing, and the same requests work
-once a connection is free again (real PostgreSQL, a pool of one); SQLite keeps its own pool."""
+"""A process's connections: a pool that stays full (the engine's, for units of work, or the
+read pool, for declared reads), or PostgreSQL out of connections, answers 503
+SERVICE_UNAVAILABLE on GraphQL and REST alike, writes nothing, and the same requests work once
+a connection is free again (real PostgreSQL, pools of one); SQLite keeps its own pool."""
 
 import uuid
 from collections.abc import AsyncIterator
@@ -34,10 +35,11 @@ mutation($input: PayInvoiceInput!) {
 }
 """
 OVERDUE = "{ invoices(status: [OVERDUE], first: 1) { edges { node { id } } } }"
-# One connection, given up on quickly: the test holds it to fill the pool.
+# One connection in each pool, given up on quickly: the tests hold them to fill the pools.
 POOL_OF_ONE = {
     "database_pool_size": 1,
     "database_max_overflow": 0,
+    "database_read_pool_size": 1,
     "database_pool_timeout": 0.2,
     "worker_in_process": False,
 }
@@ -70,7 +72,7 @@ async def written(url: str) -> tuple[int, int]:
     """Payments and idempotency keys, counted on a connection of the test's own."""
     db = Database(url)
     try:
-        async with db.read() as conn:
+        async with db.connect() as conn:
             payments = await conn.scalar(select(func.count()).select_from(Payment))
             keys = await conn.scalar(select(func.count()).select_from(IdempotencyKey))
     finally:
@@ -90,7 +92,8 @@ async def test_a_full_pool_answers_503_and_writes_nothing(
     rest_pay = {"invoice_id": invoice_id, "method": "balance", "amount": "1.00"}
     before = await written(demo_url)
 
-    async with app.state.services.db.read():  # the pool's one connection
+    db = app.state.services.db
+    async with db.read(), db.connect():  # each pool's one connection
         for accept in ("application/json", "application/graphql-response+json"):
             dashboard = await client.post(
                 "/graphql", json={"query": DASHBOARD}, headers={**auth, "Accept": accept}
@@ -136,6 +139,48 @@ async def test_a_full_pool_answers_503_and_writes_nothing(
     assert (await client.get("/health/ready")).json() == {"status": "ok", "database": "up"}
     payments, keys = before
     assert await written(demo_url) == (payments + 2, keys + 2)
+
+
+@pytest.mark.postgres
+async def test_a_full_read_pool_answers_503_and_units_of_work_go_on(
+    app: Starlette, client: httpx.AsyncClient, demo_url: str
+):
+    """The read pool is the declared reads' own: full, reads answer 503 while a unit of
+    work that reads nothing first (a logout) still commits."""
+    token = await login(client, "alice@example.com")
+    auth = {"Authorization": f"Bearer {token}"}
+    async with app.state.services.db.read():  # the read pool's one connection
+        dashboard = await client.post("/graphql", json={"query": DASHBOARD}, headers=auth)
+        assert dashboard.status_code == 503, dashboard.text
+        assert codes(dashboard.json()) == {"SERVICE_UNAVAILABLE"}
+        invoices = await client.get("/billing/invoices", headers=auth)
+        assert invoices.status_code == 503, invoices.text
+        assert invoices.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+        ready = await client.get("/health/ready")
+        assert (ready.status_code, ready.json()["database"]) == (503, "busy")
+        logout = await client.post("/auth/logout", headers=auth)
+        assert logout.status_code == 204, logout.text
+    token = await login(client, "alice@example.com")
+    dashboard = await client.post(
+        "/graphql", json={"query": DASHBOARD}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert dashboard.status_code == 200, dashboard.text
+    assert "errors" not in dashboard.json(), dashboard.text
+
+
+@pytest.mark.postgres
+async def test_a_full_engine_pool_leaves_declared_reads_served(
+    app: Starlette, client: httpx.AsyncClient
+):
+    token = await login(client, "alice@example.com")
+    auth = {"Authorization": f"Bearer {token}"}
+    async with app.state.services.db.connect():  # the engine pool's one connection
+        dashboard = await client.post("/graphql", json={"query": DASHBOARD}, headers=auth)
+        assert dashboard.status_code == 200, dashboard.text
+        assert "errors" not in dashboard.json(), dashboard.text
+        refused = await client.post("/auth/logout", headers=auth)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
 
 
 @pytest_asyncio.fixture

@@ -101,7 +101,7 @@ def recorder(name: str) -> Handler:
 
 
 async def effect_counts(db: Database, name: str) -> dict[uuid.UUID, int]:
-    async with db.read() as conn:
+    async with db.connect() as conn:
         rows = await conn.execute(
             select(effects.c.event_id, func.count())
             .where(effects.c.consumer == name)

@@ -49,7 +49,7 @@ async def _sqlite_database(path: Path) -> Database:
 
 
 async def _row_counts(db: Database) -> dict[str, int]:
-    async with db.read() as conn:
+    async with db.connect() as conn:
         return {
             table.name: (await conn.scalar(select(func.count()).select_from(table))) or 0
             for table in metadata.sorted_tables
@@ -135,7 +135,7 @@ async def test_interrupted_demo_leaves_nothing_and_loads_again(tmp_path: Path) -
 
 
 async def test_demo_logins_have_their_roles_and_password(demo_db: Database) -> None:
-    async with demo_db.read() as conn:
+    async with demo_db.connect() as conn:
         rows = (
             await conn.execute(
                 select(users.c.email, users.c.role, users.c.is_active, users.c.password_hash).where(
@@ -150,7 +150,7 @@ async def test_demo_logins_have_their_roles_and_password(demo_db: Database) -> N
 
 async def test_demo_billing_is_consistent(demo_db: Database) -> None:
     assert await reconcile(demo_db) == []  # every ledger invariant holds
-    async with demo_db.read() as conn:
+    async with demo_db.connect() as conn:
         assert await _link_problems(conn) == []
         statuses = set(await conn.scalars(select(invoices.c.status).distinct()))
         partly_paid = await conn.scalar(
@@ -192,7 +192,7 @@ async def _customer_invoices(conn: AsyncConnection, email: str) -> tuple[Decimal
 async def test_alice_is_overdue_with_a_balance_and_bob_has_paid_everything(
     demo_db: Database,
 ) -> None:
-    async with demo_db.read() as conn:
+    async with demo_db.connect() as conn:
         alice_balance, alice_invoices = await _customer_invoices(conn, "alice@example.com")
         bob_balance, bob_invoices = await _customer_invoices(conn, "bob@example.com")
     assert alice_balance > 0
@@ -210,7 +210,7 @@ async def test_money_columns_read_back_as_decimal(demo_db: Database) -> None:
         if isinstance(column.type, MoneyNumeric)
     ]
     assert len(money_columns) >= 5
-    async with demo_db.read() as conn:
+    async with demo_db.connect() as conn:
         for column in money_columns:
             values = list(await conn.scalars(select(column).where(column.is_not(None))))
             assert values, f"{column} is never filled"
@@ -219,7 +219,7 @@ async def test_money_columns_read_back_as_decimal(demo_db: Database) -> None:
 
 async def _fingerprint(db: Database) -> list[tuple]:
     """The loaded content without the clock: the same seed must give the same rows."""
-    async with db.read() as conn:
+    async with db.connect() as conn:
         people = await conn.execute(
             select(users.c.email, customers.c.contract_num, customers.c.full_name)
             .select_from(customers.join(users, customers.c.user_id == users.c.id))
@@ -265,7 +265,7 @@ async def test_load_bulk_beside_the_demo_on_postgres(pg_db: Database) -> None:
         seed=7,
         progress=lambda done, total: calls.append((done, total)),
     )
-    async with pg_db.read() as conn:
+    async with pg_db.connect() as conn:
         bulk_users = await conn.scalar(
             select(func.count()).select_from(users).where(users.c.email.like("%@bulk7.example.com"))
         )

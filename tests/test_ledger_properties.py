@@ -135,7 +135,7 @@ def ledger_machine(url: str, sandbox_url: str) -> type[RuleBasedStateMachine]:
             return (self.invoices[invoice], key, amount, result.payment_id)
 
         async def _payment_amount(self, payment_id: int) -> Decimal:
-            async with self.db.read() as conn:
+            async with self.db.connect() as conn:
                 stmt = select(Payment.amount).where(Payment.id == payment_id)
                 return (await conn.execute(stmt)).scalar_one()
 
@@ -185,7 +185,7 @@ def ledger_machine(url: str, sandbox_url: str) -> type[RuleBasedStateMachine]:
             return started.payment_id, self.run(self._provider_id(started.payment_id))
 
         async def _provider_id(self, payment_id: int) -> str:
-            async with self.db.read() as conn:
+            async with self.db.connect() as conn:
                 stmt = select(Payment.provider_payment_id).where(Payment.id == payment_id)
                 return (await conn.execute(stmt)).scalar_one()
 
@@ -239,13 +239,13 @@ def ledger_machine(url: str, sandbox_url: str) -> type[RuleBasedStateMachine]:
                 assert entries[-1].balance_after == entries[-1].amount
 
         async def _history(self) -> list[BalanceEntryRow]:
-            async with self.db.read() as conn:
+            async with self.db.read() as reader:
                 window = Window(limit=MAX_PAGE_SIZE)
-                page = await balance_history_page(conn, self.viewer.customer_id, window)
+                page = await balance_history_page(reader, self.viewer.customer_id, window)
             return page.rows
 
         async def _balance(self) -> Decimal:
-            async with self.db.read() as conn:
+            async with self.db.connect() as conn:
                 stmt = select(Customer.balance).where(Customer.id == self.viewer.customer_id)
                 return (await conn.execute(stmt)).scalar_one()
 

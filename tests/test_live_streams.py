@@ -274,14 +274,14 @@ async def services(sqlite_demo_copy: str, signing_key: bytes) -> AsyncIterator[S
 
 
 async def _viewer(db: Database, email: str) -> Viewer:
-    async with db.read() as conn:
+    async with db.connect() as conn:
         user = (await conn.execute(select(User.id, User.role).where(User.email == email))).one()
         customer = await conn.scalar(select(Customer.id).where(Customer.user_id == user.id))
     return Viewer(user.id, user.role, customer)
 
 
 async def _invoice_of(db: Database, customer_id: int) -> int:
-    async with db.read() as conn:
+    async with db.connect() as conn:
         return (
             await conn.scalars(select(Invoice.id).where(Invoice.customer_id == customer_id))
         ).first()

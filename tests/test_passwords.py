@@ -61,7 +61,7 @@ def test_hashes_are_argon2id_at_owasp_cost_or_more():
 
 
 async def outbox(portal: Portal, event_type: str, subject: str) -> list[dict[str, Any]]:
-    async with portal.services.db.read() as conn:
+    async with portal.services.db.connect() as conn:
         stmt = (
             select(OutboxEvent.payload)
             .where(OutboxEvent.type == event_type, OutboxEvent.subject == subject)
@@ -190,7 +190,7 @@ async def test_reset_request_answers_the_same_for_unknown_emails(portals: Portal
 
     assert answers[0].json() == answers[1].json() == {"data": {"requestPasswordReset": True}}
     assert answers[0].headers["content-length"] == answers[1].headers["content-length"]
-    async with portal.services.db.read() as conn:
+    async with portal.services.db.connect() as conn:
         stmt = select(OutboxEvent.payload).where(
             OutboxEvent.type == "identity.password_reset_requested"
         )
@@ -224,7 +224,7 @@ async def test_record_event_writes_in_the_callers_transaction(portals: Portals):
     stmt = select(
         OutboxEvent.id, OutboxEvent.type, OutboxEvent.payload, OutboxEvent.published_at
     ).where(OutboxEvent.subject == subject)
-    async with db.read() as conn:
+    async with db.connect() as conn:
         rows = [tuple(row) for row in await conn.execute(stmt)]
     assert rows == [(event_id, "test.committed", {"version": 2, "n": 1}, None)]
     async with db.transaction() as tx:

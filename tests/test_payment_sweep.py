@@ -56,7 +56,7 @@ async def _age(db: Database, payment_id: int, age: timedelta) -> None:
 
 
 async def _provider_id(db: Database, payment_id: int) -> str:
-    async with db.read() as conn:
+    async with db.connect() as conn:
         stmt = select(Payment.provider_payment_id).where(Payment.id == payment_id)
         return (await conn.execute(stmt)).scalar_one()
 
@@ -69,14 +69,14 @@ async def _at_sandbox(sandbox_url: str, provider_id: str, outcome: str) -> None:
 
 
 async def _statuses(db: Database, ids: list[int]) -> list[PaymentStatus]:
-    async with db.read() as conn:
+    async with db.connect() as conn:
         stmt = select(Payment.id, Payment.status).where(Payment.id.in_(ids))
         found = dict((await conn.execute(stmt)).all())
     return [found[i] for i in ids]
 
 
 async def _entries(db: Database, payment_id: int) -> int:
-    async with db.read() as conn:
+    async with db.connect() as conn:
         stmt = select(func.count()).where(Transaction.payment_id == payment_id)
         return (await conn.execute(stmt)).scalar_one()
 
@@ -224,7 +224,7 @@ async def test_old_idempotency_keys_are_purged_live_ones_kept(db: Database):
                 )
             )
     assert await purge_idempotency_keys(db, older_than=KEY_TTL, now=now) == 1
-    async with db.read() as conn:
+    async with db.connect() as conn:
         left = (await conn.execute(select(IdempotencyKey.key).order_by(IdempotencyKey.key))).all()
     assert [row.key for row in left] == ["day-old", "fresh"]
     with pytest.raises(ValueError, match="answer retries"):

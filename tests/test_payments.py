@@ -146,7 +146,7 @@ async def make_customer(
 
 async def snapshot(db: Database) -> dict[str, list[tuple]]:
     """The tables' rows; an outbox row's `published_at` is the relay's, not the change's."""
-    async with db.read() as conn:
+    async with db.connect() as conn:
         result = {}
         for name in TABLES:
             table = metadata.tables[name]
@@ -157,20 +157,20 @@ async def snapshot(db: Database) -> dict[str, list[tuple]]:
 
 
 async def balance_of(db: Database, customer_id: int) -> Decimal:
-    async with db.read() as conn:
+    async with db.connect() as conn:
         stmt = select(Customer.balance).where(Customer.id == customer_id)
         return (await conn.execute(stmt)).scalar_one()
 
 
 async def invoice_status(db: Database, invoice_id: int) -> InvoiceStatus:
-    async with db.read() as conn:
+    async with db.connect() as conn:
         stmt = select(Invoice.status).where(Invoice.id == invoice_id)
         return (await conn.execute(stmt)).scalar_one()
 
 
 async def events_of(db: Database, customer_id: int) -> list[str]:
     outbox = metadata.tables["outbox"]
-    async with db.read() as conn:
+    async with db.connect() as conn:
         stmt = (
             select(outbox.c.type)
             .where(outbox.c.subject == f"customer:{customer_id}")
@@ -209,7 +209,7 @@ async def test_partial_then_full_payment(db: Database):
     assert not second.replayed
     assert await invoice_status(db, invoice) is InvoiceStatus.PAID
     assert await balance_of(db, viewer.customer_id) == Decimal("200.00")
-    async with db.read() as conn:
+    async with db.connect() as conn:
         amounts = (
             await conn.execute(select(Payment.amount).where(Payment.invoice_id == invoice))
         ).scalars()
@@ -329,7 +329,7 @@ async def test_refunds(db: Database):
     await refund_payment(
         db, admin, payment_id=paid.payment_id, amount=Decimal("200.00"), reason="outage"
     )
-    async with db.read() as conn:
+    async with db.connect() as conn:
         payment = (await conn.execute(select(Payment).where(Payment.id == paid.payment_id))).one()
     assert payment.status is PaymentStatus.REFUNDED
     assert payment.refunded_amount == Decimal("300.00")
@@ -384,9 +384,10 @@ async def test_amount_due_is_one_rule_over_loaded_payments_and_in_sql(db: Databa
         )
 
     paid = paid_per_invoice()
-    async with db.read() as conn:
-        rows = await invoices_by_ids(conn, invoices)
-        loaded = await payments_by_invoice_ids(conn, invoices)
+    async with db.read() as reader:
+        rows = await invoices_by_ids(reader, invoices)
+        loaded = await payments_by_invoice_ids(reader, invoices)
+    async with db.connect() as conn:
         in_sql = dict(
             (
                 await conn.execute(
@@ -438,7 +439,7 @@ async def test_concurrent_requests_with_one_key_make_one_payment(pg_db: Database
     )
     assert len({r.payment_id for r in results}) == 1
     assert sum(not r.replayed for r in results) == 1
-    async with pg_db.read() as conn:
+    async with pg_db.connect() as conn:
         count = len(
             (await conn.execute(select(Payment.id).where(Payment.invoice_id == invoice))).all()
         )

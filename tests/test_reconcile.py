@@ -37,7 +37,7 @@ async def test_upgrade_posts_issuance_missing_and_downgrade_removes_it(db_url: s
     db = Database(db_url)
     try:
         assert await load_demo(db, customers=5)
-        async with db.read() as conn:
+        async with db.connect() as conn:
             entries = await conn.scalar(select(func.count()).select_from(transactions))
             invoice_ids = set(await conn.scalars(text("SELECT id FROM invoices")))
     finally:
@@ -47,7 +47,7 @@ async def test_upgrade_posts_issuance_missing_and_downgrade_removes_it(db_url: s
     db = Database(db_url)
     try:
         assert await found(db) == {("invoice_receivable", f"invoice:{i}") for i in invoice_ids}
-        async with db.read() as conn:
+        async with db.connect() as conn:
             left = await conn.scalar(select(func.count()).select_from(transactions))
         assert left == entries - 2 * len(invoice_ids)
     finally:
@@ -57,7 +57,7 @@ async def test_upgrade_posts_issuance_missing_and_downgrade_removes_it(db_url: s
     db = Database(db_url)
     try:
         assert await found(db) == set()
-        async with db.read() as conn:
+        async with db.connect() as conn:
             assert await conn.scalar(select(func.count()).select_from(transactions)) == entries
     finally:
         await db.dispose()
@@ -107,7 +107,7 @@ async def test_names_a_succeeded_payment_without_entries(db: Database):
         " VALUES (:customer, 25.00, 'RUB', 'card', 'succeeded', 0, CURRENT_TIMESTAMP)",
         customer=viewer.customer_id,
     )
-    async with db.read() as conn:
+    async with db.connect() as conn:
         payment = await conn.scalar(text("SELECT max(id) FROM payments"))
     assert await found(db) == {("settled_payment_entries", f"payment:{payment}")}
 
@@ -127,7 +127,7 @@ async def test_names_an_idempotency_key_without_its_payment(db: Database):
     viewer, [invoice] = await make_customer(db, "100.00", [("40.00", InvoiceStatus.ISSUED)])
     await pay(db, viewer, invoice, "10.00", "lost")
     await execute(db, "UPDATE idempotency_keys SET payment_id = NULL WHERE key = 'lost'")
-    async with db.read() as conn:
+    async with db.connect() as conn:
         key = await conn.scalar(text("SELECT id FROM idempotency_keys WHERE key = 'lost'"))
     assert await found(db) == {("idempotency_key_payment", f"idempotency_key:{key}")}
 
@@ -140,6 +140,6 @@ async def test_names_an_idempotency_key_naming_another_customers_payment(db: Dat
     await execute(
         db, "UPDATE idempotency_keys SET payment_id = :id WHERE key = 'alice-key'", id=bobs
     )
-    async with db.read() as conn:
+    async with db.connect() as conn:
         key = await conn.scalar(text("SELECT id FROM idempotency_keys WHERE key = 'alice-key'"))
     assert await found(db) == {("idempotency_key_payment", f"idempotency_key:{key}")}

@@ -46,7 +46,7 @@ async def test_refresh_rotates_the_pair_and_each_token_works_once(portals: Porta
 async def test_only_the_hash_of_a_refresh_token_is_stored(portals: Portals):
     portal = await portals.open()
     login = await portal.login(await portal.user())
-    async with portal.services.db.read() as conn:
+    async with portal.services.db.connect() as conn:
         stored = (await conn.execute(select(RefreshToken.token_hash))).scalars().all()
     assert hashlib.sha256(login["refresh_token"].encode()).hexdigest() in stored
     assert login["refresh_token"] not in stored

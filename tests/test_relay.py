@@ -117,7 +117,7 @@ async def pay(db: Database, customer_id: int, amount: str, invoice_id: int | Non
 
 
 async def rows(db: Database) -> list[Any]:
-    async with db.read() as conn:
+    async with db.connect() as conn:
         stmt = select(outbox).order_by(outbox.c.occurred_at, outbox.c.id)
         return list((await conn.execute(stmt)).all())
 
@@ -275,7 +275,7 @@ async def test_only_the_relay_holding_the_lock_publishes(
 
 
 async def _none_pending(db: Database) -> bool:
-    async with db.read() as conn:
+    async with db.connect() as conn:
         stmt = select(outbox.c.id).where(outbox.c.published_at.is_(None)).limit(1)
         return (await conn.execute(stmt)).first() is None
 
@@ -389,7 +389,7 @@ async def test_a_relay_killed_between_send_and_mark_publishes_the_event_again(
         stop.set()
         await consuming
     assert outcomes() == {"handled": 1, "duplicate": 1, "ignored": 1}
-    async with pg_db.read() as conn:
+    async with pg_db.connect() as conn:
         counted = (await conn.execute(select(PaymentsDaily.payments, PaymentsDaily.amount))).all()
     assert counted == [(1, Decimal("5.00"))]
 
@@ -550,7 +550,7 @@ async def test_a_commit_wakes_the_relay_on_postgresql(pg_db: Database, topics: d
 
 async def _leader_pid(db: Database) -> int | None:
     """The backend holding the relay's advisory lock (a bigint key: two 32-bit halves)."""
-    async with db.read() as conn:
+    async with db.connect() as conn:
         return await conn.scalar(
             select(pg_locks.c.pid).where(
                 pg_locks.c.locktype == "advisory",
@@ -571,7 +571,7 @@ async def test_the_relay_listens_again_after_its_connection_is_killed(
     async with running_relay(relay):
         killed = await _leader_pid(pg_db)
         assert killed is not None
-        async with pg_db.read() as conn:
+        async with pg_db.connect() as conn:
             assert await conn.scalar(select(func.pg_terminate_backend(killed)))
 
         async def leads_again() -> bool:
@@ -613,7 +613,7 @@ async def test_the_wake_up_comes_after_the_commit_and_not_after_a_rollback(sqlit
 
     async def count_when_woken() -> None:
         await woken.wait()
-        async with db.read() as conn:
+        async with db.connect() as conn:
             seen.append(await conn.scalar(select(func.count()).select_from(outbox)))
 
     async def refused_payment() -> None:

@@ -60,7 +60,7 @@ async def client(
 
 async def _snapshot(client: httpx.AsyncClient) -> dict[str, list[tuple]]:
     db = client._transport.app.state.services.db  # type: ignore[attr-defined]
-    async with db.read() as conn:
+    async with db.connect() as conn:
         snapshot = {}
         for name in TABLES:
             table = metadata.tables[name]

@@ -378,7 +378,7 @@ async def test_last_seen_reaches_the_table_at_most_once_a_minute(portals: Portal
     session_id = uuid.UUID(login["session_id"])
 
     async def table_last_seen() -> Any:
-        async with portal.services.db.read() as conn:
+        async with portal.services.db.connect() as conn:
             stmt = select(Session.last_seen_at).where(Session.id == session_id)
             return (await conn.execute(stmt)).scalar_one()
 

@@ -385,7 +385,7 @@ async def _bobs_balance_change(db: Database) -> str:
 async def _alices_balance_events(db: Database) -> list[str]:
     """Alice's `balance.changed` event ids in the outbox, oldest first."""
     outbox = OutboxEvent.__table__
-    async with db.read() as conn:
+    async with db.connect() as conn:
         rows = await conn.execute(
             select(outbox.c.id)
             .where(outbox.c.subject == "customer:1", outbox.c.type == "balance.changed")

@@ -105,7 +105,7 @@ async def test_kabinet_worker_publishes_serves_metrics_and_stops_on_sigterm(
     try:
 
         async def published() -> bool:
-            async with services.db.read() as conn:
+            async with services.db.connect() as conn:
                 stmt = select(OutboxEvent.published_at).where(OutboxEvent.id == event_id)
                 return (await conn.execute(stmt)).scalar_one() is not None
 
@@ -149,7 +149,7 @@ async def test_the_api_runs_the_embedded_worker_and_shows_its_metrics(
                 await record_event(tx, "payment.created", "customer:1", {"version": 1})
 
             async def published() -> bool:
-                async with db.read() as conn:
+                async with db.connect() as conn:
                     stmt = select(OutboxEvent.id).where(OutboxEvent.published_at.is_(None))
                     return (await conn.execute(stmt)).first() is None
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.analytics.models import PaymentsDaily
@@ -22,6 +22,7 @@ from domains.database import Database, conflict_insert
 from domains.errors import InvalidInput
 from domains.events.cloudevent import CloudEvent
 from domains.events.consumer import Handler
+from domains.reads import Read
 
 CONSUMER_NAME = "analytics"
 
@@ -135,49 +136,43 @@ class PaymentStatistics:
     totals: list[PaymentTotalsRow]
 
 
+_in_range = (daily.c.day >= bindparam("start")) & (daily.c.day <= bindparam("end"))
+PAYMENT_DAYS = Read(
+    PaymentDayRow,
+    select(
+        daily.c.currency,
+        daily.c.payments,
+        daily.c.amount,
+        daily.c.refunds,
+        daily.c.refunded,
+        daily.c.day,
+        daily.c.method,
+    )
+    .where(_in_range)
+    .order_by(daily.c.day, daily.c.method, daily.c.currency),
+)
+PAYMENT_TOTALS = Read(
+    PaymentTotalsRow,
+    select(
+        daily.c.currency,
+        func.sum(daily.c.payments).label("payments"),
+        func.sum(daily.c.amount).label("amount"),
+        func.sum(daily.c.refunds).label("refunds"),
+        func.sum(daily.c.refunded).label("refunded"),
+    )
+    .where(_in_range)
+    .group_by(daily.c.currency)
+    .order_by(daily.c.currency),
+)
+
+
 async def payment_statistics(db: Database, start: date, end: date) -> PaymentStatistics:
     """The days from `start` to `end` inclusive that had payments or refunds, and totals."""
     if end < start:
         raise InvalidInput("the range ends before it starts")
     if (end - start).days + 1 > MAX_RANGE_DAYS:
         raise InvalidInput(f"a range is at most {MAX_RANGE_DAYS} days")
-    in_range = (daily.c.day >= start) & (daily.c.day <= end)
-    async with db.read() as conn:
-        days = (
-            await conn.execute(
-                select(
-                    daily.c.currency,
-                    daily.c.payments,
-                    daily.c.amount,
-                    daily.c.refunds,
-                    daily.c.refunded,
-                    daily.c.day,
-                    daily.c.method,
-                )
-                .where(in_range)
-                .order_by(daily.c.day, daily.c.method, daily.c.currency)
-            )
-        ).all()
-        totals = (
-            await conn.execute(
-                select(
-                    daily.c.currency,
-                    func.sum(daily.c.payments),
-                    func.sum(daily.c.amount),
-                    func.sum(daily.c.refunds),
-                    func.sum(daily.c.refunded),
-                )
-                .where(in_range)
-                .group_by(daily.c.currency)
-                .order_by(daily.c.currency)
-            )
-        ).all()
-    return PaymentStatistics(
-        start=start,
-        end=end,
-        days=[PaymentDayRow(*row) for row in days],
-        totals=[
-            PaymentTotalsRow(currency, int(count), Decimal(amount), int(refunds), Decimal(back))
-            for currency, count, amount, refunds, back in totals
-        ],
-    )
+    async with db.read() as reader:
+        days = await reader.fetch(PAYMENT_DAYS, start=start, end=end)
+        totals = await reader.fetch(PAYMENT_TOTALS, start=start, end=end)
+    return PaymentStatistics(start=start, end=end, days=days, totals=totals)

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.billing.errors import InvalidAmount, PaymentMethodUnavailable
 from domains.billing.models import Payment, PaymentMethod
+from domains.billing.payment import payments_by_ids
 from domains.billing.payment_start import Charge, Payer, start_payment
 from domains.billing.provider import PaymentProvider
 from domains.billing.settlement import valid_amount
@@ -84,8 +85,8 @@ async def start_card_payment(
     db: Database, acquiring: Acquiring, payment_id: int, description: str
 ) -> str:
     """The payment's confirmation URL, asking the provider for it if it has none yet."""
-    async with db.read() as conn:
-        payment = (await conn.execute(select(payments).where(payments.c.id == payment_id))).one()
+    async with db.read() as reader:
+        payment = (await payments_by_ids(reader, [payment_id]))[payment_id]
     if payment.confirmation_url is not None:
         return payment.confirmation_url
     created = await acquiring.provider.create_payment(

@@ -5,12 +5,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Select, bindparam
 
 from domains.billing.models import Invoice, InvoiceStatus
 from domains.errors import InvalidInput
-from domains.keyset import Ordering, Page, Window, fetch_pages
-from domains.rows import fetch_rows, select_rows
+from domains.keyset import Ordering, Page, PageRead, Window
+from domains.reads import Read, Reader, any_of, select_rows
 
 invoices = Invoice.__table__
 
@@ -46,31 +46,48 @@ class InvoiceFilter:
 
 INVOICE_ORDER = Ordering((invoices.c.period_start, invoices.c.id), descending=True)
 
+INVOICES_BY_ID = Read(
+    InvoiceRow, select_rows(InvoiceRow, invoices).where(any_of(invoices.c.id, "ids"))
+)
 
-async def invoices_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, InvoiceRow]:
-    stmt = select_rows(InvoiceRow, invoices).where(invoices.c.id.in_(ids))
-    return {row.id: row for row in await fetch_rows(conn, InvoiceRow, stmt)}
+
+def _of_customers(shape: tuple[bool, bool, bool]) -> Select:
+    """Which of the filter's parts apply: statuses, period_from, period_to."""
+    statuses, period_from, period_to = shape
+    stmt = select_rows(InvoiceRow, invoices).where(any_of(invoices.c.customer_id, "customer_ids"))
+    if statuses:
+        stmt = stmt.where(any_of(invoices.c.status, "statuses"))
+    if period_from:
+        stmt = stmt.where(invoices.c.period_end >= bindparam("period_from"))
+    if period_to:
+        stmt = stmt.where(invoices.c.period_start <= bindparam("period_to"))
+    return stmt
+
+
+INVOICE_PAGES = PageRead(InvoiceRow, _of_customers, INVOICE_ORDER, partition=invoices.c.customer_id)
+
+
+async def invoices_by_ids(reader: Reader, ids: Sequence[int]) -> dict[int, InvoiceRow]:
+    return {row.id: row for row in await reader.fetch(INVOICES_BY_ID, ids=ids)}
 
 
 async def invoice_pages_by_customer_ids(
-    conn: AsyncConnection,
+    reader: Reader,
     customer_ids: Sequence[int],
     invoice_filter: InvoiceFilter,
     window: Window,
 ) -> dict[int, Page[InvoiceRow]]:
-    stmt = select_rows(InvoiceRow, invoices).where(invoices.c.customer_id.in_(customer_ids))
-    if invoice_filter.statuses:
-        stmt = stmt.where(invoices.c.status.in_(sorted(invoice_filter.statuses)))
-    if invoice_filter.period_from:
-        stmt = stmt.where(invoices.c.period_end >= invoice_filter.period_from)
-    if invoice_filter.period_to:
-        stmt = stmt.where(invoices.c.period_start <= invoice_filter.period_to)
-    return await fetch_pages(
-        conn,
-        InvoiceRow,
-        stmt,
-        INVOICE_ORDER,
+    parts = {
+        "statuses": sorted(invoice_filter.statuses) or None,
+        "period_from": invoice_filter.period_from,
+        "period_to": invoice_filter.period_to,
+    }
+    given = {name: value for name, value in parts.items() if value is not None}
+    return await INVOICE_PAGES.pages(
+        reader,
         window,
-        partition=invoices.c.customer_id,
-        parents=customer_ids,
+        customer_ids,
+        shape=tuple(value is not None for value in parts.values()),
+        customer_ids=customer_ids,
+        **given,
     )

@@ -5,11 +5,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from domains.billing.models import Payment, PaymentMethod, PaymentStatus
-from domains.keyset import Ordering, Page, Window, fetch_pages
-from domains.rows import fetch_rows, group_by, select_rows
+from domains.keyset import Ordering, Page, PageRead, Window
+from domains.reads import Read, Reader, any_of, group_by, select_rows
 
 payments = Payment.__table__
 
@@ -30,33 +28,35 @@ class PaymentRow:
 
 PAYMENT_ORDER = Ordering((payments.c.created_at, payments.c.id), descending=True)
 
+PAYMENTS_BY_ID = Read(
+    PaymentRow, select_rows(PaymentRow, payments).where(any_of(payments.c.id, "ids"))
+)
+PAYMENTS_BY_INVOICE_ID = Read(
+    PaymentRow,
+    select_rows(PaymentRow, payments)
+    .where(any_of(payments.c.invoice_id, "invoice_ids"))
+    .order_by(payments.c.created_at, payments.c.id),
+)
+PAYMENT_PAGES = PageRead(
+    PaymentRow,
+    select_rows(PaymentRow, payments).where(any_of(payments.c.customer_id, "customer_ids")),
+    PAYMENT_ORDER,
+    partition=payments.c.customer_id,
+)
 
-async def payments_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, PaymentRow]:
-    stmt = select_rows(PaymentRow, payments).where(payments.c.id.in_(ids))
-    return {row.id: row for row in await fetch_rows(conn, PaymentRow, stmt)}
+
+async def payments_by_ids(reader: Reader, ids: Sequence[int]) -> dict[int, PaymentRow]:
+    return {row.id: row for row in await reader.fetch(PAYMENTS_BY_ID, ids=ids)}
 
 
 async def payments_by_invoice_ids(
-    conn: AsyncConnection, invoice_ids: Sequence[int]
+    reader: Reader, invoice_ids: Sequence[int]
 ) -> dict[int, list[PaymentRow]]:
-    stmt = (
-        select_rows(PaymentRow, payments)
-        .where(payments.c.invoice_id.in_(invoice_ids))
-        .order_by(payments.c.created_at, payments.c.id)
-    )
-    return group_by(await fetch_rows(conn, PaymentRow, stmt), "invoice_id", invoice_ids)
+    rows = await reader.fetch(PAYMENTS_BY_INVOICE_ID, invoice_ids=invoice_ids)
+    return group_by(rows, "invoice_id", invoice_ids)
 
 
 async def payment_pages_by_customer_ids(
-    conn: AsyncConnection, customer_ids: Sequence[int], window: Window
+    reader: Reader, customer_ids: Sequence[int], window: Window
 ) -> dict[int, Page[PaymentRow]]:
-    stmt = select_rows(PaymentRow, payments).where(payments.c.customer_id.in_(customer_ids))
-    return await fetch_pages(
-        conn,
-        PaymentRow,
-        stmt,
-        PAYMENT_ORDER,
-        window,
-        partition=payments.c.customer_id,
-        parents=customer_ids,
-    )
+    return await PAYMENT_PAGES.pages(reader, window, customer_ids, customer_ids=customer_ids)

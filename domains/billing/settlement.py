@@ -18,6 +18,7 @@ from domains.billing.invoice_issue import ISSUED
 from domains.billing.models import Invoice, InvoiceStatus, Payment, PaymentStatus
 from domains.billing.payment import PaymentRow, payments_by_invoice_ids
 from domains.customers.models import Customer
+from domains.reads import CoreReader
 
 customers = Customer.__table__
 invoices = Invoice.__table__
@@ -59,7 +60,7 @@ def amount_due(invoice: InvoiceRow | Row, payments: Iterable[PaymentRow]) -> Dec
 async def invoice_payments(session: AsyncSession, invoice_id: int) -> list[PaymentRow]:
     """The invoice's payments, read as the dataloader reads them: what `amount_due` takes.
     The caller holds the invoice's lock, which every payment of it waits for."""
-    by_invoice = await payments_by_invoice_ids(await session.connection(), [invoice_id])
+    by_invoice = await payments_by_invoice_ids(CoreReader(session), [invoice_id])
     return by_invoice[invoice_id]
 
 

@@ -16,7 +16,7 @@ the money.
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 
 from domains.billing.errors import ProviderUnavailable
 from domains.billing.idempotency import KEY_TTL
@@ -24,6 +24,7 @@ from domains.billing.models import IdempotencyKey, Payment, PaymentMethod, Payme
 from domains.billing.provider import PaymentProvider, ProviderPayment
 from domains.billing.webhook import CANCELED, SUCCEEDED, ProviderNotice, settle
 from domains.database import Database
+from domains.reads import Read
 
 payments = Payment.__table__
 keys = IdempotencyKey.__table__
@@ -43,6 +44,25 @@ class PendingSweep:
     unreachable: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class PendingCardPayment:
+    id: int
+    provider: str | None
+    provider_payment_id: str | None
+
+
+STALE_CARD_PAYMENTS = Read(
+    PendingCardPayment,
+    select(payments.c.id, payments.c.provider, payments.c.provider_payment_id)
+    .where(
+        payments.c.method == PaymentMethod.CARD,
+        payments.c.status == PaymentStatus.PENDING,
+        payments.c.created_at < bindparam("created_before"),
+    )
+    .order_by(payments.c.id),
+)
+
+
 async def expire_pending_payments(
     db: Database,
     provider: PaymentProvider | None,
@@ -54,13 +74,8 @@ async def expire_pending_payments(
 
     Without a provider configured nothing can confirm them any more, so they expire.
     """
-    stmt = select(payments.c.id, payments.c.provider, payments.c.provider_payment_id).where(
-        payments.c.method == PaymentMethod.CARD,
-        payments.c.status == PaymentStatus.PENDING,
-        payments.c.created_at < now - older_than,
-    )
-    async with db.read() as conn:
-        stale = (await conn.execute(stmt.order_by(payments.c.id))).all()
+    async with db.read() as reader:
+        stale = await reader.fetch(STALE_CARD_PAYMENTS, created_before=now - older_than)
     settled = expired = unreachable = 0
     for payment in stale:
         if (

@@ -6,13 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import case, func, select, type_coerce
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Select, Subquery, bindparam, case, func, select, type_coerce
 
 from domains.base import MoneyNumeric
 from domains.billing.models import EntrySide, LedgerAccount, Transaction
-from domains.keyset import Ordering, Page, Window, fetch_pages
-from domains.rows import fetch_rows, group_by, row_columns, select_rows
+from domains.keyset import Ordering, Page, PageRead, Window
+from domains.reads import Read, Reader, any_of, group_by, row_columns, select_rows
 
 transactions = Transaction.__table__
 
@@ -35,21 +34,31 @@ class TransactionRow:
 LEDGER_ORDER = Ordering((transactions.c.id,), descending=True)
 
 
+def _ledger(of_account: bool) -> Select:
+    stmt = select_rows(TransactionRow, transactions).where(
+        transactions.c.customer_id == bindparam("customer_id")
+    )
+    if of_account:
+        stmt = stmt.where(transactions.c.account == bindparam("account"))
+    return stmt
+
+
+LEDGER_PAGES = PageRead(TransactionRow, _ledger, LEDGER_ORDER)
+
+
 async def ledger_page(
-    conn: AsyncConnection,
+    reader: Reader,
     customer_id: int,
     window: Window,
     *,
     account: LedgerAccount | None = None,
 ) -> Page[TransactionRow]:
     """A customer's ledger entries (or one account's of them), newest first."""
-    stmt = select_rows(TransactionRow, transactions).where(
-        transactions.c.customer_id == customer_id
+    if account is None:
+        return await LEDGER_PAGES.page(reader, window, shape=False, customer_id=customer_id)
+    return await LEDGER_PAGES.page(
+        reader, window, shape=True, customer_id=customer_id, account=account
     )
-    if account is not None:
-        stmt = stmt.where(transactions.c.account == account)
-    pages = await fetch_pages(conn, TransactionRow, stmt, LEDGER_ORDER, window)
-    return pages[None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +68,9 @@ class BalanceEntryRow(TransactionRow):
     balance_after: Decimal
 
 
-async def balance_history_page(
-    conn: AsyncConnection, customer_id: int, window: Window
-) -> Page[BalanceEntryRow]:
-    """A customer's balance-account entries, newest first, each with the running balance.
-
-    The running sum is a window over all of the customer's entries (oldest first, per
-    currency), computed before the page is cut, in the page's one statement.
-    """
+def _balance_entries() -> Subquery:
+    """A customer's balance-account entries, each with the running balance: a window over
+    all of them (oldest first, per currency), computed before the page is cut."""
     signed = case(
         (transactions.c.type == EntrySide.CREDIT, transactions.c.amount),
         else_=-transactions.c.amount,
@@ -76,35 +80,53 @@ async def balance_history_page(
         order_by=transactions.c.id,
         rows=(None, 0),
     )
-    entries = (
+    return (
         select(
             *row_columns(TransactionRow, transactions),
             type_coerce(running, MoneyNumeric).label("balance_after"),
         )
         .where(
-            transactions.c.customer_id == customer_id,
+            transactions.c.customer_id == bindparam("customer_id"),
             transactions.c.account == LedgerAccount.CUSTOMER_BALANCE,
         )
         .subquery("balance_entries")
     )
-    ordering = Ordering((entries.c.id,), descending=LEDGER_ORDER.descending)
-    pages = await fetch_pages(conn, BalanceEntryRow, select(entries), ordering, window)
-    return pages[None]
 
 
-async def transactions_by_ids(
-    conn: AsyncConnection, ids: Sequence[int]
-) -> dict[int, TransactionRow]:
-    stmt = select_rows(TransactionRow, transactions).where(transactions.c.id.in_(ids))
-    return {row.id: row for row in await fetch_rows(conn, TransactionRow, stmt)}
+_balance = _balance_entries()
+BALANCE_HISTORY = PageRead(
+    BalanceEntryRow,
+    select(_balance),
+    Ordering((_balance.c.id,), descending=LEDGER_ORDER.descending),
+)
+
+
+async def balance_history_page(
+    reader: Reader, customer_id: int, window: Window
+) -> Page[BalanceEntryRow]:
+    """A customer's balance-account entries, newest first, each with the running balance,
+    in the page's one statement."""
+    return await BALANCE_HISTORY.page(reader, window, customer_id=customer_id)
+
+
+TRANSACTIONS_BY_ID = Read(
+    TransactionRow,
+    select_rows(TransactionRow, transactions).where(any_of(transactions.c.id, "ids")),
+)
+TRANSACTIONS_BY_PAYMENT_ID = Read(
+    TransactionRow,
+    select_rows(TransactionRow, transactions)
+    .where(any_of(transactions.c.payment_id, "payment_ids"))
+    .order_by(transactions.c.id),
+)
+
+
+async def transactions_by_ids(reader: Reader, ids: Sequence[int]) -> dict[int, TransactionRow]:
+    return {row.id: row for row in await reader.fetch(TRANSACTIONS_BY_ID, ids=ids)}
 
 
 async def transactions_by_payment_ids(
-    conn: AsyncConnection, payment_ids: Sequence[int]
+    reader: Reader, payment_ids: Sequence[int]
 ) -> dict[int, list[TransactionRow]]:
-    stmt = (
-        select_rows(TransactionRow, transactions)
-        .where(transactions.c.payment_id.in_(payment_ids))
-        .order_by(transactions.c.id)
-    )
-    return group_by(await fetch_rows(conn, TransactionRow, stmt), "payment_id", payment_ids)
+    rows = await reader.fetch(TRANSACTIONS_BY_PAYMENT_ID, payment_ids=payment_ids)
+    return group_by(rows, "payment_id", payment_ids)

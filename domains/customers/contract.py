@@ -4,10 +4,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from domains.customers.models import Contract, ContractStatus
-from domains.rows import fetch_rows, group_by, select_rows
+from domains.reads import Read, Reader, any_of, group_by, select_rows
 
 contracts = Contract.__table__
 
@@ -23,17 +21,23 @@ class ContractRow:
     end_date: date | None
 
 
-async def contracts_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, ContractRow]:
-    stmt = select_rows(ContractRow, contracts).where(contracts.c.id.in_(ids))
-    return {row.id: row for row in await fetch_rows(conn, ContractRow, stmt)}
+CONTRACTS_BY_ID = Read(
+    ContractRow, select_rows(ContractRow, contracts).where(any_of(contracts.c.id, "ids"))
+)
+CONTRACTS_BY_CUSTOMER_ID = Read(
+    ContractRow,
+    select_rows(ContractRow, contracts)
+    .where(any_of(contracts.c.customer_id, "customer_ids"))
+    .order_by(contracts.c.start_date, contracts.c.id),
+)
+
+
+async def contracts_by_ids(reader: Reader, ids: Sequence[int]) -> dict[int, ContractRow]:
+    return {row.id: row for row in await reader.fetch(CONTRACTS_BY_ID, ids=ids)}
 
 
 async def contracts_by_customer_ids(
-    conn: AsyncConnection, customer_ids: Sequence[int]
+    reader: Reader, customer_ids: Sequence[int]
 ) -> dict[int, list[ContractRow]]:
-    stmt = (
-        select_rows(ContractRow, contracts)
-        .where(contracts.c.customer_id.in_(customer_ids))
-        .order_by(contracts.c.start_date, contracts.c.id)
-    )
-    return group_by(await fetch_rows(conn, ContractRow, stmt), "customer_id", customer_ids)
+    rows = await reader.fetch(CONTRACTS_BY_CUSTOMER_ID, customer_ids=customer_ids)
+    return group_by(rows, "customer_id", customer_ids)

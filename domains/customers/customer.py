@@ -5,13 +5,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Select, bindparam, func, or_, select
 
 from domains.customers.models import Customer
 from domains.identity.models import User
-from domains.keyset import Ordering, Page, Window, fetch_pages
-from domains.rows import fetch_rows, select_rows
+from domains.keyset import Ordering, Page, PageRead, Window
+from domains.reads import Read, Reader, any_of, select_rows
 
 customers = Customer.__table__
 users = User.__table__
@@ -31,36 +30,49 @@ class CustomerRow:
 
 CUSTOMER_ORDER = Ordering((customers.c.id,), descending=False)
 
-
-async def customers_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, CustomerRow]:
-    stmt = select_rows(CustomerRow, customers).where(customers.c.id.in_(ids))
-    return {row.id: row for row in await fetch_rows(conn, CustomerRow, stmt)}
-
-
-async def customers_by_user_ids(
-    conn: AsyncConnection, user_ids: Sequence[int]
-) -> dict[int, CustomerRow]:
-    stmt = select_rows(CustomerRow, customers).where(customers.c.user_id.in_(user_ids))
-    return {row.user_id: row for row in await fetch_rows(conn, CustomerRow, stmt)}
+CUSTOMERS_BY_ID = Read(
+    CustomerRow, select_rows(CustomerRow, customers).where(any_of(customers.c.id, "ids"))
+)
+CUSTOMERS_BY_USER_ID = Read(
+    CustomerRow,
+    select_rows(CustomerRow, customers).where(any_of(customers.c.user_id, "user_ids")),
+)
 
 
-async def search_customers(
-    conn: AsyncConnection, search: str | None, window: Window
-) -> Page[CustomerRow]:
-    """Staff search: contract number or email prefix, or any part of the name."""
+def _search(searching: bool) -> Select:
+    """Contract number or email prefix, or any part of the name (`prefix`, `part`: LIKE
+    patterns, escaped); everyone when not searching."""
     stmt = select_rows(CustomerRow, customers)
+    if not searching:
+        return stmt
+    prefix, part = bindparam("prefix"), bindparam("part")
+    owner_emails = select(users.c.id).where(func.lower(users.c.email).like(prefix, escape="\\"))
+    return stmt.where(
+        or_(
+            func.lower(customers.c.contract_num).like(prefix, escape="\\"),
+            func.lower(customers.c.full_name).like(part, escape="\\"),
+            customers.c.user_id.in_(owner_emails),
+        )
+    )
+
+
+CUSTOMER_SEARCH = PageRead(CustomerRow, _search, CUSTOMER_ORDER)
+
+
+async def customers_by_ids(reader: Reader, ids: Sequence[int]) -> dict[int, CustomerRow]:
+    return {row.id: row for row in await reader.fetch(CUSTOMERS_BY_ID, ids=ids)}
+
+
+async def customers_by_user_ids(reader: Reader, user_ids: Sequence[int]) -> dict[int, CustomerRow]:
+    return {row.user_id: row for row in await reader.fetch(CUSTOMERS_BY_USER_ID, user_ids=user_ids)}
+
+
+async def search_customers(reader: Reader, search: str | None, window: Window) -> Page[CustomerRow]:
+    """Staff search: contract number or email prefix, or any part of the name."""
     term = (search or "").strip().lower()
-    if term:
-        escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        owner_emails = select(users.c.id).where(
-            func.lower(users.c.email).like(f"{escaped}%", escape="\\")
-        )
-        stmt = stmt.where(
-            or_(
-                func.lower(customers.c.contract_num).like(f"{escaped}%", escape="\\"),
-                func.lower(customers.c.full_name).like(f"%{escaped}%", escape="\\"),
-                customers.c.user_id.in_(owner_emails),
-            )
-        )
-    pages = await fetch_pages(conn, CustomerRow, stmt, CUSTOMER_ORDER, window)
-    return pages[None]
+    if not term:
+        return await CUSTOMER_SEARCH.page(reader, window, shape=False)
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return await CUSTOMER_SEARCH.page(
+        reader, window, shape=True, prefix=f"{escaped}%", part=f"%{escaped}%"
+    )

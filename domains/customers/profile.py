@@ -8,7 +8,7 @@ from domains.customers.customer import CustomerRow, customers
 from domains.database import Database
 from domains.errors import Forbidden, InvalidInput
 from domains.identity.viewer import Viewer
-from domains.rows import row_columns
+from domains.reads import row_columns
 
 # E.164: a plus, then up to 15 digits; spaces, dashes and brackets are dropped first.
 _PHONE = re.compile(r"^\+[1-9]\d{6,14}$")

@@ -4,10 +4,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from domains.customers.models import Subscription, SubscriptionStatus
-from domains.rows import fetch_rows, group_by, select_rows
+from domains.reads import Read, Reader, any_of, group_by, select_rows
 
 subscriptions = Subscription.__table__
 
@@ -23,19 +21,24 @@ class SubscriptionRow:
     ended_at: datetime | None
 
 
+SUBSCRIPTIONS_BY_ID = Read(
+    SubscriptionRow,
+    select_rows(SubscriptionRow, subscriptions).where(any_of(subscriptions.c.id, "ids")),
+)
+SUBSCRIPTIONS_BY_CUSTOMER_ID = Read(
+    SubscriptionRow,
+    select_rows(SubscriptionRow, subscriptions)
+    .where(any_of(subscriptions.c.customer_id, "customer_ids"))
+    .order_by(subscriptions.c.started_at, subscriptions.c.id),
+)
+
+
 async def subscriptions_by_customer_ids(
-    conn: AsyncConnection, customer_ids: Sequence[int]
+    reader: Reader, customer_ids: Sequence[int]
 ) -> dict[int, list[SubscriptionRow]]:
-    stmt = (
-        select_rows(SubscriptionRow, subscriptions)
-        .where(subscriptions.c.customer_id.in_(customer_ids))
-        .order_by(subscriptions.c.started_at, subscriptions.c.id)
-    )
-    return group_by(await fetch_rows(conn, SubscriptionRow, stmt), "customer_id", customer_ids)
+    rows = await reader.fetch(SUBSCRIPTIONS_BY_CUSTOMER_ID, customer_ids=customer_ids)
+    return group_by(rows, "customer_id", customer_ids)
 
 
-async def subscriptions_by_ids(
-    conn: AsyncConnection, ids: Sequence[int]
-) -> dict[int, SubscriptionRow]:
-    stmt = select_rows(SubscriptionRow, subscriptions).where(subscriptions.c.id.in_(ids))
-    return {row.id: row for row in await fetch_rows(conn, SubscriptionRow, stmt)}
+async def subscriptions_by_ids(reader: Reader, ids: Sequence[int]) -> dict[int, SubscriptionRow]:
+    return {row.id: row for row in await reader.fetch(SUBSCRIPTIONS_BY_ID, ids=ids)}

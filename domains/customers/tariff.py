@@ -4,10 +4,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Select
 
 from domains.customers.models import Segment, Tariff
-from domains.rows import fetch_rows, select_rows
+from domains.reads import Read, Reader, ShapedRead, any_of, select_rows
 
 tariffs = Tariff.__table__
 
@@ -26,14 +26,21 @@ class TariffRow:
     is_active: bool
 
 
-async def tariffs_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, TariffRow]:
-    stmt = select_rows(TariffRow, tariffs).where(tariffs.c.id.in_(ids))
-    return {row.id: row for row in await fetch_rows(conn, TariffRow, stmt)}
+TARIFFS_BY_ID = Read(TariffRow, select_rows(TariffRow, tariffs).where(any_of(tariffs.c.id, "ids")))
 
 
-async def list_tariffs(conn: AsyncConnection, *, include_archived: bool) -> list[TariffRow]:
-    """The catalogue, cheapest first; archived tariffs only when staff ask for them."""
+def _catalogue(include_archived: bool) -> Select:
     stmt = select_rows(TariffRow, tariffs).order_by(tariffs.c.monthly_price, tariffs.c.id)
-    if not include_archived:
-        stmt = stmt.where(tariffs.c.is_active.is_(True))
-    return await fetch_rows(conn, TariffRow, stmt)
+    return stmt if include_archived else stmt.where(tariffs.c.is_active.is_(True))
+
+
+TARIFF_CATALOGUE = ShapedRead(TariffRow, _catalogue)
+
+
+async def tariffs_by_ids(reader: Reader, ids: Sequence[int]) -> dict[int, TariffRow]:
+    return {row.id: row for row in await reader.fetch(TARIFFS_BY_ID, ids=ids)}
+
+
+async def list_tariffs(reader: Reader, *, include_archived: bool) -> list[TariffRow]:
+    """The catalogue, cheapest first; archived tariffs only when staff ask for them."""
+    return await reader.fetch(TARIFF_CATALOGUE.of(include_archived))

@@ -180,7 +180,7 @@ class OutboxRelay:
 
     async def pending(self) -> int:
         """Rows not yet published: the backlog a dashboard watches."""
-        async with self.db.read() as conn:
+        async with self.db.connect() as conn:
             stmt = select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
             return int((await conn.execute(stmt)).scalar_one())
 

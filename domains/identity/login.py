@@ -2,16 +2,15 @@
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy import Select, bindparam, select, update
 
 from domains.customers.models import Customer
 from domains.errors import InvalidInput, Unauthenticated
 from domains.identity.auth import Auth
 from domains.identity.credentials import Credentials, issue_credentials
-from domains.identity.models import User
+from domains.identity.models import Role, User
 from domains.identity.passwords import (
     MAX_PASSWORD_LENGTH,
     hash_password,
@@ -20,6 +19,10 @@ from domains.identity.passwords import (
 )
 from domains.identity.session import Client
 from domains.identity.user import UserRow, normalize_email
+from domains.reads import Read, Reader
+
+users = User.__table__
+customers = Customer.__table__
 
 MAX_EMAIL_LENGTH = 254
 LOGIN_FAILED = "invalid email or password"
@@ -27,28 +30,45 @@ LOGIN_FAILED = "invalid email or password"
 
 @dataclass(frozen=True, slots=True)
 class Account:
-    user: UserRow
+    """A user with their customer account, if they have one, and their password hash."""
+
+    id: int
+    email: str
+    role: Role
+    is_active: bool
+    created_at: datetime
     customer_id: int | None
     password_hash: str
 
+    @property
+    def user(self) -> UserRow:
+        return UserRow(self.id, self.email, self.role, self.is_active, self.created_at)
 
-async def find_account(conn: AsyncConnection | AsyncSession, *where: Any) -> Account | None:
-    """A user with their customer account, if they have one."""
-    stmt = (
-        select(
-            User.id,
-            User.email,
-            User.role,
-            User.is_active,
-            User.created_at,
-            Customer.id,
-            User.password_hash,
-        )
-        .outerjoin(Customer, Customer.user_id == User.id)
-        .where(*where)
-    )
-    found = (await conn.execute(stmt)).first()
-    return None if found is None else Account(UserRow(*found[:5]), found[5], found[6])
+
+def _accounts() -> Select:
+    return select(
+        users.c.id,
+        users.c.email,
+        users.c.role,
+        users.c.is_active,
+        users.c.created_at,
+        customers.c.id.label("customer_id"),
+        users.c.password_hash,
+    ).outerjoin(customers, customers.c.user_id == users.c.id)
+
+
+ACCOUNT_BY_EMAIL = Read(Account, _accounts().where(users.c.email == bindparam("email")))
+ACCOUNT_BY_ID = Read(Account, _accounts().where(users.c.id == bindparam("user_id")))
+
+
+async def account_by_email(reader: Reader, email: str) -> Account | None:
+    found = await reader.fetch(ACCOUNT_BY_EMAIL, email=normalize_email(email))
+    return found[0] if found else None
+
+
+async def account_by_id(reader: Reader, user_id: int) -> Account | None:
+    found = await reader.fetch(ACCOUNT_BY_ID, user_id=user_id)
+    return found[0] if found else None
 
 
 async def login(auth: Auth, *, email: str, password: str, client: Client) -> Credentials:
@@ -56,8 +76,8 @@ async def login(auth: Auth, *, email: str, password: str, client: Client) -> Cre
     if len(email) > MAX_EMAIL_LENGTH or len(password) > MAX_PASSWORD_LENGTH:
         raise InvalidInput("email or password is too long")
     await auth.throttle.attempt("login", email, client.ip_address)
-    async with auth.db.read() as conn:
-        account = await find_account(conn, User.email == normalize_email(email))
+    async with auth.db.read() as reader:
+        account = await account_by_email(reader, email)
     # Runs a full verification even for unknown emails: equal time for both failures.
     # argon2 takes tens of milliseconds: off the event loop, so other requests go on.
     verified = await asyncio.to_thread(

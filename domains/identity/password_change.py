@@ -7,7 +7,7 @@ from sqlalchemy import update
 from domains.errors import InvalidInput, Unauthenticated
 from domains.events.subject import USER
 from domains.identity.auth import Auth
-from domains.identity.login import find_account
+from domains.identity.login import account_by_id
 from domains.identity.models import User
 from domains.identity.passwords import (
     MAX_PASSWORD_LENGTH,
@@ -27,8 +27,8 @@ async def change_password(
 ) -> None:
     if len(current_password) > MAX_PASSWORD_LENGTH:
         raise InvalidInput("the current password is wrong")
-    async with auth.db.read() as conn:
-        account = await find_account(conn, User.id == viewer.user_id)
+    async with auth.db.read() as reader:
+        account = await account_by_id(reader, viewer.user_id)
     if account is None or not account.user.is_active:
         raise Unauthenticated("sign in again")
     check_password_policy(new_password, account.user.email)

@@ -9,8 +9,10 @@ table keeps only its SHA-256 hash. A new request voids the user's earlier links.
 import asyncio
 import secrets
 import time
+import uuid
+from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from domains.clock import utcnow
 from domains.errors import InvalidInput
@@ -24,6 +26,7 @@ from domains.identity.passwords import check_password_policy, hash_password
 from domains.identity.session import Client
 from domains.identity.user import normalize_email
 from domains.outbox import record_event
+from domains.reads import Read
 
 password_resets = PasswordReset.__table__
 users = User.__table__
@@ -34,6 +37,28 @@ MAX_TOKEN_LENGTH = 512
 INVALID_LINK = "this password-reset link is invalid, used or expired"
 # Every request takes at least this long, so the extra writes for a real account don't show.
 RESPONSE_FLOOR_SECONDS = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class ResetLink:
+    """A reset link still good (unused, unexpired, of an active user)."""
+
+    id: uuid.UUID
+    user_id: int
+    email: str
+
+
+RESET_LINK_BY_HASH = Read(
+    ResetLink,
+    select(password_resets.c.id, users.c.id.label("user_id"), users.c.email)
+    .join(users, users.c.id == password_resets.c.user_id)
+    .where(
+        password_resets.c.token_hash == bindparam("token_hash"),
+        password_resets.c.used_at.is_(None),
+        password_resets.c.expires_at > bindparam("now"),
+        users.c.is_active.is_(True),
+    ),
+)
 
 
 async def request_password_reset(auth: Auth, *, email: str, client: Client) -> None:
@@ -85,21 +110,12 @@ async def reset_password(auth: Auth, *, token: str, new_password: str) -> None:
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise InvalidInput(INVALID_LINK)
     now = utcnow()
-    stmt = (
-        select(password_resets.c.id, users.c.id, users.c.email)
-        .join(users, users.c.id == password_resets.c.user_id)
-        .where(
-            password_resets.c.token_hash == token_hash(token),
-            password_resets.c.used_at.is_(None),
-            password_resets.c.expires_at > now,
-            users.c.is_active.is_(True),
-        )
-    )
-    async with auth.db.read() as conn:
-        found = (await conn.execute(stmt)).first()
-    if found is None:
+    async with auth.db.read() as reader:
+        found = await reader.fetch(RESET_LINK_BY_HASH, token_hash=token_hash(token), now=now)
+    if not found:
         raise InvalidInput(INVALID_LINK)
-    reset_id, user_id, email = found
+    (link,) = found
+    reset_id, user_id, email = link.id, link.user_id, link.email
     check_password_policy(new_password, email)
     password_hash = await asyncio.to_thread(hash_password, new_password)
     async with auth.db.transaction() as tx:

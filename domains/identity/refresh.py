@@ -6,18 +6,20 @@ A refresh token that was already traded and comes back means two parties hold it
 """
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import NoReturn
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.clock import utcnow
 from domains.errors import Unauthenticated
 from domains.identity.auth import Auth
 from domains.identity.credentials import Credentials, issue_credentials, token_hash
-from domains.identity.login import find_account
-from domains.identity.models import RefreshToken, Session, User
+from domains.identity.login import account_by_id
+from domains.identity.models import RefreshToken, Session
+from domains.reads import CoreReader, Read
 
 refresh_tokens = RefreshToken.__table__
 sessions = Session.__table__
@@ -27,39 +29,54 @@ INVALID = "invalid or expired refresh token"
 REUSED = "refresh token already used: the session is ended, sign in again"
 
 
+@dataclass(frozen=True, slots=True)
+class RefreshTokenRow:
+    """A refresh token, by its hash, and whose session it continues."""
+
+    id: uuid.UUID
+    session_id: uuid.UUID
+    expires_at: datetime
+    used_at: datetime | None
+    user_id: int
+
+
+REFRESH_TOKEN_BY_HASH = Read(
+    RefreshTokenRow,
+    select(
+        refresh_tokens.c.id,
+        refresh_tokens.c.session_id,
+        refresh_tokens.c.expires_at,
+        refresh_tokens.c.used_at,
+        sessions.c.user_id,
+    )
+    .join(sessions, sessions.c.id == refresh_tokens.c.session_id)
+    .where(refresh_tokens.c.token_hash == bindparam("token_hash")),
+)
+
+
 async def refresh(auth: Auth, *, token: str) -> Credentials:
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise Unauthenticated(INVALID)
     now = utcnow()
-    stmt = (
-        select(
-            refresh_tokens.c.id,
-            refresh_tokens.c.session_id,
-            refresh_tokens.c.expires_at,
-            refresh_tokens.c.used_at,
-            sessions.c.user_id,
-        )
-        .join(sessions, sessions.c.id == refresh_tokens.c.session_id)
-        .where(refresh_tokens.c.token_hash == token_hash(token))
-    )
-    async with auth.db.read() as conn:
-        found = (await conn.execute(stmt)).first()
-    if found is None:
+    async with auth.db.read() as reader:
+        found = await reader.fetch(REFRESH_TOKEN_BY_HASH, token_hash=token_hash(token))
+    if not found:
         raise Unauthenticated(INVALID)
-    token_id, session_id, expires_at, used_at, user_id = found
-    if used_at is not None:
+    (refresh_token,) = found
+    user_id, session_id = refresh_token.user_id, refresh_token.session_id
+    if refresh_token.used_at is not None:
         await _end_family(auth, user_id, session_id)
-    if expires_at <= now:
+    if refresh_token.expires_at <= now:
         raise Unauthenticated(INVALID)
     # Checked (and recorded as activity) before the write below, in its own unit of work.
     session = await auth.sessions.use(session_id, user_id)
     if session is None:
         raise Unauthenticated(INVALID)
     async with auth.db.transaction() as tx:
-        account = await find_account(tx, User.id == user_id)
+        account = await account_by_id(CoreReader(tx), user_id)
         if account is None or not account.user.is_active:
             raise Unauthenticated(INVALID)
-        if await _spend(tx, token_id, now):
+        if await _spend(tx, refresh_token.id, now):
             return await issue_credentials(auth, tx, account.user, account.customer_id, session)
     # Another request spent it between our read and our write: a reuse as well.
     await _end_family(auth, user_id, session_id)

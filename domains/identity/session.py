@@ -24,13 +24,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.clock import utcnow
 from domains.database import Database
 from domains.identity.models import Session
 from domains.identity.session_store import SessionStore, StoredSession
+from domains.reads import Read, select_rows
 
 sessions = Session.__table__
 
@@ -67,6 +68,35 @@ class SessionRow:
     last_seen_at: datetime
     expires_at: datetime
     current: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A session as the table keeps it."""
+
+    id: uuid.UUID
+    user_id: int
+    device_info: str
+    ip_address: str | None
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+
+
+SESSION_BY_ID = Read(
+    SessionRecord, select_rows(SessionRecord, sessions).where(sessions.c.id == bindparam("id"))
+)
+LIVE_SESSIONS_OF_USER = Read(
+    SessionRecord,
+    select_rows(SessionRecord, sessions)
+    .where(
+        sessions.c.user_id == bindparam("user_id"),
+        sessions.c.revoked_at.is_(None),
+        sessions.c.expires_at > bindparam("now"),
+    )
+    .order_by(sessions.c.created_at.desc(), sessions.c.id),
+)
 
 
 class Sessions:
@@ -192,29 +222,13 @@ class Sessions:
     async def of_user(self, user_id: int, current: uuid.UUID | None) -> list[SessionRow]:
         """The user's live sessions, newest first, last use taken from the store."""
         now = utcnow()
-        stmt = (
-            select(
-                sessions.c.id,
-                sessions.c.device_info,
-                sessions.c.ip_address,
-                sessions.c.created_at,
-                sessions.c.last_seen_at,
-                sessions.c.expires_at,
-            )
-            .where(
-                sessions.c.user_id == user_id,
-                sessions.c.revoked_at.is_(None),
-                sessions.c.expires_at > now,
-            )
-            .order_by(sessions.c.created_at.desc(), sessions.c.id)
-        )
-        async with self.db.read() as conn:
-            found = (await conn.execute(stmt)).all()
+        async with self.db.read() as reader:
+            found = await reader.fetch(LIVE_SESSIONS_OF_USER, user_id=user_id, now=now)
         # One store round trip for the whole list, not one per session.
-        lives = await self.store.get_many([row[0] for row in found])
+        lives = await self.store.get_many([record.id for record in found])
         rows = []
-        for row, live in zip(found, lives, strict=True):
-            session_id, device_info, ip_address, created_at, last_seen_at, expires_at = row
+        for record, live in zip(found, lives, strict=True):
+            last_seen_at = record.last_seen_at
             if live is not None:
                 if live.revoked:
                     continue
@@ -223,13 +237,13 @@ class Sessions:
                 continue
             rows.append(
                 SessionRow(
-                    session_id,
-                    device_info,
-                    ip_address,
-                    created_at,
+                    record.id,
+                    record.device_info,
+                    record.ip_address,
+                    record.created_at,
                     last_seen_at,
-                    expires_at,
-                    current=session_id == current,
+                    record.expires_at,
+                    current=record.id == current,
                 )
             )
         return rows
@@ -243,26 +257,19 @@ class Sessions:
 
     async def _copy_back(self, session_id: uuid.UUID) -> StoredSession | None:
         """The table's record of a session the store lost, put back into the store."""
-        stmt = select(
-            sessions.c.user_id,
-            sessions.c.created_at,
-            sessions.c.expires_at,
-            sessions.c.last_seen_at,
-            sessions.c.revoked_at,
-        ).where(sessions.c.id == session_id)
-        async with self.db.read() as conn:
-            row = (await conn.execute(stmt)).first()
-        if row is None:
+        async with self.db.read() as reader:
+            found = await reader.fetch(SESSION_BY_ID, id=session_id)
+        if not found:
             return None
-        user_id, created_at, expires_at, last_seen_at, revoked_at = row
+        (record,) = found
         return await self.store.add(
             StoredSession(
                 session_id,
-                user_id,
-                created_at,
-                expires_at,
-                last_seen_at,
-                last_seen_at,
-                revoked=revoked_at is not None,
+                record.user_id,
+                record.created_at,
+                record.expires_at,
+                record.last_seen_at,
+                record.last_seen_at,
+                revoked=record.revoked_at is not None,
             )
         )

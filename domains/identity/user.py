@@ -4,10 +4,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from domains.identity.models import Role, User
-from domains.rows import fetch_rows, select_rows
+from domains.reads import Read, Reader, any_of, select_rows
 
 users = User.__table__
 
@@ -21,10 +19,12 @@ class UserRow:
     created_at: datetime
 
 
+USERS_BY_ID = Read(UserRow, select_rows(UserRow, users).where(any_of(users.c.id, "ids")))
+
+
 def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-async def users_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, UserRow]:
-    stmt = select_rows(UserRow, users).where(users.c.id.in_(ids))
-    return {row.id: row for row in await fetch_rows(conn, UserRow, stmt)}
+async def users_by_ids(reader: Reader, ids: Sequence[int]) -> dict[int, UserRow]:
+    return {row.id: row for row in await reader.fetch(USERS_BY_ID, ids=ids)}

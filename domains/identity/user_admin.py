@@ -7,7 +7,7 @@ from domains.identity.auth import Auth
 from domains.identity.models import Role, User
 from domains.identity.user import UserRow
 from domains.identity.viewer import Viewer
-from domains.rows import row_columns
+from domains.reads import row_columns
 
 
 async def update_user(
