@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("JWT, sessions", ("joserfc/", "cryptography/", "domains/identity/")),
     (
         "database (driver, pool, reads)",
-        ("sqlalchemy/", "asyncpg/", "domains/", "dataloaders/", "strawberry/dataloader"),
+        ("sqlalchemy/", "asyncpg/", "domains/", "dataloaders/"),
     ),
     (
         "GraphQL execution (plan, resolvers)",

@@ -32,8 +32,8 @@ class Lookup:
         self, context: Context, parents: Sequence[Any], arguments: dict[str, Any]
     ) -> list[Any]:
         """What the loader holds for each parent's key. The keys' futures are awaited in
-        turn rather than gathered (as DataLoader.load_many does, a callback per key): a
-        batch settles all its futures at once, so this wakes once per batch."""
+        turn rather than gathered (a callback per key): a batch settles all its futures at
+        once, so this wakes once per batch."""
         loader = context.loaders.of(self.loader)
         loading = [loader.load(self.key(parent, **arguments)) for parent in parents]
         return [await each for each in loading]
