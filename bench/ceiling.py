@@ -30,6 +30,7 @@ from starlette.routing import Route
 from domains.errors import Unauthenticated
 from domains.identity.models import Role
 from domains.identity.tokens import AccessClaims, TokenService
+from domains.read_pool import ReadPool
 from gateway.settings import Settings
 
 PATH = "/graphql"
@@ -78,10 +79,6 @@ ZERO = Decimal("0.00")
 Record = asyncpg.Record
 
 
-async def _keep_session(_conn: asyncpg.Connection) -> None:
-    """Nothing to reset: see Ceiling.open."""
-
-
 class Failure(Exception):
     """A request the operation refuses: answered as a GraphQL error with its code."""
 
@@ -101,24 +98,29 @@ class Ceiling:
             audience=settings.jwt_audience,
             access_ttl=settings.access_token_ttl,
         )
-        self.pool: asyncpg.Pool | None = None
+        self.pool: ReadPool | None = None
         self.statements = 0
         self.requests: dict[int, int] = {}
 
     async def open(self) -> None:
         dsn = self.settings.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
-        # As large as the gateway's read pool, and like it without a reset round trip per
-        # release (domains/database.py): the statements leave no session state behind.
-        size = self.settings.database_read_pool_size
-        self.pool = await asyncpg.create_pool(
-            dsn, min_size=size, max_size=size, reset=_keep_session
+        # The gateway's read pool, as large (domains/read_pool.py): the cheapest checkout
+        # there is, so the floor pays for its connections what the gateway's reads pay.
+        self.pool = ReadPool(
+            lambda: asyncpg.connect(dsn),
+            self.settings.database_read_pool_size,
+            self.settings.database_pool_timeout,
         )
 
     async def fetch(self, sql: str, *arguments: Any) -> list[Record]:
         """One statement on its own pooled connection, as a loader's batch runs."""
         assert self.pool is not None
         self.statements += 1
-        return await self.pool.fetch(sql, *arguments)
+        conn = await self.pool.acquire()
+        try:
+            return await conn.fetch(sql, *arguments)
+        finally:
+            self.pool.release(conn)
 
     async def graphql(self, request: Request) -> Response:
         try:
@@ -244,7 +246,11 @@ class Ceiling:
 
     async def ready(self, _request: Request) -> Response:
         assert self.pool is not None
-        await self.pool.fetchval("SELECT 1")  # not counted: no scenario's statement
+        conn = await self.pool.acquire()
+        try:
+            await conn.fetchval("SELECT 1")  # not counted: no scenario's statement
+        finally:
+            self.pool.release(conn)
         return Response('{"status":"ok"}', media_type="application/json")
 
     async def metrics(self, _request: Request) -> Response:

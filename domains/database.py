@@ -1,6 +1,5 @@
 """Engine, read pool and unit of work for one configured database (PostgreSQL or SQLite)."""
 
-import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from domains.errors import DomainError
+from domains.read_pool import ReadPool
 from domains.reads import CoreReader, PreparedReader, Reader, StatementHook
 
 # PostgreSQL's "too many connections" (max_connections, or only reserved slots left).
@@ -43,7 +43,7 @@ class Database:
     """Owns the engine and the read pool; reads borrow a pooled connection, writes run in
     one transaction.
 
-    On PostgreSQL, declared reads (domains/reads.py) run on an asyncpg pool of their own,
+    On PostgreSQL, declared reads (domains/reads.py) run on a pool of their own (ReadPool),
     `read_pool_size` connections opened as needed; units of work and the other Core
     statements (the relay, demo data) on the engine's pool, which holds `pool_size`
     connections and opens up to `max_overflow` more under a burst. A checkout of either
@@ -100,10 +100,9 @@ class Database:
         self._read_connect: dict[str, Any] = (
             {} if self.is_sqlite else self.engine.dialect.create_connect_args(parsed)[1]
         )
-        self._read_pool_size = read_pool_size
-        self._pool_timeout = pool_timeout
-        self._read_pool: asyncpg.Pool | None = None
-        self._read_pool_opening = asyncio.Lock()
+        self._read_pool = ReadPool(
+            lambda: asyncpg.connect(**self._read_connect), read_pool_size, pool_timeout
+        )
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Reader]:
@@ -162,34 +161,24 @@ class Database:
                     wake()
 
     async def dispose(self) -> None:
-        if self._read_pool is not None:
-            await self._read_pool.close()
-            self._read_pool = None
+        await self._read_pool.close()
         await self.engine.dispose()
 
     @asynccontextmanager
     async def _read_connection(self) -> AsyncIterator[asyncpg.Connection]:
-        pool = await self._pool()
         with _busy_when_refused():
-            conn = await pool.acquire(timeout=self._pool_timeout)
+            conn = await self._read_pool.acquire()
         try:
             yield conn
-        finally:
-            await pool.release(conn)
-
-    async def _pool(self) -> asyncpg.Pool:
-        """The read pool, created on first use; it connects only as reads need connections
-        (no minimum), so creating it needs no server."""
-        if self._read_pool is None:
-            async with self._read_pool_opening:
-                if self._read_pool is None:
-                    self._read_pool = await asyncpg.create_pool(
-                        **self._read_connect,
-                        min_size=0,
-                        max_size=self._read_pool_size,
-                        reset=_keep_session,
-                    )
-        return self._read_pool
+        except (DomainError, asyncpg.PostgresError):
+            # A statement's own error, or the caller's after its reads: the connection
+            # finished its exchange and is idle.
+            self._read_pool.release(conn)
+            raise
+        except BaseException:  # cancelled or broken mid-statement: not to be trusted
+            self._read_pool.release(conn, reusable=False)
+            raise
+        self._read_pool.release(conn)
 
     def _engine_statement(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         self._statement(statement)
@@ -228,12 +217,6 @@ def _busy_when_refused() -> Iterator[None]:
         if getattr(error.orig, "sqlstate", None) != TOO_MANY_CONNECTIONS:
             raise
         raise DatabaseBusy() from error
-
-
-async def _keep_session(_conn: asyncpg.Connection) -> None:
-    """Declared reads leave no session state behind (no SET, LISTEN, lock or transaction),
-    so a connection going back to the read pool skips asyncpg's reset, a round trip per
-    checkout; a cancelled statement is still waited for by the pool before reuse."""
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
