@@ -22,10 +22,15 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 MONEY_PRECISION = 12
 MONEY_SCALE = 2
+CENT = Decimal(1).scaleb(-MONEY_SCALE)
+# The least amount a money column cannot hold: numeric(12,2) keeps ten whole digits.
+MAX_MONEY = Decimal(10) ** (MONEY_PRECISION - MONEY_SCALE)
 
 
 class MoneyNumeric(TypeDecorator[Decimal]):
-    """numeric(12,2); values are Decimal on the way in and out, never float."""
+    """numeric(12,2); values are Decimal on the way in and out, never float, and a value the
+    column cannot hold exactly (a fraction of a cent, ten billion) is refused, not rounded:
+    actions check amounts first, so reaching here is a bug to see, not to round away."""
 
     impl = Numeric(MONEY_PRECISION, MONEY_SCALE, asdecimal=True)
     cache_ok = True
@@ -35,7 +40,9 @@ class MoneyNumeric(TypeDecorator[Decimal]):
             return None
         if not isinstance(value, Decimal):
             raise TypeError(f"money must be Decimal, got {type(value).__name__}")
-        return value.quantize(Decimal("0.01"))
+        if not (value.is_finite() and abs(value) < MAX_MONEY and value == value.quantize(CENT)):
+            raise ValueError(f"{value} does not fit a money column (numeric(12,2))")
+        return value.quantize(CENT)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -19,12 +19,20 @@ def to_global_id(type_name: str, pk: int) -> str:
 
 
 def parse_global_id(global_id: str) -> tuple[str, int]:
+    """The type and primary key an id names; keys are BIGINT identities, so anything
+    outside 1..2^63-1 is malformed, refused here rather than by the database."""
     try:
         padded = global_id + "=" * (-len(global_id) % 4)
         type_name, _, pk = base64.urlsafe_b64decode(padded.encode()).decode().partition(":")
-        return type_name, int(pk)
+        key = int(pk)
     except (binascii.Error, UnicodeDecodeError, ValueError) as error:
         raise InvalidInput(f"malformed id: {global_id[:64]!r}") from error
+    if not 0 < key <= MAX_ID:
+        raise InvalidInput(f"malformed id: {global_id[:64]!r}")
+    return type_name, key
+
+
+MAX_ID = 2**63 - 1  # BIGINT
 
 
 def pk_of(global_id: str, type_name: str) -> int:

@@ -12,6 +12,7 @@ from decimal import Decimal
 from sqlalchemy import ColumnElement, Row, Subquery, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domains.base import CENT, MAX_MONEY
 from domains.billing import events
 from domains.billing.invoice import InvoiceRow
 from domains.billing.invoice_issue import ISSUED
@@ -28,7 +29,6 @@ payments = Payment.__table__
 PAYABLE = (InvoiceStatus.ISSUED, InvoiceStatus.OVERDUE)
 # Payments whose money arrived; a refunded one counts with what was not given back.
 SETTLED = (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED)
-CENT = Decimal("0.01")
 
 
 async def lock_customer(session: AsyncSession, customer_id: int) -> Row | None:
@@ -110,4 +110,6 @@ def unpaid_status(due_date: date | None, today: date) -> InvoiceStatus:
 
 
 def valid_amount(amount: Decimal) -> bool:
-    return amount.is_finite() and amount > 0 and amount == amount.quantize(CENT)
+    """Positive, whole cents, and within the money columns (numeric(12,2)): the bound is
+    checked first, as quantizing a huge amount ("1e26") overflows Decimal's precision."""
+    return amount.is_finite() and 0 < amount < MAX_MONEY and amount == amount.quantize(CENT)
