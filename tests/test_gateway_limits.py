@@ -22,7 +22,7 @@ import redis.asyncio
 from starlette.applications import Starlette
 
 from gateway.app import create_app
-from tests.conftest import DEMO_PASSWORD, make_settings, statements
+from tests.conftest import DEMO_PASSWORD, login, make_settings, statements
 
 REDIS_URL = os.environ.get("KABINET_TEST_REDIS", "redis://127.0.0.1:6379/0")
 CLOSED_PORT_URL = "redis://127.0.0.1:1/0"
@@ -620,3 +620,44 @@ async def test_page_sizes_over_100_are_bad_user_input_before_reading(
     assert codes(own) == ["BAD_USER_INPUT"]
     assert "between 0 and 100" in own.json()["errors"][0]["message"]
     assert ran == [], "refused by the cost analysis, before any resolver"
+
+
+REST_POSTS = ["/auth/login", "/auth/refresh", "/auth/logout", "/billing/pay"]
+
+
+@pytest_asyncio.fixture(scope="module")
+async def limited_token(limited: Gateways) -> str:
+    """One sign-in for the module's signed-in routes (the account's attempts are few)."""
+    _, client = await limited_client(limited)
+    return await login(client, "alice@example.com")
+
+
+@pytest.mark.parametrize("path", [*REST_POSTS, "/webhooks/payments/sandbox"])
+@pytest.mark.parametrize("how", ["declared", "lying-small", "chunked"])
+async def test_rest_and_webhook_bodies_over_max_body_bytes_are_413(
+    limited: Gateways, limited_token: str, path: str, how: str
+):
+    """Every route that reads a body counts it as it streams in (issue 12, point 8); signed-in
+    routes after the token (an anonymous caller is refused first, 401, having sent less)."""
+    app, client = await limited_client(limited)
+    body = b'{"email": "' + b"a" * 5000 + b'"}'
+    headers = {"Content-Type": "application/json", "Idempotency-Key": "k1"}
+    if path in ("/auth/logout", "/billing/pay"):
+        headers["Authorization"] = f"Bearer {limited_token}"
+    content: bytes | AsyncIterator[bytes] = body
+    if how == "declared":
+        headers["Content-Length"] = str(len(body))
+    elif how == "lying-small":
+        headers["Content-Length"] = "900"
+    else:
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for start in range(0, len(body), 250):
+                yield body[start : start + 250]
+
+        content = chunks()
+    with statements(app) as ran:
+        response = await client.post(path, content=content, headers=headers)
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert ran == []
