@@ -116,6 +116,7 @@ def create_app(settings: Settings, subgraph: str | None = None) -> Starlette:
             connections=connections,
             max_batch=settings.graphql_max_batch,
             max_body_bytes=settings.max_body_bytes,
+            max_tokens=settings.graphql_max_tokens,
         )
 
     execution = Execution(settings.graphql_execution)

@@ -6,6 +6,7 @@ from contextlib import aclosing
 from typing import Any
 
 import orjson
+from graphql import GraphQLError, parse, validate
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -178,6 +179,7 @@ class GraphQLEndpoint:
         connections: LiveConnections,
         max_batch: int,
         max_body_bytes: int,
+        max_tokens: int,
     ) -> None:
         self.schema = schema
         self.make_context = make_context
@@ -187,6 +189,7 @@ class GraphQLEndpoint:
         self.connections = connections
         self.max_batch = max_batch
         self.max_body_bytes = max_body_bytes
+        self.max_tokens = max_tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -258,7 +261,9 @@ class GraphQLEndpoint:
         one `next` event per result, then `complete`. The stream ends when the client leaves,
         or, as a websocket would be closed, with an error once the viewer's session ended or
         their access token expired."""
-        query = await self.persisted.resolve(operation["query"], operation["extensions"])
+        query = await self.persisted.resolve(
+            operation["query"], operation["extensions"], self._operation_is_valid
+        )
         context = await self.make_context(request)
         claims = self._claims(request)
         results = await self.schema.stream(
@@ -292,6 +297,16 @@ class GraphQLEndpoint:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
+    def _operation_is_valid(self, query: str) -> bool:
+        """Whether the text parses and validates against this schema (what may be kept as a
+        persisted query); within the token limit, so a registration costs no more than a
+        request. Only new registrations pay it."""
+        try:
+            document = parse(query, max_tokens=self.max_tokens)
+        except GraphQLError:
+            return False
+        return not validate(self.schema._schema, document)  # type: ignore[attr-defined]
+
     def _claims(self, request: Request) -> AccessClaims | None:
         """The signed-in viewer's token claims (BearerAuth checked the token); None when
         anonymous."""
@@ -306,7 +321,9 @@ class GraphQLEndpoint:
     async def _execute(
         self, operation: dict[str, Any], context: Context, allowed: frozenset[OperationType]
     ) -> ExecutionResult:
-        query = await self.persisted.resolve(operation["query"], operation["extensions"])
+        query = await self.persisted.resolve(
+            operation["query"], operation["extensions"], self._operation_is_valid
+        )
         try:
             return await self.schema.execute(
                 query,

@@ -2,8 +2,11 @@
 
 APQ: a client sends `extensions.persistedQuery = {"version": 1, "sha256Hash": h}`. Unknown
 `h` alone is answered PERSISTED_QUERY_NOT_FOUND with HTTP 200, as Apollo clients expect,
-and they retry with the query, which is checked against `h` and remembered: in process
-(bounded LRU), and in Redis when given, so every gateway instance knows it.
+and they retry with the query, which is checked against `h` and, if it is an operation the
+schema accepts (it parses and validates), remembered: in process (an LRU bounded in count
+and bytes), and in the cache Redis when given (`KABINET_CACHE_REDIS_URL`: an instance with
+an eviction policy, so the cache cannot crowd out sessions), so every instance knows it.
+Text that is not a valid operation is run (and answered with its errors) but never stored.
 
 Safelist (`persisted_queries_only`): only the operations of a JSON file `{sha256: query}`
 run, by hash or in full; nothing can be registered.
@@ -15,7 +18,7 @@ import json
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +38,7 @@ PERSISTED_QUERY_NOT_ALLOWED = "PERSISTED_QUERY_NOT_ALLOWED"
 BAD_REQUEST = "BAD_REQUEST"
 
 LOCAL_ENTRIES = 1024
+LOCAL_BYTES = 4 * 1024 * 1024
 REDIS_PREFIX = "kabinet:apq:"
 REDIS_TTL = timedelta(days=1)
 # A lookup must not hold the request up while Redis (or the client's retries) stalls.
@@ -86,6 +90,7 @@ class PersistedQueries:
         only_registered: bool = False,
         redis: "redis.asyncio.Redis | None" = None,
         local_entries: int = LOCAL_ENTRIES,
+        local_bytes: int = LOCAL_BYTES,
         redis_prefix: str = REDIS_PREFIX,
         redis_ttl: timedelta = REDIS_TTL,
         redis_timeout: float = REDIS_TIMEOUT_SECONDS,
@@ -94,6 +99,8 @@ class PersistedQueries:
         self.only_registered = only_registered
         self._local: OrderedDict[str, str] = OrderedDict()
         self._local_entries = local_entries
+        self._local_bytes = local_bytes
+        self._local_size = 0
         self._redis = redis
         self._prefix = redis_prefix
         self._ttl_seconds = max(int(redis_ttl.total_seconds()), 1)
@@ -113,8 +120,11 @@ class PersistedQueries:
             redis=redis,
         )
 
-    async def resolve(self, query: str | None, extensions: dict[str, Any] | None) -> str:
-        """The query to execute; raises PersistedQueryError when there is none to run."""
+    async def resolve(
+        self, query: str | None, extensions: dict[str, Any] | None, valid: Callable[[str], bool]
+    ) -> str:
+        """The query to execute; raises PersistedQueryError when there is none to run.
+        `valid` says whether a query the client registers is an operation worth keeping."""
         sha = _requested_hash(extensions)
         if sha is None:
             if not isinstance(query, str) or not query:
@@ -134,7 +144,8 @@ class PersistedQueries:
         if sha not in self.registered:
             if self.only_registered:
                 raise _not_allowed()
-            await self._remember(sha, query)
+            if valid(query):
+                await self._remember(sha, query)
         return query
 
     async def _lookup(self, sha: str) -> str | None:
@@ -172,10 +183,14 @@ class PersistedQueries:
             logger.warning("persisted query not shared: Redis is unavailable")
 
     def _keep_local(self, sha: str, query: str) -> None:
+        if len(query) > self._local_bytes:
+            return
+        previous = self._local.pop(sha, None)
+        self._local_size += len(query) - (len(previous) if previous is not None else 0)
         self._local[sha] = query
-        self._local.move_to_end(sha)
-        while len(self._local) > self._local_entries:
-            self._local.popitem(last=False)
+        while len(self._local) > self._local_entries or self._local_size > self._local_bytes:
+            _, dropped = self._local.popitem(last=False)
+            self._local_size -= len(dropped)
 
 
 def _requested_hash(extensions: dict[str, Any] | None) -> str | None:

@@ -60,6 +60,8 @@ class Services:
     auth: Auth
     persisted: PersistedQueries
     metrics: Metrics
+    # Redis for caches that may be evicted (persisted queries), apart from the sessions'.
+    cache: Redis | None
     # Kafka when configured; else the in-process bus (relay and readers in this process).
     bus: EventBus
     events: EventCatalog
@@ -85,6 +87,7 @@ class Services:
             ],
         )
         client = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        cache = Redis.from_url(settings.cache_redis_url) if settings.cache_redis_url else None
         store: SessionStore
         limiter: RateLimiter
         if client is None:
@@ -123,7 +126,8 @@ class Services:
             limiter=limiter,
             budgets=Budgets(limiter, settings),
             auth=auth,
-            persisted=PersistedQueries.from_settings(settings, redis=client),
+            persisted=PersistedQueries.from_settings(settings, redis=cache),
+            cache=cache,
             events=event_catalog(settings),
             metrics=metrics,
             bus=KafkaBus(
@@ -149,5 +153,6 @@ class Services:
 
     async def aclose(self) -> None:
         await self.db.dispose()
-        if self.redis is not None:
-            await self.redis.aclose()
+        for client in (self.redis, self.cache):
+            if client is not None:
+                await client.aclose()

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
         5.0, gt=0, le=60, description="Seconds a request waits for a connection, then 503."
     )
     redis_url: str | None = None
+    cache_redis_url: str | None = Field(
+        None,
+        description="Redis for shared caches (persisted queries): an instance with an "
+        "eviction policy, never the sessions' one; unset: each process caches alone.",
+    )
     kafka_bootstrap: str | None = Field(
         None, description="Kafka brokers (host:port,...); the in-process bus without it."
     )

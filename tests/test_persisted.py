@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 import redis.asyncio
 
+from gateway.app import create_app
 from gateway.errors import BadRequest, graphql_error_response
 from gateway.persisted import (
     PersistedQueries,
@@ -20,10 +21,12 @@ from gateway.persisted import (
     sha256_hex,
 )
 from gateway.settings import Settings
+from tests.conftest import app_client, make_settings
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 ME = "{ me { id email } }"
 TARIFFS = "{ tariffs { id name } }"
+VALID = lambda _query: True  # noqa: E731 - the endpoint's check, which these tests do not need
 
 
 def apq(query: str | None = None, sha: str | None = None) -> dict[str, Any]:
@@ -34,7 +37,7 @@ async def refused(
     store: PersistedQueries, query: str | None, extensions: dict[str, Any] | None
 ) -> PersistedQueryError:
     with pytest.raises(PersistedQueryError) as caught:
-        await store.resolve(query, extensions)
+        await store.resolve(query, extensions, VALID)
     return caught.value
 
 
@@ -46,9 +49,9 @@ async def test_apq_unknown_hash_then_register_then_replay():
         "PERSISTED_QUERY_NOT_FOUND",
         "PersistedQueryNotFound",
     )
-    assert await store.resolve(ME, apq(ME)) == ME
-    assert await store.resolve(None, apq(ME)) == ME
-    assert await store.resolve("", apq(ME)) == ME  # some clients send an empty query
+    assert await store.resolve(ME, apq(ME), VALID) == ME
+    assert await store.resolve(None, apq(ME), VALID) == ME
+    assert await store.resolve("", apq(ME), VALID) == ME  # some clients send an empty query
 
 
 async def test_not_found_is_the_body_apollo_clients_retry_on():
@@ -93,25 +96,43 @@ async def test_malformed_persisted_query_extension(extensions: dict[str, Any]):
 
 async def test_plain_queries_pass_through_and_a_missing_query_is_refused():
     store = PersistedQueries()
-    assert await store.resolve(ME, None) == ME
-    assert await store.resolve(ME, {"other": True}) == ME
+    assert await store.resolve(ME, None, VALID) == ME
+    assert await store.resolve(ME, {"other": True}, VALID) == ME
     error = await refused(store, None, None)
     assert (error.status, error.code) == (400, "BAD_REQUEST")
 
 
 async def test_hash_is_accepted_in_upper_case():
     store = PersistedQueries()
-    await store.resolve(ME, apq(ME))
-    assert await store.resolve(None, apq(sha=sha256_hex(ME).upper())) == ME
+    await store.resolve(ME, apq(ME), VALID)
+    assert await store.resolve(None, apq(sha=sha256_hex(ME).upper()), VALID) == ME
 
 
 async def test_local_store_is_bounded():
     store = PersistedQueries(local_entries=2)
     queries = [f"{{ q{i}: tariffs {{ id }} }}" for i in range(3)]
     for query in queries:
-        await store.resolve(query, apq(query))
+        await store.resolve(query, apq(query), VALID)
     assert (await refused(store, None, apq(queries[0]))).code == "PERSISTED_QUERY_NOT_FOUND"
-    assert await store.resolve(None, apq(queries[2])) == queries[2]
+    assert await store.resolve(None, apq(queries[2]), VALID) == queries[2]
+
+
+async def test_local_store_is_bounded_in_bytes():
+    store = PersistedQueries(local_bytes=100)
+    queries = [f"{{ q{i}: tariffs {{ id name }} {' ' * 30}}}" for i in range(3)]  # ~50 bytes
+    for query in queries:
+        await store.resolve(query, apq(query), VALID)
+    assert (await refused(store, None, apq(queries[0]))).code == "PERSISTED_QUERY_NOT_FOUND"
+    assert await store.resolve(None, apq(queries[2]), VALID) == queries[2]
+
+
+async def test_text_that_is_no_valid_operation_runs_but_is_not_kept():
+    """Issue 12, point 9: anything sent with a hash was stored (for a day, in Redis) before
+    it was parsed."""
+    store = PersistedQueries()
+    junk = "x" * 5000
+    assert await store.resolve(junk, apq(junk), lambda _query: False) == junk
+    assert (await refused(store, None, apq(junk))).code == "PERSISTED_QUERY_NOT_FOUND"
 
 
 # Safelist --------------------------------------------------------------------------------
@@ -130,9 +151,9 @@ def safelist_settings(path: Path | None, *, only: bool = True) -> Settings:
 async def test_safelist_accepts_registered_operations_only(tmp_path: Path):
     path = write_safelist(tmp_path, {sha256_hex(ME): ME})
     store = PersistedQueries.from_settings(safelist_settings(path))
-    assert await store.resolve(None, apq(ME)) == ME
-    assert await store.resolve(ME, apq(ME)) == ME
-    assert await store.resolve(ME, None) == ME  # the full text of a registered operation
+    assert await store.resolve(None, apq(ME), VALID) == ME
+    assert await store.resolve(ME, apq(ME), VALID) == ME
+    assert await store.resolve(ME, None, VALID) == ME  # the full text of a registered operation
     for query, extensions in (
         (TARIFFS, None),  # a full query not in the list
         (None, apq(TARIFFS)),  # an unknown hash: no point in the client retrying
@@ -146,9 +167,9 @@ async def test_safelist_accepts_registered_operations_only(tmp_path: Path):
 async def test_safelist_file_without_the_only_switch_preregisters(tmp_path: Path):
     path = write_safelist(tmp_path, {sha256_hex(ME): ME})
     store = PersistedQueries.from_settings(safelist_settings(path, only=False))
-    assert await store.resolve(None, apq(ME)) == ME
-    assert await store.resolve(TARIFFS, None) == TARIFFS
-    assert await store.resolve(TARIFFS, apq(TARIFFS)) == TARIFFS
+    assert await store.resolve(None, apq(ME), VALID) == ME
+    assert await store.resolve(TARIFFS, None, VALID) == TARIFFS
+    assert await store.resolve(TARIFFS, apq(TARIFFS), VALID) == TARIFFS
 
 
 @pytest.mark.parametrize(
@@ -202,8 +223,8 @@ async def test_redis_shares_registrations_between_instances(
     one = PersistedQueries(redis=redis_client, redis_prefix=prefix)
     other = PersistedQueries(redis=redis_client, redis_prefix=prefix)
     assert (await refused(other, None, apq(ME))).code == "PERSISTED_QUERY_NOT_FOUND"
-    assert await one.resolve(ME, apq(ME)) == ME
-    assert await other.resolve(None, apq(ME)) == ME
+    assert await one.resolve(ME, apq(ME), VALID) == ME
+    assert await other.resolve(None, apq(ME), VALID) == ME
     key = f"{prefix}{sha256_hex(ME)}"
     assert await redis_client.get(key) == ME.encode()
     assert 0 < await redis_client.ttl(key) <= 24 * 3600
@@ -229,7 +250,33 @@ async def test_redis_down_costs_a_retry_not_the_request():
     try:
         store = PersistedQueries(redis=down)
         assert (await refused(store, None, apq(ME))).code == "PERSISTED_QUERY_NOT_FOUND"
-        assert await store.resolve(ME, apq(ME)) == ME
-        assert await store.resolve(None, apq(ME)) == ME  # from this instance's own store
+        assert await store.resolve(ME, apq(ME), VALID) == ME
+        assert await store.resolve(None, apq(ME), VALID) == ME  # from this instance's own store
     finally:
         await down.aclose()
+
+
+# Through the app --------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+async def test_the_gateway_keeps_only_operations_its_schema_accepts(
+    pg_demo_url: str, signing_key: bytes, redis_client: redis.asyncio.Redis, prefix: str
+):
+    """Registered in the cache Redis (`KABINET_CACHE_REDIS_URL`) only once they parse and
+    validate: junk and an operation on fields that do not exist are answered with their
+    errors and leave nothing behind."""
+    settings = make_settings(pg_demo_url, signing_key, cache_redis_url=REDIS_URL)
+    app = create_app(settings)
+    app.state.services.persisted._prefix = prefix  # this test's keys only
+    async for client in app_client(app):
+        for text in ("{ tariffs { id name } }", "not graphql at all", "{ nosuchfield }"):
+            payload = {"query": text, "extensions": apq(text)}
+            answer = (await client.post("/graphql", json=payload)).json()
+            stored = await redis_client.get(prefix + sha256_hex(text))
+            if text.startswith("{ tariffs"):
+                assert "errors" not in answer
+                assert stored == text.encode()
+            else:
+                assert answer["errors"]
+                assert stored is None

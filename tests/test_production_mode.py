@@ -223,11 +223,14 @@ async def test_a_persisted_mutation_cannot_run_over_get(gateways: Gateways):
 
 
 async def test_apq_registrations_reach_every_instance_through_redis(gateways: Gateways):
+    """Through the cache Redis, an instance apart from the sessions' one (its eviction
+    policy may drop registrations, never sessions)."""
     # A query text of this test's own, so its key is too.
     query = f"query Tariffs{secrets.token_hex(4)} {{ tariffs {{ id }} }}"
     sha = sha256_hex(query)
-    one = await open_client(gateways, env="production", redis_url=REDIS_URL)
-    other = await open_client(gateways, env="production", redis_url=REDIS_URL)
+    shared = {"redis_url": REDIS_URL, "cache_redis_url": REDIS_URL}
+    one = await open_client(gateways, env="production", **shared)
+    other = await open_client(gateways, env="production", **shared)
     store = redis.asyncio.Redis.from_url(REDIS_URL)
     try:
         assert codes(await get_persisted(other, sha)) == ["PERSISTED_QUERY_NOT_FOUND"]
