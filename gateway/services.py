@@ -1,5 +1,7 @@
 """What one app instance owns: settings, database, Redis, token service, sessions, metrics."""
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -32,6 +34,13 @@ def payment_provider(settings: Settings) -> PaymentProvider | None:
     if not settings.payment_provider_url:
         return None
     return SandboxProvider(settings.payment_provider_url)
+
+
+def reset_link_key(settings: Settings) -> bytes:
+    """The key of password-reset links, derived from the signing key: every process of a
+    deployment (the API that issues a link, the notifier that sends it) holds the same one,
+    no setting more to keep secret, and rotating the signing key voids the links with it."""
+    return hmac.new(settings.signing_key_pem(), b"kabinet reset-link key", hashlib.sha256).digest()
 
 
 def event_catalog(settings: Settings) -> EventCatalog:
@@ -115,6 +124,7 @@ class Services:
             throttle=throttle,
             refresh_idle_timeout=settings.refresh_token_idle_timeout,
             password_reset_ttl=settings.password_reset_ttl,
+            reset_link_key=reset_link_key(settings),
             on_login=metrics.count_login,
         )
         provider = payment_provider(settings)

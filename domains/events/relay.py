@@ -20,10 +20,6 @@ is woken, and leads again on a new connection (or stands by, if another relay to
 lock). Other relays stand by, trying for the lock now and then. SQLite (the embedded mode)
 has one process, hence one relay.
 
-A row whose payload holds a secret meant for its recipient only (a password-reset token)
-keeps, once published, only `{"version": ..., "redacted": true}`: the secret travelled to
-the notification service and is not kept in the database.
-
 Published rows stay for `purge_published` (subscribers catching up read them).
 """
 
@@ -45,15 +41,12 @@ from domains.database import Database
 from domains.events.bus import EventBus
 from domains.events.catalog import EventCatalog
 from domains.events.cloudevent import CloudEvent
-from domains.identity.password_reset import RESET_REQUESTED
 from domains.outbox import OUTBOX_CHANNEL, OutboxEvent
 
 log = logging.getLogger(__name__)
 
 outbox = OutboxEvent.__table__
 
-# Event types whose payload is cleared once published (see the module docstring).
-SECRET_PAYLOAD_TYPES = frozenset({RESET_REQUESTED})
 # pg_advisory_lock key of the publishing relay: "kabinet.outbox" folded into a bigint.
 RELAY_LOCK_KEY = 0x6B61_6269_6E65_7401
 # A standby tries for the lock this often at most.
@@ -279,21 +272,11 @@ class OutboxRelay:
     async def _mark(self, conn: AsyncConnection, rows: list[Row[Any]]) -> None:
         if not rows:
             return
-        now = utcnow()
-        plain = [row.id for row in rows if row.type not in SECRET_PAYLOAD_TYPES]
+        ids = [row.id for row in rows]
         async with conn.begin():
-            if plain:
-                await conn.execute(
-                    update(outbox).where(outbox.c.id.in_(plain)).values(published_at=now)
-                )
-            for row in rows:
-                if row.type in SECRET_PAYLOAD_TYPES:
-                    redacted = {"version": row.payload.get("version"), "redacted": True}
-                    await conn.execute(
-                        update(outbox)
-                        .where(outbox.c.id == row.id)
-                        .values(published_at=now, payload=redacted)
-                    )
+            await conn.execute(
+                update(outbox).where(outbox.c.id.in_(ids)).values(published_at=utcnow())
+            )
 
     def _failed(self, error: Exception) -> float:
         """Records the failure, logs the first of an outage, and says how long to wait."""

@@ -18,5 +18,7 @@ class Auth:
     throttle: Throttle
     refresh_idle_timeout: timedelta
     password_reset_ttl: timedelta
+    # Makes password-reset links (domains/identity/password_reset.py); never stored.
+    reset_link_key: bytes
     # Told each sign-in's outcome (True: signed in), whichever transport it came by.
     on_login: Callable[[bool], None] = lambda _signed_in: None

@@ -1,13 +1,18 @@
 """Forgotten passwords: a single-use, expiring link sent by email, then a new password.
 
 Asking for a reset answers the same, in about the same time, whether or not the email
-has an account, so the form cannot be used to find out who is a customer. The token
-travels to the user through the outbox (the notification service sends the email); the
-table keeps only its SHA-256 hash. A new request voids the user's earlier links.
+has an account, so the form cannot be used to find out who is a customer. The link's token
+is never stored nor sent in clear: it is an HMAC of the reset request's id under a key of
+the deployment's (`Auth.reset_link_key`), the table keeps its SHA-256 hash, and the event
+(`identity.password_reset_requested`, through the outbox, Kafka and any dead-letter topic)
+names only the request; the notification service, which holds the key, derives the link
+(`reset_link_token`). A new request voids the user's earlier links.
 """
 
 import asyncio
-import secrets
+import base64
+import hashlib
+import hmac
 import time
 import uuid
 from dataclasses import dataclass
@@ -32,11 +37,17 @@ password_resets = PasswordReset.__table__
 users = User.__table__
 
 RESET_REQUESTED = "identity.password_reset_requested"
-RESET_TOKEN_BYTES = 32
+_LINK_PURPOSE = b"kabinet password-reset link\0"
 MAX_TOKEN_LENGTH = 512
 INVALID_LINK = "this password-reset link is invalid, used or expired"
 # Every request takes at least this long, so the extra writes for a real account don't show.
 RESPONSE_FLOOR_SECONDS = 0.2
+
+
+def reset_link_token(key: bytes, reset_id: uuid.UUID) -> str:
+    """The token of a reset request's link: only who holds `key` can make it."""
+    mac = hmac.new(key, _LINK_PURPOSE + reset_id.bytes, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +95,16 @@ async def _send_link(auth: Auth, email: str) -> None:
             .where(password_resets.c.user_id == user_id, password_resets.c.used_at.is_(None))
             .values(used_at=now)
         )
-        token = secrets.token_urlsafe(RESET_TOKEN_BYTES)
+        reset_id = uuid.uuid4()
+        token = reset_link_token(auth.reset_link_key, reset_id)
         expires_at = now + auth.password_reset_ttl
         await tx.execute(
             password_resets.insert().values(
-                user_id=user_id, token_hash=token_hash(token), created_at=now, expires_at=expires_at
+                id=reset_id,
+                user_id=user_id,
+                token_hash=token_hash(token),
+                created_at=now,
+                expires_at=expires_at,
             )
         )
         await record_event(
@@ -96,10 +112,10 @@ async def _send_link(auth: Auth, email: str) -> None:
             RESET_REQUESTED,
             USER.of(user_id),
             {
-                "version": 1,
+                "version": 2,  # 1 carried the token itself
                 "user_id": user_id,
                 "email": email,
-                "token": token,
+                "reset_id": str(reset_id),
                 "expires_at": expires_at.isoformat(),
             },
         )
