@@ -143,3 +143,52 @@ async def test_names_an_idempotency_key_naming_another_customers_payment(db: Dat
     async with db.connect() as conn:
         key = await conn.scalar(text("SELECT id FROM idempotency_keys WHERE key = 'alice-key'"))
     assert await found(db) == {("idempotency_key_payment", f"idempotency_key:{key}")}
+
+
+async def test_names_a_payment_of_another_customers_invoice(db: Database):
+    alice, [hers] = await make_customer(db, "100.00", [("40.00", InvoiceStatus.ISSUED)])
+    bob, _ = await make_customer(db, "100.00", [("40.00", InvoiceStatus.ISSUED)])
+    payment = (await pay(db, alice, hers, "10.00", "crossed")).payment_id
+    await execute(
+        db, "UPDATE payments SET customer_id = :bob WHERE id = :id", bob=bob.customer_id, id=payment
+    )
+    assert ("payment_owner", f"payment:{payment}") in await found(db)
+
+
+async def test_names_an_entry_booked_for_another_customer(db: Database):
+    alice, [hers] = await make_customer(db, "100.00", [("40.00", InvoiceStatus.ISSUED)])
+    bob, _ = await make_customer(db, "0", [])
+    payment = (await pay(db, alice, hers, "10.00", "moved")).payment_id
+    async with db.connect() as conn:
+        entry = await conn.scalar(
+            text("SELECT min(id) FROM transactions WHERE payment_id = :id"), {"id": payment}
+        )
+    await execute(
+        db,
+        "UPDATE transactions SET customer_id = :bob WHERE id = :id",
+        bob=bob.customer_id,
+        id=entry,
+    )
+    assert ("entry_owner", f"entry:{entry}") in await found(db)
+
+
+async def test_names_a_balance_entry_in_another_currency(db: Database):
+    alice, [hers] = await make_customer(db, "100.00", [("40.00", InvoiceStatus.ISSUED)])
+    payment = (await pay(db, alice, hers, "10.00", "eur")).payment_id
+    async with db.connect() as conn:
+        entry = await conn.scalar(
+            text(
+                "SELECT id FROM transactions WHERE payment_id = :id"
+                " AND account = 'customer_balance'"
+            ),
+            {"id": payment},
+        )
+    await execute(db, "UPDATE transactions SET currency = 'EUR' WHERE id = :id", id=entry)
+    assert ("balance_currency", f"entry:{entry}") in await found(db)
+
+
+async def test_names_a_refunded_status_its_refunds_do_not_bear_out(db: Database):
+    alice, [hers] = await make_customer(db, "100.00", [("40.00", InvoiceStatus.ISSUED)])
+    payment = (await pay(db, alice, hers, "10.00", "status")).payment_id
+    await execute(db, "UPDATE payments SET status = 'refunded' WHERE id = :id", id=payment)
+    assert ("refunded_status", f"payment:{payment}") in await found(db)

@@ -14,7 +14,10 @@ Each finding names the rows it is about. The checks:
   the amount less what was paid net of refunds once issued, nothing for a draft or a void
   one;
 - each idempotency key names a payment of its own customer: the request that claimed it
-  wrote the payment in the same transaction.
+  wrote the payment in the same transaction;
+- a payment's customer and currency are its invoice's, and each ledger entry's customer is
+  its payment's and its invoice's; an entry on a customer's balance is in their currency;
+- a payment is `refunded` exactly when its refunds reach its amount.
 """
 
 from dataclasses import dataclass
@@ -187,7 +190,82 @@ async def reconcile(db: Database) -> list[Problem]:
         problems += await _settled_payments_without_movement(session)
         problems += await _receivable_mismatches(session, paid)
         problems += await _orphan_keys(session)
+        problems += await _crossed_owners(session)
+        problems += await _refunded_status(session)
     return problems
+
+
+async def _crossed_owners(session: AsyncSession) -> list[Problem]:
+    """Rows that tie one customer's money to another's (or to another currency)."""
+    found: list[Problem] = []
+    rows = await session.execute(
+        select(payments.c.id, invoices.c.id.label("invoice_id"))
+        .join(invoices, invoices.c.id == payments.c.invoice_id)
+        .where(
+            or_(
+                payments.c.customer_id != invoices.c.customer_id,
+                payments.c.currency != invoices.c.currency,
+            )
+        )
+    )
+    found += [
+        Problem(
+            "payment_owner",
+            f"payment:{row.id}",
+            f"pays invoice {row.invoice_id} of another customer or currency",
+        )
+        for row in rows
+    ]
+    owners = ((payments, transactions.c.payment_id), (invoices, transactions.c.invoice_id))
+    for parent, column in owners:
+        rows = await session.execute(
+            select(transactions.c.id, parent.c.id.label("parent"))
+            .join(parent, parent.c.id == column)
+            .where(transactions.c.customer_id != parent.c.customer_id)
+        )
+        found += [
+            Problem(
+                "entry_owner",
+                f"entry:{row.id}",
+                f"booked for another customer than its {parent.name[:-1]} {row.parent}",
+            )
+            for row in rows
+        ]
+    rows = await session.execute(
+        select(transactions.c.id, transactions.c.currency, customers.c.currency.label("own"))
+        .join(customers, customers.c.id == transactions.c.customer_id)
+        .where(
+            transactions.c.account == LedgerAccount.CUSTOMER_BALANCE,
+            transactions.c.currency != customers.c.currency,
+        )
+    )
+    found += [
+        Problem("balance_currency", f"entry:{row.id}", f"{row.currency} on a {row.own} balance")
+        for row in rows
+    ]
+    return found
+
+
+async def _refunded_status(session: AsyncSession) -> list[Problem]:
+    fully = payments.c.refunded_amount == payments.c.amount
+    rows = await session.execute(
+        select(
+            payments.c.id, payments.c.status, payments.c.amount, payments.c.refunded_amount
+        ).where(
+            or_(
+                and_(payments.c.status == PaymentStatus.REFUNDED, ~fully),
+                and_(payments.c.status == PaymentStatus.SUCCEEDED, fully),
+            )
+        )
+    )
+    return [
+        Problem(
+            "refunded_status",
+            f"payment:{row.id}",
+            f"status {row.status} with {row.refunded_amount} of {row.amount} refunded",
+        )
+        for row in rows
+    ]
 
 
 async def _settled_payments_without_movement(session: AsyncSession) -> list[Problem]:
