@@ -66,7 +66,15 @@ class Settings(BaseSettings):
     password_reset_ttl: timedelta = timedelta(minutes=30)
 
     # Brute force and rate limits (per window); see README "Limits".
-    login_attempts_per_account: int = Field(5, ge=1)
+    login_attempts_per_account_and_ip: int = Field(
+        5, ge=1, description="Sign-in attempts on one account from one address; successes free."
+    )
+    login_attempts_per_account: int = Field(
+        100,
+        ge=1,
+        description="Sign-in attempts on one account from everywhere; past it each address "
+        "gets one attempt per window on that account (slowed, never locked out).",
+    )
     login_attempts_per_ip: int = Field(30, ge=1)
     login_window: timedelta = timedelta(minutes=15)
     mutations_per_user_per_minute: int = Field(60, ge=1)
@@ -74,7 +82,9 @@ class Settings(BaseSettings):
     query_cost_per_user_per_minute: int = Field(20_000, ge=1)
     query_cost_per_ip_per_minute: int = Field(40_000, ge=1)
     rate_limit_on_store_failure: Literal["open", "closed"] = Field(
-        "open", description="When Redis is unreachable: let requests through, or refuse them."
+        "open",
+        description="When Redis is unreachable: let requests through, or refuse them. "
+        "Sign-in budgets always refuse.",
     )
 
     # GraphQL limits, each enforced before any resolver runs.
