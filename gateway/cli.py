@@ -72,6 +72,9 @@ def _log_to_stderr(settings: Settings) -> None:
 def _demo(settings: Settings) -> None:
     from gateway.demo import load_demo
 
+    if settings.is_production:
+        sys.exit("kabinet demo refuses KABINET_ENV=production: its accounts share one password")
+
     loaded = _on_database(settings, lambda db: load_demo(db, progress=_progress))
     print("demo data loaded" if loaded else "demo data already present; left as it is")
 

@@ -68,6 +68,7 @@ class Services:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Services":
+        settings.check_stores()
         db = Database(
             settings.database_url,
             pool_size=settings.database_pool_size,

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
         5.0, gt=0, le=60, description="Seconds a request waits for a connection, then 503."
     )
     redis_url: str | None = None
+    single_instance: bool = Field(
+        False,
+        description="Production on embedded stores (SQLite, in-process sessions): for one "
+        "process only, never several behind a load balancer.",
+    )
     kafka_bootstrap: str | None = Field(
         None, description="Kafka brokers (host:port,...); the in-process bus without it."
     )
@@ -201,6 +206,22 @@ class Settings(BaseSettings):
     @property
     def field_suggestions_enabled(self) -> bool:
         return self._development_default(self.field_suggestions)
+
+    def check_stores(self) -> None:
+        """Several production instances must share their stores: each keeping its own
+        sessions would let a session revoked on one live on in the others."""
+        if not self.is_production or self.single_instance:
+            return
+        if not self.database_url.startswith("postgresql"):
+            raise RuntimeError(
+                "production needs PostgreSQL: set KABINET_DATABASE_URL to a "
+                "postgresql+asyncpg:// URL (or KABINET_SINGLE_INSTANCE=true for one process)"
+            )
+        if not self.redis_url:
+            raise RuntimeError(
+                "production needs Redis for sessions and limits: set KABINET_REDIS_URL "
+                "(or KABINET_SINGLE_INSTANCE=true for one process)"
+            )
 
     def signing_key_pem(self) -> bytes:
         """The configured key; development falls back to the file `kabinet dev` generates."""
