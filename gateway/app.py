@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from dataloaders import Loaders
 from domains.database import DatabaseBusy
@@ -178,6 +179,8 @@ def create_app(settings: Settings, subgraph: str | None = None) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[
+            # First, so every later layer (budgets, sessions, metrics) sees the client.
+            Middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies),
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,

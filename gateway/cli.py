@@ -141,7 +141,8 @@ def _serve(settings: Settings, subgraph: str | None = None) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        proxy_headers=True,
+        # The app reads forwarded headers itself, from KABINET_TRUSTED_PROXIES only.
+        proxy_headers=False,
         server_header=False,
         # Live events are small JSON messages: per-message deflate would save little and
         # costs ~50 KiB of zlib state per socket (half a socket's memory).

@@ -179,6 +179,11 @@ class Settings(BaseSettings):
     )
 
     cors_origins: list[str] = Field(default_factory=list)
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1"],
+        description="Addresses or networks (CIDR) whose X-Forwarded-For/-Proto are believed: "
+        "the load balancers in front; budgets and sessions then see the client's address.",
+    )
     node_modules: Path = REPO_ROOT / "node_modules"
     graphiql: bool | None = Field(None, description="Serve GraphiQL; default: on in development.")
 
