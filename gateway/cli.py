@@ -136,6 +136,10 @@ def _serve(settings: Settings, subgraph: str | None = None) -> None:
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     _return_large_blocks()
+    if settings.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, settings.host, registry=app.state.metrics.registry)
     uvicorn.run(
         app,
         host=settings.host,

@@ -165,6 +165,13 @@ class Settings(BaseSettings):
         description="Run the relay and consumers inside the API process; default: on with "
         "the in-process bus (no Kafka), off with Kafka (run `kabinet worker`).",
     )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="`kabinet serve` serves /metrics on this port alone; without it /metrics "
+        "is on the API port in development and nowhere in production.",
+    )
     worker_metrics_port: int | None = Field(
         None, ge=1, le=65535, description="`kabinet worker` serves /metrics here (lag)."
     )
@@ -199,6 +206,11 @@ class Settings(BaseSettings):
         if self.worker_in_process is not None:
             return self.worker_in_process
         return self.kafka_bootstrap is None
+
+    @property
+    def metrics_on_api_port(self) -> bool:
+        """Metrics tell an attacker about traffic, errors and logins: not on a public port."""
+        return self.metrics_port is None and not self.is_production
 
     @property
     def graphiql_enabled(self) -> bool:
