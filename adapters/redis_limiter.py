@@ -57,6 +57,7 @@ class RedisRateLimiter:
         on_failure: Literal["open", "closed"] = "open",
         prefix: str = "kabinet:rl:",
     ) -> None:
+        self._redis = redis
         self._script = redis.register_script(_SCRIPT)
         self._on_failure = on_failure
         self._prefix = prefix
@@ -75,6 +76,14 @@ class RedisRateLimiter:
             return Decision(True, rate.limit, rate.limit, 0.0, 0.0)
         decision, _ = gcra(rate, cost, float(now), None if tat is None else float(tat))
         return decision
+
+    async def forget(self, key: str) -> None:
+        try:
+            await self._redis.delete(self._prefix + key)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            if self._on_failure == "closed":
+                raise LimiterUnavailable(f"rate limiter store unreachable: {exc}") from exc
+            self._warn(exc)
 
     def _warn(self, exc: Exception) -> None:
         """One warning a minute, counting the failures it stands for, not one per request."""

@@ -34,6 +34,7 @@ async def measure(attempts: int) -> dict[str, list[float]]:
         settings = Settings(
             database_url=url,
             jwt_private_key=generate_signing_key().decode(),
+            login_attempts_per_account_and_ip=10 * attempts,
             login_attempts_per_account=10 * attempts,
             login_attempts_per_ip=10 * attempts,
         )

@@ -21,8 +21,9 @@ When the limiter's store cannot be reached, the policy decides:
   A rate limiter protects the system from excess load; turning an outage of the limiter's
   store into an outage of the whole portal would be worse than a few minutes unlimited.
 - "closed" raises `LimiterUnavailable`, so the caller refuses. Choose it where an
-  unmetered request is worse than a refused one: a deployment that must never let password
-  guessing run unchecked, even for the length of a Redis outage.
+  unmetered request is worse than a refused one. Sign-in budgets are always "closed"
+  (domains/identity/throttle.py): password guessing never runs unchecked, even for the
+  length of a Redis outage.
 """
 
 import math
@@ -70,6 +71,10 @@ class LimiterUnavailable(Exception):
 class RateLimiter(Protocol):
     async def acquire(self, key: str, rate: Rate, cost: int = 1) -> Decision:
         """Take `cost` units from `key`'s budget if they are all there; cost 0 only looks."""
+        ...
+
+    async def forget(self, key: str) -> None:
+        """Gives `key`'s whole budget back (a sign-in that succeeded is not a guess)."""
         ...
 
 
@@ -126,6 +131,9 @@ class MemoryRateLimiter:
             if len(self._tats) > self._sweep_at:
                 self._sweep(now)
         return decision
+
+    async def forget(self, key: str) -> None:
+        self._tats.pop(key, None)
 
     def _sweep(self, now: float) -> None:
         self._tats = {key: tat for key, tat in self._tats.items() if tat > now}

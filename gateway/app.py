@@ -5,17 +5,20 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from dataloaders import Loaders
 from domains.database import DatabaseBusy
 from gateway.auth import BearerAuth
 from gateway.csrf import CSRFPrevention
+from gateway.errors import error_response
 from gateway.graphiql import graphiql_asset_routes, graphiql_html
 from gateway.graphql_http import GraphQLEndpoint
 from gateway.metrics import MetricsMiddleware, metrics_endpoint
@@ -139,8 +142,9 @@ def create_app(settings: Settings, subgraph: str | None = None) -> Starlette:
         ),
         Route("/health/live", live, methods=["GET"]),
         Route("/health/ready", ready, methods=["GET"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
+    if settings.metrics_on_api_port:
+        routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     if subgraph is None:
         routes += [
             *(
@@ -179,6 +183,8 @@ def create_app(settings: Settings, subgraph: str | None = None) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[
+            # First, so every later layer (budgets, sessions, metrics) sees the client.
+            Middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies),
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,
@@ -199,10 +205,20 @@ def create_app(settings: Settings, subgraph: str | None = None) -> Starlette:
             Middleware(BearerAuth, tokens=services.tokens, sessions=services.auth.sessions),
         ],
         lifespan=lifespan,
+        exception_handlers={HTTPException: http_error},
     )
     app.state.services = services
     app.state.metrics = metrics
     return app
+
+
+_HTTP_ERROR_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+
+
+async def http_error(request: Request, exc: HTTPException) -> Response:
+    """The router's own refusals (no such route, wrong method) in JSON, like every other."""
+    code = _HTTP_ERROR_CODES.get(exc.status_code, "BAD_REQUEST")
+    return error_response(request.url.path, exc.status_code, code, exc.detail, exc.headers)
 
 
 async def jwks(request: Request) -> Response:

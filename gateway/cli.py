@@ -72,6 +72,9 @@ def _log_to_stderr(settings: Settings) -> None:
 def _demo(settings: Settings) -> None:
     from gateway.demo import load_demo
 
+    if settings.is_production:
+        sys.exit("kabinet demo refuses KABINET_ENV=production: its accounts share one password")
+
     loaded = _on_database(settings, lambda db: load_demo(db, progress=_progress))
     print("demo data loaded" if loaded else "demo data already present; left as it is")
 
@@ -133,12 +136,17 @@ def _serve(settings: Settings, subgraph: str | None = None) -> None:
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     _return_large_blocks()
+    if settings.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, settings.host, registry=app.state.metrics.registry)
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        proxy_headers=True,
+        # The app reads forwarded headers itself, from KABINET_TRUSTED_PROXIES only.
+        proxy_headers=False,
         server_header=False,
         # Live events are small JSON messages: per-message deflate would save little and
         # costs ~50 KiB of zlib state per socket (half a socket's memory).

@@ -79,6 +79,7 @@ class Services:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Services":
+        settings.check_stores()
         db = Database(
             settings.database_url,
             pool_size=settings.database_pool_size,
@@ -99,11 +100,15 @@ class Services:
         cache = Redis.from_url(settings.cache_redis_url) if settings.cache_redis_url else None
         store: SessionStore
         limiter: RateLimiter
+        # Sign-in budgets fail closed whatever the general policy (domains/identity/throttle.py).
+        login_limiter: RateLimiter
         if client is None:
             store, limiter = MemorySessionStore(), MemoryRateLimiter()
+            login_limiter = limiter
         else:
             store = RedisSessionStore(client)
             limiter = RedisRateLimiter(client, on_failure=settings.rate_limit_on_store_failure)
+            login_limiter = RedisRateLimiter(client, on_failure="closed")
         sessions = Sessions(
             db,
             store,
@@ -112,7 +117,8 @@ class Services:
             check_cache_seconds=settings.session_check_cache_seconds,
         )
         throttle = Throttle(
-            limiter,
+            login_limiter,
+            per_pair=Rate(settings.login_attempts_per_account_and_ip, settings.login_window),
             per_account=Rate(settings.login_attempts_per_account, settings.login_window),
             per_address=Rate(settings.login_attempts_per_ip, settings.login_window),
         )

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
         description="Redis for shared caches (persisted queries): an instance with an "
         "eviction policy, never the sessions' one; unset: each process caches alone.",
     )
+    single_instance: bool = Field(
+        False,
+        description="Production on embedded stores (SQLite, in-process sessions): for one "
+        "process only, never several behind a load balancer.",
+    )
     kafka_bootstrap: str | None = Field(
         None, description="Kafka brokers (host:port,...); the in-process bus without it."
     )
@@ -71,7 +76,15 @@ class Settings(BaseSettings):
     password_reset_ttl: timedelta = timedelta(minutes=30)
 
     # Brute force and rate limits (per window); see README "Limits".
-    login_attempts_per_account: int = Field(5, ge=1)
+    login_attempts_per_account_and_ip: int = Field(
+        5, ge=1, description="Sign-in attempts on one account from one address; successes free."
+    )
+    login_attempts_per_account: int = Field(
+        100,
+        ge=1,
+        description="Sign-in attempts on one account from everywhere; past it each address "
+        "gets one attempt per window on that account (slowed, never locked out).",
+    )
     login_attempts_per_ip: int = Field(30, ge=1)
     login_window: timedelta = timedelta(minutes=15)
     mutations_per_user_per_minute: int = Field(60, ge=1)
@@ -79,7 +92,9 @@ class Settings(BaseSettings):
     query_cost_per_user_per_minute: int = Field(20_000, ge=1)
     query_cost_per_ip_per_minute: int = Field(40_000, ge=1)
     rate_limit_on_store_failure: Literal["open", "closed"] = Field(
-        "open", description="When Redis is unreachable: let requests through, or refuse them."
+        "open",
+        description="When Redis is unreachable: let requests through, or refuse them. "
+        "Sign-in budgets always refuse.",
     )
 
     # GraphQL limits, each enforced before any resolver runs.
@@ -155,6 +170,13 @@ class Settings(BaseSettings):
         description="Run the relay and consumers inside the API process; default: on with "
         "the in-process bus (no Kafka), off with Kafka (run `kabinet worker`).",
     )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="`kabinet serve` serves /metrics on this port alone; without it /metrics "
+        "is on the API port in development and nowhere in production.",
+    )
     worker_metrics_port: int | None = Field(
         None, ge=1, le=65535, description="`kabinet worker` serves /metrics here (lag)."
     )
@@ -169,6 +191,11 @@ class Settings(BaseSettings):
     )
 
     cors_origins: list[str] = Field(default_factory=list)
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1"],
+        description="Addresses or networks (CIDR) whose X-Forwarded-For/-Proto are believed: "
+        "the load balancers in front; budgets and sessions then see the client's address.",
+    )
     node_modules: Path = REPO_ROOT / "node_modules"
     graphiql: bool | None = Field(None, description="Serve GraphiQL; default: on in development.")
 
@@ -186,6 +213,11 @@ class Settings(BaseSettings):
         return self.kafka_bootstrap is None
 
     @property
+    def metrics_on_api_port(self) -> bool:
+        """Metrics tell an attacker about traffic, errors and logins: not on a public port."""
+        return self.metrics_port is None and not self.is_production
+
+    @property
     def graphiql_enabled(self) -> bool:
         return self._development_default(self.graphiql)
 
@@ -196,6 +228,22 @@ class Settings(BaseSettings):
     @property
     def field_suggestions_enabled(self) -> bool:
         return self._development_default(self.field_suggestions)
+
+    def check_stores(self) -> None:
+        """Several production instances must share their stores: each keeping its own
+        sessions would let a session revoked on one live on in the others."""
+        if not self.is_production or self.single_instance:
+            return
+        if not self.database_url.startswith("postgresql"):
+            raise RuntimeError(
+                "production needs PostgreSQL: set KABINET_DATABASE_URL to a "
+                "postgresql+asyncpg:// URL (or KABINET_SINGLE_INSTANCE=true for one process)"
+            )
+        if not self.redis_url:
+            raise RuntimeError(
+                "production needs Redis for sessions and limits: set KABINET_REDIS_URL "
+                "(or KABINET_SINGLE_INSTANCE=true for one process)"
+            )
 
     def signing_key_pem(self) -> bytes:
         """The configured key; development falls back to the file `kabinet dev` generates."""

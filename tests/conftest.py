@@ -43,6 +43,9 @@ def make_settings(database_url: str, signing_key: bytes, **overrides: object) ->
     """Test settings: every planned query also runs on graphql-core and must answer the same
     (schema/planned.py), so the whole suite is the plan's equivalence corpus."""
     overrides.setdefault("graphql_execution", Execution.CHECKED)
+    # Production apps in tests run on SQLite too, one process each; the refusal of embedded
+    # stores in production is tests/test_production_mode.py's.
+    overrides.setdefault("single_instance", True)
     return Settings(
         database_url=database_url,
         jwt_private_key=signing_key.decode(),

@@ -212,6 +212,49 @@ async def test_an_ipv6_client_is_one_address_per_64_as_for_login(gateways: Gatew
     assert other.status_code == 200
 
 
+async def test_forwarded_for_names_the_client_only_behind_a_trusted_proxy(gateways: Gateways):
+    """The attacks: behind a load balancer every client arrives from its address and all
+    share one budget; and a client that is no proxy forges X-Forwarded-For for a fresh
+    budget on each request. KABINET_TRUSTED_PROXIES names the balancers."""
+    app = gateways.open(query_cost_per_ip_per_minute=50, trusted_proxies=["10.200.0.0/16"])
+    balancer = await gateways.client(app, "10.200.3.4")
+
+    def forwarded(chain: str) -> dict[str, str]:
+        return {"X-Forwarded-For": chain}
+
+    for _ in range(2):
+        assert (await post(balancer, TARIFFS, forwarded("203.0.113.7"))).status_code == 200
+    assert_refused(await post(balancer, TARIFFS, forwarded("203.0.113.7")), 50)
+    # Another client behind the balancer has a budget of its own; a trusted hop in the
+    # chain is skipped, the rightmost untrusted address is the client.
+    other = await post(balancer, TARIFFS, forwarded("203.0.113.8, 10.200.9.9"))
+    assert other.status_code == 200
+    assert other.headers["ratelimit-remaining"] == "29"
+    assert_refused(await post(balancer, TARIFFS, forwarded("203.0.113.7, 10.200.9.9")), 50)
+
+    # From an address that is no trusted proxy, the header is ignored.
+    direct = await gateways.client(app, "198.51.100.9")
+    for n in range(2):
+        assert (await post(direct, TARIFFS, forwarded(f"192.0.2.{n}"))).status_code == 200
+    assert_refused(await post(direct, TARIFFS, forwarded("192.0.2.99")), 50)
+
+    # Sessions record the forwarded client too.
+    response = await balancer.post(
+        "/auth/login",
+        json={"email": "alice@example.com", "password": DEMO_PASSWORD},
+        headers=forwarded("198.51.100.200"),
+    )
+    assert response.status_code == 200, response.text
+    token = response.json()["access_token"]
+    sessions = await balancer.post(
+        "/graphql",
+        json={"query": "{ mySessions { ipAddress current } }"},
+        headers={"Authorization": f"Bearer {token}", **forwarded("198.51.100.200")},
+    )
+    [current] = [s for s in sessions.json()["data"]["mySessions"] if s["current"]]
+    assert current["ipAddress"] == "198.51.100.200"
+
+
 async def test_one_address_shares_its_budget_across_users(gateways: Gateways):
     app = gateways.open(query_cost_per_ip_per_minute=2000)
     office = await gateways.client(app)

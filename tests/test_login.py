@@ -11,8 +11,10 @@ import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import OKPKey
+from sqlalchemy import func, select
 
-from domains.identity.models import Role
+from domains.identity.login import account_by_email
+from domains.identity.models import Role, Session
 from domains.identity.tokens import TokenService, generate_signing_key
 from tests.conftest import DEMO_PASSWORD, graphql, login
 from tests.test_sessions import PASSWORD, Portals, portals_fixtures
@@ -161,14 +163,20 @@ async def test_jwks_publishes_the_public_key(sqlite_demo_client: httpx.AsyncClie
     assert header["kid"] == keys[0]["kid"]
 
 
-# Brute force: every attempt counts, per account and per address, however it arrives.
+# Brute force: every attempt counts, per address, per account and per pair, however it
+# arrives; successes are not counted, and nobody can lock an account's owner out.
 
 sqlite_template, backend, portals = portals_fixtures()
 
 LOGIN_ONLY = """mutation($email: String!, $password: String!) {
   login(email: $email, password: $password) { sessionId }
 }"""
-ACCOUNT_LIMIT = {"login_attempts_per_account": 5, "login_attempts_per_ip": 100}
+ACCOUNT_LIMIT = {
+    "login_attempts_per_account_and_ip": 5,
+    "login_attempts_per_account": 100,
+    "login_attempts_per_ip": 100,
+}
+CLOSED_PORT_URL = "redis://127.0.0.1:1/0"
 
 
 def error_at(body: dict, path: str) -> dict:
@@ -214,18 +222,18 @@ async def test_unknown_and_known_accounts_are_limited_alike(portals: Portals):
     assert answers[0]["errors"][0]["extensions"] == {"code": "RATE_LIMITED"}
 
 
-async def test_aliased_login_fields_in_one_operation_each_count(portals: Portals):
+async def test_aliased_login_guesses_count_and_stop_at_the_first_wrong_one(portals: Portals):
     portal = await portals.open(**ACCOUNT_LIMIT)
     email = await portal.user()
     fields = " ".join(
-        f'a{n}: login(email: "{email}", password: "{PASSWORD}") {{ sessionId }}'
-        for n in range(1, 7)
+        f'a{n}: login(email: "{email}", password: "wrong!") {{ sessionId }}' for n in range(1, 7)
     )
+    # `login` is non-null: the first wrong guess ends the mutation, the rest never run.
+    for _ in range(5):
+        body = (await portal.graphql(f"mutation {{ {fields} }}")).json()
+        assert [e["path"] for e in body["errors"]] == [["a1"]]
+        assert error_at(body, "a1")["extensions"]["code"] == "UNAUTHENTICATED"
 
-    body = (await portal.graphql(f"mutation {{ {fields} }}")).json()
-
-    assert [e["path"] for e in body["errors"]] == [["a6"]]
-    assert error_at(body, "a6")["extensions"]["code"] == "RATE_LIMITED"
     code = await portal.error_code(LOGIN_ONLY, {"email": email, "password": PASSWORD})
     assert code == "RATE_LIMITED"
 
@@ -233,18 +241,16 @@ async def test_aliased_login_fields_in_one_operation_each_count(portals: Portals
 async def test_batched_login_operations_in_one_request_each_count(portals: Portals):
     portal = await portals.open(**ACCOUNT_LIMIT)
     email = await portal.user()
-    operation = {"query": LOGIN_ONLY, "variables": {"email": email, "password": PASSWORD}}
+    operation = {"query": LOGIN_ONLY, "variables": {"email": email, "password": "wrong!"}}
 
     response = await portal.client.post("/graphql", json=[operation] * 6)
 
-    results = response.json()
-    assert [("errors" in result) for result in results] == [False] * 5 + [True]
-    assert all(result["data"]["login"]["sessionId"] for result in results[:5])
-    assert results[5]["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    codes = [result["errors"][0]["extensions"]["code"] for result in response.json()]
+    assert codes == ["UNAUTHENTICATED"] * 5 + ["RATE_LIMITED"]
 
 
 async def test_one_address_is_limited_across_accounts(portals: Portals):
-    portal = await portals.open(login_attempts_per_account=3, login_attempts_per_ip=3)
+    portal = await portals.open(login_attempts_per_account_and_ip=3, login_attempts_per_ip=3)
     victim = await portal.user()
     for _ in range(3):
         code = await portal.error_code(
@@ -257,5 +263,81 @@ async def test_one_address_is_limited_across_accounts(portals: Portals):
     assert code == "RATE_LIMITED"
     # The address was refused before the account was counted: its owner signs in elsewhere.
     elsewhere = await portal.elsewhere()
-    for _ in range(3):  # the account's whole budget
+    for _ in range(3):  # the address's whole budget: successes count there
         await elsewhere.login(victim)
+
+
+async def test_successful_sign_ins_are_not_counted(portals: Portals):
+    portal = await portals.open(login_attempts_per_account_and_ip=2, login_attempts_per_account=100)
+    email = await portal.user()
+    for _ in range(5):
+        await portal.login(email)
+    # Failures still are, and the right password does not get through past them.
+    for _ in range(2):
+        code = await portal.error_code(LOGIN_ONLY, {"email": email, "password": "wrong!"})
+        assert code == "UNAUTHENTICATED"
+    code = await portal.error_code(LOGIN_ONLY, {"email": email, "password": PASSWORD})
+    assert code == "RATE_LIMITED"
+
+
+async def test_guessing_from_many_addresses_cannot_lock_the_owner_out(portals: Portals):
+    """The attack: spend a known account's attempts from many addresses, so that its owner
+    is refused. Each address still gets only its own few guesses, and fewer once the account
+    is under attack; the owner signs in all the same."""
+    portal = await portals.open(
+        login_attempts_per_account_and_ip=2, login_attempts_per_account=6, login_attempts_per_ip=100
+    )
+    victim = await portal.user()
+    wrong = {"email": victim, "password": "wrong!"}
+    # Three addresses spend the account's budget, two guesses each; a third is refused.
+    attackers = [await portal.elsewhere() for _ in range(3)]
+    for attacker in attackers:
+        for _ in range(2):
+            assert await attacker.error_code(LOGIN_ONLY, wrong) == "UNAUTHENTICATED"
+    for attacker in attackers:
+        assert await attacker.error_code(LOGIN_ONLY, wrong) == "RATE_LIMITED"
+    # Under attack, every further address gets one guess on this account.
+    for _ in range(3):
+        attacker = await portal.elsewhere()
+        assert [await attacker.error_code(LOGIN_ONLY, wrong) for _ in range(2)] == [
+            "UNAUTHENTICATED",
+            "RATE_LIMITED",
+        ]
+    refused = await attacker.client.post("/auth/login", json=wrong)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "RATE_LIMITED"
+
+    # The owner, from their own address, signs in, again and again.
+    for _ in range(3):
+        await portal.login(victim)
+    assert await portal.data(LOGIN_ONLY, {"email": victim, "password": PASSWORD})
+
+
+async def test_redis_down_refuses_every_sign_in_alike(portals: Portals):
+    """The attack: with Redis down and the general policy "open", guess away; a wrong
+    password used to answer 401 and the right one 500. Sign-in budgets fail closed, before
+    the password is looked at, so both get the same refusal and no session is opened."""
+    email = await (await portals.open()).user()
+    portal = await portals.open(redis_url=CLOSED_PORT_URL, rate_limit_on_store_failure="open")
+    # The general policy still lets other requests through.
+    assert await portal.data("{ __typename }") == {"__typename": "Query"}
+
+    answers = []
+    for password in ("wrong!", PASSWORD):
+        rest = await portal.client.post("/auth/login", json={"email": email, "password": password})
+        body = (await portal.graphql(LOGIN_ONLY, {"email": email, "password": password})).json()
+        answers.append((rest.status_code, rest.json(), rest.headers["retry-after"], body))
+
+    assert answers[0] == answers[1]
+    status, rest_body, _retry_after, graphql_body = answers[0]
+    assert status == 429
+    assert rest_body["error"]["code"] == "RATE_LIMITED"
+    assert graphql_body["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    async with portal.services.db.read() as reader:
+        account = await account_by_email(reader, email)
+    assert account is not None
+    async with portal.services.db.connect() as conn:
+        opened = await conn.scalar(
+            select(func.count()).select_from(Session).where(Session.user_id == account.id)
+        )
+    assert opened == 0

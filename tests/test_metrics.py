@@ -1,5 +1,9 @@
 """Gateway metrics: per-app registries, bounded route labels, ASGI pass-through, exposition."""
 
+from pathlib import Path
+from typing import Any
+
+import httpx
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -12,7 +16,10 @@ from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from gateway.app import create_app
 from gateway.metrics import Metrics, MetricsMiddleware, metrics_endpoint
+from tests.conftest import make_settings
+from tests.servers import ServerProcess, free_socket
 
 
 async def ok(request: Request) -> Response:
@@ -210,3 +217,62 @@ def test_metrics_endpoint_serves_parseable_exposition() -> None:
         for sample in families["kabinet_http_requests"].samples
     }
     assert samples[("kabinet_http_requests_total", "/graphql")] == 1
+
+
+# Where /metrics is served ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "served"),
+    [
+        ({"env": "development"}, True),
+        ({"env": "development", "metrics_port": 9100}, False),
+        ({"env": "production"}, False),
+        ({"env": "production", "metrics_port": 9100}, False),
+    ],
+)
+async def test_metrics_are_on_the_api_port_in_development_only(
+    sqlite_demo_url: str, signing_key: bytes, settings: dict[str, Any], served: bool
+):
+    app = create_app(make_settings(sqlite_demo_url, signing_key, **settings))
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            response = await client.get("/metrics")
+    finally:
+        await app.state.services.aclose()
+    if served:
+        assert response.status_code == 200
+        assert "kabinet_http_requests_total" in response.text
+    else:
+        assert response.status_code == 404
+        assert response.json() == {"error": {"code": "NOT_FOUND", "message": "Not Found"}}
+
+
+async def test_production_serves_metrics_on_their_own_port_only(
+    sqlite_demo_url: str, signing_key: bytes, tmp_path: Path
+):
+    """The attack: read traffic, error and login counts from the public API port."""
+    with free_socket() as sock:
+        metrics_port = sock.getsockname()[1]
+    server = ServerProcess(
+        sqlite_demo_url,
+        signing_key,
+        tmp_path / "serve.log",
+        env="production",
+        single_instance="true",
+        metrics_port=str(metrics_port),
+    )
+    try:
+        await server.wait_until_ready()
+        async with httpx.AsyncClient(timeout=5) as client:
+            public = await client.get(f"{server.base}/metrics")
+            private = await client.get(f"http://127.0.0.1:{metrics_port}/metrics")
+    finally:
+        server.stop()
+    assert public.status_code == 404
+    assert public.json()["error"]["code"] == "NOT_FOUND"
+    assert private.status_code == 200
+    assert 'kabinet_http_requests_total{method="GET",route="/health/ready",status="200"}' in (
+        private.text
+    )

@@ -246,10 +246,10 @@ async def test_record_event_writes_in_the_callers_transaction(portals: Portals):
 
 
 async def test_guessing_the_current_password_counts_as_sign_in_attempts(portals: Portals):
-    portal = await portals.open(login_attempts_per_account=3)
+    portal = await portals.open(login_attempts_per_account_and_ip=3)
     email = await portal.user()
-    token = (await portal.login(email))["access_token"]
-    for _ in range(2):
+    token = (await portal.login(email))["access_token"]  # a success: not counted
+    for _ in range(3):
         guess = {"current": "guess 1234", "new": NEW_PASSWORD}
         assert await portal.error_code(CHANGE, guess, token) == "BAD_USER_INPUT"
 
@@ -260,7 +260,7 @@ async def test_guessing_the_current_password_counts_as_sign_in_attempts(portals:
 
 
 async def test_reset_requests_are_limited_per_email_known_or_not(portals: Portals):
-    portal = await portals.open(login_attempts_per_account=1)
+    portal = await portals.open(login_attempts_per_account_and_ip=1)
     for email in (await portal.user(), portal.stranger()):
         assert await portal.data(REQUEST, {"email": email})
         assert await portal.error_code(REQUEST, {"email": email}) == "RATE_LIMITED"

@@ -20,6 +20,7 @@ import redis.asyncio
 from starlette.applications import Starlette
 
 from gateway.app import create_app
+from gateway.cli import main
 from gateway.graphiql import MOUNT_NAME
 from gateway.persisted import REDIS_PREFIX, SafelistError, sha256_hex
 from gateway.settings import Settings
@@ -70,9 +71,37 @@ def test_production_refuses_to_start_without_an_explicit_signing_key(
 ):
     for name in ("KABINET_JWT_PRIVATE_KEY", "KABINET_JWT_PRIVATE_KEY_FILE"):
         monkeypatch.delenv(name, raising=False)
-    settings = Settings(env="production", database_url=sqlite_demo_url)
+    settings = Settings(env="production", database_url=sqlite_demo_url, single_instance=True)
     with pytest.raises(RuntimeError, match="production needs KABINET_JWT_PRIVATE_KEY"):
         create_app(settings)
+
+
+async def test_production_refuses_to_start_on_embedded_stores(
+    sqlite_demo_url: str, pg_url: str, signing_key: bytes
+):
+    """The attack: several production instances on SQLite and in-process sessions, where a
+    session revoked on one lives on in the others. They do not start."""
+    key = signing_key.decode()
+    on_sqlite = Settings(env="production", database_url=sqlite_demo_url, jwt_private_key=key)
+    with pytest.raises(RuntimeError, match="production needs PostgreSQL: set KABINET_DATABASE_URL"):
+        create_app(on_sqlite)
+    without_redis = Settings(env="production", database_url=pg_url, jwt_private_key=key)
+    with pytest.raises(RuntimeError, match=r"production needs Redis .*: set KABINET_REDIS_URL"):
+        create_app(without_redis)
+
+    shared = create_app(without_redis.model_copy(update={"redis_url": REDIS_URL}))
+    alone = create_app(on_sqlite.model_copy(update={"single_instance": True}))
+    for app in (shared, alone):
+        await app.state.services.aclose()
+
+
+def test_demo_refuses_to_run_in_production(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    database = tmp_path / "kabinet.db"
+    monkeypatch.setenv("KABINET_ENV", "production")
+    monkeypatch.setenv("KABINET_DATABASE_URL", f"sqlite+aiosqlite:///{database}")
+    with pytest.raises(SystemExit, match="kabinet demo refuses KABINET_ENV=production"):
+        main(["demo"])
+    assert not database.exists()  # nothing was written
 
 
 async def test_production_serves_no_graphiql_page_or_assets(gateways: Gateways):

@@ -49,6 +49,7 @@ async def client(
     settings = make_settings(
         sqlite_demo_copy,
         signing_key,
+        login_attempts_per_account_and_ip=1000,
         login_attempts_per_account=1000,
         login_attempts_per_ip=1000,
         session_check_cache_seconds=0,

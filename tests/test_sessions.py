@@ -123,6 +123,7 @@ class Portals:
             # Keeps the test's Redis keys from outliving it by much.
             "session_absolute_timeout": timedelta(hours=1),
             # Room for the logins a test makes; the brute-force tests set their own limits.
+            "login_attempts_per_account_and_ip": 50,
             "login_attempts_per_account": 50,
             "login_attempts_per_ip": 200,
             **settings,

@@ -86,6 +86,7 @@ async def login(auth: Auth, *, email: str, password: str, client: Client) -> Cre
     if not verified or account is None or not account.user.is_active:
         auth.on_login(False)
         raise Unauthenticated(LOGIN_FAILED)
+    await auth.throttle.succeeded("login", email, client.ip_address)
     rehashed = (
         await asyncio.to_thread(hash_password, password)
         if needs_rehash(account.password_hash)

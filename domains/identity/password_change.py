@@ -36,6 +36,7 @@ async def change_password(
     await auth.throttle.attempt("login", account.user.email, client.ip_address)
     if not await asyncio.to_thread(verify_password, account.password_hash, current_password):
         raise InvalidInput("the current password is wrong")
+    await auth.throttle.succeeded("login", account.user.email, client.ip_address)
     password_hash = await asyncio.to_thread(hash_password, new_password)
     async with auth.db.transaction() as tx:
         await tx.execute(
