@@ -11,6 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -24,6 +25,7 @@ from gateway.graphql_http import GraphQLEndpoint
 from gateway.metrics import MetricsMiddleware, metrics_endpoint
 from gateway.ratelimit import graphql_rate_limit
 from gateway.rest import rest_routes
+from gateway.router_secret import RouterOnly, subgraphs_off
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.worker import Worker
@@ -55,6 +57,10 @@ def create_app(settings: Settings, subgraph: str | None = None) -> Starlette:
     router), with the health and metrics routes."""
     if "*" in settings.cors_origins:
         raise ValueError("KABINET_CORS_ORIGINS must list origins; '*' is not allowed")
+    if subgraph is not None and not settings.subgraphs_served:
+        raise RuntimeError(
+            "production serves a subgraph to a router only: set KABINET_ROUTER_SECRET"
+        )
     services = Services.from_settings(settings)
     metrics = services.metrics
     services.db.on_statement.add(lambda _sql: metrics.count_statement())
@@ -94,6 +100,7 @@ def create_app(settings: Settings, subgraph: str | None = None) -> Starlette:
                 max_tokens=settings.graphql_max_tokens,
                 max_directives=settings.graphql_max_directives,
                 max_cost=settings.graphql_max_cost,
+                max_representations=settings.graphql_max_representations,
                 introspection=settings.introspection_enabled,
                 suggestions=settings.field_suggestions_enabled,
             ),
@@ -117,10 +124,17 @@ def create_app(settings: Settings, subgraph: str | None = None) -> Starlette:
             persisted=services.persisted,
             tokens=services.tokens,
             connections=connections,
-            max_batch=settings.graphql_max_batch,
+            max_batch=settings.graphql_batch_limit,
             max_body_bytes=settings.max_body_bytes,
             max_tokens=settings.graphql_max_tokens,
+            get_needs_preflight=settings.graphql_get_preflight_required,
         )
+
+    def for_router(app: ASGIApp) -> ASGIApp:
+        """A subgraph endpoint: behind the router secret when one is set."""
+        if settings.router_secret is None:
+            return app
+        return RouterOnly(app, settings.router_secret.get_secret_value())
 
     execution = Execution(settings.graphql_execution)
     served = (
@@ -128,35 +142,40 @@ def create_app(settings: Settings, subgraph: str | None = None) -> Starlette:
         if subgraph is None
         else build_subgraph(subgraph, extensions(), execution)
     )
+    graphql_http: ASGIApp = endpoint("/graphql", served)
+    graphql_ws: ASGIApp = GraphQLWebSocket(
+        served,
+        make_context,
+        tokens=services.tokens,
+        sessions=services.auth.sessions,
+        connections=connections,
+    )
+    if subgraph is not None:  # one subgraph at /graphql, for a router
+        graphql_http, graphql_ws = for_router(graphql_http), for_router(graphql_ws)
     routes: list[BaseRoute] = [
-        Route("/graphql", endpoint("/graphql", served)),
-        WebSocketRoute(
-            "/graphql",
-            GraphQLWebSocket(
-                served,
-                make_context,
-                tokens=services.tokens,
-                sessions=services.auth.sessions,
-                connections=connections,
-            ),
-        ),
+        Route("/graphql", graphql_http),
+        WebSocketRoute("/graphql", graphql_ws),
         Route("/health/live", live, methods=["GET"]),
         Route("/health/ready", ready, methods=["GET"]),
     ]
     if settings.metrics_on_api_port:
         routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
+    if subgraph is None and not settings.subgraphs_served:
+        routes.append(Route("/subgraphs/{name}/graphql", subgraphs_off, methods=["GET", "POST"]))
+    elif subgraph is None:
+        routes += [
+            Route(
+                f"/subgraphs/{name}/graphql",
+                for_router(
+                    endpoint(
+                        f"/subgraphs/{name}/graphql", build_subgraph(name, extensions(), execution)
+                    )
+                ),
+            )
+            for name in SUBGRAPHS
+        ]
     if subgraph is None:
         routes += [
-            *(
-                Route(
-                    f"/subgraphs/{name}/graphql",
-                    endpoint(
-                        f"/subgraphs/{name}/graphql",
-                        build_subgraph(name, extensions(), execution),
-                    ),
-                )
-                for name in SUBGRAPHS
-            ),
             *rest_routes(DOMAINS, services, make_context),
             Route("/.well-known/jwks.json", jwks, methods=["GET"]),
         ]

@@ -4,7 +4,9 @@ A browser sends a cross-site POST without asking first (no CORS preflight) only 
 content type is one of the three "simple" ones and it carries no custom header. Such a
 request is refused unless it names a non-simple header that only a preflighted (allowed)
 origin could have set. JSON endpoints refuse those content types anyway; this covers
-every POST route in one place, including ones a cookie authenticates.
+every POST route in one place, including ones a cookie authenticates. A GraphQL GET is
+held to the same test in production (gateway/graphql_http.py): it runs a query, and a
+cross-site page could otherwise make a signed-in browser run it.
 """
 
 from starlette.datastructures import Headers
@@ -23,6 +25,16 @@ PREFLIGHT_HEADERS = (
     "x-requested-with",
 )
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CSRF_REJECTED = "CSRF_REJECTED"
+
+
+def preflighted(headers: Headers) -> bool:
+    """Whether a browser could have sent this cross-site only after a CORS preflight: a
+    non-simple content type, or one of the headers above."""
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type and content_type not in SIMPLE_CONTENT_TYPES:
+        return True
+    return any(headers.get(name) for name in PREFLIGHT_HEADERS)
 
 
 class CSRFPrevention:
@@ -30,16 +42,16 @@ class CSRFPrevention:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in UNSAFE_METHODS:
-            headers = Headers(scope=scope)
-            content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-            simple = not content_type or content_type in SIMPLE_CONTENT_TYPES
-            if simple and not any(headers.get(name) for name in PREFLIGHT_HEADERS):
-                message = (
-                    "this request could be a cross-site request forgery: send JSON "
-                    "(Content-Type: application/json) or an Apollo-Require-Preflight header"
-                )
-                response = error_response(scope["path"], 400, "CSRF_REJECTED", message)
-                await response(scope, receive, send)
-                return
+        if (
+            scope["type"] == "http"
+            and scope["method"] in UNSAFE_METHODS
+            and not preflighted(Headers(scope=scope))
+        ):
+            message = (
+                "this request could be a cross-site request forgery: send JSON "
+                "(Content-Type: application/json) or an Apollo-Require-Preflight header"
+            )
+            response = error_response(scope["path"], 400, CSRF_REJECTED, message)
+            await response(scope, receive, send)
+            return
         await self.app(scope, receive, send)

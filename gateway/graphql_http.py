@@ -19,6 +19,7 @@ from strawberry.types.graphql import OperationType
 from domains.errors import Unauthenticated
 from domains.identity.tokens import AccessClaims, TokenService
 from domains.limits import Decision
+from gateway.csrf import CSRF_REJECTED, preflighted
 from gateway.errors import BadRequest, graphql_error_body, graphql_error_response
 from gateway.persisted import PersistedQueries
 from gateway.ratelimit import SERVICE_UNAVAILABLE, rate_limit_headers
@@ -32,6 +33,10 @@ _QUERY_ONLY = frozenset({OperationType.QUERY})
 _QUERY_AND_MUTATION = frozenset({OperationType.QUERY, OperationType.MUTATION})
 # Refusals that are the server's doing, not the request's: this status whatever the media type.
 _SERVER_REFUSALS = {SERVICE_UNAVAILABLE: 503}
+_GET_WITHOUT_PREFLIGHT = (
+    "a GET could be a cross-site request forgery: send an Apollo-Require-Preflight header "
+    "(or Content-Type: application/json), or POST"
+)
 
 
 def negotiate(accept: str | None) -> str:
@@ -107,6 +112,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 async def _from_body(
     request: Request, max_batch: int, max_bytes: int
 ) -> list[dict[str, Any]] | dict[str, Any]:
+    """One operation, or a batch of up to `max_batch` (0: batching is off)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != JSON:
         raise BadRequest(415, "UNSUPPORTED_MEDIA_TYPE", f"send the request as {JSON}")
@@ -116,6 +122,10 @@ async def _from_body(
     except ValueError:
         raise BadRequest(400, "BAD_REQUEST", "request body is not valid JSON") from None
     if isinstance(payload, list):
+        if max_batch == 0:
+            raise BadRequest(
+                400, "BATCHING_DISABLED", "batching is off: send one operation per request"
+            )
         if not payload or len(payload) > max_batch:
             raise BadRequest(400, "BAD_REQUEST", f"a batch holds 1 to {max_batch} operations")
         return [_operation(item) for item in payload]
@@ -180,6 +190,7 @@ class GraphQLEndpoint:
         max_batch: int,
         max_body_bytes: int,
         max_tokens: int,
+        get_needs_preflight: bool,
     ) -> None:
         self.schema = schema
         self.make_context = make_context
@@ -190,6 +201,7 @@ class GraphQLEndpoint:
         self.max_batch = max_batch
         self.max_body_bytes = max_body_bytes
         self.max_tokens = max_tokens
+        self.get_needs_preflight = get_needs_preflight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -206,6 +218,8 @@ class GraphQLEndpoint:
             if self.graphiql_page is not None and _prefers_html(request):
                 return HTMLResponse(self.graphiql_page)
             media_type = negotiate(request.headers.get("accept"))
+            if self.get_needs_preflight and not preflighted(request.headers):
+                raise BadRequest(400, CSRF_REJECTED, _GET_WITHOUT_PREFLIGHT)
             payload: Any = _from_query_string(request)
             allowed = _QUERY_ONLY
         elif request.method == "POST" and _wants_event_stream(request):

@@ -11,6 +11,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 DEV_DATABASE_URL = f"sqlite+aiosqlite:///{REPO_ROOT / 'var' / 'kabinet.db'}"
 DEV_SIGNING_KEY_FILE = REPO_ROOT / "var" / "jwt-signing-key.pem"
+DEVELOPMENT_MAX_BATCH = 10
 
 
 class Settings(BaseSettings):
@@ -102,8 +103,16 @@ class Settings(BaseSettings):
     graphql_max_aliases: int = Field(30, ge=1)
     graphql_max_tokens: int = Field(2_000, ge=1)
     graphql_max_directives: int = Field(20, ge=0)
-    graphql_max_batch: int = Field(10, ge=1)
+    graphql_max_batch: int | None = Field(
+        None,
+        ge=1,
+        description="Operations per batched request; default: 10 in development, "
+        "batching off in production.",
+    )
     graphql_max_cost: int = Field(5_000, ge=1)
+    graphql_max_representations: int = Field(
+        100, ge=1, description="Entities one operation may ask `_entities` for."
+    )
     # schema.planned.Execution's values; named here so settings import no schema.
     graphql_execution: Literal["planned", "graphql-core", "checked"] = "planned"
     max_body_bytes: int = Field(100_000, ge=1_000)
@@ -198,6 +207,17 @@ class Settings(BaseSettings):
     )
     node_modules: Path = REPO_ROOT / "node_modules"
     graphiql: bool | None = Field(None, description="Serve GraphiQL; default: on in development.")
+    graphql_get_needs_preflight: bool | None = Field(
+        None,
+        description="GET operations need a header only a CORS preflight allows (CSRF); "
+        "default: on in production.",
+    )
+    # Federation: who may use the subgraph endpoints (`_service`, `_entities`).
+    router_secret: SecretStr | None = Field(
+        None,
+        description="A router sends it as the Kabinet-Router-Secret header; required on the "
+        "subgraph endpoints when set. Unset: open in development, off in production.",
+    )
 
     @property
     def is_production(self) -> bool:
@@ -244,6 +264,24 @@ class Settings(BaseSettings):
                 "production needs Redis for sessions and limits: set KABINET_REDIS_URL "
                 "(or KABINET_SINGLE_INSTANCE=true for one process)"
             )
+
+    @property
+    def graphql_batch_limit(self) -> int:
+        """Operations one request may batch; 0: batching is off."""
+        if self.graphql_max_batch is not None:
+            return self.graphql_max_batch
+        return 0 if self.is_production else DEVELOPMENT_MAX_BATCH
+
+    @property
+    def graphql_get_preflight_required(self) -> bool:
+        if self.graphql_get_needs_preflight is not None:
+            return self.graphql_get_needs_preflight
+        return self.is_production
+
+    @property
+    def subgraphs_served(self) -> bool:
+        """Subgraph endpoints: behind the router secret when set; without it, development only."""
+        return self.router_secret is not None or not self.is_production
 
     def signing_key_pem(self) -> bytes:
         """The configured key; development falls back to the file `kabinet dev` generates."""

@@ -2,17 +2,25 @@
 GraphQL-over-HTTP audit. Each prints JSON on stdout; `make test` installs what they need."""
 
 import json
+import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from tests.servers import REPO_ROOT
 
 
-def run_node(script: Path, *args: str, needs: str, stdin: str | None = None) -> Any:
-    """The JSON `script` prints; fails the test, saying why, if it or `needs` (an npm
-    package) cannot run."""
+def run_node(
+    script: Path,
+    *args: str,
+    needs: str,
+    stdin: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Any:
+    """The JSON `script` prints, run with `env` over this process's environment; fails the
+    test, saying why, if it or `needs` (an npm package) cannot run."""
     node = shutil.which("node")
     assert node, f"node is needed to run {script.name} (make test installs the npm tools)"
     assert (REPO_ROOT / "node_modules" / needs).is_dir(), (
@@ -22,6 +30,7 @@ def run_node(script: Path, *args: str, needs: str, stdin: str | None = None) -> 
         [node, str(script), *args],
         input=stdin,
         cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,

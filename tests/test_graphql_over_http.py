@@ -32,9 +32,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server_url(tmp_path_factory: pytest.TempPathFactory, signing_key: bytes) -> Iterator[str]:
-    """`kabinet serve` in a subprocess on embedded SQLite; terminated whatever the outcome."""
+@pytest.fixture(scope="module", params=["development", "production"])
+def server_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, signing_key: bytes
+) -> Iterator[str]:
+    """`kabinet serve` in a subprocess on embedded SQLite, in each environment: production
+    refuses batches, repeated directives past the first and GETs without a preflight-forcing
+    header, all within the spec; terminated whatever the outcome."""
     directory = tmp_path_factory.mktemp("graphql-over-http")
     database_url = f"sqlite+aiosqlite:///{directory / 'k.db'}"
     upgrade(database_url)
@@ -46,6 +50,9 @@ def server_url(tmp_path_factory: pytest.TempPathFactory, signing_key: bytes) -> 
         "KABINET_HOST": "127.0.0.1",
         "KABINET_PORT": str(port),
         "KABINET_LOG_LEVEL": "warning",
+        "KABINET_ENV": request.param,
+        # The audits' operations are introspection (`__type`), which production turns off.
+        "KABINET_INTROSPECTION": "true",
     }
     log_path = directory / "server.log"
     with log_path.open("wb") as log:

@@ -15,8 +15,14 @@ from strawberry.types.execution import ExecutionResult, PreExecutionError
 from domains.errors import Unauthenticated
 from domains.identity.models import Role
 from gateway.settings import Settings
-from schema.federation import build_composed, standard_extensions
-from schema.guards.cost import CostPlans, compile_cost, operation_cost
+from schema.federation import build_composed, build_subgraph, standard_extensions
+from schema.guards.cost import (
+    CostPlans,
+    compile_cost,
+    compile_representations,
+    evaluate,
+    operation_cost,
+)
 from schema.guards.extensions import hardening_extensions
 from schema.guards.limits import max_depth_rule
 
@@ -249,6 +255,22 @@ async def test_directive_limit():
     assert result.errors[0].message == "Operation 'D' uses 3 directives; the limit is 2."
 
 
+@pytest.mark.parametrize("directive", ["@aa", "@include(if: true)"])
+async def test_a_repeated_directive_is_one_error(directive: str):
+    """Ten unknown directives in a row were ten errors ("directive overloading"); a known
+    one repeated is refused the same way, before the directive limit counts them."""
+    result = await assert_refused(
+        small_schema(max_directives=20),
+        "{ item { name " + directive * 10 + " } }",
+        "DIRECTIVE_REPEATED",
+    )
+    assert len(result.errors) == 1
+    name = directive.split("(")[0]
+    assert result.errors[0].message == (
+        f"The directive '{name}' is repeated at one place; it may appear once."
+    )
+
+
 async def test_token_limit():
     schema = small_schema(max_tokens=30)
     await assert_runs(schema, "{ item { name } }")
@@ -339,6 +361,17 @@ async def test_invalid_variables_are_answered_before_execution_with_suggestions_
     assert context.calls == []
 
 
+def test_entities_representations_count_inline_and_in_variables():
+    schema = build_subgraph("customers")._schema
+    document = parse(
+        'query($r: [_Any!]!) { a: _entities(representations: [{__typename: "Tariff", id: "1"},'
+        ' {__typename: "Tariff", id: "2"}]) { __typename } ...F ...F }'
+        " fragment F on Query { b: _entities(representations: $r) { __typename } }"
+    )
+    plan = compile_representations(schema, document, document.definitions[0])
+    assert evaluate(plan, {"r": [{"__typename": "Tariff", "id": "1"}] * 5}) == 2 + 5 + 5
+
+
 def test_cost_plans_are_compiled_once_per_document():
     graphql_schema = small_schema()._schema
     document = parse("query($n: Int) { items(first: $n) { edges { node { name } } } }")
@@ -346,10 +379,10 @@ def test_cost_plans_are_compiled_once_per_document():
     first = plans.get(graphql_schema, document, None)
     assert first is not None
     assert plans.get(graphql_schema, document, None) is not None
-    assert plans.get(graphql_schema, document, None)[1] is first[1]
+    assert plans.get(graphql_schema, document, None) is first
     static = plans.get(graphql_schema, parse("{ item { name } }"), None)
     assert static is not None
-    assert static[1] == 2
+    assert (static.cost, static.representations) == (2, 0)
 
 
 # Introspection and suggestions -----------------------------------------------------------

@@ -25,7 +25,7 @@ from gateway.graphiql import MOUNT_NAME
 from gateway.persisted import REDIS_PREFIX, SafelistError, sha256_hex
 from gateway.settings import Settings
 from tests.conftest import DEMO_PASSWORD, make_settings, statements
-from tests.test_gateway_limits import Gateways, codes
+from tests.test_gateway_limits import Gateways, codes, sign_in
 
 REDIS_URL = os.environ.get("KABINET_TEST_REDIS", "redis://127.0.0.1:6379/0")
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
@@ -38,6 +38,13 @@ TARIFFS = "{ tariffs { id name } }"
 INTROSPECTION = "{ __schema { types { name } } }"
 MISSPELT = "{ tarifs { id } }"
 REFRESH = 'mutation { refreshToken(token: "no-such-token") { accessToken } }'
+# What a production GET carries (Apollo clients send it): a browser sends it cross-site only
+# after a CORS preflight.
+PREFLIGHT = {"Apollo-Require-Preflight": "true"}
+ROUTER_SECRET = "router-secret-for-the-tests"
+# A production app that serves its subgraph endpoints to a router with the secret.
+WITH_ROUTER = {"env": "production", "router_secret": ROUTER_SECRET}
+ROUTER = {"Kabinet-Router-Secret": ROUTER_SECRET}
 
 
 async def open_client(gateways: Gateways, **settings: Any) -> httpx.AsyncClient:
@@ -60,7 +67,13 @@ def apq(sha: str) -> dict[str, Any]:
 
 
 async def get_persisted(client: httpx.AsyncClient, sha: str) -> httpx.Response:
-    return await client.get("/graphql", params={"extensions": json.dumps(apq(sha))})
+    params = {"extensions": json.dumps(apq(sha))}
+    return await client.get("/graphql", params=params, headers=PREFLIGHT)
+
+
+def headers_for(path: str) -> dict[str, str]:
+    """A subgraph path answers the router only: its requests carry the secret."""
+    return ROUTER if path.startswith("/subgraphs/") else {}
 
 
 # Production switches ---------------------------------------------------------------------
@@ -112,12 +125,12 @@ async def test_production_serves_no_graphiql_page_or_assets(gateways: Gateways):
     assert html_only.status_code == 406
     assert html_only.headers["content-type"] == JSON
     assert codes(html_only) == ["NOT_ACCEPTABLE"]
-    # A browser also accepts */*: it gets a GraphQL-over-HTTP answer for a request with
-    # no query, in JSON.
+    # A browser also accepts */*: it gets a GraphQL-over-HTTP answer in JSON, refusing a
+    # GET that a cross-site page could have sent.
     browser = await client.get("/graphql", headers={"Accept": BROWSER_ACCEPT})
     assert browser.status_code == 400
     assert browser.headers["content-type"] == JSON
-    assert codes(browser) == ["BAD_REQUEST"]
+    assert codes(browser) == ["CSRF_REJECTED"]
     assert "<html" not in browser.text
     for asset in ("graphiql.min.js", "graphiql.min.css", MOUNT_NAME):
         response = await client.get(f"/graphiql/assets/{asset}")
@@ -137,14 +150,14 @@ async def test_development_serves_graphiql_and_its_assets(gateways: Gateways):
 
 @pytest.mark.parametrize("path", ["/graphql", "/subgraphs/customers/graphql"])
 async def test_production_refuses_introspection(gateways: Gateways, path: str):
-    client = await open_client(gateways, env="production")
+    client = await open_client(gateways, **WITH_ROUTER)
     for query in (INTROSPECTION, '{ __type(name: "Tariff") { fields { name } } }'):
-        response = await client.post(path, json={"query": query})
+        response = await client.post(path, json={"query": query}, headers=headers_for(path))
         assert response.status_code == 200
         assert "data" not in response.json()
         assert codes(response) == ["INTROSPECTION_DISABLED"]
     # __typename is not introspection: clients (Apollo's cache) add it everywhere.
-    typename = await client.post(path, json={"query": "{ __typename }"})
+    typename = await client.post(path, json={"query": "{ __typename }"}, headers=headers_for(path))
     assert typename.json() == {"data": {"__typename": "Query"}}
 
 
@@ -540,15 +553,236 @@ BOTH = f"query Q {{ __typename }} {REFRESH.replace('mutation', 'mutation M')}"
     ids=["mutation", "named-mutation"],
 )
 async def test_a_get_never_runs_a_mutation(gateways: Gateways, path: str, params: dict[str, str]):
-    client = await open_client(gateways, env="production")
+    client = await open_client(gateways, **WITH_ROUTER)
+    headers = PREFLIGHT | headers_for(path)
 
     with statements(app_of(client)) as ran:
-        response = await client.get(path, params=params)
+        response = await client.get(path, params=params, headers=headers)
 
     assert response.status_code == 405
     assert response.headers["allow"] == "POST"
     assert codes(response) == ["METHOD_NOT_ALLOWED"]
     assert ran == []
     # The query of the same document runs over GET.
-    query = await client.get(path, params={"query": BOTH, "operationName": "Q"})
+    query = await client.get(path, params={"query": BOTH, "operationName": "Q"}, headers=headers)
     assert query.json() == {"data": {"__typename": "Query"}}
+
+
+# Federation endpoints (issue 12, points 1 and 2) --------------------------------------------
+
+ENTITIES = "query($r: [_Any!]!) { _entities(representations: $r) { ... on Tariff { code } } }"
+SDL = "{ _service { sdl } }"
+ARCHIVED = "{ tariffs(includeArchived: true) { id isActive } }"
+
+
+@pytest_asyncio.fixture
+async def pg_gateways(pg_demo_url: str, signing_key: bytes) -> AsyncIterator[Gateways]:
+    opened = Gateways(pg_demo_url, signing_key)
+    async with opened.stack:
+        yield opened
+
+
+async def archived_tariff(client: httpx.AsyncClient) -> str:
+    """The global id of an archived tariff, which only staff may list."""
+    staff = await sign_in(client, "operator@example.com")
+    response = await client.post("/graphql", json={"query": ARCHIVED}, headers=staff)
+    return next(t["id"] for t in response.json()["data"]["tariffs"] if not t["isActive"])
+
+
+def entities(tariff: str, count: int = 1) -> dict[str, Any]:
+    return {"query": ENTITIES, "variables": {"r": [{"__typename": "Tariff", "id": tariff}] * count}}
+
+
+@pytest.mark.postgres
+async def test_production_subgraph_endpoints_are_off_without_a_router_secret(
+    pg_gateways: Gateways,
+):
+    """The attack: read the schema through `_service { sdl }` with introspection off, and an
+    archived tariff through `_entities`, from a subgraph endpoint or /graphql."""
+    client = await open_client(pg_gateways, env="production")
+    tariff = await archived_tariff(client)
+    for payload in ({"query": SDL}, entities(tariff)):
+        with statements(app_of(client)) as ran:
+            refused = await client.post("/subgraphs/customers/graphql", json=payload)
+        assert refused.status_code == 403
+        assert codes(refused) == ["ROUTER_ONLY"]
+        assert "KABINET_ROUTER_SECRET" in refused.json()["errors"][0]["message"]
+        assert ran == []
+    # A subgraph served alone in production needs the secret to start at all.
+    settings = make_settings(pg_gateways.database_url, pg_gateways.signing_key, env="production")
+    with pytest.raises(RuntimeError, match="KABINET_ROUTER_SECRET"):
+        create_app(settings, subgraph="customers")
+
+
+@pytest.mark.postgres
+async def test_production_subgraph_endpoints_answer_only_the_router(pg_gateways: Gateways):
+    client = await open_client(pg_gateways, **WITH_ROUTER)
+    tariff = await archived_tariff(client)
+    path = "/subgraphs/customers/graphql"
+    for payload in ({"query": SDL}, entities(tariff)):
+        for headers in ({}, {"Kabinet-Router-Secret": "a-guess"}, PREFLIGHT):
+            with statements(app_of(client)) as ran:
+                refused = await client.post(path, json=payload, headers=headers)
+            assert refused.status_code == 403
+            assert codes(refused) == ["ROUTER_ONLY"]
+            assert "data" not in refused.json()
+            assert ran == []
+    sdl = await client.post(path, json={"query": SDL}, headers=ROUTER)
+    assert "type Tariff" in sdl.json()["data"]["_service"]["sdl"]
+    fetched = await client.post(path, json=entities(tariff), headers=ROUTER)
+    assert fetched.json()["data"]["_entities"][0]["code"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("settings", [{"env": "production"}, WITH_ROUTER], ids=["off", "router"])
+async def test_graphql_never_exposes_entities_or_service(
+    pg_gateways: Gateways, settings: dict[str, str]
+):
+    """/graphql is the clients' schema: no federation fields, whatever headers come with it."""
+    client = await open_client(pg_gateways, **settings)
+    tariff = await archived_tariff(client)
+    for payload in ({"query": SDL}, entities(tariff)):
+        for headers in ({}, ROUTER):
+            response = await client.post(
+                "/graphql", json=payload, headers=headers | {"Accept": GRAPHQL_RESPONSE_JSON}
+            )
+            assert response.status_code == 400
+            assert set(codes(response)) == {"GRAPHQL_VALIDATION_FAILED"}
+            messages = [error["message"] for error in response.json()["errors"]]
+            assert any(message.startswith("Cannot query field '_") for message in messages)
+            assert "data" not in response.json()
+
+
+@pytest.mark.postgres
+async def test_entities_count_their_representations_and_cost_per_representation(
+    pg_gateways: Gateways,
+):
+    """The attack: thousands of representations in one 100 KB body, ten operations a batch,
+    once costed as one plain list. Now a client without the secret is refused, and the
+    router itself is held to KABINET_GRAPHQL_MAX_REPRESENTATIONS and to the cost limit,
+    each representation costing its selection, before anything runs."""
+    client = await open_client(pg_gateways, **WITH_ROUTER, graphql_max_representations=100)
+    tariff = await archived_tariff(client)
+    path = "/subgraphs/customers/graphql"
+    accept = {"Accept": GRAPHQL_RESPONSE_JSON}
+    flood = entities(tariff, 2000)
+    assert len(json.dumps(flood, separators=(",", ":"))) < 100_000
+
+    anonymous = await client.post(path, json=flood, headers=accept)
+    assert anonymous.status_code == 403
+    assert codes(anonymous) == ["ROUTER_ONLY"]
+
+    with statements(app_of(client)) as ran:
+        counted = await client.post(path, json=flood, headers=ROUTER | accept)
+        batched = await client.post(
+            path, json=[entities(tariff, 200)] * 10, headers=ROUTER | accept
+        )
+    assert counted.status_code == 400
+    assert codes(counted) == ["TOO_MANY_REPRESENTATIONS"]
+    assert counted.json()["errors"][0]["extensions"]["representations"] == 2000
+    assert batched.status_code == 400
+    assert codes(batched) == ["BATCHING_DISABLED"]
+    assert ran == []
+
+    # Aliases add up: two fields of 60 each are 120 representations.
+    aliased = (
+        "query($r: [_Any!]!) { a: _entities(representations: $r) { ... on Tariff { code } }"
+        " b: _entities(representations: $r) { ... on Tariff { name } } }"
+    )
+    twice = {"query": aliased, "variables": entities(tariff, 60)["variables"]}
+    response = await client.post(path, json=twice, headers=ROUTER | accept)
+    assert codes(response) == ["TOO_MANY_REPRESENTATIONS"]
+    assert response.json()["errors"][0]["extensions"]["representations"] == 120
+
+    # Within the count, each representation pays for what it selects: 1 + 100 x 61 > 5000.
+    staff = await sign_in(client, "operator@example.com")
+    customer = await client.post(
+        "/graphql",
+        json={"query": "{ customers(first: 1) { edges { node { id } } } }"},
+        headers=staff,
+    )
+    customer_id = customer.json()["data"]["customers"]["edges"][0]["node"]["id"]
+    costly = {
+        "query": "query($r: [_Any!]!) { _entities(representations: $r) { ... on Customer {"
+        " invoices(first: 20) { edges { node { id number status } } } } } }",
+        "variables": {"r": [{"__typename": "Customer", "id": customer_id}] * 100},
+    }
+    with statements(app_of(client)) as ran:
+        response = await client.post(
+            "/subgraphs/billing/graphql", json=costly, headers=ROUTER | staff | accept
+        )
+    assert response.status_code == 400
+    assert codes(response) == ["QUERY_TOO_COSTLY"]
+    assert response.json()["errors"][0]["extensions"]["cost"] == 1 + 100 * (1 + 1 + 20 * 4)
+    assert not any("invoices" in sql for sql in ran)
+
+    # What a router really sends passes.
+    answered = await client.post(path, json=entities(tariff, 3), headers=ROUTER | accept)
+    assert answered.status_code == 200
+    assert len(answered.json()["data"]["_entities"]) == 3
+
+
+# graphql-cop's findings (issue 12, point 15) ----------------------------------------------
+
+OVERLOADED = "query cop { __typename @aa@aa@aa@aa@aa@aa@aa@aa@aa@aa }"
+
+
+@pytest.mark.parametrize("path", ["/graphql", "/subgraphs/customers/graphql"])
+async def test_production_refuses_batches_unless_configured(gateways: Gateways, path: str):
+    """graphql-cop: array-based batching. Off in production unless KABINET_GRAPHQL_MAX_BATCH."""
+    batch = [{"query": TARIFFS}] * 10
+    client = await open_client(gateways, **WITH_ROUTER)
+    with statements(app_of(client)) as ran:
+        refused = await client.post(path, json=batch, headers=headers_for(path))
+    assert refused.status_code == 400
+    assert codes(refused) == ["BATCHING_DISABLED"]
+    assert ran == []
+    single = await client.post(path, json=batch[0], headers=headers_for(path))
+    assert single.json()["data"]["tariffs"]
+
+    allowed = await open_client(gateways, **WITH_ROUTER, graphql_max_batch=10)
+    answered = await allowed.post(path, json=batch, headers=headers_for(path))
+    assert answered.status_code == 200
+    assert [answer["data"]["tariffs"] for answer in answered.json()] == [
+        single.json()["data"]["tariffs"]
+    ] * 10
+
+
+@pytest.mark.parametrize("path", ["/graphql", "/subgraphs/customers/graphql"])
+async def test_production_stops_directive_overloading_at_the_first_error(
+    gateways: Gateways, path: str
+):
+    """graphql-cop: ten repeated unknown directives came back as ten errors."""
+    client = await open_client(gateways, **WITH_ROUTER)
+    response = await client.post(
+        path,
+        json={"query": OVERLOADED},
+        headers=headers_for(path) | {"Accept": GRAPHQL_RESPONSE_JSON},
+    )
+    assert response.status_code == 400
+    assert codes(response) == ["DIRECTIVE_REPEATED"]
+    assert "'@aa'" in response.json()["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("path", ["/graphql", "/subgraphs/customers/graphql"])
+async def test_production_get_needs_a_preflight_forcing_header(gateways: Gateways, path: str):
+    """graphql-cop: a plain cross-site `GET /graphql?query=...` executed. A browser adds
+    none of these headers (nor a JSON content type) without a CORS preflight."""
+    client = await open_client(gateways, **WITH_ROUTER, cors_origins=[PORTAL])
+    query = {"query": TARIFFS}
+    cross_site = {"Origin": ELSEWHERE} | headers_for(path)
+    with statements(app_of(client)) as ran:
+        refused = await client.get(path, params=query, headers=cross_site)
+    assert refused.status_code == 400
+    assert refused.headers["content-type"] == JSON
+    assert codes(refused) == ["CSRF_REJECTED"]
+    assert ran == []
+    for forcing in (PREFLIGHT, {"Content-Type": JSON}, {"X-Apollo-Operation-Name": "Q"}):
+        answered = await client.get(path, params=query, headers=headers_for(path) | forcing)
+        assert answered.status_code == 200, forcing
+        assert answered.json()["data"]["tariffs"]
+    # Development, or production that says so, runs a plain GET.
+    for settings in ({"env": "development"}, WITH_ROUTER | {"graphql_get_needs_preflight": False}):
+        plain = await open_client(gateways, **settings)
+        answered = await plain.get(path, params=query, headers=headers_for(path))
+        assert answered.status_code == 200, settings

@@ -1,9 +1,10 @@
 """A real federation router routes over the subgraphs, each in its own process, and answers
 what `/graphql` answers.
 
-Each subgraph runs as `kabinet serve --subgraph NAME` on its own port; Apollo Gateway
-(tests/federation/router.mjs) composes them from their SDL and routes the operations,
-fetching fields across subgraphs through `_entities`. The same operations, for the same
+Each subgraph runs as `kabinet serve --subgraph NAME` on its own port, in production, so
+it answers only a router that sends its secret; Apollo Gateway (tests/federation/router.mjs)
+composes them from their SDL and routes the operations, fetching fields across subgraphs
+through `_entities`. The same operations, for the same
 viewer, go to `/graphql` of a whole app on the same database; the JSON must be equal.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+import websockets
 from graphql import parse
 
 from domains.clock import utcnow
@@ -35,6 +37,8 @@ CUSTOMER = "bob@example.com"  # every invoice paid: payments and ledger entries 
 STAFF = "operator@example.com"
 # No relay or consumers beside the queries: the analytics counters they read stay as they are.
 NO_WORKER = {"worker_in_process": "false"}
+ROUTER_SECRET = "router-secret-for-the-tests"
+PRODUCTION_SUBGRAPH = {"env": "production", "router_secret": ROUTER_SECRET, **NO_WORKER}
 
 ACCOUNT = """
 query Account {
@@ -182,6 +186,7 @@ def _route(subgraphs: dict[str, str], operations: list[Operation]) -> list[dict[
         ROUTER,
         *(f"{name}={url}" for name, url in subgraphs.items()),
         needs="@apollo/gateway",
+        env={"KABINET_ROUTER_SECRET": ROUTER_SECRET},
         stdin=json.dumps(
             [
                 {"query": query, "variables": variables, "authorization": f"Bearer {token}"}
@@ -217,11 +222,16 @@ async def _ids(client: httpx.AsyncClient, query: str, token: str) -> dict[str, l
 async def subgraphs(
     pg_demo_url: str, signing_key: bytes, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[dict[str, str]]:
-    """Each subgraph's /graphql, served by its own process; all started at once."""
+    """Each subgraph's /graphql, served by its own production process; all started at once."""
     logs = tmp_path_factory.mktemp("subgraphs")
     servers = {
         name: ServerProcess(
-            pg_demo_url, signing_key, logs / f"{name}.log", "--subgraph", name, **NO_WORKER
+            pg_demo_url,
+            signing_key,
+            logs / f"{name}.log",
+            "--subgraph",
+            name,
+            **PRODUCTION_SUBGRAPH,
         )
         for name in SUBGRAPHS
     }
@@ -284,6 +294,40 @@ async def test_router_answers_what_graphql_answers(
     assert invoices[0]["node"]["payments"][0]["transactions"], "payments and ledger entries"
     assert {node["__typename"] for node in routed["nodes as staff"]["data"].values()} == NODE_TYPES
     assert routed["staff desk"]["data"]["ledger"]["edges"], "the staff desk shows ledger entries"
+
+
+async def test_production_subgraphs_answer_the_router_only(
+    subgraphs: dict[str, str], whole: httpx.AsyncClient, tokens: dict[str, str]
+):
+    """The attack: read the whole schema through `_service { sdl }` with introspection off,
+    and an archived tariff through `_entities`. Without the router's secret, or with a wrong
+    one, a production subgraph refuses both, HTTP and websocket alike; the router has it."""
+    customers = subgraphs["customers"]
+    tariff = (await _ids(whole, STAFF_IDS, tokens[STAFF]))["Tariff"][0]
+    entities = {
+        "query": "query($r: [_Any!]!) { _entities(representations: $r) { ...on Tariff { code } } }",
+        "variables": {"r": [{"__typename": "Tariff", "id": tariff}]},
+    }
+    sdl = {"query": "{ _service { sdl } }"}
+    async with httpx.AsyncClient() as client:
+        for payload in (sdl, entities):
+            for headers in ({}, {"Kabinet-Router-Secret": "guessed"}):
+                refused = await client.post(customers, json=payload, headers=headers)
+                assert refused.status_code == 403, refused.text
+                assert refused.json()["errors"][0]["extensions"]["code"] == "ROUTER_ONLY"
+                assert "data" not in refused.json()
+        router = {"Kabinet-Router-Secret": ROUTER_SECRET}
+        answered = await client.post(customers, json=sdl, headers=router)
+        assert answered.status_code == 200
+        assert "type Tariff" in answered.json()["data"]["_service"]["sdl"]
+        answered = await client.post(customers, json=entities, headers=router)
+        assert answered.json()["data"]["_entities"][0]["code"]
+        # Health stays open to the orchestrator.
+        assert (await client.get(customers.replace("/graphql", "/health/live"))).status_code == 200
+    ws = websockets.connect(customers.replace("http", "ws"), subprotocols=["graphql-transport-ws"])
+    with pytest.raises(websockets.InvalidStatus):
+        async with ws:
+            pass
 
 
 ENTITY_TYPES = '{ __type(name: "_Entity") { possibleTypes { name } } }'

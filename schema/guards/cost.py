@@ -35,11 +35,13 @@ from resolvers.relay import DEFAULT_PAGE_SIZE
 from schema.guards.walker import Parent, Walk
 
 QUERY_TOO_COSTLY = "QUERY_TOO_COSTLY"
+TOO_MANY_REPRESENTATIONS = "TOO_MANY_REPRESENTATIONS"
 
 # What a plain list (not a Relay connection's edges) is assumed to hold, for cost.
 DEFAULT_LIST_MULTIPLIER = 10
 CONNECTION_SUFFIX = "Connection"
 ENTITIES_FIELD = "_entities"  # Federation's entity fetch, on every subgraph's Query
+DEFAULT_MAX_REPRESENTATIONS = 100
 # As many plans as the parser and validation caches hold documents.
 PLAN_CACHE_SIZE = 1024
 # graphql-core's own cap on variable coercion errors in `execute`.
@@ -201,6 +203,33 @@ class _Cost(Walk[Plan, Multiplier | None]):
         return total.plan()
 
 
+class _EntityCount(Walk[Plan, None]):
+    """The representations an operation sends `_entities`, every alias of it counted: the
+    cost multiplies by them too, but a limit of its own says what went wrong."""
+
+    follows_types = False
+
+    def combine(self, values: Sequence[Plan]) -> Plan:
+        total = _Sum()
+        for value in values:
+            total.add(value)
+        return total.plan()
+
+    def field(self, node: FieldNode, parent: Parent, scope: None) -> Plan:
+        if node.name.value != ENTITIES_FIELD:
+            return 0  # `_entities` is a root field: nothing below another field reaches it
+        total = _Sum()
+        total.add(1, _list_length(node, None, 0))
+        return total.plan()
+
+
+def compile_representations(
+    schema: GraphQLSchema, document: DocumentNode, operation: OperationDefinitionNode
+) -> Plan:
+    """How many representations the operation's `_entities` fields receive, in all."""
+    return _EntityCount(schema, document).operation(operation, None)
+
+
 def compile_cost(
     schema: GraphQLSchema,
     document: DocumentNode,
@@ -257,6 +286,15 @@ def operation_cost(
     return evaluate(compile_cost(schema, document, operation, list_multiplier), values)
 
 
+@dataclass(frozen=True, slots=True)
+class OperationPlans:
+    """What the cost limit evaluates for one operation, given its variables."""
+
+    operation: OperationDefinitionNode
+    cost: Plan
+    representations: Plan
+
+
 class CostPlans:
     """Compiled plans, most recently used kept, keyed by schema, document and operation.
 
@@ -270,37 +308,45 @@ class CostPlans:
         self.maxsize = maxsize
         self._entries: OrderedDict[
             tuple[int, int, str | None],
-            tuple[GraphQLSchema, DocumentNode, OperationDefinitionNode, Plan],
+            tuple[GraphQLSchema, DocumentNode, OperationPlans],
         ] = OrderedDict()
 
     def get(
         self, schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
-    ) -> tuple[OperationDefinitionNode, Plan] | None:
+    ) -> OperationPlans | None:
         key = (id(schema), id(document), operation_name)
         entry = self._entries.get(key)
         if entry is not None and entry[0] is schema and entry[1] is document:
             self._entries.move_to_end(key)
-            return entry[2], entry[3]
+            return entry[2]
         operation = get_operation_ast(document, operation_name)
         if operation is None:
             return None
-        plan = compile_cost(schema, document, operation, self.list_multiplier)
-        self._entries[key] = (schema, document, operation, plan)
+        plans = OperationPlans(
+            operation,
+            compile_cost(schema, document, operation, self.list_multiplier),
+            compile_representations(schema, document, operation),
+        )
+        self._entries[key] = (schema, document, plans)
         if len(self._entries) > self.maxsize:
             self._entries.popitem(last=False)
-        return operation, plan
+        return plans
 
 
 class CostLimit(SchemaExtension):
-    """Refuses operations costing more than `max_cost` before they execute.
+    """Refuses operations costing more than `max_cost`, or sending `_entities` more than
+    `max_representations`, before they execute.
 
     The cost is left on the context as `operation_cost` (when the context has that
     attribute) for the rate limiter. Variables are coerced here, since the cost depends
     on them; their errors are answered here too, without suggestions when those are off.
     """
 
-    def __init__(self, *, max_cost: int, plans: CostPlans, hide_suggestions: bool) -> None:
+    def __init__(
+        self, *, max_cost: int, max_representations: int, plans: CostPlans, hide_suggestions: bool
+    ) -> None:
         self.max_cost = max_cost
+        self.max_representations = max_representations
         self.plans = plans
         self.hide_suggestions = hide_suggestions
 
@@ -316,17 +362,29 @@ class CostLimit(SchemaExtension):
         if execution.result is not None or document is None:
             return []
         schema = execution.schema._schema
-        found = self.plans.get(schema, document, execution.operation_name)
-        if found is None:
+        plans = self.plans.get(schema, document, execution.operation_name)
+        if plans is None:
             return []  # graphql-core reports the unknown operation
-        operation, plan = found
+        operation = plans.operation
         variables = coerce_variables(
             schema, operation, execution.variables, hide_suggestions=self.hide_suggestions
         )
         if isinstance(variables, list):
             return variables
+        representations = evaluate(plans.representations, variables)
+        if representations > self.max_representations:
+            message = (
+                f"The operation sends _entities {representations} representations; "
+                f"the limit is {self.max_representations}."
+            )
+            extensions = {
+                "code": TOO_MANY_REPRESENTATIONS,
+                "representations": representations,
+                "maxRepresentations": self.max_representations,
+            }
+            return [GraphQLError(message, operation, extensions=extensions)]
         try:
-            cost = evaluate(plan, variables)
+            cost = evaluate(plans.cost, variables)
         except PageSizeError as error:
             return [GraphQLError(str(error), operation, extensions={"code": "BAD_USER_INPUT"})]
         if hasattr(execution.context, "operation_cost"):
@@ -350,9 +408,15 @@ class CostLimit(SchemaExtension):
 def cost_limit(
     max_cost: int,
     *,
+    max_representations: int = DEFAULT_MAX_REPRESENTATIONS,
     list_multiplier: int = DEFAULT_LIST_MULTIPLIER,
     suggestions: bool = True,
 ) -> ExtensionFactory:
     """A CostLimit factory for one schema's extension list; its plans are shared."""
-    plans = CostPlans(list_multiplier)
-    return partial(CostLimit, max_cost=max_cost, plans=plans, hide_suggestions=not suggestions)
+    return partial(
+        CostLimit,
+        max_cost=max_cost,
+        max_representations=max_representations,
+        plans=CostPlans(list_multiplier),
+        hide_suggestions=not suggestions,
+    )

@@ -5,9 +5,19 @@ from functools import partial
 from graphql import ValidationRule
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter
 
-from schema.guards.cost import DEFAULT_LIST_MULTIPLIER, ExtensionFactory, cost_limit
+from schema.guards.cost import (
+    DEFAULT_LIST_MULTIPLIER,
+    DEFAULT_MAX_REPRESENTATIONS,
+    ExtensionFactory,
+    cost_limit,
+)
 from schema.guards.introspection import NoIntrospectionRule
-from schema.guards.limits import max_aliases_rule, max_depth_rule, max_directives_rule
+from schema.guards.limits import (
+    RepeatedDirectivesRule,
+    max_aliases_rule,
+    max_depth_rule,
+    max_directives_rule,
+)
 from schema.guards.suggestions import HideSuggestionsRule
 
 
@@ -18,6 +28,7 @@ def hardening_extensions(
     max_tokens: int,
     max_directives: int,
     max_cost: int,
+    max_representations: int = DEFAULT_MAX_REPRESENTATIONS,
     introspection: bool,
     suggestions: bool,
     list_multiplier: int = DEFAULT_LIST_MULTIPLIER,
@@ -27,6 +38,7 @@ def hardening_extensions(
         max_depth_rule(max_depth),
         max_aliases_rule(max_aliases),
         max_directives_rule(max_directives),
+        RepeatedDirectivesRule,
     ]
     if not introspection:
         rules.append(NoIntrospectionRule)
@@ -35,5 +47,10 @@ def hardening_extensions(
     return [
         partial(AddValidationRules, rules),
         partial(MaxTokensLimiter, max_token_count=max_tokens),
-        cost_limit(max_cost, list_multiplier=list_multiplier, suggestions=suggestions),
+        cost_limit(
+            max_cost,
+            max_representations=max_representations,
+            list_multiplier=list_multiplier,
+            suggestions=suggestions,
+        ),
     ]

@@ -1,8 +1,9 @@
 """Depth, alias and directive limits, as validation rules (OWASP GraphQL).
 
 They are pure functions of the document, so the ValidationCache keeps answering for
-them. Tokens are capped by the parser (`parse_options["max_tokens"]`; errors.py gives
-that error its code); cost depends on the variables, so it is checked in cost.py.
+them. A directive repeated at one place stops validation at that one error. Tokens are
+capped by the parser (`parse_options["max_tokens"]`; errors.py gives that error its code);
+cost depends on the variables, so it is checked in cost.py.
 """
 
 from collections.abc import Sequence
@@ -10,6 +11,7 @@ from functools import cache
 from typing import Any, ClassVar
 
 from graphql import (
+    DirectiveNode,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
@@ -18,14 +20,18 @@ from graphql import (
     OperationDefinitionNode,
     SelectionSetNode,
     ValidationRule,
+    Visitor,
+    visit,
 )
-from graphql.language import SKIP
+from graphql.language import BREAK, SKIP, Node
+from graphql.validation.validate import ValidationAbortedError
 
 from schema.guards.walker import Count, Parent, Walk
 
 QUERY_TOO_DEEP = "QUERY_TOO_DEEP"
 TOO_MANY_ALIASES = "TOO_MANY_ALIASES"
 TOO_MANY_DIRECTIVES = "TOO_MANY_DIRECTIVES"
+DIRECTIVE_REPEATED = "DIRECTIVE_REPEATED"
 
 
 class _Depth(Walk[int, None]):
@@ -158,3 +164,46 @@ def max_aliases_rule(limit: int) -> type[ValidationRule]:
 @cache
 def max_directives_rule(limit: int) -> type[ValidationRule]:
     return type("MaxDirectivesRule", (_DirectiveLimit,), {"limit": limit})
+
+
+class _FirstRepeated(Visitor):
+    """Finds the first directive used twice at one place that the schema does not declare
+    repeatable (an unknown one is not)."""
+
+    def __init__(self, schema: GraphQLSchema) -> None:
+        super().__init__()
+        self.schema = schema
+        self.found: DirectiveNode | None = None
+
+    def enter(self, node: Node, *_args: Any) -> Any:
+        seen: set[str] = set()
+        for directive in getattr(node, "directives", None) or ():
+            name = directive.name.value
+            declared = self.schema.get_directive(name)
+            if name in seen and not (declared is not None and declared.is_repeatable):
+                self.found = directive
+                return BREAK
+            seen.add(name)
+        return None
+
+
+class RepeatedDirectivesRule(ValidationRule):
+    """Refuses a document that repeats a directive at one place, with that error alone.
+
+    Each repetition of an unknown directive would otherwise be an error of its own, and
+    `__typename @aa@aa@aa...` an answer as long as the attacker likes ("directive
+    overloading"). Such a document is invalid whatever else is wrong with it, so
+    validation stops here, before the other rules look at it.
+    """
+
+    def enter_document(self, node: DocumentNode, *_args: Any) -> Any:
+        search = _FirstRepeated(self.context.schema)
+        visit(node, search)
+        if search.found is not None:
+            name = search.found.name.value
+            raise ValidationAbortedError(
+                f"The directive '@{name}' is repeated at one place; it may appear once.",
+                search.found,
+                extensions={"code": DIRECTIVE_REPEATED},
+            )
+        return None

@@ -5,6 +5,8 @@
 // from their `_service { sdl }` (IntrospectAndCompose), offline: no Apollo key, no uplink.
 // operations.json is a JSON list of {query, variables?, operationName?, authorization?};
 // `authorization` is the client's Authorization header, forwarded to every subgraph fetch.
+// KABINET_ROUTER_SECRET, when set, goes with every fetch (SDL and operations) as the
+// Kabinet-Router-Secret header: subgraphs that have the secret answer no one else.
 // Prints one JSON list, the result ({data, errors?}) of each operation in order, and exits 0;
 // exits 1 when the gateway cannot compose the subgraphs, 2 on usage errors.
 import { createHash } from "node:crypto";
@@ -42,8 +44,12 @@ const logger = {
   error: log("error"),
 };
 
+const routerSecret = process.env.KABINET_ROUTER_SECRET;
+
 class ForwardingDataSource extends RemoteGraphQLDataSource {
+  // Called for the `_service { sdl }` fetches that compose the supergraph too.
   willSendRequest({ request, context }) {
+    if (routerSecret) request.http.headers.set("Kabinet-Router-Secret", routerSecret);
     if (context?.authorization) request.http.headers.set("Authorization", context.authorization);
   }
 }
