@@ -53,6 +53,7 @@ def server_url(
         "KABINET_ENV": request.param,
         # The audits' operations are introspection (`__type`), which production turns off.
         "KABINET_INTROSPECTION": "true",
+        "KABINET_SINGLE_INSTANCE": "true",  # embedded SQLite: one process
     }
     log_path = directory / "server.log"
     with log_path.open("wb") as log:

@@ -38,7 +38,13 @@ STAFF = "operator@example.com"
 # No relay or consumers beside the queries: the analytics counters they read stay as they are.
 NO_WORKER = {"worker_in_process": "false"}
 ROUTER_SECRET = "router-secret-for-the-tests"
-PRODUCTION_SUBGRAPH = {"env": "production", "router_secret": ROUTER_SECRET, **NO_WORKER}
+# Production processes share their sessions through Redis, as deployed.
+PRODUCTION_SUBGRAPH = {
+    "env": "production",
+    "router_secret": ROUTER_SECRET,
+    "redis_url": "redis://127.0.0.1:6379/0",
+    **NO_WORKER,
+}
 
 ACCOUNT = """
 query Account {
