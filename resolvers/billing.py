@@ -68,13 +68,11 @@ def _invoice_page_key(
     status: list[InvoiceStatus] | None = None,
     period_from: date | None = None,
     period_to: date | None = None,
-    first: int | None = None,
-    after: str | None = None,
-    last: int | None = None,
-    before: str | None = None,
+    **window: Any,
 ) -> tuple[int, InvoiceFilter, Window]:
+    """`customer_invoices`' arguments as its loader's key; `window`: first, after, ..."""
     invoice_filter = InvoiceFilter(frozenset(status or ()), period_from, period_to)
-    return root.id, invoice_filter, window_from_arguments(INVOICE_ORDER, first, after, last, before)
+    return root.id, invoice_filter, window_from_arguments(INVOICE_ORDER, **window)
 
 
 def _invoice_connection(page: Page[InvoiceRow], *_: Any, **__: Any) -> Connection[InvoiceRow]:
@@ -110,19 +108,22 @@ async def viewer_invoices(
     if viewer.customer_id is None:
         raise Forbidden("staff accounts have no invoices; use customer(id:) { invoices }")
     customer = await customer_by_pk(info, viewer.customer_id)
-    key = _invoice_page_key(customer, status, period_from, period_to, first, after, last, before)
-    page = await info.context.loaders.of(InvoicePagesByCustomerIdLoader).load(key)
-    return _invoice_connection(page)
+    return await customer_invoices(
+        customer,
+        info,
+        status=status,
+        period_from=period_from,
+        period_to=period_to,
+        first=first,
+        after=after,
+        last=last,
+        before=before,
+    )
 
 
-def _payment_page_key(
-    root: CustomerRow,
-    first: int | None = None,
-    after: str | None = None,
-    last: int | None = None,
-    before: str | None = None,
-) -> tuple[int, Window]:
-    return root.id, window_from_arguments(PAYMENT_ORDER, first, after, last, before)
+def _payment_page_key(root: CustomerRow, **window: Any) -> tuple[int, Window]:
+    """`customer_payments`' arguments as its loader's key; `window`: first, after, ..."""
+    return root.id, window_from_arguments(PAYMENT_ORDER, **window)
 
 
 def _payment_connection(page: Page[PaymentRow], *_: Any, **__: Any) -> Connection[PaymentRow]:

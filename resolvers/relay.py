@@ -61,10 +61,10 @@ def decode_cursor(cursor: str, ordering: Ordering) -> tuple[Any, ...]:
 
 def window_from_arguments(
     ordering: Ordering,
-    first: int | None,
-    after: str | None,
-    last: int | None,
-    before: str | None,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
 ) -> Window:
     if first is not None and last is not None:
         raise InvalidInput("pass either first or last, not both")

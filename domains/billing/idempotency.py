@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domains.base import CENT
 from domains.billing.errors import IdempotencyKeyReused
 from domains.billing.models import IdempotencyKey
 from domains.database import conflict_insert
@@ -40,7 +41,7 @@ def request_fingerprint(canonical: dict[str, Any]) -> str:
 def _cents(value: object) -> str:
     if not isinstance(value, Decimal):
         raise TypeError(f"a fingerprint holds amounts, ids and names, not {type(value).__name__}")
-    return str(value.quantize(Decimal("0.01")))
+    return str(value.quantize(CENT))
 
 
 async def claim_key(
