@@ -71,8 +71,10 @@ def create_app(settings: Settings, subgraph: str | None = None) -> Starlette:
         queue_size=settings.subscription_queue_size,
         max_per_owner=settings.subscriptions_per_user,
         on_slow_consumer=metrics.slow_consumers.inc,
+        on_render=metrics.count_render,
     )
     metrics.open_subscriptions.set_function(lambda: hub.subscriber_count)
+    metrics.live_feeds.set_function(lambda: hub.feed_count)
     connections = LiveConnections(services.auth.sessions, metrics)
 
     async def make_context(request: Request | WebSocket) -> Context:

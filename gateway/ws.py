@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
+import orjson
 from redis.exceptions import RedisError
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -25,6 +26,11 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
 from domains.clock import utcnow
 from domains.errors import Unauthenticated
@@ -32,7 +38,9 @@ from domains.identity.session import Sessions
 from domains.identity.tokens import AccessClaims, TokenService
 from gateway.auth import authenticate, bearer_token
 from gateway.metrics import Metrics
+from gateway.websocket_protocol import FRAMES, LiveWebSocketProtocol
 from resolvers.context import Context
+from resolvers.live import DELIVERY, Delivery
 
 logger = logging.getLogger("kabinet.ws")
 
@@ -137,8 +145,80 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
         await websocket.close(code=code, reason=reason)
 
 
+class _Frames:
+    """One operation's `next` messages written straight to its socket (see `Writer`)."""
+
+    __slots__ = ("_after", "_before", "_protocol")
+
+    def __init__(self, protocol: LiveWebSocketProtocol, before: bytes, after: bytes) -> None:
+        self._protocol = protocol
+        self._before = before
+        self._after = after
+
+    def ready(self) -> bool:
+        return self._protocol.ready()
+
+    def write(self, body: bytes) -> None:
+        self._protocol.write_text(self._before + body + self._after)
+
+
+def _delivery(
+    websocket: WebSocket,
+    before: bytes,
+    query: str,
+    variables: dict[str, Any] | None,
+    operation_name: str | None,
+) -> Delivery:
+    """A socket's delivery of one operation: its `next` messages are a feed's body between
+    `before` and `}`; written directly when the server's protocol allows it."""
+    after = b"}"
+
+    async def send(body: bytes) -> None:
+        await websocket.send_text((before + body + after).decode())
+
+    protocol = (websocket.scope.get("extensions") or {}).get(FRAMES)
+    writer = None if protocol is None else _Frames(protocol, before, after)
+    return Delivery(query, variables, operation_name, send, writer)
+
+
+class _TransportWS(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws, its subscriptions delivered by the hub's feeds."""
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        # The operation's own task: the delivery is its alone.
+        before = b'{"id":%s,"type":"next","payload":' % orjson.dumps(operation.id)
+        DELIVERY.set(
+            _delivery(
+                self.context.request,
+                before,
+                operation.query,
+                operation.variables,
+                operation.operation_name,
+            )
+        )
+        await super().run_operation(operation)
+
+
+class _LegacyWS(BaseGraphQLWSHandler[Context, None]):
+    """The legacy graphql-ws protocol, its subscriptions delivered by the hub's feeds."""
+
+    async def handle_async_results(
+        self,
+        operation_id: str,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, object] | None,
+    ) -> None:
+        before = b'{"type":"data","id":%s,"payload":' % orjson.dumps(operation_id)
+        DELIVERY.set(_delivery(self.context.request, before, query, variables, operation_name))
+        await super().handle_async_results(operation_id, query, operation_name, variables)
+
+
 class GraphQLWebSocket(GraphQL[Context, None]):
     """Strawberry's WebSocket protocols for one schema, with Kabinet's auth and Context."""
+
+    graphql_transport_ws_handler_class = _TransportWS
+    graphql_ws_handler_class = _LegacyWS
 
     def __init__(
         self,
