@@ -71,6 +71,8 @@ PASSWORD = "kabinet-demo"  # noqa: S105 - load_bulk's documented password
 UNLIMITED = 1_000_000_000
 SUBSCRIPTION = "subscription Live { balanceChanged { eventId occurredAt } }"
 AMOUNT = Decimal("0.01")
+# Connections of each payer process, and so its writes under way at most.
+PAYER_POOL = 10
 # How long the clients wait for the deliveries still under way once the writing stops.
 SETTLE_SECONDS = 30.0
 
@@ -301,12 +303,16 @@ def payer_process(
 async def _pay(
     targets: list[Payer], rate: float, duration: float, source: str, control: Connection
 ) -> None:
-    db = Database(URL)
+    db = Database(URL, pool_size=PAYER_POOL)
     await db.ping()  # the pool's first connections, before the clock starts
     control.send("ready")
     await asyncio.get_running_loop().run_in_executor(None, control.recv)
     paid: Counter[int] = Counter()
     errors: Counter[str] = Counter()
+
+    # At most a pool's worth under way: a writer that cannot keep up falls behind the rate
+    # (the rate achieved says so) rather than queueing for connections until they time out.
+    gate = asyncio.Semaphore(PAYER_POOL)
 
     async def one(user_id: int, customer_id: int, invoices: list[int]) -> None:
         try:
@@ -332,18 +338,21 @@ async def _pay(
             paid[customer_id] += 1
         except DomainError as error:
             errors[error.code] += 1
+        finally:
+            gate.release()
 
     interval = 1 / rate
     pending: set[asyncio.Task[None]] = set()
     start = time.monotonic()
     n = 0
     try:
-        while (now := time.monotonic()) < start + duration:
+        while time.monotonic() < start + duration:
+            await gate.acquire()
             task = asyncio.create_task(one(*random.choice(targets)))
             pending.add(task)
             task.add_done_callback(pending.discard)
             n += 1
-            await asyncio.sleep(max(0.0, start + n * interval - now))
+            await asyncio.sleep(max(0.0, start + n * interval - time.monotonic()))
         await asyncio.gather(*pending)
     finally:
         await db.dispose()

@@ -66,24 +66,35 @@ class Ending(Enum):
 
 @dataclass(slots=True)
 class _Watched:
-    session_id: uuid.UUID
-    user_id: int
     expires_at: datetime
     end: Callable[[Ending], None]
     is_websocket: bool
 
 
+# A session as the store knows it: (session id, user id).
+_Session = tuple[uuid.UUID, int]
+
+
 class LiveConnections:
     """The signed-in websockets and SSE streams of this process, and the task that ends the
-    ones whose session ended or whose access token expired."""
+    ones whose session ended or whose access token expired.
+
+    Watched by session: a customer's many sockets (tabs, devices on one sign-in) are one
+    store lookup per check, not one each."""
 
     def __init__(self, sessions: Sessions, metrics: Metrics) -> None:
         self.sessions = sessions
         # Keyed by the connection's ASGI scope, which lives exactly as long as it does.
-        self._open: dict[int, _Watched] = {}
+        self._by_session: dict[_Session, dict[int, _Watched]] = {}
+        self._session_of: dict[int, _Session] = {}
         self._task: asyncio.Task[None] | None = None
         metrics.open_websockets.set_function(
-            lambda: sum(1 for entry in self._open.values() if entry.is_websocket)
+            lambda: sum(
+                1
+                for connections in self._by_session.values()
+                for entry in connections.values()
+                if entry.is_websocket
+            )
         )
 
     async def start(self) -> None:
@@ -104,29 +115,43 @@ class LiveConnections:
         *,
         is_websocket: bool,
     ) -> None:
-        self._open[id(scope)] = _Watched(
-            claims.session_id, claims.user_id, claims.expires_at, end, is_websocket
+        session = (claims.session_id, claims.user_id)
+        self.discard(scope)
+        self._session_of[id(scope)] = session
+        self._by_session.setdefault(session, {})[id(scope)] = _Watched(
+            claims.expires_at, end, is_websocket
         )
 
     def discard(self, scope: Scope) -> None:
-        self._open.pop(id(scope), None)
+        self._pop(id(scope))
 
     async def check(self) -> None:
         """Ends the connections whose token expired or whose session is no longer alive."""
         now = utcnow()
-        for key, entry in list(self._open.items()):
-            if entry.expires_at <= now:
+        for key, session in list(self._session_of.items()):
+            if self._by_session[session][key].expires_at <= now:
                 self._end(key, Ending.TOKEN_EXPIRED)
-        entries = list(self._open.items())
-        if not entries:
+        watched = list(self._by_session)
+        if not watched:
             return
-        alive = await self.sessions.alive_among([(e.session_id, e.user_id) for _, e in entries])
-        for key, entry in entries:
-            if entry.session_id not in alive:
-                self._end(key, Ending.SESSION_ENDED)
+        alive = await self.sessions.alive_among(watched)
+        for session in watched:
+            if session[0] not in alive:
+                for key in list(self._by_session.get(session, ())):
+                    self._end(key, Ending.SESSION_ENDED)
+
+    def _pop(self, key: int) -> _Watched | None:
+        session = self._session_of.pop(key, None)
+        if session is None:
+            return None
+        connections = self._by_session[session]
+        entry = connections.pop(key)
+        if not connections:
+            del self._by_session[session]
+        return entry
 
     def _end(self, key: int, ending: Ending) -> None:
-        entry = self._open.pop(key, None)
+        entry = self._pop(key)
         if entry is not None:
             entry.end(ending)
 
