@@ -76,6 +76,37 @@ async def _insert_user(session: AsyncSession, email: str, role: Role, now: datet
     return (await session.execute(stmt.returning(User.id))).scalar_one()
 
 
+async def book_top_up(
+    session: AsyncSession, customer_id: int, amount: Decimal, now: datetime
+) -> None:
+    """A card top-up the acquirer confirmed, booked as its webhook books one."""
+    payment_id = (
+        await session.execute(
+            insert(Payment)
+            .values(
+                customer_id=customer_id,
+                amount=amount,
+                currency="RUB",
+                method=PaymentMethod.CARD,
+                status=PaymentStatus.SUCCEEDED,
+                refunded_amount=Decimal("0.00"),
+                created_at=now,
+            )
+            .returning(Payment.id)
+        )
+    ).scalar_one()
+    common = {"amount": amount, "currency": "RUB", "customer_id": customer_id}
+    common["payment_id"] = payment_id
+    await post_movement(
+        session,
+        [
+            Entry(LedgerAccount.PROVIDER_CLEARING, EntrySide.DEBIT, **common),
+            Entry(LedgerAccount.CUSTOMER_BALANCE, EntrySide.CREDIT, **common),
+        ],
+        now,
+    )
+
+
 async def make_admin(db: Database) -> Viewer:
     async with db.transaction() as session:
         email = f"{secrets.token_hex(4)}@admin.test"
@@ -108,15 +139,7 @@ async def make_customer(
             )
         ).scalar_one()
         if Decimal(balance):
-            common = {"amount": Decimal(balance), "currency": "RUB", "customer_id": customer_id}
-            await post_movement(
-                session,
-                [
-                    Entry(LedgerAccount.PROVIDER_CLEARING, EntrySide.DEBIT, **common),
-                    Entry(LedgerAccount.CUSTOMER_BALANCE, EntrySide.CREDIT, **common),
-                ],
-                now,
-            )
+            await book_top_up(session, customer_id, Decimal(balance), now)
         invoice_ids = []
         for n, (amount, status) in enumerate(invoices):
             invoice_ids.append(

@@ -118,7 +118,42 @@ async def test_names_a_succeeded_payment_without_entries(db: Database):
     )
     async with db.connect() as conn:
         payment = await conn.scalar(text("SELECT max(id) FROM payments"))
-    assert await found(db) == {("settled_payment_entries", f"payment:{payment}")}
+    assert await found(db) == {
+        ("settled_payment_entries", f"payment:{payment}"),
+        ("provider_clearing", f"payment:{payment}"),
+    }
+
+
+async def test_names_provider_clearing_that_no_settled_card_payment_explains(db: Database):
+    """The acquirer owes what it captured: a clearing entry of no payment, or of a balance
+    payment, and a card payment whose clearing is not its amount are all named."""
+    viewer, [invoice] = await make_customer(db, "100.00", [("40.00", InvoiceStatus.ISSUED)])
+    by_balance = (await pay(db, viewer, invoice, "10.00", "balance")).payment_id
+    assert await found(db) == set()
+    async with db.connect() as conn:
+        top_up = await conn.scalar(
+            text("SELECT id FROM payments WHERE invoice_id IS NULL AND customer_id = :c"),
+            {"c": viewer.customer_id},
+        )
+        clearing, balance_debit = [
+            await conn.scalar(
+                text("SELECT id FROM transactions WHERE payment_id = :p AND account = :a"),
+                {"p": payment, "a": account},
+            )
+            for payment, account in (
+                (top_up, "provider_clearing"),
+                (by_balance, "customer_balance"),
+            )
+        ]
+    await execute(db, "UPDATE transactions SET payment_id = NULL WHERE id = :id", id=clearing)
+    await execute(
+        db, "UPDATE transactions SET account = 'provider_clearing' WHERE id = :id", id=balance_debit
+    )
+    assert {(check, row) for check, row in await found(db) if check == "provider_clearing"} == {
+        ("provider_clearing", f"entry:{clearing}"),
+        ("provider_clearing", f"entry:{balance_debit}"),
+        ("provider_clearing", f"payment:{top_up}"),
+    }
 
 
 async def test_names_a_failed_payment_with_entries(db: Database):

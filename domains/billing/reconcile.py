@@ -17,7 +17,10 @@ Each finding names the rows it is about. The checks:
   that claimed it wrote it in the same transaction;
 - a payment's customer and currency are its invoice's, and each ledger entry's customer is
   its payment's and its invoice's; an entry on a customer's balance is in their currency;
-- a payment is `refunded` exactly when its refunds reach its amount.
+- a payment is `refunded` exactly when its refunds reach its amount;
+- the provider clearing account holds what the acquirer captured and has not paid out:
+  each settled card payment's amount, once, and nothing else (no payout is booked yet, so
+  per currency it nets to the settled card payments).
 """
 
 from dataclasses import dataclass
@@ -34,6 +37,7 @@ from domains.billing.models import (
     InvoiceStatus,
     LedgerAccount,
     Payment,
+    PaymentMethod,
     PaymentStatus,
     Refund,
     Transaction,
@@ -192,6 +196,7 @@ async def reconcile(db: Database) -> list[Problem]:
         problems += await _orphan_keys(session)
         problems += await _crossed_owners(session)
         problems += await _refunded_status(session)
+        problems += await _provider_clearing(session)
     return problems
 
 
@@ -266,6 +271,50 @@ async def _refunded_status(session: AsyncSession) -> list[Problem]:
         )
         for row in rows
     ]
+
+
+async def _provider_clearing(session: AsyncSession) -> list[Problem]:
+    """Clearing entries that no settled card payment explains, and settled card payments
+    whose clearing is not their amount: money the books say the acquirer owes, wrongly."""
+    card = and_(payments.c.method == PaymentMethod.CARD, payments.c.status.in_(SETTLED))
+    clearing = transactions.c.account == LedgerAccount.PROVIDER_CLEARING
+    stray = await session.execute(
+        select(transactions.c.id, transactions.c.payment_id)
+        .select_from(transactions.outerjoin(payments, payments.c.id == transactions.c.payment_id))
+        .where(clearing, or_(payments.c.id.is_(None), ~card))
+    )
+    found = [
+        Problem(
+            "provider_clearing",
+            f"entry:{row.id}",
+            "on provider clearing without a payment"
+            if row.payment_id is None
+            else f"on provider clearing for payment {row.payment_id}, not a settled card payment",
+        )
+        for row in stray
+    ]
+    cleared = (
+        select(transactions.c.payment_id, _sum(_debits_less_credits()).label("net"))
+        .where(clearing)
+        .group_by(transactions.c.payment_id)
+        .subquery()
+    )
+    held = func.coalesce(cleared.c.net, ZERO)
+    rows = await session.execute(
+        select(payments.c.id, payments.c.amount, held.label("held"))
+        .select_from(payments.outerjoin(cleared, cleared.c.payment_id == payments.c.id))
+        # SQLite sums in binary floats: compare cents.
+        .where(card, func.round(held, 2) != payments.c.amount)
+    )
+    found += [
+        Problem(
+            "provider_clearing",
+            f"payment:{row.id}",
+            f"a settled card payment of {row.amount} holds {row.held} on provider clearing",
+        )
+        for row in rows
+    ]
+    return found
 
 
 async def _settled_payments_without_movement(session: AsyncSession) -> list[Problem]:
