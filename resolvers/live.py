@@ -28,7 +28,15 @@ from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
 import orjson
 import strawberry
-from graphql import DocumentNode, ExecutionResult, Executor, execute_subscription_event
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    Executor,
+    VariableNode,
+    Visitor,
+    execute_subscription_event,
+    visit,
+)
 from strawberry import Info
 
 from dataloaders import Loaders
@@ -144,7 +152,7 @@ def live(
             id(info._raw_info.schema),
             delivery.query,
             delivery.operation_name,
-            orjson.dumps(delivery.variables, option=orjson.OPT_SORT_KEYS),
+            _shaping_variables(info, delivery.variables),
             subject,
             None if shared else (viewer.user_id, viewer.role, viewer.customer_id),
         )
@@ -200,6 +208,39 @@ def _is_shared(payload: Callable[[CloudEvent], object | None]) -> bool:
     else:
         options = [returned]
     return all(isinstance(option, type) and issubclass(option, Shared) for option in options)
+
+
+def _shaping_variables(info: Info[Context], variables: Mapping[str, Any] | None) -> bytes:
+    """The variables that shape what the feed sends, encoded: all but the one that only
+    carries `after`, so subscribers resuming from different events (every client after a
+    restart) still share a feed."""
+    raw = info._raw_info
+    resume = next(
+        (
+            argument.value.name.value
+            for argument in raw.field_nodes[0].arguments or ()
+            if argument.name.value == "after" and isinstance(argument.value, VariableNode)
+        ),
+        None,
+    )
+    if resume is not None and _uses_of(resume, raw) > 1:
+        resume = None  # used elsewhere too: it shapes the selection
+    shaping = {name: value for name, value in (variables or {}).items() if name != resume}
+    return orjson.dumps(shaping, option=orjson.OPT_SORT_KEYS)
+
+
+def _uses_of(variable: str, raw: Any) -> int:
+    """How often the operation (its fragments included) reads `variable`."""
+    uses = 0
+
+    class Uses(Visitor):
+        def enter_variable(self, node: VariableNode, *_args: Any) -> None:
+            nonlocal uses
+            uses += node.name.value == variable
+
+    for node in (raw.operation.selection_set, *raw.fragments.values()):
+        visit(node, Uses())
+    return uses
 
 
 def _renderer(

@@ -580,3 +580,25 @@ async def test_each_viewer_has_their_own_feed_and_their_own_rights(services, bus
     assert renders == [1, 1]
     for one in watching:
         await one.close()
+
+
+async def test_resuming_subscribers_share_the_feed_of_those_that_do_not(services, bus, counted):
+    """`after` only says where a subscriber's catch-up starts: it shapes nothing sent live."""
+    hub, renders = counted
+    operator = await _viewer(services.db, "operator@example.com")
+    before = await _record(services.db, CREATED, 11)
+    missed = await _record(services.db, CREATED, 12)
+    resuming = "subscription($a: ID) { newTickets(after: $a) { eventId } }"
+    watching = [_Watching(services, hub, operator) for _ in range(3)]
+    watching[0].open(resuming, a=str(before))
+    watching[1].open(resuming, a=None)
+    watching[2].open(resuming, a=str(missed))
+    await _subscribed(hub, 3)
+    assert hub.feed_count == 1
+    assert await watching[0].next() == {"data": {"newTickets": {"eventId": str(missed)}}}
+    event = await _publish(bus, CREATED, 13)
+    live = {"data": {"newTickets": {"eventId": str(event.id)}}}
+    assert [await one.next() for one in watching] == [live, live, live]
+    assert renders == [3]
+    for one in watching:
+        await one.close()
