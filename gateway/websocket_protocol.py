@@ -7,10 +7,11 @@ itself in the scope (`FRAMES`) so a frame goes to the transport in the feed's ow
 without an ASGI send (a task switch and a wait) per socket.
 """
 
+import struct
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.exceptions import InvalidState
+from websockets.protocol import State
 
 # The scope extension under which a socket's frames can be written directly.
 FRAMES = "kabinet.frames"
@@ -39,12 +40,22 @@ class LiveWebSocketProtocol(WebSocketsSansIOProtocol):
         )
 
     def write_text(self, data: bytes) -> None:
-        """Writes one text frame (UTF-8 `data`); only when `ready()`."""
-        try:
-            self.conn.send_text(data)
-        except InvalidState:  # closing: what is left is the close handshake's
-            return
-        self.transport.write(b"".join(self.conn.data_to_send()))
+        """Writes one text frame (UTF-8 `data`); only when `ready()`. Framed here: a
+        server's frame is unmasked and, without extensions (no per-message deflate), its
+        header only says text and the length."""
+        conn = self.conn
+        if conn.state is not State.OPEN or conn.expect_continuation_frame or conn.extensions:
+            return  # closing (what is left is the close handshake's), or not a plain socket
+        self.transport.write(_text_header(len(data)) + data)
+
+
+def _text_header(length: int) -> bytes:
+    """RFC 6455 5.2: FIN and the text opcode, then the payload length, unmasked."""
+    if length < 126:
+        return struct.pack("!BB", 0x81, length)
+    if length < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, length)
+    return struct.pack("!BBQ", 0x81, 127, length)
 
 
 # How uvicorn serves Kabinet's websockets (`kabinet serve` and the tests' servers alike).

@@ -209,6 +209,11 @@ def _delivery(
 class _TransportWS(BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws, its subscriptions delivered by the hub's feeds."""
 
+    async def handle_connection_init(self, message: Any) -> None:
+        await super().handle_connection_init(message)
+        # Cancelled by now; kept, it would hold its traceback's frames for the socket's hours.
+        self.connection_init_timeout_task = None
+
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         # The operation's own task: the delivery is its alone.
         before = b'{"id":%s,"type":"next","payload":' % orjson.dumps(operation.id)
