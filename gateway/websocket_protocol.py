@@ -7,17 +7,51 @@ itself in the scope (`FRAMES`) so a frame goes to the transport in the feed's ow
 without an ASGI send (a task switch and a wait) per socket.
 """
 
+import asyncio
 import struct
+from collections import deque
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.protocol import State
+from websockets.protocol import Protocol, State
 
 # The scope extension under which a socket's frames can be written directly.
 FRAMES = "kabinet.frames"
 
 
+class _Received:
+    """What the socket received for the app: uvicorn's asyncio.Queue in a fraction of its
+    memory (a deque and the one reader's waiter; ASGI has one receiver)."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+
 class LiveWebSocketProtocol(WebSocketsSansIOProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = _Received()  # type: ignore[assignment]
+
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         del self.request  # read into the scope by now
@@ -28,6 +62,13 @@ class LiveWebSocketProtocol(WebSocketsSansIOProtocol):
         await super().send(message)
         if message["type"] == "websocket.accept":
             self.response = None  # the handshake's answer went out
+            conn = self.conn
+            if not conn.reader.buffer:
+                # websockets' parser keeps the parsed request in its frame for good; the
+                # client sends no frame before it has the answer, so a frame parser of its
+                # own takes over with nothing lost.
+                conn.parser = Protocol.parse(conn)
+                next(conn.parser)
 
     def ready(self) -> bool:
         """Whether a frame can be written now: open, and the transport not backed up."""

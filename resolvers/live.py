@@ -210,7 +210,7 @@ def _is_shared(payload: Callable[[CloudEvent], object | None]) -> bool:
     return all(isinstance(option, type) and issubclass(option, Shared) for option in options)
 
 
-def _shaping_variables(info: Info[Context], variables: Mapping[str, Any] | None) -> bytes:
+def _shaping_variables(info: Info[Context], variables: Mapping[str, Any] | None) -> str:
     """The variables that shape what the feed sends, encoded: all but the one that only
     carries `after`, so subscribers resuming from different events (every client after a
     restart) still share a feed."""
@@ -226,21 +226,29 @@ def _shaping_variables(info: Info[Context], variables: Mapping[str, Any] | None)
     if resume is not None and _uses_of(resume, raw) > 1:
         resume = None  # used elsewhere too: it shapes the selection
     shaping = {name: value for name, value in (variables or {}).items() if name != resume}
-    return orjson.dumps(shaping, option=orjson.OPT_SORT_KEYS)
+    # As text: orjson's bytes keep a 4 KiB block behind them, and every subscriber holds
+    # its key for as long as it lives.
+    return orjson.dumps(shaping, option=orjson.OPT_SORT_KEYS).decode()
+
+
+class _Uses(Visitor):
+    """Counts the reads of one variable."""
+
+    def __init__(self, variable: str) -> None:
+        super().__init__()
+        self.variable = variable
+        self.count = 0
+
+    def enter_variable(self, node: VariableNode, *_args: Any) -> None:
+        self.count += node.name.value == self.variable
 
 
 def _uses_of(variable: str, raw: Any) -> int:
     """How often the operation (its fragments included) reads `variable`."""
-    uses = 0
-
-    class Uses(Visitor):
-        def enter_variable(self, node: VariableNode, *_args: Any) -> None:
-            nonlocal uses
-            uses += node.name.value == variable
-
+    uses = _Uses(variable)
     for node in (raw.operation.selection_set, *raw.fragments.values()):
-        visit(node, Uses())
-    return uses
+        visit(node, uses)
+    return uses.count
 
 
 def _renderer(
