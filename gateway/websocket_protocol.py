@@ -10,6 +10,7 @@ without an ASGI send (a task switch and a wait) per socket.
 import asyncio
 import struct
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -51,6 +52,17 @@ class LiveWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue = _Received()  # type: ignore[assignment]
+        # What writes to the socket directly, to run once its transport drains.
+        self.resumed: dict[object, Callable[[], None]] = {}
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        for flush in list(self.resumed.values()):
+            flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.resumed.clear()
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)

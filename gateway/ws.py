@@ -41,6 +41,7 @@ from gateway.metrics import Metrics
 from gateway.websocket_protocol import FRAMES, LiveWebSocketProtocol
 from resolvers.context import Context
 from resolvers.live import DELIVERY, Delivery
+from subscriptions.hub import SlowConsumer, Subscriber
 
 logger = logging.getLogger("kabinet.ws")
 
@@ -186,6 +187,12 @@ class _Frames:
     def write(self, body: bytes) -> None:
         self._protocol.write_text(self._before + body + self._after)
 
+    def when_ready(self, flush: Callable[[], None] | None) -> None:
+        if flush is None:
+            self._protocol.resumed.pop(self, None)
+        else:
+            self._protocol.resumed[self] = flush
+
 
 def _delivery(
     websocket: WebSocket,
@@ -193,6 +200,7 @@ def _delivery(
     query: str,
     variables: dict[str, Any] | None,
     operation_name: str | None,
+    adopt: Callable[[Subscriber], None] | None = None,
 ) -> Delivery:
     """A socket's delivery of one operation: its `next` messages are a feed's body between
     `before` and `}`; written directly when the server's protocol allows it."""
@@ -203,11 +211,44 @@ def _delivery(
 
     protocol = (websocket.scope.get("extensions") or {}).get(FRAMES)
     writer = None if protocol is None else _Frames(protocol, before, after)
-    return Delivery(query, variables, operation_name, send, writer)
+    return Delivery(query, variables, operation_name, send, writer, adopt)
 
 
 class _TransportWS(BaseGraphQLTransportWSHandler[Context, None]):
-    """graphql-transport-ws, its subscriptions delivered by the hub's feeds."""
+    """graphql-transport-ws, its subscriptions delivered by the hub's feeds.
+
+    A subscription written to directly is adopted once caught up: its operation's task and
+    everything strawberry and graphql-core keep for it end there (a socket lives for hours,
+    and a process holds thousands), and the handler keeps its subscriber until the client
+    completes it or goes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._adopted: dict[str, Subscriber] = {}
+
+    def _adopt(self, operation_id: str) -> Callable[[Subscriber], None]:
+        def adopt(subscriber: Subscriber) -> None:
+            self._adopted[operation_id] = subscriber
+            disconnect = self.context.disconnect
+            if disconnect is not None:
+                subscriber.on_end = lambda: disconnect(SlowConsumer.code)
+
+        return adopt
+
+    async def send_message(self, message: Any) -> None:
+        if message.get("type") == "complete" and message.get("id") in self._adopted:
+            return  # the operation's task ended; the subscription goes on
+        await super().send_message(message)
+
+    def forget_id(self, id: str) -> None:
+        if id not in self._adopted:  # an adopted operation's id stays taken
+            super().forget_id(id)
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        subscriber = self._adopted.pop(operation_id, None)
+        if subscriber is not None and self.context.hub is not None:
+            self.context.hub.leave(subscriber)
+        await super().cleanup_operation(operation_id)
 
     async def handle_connection_init(self, message: Any) -> None:
         await super().handle_connection_init(message)
@@ -224,6 +265,7 @@ class _TransportWS(BaseGraphQLTransportWSHandler[Context, None]):
                 operation.query,
                 operation.variables,
                 operation.operation_name,
+                self._adopt(operation.id),
             )
         )
         await super().run_operation(operation)

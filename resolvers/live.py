@@ -48,7 +48,7 @@ from resolvers.context import Context
 from resolvers.customers import customer_by_pk
 from resolvers.errors import coded
 from resolvers.relay import pk_of
-from subscriptions.hub import Render, Rendered, SlowConsumer, Writer
+from subscriptions.hub import Render, Rendered, SlowConsumer, Subscriber, Writer
 from subscriptions.stream import follow
 
 AFTER = strawberry.argument(
@@ -90,6 +90,9 @@ class Delivery:
     send: Callable[[bytes], Awaitable[None]]
     # Takes a body at once when the transport is ready; None: everything goes by `send`.
     writer: Writer | None = None
+    # Given the subscriber once it is caught up, by a transport that then keeps it (and
+    # lets it go) itself: the operation ends there, and nothing of it waits meanwhile.
+    adopt: Callable[[Subscriber], None] | None = None
 
 
 # Set by the transport in the task running the operation (`gateway.ws`, SSE).
@@ -170,6 +173,7 @@ def live(
                 render=lambda: _renderer(info, delivery, payload),
                 send=delivery.send,
                 writer=delivery.writer,
+                adopt=delivery.adopt,
             )
         except SlowConsumer:
             # A websocket that fell behind is closed rather than sent more; over SSE the
@@ -177,8 +181,9 @@ def live(
             if context.disconnect is not None:
                 context.disconnect(SlowConsumer.code)
             raise
-        # Never reached: `follow` only ends by raising. graphql-core wants a stream, and
-        # this one yields nothing itself: the feed's bodies went out through the delivery.
+        # graphql-core wants a stream; this one yields nothing itself: the feed's bodies go
+        # out through the delivery. `follow` returns only when the transport adopted the
+        # subscriber.
         return
         yield
 

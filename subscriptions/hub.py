@@ -10,7 +10,8 @@ gets here (`resolvers.live`); the hub only keeps subscribers of one key together
 Each process reads the topics without a consumer group, so every instance sees every event
 and fans it out to the sockets it holds. Delivery takes no task per message: a subscriber
 whose transport is ready is written to at once (`Writer`); otherwise the message waits in
-the subscriber's bounded buffer, which its own stream sends on. A subscriber whose buffer
+the subscriber's bounded buffer until the transport drains (or its own stream sends it,
+for a transport without a writer). A subscriber whose buffer
 overflows is dropped (its stream ends with `SlowConsumer`) instead of making the hub wait,
 so one stalled client never delays anyone else's events, its feed-mates' included.
 """
@@ -73,6 +74,10 @@ class Writer(Protocol):
 
     def write(self, body: bytes) -> None: ...
 
+    def when_ready(self, flush: Callable[[], None] | None) -> None:
+        """Calls `flush` each time the transport is ready again after it was not (None:
+        no longer)."""
+
 
 class Seen:
     """Ids already sent, the newest `limit` of them."""
@@ -94,17 +99,21 @@ class Seen:
 
 
 class Subscriber:
-    """One stream's place in its feed: the bodies its transport has not taken yet."""
+    """One stream's place in its feed: the bodies its transport has not taken yet.
+
+    With a writer, bodies are written as they come, and those that had to wait (the
+    transport backed up, or a catch-up under way) as soon as it can take them: no task
+    waits on such a subscriber. Without one, its stream's `pump` sends them."""
 
     __slots__ = (
         "_buffer",
         "_ended",
         "_holding",
-        "_pumping",
         "_size",
         "_skip",
         "_waiter",
         "feed",
+        "on_end",
         "owner",
         "writer",
     )
@@ -112,12 +121,13 @@ class Subscriber:
     def __init__(self, feed: "Feed", owner: int, size: int, writer: Writer | None) -> None:
         self.feed = feed
         self.owner = owner  # the user who subscribed: limits count per user
-        self.writer = writer  # None: every body goes through the buffer to `pump`'s send
+        self.writer = writer
+        # Told when the subscriber is dropped, for a stream that no task waits on.
+        self.on_end: Callable[[], None] | None = None
         self._size = size
         self._buffer: deque[tuple[uuid.UUID, bytes]] = deque()
         # While the stream catches up, live bodies wait behind what it missed.
         self._holding = True
-        self._pumping = False
         self._ended = False
         self._skip: Collection[uuid.UUID] = ()
         self._waiter: asyncio.Future[None] | None = None
@@ -128,13 +138,7 @@ class Subscriber:
         if event_id in self._skip:
             return True
         writer = self.writer
-        if (
-            writer is not None
-            and not self._buffer
-            and not self._holding
-            and not self._pumping
-            and writer.ready()
-        ):
+        if writer is not None and not self._buffer and not self._holding and writer.ready():
             writer.write(body)
             return True
         if len(self._buffer) >= self._size:
@@ -150,13 +154,23 @@ class Subscriber:
             self._skip = frozenset(sent)
             self._buffer = deque(entry for entry in self._buffer if entry[0] not in self._skip)
         self._holding = False
+        self.flush()
         self._wake()
 
+    def flush(self) -> None:
+        """Writes what waits, for as long as the writer takes it."""
+        writer = self.writer
+        if writer is None or self._holding:
+            return
+        while self._buffer and writer.ready():
+            writer.write(self._buffer.popleft()[1])
+
     async def pump(self, send: Callable[[bytes], Awaitable[None]]) -> None:
-        """Sends the buffered bodies as the transport takes them; never returns: raises
-        SlowConsumer once the subscriber is dropped."""
+        """Sends the buffered bodies as the transport takes them (with a writer, that
+        writes them itself, only waits); never returns: raises SlowConsumer once the
+        subscriber is dropped."""
         while True:
-            while not self._buffer and not self._ended:
+            while (self.writer is not None or not self._buffer) and not self._ended:
                 self._waiter = asyncio.get_running_loop().create_future()
                 try:
                     await self._waiter
@@ -164,18 +178,16 @@ class Subscriber:
                     self._waiter = None
             if self._ended:
                 raise SlowConsumer()
-            self._pumping = True
-            try:
-                while self._buffer and not self._ended:
-                    await send(self._buffer.popleft()[1])
-            finally:
-                self._pumping = False
+            while self._buffer and not self._ended:
+                await send(self._buffer.popleft()[1])
 
     def end(self) -> None:
         """Discards what is buffered; the stream ends with SlowConsumer."""
         self._buffer.clear()
         self._ended = True
         self._wake()
+        if self.on_end is not None:
+            self.on_end()
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -326,6 +338,8 @@ class Hub:
             for route in routes:
                 self._by_route.setdefault(route, {})[feed] = None
         subscriber = Subscriber(feed, owner, self.queue_size, writer)
+        if writer is not None:
+            writer.when_ready(subscriber.flush)
         feed.members[subscriber] = None
         self._owned[owner] += 1
         self._subscriber_count += 1
@@ -337,6 +351,8 @@ class Hub:
         if subscriber not in feed.members:
             return
         del feed.members[subscriber]
+        if subscriber.writer is not None:
+            subscriber.writer.when_ready(None)
         self._subscriber_count -= 1
         self._owned[subscriber.owner] -= 1
         if not self._owned[subscriber.owner]:

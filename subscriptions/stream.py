@@ -12,7 +12,7 @@ from domains.errors import InvalidInput, NotFound
 from domains.events.catalog import EventCatalog
 from domains.events.cloudevent import CloudEvent
 from domains.outbox import OutboxEvent
-from subscriptions.hub import Hub, Render, Writer
+from subscriptions.hub import Hub, Render, Subscriber, Writer
 
 outbox = OutboxEvent.__table__
 
@@ -31,16 +31,20 @@ async def follow(
     render: Callable[[], Render],
     send: Callable[[bytes], Awaitable[None]],
     writer: Writer | None = None,
+    adopt: Callable[[Subscriber], None] | None = None,
 ) -> None:
     """Sends the events of `types` about `subject` (about any subject when None: an
     audience's), rendered by the feed of `key`: those after event `after` first, then live
-    ones. Returns never: raises SlowConsumer once dropped; ends when cancelled.
+    ones. With a writer and `adopt`, returns once caught up, the subscriber handed to
+    `adopt`: the feed writes to it, and its transport lets it go (`Hub.leave`). Otherwise
+    returns never: raises SlowConsumer once dropped, ends when cancelled.
 
     The feed registration comes before the catch-up read, so an event committed in between
     is in one or both of them, never in neither; the live copies of what the catch-up sent
     are skipped.
     """
     subscriber = hub.join(key, types, subject=subject, owner=owner, render=render, writer=writer)
+    adopted = False
     try:
         sent: list[uuid.UUID] = []
         if after is not None:
@@ -53,9 +57,14 @@ async def follow(
                     await send(body)
                 sent.append(event.id)
         subscriber.release(sent)
+        if adopt is not None and writer is not None:
+            adopt(subscriber)
+            adopted = True
+            return
         await subscriber.pump(send)
     finally:
-        hub.leave(subscriber)
+        if not adopted:
+            hub.leave(subscriber)
 
 
 async def missed(
