@@ -9,18 +9,21 @@ opens `--subscribers` graphql-transport-ws sockets spread over them, each subscr
 write at `--rate` per second in all for `--duration` seconds: with `--source payments`
 (default) each pays an invoice from the balance through the domain action, with `--source
 events` each writes the `balance.changed` event a payment writes, alone in its transaction
-(the fan-out without the payment's own cost). Each commit's event goes outbox -> relay ->
-Kafka -> the API's hub -> every socket of that customer.
+(the fan-out without the payment's own cost), or `--events-per-commit` of them together;
+each commit's events go outbox -> relay -> Kafka -> the API's hub -> every socket of that
+customer. With `--source bus` each writes the event to Kafka itself, as the relay would:
+the fan-out alone, from the broker to the sockets.
 
 Latency is measured per delivery, from the event's `occurredAt` (stamped inside the
-writing transaction, just before its commit) to the moment the client has parsed the
+writing transaction, just before its commit; with `--source bus`, just before it is
+published) to the moment the client has parsed the
 message; every process runs on this machine (one clock). Prints the rate asked for and the
 rate achieved, deliveries made against those expected, latency p50/p99/max, the API
 process's CPU time per delivery over the run, and its memory (RSS) before the sockets,
 with them (per socket) and its peak. Figures only: nothing asserts a timing.
 
     .venv/bin/python bench/subscriptions.py [--subscribers 5000] [--customers 250]
-        [--rate 20] [--duration 20] [--source payments|events]
+        [--rate 20] [--duration 20] [--source payments|events|bus] [--events-per-commit 1]
         [--payer-processes 2] [--client-processes 2]
 """
 
@@ -38,7 +41,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -50,6 +53,7 @@ from sqlalchemy import select
 
 # The tests' broker launcher; the repository root is not on the path of a script in bench/.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from adapters.kafka_bus import KafkaBus
 from bench.harness import cpu_seconds, database_url, free_port, fresh_database, wait_ready
 from domains.billing.events import balance_changed
 from domains.billing.models import Invoice, InvoiceStatus, PaymentMethod
@@ -57,6 +61,8 @@ from domains.billing.pay_invoice import pay_invoice
 from domains.customers.models import Customer
 from domains.database import Database
 from domains.errors import DomainError
+from domains.events.cloudevent import CloudEvent
+from domains.events.subject import CUSTOMER
 from domains.identity.models import Role, User
 from domains.identity.tokens import generate_signing_key
 from domains.identity.viewer import Viewer
@@ -71,6 +77,8 @@ PASSWORD = "kabinet-demo"  # noqa: S105 - load_bulk's documented password
 UNLIMITED = 1_000_000_000
 SUBSCRIPTION = "subscription Live { balanceChanged { eventId occurredAt } }"
 AMOUNT = Decimal("0.01")
+# Where the relay publishes billing's events (KABINET_KAFKA_TOPICS unset).
+BILLING_TOPIC = "kabinet.billing"
 # Connections of each payer process, and so its writes under way at most.
 PAYER_POOL = 10
 # How long the clients wait for the deliveries still under way once the writing stops.
@@ -88,9 +96,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of writes")
     parser.add_argument(
         "--source",
-        choices=("payments", "events"),
+        choices=("payments", "events", "bus"),
         default="payments",
-        help="pay invoices (the domain action), or write the balance.changed event alone",
+        help="pay invoices (the domain action), write the balance.changed event alone, or "
+        "publish it to the broker as the relay would (no database)",
+    )
+    parser.add_argument(
+        "--events-per-commit",
+        type=int,
+        default=1,
+        help="with --source events: events written by one transaction (the rate counts events)",
     )
     parser.add_argument("--payer-processes", type=int, default=2)
     parser.add_argument("--client-processes", type=int, default=2)
@@ -293,18 +308,33 @@ async def _clients(url: str, tokens: list[str], concurrency: int, control: Conne
 
 
 def payer_process(
-    targets: list[Payer], rate: float, duration: float, source: str, control: Connection
+    targets: list[Payer],
+    rate: float,
+    duration: float,
+    source: str,
+    per_commit: int,
+    bootstrap: str,
+    control: Connection,
 ) -> None:
     """Connects, says so, and once told to start writes at `rate` per second for `duration`
     seconds; sends the writes made per customer and the refusals."""
-    asyncio.run(_pay(targets, rate, duration, source, control))
+    asyncio.run(_pay(targets, rate, duration, source, per_commit, bootstrap, control))
 
 
 async def _pay(
-    targets: list[Payer], rate: float, duration: float, source: str, control: Connection
+    targets: list[Payer],
+    rate: float,
+    duration: float,
+    source: str,
+    per_commit: int,
+    bootstrap: str,
+    control: Connection,
 ) -> None:
     db = Database(URL, pool_size=PAYER_POOL)
     await db.ping()  # the pool's first connections, before the clock starts
+    bus = KafkaBus(bootstrap, client_id="bench-payer", idempotent=False, partitions=1)
+    if source == "bus":
+        await bus.start()
     control.send("ready")
     await asyncio.get_running_loop().run_in_executor(None, control.recv)
     paid: Counter[int] = Counter()
@@ -314,41 +344,71 @@ async def _pay(
     # (the rate achieved says so) rather than queueing for connections until they time out.
     gate = asyncio.Semaphore(PAYER_POOL)
 
-    async def one(user_id: int, customer_id: int, invoices: list[int]) -> None:
+    async def pay(user_id: int, customer_id: int, invoices: list[int]) -> None:
+        await pay_invoice(
+            db,
+            Viewer(user_id, Role.CUSTOMER, customer_id),
+            invoice_id=random.choice(invoices),
+            method=PaymentMethod.BALANCE,
+            amount=AMOUNT,
+            idempotency_key=str(uuid.uuid4()),
+        )
+        paid[customer_id] += 1
+
+    async def write_events(customers: list[int]) -> None:
+        async with db.transaction() as tx:
+            for customer_id in customers:
+                await balance_changed(
+                    tx,
+                    customer_id=customer_id,
+                    balance=Decimal("1.00"),
+                    delta=-AMOUNT,
+                    currency="EUR",
+                    reason="payment",
+                )
+        paid.update(customers)
+
+    async def publish(customer_id: int) -> None:
+        """The event as the relay publishes it: to billing's topic, keyed by subject."""
+        event = CloudEvent(
+            uuid.uuid4(),
+            "balance.changed",
+            "urn:kabinet:billing",
+            CUSTOMER.of(customer_id),
+            datetime.now(UTC),
+            {
+                "version": 1,
+                "customer_id": customer_id,
+                "balance": "1.00",
+                "delta": str(-AMOUNT),
+                "currency": "EUR",
+                "reason": "payment",
+            },
+        )
+        await bus.publish(BILLING_TOPIC, event.subject, event.to_json())
+        paid[customer_id] += 1
+
+    async def one() -> None:
         try:
             if source == "payments":
-                await pay_invoice(
-                    db,
-                    Viewer(user_id, Role.CUSTOMER, customer_id),
-                    invoice_id=random.choice(invoices),
-                    method=PaymentMethod.BALANCE,
-                    amount=AMOUNT,
-                    idempotency_key=str(uuid.uuid4()),
-                )
+                await pay(*random.choice(targets))
+            elif source == "bus":
+                await publish(random.choice(targets)[1])
             else:
-                async with db.transaction() as tx:
-                    await balance_changed(
-                        tx,
-                        customer_id=customer_id,
-                        balance=Decimal("1.00"),
-                        delta=-AMOUNT,
-                        currency="EUR",
-                        reason="payment",
-                    )
-            paid[customer_id] += 1
+                await write_events([random.choice(targets)[1] for _ in range(per_commit)])
         except DomainError as error:
             errors[error.code] += 1
         finally:
             gate.release()
 
-    interval = 1 / rate
+    interval = (1 if source == "payments" else per_commit) / rate
     pending: set[asyncio.Task[None]] = set()
     start = time.monotonic()
     n = 0
     try:
         while time.monotonic() < start + duration:
             await gate.acquire()
-            task = asyncio.create_task(one(*random.choice(targets)))
+            task = asyncio.create_task(one())
             pending.add(task)
             task.add_done_callback(pending.discard)
             n += 1
@@ -356,6 +416,7 @@ async def _pay(
         await asyncio.gather(*pending)
     finally:
         await db.dispose()
+        await bus.stop()
     control.send((paid, errors))
 
 
@@ -434,6 +495,8 @@ async def main() -> None:
                     args.rate / args.payer_processes,
                     args.duration,
                     args.source,
+                    args.events_per_commit,
+                    bootstrap,
                     theirs,
                 ),
                 daemon=True,
@@ -446,6 +509,11 @@ async def main() -> None:
         print(
             f"writing ({args.source}) at {args.rate:g}/s for {args.duration:g} s from "
             f"{args.payer_processes} processes"
+            + (
+                f", {args.events_per_commit} events per commit"
+                if args.source == "events" and args.events_per_commit > 1
+                else ""
+            )
         )
         cpu_before = cpu_seconds(server.pid)
         started = time.monotonic()
