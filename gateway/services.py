@@ -95,6 +95,7 @@ class Services:
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
             access_ttl=settings.access_token_ttl,
+            clock=clock,
             previous_public_keys=[
                 path.read_bytes() for path in settings.jwt_previous_public_key_files
             ],
@@ -106,10 +107,10 @@ class Services:
         # Sign-in budgets fail closed whatever the general policy (domains/identity/throttle.py).
         login_limiter: RateLimiter
         if client is None:
-            store, limiter = MemorySessionStore(), MemoryRateLimiter(clock)
+            store, limiter = MemorySessionStore(clock), MemoryRateLimiter(clock)
             login_limiter = limiter
         else:
-            store = RedisSessionStore(client)
+            store = RedisSessionStore(client, clock)
             limiter = RedisRateLimiter(
                 client, clock, on_failure=settings.rate_limit_on_store_failure
             )
@@ -117,6 +118,7 @@ class Services:
         sessions = Sessions(
             db,
             store,
+            clock,
             idle_timeout=settings.session_idle_timeout,
             absolute_timeout=settings.session_absolute_timeout,
             check_cache_seconds=settings.session_check_cache_seconds,
@@ -130,6 +132,7 @@ class Services:
         metrics = Metrics()
         auth = Auth(
             db=db,
+            clock=clock,
             tokens=tokens,
             sessions=sessions,
             throttle=throttle,
