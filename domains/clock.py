@@ -47,9 +47,6 @@ class ManualClock:
             raise ValueError(f"a clock does not go back, got {by}")
         self._now += by
 
-    def set(self, moment: datetime) -> None:
-        self._now = _aware(moment)
-
 
 def _aware(moment: datetime) -> datetime:
     if moment.utcoffset() is None:
