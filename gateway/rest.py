@@ -9,6 +9,7 @@ makes `GET /openapi.json` (gateway/openapi.py), so the document is what runs.
 """
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -53,11 +54,8 @@ def rest_routes(
     """The Starlette routes of every domain's REST handlers, and `GET /openapi.json`
     describing them."""
     domains = list(domains)
-    status = dict(_STATUS)
-    for domain in domains:
-        status.update(domain.error_status)
-    table = [route for domain in domains for route in domain.rest]
-    document = openapi_document(table, [answered_codes(route) for route in table], status)
+    status = _statuses(domains)
+    document = rest_document(domains)
 
     async def openapi(_request: Request) -> Response:
         return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
@@ -67,10 +65,25 @@ def rest_routes(
             Route(
                 route.path, _endpoint(route, services, make_context, status), methods=[route.method]
             )
-            for route in table
+            for domain in domains
+            for route in domain.rest
         ),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
+
+
+def rest_document(domains: Iterable[Domain]) -> dict[str, Any]:
+    """The OpenAPI document of the domains' REST routes, as `GET /openapi.json` serves it."""
+    domains = list(domains)
+    table = [route for domain in domains for route in domain.rest]
+    return openapi_document(table, [answered_codes(route) for route in table], _statuses(domains))
+
+
+def _statuses(domains: list[Domain]) -> dict[str, int]:
+    status = dict(_STATUS)
+    for domain in domains:
+        status.update(domain.error_status)
+    return status
 
 
 def answered_codes(route: RestRoute) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from domains.errors import InvalidInput
 from resolvers.context import Context
@@ -20,17 +20,30 @@ Kind = Literal["query", "mutation"]
 M = TypeVar("M", bound=BaseModel)
 
 
+def _no_nul(value: Any) -> Any:
+    """PostgreSQL text cannot hold NUL, so no input may carry one to a statement (it was a
+    500); refused like any other malformed field."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("text may not contain NUL (\\u0000) characters")
+    return value
+
+
 class Body(BaseModel):
     """A JSON request body: types as declared, no coercion ("10" is no number, 10 no
     string), so what the document says is exactly what is accepted."""
 
     model_config = ConfigDict(strict=True, frozen=True)
 
+    _no_nul = field_validator("*")(_no_nul)
+
 
 class Params(BaseModel):
-    """Query parameters: strings on the wire, converted to the declared types."""
+    """Query parameters: strings on the wire, converted to the declared types; one the
+    route does not declare is refused, so a misspelt name is no silent default."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    _no_nul = field_validator("*")(_no_nul)
 
 
 class Answer(BaseModel):

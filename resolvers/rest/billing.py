@@ -32,16 +32,14 @@ DecimalString = Annotated[
 
 
 def _comma_list(raw: object) -> object:
-    """`status=issued,overdue` as a list; an empty value is no filter."""
-    if isinstance(raw, str):
-        return [part for part in raw.split(",") if part]
-    return raw
+    """`status=issued,overdue` as a list (each part must then be a status)."""
+    return raw.split(",") if isinstance(raw, str) else raw
 
 
 class InvoicesQuery(Params):
-    status: Annotated[list[InvoiceStatus], BeforeValidator(_comma_list)] | None = Field(
-        None, description="comma-separated statuses; any of them"
-    )
+    status: (
+        Annotated[list[InvoiceStatus], BeforeValidator(_comma_list), Field(min_length=1)] | None
+    ) = Field(None, description="comma-separated statuses; any of them")
     first: int | None = Field(None, ge=0, le=MAX_PAGE_SIZE, description="page size (20)")
     after: str | None = Field(None, max_length=512, description="the end_cursor of a page")
 

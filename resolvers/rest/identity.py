@@ -5,7 +5,7 @@ from typing import Literal
 from pydantic import AwareDatetime, Field
 
 from domains.clock import utcnow
-from domains.errors import InvalidInput
+from domains.errors import Unauthenticated
 from domains.identity.credentials import Credentials
 from domains.identity.login import MAX_EMAIL_LENGTH, login
 from domains.identity.logout import logout
@@ -94,8 +94,8 @@ async def auth_refresh(call: RestCall) -> RestAnswer:
     token = call.body.refresh_token
     if token is None and call.refresh_cookie:
         token = call.cookies.get(REFRESH_COOKIE)
-    if token is None:
-        raise InvalidInput("'refresh_token' is a required string")
+    if token is None:  # no credential at all, as for a bearer route without its header
+        raise Unauthenticated("send 'refresh_token' (or, where enabled, the refresh cookie)")
     return _credentials(call, await refresh(call.context.auth, token=token))
 
 
