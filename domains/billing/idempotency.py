@@ -1,8 +1,9 @@
 """Idempotency keys, per customer: claimed in the transaction of the request they guard.
 
-A key is kept `KEY_TTL`; a live key answers a retry with the first request's payment, an
-expired one is taken over by the next request that names it. The payment start that uses
-these steps, in their order, is `domains.billing.payment_start`.
+A key is kept `KEY_TTL`; a live key answers a retry with the first request's answer (the
+payment it made, or the refund), an expired one is taken over by the next request that
+names it. The users of these steps, in their order: `domains.billing.payment_start` and
+`domains.billing.refund_payment`.
 """
 
 import hashlib
@@ -11,7 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.base import CENT
@@ -53,6 +54,7 @@ async def claim_key(
         "key": key,
         "fingerprint": request,
         "payment_id": None,
+        "refund_id": None,
         "created_at": now,
         "expires_at": now + KEY_TTL,
     }
@@ -65,21 +67,29 @@ async def claim_key(
     return (await session.execute(stmt)).first() is not None
 
 
-async def bind_key(session: AsyncSession, customer_id: int, key: str, payment_id: int) -> None:
-    """Records the payment the claiming request made: what a retry is answered with."""
+async def bind_key(
+    session: AsyncSession,
+    customer_id: int,
+    key: str,
+    *,
+    payment_id: int | None = None,
+    refund_id: int | None = None,
+) -> None:
+    """Records what the claiming request made: what a retry is answered with."""
     await session.execute(
         update(keys)
         .where(keys.c.customer_id == customer_id, keys.c.key == key)
-        .values(payment_id=payment_id)
+        .values(payment_id=payment_id, refund_id=refund_id)
     )
 
 
-async def replayed_payment(session: AsyncSession, customer_id: int, key: str, request: str) -> int:
-    """The live key's payment, if it was claimed by the same request."""
-    stmt = select(keys.c.fingerprint, keys.c.payment_id).where(
+async def replayed(session: AsyncSession, customer_id: int, key: str, request: str) -> Row:
+    """The live key's answer (`payment_id`, `refund_id`), if it was claimed by the same
+    request: a payment's and a refund's fingerprints never match."""
+    stmt = select(keys.c.fingerprint, keys.c.payment_id, keys.c.refund_id).where(
         keys.c.customer_id == customer_id, keys.c.key == key
     )
     row = (await session.execute(stmt)).one()
     if row.fingerprint != request:
         raise IdempotencyKeyReused("this idempotency key was used for another request")
-    return row.payment_id
+    return row

@@ -22,7 +22,7 @@ from domains.billing.idempotency import (
     bind_key,
     check_key,
     claim_key,
-    replayed_payment,
+    replayed,
     request_fingerprint,
 )
 from domains.billing.models import Payment, PaymentMethod, PaymentStatus
@@ -94,12 +94,12 @@ async def start_payment(
         if claimed:
             charge = await rules(session, customer, now)
             payment_id = await _insert(session, customer_id, charge, now)
-            await bind_key(session, customer_id, key, payment_id)
+            await bind_key(session, customer_id, key, payment_id=payment_id)
             if charge.settle is not None:
                 await charge.settle(session, payment_id)
         else:
             # A matching fingerprint means the same request: answer with its payment.
-            payment_id = await replayed_payment(session, customer_id, key, fingerprint)
+            payment_id = (await replayed(session, customer_id, key, fingerprint)).payment_id
     return StartedPayment(payment_id, replayed=not claimed)
 
 
