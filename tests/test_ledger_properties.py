@@ -85,8 +85,10 @@ def ledger_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue(f"{request.param}_ledger_url")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def sandbox_url() -> Iterator[str]:
+    """An acquirer per test: it knows a payment by its idempotence key, our payment id,
+    which the other backend's database numbers alike."""
     # The sandbox's own webhook sending is not used (?deliver=0): the machine delivers.
     sandbox = create_sandbox_app("http://127.0.0.1:9/unused", SECRET)
     with serve(sandbox, free_socket()) as url:
