@@ -32,7 +32,6 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
-from domains.clock import utcnow
 from domains.errors import Unauthenticated
 from domains.identity.session import Sessions
 from domains.identity.tokens import AccessClaims, TokenService
@@ -128,7 +127,7 @@ class LiveConnections:
 
     async def check(self) -> None:
         """Ends the connections whose token expired or whose session is no longer alive."""
-        now = utcnow()
+        now = self.sessions.clock.now()
         for key, session in list(self._session_of.items()):
             if self._by_session[session][key].expires_at <= now:
                 self._end(key, Ending.TOKEN_EXPIRED)
