@@ -29,12 +29,14 @@ with them (per socket) and its peak. Figures only: nothing asserts a timing.
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import multiprocessing
 import os
 import random
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -48,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import websockets
 from sqlalchemy import select
 
 # The tests' broker launcher; the repository root is not on the path of a script in bench/.
@@ -213,6 +214,113 @@ async def sign_in(base: str, emails: list[str]) -> list[str]:
 # The client processes: each opens its share of the sockets and notes every delivery.
 
 
+def _client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """A client's frame (RFC 6455 5.2): FIN, the opcode, the mask bit and a mask key of
+    zeros, which leaves the payload as it is."""
+    if len(payload) < 126:
+        header = struct.pack("!BB", 0x80 | opcode, 0x80 | len(payload))
+    else:
+        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, len(payload))
+    return header + b"\0\0\0\0" + payload
+
+
+OCCURRED_AT = b'"occurredAt":"'
+
+
+class _Socket(asyncio.Protocol):
+    """One graphql-transport-ws client on a bare asyncio protocol: the handshake, then
+    frames read off the buffer and each `next` reduced to its `occurredAt`. A websocket
+    library's client costs far more per message than the server does, and the clients share
+    the machine's cores with it."""
+
+    def __init__(self, subscribers: "Subscribers", host: str, token: str) -> None:
+        self.subscribers = subscribers
+        self.host = host
+        self.token = token
+        self.buffer = bytearray()
+        self.state = "handshake"
+        self.transport: asyncio.Transport | None = None
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.transport.write(
+            (
+                f"GET /graphql HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"
+            ).encode()
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail("ConnectionClosed")
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        if self.state == "handshake":
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            accepted = buffer.startswith(b"HTTP/1.1 101")
+            del buffer[: end + 4]
+            if not accepted:
+                self._fail("handshake refused")
+                return
+            self.state = "init"
+            init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {self.token}"}}
+            self._send(json.dumps(init).encode())
+        while len(buffer) >= 2:
+            length, start = buffer[1] & 0x7F, 2
+            if length == 126:
+                if len(buffer) < 4:
+                    return
+                length, start = int.from_bytes(buffer[2:4]), 4
+            elif length == 127:
+                if len(buffer) < 10:
+                    return
+                length, start = int.from_bytes(buffer[2:10]), 10
+            if len(buffer) < start + length:
+                return
+            opcode = buffer[0] & 0x0F
+            payload = bytes(buffer[start : start + length])
+            del buffer[: start + length]
+            if opcode == 0x1:
+                self._message(payload)
+            elif opcode == 0x9:  # the server's keepalive ping
+                self.transport.write(_client_frame(payload, 0xA))  # type: ignore[union-attr]
+            elif opcode == 0x8:
+                self.transport.close()  # type: ignore[union-attr]
+                return
+
+    def _message(self, payload: bytes) -> None:
+        at = payload.find(OCCURRED_AT)
+        if at >= 0:
+            at += len(OCCURRED_AT)
+            sent = datetime.fromisoformat(payload[at : payload.index(b'"', at)].decode())
+            self.subscribers.arrived(time.time() - sent.timestamp())
+        elif self.state == "init" and b"connection_ack" in payload:
+            self.state = "live"
+            subscribe = {"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIPTION}}
+            self._send(json.dumps(subscribe).encode())
+            self.ready.set_result(None)
+        elif b'"ping"' in payload:
+            self._send(b'{"type":"pong"}')
+        else:
+            self.subscribers.failures[f"message {payload[:40]!r}"] += 1
+
+    def _send(self, payload: bytes) -> None:
+        self.transport.write(_client_frame(payload))  # type: ignore[union-attr]
+
+    def _fail(self, why: str) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(RuntimeError(why))
+        elif self.state == "live":
+            self.subscribers.failures[why] += 1
+            self.state = "closed"
+
+
 class Subscribers:
     """One process's sockets, and the latency of every delivery they receive."""
 
@@ -220,8 +328,12 @@ class Subscribers:
         self.latencies: list[float] = []
         self.failures: Counter[str] = Counter()
         self.connected = 0
-        self._tasks: list[asyncio.Task[None]] = []
+        self._sockets: list[_Socket] = []
         self._arrived = asyncio.Event()
+
+    def arrived(self, latency: float) -> None:
+        self.latencies.append(latency)
+        self._arrived.set()
 
     async def received(self, count: int, within: float) -> None:
         """Waits until `count` deliveries arrived, or `within` seconds passed."""
@@ -231,77 +343,43 @@ class Subscribers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), left)
 
-    async def open(self, url: str, token: str, gate: asyncio.Semaphore) -> None:
-        ready = asyncio.get_running_loop().create_future()
-        self._tasks.append(asyncio.create_task(self._run(url, token, gate, ready)))
-        await ready
-
-    async def _run(
-        self, url: str, token: str, gate: asyncio.Semaphore, ready: asyncio.Future[None]
-    ) -> None:
+    async def open(self, host: str, port: int, token: str, gate: asyncio.Semaphore) -> None:
+        loop = asyncio.get_running_loop()
         try:
             async with gate:
-                socket = await websockets.connect(
-                    url,
-                    subprotocols=["graphql-transport-ws"],
-                    max_queue=None,
-                    open_timeout=60,
-                    compression=None,
+                _, socket = await loop.create_connection(
+                    lambda: _Socket(self, f"{host}:{port}", token), host, port
                 )
-                await socket.send(
-                    json.dumps(
-                        {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
-                    )
-                )
-                ack = json.loads(await socket.recv())
-                if ack.get("type") != "connection_ack":
-                    raise RuntimeError(f"no ack: {ack}")
-                await socket.send(
-                    json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIPTION}})
-                )
+                self._sockets.append(socket)
+                await asyncio.wait_for(socket.ready, 60)
             self.connected += 1
-            ready.set_result(None)
         except Exception as error:
             self.failures[type(error).__name__] += 1
-            ready.set_result(None)
-            return
-        latencies = self.latencies
-        with contextlib.suppress(websockets.ConnectionClosed):
-            async for raw in socket:
-                message = json.loads(raw)
-                if message.get("type") == "next":
-                    event = message["payload"]["data"]["balanceChanged"]
-                    sent = datetime.fromisoformat(event["occurredAt"]).timestamp()
-                    latencies.append(time.time() - sent)
-                    self._arrived.set()
-                elif message.get("type") == "ping":
-                    await socket.send(json.dumps({"type": "pong"}))
-                elif message.get("type") in ("error", "complete"):
-                    self.failures[f"subscription {message['type']}"] += 1
 
-    async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+    def close(self) -> None:
+        for socket in self._sockets:
+            if socket.transport is not None:
+                socket.state = "closed"
+                socket.transport.close()
 
 
-def client_process(url: str, tokens: list[str], concurrency: int, control: Connection) -> None:
+def client_process(port: int, tokens: list[str], concurrency: int, control: Connection) -> None:
     """Opens a socket per token, says how many opened, then notes deliveries until told how
     many its sockets should get: waits for them (up to SETTLE_SECONDS), and sends the
     latencies."""
-    asyncio.run(_clients(url, tokens, concurrency, control))
+    asyncio.run(_clients(port, tokens, concurrency, control))
 
 
-async def _clients(url: str, tokens: list[str], concurrency: int, control: Connection) -> None:
+async def _clients(port: int, tokens: list[str], concurrency: int, control: Connection) -> None:
     subscribers = Subscribers()
     gate = asyncio.Semaphore(concurrency)
-    await asyncio.gather(*(subscribers.open(url, token, gate) for token in tokens))
+    await asyncio.gather(*(subscribers.open("127.0.0.1", port, token, gate) for token in tokens))
     control.send((subscribers.connected, dict(subscribers.failures)))
     loop = asyncio.get_running_loop()
     expected: int = await loop.run_in_executor(None, control.recv)
     await subscribers.received(expected, within=SETTLE_SECONDS)
     control.send((subscribers.latencies, dict(subscribers.failures)))
-    await subscribers.close()
+    subscribers.close()
 
 
 # The payer processes: each writes its share of the rate.
@@ -464,7 +542,7 @@ async def main() -> None:
             process = spawning.Process(
                 target=client_process,
                 args=(
-                    f"ws://127.0.0.1:{port}/graphql",
+                    port,
                     [token for _, token in share],
                     max(1, args.connect_concurrency // args.client_processes),
                     theirs,
