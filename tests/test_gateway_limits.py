@@ -29,8 +29,8 @@ REDIS_URL = os.environ.get("KABINET_TEST_REDIS", "redis://127.0.0.1:6379/0")
 CLOSED_PORT_URL = "redis://127.0.0.1:1/0"
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 
+# It costs 1177 (tests/test_hardening.py::test_bench_query_costs).
 DASHBOARD = (Path(__file__).resolve().parent.parent / "bench" / "dashboard.graphql").read_text()
-DASHBOARD_COST = 1177  # see tests/test_hardening.py::test_bench_query_costs
 # Public, and reads the database: tariffs 1 + 10 x (id, name).
 TARIFFS = "{ tariffs { id name } }"
 TARIFFS_COST = 21
