@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 import requests
 import schemathesis
+from hypothesis import reject
 from schemathesis.config import SchemathesisConfig
 from schemathesis.core.parameters import ParameterLocation
 
@@ -103,6 +104,10 @@ schema = schemathesis.openapi.from_dict(
 @schema.parametrize()
 @FUZZ
 def test_every_operation_keeps_its_contract(case, base_url: str, token: str) -> None:
+    # A query parameter whose value is None is not sent at all: a case whose violation is
+    # such a parameter would reach the server valid, and "accepted" would be no finding.
+    if _negative(case, ParameterLocation.QUERY) and None in (case.query or {}).values():
+        reject()
     headers = {}
     if "bearer" in _schemes(case):
         # Signing out ends the session: that call gets one of its own.

@@ -34,7 +34,14 @@ MS = 1_000.0  # microseconds, the unit of gcra()'s clock
 
 
 def connect(url: str) -> redis.asyncio.Redis:
-    return redis.asyncio.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    # Patient: on a busy machine a slow answer must not pass for an unreachable store.
+    return redis.asyncio.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=10)
+
+
+def redis_limiter(client: redis.asyncio.Redis, clock: ManualClock, prefix: str) -> RedisRateLimiter:
+    """A Redis limiter that fails closed: a store failure fails the test, never lets
+    requests through unnoticed."""
+    return RedisRateLimiter(client, clock, on_failure="closed", prefix=prefix)
 
 
 @pytest_asyncio.fixture
@@ -64,7 +71,7 @@ def limiter(request: pytest.FixtureRequest, clock: ManualClock) -> RateLimiter:
     if request.param == "memory":
         return MemoryRateLimiter(clock)
     redis_client = request.getfixturevalue("redis_client")
-    return RedisRateLimiter(redis_client, clock, prefix=request.getfixturevalue("prefix"))
+    return redis_limiter(redis_client, clock, request.getfixturevalue("prefix"))
 
 
 def ms(milliseconds: float) -> timedelta:
@@ -222,8 +229,8 @@ async def test_two_gateway_instances_share_the_budget(
 ) -> None:
     other_client = connect(REDIS_URL)
     try:
-        first = RedisRateLimiter(redis_client, clock, prefix=prefix)
-        second = RedisRateLimiter(other_client, clock, prefix=prefix)
+        first = redis_limiter(redis_client, clock, prefix)
+        second = redis_limiter(other_client, clock, prefix)
         rate = Rate(4, timedelta(seconds=10))
         assert (await first.acquire("user:7", rate, 3)).remaining == 1
         assert (await second.acquire("user:7", rate)).remaining == 0
@@ -243,7 +250,7 @@ async def test_redis_keys_expire_when_the_budget_is_full(
     redis_client: redis.asyncio.Redis, prefix: str, clock: ManualClock
 ) -> None:
     """A key lives exactly until its budget is full again, counted on Redis's own clock."""
-    limiter = RedisRateLimiter(redis_client, clock, prefix=prefix)
+    limiter = redis_limiter(redis_client, clock, prefix)
     rate = Rate(10, timedelta(seconds=20))  # one unit every 2 s
 
     async def expiry_after(cost: int) -> tuple[float, int, int]:
@@ -269,7 +276,7 @@ async def test_redis_keys_expire_when_the_budget_is_full(
 async def test_memory_and_redis_agree_on_a_scripted_sequence(
     redis_client: redis.asyncio.Redis, prefix: str, clock: ManualClock
 ) -> None:
-    memory, shared = MemoryRateLimiter(clock), RedisRateLimiter(redis_client, clock, prefix=prefix)
+    memory, shared = MemoryRateLimiter(clock), redis_limiter(redis_client, clock, prefix)
     rate = Rate(10, timedelta(seconds=1))  # one unit every 100 ms; pauses fall mid-interval
     script = [(0, 3), (0, 5), (0, 3), (0, 2), (0, 1), (0.25, 3), (0, 2), (0, 0), (0.15, 1)]
     script += [(0, 1), (0, 11), (0.6, 7), (0, 1), (0, 0)]
@@ -286,7 +293,7 @@ async def test_redis_is_atomic_across_connections(prefix: str, clock: ManualCloc
     """Each instance on its own connection pool, all racing for the same ten units."""
     clients = [connect(REDIS_URL) for _ in range(5)]
     try:
-        limiters = [RedisRateLimiter(client, clock, prefix=prefix) for client in clients]
+        limiters = [redis_limiter(client, clock, prefix) for client in clients]
         rate = Rate(10, timedelta(seconds=60))
         decisions = await asyncio.gather(
             *(limiters[i % 5].acquire("race", rate) for i in range(50))
