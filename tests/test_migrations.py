@@ -251,9 +251,11 @@ INSERT INTO payments (id, invoice_id, customer_id, amount, currency, method, sta
 LINE = (
     "INSERT INTO invoice_lines (invoice_id, subscription_id, tariff_id, period_start,"
     " period_end, first_day, last_day, days, unit_price, amount, currency, description)"
-    " VALUES (:invoice, :subscription, 1, '2026-02-01', '2026-02-28', '2026-02-01',"
-    " '2026-02-28', 28, 590, 590, 'RUB', 'again')"
+    " VALUES (:invoice, :subscription, 1, '2026-02-01', '2026-02-28', :first, '2026-02-28',"
+    " :days, 590, :amount, 'RUB', 'again')"
 )
+WHOLE_FEBRUARY = {"first": date(2026, 2, 1), "days": 28, "amount": 590}
+
 MONTHLY = (
     "INSERT INTO invoices (id, customer_id, number, period_start, period_end, amount,"
     " currency, status, kind, created_at) VALUES (:id, 1, :number, '2026-03-01',"
@@ -313,7 +315,9 @@ async def test_invoice_lines_keep_history(empty_url: str) -> None:
     with pytest.raises(
         IntegrityError, match=r"uq_invoice_lines_subscription_period|invoice_lines.subscription_id"
     ):
-        await with_connection(empty_url, _run((LINE, {"invoice": 3, "subscription": 1})))
+        await with_connection(
+            empty_url, _run((LINE, {"invoice": 3, "subscription": 1, **WHOLE_FEBRUARY}))
+        )
     # Single invoices are not limited per customer and period; monthly ones are.
     await with_connection(
         empty_url,
@@ -344,3 +348,36 @@ async def test_invoice_lines_keep_history(empty_url: str) -> None:
     assert await with_connection(empty_url, _read("SELECT id, invoice_id FROM payments")) == [
         (1, 1)
     ]
+
+
+@pytest.mark.parametrize(
+    ("first_day", "days", "amount", "check"),
+    [
+        (date(2026, 1, 31), 28, 590, "ck_invoice_lines_days_within_period"),
+        (date(2026, 2, 1), 0, 590, "ck_invoice_lines_days_positive"),
+        (date(2026, 2, 1), 28, 0, "ck_invoice_lines_amount_positive"),
+    ],
+)
+async def test_line_check_constraints_fire(
+    empty_url: str, first_day: date, days: int, amount: int, check: str
+) -> None:
+    upgrade(empty_url)
+    await with_connection(
+        empty_url, _run(*((sql, {}) for sql in BEFORE_LINES.split(";") if sql.strip()))
+    )
+    with pytest.raises(IntegrityError, match=check):
+        await with_connection(
+            empty_url,
+            _run(
+                (
+                    LINE,
+                    {
+                        "invoice": 3,
+                        "subscription": 1,
+                        "first": first_day,
+                        "days": days,
+                        "amount": amount,
+                    },
+                )
+            ),
+        )
