@@ -1,7 +1,8 @@
-"""Billing loaders: invoices, payments and ledger transactions."""
+"""Billing loaders: invoices and their lines, payments and ledger transactions."""
 
 from dataloaders.base import Loader, PageLoader
 from domains.billing.invoice import InvoiceRow, invoice_pages_by_customer_ids, invoices_by_ids
+from domains.billing.invoice_line import InvoiceLineRow, lines_by_invoice_ids
 from domains.billing.payment import (
     PaymentRow,
     payment_pages_by_customer_ids,
@@ -23,6 +24,10 @@ class InvoicePagesByCustomerIdLoader(PageLoader):
     """Key: (customer_id, InvoiceFilter, Window)."""
 
     fetch = staticmethod(invoice_pages_by_customer_ids)
+
+
+class InvoiceLinesByInvoiceIdLoader(Loader[int, list[InvoiceLineRow]]):
+    fetch = staticmethod(lines_by_invoice_ids)
 
 
 class PaymentsByIdLoader(Loader[int, PaymentRow | None]):
