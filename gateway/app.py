@@ -16,6 +16,7 @@ from starlette.websockets import WebSocket
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from dataloaders import Loaders
+from domains.clock import SYSTEM_CLOCK, Clock
 from domains.database import DatabaseBusy
 from gateway.auth import BearerAuth
 from gateway.csrf import CSRFPrevention
@@ -52,16 +53,18 @@ GRAPHIQL_ASSETS = "/graphiql/assets"
 RATE_LIMIT_HEADERS = ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"]
 
 
-def create_app(settings: Settings, subgraph: str | None = None) -> Starlette:
+def create_app(
+    settings: Settings, subgraph: str | None = None, *, clock: Clock = SYSTEM_CLOCK
+) -> Starlette:
     """The whole API; or, given `subgraph`, that subgraph alone at /graphql (for a federation
-    router), with the health and metrics routes."""
+    router), with the health and metrics routes. Tests hand in a clock they move."""
     if "*" in settings.cors_origins:
         raise ValueError("KABINET_CORS_ORIGINS must list origins; '*' is not allowed")
     if subgraph is not None and not settings.subgraphs_served:
         raise RuntimeError(
             "production serves a subgraph to a router only: set KABINET_ROUTER_SECRET"
         )
-    services = Services.from_settings(settings)
+    services = Services.from_settings(settings, clock)
     metrics = services.metrics
     services.db.on_statement.add(lambda _sql: metrics.count_statement())
 

@@ -26,7 +26,6 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
-from domains.clock import utcnow
 from domains.errors import Unauthenticated
 from domains.identity.session import Sessions
 from domains.identity.tokens import AccessClaims, TokenService
@@ -105,7 +104,7 @@ class LiveConnections:
 
     async def check(self) -> None:
         """Ends the connections whose token expired or whose session is no longer alive."""
-        now = utcnow()
+        now = self.sessions.clock.now()
         for key, entry in list(self._open.items()):
             if entry.expires_at <= now:
                 self._end(key, Ending.TOKEN_EXPIRED)

@@ -95,7 +95,7 @@ async def test_refresh_tokens_expire_when_idle(portals: Portals):
     status, fresh = await refresh_rest(portal, login["refresh_token"])
     assert status == 200
 
-    await asyncio.sleep(0.35)
+    portals.clock.advance(timedelta(milliseconds=300))
 
     status, body = await refresh_rest(portal, fresh["refresh_token"])
     assert status == 401
