@@ -102,7 +102,7 @@ async def _send(client: httpx.AsyncClient, base: str, request: PayRequest) -> in
     try:
         response = await client.post(
             f"{base}/billing/pay",
-            json={"invoice_id": request.invoice_id, "method": "BALANCE", "amount": request.amount},
+            json={"invoice_id": request.invoice_id, "method": "balance", "amount": request.amount},
             headers={"Authorization": f"Bearer {request.token}", "Idempotency-Key": request.key},
         )
     except httpx.TransportError as error:
