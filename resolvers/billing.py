@@ -17,6 +17,7 @@ from dataloaders.billing import (
     PaymentsByInvoiceIdLoader,
     TransactionsByIdLoader,
     TransactionsByPaymentIdLoader,
+    prime_payment,
 )
 from domains.billing.card import top_up_balance as top_up_balance_action
 from domains.billing.invoice import INVOICE_ORDER, InvoiceFilter, InvoiceRow
@@ -203,7 +204,7 @@ async def transaction_payment(root: TransactionRow, info: Info[Context]) -> Paym
 
 @dataclass(frozen=True, slots=True)
 class PaymentOutcome:
-    """What a payment or refund changed, read back after it committed."""
+    """What a payment or refund changed: as its transaction committed it, or read back."""
 
     payment: PaymentRow
     invoice: InvoiceRow
@@ -232,6 +233,7 @@ async def pay_invoice(
         idempotency_key=idempotency_key,
         acquiring=info.context.acquiring,
     )
+    prime_payment(info.context.loaders, result)
     return await _outcome(info, result.payment_id, result.invoice_id)
 
 

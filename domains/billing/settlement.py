@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, Row, Subquery, case, func, select, update
+from sqlalchemy import ColumnElement, Row, Subquery, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.base import CENT, MAX_MONEY
@@ -18,8 +18,10 @@ from domains.billing.invoice import InvoiceRow
 from domains.billing.invoice_issue import ISSUED
 from domains.billing.models import Invoice, InvoiceStatus, Payment, PaymentStatus
 from domains.billing.payment import PaymentRow, payments_by_invoice_ids
+from domains.customers.customer import CustomerRow
 from domains.customers.models import Customer
-from domains.reads import CoreReader
+from domains.reads import select_rows
+from domains.writes import Write, writer
 
 customers = Customer.__table__
 invoices = Invoice.__table__
@@ -31,14 +33,33 @@ PAYABLE = (InvoiceStatus.ISSUED, InvoiceStatus.OVERDUE)
 SETTLED = (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED)
 
 
-async def lock_customer(session: AsyncSession, customer_id: int) -> Row | None:
-    stmt = select(customers).where(customers.c.id == customer_id).with_for_update()
-    return (await session.execute(stmt)).first()
+_LOCK_CUSTOMER = Write(
+    select_rows(CustomerRow, customers)
+    .where(customers.c.id == bindparam("customer_id"))
+    .with_for_update(),
+    CustomerRow,
+)
+_LOCK_INVOICE = Write(
+    select_rows(InvoiceRow, invoices)
+    .where(invoices.c.id == bindparam("invoice_id"))
+    .with_for_update(),
+    InvoiceRow,
+)
+_MARK_PAID = Write(
+    update(invoices)
+    .where(invoices.c.id == bindparam("invoice_id"))
+    .values(status=InvoiceStatus.PAID)
+)
 
 
-async def lock_invoice(session: AsyncSession, invoice_id: int) -> Row | None:
-    stmt = select(invoices).where(invoices.c.id == invoice_id).with_for_update()
-    return (await session.execute(stmt)).first()
+async def lock_customer(session: AsyncSession, customer_id: int) -> CustomerRow | None:
+    found = await writer(session).fetch(_LOCK_CUSTOMER, customer_id=customer_id)
+    return found[0] if found else None
+
+
+async def lock_invoice(session: AsyncSession, invoice_id: int) -> InvoiceRow | None:
+    found = await writer(session).fetch(_LOCK_INVOICE, invoice_id=invoice_id)
+    return found[0] if found else None
 
 
 async def lock_payment(session: AsyncSession, payment_id: int) -> Row:
@@ -60,7 +81,7 @@ def amount_due(invoice: InvoiceRow | Row, payments: Iterable[PaymentRow]) -> Dec
 async def invoice_payments(session: AsyncSession, invoice_id: int) -> list[PaymentRow]:
     """The invoice's payments, read as the dataloader reads them: what `amount_due` takes.
     The caller holds the invoice's lock, which every payment of it waits for."""
-    by_invoice = await payments_by_invoice_ids(CoreReader(session), [invoice_id])
+    by_invoice = await payments_by_invoice_ids(writer(session), [invoice_id])
     return by_invoice[invoice_id]
 
 
@@ -87,11 +108,9 @@ def amount_due_column(paid: Subquery) -> ColumnElement[Decimal]:
     )
 
 
-async def mark_paid(session: AsyncSession, invoice: Row) -> None:
+async def mark_paid(session: AsyncSession, invoice: InvoiceRow) -> None:
     """The invoice's payments now cover it: record it paid, and say so (`invoice.paid`)."""
-    await session.execute(
-        update(invoices).where(invoices.c.id == invoice.id).values(status=InvoiceStatus.PAID)
-    )
+    await writer(session).execute(_MARK_PAID, invoice_id=invoice.id)
     await events.invoice_paid(
         session,
         invoice_id=invoice.id,

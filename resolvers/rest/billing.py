@@ -10,6 +10,7 @@ from dataloaders.billing import (
     InvoicePagesByCustomerIdLoader,
     InvoicesByIdLoader,
     PaymentsByIdLoader,
+    prime_payment,
 )
 from dataloaders.customers import CustomersByIdLoader
 from domains.billing.invoice import INVOICE_ORDER, InvoiceFilter
@@ -135,6 +136,7 @@ async def billing_pay(call: RestCall) -> RestAnswer:
         idempotency_key=call.idempotency_key or "",
         acquiring=context.acquiring,
     )
+    prime_payment(context.loaders, result)
     payment, invoice, customer = await asyncio.gather(
         context.loaders.of(PaymentsByIdLoader).load(result.payment_id),
         context.loaders.of(InvoicesByIdLoader).load(result.invoice_id),
