@@ -8,11 +8,11 @@ so children are linked to their parents without a query per row.
 
 Money moves only through the ledger's posting (`post_movements`, `post_issuance`), as in
 production, so the data reconciles (`kabinet billing reconcile`) and customers' cached
-balances come from their entries: each customer's balance arrives in one opening top-up
-(debit provider clearing, credit the customer balance) large enough for their balance
-payments too; each invoice is posted at its issue time (debit its receivable, credit
-revenue); a balance payment then debits the customer balance and a card payment the
-provider clearing, each crediting the invoice's receivable.
+balances come from their entries: each customer's balance arrives in one opening card
+top-up (a payment of no invoice: debit provider clearing, credit the customer balance)
+large enough for their balance payments too; each invoice is posted at its issue time
+(debit its receivable, credit revenue); a balance payment then debits the customer balance
+and a card payment the provider clearing, each crediting the invoice's receivable.
 """
 
 import asyncio
@@ -267,7 +267,7 @@ class _CustomerPlan:
     user: Row
     customer: Row
     contracts: list[_ContractPlan]
-    top_up: _Movement | None  # None when nothing was ever on the account
+    top_up: _PaymentPlan | None  # None when nothing was ever on the account
 
 
 class _Generator:
@@ -510,10 +510,21 @@ class _Generator:
         return f"{local}{suffix}@{self._namespace.email_domain}"
 
 
-def _top_up(amount: Decimal, at: datetime) -> _Movement | None:
+def _top_up(amount: Decimal, at: datetime) -> _PaymentPlan | None:
+    """A card payment of no invoice, as `topUpBalance` makes once the acquirer confirms."""
     if not amount:
         return None
-    return _Movement(LedgerAccount.PROVIDER_CLEARING, LedgerAccount.CUSTOMER_BALANCE, amount, at)
+    return _PaymentPlan(
+        {
+            "amount": amount,
+            "currency": CURRENCY,
+            "method": PaymentMethod.CARD,
+            "status": PaymentStatus.SUCCEEDED,
+            "refunded_amount": Decimal("0.00"),
+            "created_at": at,
+        },
+        [_Movement(LedgerAccount.PROVIDER_CLEARING, LedgerAccount.CUSTOMER_BALANCE, amount, at)],
+    )
 
 
 # The two documented customer logins: alice owes money, bob has paid everything.
@@ -711,7 +722,12 @@ async def _insert_plans(
             if inv.row["status"] in ISSUED
         ],
     )
-    paid = [
+    paid: list[tuple[int, int | None, _PaymentPlan]] = [
+        (cid, None, plan.top_up)
+        for plan, cid in zip(plans, customer_ids, strict=True)
+        if plan.top_up is not None
+    ]
+    paid += [
         (cid, invoice_id, payment)
         for (cid, _, inv), invoice_id in zip(billed, invoice_ids, strict=True)
         for payment in inv.payments
@@ -722,11 +738,6 @@ async def _insert_plans(
         [{**pay.row, "customer_id": cid, "invoice_id": iid} for cid, iid, pay in paid],
     )
     movements = [
-        (plan.top_up.entries(cid), plan.top_up.at)
-        for plan, cid in zip(plans, customer_ids, strict=True)
-        if plan.top_up is not None
-    ]
-    movements += [
         (movement.entries(cid, invoice_id=iid, payment_id=payment_id), movement.at)
         for (cid, iid, pay), payment_id in zip(paid, payment_ids, strict=True)
         for movement in pay.movements

@@ -238,7 +238,11 @@ async def pay_invoice(
 
 
 async def refund_payment(
-    info: Info[Context], payment_id: strawberry.ID, amount: Decimal, reason: str
+    info: Info[Context],
+    payment_id: strawberry.ID,
+    amount: Decimal,
+    reason: str,
+    idempotency_key: str,
 ) -> PaymentOutcome:
     result = await refund_payment_action(
         info.context.db,
@@ -246,6 +250,7 @@ async def refund_payment(
         payment_id=pk_of(payment_id, "Payment"),
         amount=amount,
         reason=reason,
+        idempotency_key=idempotency_key,
     )
     return await _outcome(info, result.payment_id, result.invoice_id)
 

@@ -190,12 +190,23 @@ class Mutation:
             info, input.invoice_id, input.method, input.idempotency_key, input.amount
         )
 
-    @strawberry.mutation(description="Give (part of) a payment back to the account balance.")
+    @strawberry.mutation(
+        description="Give (part of) a payment back to the account balance. A retry with the "
+        "same key refunds nothing again."
+    )
     async def refund_payment(
-        self, info: strawberry.Info, payment_id: strawberry.ID, amount: Decimal, reason: str
+        self,
+        info: strawberry.Info,
+        payment_id: strawberry.ID,
+        amount: Decimal,
+        reason: str,
+        idempotency_key: Annotated[
+            str,
+            strawberry.argument(description="Unique per intended refund (a UUID); kept 24 hours."),
+        ],
     ) -> PaymentPayload:
         return await billing_resolvers.refund_payment(  # type: ignore[return-value]
-            info, payment_id, amount, reason
+            info, payment_id, amount, reason, idempotency_key
         )
 
     @strawberry.mutation(

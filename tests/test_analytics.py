@@ -119,6 +119,7 @@ async def test_payments_reach_the_staff_statistics(
             payment_id=paid[0].payment_id,
             amount=Decimal("5.25"),
             reason="goodwill",
+            idempotency_key=str(uuid.uuid4()),
         )
 
         catalog = event_catalog(settings)

@@ -180,8 +180,13 @@ async def test_top_up_end_to_end_credits_once(db: Database, servers: Servers):
 
 
 async def _payments_of(db: Database, customer_id: int) -> list[int]:
+    """The customer's payments started at the acquirer (not `make_customer`'s opening one)."""
     async with db.connect() as conn:
-        stmt = select(Payment.id).where(Payment.customer_id == customer_id).order_by(Payment.id)
+        stmt = (
+            select(Payment.id)
+            .where(Payment.customer_id == customer_id, Payment.provider.is_not(None))
+            .order_by(Payment.id)
+        )
         return list((await conn.execute(stmt)).scalars())
 
 

@@ -22,8 +22,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from domains.billing.invoice_issue import IssuedInvoice, post_issuance
-from domains.billing.ledger import Entry, post_movement
-from domains.billing.models import EntrySide, Invoice, InvoiceStatus, LedgerAccount
+from domains.billing.models import Invoice, InvoiceStatus
 from domains.billing.reconcile import reconcile
 from domains.clock import utcnow
 from domains.customers.models import Customer
@@ -34,6 +33,7 @@ from migrations import upgrade
 from resolvers.relay import pk_of, to_global_id
 from tests.conftest import DEMO_PASSWORD, scratch_database
 from tests.servers import ServerProcess
+from tests.test_payments import book_top_up
 
 CUSTOMERS = 6
 TOP_UP = Decimal("1000.00")
@@ -70,15 +70,7 @@ async def _prepare(db: Database) -> list[tuple[str, int]]:
             .limit(CUSTOMERS)
         )
         for customer_id, email in rows.all():
-            common = {"amount": TOP_UP, "currency": "RUB", "customer_id": customer_id}
-            await post_movement(
-                session,
-                [
-                    Entry(LedgerAccount.PROVIDER_CLEARING, EntrySide.DEBIT, **common),
-                    Entry(LedgerAccount.CUSTOMER_BALANCE, EntrySide.CREDIT, **common),
-                ],
-                now,
-            )
+            await book_top_up(session, customer_id, TOP_UP, now)
             invoice_id = (
                 await session.execute(
                     insert(Invoice)

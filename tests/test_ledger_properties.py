@@ -161,7 +161,12 @@ def ledger_machine(url: str, sandbox_url: str) -> type[RuleBasedStateMachine]:
             try:
                 self.run(
                     refund_payment(
-                        self.db, self.admin, payment_id=payment_id, amount=amount, reason="test"
+                        self.db,
+                        self.admin,
+                        payment_id=payment_id,
+                        amount=amount,
+                        reason="test",
+                        idempotency_key=secrets.token_hex(8),
                     )
                 )
             except DomainError as error:

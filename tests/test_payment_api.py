@@ -67,23 +67,31 @@ async def test_pay_invoice_mutation_answers_retries_alike(client: httpx.AsyncCli
 
 
 async def test_refund_payment_mutation(client: httpx.AsyncClient):
+    """An admin retrying after a timeout gets the first refund back and refunds nothing
+    again; the key asked for another refund is refused, as a payment's is."""
     alice = await login(client, "alice@example.com")
     payment = (await _invoice(client, alice, "PAID"))["payments"][0]["id"]
     admin = await login(client, "admin@example.com")
     refund = """
-    mutation($p: ID!, $a: Decimal!) {
-      refundPayment(paymentId: $p, amount: $a, reason: "outage") {
+    mutation($p: ID!, $a: Decimal!, $k: String!) {
+      refundPayment(paymentId: $p, amount: $a, reason: "outage", idempotencyKey: $k) {
         payment { refundedAmount { amount } }
         invoice { status }
       }
     }
     """
-    body = await graphql(client, refund, {"p": payment, "a": "5.00"}, admin)
-    assert "errors" not in body, body
-    assert body["data"]["refundPayment"]["payment"]["refundedAmount"]["amount"] == "5.00"
-    assert body["data"]["refundPayment"]["invoice"]["status"] in ("ISSUED", "OVERDUE")
-    body = await graphql(client, refund, {"p": payment, "a": "100000.00"}, admin)
+    first = await graphql(client, refund, {"p": payment, "a": "5.00", "k": "refund-1"}, admin)
+    assert "errors" not in first, first
+    assert first["data"]["refundPayment"]["payment"]["refundedAmount"]["amount"] == "5.00"
+    assert first["data"]["refundPayment"]["invoice"]["status"] in ("ISSUED", "OVERDUE")
+    retry = await graphql(client, refund, {"p": payment, "a": "5.00", "k": "refund-1"}, admin)
+    assert retry == first
+    body = await graphql(client, refund, {"p": payment, "a": "6.00", "k": "refund-1"}, admin)
+    assert body["errors"][0]["extensions"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+    body = await graphql(client, refund, {"p": payment, "a": "100000.00", "k": "r-2"}, admin)
     assert body["errors"][0]["extensions"]["code"] == "REFUND_EXCEEDS_PAYMENT"
+    body = await graphql(client, refund, {"p": payment, "a": "1.00", "k": ""}, admin)
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
 
 
 async def test_rest_pay(client: httpx.AsyncClient):

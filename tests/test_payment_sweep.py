@@ -6,6 +6,7 @@ A payment still pending is canceled at the sandbox, which then refuses the payer
 Each test has a database of its own (conftest's `db`): the sweep looks at every payment.
 """
 
+import asyncio
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -116,6 +117,36 @@ async def test_stale_pending_payments_end_as_the_provider_says(db: Database, san
     assert swept == PendingSweep()
     assert await balance_of(db, viewer.customer_id) == Decimal("35.00")
     assert await _entries(db, captured) == 2
+    assert await reconcile(db) == []
+
+
+async def test_webhooks_and_the_sweep_settling_one_payment_at_once_credit_once(
+    db: Database, sandbox_url: str
+):
+    """The sweep and webhooks under different event ids settle one payment at the same
+    time, round after round: no deadlock (every path locks the customer before it records
+    the event, whose foreign key share-locks the payment), and the money lands once."""
+    acquiring = Acquiring(SandboxProvider(sandbox_url), "https://kabinet.example/")
+    viewer, _ = await make_customer(db, "0", [])
+    rounds = 10
+    for round in range(1, rounds + 1):
+        amount = Decimal(f"{round}.00")
+        payment_id = await _start(db, acquiring, viewer, str(amount))
+        await _age(db, payment_id, TTL + timedelta(minutes=1))
+        provider_id = await _provider_id(db, payment_id)
+        await _at_sandbox(sandbox_url, provider_id, "succeed")
+        webhooks = [
+            settle(
+                db,
+                "sandbox",
+                ProviderNotice(f"evt-{round}-{i}", SUCCEEDED, provider_id, amount, "RUB"),
+            )
+            for i in range(4)
+        ]
+        sweep = expire_pending_payments(db, acquiring.provider, older_than=TTL, now=utcnow())
+        await asyncio.gather(sweep, *webhooks)
+        assert await _entries(db, payment_id) == 2
+    assert await balance_of(db, viewer.customer_id) == Decimal(rounds * (rounds + 1) // 2)
     assert await reconcile(db) == []
 
 

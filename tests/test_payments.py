@@ -76,6 +76,43 @@ async def _insert_user(session: AsyncSession, email: str, role: Role, now: datet
     return (await session.execute(stmt.returning(User.id))).scalar_one()
 
 
+async def book_top_up(
+    session: AsyncSession, customer_id: int, amount: Decimal, now: datetime
+) -> None:
+    """A card top-up the acquirer confirmed, booked as its webhook books one."""
+    payment_id = (
+        await session.execute(
+            insert(Payment)
+            .values(
+                customer_id=customer_id,
+                amount=amount,
+                currency="RUB",
+                method=PaymentMethod.CARD,
+                status=PaymentStatus.SUCCEEDED,
+                refunded_amount=Decimal("0.00"),
+                created_at=now,
+            )
+            .returning(Payment.id)
+        )
+    ).scalar_one()
+    common = {"amount": amount, "currency": "RUB", "customer_id": customer_id}
+    common["payment_id"] = payment_id
+    await post_movement(
+        session,
+        [
+            Entry(LedgerAccount.PROVIDER_CLEARING, EntrySide.DEBIT, **common),
+            Entry(LedgerAccount.CUSTOMER_BALANCE, EntrySide.CREDIT, **common),
+        ],
+        now,
+    )
+
+
+async def make_admin(db: Database) -> Viewer:
+    async with db.transaction() as session:
+        email = f"{secrets.token_hex(4)}@admin.test"
+        return Viewer(await _insert_user(session, email, Role.ADMIN, utcnow()), Role.ADMIN)
+
+
 async def make_customer(
     db: Database, balance: str, invoices: list[tuple[str, InvoiceStatus]]
 ) -> tuple[Viewer, list[int]]:
@@ -102,15 +139,7 @@ async def make_customer(
             )
         ).scalar_one()
         if Decimal(balance):
-            common = {"amount": Decimal(balance), "currency": "RUB", "customer_id": customer_id}
-            await post_movement(
-                session,
-                [
-                    Entry(LedgerAccount.PROVIDER_CLEARING, EntrySide.DEBIT, **common),
-                    Entry(LedgerAccount.CUSTOMER_BALANCE, EntrySide.CREDIT, **common),
-                ],
-                now,
-            )
+            await book_top_up(session, customer_id, Decimal(balance), now)
         invoice_ids = []
         for n, (amount, status) in enumerate(invoices):
             invoice_ids.append(
@@ -298,36 +327,48 @@ async def test_same_key_replays_and_other_parameters_conflict(db: Database):
 async def test_refunds(db: Database):
     viewer, [invoice] = await make_customer(db, "300.00", [("300.00", InvoiceStatus.ISSUED)])
     paid = await pay(db, viewer, invoice, None, "pay")
-    admin = Viewer(10**6, Role.ADMIN)
-    async with db.transaction() as session:
-        admin_id = await _insert_user(
-            session, f"{secrets.token_hex(4)}@admin.test", Role.ADMIN, utcnow()
-        )
-    admin = Viewer(admin_id, Role.ADMIN)
+    admin = await make_admin(db)
     before = await snapshot(db)
     for who, amount, code in (
         (viewer, "10.00", "FORBIDDEN"),
-        (Viewer(admin_id, Role.OPERATOR), "10.00", "FORBIDDEN"),
+        (Viewer(admin.user_id, Role.OPERATOR), "10.00", "FORBIDDEN"),
         (admin, "0", "INVALID_AMOUNT"),
         (admin, "300.01", "REFUND_EXCEEDS_PAYMENT"),
     ):
         with pytest.raises(DomainError) as refused:
             await refund_payment(
-                db, who, payment_id=paid.payment_id, amount=Decimal(amount), reason="r"
+                db,
+                who,
+                payment_id=paid.payment_id,
+                amount=Decimal(amount),
+                reason="r",
+                idempotency_key=f"refused-{code}",
             )
         assert refused.value.code == code
     with pytest.raises(DomainError) as refused:
-        await refund_payment(db, admin, payment_id=10**9, amount=Decimal(1), reason="r")
+        await refund_payment(
+            db, admin, payment_id=10**9, amount=Decimal(1), reason="r", idempotency_key="none"
+        )
     assert refused.value.code == "NOT_FOUND"
     assert await snapshot(db) == before
 
     await refund_payment(
-        db, admin, payment_id=paid.payment_id, amount=Decimal("100.00"), reason="outage"
+        db,
+        admin,
+        payment_id=paid.payment_id,
+        amount=Decimal("100.00"),
+        reason="outage",
+        idempotency_key="refund-1",
     )
     assert await invoice_status(db, invoice) is InvoiceStatus.ISSUED
     assert await balance_of(db, viewer.customer_id) == Decimal("100.00")
     await refund_payment(
-        db, admin, payment_id=paid.payment_id, amount=Decimal("200.00"), reason="outage"
+        db,
+        admin,
+        payment_id=paid.payment_id,
+        amount=Decimal("200.00"),
+        reason="outage",
+        idempotency_key="refund-2",
     )
     async with db.connect() as conn:
         payment = (await conn.execute(select(Payment).where(Payment.id == paid.payment_id))).one()
@@ -335,7 +376,14 @@ async def test_refunds(db: Database):
     assert payment.refunded_amount == Decimal("300.00")
     assert await balance_of(db, viewer.customer_id) == Decimal("300.00")
     with pytest.raises(DomainError) as refused:
-        await refund_payment(db, admin, payment_id=paid.payment_id, amount=Decimal(1), reason="r")
+        await refund_payment(
+            db,
+            admin,
+            payment_id=paid.payment_id,
+            amount=Decimal(1),
+            reason="r",
+            idempotency_key="refund-3",
+        )
     assert refused.value.code == "REFUND_EXCEEDS_PAYMENT"
     assert (await events_of(db, viewer.customer_id)).count("payment.refunded") == 2
     # The refunded money pays the invoice again.
@@ -360,11 +408,8 @@ async def test_amount_due_is_one_rule_over_loaded_payments_and_in_sql(db: Databa
     )
     partial = await pay(db, viewer, invoices[0], "100.00", "due-1")
     full = await pay(db, viewer, invoices[1], None, "due-2")
+    admin = await make_admin(db)
     async with db.transaction() as session:
-        admin = Viewer(
-            await _insert_user(session, f"{secrets.token_hex(4)}@admin.test", Role.ADMIN, utcnow()),
-            Role.ADMIN,
-        )
         # A card payment the provider has not confirmed counts for nothing yet.
         await session.execute(
             insert(Payment).values(
@@ -380,7 +425,12 @@ async def test_amount_due_is_one_rule_over_loaded_payments_and_in_sql(db: Databa
         )
     for payment, amount in ((partial, "30.00"), (full, "15.50")):
         await refund_payment(
-            db, admin, payment_id=payment.payment_id, amount=Decimal(amount), reason="r"
+            db,
+            admin,
+            payment_id=payment.payment_id,
+            amount=Decimal(amount),
+            reason="r",
+            idempotency_key=f"refund-{payment.payment_id}",
         )
 
     paid = paid_per_invoice()
@@ -446,6 +496,38 @@ async def test_concurrent_requests_with_one_key_make_one_payment(pg_db: Database
     assert count == 1
     assert await balance_of(pg_db, viewer.customer_id) == Decimal("990.00")
     assert await reconcile(pg_db) == []
+
+
+async def test_a_retried_refund_refunds_once(db: Database):
+    """Concurrent retries of one refund (50 at once, on both databases) make one refund, one
+    balance credit and one event, and all answer with it; the key asked for another amount,
+    or already spent on a payment, is refused."""
+    viewer, [invoice] = await make_customer(db, "300.00", [("300.00", InvoiceStatus.ISSUED)])
+    paid = await pay(db, viewer, invoice, None, "pay")
+    admin = await make_admin(db)
+
+    def refund(amount: str, key: str = "refund-once"):
+        return refund_payment(
+            db,
+            admin,
+            payment_id=paid.payment_id,
+            amount=Decimal(amount),
+            reason="outage",
+            idempotency_key=key,
+        )
+
+    results = await asyncio.gather(*(refund("40.00") for _ in range(50)))
+    assert len({r.refund_id for r in results}) == 1
+    assert sum(not r.replayed for r in results) == 1
+    assert await balance_of(db, viewer.customer_id) == Decimal("40.00")
+    assert (await events_of(db, viewer.customer_id)).count("payment.refunded") == 1
+    before = await snapshot(db)
+    for amount, key in (("41.00", "refund-once"), ("40.00", "pay")):
+        with pytest.raises(DomainError) as refused:
+            await refund(amount, key)
+        assert refused.value.code == "IDEMPOTENCY_KEY_REUSED"
+    assert await snapshot(db) == before
+    assert await reconcile(db) == []
 
 
 async def test_reconcile_names_broken_rows(sqlite_url: str):

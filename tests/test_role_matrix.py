@@ -116,7 +116,8 @@ MUTATIONS = {
     ),
     "refundPayment": (
         'mutation($payment: ID!) { refundPayment(paymentId: $payment, amount: "1.00",'
-        ' reason: "goodwill") { payment { refundedAmount { amount } } } }',
+        ' reason: "goodwill", idempotencyKey: "matrix")'
+        " { payment { refundedAmount { amount } } } }",
         {"admin"},
     ),
     "topUpBalance": (

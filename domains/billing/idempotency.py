@@ -1,8 +1,9 @@
 """Idempotency keys, per customer: claimed in the transaction of the request they guard.
 
-A key is kept `KEY_TTL`; a live key answers a retry with the first request's payment, an
-expired one is taken over by the next request that names it. The payment start that uses
-these steps, in their order, is `domains.billing.payment_start`.
+A key is kept `KEY_TTL`; a live key answers a retry with the first request's answer (the
+payment it made, or the refund), an expired one is taken over by the next request that
+names it. The users of these steps, in their order: `domains.billing.payment_start` and
+`domains.billing.refund_payment`.
 """
 
 import hashlib
@@ -53,6 +54,7 @@ _insert_key = postgresql.insert(keys).values(
     key=bindparam("key"),
     fingerprint=bindparam("fingerprint"),
     payment_id=None,
+    refund_id=None,
     created_at=bindparam("created_at"),
     expires_at=bindparam("expires_at"),
 )
@@ -61,7 +63,7 @@ _CLAIM_KEY = Write(
         index_elements=[keys.c.customer_id, keys.c.key],
         set_={
             name: _insert_key.excluded[name]
-            for name in ("fingerprint", "payment_id", "created_at", "expires_at")
+            for name in ("fingerprint", "payment_id", "refund_id", "created_at", "expires_at")
         },
         where=keys.c.expires_at <= bindparam("created_at"),
     )
@@ -69,14 +71,17 @@ _CLAIM_KEY = Write(
 _BIND_KEY = Write(
     update(keys)
     .where(keys.c.customer_id == bindparam("of_customer"), keys.c.key == bindparam("of_key"))
-    .values(payment_id=bindparam("payment_id"))
+    .values(payment_id=bindparam("payment_id"), refund_id=bindparam("refund_id"))
 )
 
 
 @dataclass(frozen=True, slots=True)
 class KeyRow:
+    """A live key's answer: what the claiming request made, bound in its transaction."""
+
     fingerprint: str
-    payment_id: int  # bound in the transaction that claimed the key
+    payment_id: int | None
+    refund_id: int | None
 
 
 _KEY = Read(
@@ -102,16 +107,24 @@ async def claim_key(
     return claimed > 0
 
 
-async def bind_key(session: AsyncSession, customer_id: int, key: str, payment_id: int) -> None:
-    """Records the payment the claiming request made: what a retry is answered with."""
+async def bind_key(
+    session: AsyncSession,
+    customer_id: int,
+    key: str,
+    *,
+    payment_id: int | None = None,
+    refund_id: int | None = None,
+) -> None:
+    """Records what the claiming request made: what a retry is answered with."""
     await writer(session).execute(
-        _BIND_KEY, of_customer=customer_id, of_key=key, payment_id=payment_id
+        _BIND_KEY, of_customer=customer_id, of_key=key, payment_id=payment_id, refund_id=refund_id
     )
 
 
-async def replayed_payment(session: AsyncSession, customer_id: int, key: str, request: str) -> int:
-    """The live key's payment, if it was claimed by the same request."""
+async def replayed(session: AsyncSession, customer_id: int, key: str, request: str) -> KeyRow:
+    """The live key's answer (`payment_id`, `refund_id`), if it was claimed by the same
+    request: a payment's and a refund's fingerprints never match."""
     [row] = await writer(session).fetch(_KEY, customer_id=customer_id, key=key)
     if row.fingerprint != request:
         raise IdempotencyKeyReused("this idempotency key was used for another request")
-    return row.payment_id
+    return row

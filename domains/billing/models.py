@@ -168,7 +168,8 @@ class Refund(Base):
 
 
 class IdempotencyKey(Base):
-    """A client's retry key, per customer: the first request's fingerprint and its answer."""
+    """A client's retry key, per customer: the first request's fingerprint and its answer,
+    the payment a payment request made or the refund a refund request made."""
 
     __tablename__ = "idempotency_keys"
     __table_args__ = (
@@ -183,5 +184,6 @@ class IdempotencyKey(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))
     # The payment the first request made: what a retry is answered with.
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
+    refund_id: Mapped[int | None] = mapped_column(ForeignKey("refunds.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -22,7 +22,7 @@ from domains.billing.idempotency import (
     bind_key,
     check_key,
     claim_key,
-    replayed_payment,
+    replayed,
     request_fingerprint,
 )
 from domains.billing.invoice import InvoiceRow
@@ -130,11 +130,11 @@ async def start_payment(
             raise NotFound("customer")
         if not await claim_key(session, customer_id, key, fingerprint, now):
             # A matching fingerprint means the same request: answer with its payment.
-            payment_id = await replayed_payment(session, customer_id, key, fingerprint)
-            return StartedPayment(payment_id, replayed=True)
+            answer = await replayed(session, customer_id, key, fingerprint)
+            return StartedPayment(answer.payment_id, replayed=True)  # type: ignore[arg-type] - a payment key names one
         charge = await rules(session, customer, now)
         payment = await _insert(session, customer_id, charge, now)
-        await bind_key(session, customer_id, key, payment.id)
+        await bind_key(session, customer_id, key, payment_id=payment.id)
         if charge.settle is None:
             return StartedPayment(payment.id, replayed=False)
         settled = await charge.settle(session, payment.id)

@@ -13,17 +13,20 @@ Each finding names the rows it is about. The checks:
 - each invoice's receivable (debits less credits) is what is due (`settlement.amount_due`):
   the amount less what was paid net of refunds once issued, nothing for a draft or a void
   one;
-- each idempotency key names a payment of its own customer: the request that claimed it
-  wrote the payment in the same transaction;
+- each idempotency key names one payment or one refund of its own customer: the request
+  that claimed it wrote it in the same transaction;
 - a payment's customer and currency are its invoice's, and each ledger entry's customer is
   its payment's and its invoice's; an entry on a customer's balance is in their currency;
-- a payment is `refunded` exactly when its refunds reach its amount.
+- a payment is `refunded` exactly when its refunds reach its amount;
+- the provider clearing account holds what the acquirer captured and has not paid out:
+  each settled card payment's amount, once, and nothing else (no payout is booked yet, so
+  per currency it nets to the settled card payments).
 """
 
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, Subquery, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Row, Subquery, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.billing.invoice_issue import ISSUED
@@ -34,6 +37,7 @@ from domains.billing.models import (
     InvoiceStatus,
     LedgerAccount,
     Payment,
+    PaymentMethod,
     PaymentStatus,
     Refund,
     Transaction,
@@ -192,6 +196,7 @@ async def reconcile(db: Database) -> list[Problem]:
         problems += await _orphan_keys(session)
         problems += await _crossed_owners(session)
         problems += await _refunded_status(session)
+        problems += await _provider_clearing(session)
     return problems
 
 
@@ -268,6 +273,50 @@ async def _refunded_status(session: AsyncSession) -> list[Problem]:
     ]
 
 
+async def _provider_clearing(session: AsyncSession) -> list[Problem]:
+    """Clearing entries that no settled card payment explains, and settled card payments
+    whose clearing is not their amount: money the books say the acquirer owes, wrongly."""
+    card = and_(payments.c.method == PaymentMethod.CARD, payments.c.status.in_(SETTLED))
+    clearing = transactions.c.account == LedgerAccount.PROVIDER_CLEARING
+    stray = await session.execute(
+        select(transactions.c.id, transactions.c.payment_id)
+        .select_from(transactions.outerjoin(payments, payments.c.id == transactions.c.payment_id))
+        .where(clearing, or_(payments.c.id.is_(None), ~card))
+    )
+    found = [
+        Problem(
+            "provider_clearing",
+            f"entry:{row.id}",
+            "on provider clearing without a payment"
+            if row.payment_id is None
+            else f"on provider clearing for payment {row.payment_id}, not a settled card payment",
+        )
+        for row in stray
+    ]
+    cleared = (
+        select(transactions.c.payment_id, _sum(_debits_less_credits()).label("net"))
+        .where(clearing)
+        .group_by(transactions.c.payment_id)
+        .subquery()
+    )
+    held = func.coalesce(cleared.c.net, ZERO)
+    rows = await session.execute(
+        select(payments.c.id, payments.c.amount, held.label("held"))
+        .select_from(payments.outerjoin(cleared, cleared.c.payment_id == payments.c.id))
+        # SQLite sums in binary floats: compare cents.
+        .where(card, func.round(held, 2) != payments.c.amount)
+    )
+    found += [
+        Problem(
+            "provider_clearing",
+            f"payment:{row.id}",
+            f"a settled card payment of {row.amount} holds {row.held} on provider clearing",
+        )
+        for row in rows
+    ]
+    return found
+
+
 async def _settled_payments_without_movement(session: AsyncSession) -> list[Problem]:
     """The money in is the credit to the invoice's receivable, or to the balance (a top-up).
 
@@ -341,20 +390,32 @@ async def _receivable_mismatches(session: AsyncSession, paid: Subquery) -> list[
 
 
 async def _orphan_keys(session: AsyncSession) -> list[Problem]:
-    """A key without a payment, or with another customer's: a retry would answer wrongly."""
-    owner = payments.c.customer_id
+    """A key naming no answer, two, or another customer's: a retry would answer wrongly."""
+    refunded = payments.alias("refunded")
+    owner = func.coalesce(payments.c.customer_id, refunded.c.customer_id)
     rows = await session.execute(
-        select(keys.c.id, keys.c.payment_id, owner.label("owner"))
-        .select_from(keys.outerjoin(payments, payments.c.id == keys.c.payment_id))
-        .where(or_(payments.c.id.is_(None), owner != keys.c.customer_id))
-    )
-    return [
-        Problem(
-            "idempotency_key_payment",
-            f"idempotency_key:{row.id}",
-            "names no payment"
-            if row.payment_id is None
-            else f"names payment {row.payment_id} of customer {row.owner}, not its own",
+        select(keys.c.id, keys.c.payment_id, keys.c.refund_id, owner.label("owner"))
+        .select_from(
+            keys.outerjoin(payments, payments.c.id == keys.c.payment_id)
+            .outerjoin(refunds, refunds.c.id == keys.c.refund_id)
+            .outerjoin(refunded, refunded.c.id == refunds.c.payment_id)
         )
-        for row in rows
-    ]
+        .where(
+            or_(
+                (payments.c.id.is_(None)) == (refunds.c.id.is_(None)),
+                owner != keys.c.customer_id,
+            )
+        )
+    )
+    return [_orphan_key(row) for row in rows]
+
+
+def _orphan_key(row: Row) -> Problem:
+    if row.payment_id is None and row.refund_id is None:
+        found = "names no payment and no refund"
+    elif row.payment_id is not None and row.refund_id is not None:
+        found = f"names payment {row.payment_id} and refund {row.refund_id}"
+    else:
+        answer = f"payment {row.payment_id}" if row.refund_id is None else f"refund {row.refund_id}"
+        found = f"names {answer} of customer {row.owner}, not its own"
+    return Problem("idempotency_key_payment", f"idempotency_key:{row.id}", found)

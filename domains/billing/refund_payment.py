@@ -1,8 +1,11 @@
-"""Refunding a payment, wholly or in part, to the customer's account balance (admins only).
+"""Refunding a payment, wholly or in part, to the customer's account balance (admins only),
+once per idempotency key: an admin retrying after a timeout gets the first refund back.
 
 The refund is a reversing movement (debit the invoice's receivable, credit the customer
 balance); the payment keeps its entries and gains `refunded_amount`. An invoice the
-payments no longer cover goes back to issued, or overdue past its due date.
+payments no longer cover goes back to issued, or overdue past its due date. The key is
+the payment's customer's (`domains.billing.idempotency`), claimed under that customer's
+lock, as a payment claims its key.
 """
 
 from dataclasses import dataclass
@@ -12,6 +15,13 @@ from sqlalchemy import insert, select, update
 
 from domains.billing import events
 from domains.billing.errors import InvalidAmount, PaymentNotRefundable, RefundExceedsPayment
+from domains.billing.idempotency import (
+    bind_key,
+    check_key,
+    claim_key,
+    replayed,
+    request_fingerprint,
+)
 from domains.billing.ledger import Entry, post_movement
 from domains.billing.models import (
     EntrySide,
@@ -50,18 +60,30 @@ class RefundResult:
     payment_id: int
     invoice_id: int
     customer_id: int
+    # True when the key had already refunded: this answer repeats the first one.
+    replayed: bool = False
 
 
 async def refund_payment(
-    db: Database, viewer: Viewer, *, payment_id: int, amount: Decimal, reason: str
+    db: Database,
+    viewer: Viewer,
+    *,
+    payment_id: int,
+    amount: Decimal,
+    reason: str,
+    idempotency_key: str,
 ) -> RefundResult:
     if viewer.role is not Role.ADMIN:
         raise Forbidden("only an admin refunds payments")
+    check_key(idempotency_key)
     if not valid_amount(amount):
         raise InvalidAmount("the amount is positive, with at most two decimals")
     reason = reason.strip()
     if not reason or len(reason) > MAX_REASON_LENGTH:
         raise InvalidInput(f"a reason is 1 to {MAX_REASON_LENGTH} characters")
+    fingerprint = request_fingerprint(
+        {"amount": amount, "kind": "refund", "payment_id": payment_id, "reason": reason}
+    )
     async with db.transaction() as session:
         owner = (
             await session.execute(
@@ -75,8 +97,16 @@ async def refund_payment(
         if owner.invoice_id is None:
             raise PaymentNotRefundable("a top-up paid no invoice: there is nothing to refund")
         customer = await lock_customer(session, owner.customer_id)
+        if customer is None:
+            raise NotFound("payment")
+        now = utcnow()
+        if not await claim_key(session, customer.id, idempotency_key, fingerprint, now):
+            answer = await replayed(session, customer.id, idempotency_key, fingerprint)
+            return RefundResult(
+                answer.refund_id, payment_id, owner.invoice_id, customer.id, replayed=True
+            )
         invoice = await lock_invoice(session, owner.invoice_id)
-        if customer is None or invoice is None:
+        if invoice is None:
             raise NotFound("payment")
         payment = await lock_payment(session, payment_id)
         if payment.status not in SETTLED:
@@ -85,7 +115,6 @@ async def refund_payment(
         if amount > refundable:
             raise RefundExceedsPayment(f"at most {refundable} {payment.currency} is refundable")
 
-        now = utcnow()
         refund_id = (
             await session.execute(
                 insert(refunds)
@@ -100,6 +129,7 @@ async def refund_payment(
                 .returning(refunds.c.id)
             )
         ).scalar_one()
+        await bind_key(session, customer.id, idempotency_key, refund_id=refund_id)
         refunded = payment.refunded_amount + amount
         await session.execute(
             update(payments)

@@ -9,12 +9,13 @@ shape of YooKassa's notifications:
      "object": {"id": "<provider payment id>", "status": "...",
                 "amount": {"value": "100.00", "currency": "RUB"}}}
 
-`settle` handles one event in one transaction: it records `(provider, event id)` first,
-so a redelivery (even a concurrent one, which waits on the first one's row) finds it and
-changes nothing; then it moves the pending payment to succeeded (with its ledger movement
-and events) or failed (with none). A payment already settled is left alone. A card payment
-whose invoice was meanwhile paid otherwise (or voided) is kept as a top-up: the money the
-provider captured lands on the balance instead of overpaying the invoice.
+`settle` handles one event in one transaction: under the customer's lock (taken first, as
+every money action takes it) it records `(provider, event id)`, so a redelivery (even a
+concurrent one, which waits on that lock) finds it and changes nothing; then it moves the
+pending payment to succeeded (with its ledger movement and events) or failed (with none).
+A payment already settled is left alone. A card payment whose invoice was meanwhile paid
+otherwise (or voided) is kept as a top-up: the money the provider captured lands on the
+balance instead of overpaying the invoice.
 """
 
 import hashlib
@@ -119,9 +120,12 @@ async def settle(db: Database, provider: str, notice: ProviderNotice) -> bool:
         ).first()
         if owner is None:
             raise InvalidInput("no payment has this provider payment id")
+        # The customer first, as every money action: the event row's foreign key
+        # share-locks the payment, and recorded before this lock, a second event's settle
+        # (a webhook and the sweep) would hold the customer and wait for the payment.
+        customer = await lock_customer(session, owner.customer_id)
         if not await _record_event(session, provider, notice.event_id, owner.id, now):
             return False
-        customer = await lock_customer(session, owner.customer_id)
         invoice = (
             None if owner.invoice_id is None else await lock_invoice(session, owner.invoice_id)
         )
