@@ -11,6 +11,7 @@ from domains.billing.payment import (
     payments_by_ids,
     payments_by_invoice_ids,
 )
+from domains.billing.refund_payment import RefundResult
 from domains.billing.transaction import (
     TransactionRow,
     transactions_by_ids,
@@ -50,11 +51,12 @@ class TransactionsByPaymentIdLoader(Loader[int, list[TransactionRow]]):
     fetch = staticmethod(transactions_by_payment_ids)
 
 
-def prime_payment(loaders: Loaders, result: PaymentResult) -> None:
-    """A payment's answer, from the rows its transaction committed (when it has them)."""
-    if result.payment is not None:
-        loaders.of(PaymentsByIdLoader).prime(result.payment.id, result.payment)
-    if result.invoice is not None:
-        loaders.of(InvoicesByIdLoader).prime(result.invoice.id, result.invoice)
-    if result.customer is not None:
-        loaders.of(CustomersByIdLoader).prime(result.customer.id, result.customer)
+def prime_outcome(loaders: Loaders, outcome: PaymentResult | RefundResult) -> None:
+    """A payment's or refund's answer, from the rows its transaction committed (when it
+    has them: not a replay's, nor a card payment's, whose rows change afterwards)."""
+    if outcome.payment is not None:
+        loaders.of(PaymentsByIdLoader).prime(outcome.payment.id, outcome.payment)
+    if outcome.invoice is not None:
+        loaders.of(InvoicesByIdLoader).prime(outcome.invoice.id, outcome.invoice)
+    if outcome.customer is not None:
+        loaders.of(CustomersByIdLoader).prime(outcome.customer.id, outcome.customer)

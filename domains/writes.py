@@ -13,6 +13,7 @@ run on a writer too (it is a Reader), inside the transaction.
 
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import Table, insert
@@ -32,6 +33,13 @@ WAKE_AFTER_COMMIT = "kabinet.writes.wake_after_commit"
 # ... and what it sends last, before COMMIT (`before_commit`).
 BEFORE_COMMIT = "kabinet.writes.before_commit"
 _CHANNEL = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    """The row of an INSERT that returns only the new row's id."""
+
+    id: int
 
 
 class Write(Generic[R]):

@@ -17,7 +17,7 @@ from dataloaders.billing import (
     PaymentsByInvoiceIdLoader,
     TransactionsByIdLoader,
     TransactionsByPaymentIdLoader,
-    prime_payment,
+    prime_outcome,
 )
 from domains.billing.card import top_up_balance as top_up_balance_action
 from domains.billing.invoice import INVOICE_ORDER, InvoiceFilter, InvoiceRow
@@ -233,7 +233,7 @@ async def pay_invoice(
         idempotency_key=idempotency_key,
         acquiring=info.context.acquiring,
     )
-    prime_payment(info.context.loaders, result)
+    prime_outcome(info.context.loaders, result)
     return await _outcome(info, result.payment_id, result.invoice_id)
 
 
@@ -252,6 +252,7 @@ async def refund_payment(
         reason=reason,
         idempotency_key=idempotency_key,
     )
+    prime_outcome(info.context.loaders, result)
     return await _outcome(info, result.payment_id, result.invoice_id)
 
 

@@ -6,6 +6,7 @@ instead), always in that order, so two actions never wait on each other crosswis
 """
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
@@ -45,6 +46,12 @@ _LOCK_INVOICE = Write(
     .with_for_update(),
     InvoiceRow,
 )
+_LOCK_PAYMENT = Write(
+    select_rows(PaymentRow, payments)
+    .where(payments.c.id == bindparam("payment_id"))
+    .with_for_update(),
+    PaymentRow,
+)
 _MARK_PAID = Write(
     update(invoices)
     .where(invoices.c.id == bindparam("invoice_id"))
@@ -62,10 +69,19 @@ async def lock_invoice(session: AsyncSession, invoice_id: int) -> InvoiceRow | N
     return found[0] if found else None
 
 
-async def lock_payment(session: AsyncSession, payment_id: int) -> Row:
+async def lock_payment(session: AsyncSession, payment_id: int) -> PaymentRow:
     """The payment, which exists: the caller found it before locking its customer."""
-    stmt = select(payments).where(payments.c.id == payment_id).with_for_update()
-    return (await session.execute(stmt)).one()
+    [payment] = await writer(session).fetch(_LOCK_PAYMENT, payment_id=payment_id)
+    return payment
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentOwner:
+    """Whose a payment is, read before the locks (which take the customer first)."""
+
+    id: int
+    customer_id: int
+    invoice_id: int | None
 
 
 def amount_due(invoice: InvoiceRow | Row, payments: Iterable[PaymentRow]) -> Decimal:
