@@ -153,21 +153,24 @@ class Database:
         one fails as DatabaseBusy having done nothing, not halfway through its writes; the
         connection's isolation level can only be chosen then (PostgreSQL's default, READ
         COMMITTED, unless given)."""
-        async with self._sessions() as session:
-            async with session.begin():
-                with _busy_when_refused():
-                    conn = await session.connection(
-                        execution_options={"isolation_level": isolation_level}
-                        if isolation_level
-                        else None
-                    )
-                    session.info[WRITER] = await self._writer(session, conn)
-                yield session
-                for write in session.info.pop(BEFORE_COMMIT, ()):
-                    await write(session)
-            if session.info.get(WAKE_AFTER_COMMIT):
-                for wake in tuple(self.events_committed):
-                    wake()
+        # Not `async with` the session: its close (a shielded task, two event-loop turns)
+        # has nothing left to do once the transaction ended, which gave the connection
+        # back to the pool; the session holds no objects (Core statements only).
+        session = self._sessions()
+        async with session.begin():
+            with _busy_when_refused():
+                conn = await session.connection(
+                    execution_options={"isolation_level": isolation_level}
+                    if isolation_level
+                    else None
+                )
+                session.info[WRITER] = await self._writer(session, conn)
+            yield session
+            for write in session.info.pop(BEFORE_COMMIT, ()):
+                await write(session)
+        if session.info.get(WAKE_AFTER_COMMIT):
+            for wake in tuple(self.events_committed):
+                wake()
 
     async def _writer(self, session: AsyncSession, conn: AsyncConnection) -> Writer:
         """The unit of work's Writer. On PostgreSQL it sends on the asyncpg connection under

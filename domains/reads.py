@@ -260,14 +260,17 @@ class PreparedReader:
     async def fetch(self, read: Declared[R], /, **params: Any) -> list[R]:
         compiled = read.compiled(self._dialect)
         arguments = compiled.arguments(params)
-        for hook in self._hooks:
-            hook(compiled.sql)
+        self._told(compiled.sql)
         if compiled.converters is None:
             # The first run in this process: the statement describes its result columns.
             prepared = await self._conn.prepare(compiled.sql)
             compiled.describe([attribute.type.oid for attribute in prepared.get_attributes()])
             return compiled.rows(await prepared.fetch(*arguments))
         return compiled.rows(await self._conn.fetch(compiled.sql, *arguments))
+
+    def _told(self, sql: str) -> None:
+        for hook in self._hooks:
+            hook(sql)
 
 
 class CoreReader:

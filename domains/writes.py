@@ -159,10 +159,6 @@ class DriverWriter(PreparedReader):
         self._told(sql)
         await self._conn.execute(sql, *arrays)
 
-    def _told(self, sql: str) -> None:
-        for hook in self._hooks:
-            hook(sql)
-
 
 class CoreWriter(CoreReader):
     """SQLite: the same declarations through the unit of work's SQLAlchemy session."""
