@@ -179,7 +179,8 @@ class Database:
         adapter sends it, and the adapter then commits or rolls it back as its own."""
         if self.is_sqlite:
             return CoreWriter(session)
-        raw = await conn.get_raw_connection()
+        # Checked out already (session.connection()): no greenlet hop to reach it.
+        raw = conn.sync_connection.connection  # type: ignore[union-attr]
         adapted: Any = raw.dbapi_connection
         if adapted._transaction is None:
             await adapted._start_transaction()
