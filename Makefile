@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev test install lint format schema bench-dashboard clean
+.PHONY: dev test fuzz install lint format schema bench-dashboard clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ test: install
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest
+
+# The fuzzers of `make test` with many more examples (per REST operation, per GraphQL
+# viewer): the default 500 runs about eight minutes on two cores.
+FUZZ_EXAMPLES ?= 500
+fuzz: install
+	KABINET_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -p no:cacheprovider tests/test_fuzz_rest.py tests/test_fuzz_graphql.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
-from domains.clock import utcnow
+from domains.clock import Clock
 from domains.identity.session_store import StoredSession
 
 # KEYS[1]: the entry; ARGV: field, value pairs, then the expiry (Unix ms) last.
@@ -31,8 +31,9 @@ end
 class RedisSessionStore:
     """One hash per session, expiring with the session."""
 
-    def __init__(self, redis: Redis, *, prefix: str = "kabinet:session:") -> None:
+    def __init__(self, redis: Redis, clock: Clock, *, prefix: str = "kabinet:session:") -> None:
         self._redis = redis
+        self._clock = clock
         self._prefix = prefix
         self._add = redis.register_script(_ADD)
         self._touch = redis.register_script(_TOUCH)
@@ -73,7 +74,7 @@ class RedisSessionStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(key)
             pipe.hset(key, mapping=dict(_pairs(replace(session, revoked=True))))
-            pipe.pexpireat(key, max(_ms(session.expires_at), _ms(utcnow()) + 1000))
+            pipe.pexpireat(key, max(_ms(session.expires_at), _ms(self._clock.now()) + 1000))
             await pipe.execute()
 
 

@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from domains.clock import SYSTEM_CLOCK
 from domains.errors import Unauthenticated
 from domains.identity.models import Role
 from domains.identity.tokens import AccessClaims, TokenService
@@ -97,6 +98,7 @@ class Ceiling:
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
             access_ttl=settings.access_token_ttl,
+            clock=SYSTEM_CLOCK,
         )
         self.pool: ReadPool | None = None
         self.statements = 0

@@ -1,9 +1,10 @@
-"""Billing loaders: invoices, payments and ledger transactions."""
+"""Billing loaders: invoices and their lines, payments and ledger transactions."""
 
 from dataloaders import Loaders
 from dataloaders.base import Loader, PageLoader
 from dataloaders.customers import CustomersByIdLoader
 from domains.billing.invoice import InvoiceRow, invoice_pages_by_customer_ids, invoices_by_ids
+from domains.billing.invoice_line import InvoiceLineRow, lines_by_invoice_ids
 from domains.billing.pay_invoice import PaymentResult
 from domains.billing.payment import (
     PaymentRow,
@@ -27,6 +28,10 @@ class InvoicePagesByCustomerIdLoader(PageLoader):
     """Key: (customer_id, InvoiceFilter, Window)."""
 
     fetch = staticmethod(invoice_pages_by_customer_ids)
+
+
+class InvoiceLinesByInvoiceIdLoader(Loader[int, list[InvoiceLineRow]]):
+    fetch = staticmethod(lines_by_invoice_ids)
 
 
 class PaymentsByIdLoader(Loader[int, PaymentRow | None]):

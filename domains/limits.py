@@ -7,14 +7,17 @@ within one `period` of now, so `limit` is both the sustained rate and the burst.
 request leaves the TAT alone: refused attempts cost nothing, and a client told to retry
 after `retry_after` seconds will be let in then.
 
-`gcra()` is the arithmetic as a pure function on microseconds. `MemoryRateLimiter` calls it;
-the Redis limiter (adapters/redis_limiter.py) mirrors its admission test and TAT update in
-one Lua script, so the check and the write are atomic and every gateway instance reads the
-same clock (the Redis server's `TIME`). The script hands back the clock and the TAT it read,
-and the caller's `Decision` comes from `gcra()` on those, so both limiters report the same
-figures. Both sides use IEEE doubles in the same order of operations, hence the same
-results; times are counted from `EPOCH` so they stay small enough for sub-microsecond
-precision.
+`gcra()` is the arithmetic as a pure function on microseconds. Both limiters read the time
+from the `Clock` they are handed (domains/clock.py) and call it; the Redis limiter
+(adapters/redis_limiter.py) mirrors its admission test and TAT update in one Lua script, so
+the check and the write are atomic, and its `Decision` comes from `gcra()` on the time it
+sent and the TAT the script read, so both limiters report the same figures. Both sides use
+IEEE doubles in the same order of operations, hence the same results; times are counted
+from `EPOCH` so they stay small enough for sub-microsecond precision. Gateway instances
+sharing budgets in Redis each send their own clock's time: NTP keeps them within
+milliseconds, and a skew lets a client moving between instances gain at most that skew's
+share of a budget, never a burst above the limit. A clock stepped back makes a budget
+refill later by the step, never sooner.
 
 When the limiter's store cannot be reached, the policy decides:
 - "open" (the default) lets the request through and logs a warning at most once a minute.
@@ -27,12 +30,13 @@ When the limiter's store cannot be reached, the policy decides:
 """
 
 import math
-import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-EPOCH = 1_735_689_600  # 2025-01-01T00:00:00Z, in Unix seconds
+from domains.clock import Clock
+
+EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 SLACK_US = 1.0  # rounding tolerance of the admission test: one microsecond
 _MIN_SWEEP = 1024  # the memory limiter sweeps only once it tracks more keys than this
 
@@ -99,6 +103,11 @@ def gcra(rate: Rate, cost: int, now: float, tat: float | None) -> tuple[Decision
     return Decision(allowed, rate.limit, remaining, retry_after, fill / 1e6), new_tat
 
 
+def micros(clock: Clock) -> float:
+    """The clock's time as gcra() counts it: microseconds since EPOCH."""
+    return (clock.now() - EPOCH) / timedelta(microseconds=1)
+
+
 def check_cost(cost: int) -> None:
     """Every limiter refuses a negative cost the same way."""
     if cost < 0:
@@ -114,7 +123,8 @@ class MemoryRateLimiter:
     memory follows the number of recently active keys and the sweeps cost O(1) amortised.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
         self._tats: dict[str, float] = {}
         self._sweep_at = _MIN_SWEEP
 
@@ -124,7 +134,7 @@ class MemoryRateLimiter:
 
     async def acquire(self, key: str, rate: Rate, cost: int = 1) -> Decision:
         check_cost(cost)
-        now = time.monotonic_ns() / 1e3
+        now = micros(self._clock)
         decision, new_tat = gcra(rate, cost, now, self._tats.get(key))
         if decision.allowed and new_tat > now:
             self._tats[key] = new_tat

@@ -13,10 +13,12 @@ top-up (a payment of no invoice: debit provider clearing, credit the customer ba
 large enough for their balance payments too; each invoice is posted at its issue time
 (debit its receivable, credit revenue); a balance payment then debits the customer balance
 and a card payment the provider clearing, each crediting the invoice's receivable.
+
+Each invoice bills one subscription for one month and has its one line, the month's charge
+as `prorate` makes it (a whole month: the tariff's price), so it is the sum of its lines.
 """
 
 import asyncio
-import calendar
 import dataclasses
 import random
 from collections.abc import Callable, Sequence
@@ -34,6 +36,7 @@ from domains.billing.ledger import Entry, post_movements
 from domains.billing.models import (
     EntrySide,
     Invoice,
+    InvoiceLine,
     InvoiceStatus,
     LedgerAccount,
     Payment,
@@ -41,6 +44,7 @@ from domains.billing.models import (
     PaymentStatus,
     Refund,
 )
+from domains.billing.proration import Period, Span, prorate
 from domains.clock import utcnow
 from domains.customers.models import (
     Contract,
@@ -80,6 +84,7 @@ tariffs = Tariff.__table__
 contracts = Contract.__table__
 subscriptions = Subscription.__table__
 invoices = Invoice.__table__
+invoice_lines = InvoiceLine.__table__
 payments = Payment.__table__
 refunds = Refund.__table__
 
@@ -194,6 +199,7 @@ def _bulk_namespace(seed: int) -> _Namespace:
 @dataclass(frozen=True, slots=True)
 class _TariffRef:
     id: int
+    name: str
     monthly_price: Decimal
 
 
@@ -252,6 +258,7 @@ class _PaymentPlan:
 @dataclass(slots=True)
 class _InvoicePlan:
     row: Row
+    line: Row  # its one line, whose subscription is known only once inserted
     payments: list[_PaymentPlan]
 
 
@@ -342,7 +349,7 @@ class _Generator:
                         "started_at": datetime.combine(start, time(10), UTC),
                         "ended_at": None,
                     },
-                    invoices=self._invoices(person, tariff.monthly_price, self._subscriptions),
+                    invoices=self._invoices(person, tariff, start, self._subscriptions),
                 )
             )
         # The opening top-up pays for the balance payments, less what refunds brought back.
@@ -377,17 +384,33 @@ class _Generator:
         )
 
     def _invoices(
-        self, person: _Person, price: Decimal, subscription_no: int
+        self, person: _Person, tariff: _TariffRef, start: date, subscription_no: int
     ) -> list[_InvoicePlan]:
         plans = []
         for age in range(self._months - 1, -1, -1):
-            period = _add_months(self._this_month, -age)
-            issued_at = min(datetime.combine(period, time(3), UTC), self._now)
-            due = period.replace(day=15)
+            period = Period(_add_months(self._this_month, -age))
+            charge = prorate(tariff.monthly_price, period, [Span(start)])
+            if charge is None:  # _start_date starts every subscription before the first month
+                raise AssertionError(f"a demo subscription from {start} bills no {period}")
+            price = charge.amount
+            issued_at = min(datetime.combine(period.start, time(3), UTC), self._now)
+            due = period.start.replace(day=15)
+            line = {
+                "tariff_id": tariff.id,
+                "period_start": period.start,
+                "period_end": period.end,
+                "first_day": charge.first_day,
+                "last_day": charge.last_day,
+                "days": charge.days,
+                "unit_price": charge.unit_price,
+                "amount": price,
+                "currency": CURRENCY,
+                "description": charge.describe(tariff.name),
+            }
             row = {
-                "number": self._namespace.invoice_number(period, subscription_no),
-                "period_start": period,
-                "period_end": period.replace(day=calendar.monthrange(period.year, period.month)[1]),
+                "number": self._namespace.invoice_number(period.start, subscription_no),
+                "period_start": period.start,
+                "period_end": period.end,
                 "amount": price,
                 "currency": CURRENCY,
                 "issued_at": issued_at,
@@ -395,20 +418,20 @@ class _Generator:
                 "created_at": issued_at,
             }
             if age == 0 and not person.pays_ahead:
-                plans.append(_InvoicePlan({**row, "status": InvoiceStatus.ISSUED}, []))
+                plans.append(_InvoicePlan({**row, "status": InvoiceStatus.ISSUED}, line, []))
             elif 0 < age <= person.arrears:
                 if age == person.arrears and person.partial:
                     share = Decimal(self._rng.randint(25, 75)) / 100
                     paid = [self._payment(person, (price * share).quantize(Decimal(1)), issued_at)]
                 else:
                     paid = [self._failed_attempt(price, due)] if self._rng.random() < 0.5 else []
-                plans.append(_InvoicePlan({**row, "status": InvoiceStatus.OVERDUE}, paid))
+                plans.append(_InvoicePlan({**row, "status": InvoiceStatus.OVERDUE}, line, paid))
             elif person.refunded_card_payment and not plans:
                 paid = self._charged_twice(price, issued_at)
-                plans.append(_InvoicePlan({**row, "status": InvoiceStatus.PAID}, paid))
+                plans.append(_InvoicePlan({**row, "status": InvoiceStatus.PAID}, line, paid))
             else:
                 paid = [self._payment(person, price, issued_at)]
-                plans.append(_InvoicePlan({**row, "status": InvoiceStatus.PAID}, paid))
+                plans.append(_InvoicePlan({**row, "status": InvoiceStatus.PAID}, line, paid))
         return plans
 
     def _payment(self, person: _Person, amount: Decimal, issued_at: datetime) -> _PaymentPlan:
@@ -664,15 +687,17 @@ def _staff_rows(password_hash: str, now: datetime) -> list[Row]:
 async def _ensure_tariffs(session: AsyncSession) -> dict[str, _TariffRef]:
     """The catalogue by code; existing tariffs are reused, so loaders can run side by side."""
     codes = [row["code"] for row in TARIFFS]
-    stmt = select(tariffs.c.code, tariffs.c.id, tariffs.c.monthly_price).where(
+    stmt = select(tariffs.c.code, tariffs.c.id, tariffs.c.name, tariffs.c.monthly_price).where(
         tariffs.c.code.in_(codes)
     )
-    known = {code: _TariffRef(id_, price) for code, id_, price in await session.execute(stmt)}
+    known = {
+        code: _TariffRef(id_, name, price) for code, id_, name, price in await session.execute(stmt)
+    }
     missing = [{**row, "currency": CURRENCY} for row in TARIFFS if row["code"] not in known]
     for row, id_ in zip(
         missing, await _insert_returning_ids(session, tariffs, missing), strict=True
     ):
-        known[row["code"]] = _TariffRef(id_, row["monthly_price"])
+        known[row["code"]] = _TariffRef(id_, row["name"], row["monthly_price"])
     return known
 
 
@@ -711,6 +736,13 @@ async def _insert_plans(
         session,
         invoices,
         [{**inv.row, "customer_id": cid, "subscription_id": sid} for cid, sid, inv in billed],
+    )
+    await session.execute(
+        insert(invoice_lines),
+        [
+            {**inv.line, "invoice_id": invoice_id, "subscription_id": sid}
+            for (_, sid, inv), invoice_id in zip(billed, invoice_ids, strict=True)
+        ],
     )
     await post_issuance(
         session,

@@ -1,12 +1,13 @@
 """The REST facade: every domain's routes through one pipeline, onto the same domain actions.
 
 Each route runs the same steps once, in order: the viewer (401 before anything else is
-read), the Idempotency-Key header where the route needs one, the body (size limit, then a
-JSON object), then the handler, which spends the caller's budget as GraphQL would. A
-domain error becomes `{"error": {code, message}}` with the status its domain declares.
+read), the Idempotency-Key header where the route needs one, the body (size limit, then
+its model), the query string's model, then the handler, which spends the caller's budget
+as GraphQL would, and answers one of its declared models. A domain error becomes
+`{"error": {code, message}}` with the status its domain declares. The same route table
+makes `GET /openapi.json` (gateway/openapi.py), so the document is what runs.
 """
 
-import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -17,8 +18,10 @@ from starlette.routing import Route
 from domains.errors import DomainError, InvalidInput, RateLimited
 from domains.identity.viewer import require_viewer
 from domains.limits import Decision, LimiterUnavailable
+from gateway.csrf import CSRF_REJECTED
 from gateway.errors import BadRequest, rest_error_response
 from gateway.graphql_http import read_body
+from gateway.openapi import openapi_document
 from gateway.ratelimit import (
     LIMITER_DOWN_MESSAGE,
     SERVICE_UNAVAILABLE,
@@ -27,14 +30,17 @@ from gateway.ratelimit import (
 )
 from gateway.services import Services
 from resolvers.context import Context
-from resolvers.rest import Kind, RestAnswer, RestCall, RestRoute
+from resolvers.rest import Kind, RestAnswer, RestCall, RestRoute, parse
 from schema.plugin import Domain
 
 # Statuses every route shares; a domain adds its own codes' (Domain.error_status).
 _STATUS = {
+    "BAD_USER_INPUT": 400,
+    CSRF_REJECTED: 400,
     "UNAUTHENTICATED": 401,
     "FORBIDDEN": 403,
     "NOT_FOUND": 404,
+    "PAYLOAD_TOO_LARGE": 413,
     "RATE_LIMITED": 429,
     SERVICE_UNAVAILABLE: 503,
 }
@@ -45,16 +51,50 @@ MakeContext = Callable[[Request], Awaitable[Context]]
 def rest_routes(
     domains: Iterable[Domain], services: Services, make_context: MakeContext
 ) -> list[Route]:
-    """The Starlette routes of every domain's REST handlers."""
+    """The Starlette routes of every domain's REST handlers, and `GET /openapi.json`
+    describing them."""
     domains = list(domains)
+    status = _statuses(domains)
+    document = rest_document(domains)
+
+    async def openapi(_request: Request) -> Response:
+        return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
+
+    return [
+        *(
+            Route(
+                route.path, _endpoint(route, services, make_context, status), methods=[route.method]
+            )
+            for domain in domains
+            for route in domain.rest
+        ),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]
+
+
+def rest_document(domains: Iterable[Domain]) -> dict[str, Any]:
+    """The OpenAPI document of the domains' REST routes, as `GET /openapi.json` serves it."""
+    domains = list(domains)
+    table = [route for domain in domains for route in domain.rest]
+    return openapi_document(table, [answered_codes(route) for route in table], _statuses(domains))
+
+
+def _statuses(domains: list[Domain]) -> dict[str, int]:
     status = dict(_STATUS)
     for domain in domains:
         status.update(domain.error_status)
-    return [
-        Route(route.path, _endpoint(route, services, make_context, status), methods=[route.method])
-        for domain in domains
-        for route in domain.rest
-    ]
+    return status
+
+
+def answered_codes(route: RestRoute) -> tuple[str, ...]:
+    """The error codes `route` may answer: its handler's, and those of the pipeline and the
+    middleware in front of it (a bad token is refused on every route)."""
+    codes = ["UNAUTHENTICATED", "RATE_LIMITED", SERVICE_UNAVAILABLE]
+    if route.body or route.params or route.idempotent:
+        codes.append("BAD_USER_INPUT")
+    if route.method == "POST":
+        codes += [CSRF_REJECTED, "PAYLOAD_TOO_LARGE"]
+    return (*codes, *(code for code in route.errors if code not in codes))
 
 
 def _endpoint(
@@ -76,7 +116,8 @@ def _endpoint(
             raw = (
                 await read_body(request, settings.max_body_bytes) if route.method == "POST" else b""
             )
-            body = _json_object(request, raw) if route.method == "POST" and route.json_body else {}
+            body = _body(route, request, raw)
+            params = parse(route.params, dict(request.query_params)) if route.params else None
 
             async def charge(kind: Kind, cost: int) -> None:
                 decisions.append(await _spend(services, request, kind, cost))
@@ -84,9 +125,9 @@ def _endpoint(
             call = RestCall(
                 context=await make_context(request),
                 body=body,
+                params=params,
                 raw_body=raw,
                 path=request.path_params,
-                query=request.query_params,
                 headers=request.headers,
                 cookies=request.cookies,
                 idempotency_key=key,
@@ -98,21 +139,18 @@ def _endpoint(
             return rest_error_response(refused.status, refused.code, refused.message)
         except DomainError as error:
             return _error(error, status)
-        return _response(answer, decisions)
+        return _response(route, answer, decisions)
 
     return endpoint
 
 
-def _json_object(request: Request, raw: bytes) -> dict[str, Any]:
+def _body(route: RestRoute, request: Request, raw: bytes) -> object:
+    """The route's body model from the JSON sent; a signed body is the handler's to read."""
+    if route.body is None or route.signed_body:
+        return None
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         raise InvalidInput("send a JSON body with Content-Type: application/json")
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise InvalidInput("request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidInput("request body must be a JSON object")
-    return body
+    return parse(route.body, raw, json=True)
 
 
 async def _spend(services: Services, request: Request, kind: Kind, cost: int) -> Decision:
@@ -143,12 +181,22 @@ def _error(error: DomainError, status: Mapping[str, int]) -> Response:
     return rest_error_response(code, error.code, error.message, headers)
 
 
-def _response(answer: RestAnswer, decisions: list[Decision]) -> Response:
+def _response(route: RestRoute, answer: RestAnswer, decisions: list[Decision]) -> Response:
+    """The answer as the document describes it; one it does not describe is a bug (500)."""
+    if answer.status not in route.answers or type(answer.body) is not (
+        route.answers[answer.status] or type(None)
+    ):
+        raise TypeError(f"{route.path} answered {answer.status} with an undeclared body")
     headers = {**(rate_limit_headers(decisions[-1]) if decisions else {}), **answer.headers}
     response: Response = (
         Response(status_code=answer.status, headers=headers)
         if answer.body is None
-        else JSONResponse(answer.body, status_code=answer.status, headers=headers)
+        else Response(
+            answer.body.model_dump_json(),
+            status_code=answer.status,
+            headers=headers,
+            media_type="application/json",
+        )
     )
     for cookie in answer.cookies:
         if cookie.value is None:

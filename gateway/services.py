@@ -1,4 +1,4 @@
-"""What one app instance owns: settings, database, Redis, token service, sessions, metrics."""
+"""What one app instance owns: settings, clock, database, Redis, tokens, sessions, metrics."""
 
 import hashlib
 import hmac
@@ -12,6 +12,7 @@ from adapters.redis_limiter import RedisRateLimiter
 from adapters.redis_session_store import RedisSessionStore
 from domains.billing.card import Acquiring
 from domains.billing.provider import PaymentProvider
+from domains.clock import SYSTEM_CLOCK, Clock
 from domains.database import Database
 from domains.events.bus import EventBus
 from domains.events.catalog import EventCatalog
@@ -60,6 +61,8 @@ def event_catalog(settings: Settings) -> EventCatalog:
 @dataclass(frozen=True, slots=True)
 class Services:
     settings: Settings
+    # What every rule that decides by the time reads: the system's, or a test's own.
+    clock: Clock
     db: Database
     # None in the embedded mode: sessions and limits then live in this process.
     redis: Redis | None
@@ -78,7 +81,7 @@ class Services:
     acquiring: Acquiring | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Services":
+    def from_settings(cls, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> "Services":
         settings.check_stores()
         db = Database(
             settings.database_url,
@@ -92,6 +95,7 @@ class Services:
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
             access_ttl=settings.access_token_ttl,
+            clock=clock,
             previous_public_keys=[
                 path.read_bytes() for path in settings.jwt_previous_public_key_files
             ],
@@ -103,15 +107,18 @@ class Services:
         # Sign-in budgets fail closed whatever the general policy (domains/identity/throttle.py).
         login_limiter: RateLimiter
         if client is None:
-            store, limiter = MemorySessionStore(), MemoryRateLimiter()
+            store, limiter = MemorySessionStore(clock), MemoryRateLimiter(clock)
             login_limiter = limiter
         else:
-            store = RedisSessionStore(client)
-            limiter = RedisRateLimiter(client, on_failure=settings.rate_limit_on_store_failure)
-            login_limiter = RedisRateLimiter(client, on_failure="closed")
+            store = RedisSessionStore(client, clock)
+            limiter = RedisRateLimiter(
+                client, clock, on_failure=settings.rate_limit_on_store_failure
+            )
+            login_limiter = RedisRateLimiter(client, clock, on_failure="closed")
         sessions = Sessions(
             db,
             store,
+            clock,
             idle_timeout=settings.session_idle_timeout,
             absolute_timeout=settings.session_absolute_timeout,
             check_cache_seconds=settings.session_check_cache_seconds,
@@ -125,6 +132,7 @@ class Services:
         metrics = Metrics()
         auth = Auth(
             db=db,
+            clock=clock,
             tokens=tokens,
             sessions=sessions,
             throttle=throttle,
@@ -136,6 +144,7 @@ class Services:
         provider = payment_provider(settings)
         return cls(
             settings=settings,
+            clock=clock,
             db=db,
             redis=client,
             tokens=tokens,

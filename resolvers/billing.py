@@ -10,6 +10,7 @@ import strawberry
 from strawberry import Info
 
 from dataloaders.billing import (
+    InvoiceLinesByInvoiceIdLoader,
     InvoicePagesByCustomerIdLoader,
     InvoicesByIdLoader,
     PaymentPagesByCustomerIdLoader,
@@ -21,6 +22,7 @@ from dataloaders.billing import (
 )
 from domains.billing.card import top_up_balance as top_up_balance_action
 from domains.billing.invoice import INVOICE_ORDER, InvoiceFilter, InvoiceRow
+from domains.billing.invoice_line import InvoiceLineRow
 from domains.billing.models import InvoiceStatus, PaymentMethod
 from domains.billing.pay_invoice import pay_invoice as pay_invoice_action
 from domains.billing.payment import PAYMENT_ORDER, PaymentRow
@@ -41,9 +43,15 @@ from domains.money import Money
 from resolvers.access import load_owned
 from resolvers.context import Context
 from resolvers.customers import customer_by_pk
-from resolvers.live import LiveEvent, event_fields, live, watched_customer
+from resolvers.live import LiveEvent, Shared, event_fields, live, watched_customer
 from resolvers.lookup import lookup
-from resolvers.relay import Connection, connection_from_page, pk_of, window_from_arguments
+from resolvers.relay import (
+    Connection,
+    connection_from_page,
+    pk_of,
+    to_global_id,
+    window_from_arguments,
+)
 
 
 async def invoice_by_pk(info: Info[Context], pk: int) -> InvoiceRow:
@@ -163,6 +171,27 @@ async def invoice_amount_due(root: InvoiceRow, info: Info[Context]) -> Money:
 @lookup(PaymentsByInvoiceIdLoader, attrgetter("id"))
 async def invoice_payments(root: InvoiceRow, info: Info[Context]) -> list[PaymentRow]:
     """Oldest first."""
+
+
+@lookup(InvoiceLinesByInvoiceIdLoader, attrgetter("id"))
+async def invoice_lines(root: InvoiceRow, info: Info[Context]) -> list[InvoiceLineRow]:
+    """In the order they were billed."""
+
+
+def line_unit_price(root: InvoiceLineRow) -> Money:
+    return Money(root.unit_price, root.currency)
+
+
+def line_amount(root: InvoiceLineRow) -> Money:
+    return Money(root.amount, root.currency)
+
+
+def line_subscription_id(root: InvoiceLineRow) -> strawberry.ID:
+    return strawberry.ID(to_global_id("Subscription", root.subscription_id))
+
+
+def line_tariff_id(root: InvoiceLineRow) -> strawberry.ID:
+    return strawberry.ID(to_global_id("Tariff", root.tariff_id))
 
 
 async def invoice_customer(root: InvoiceRow, info: Info[Context]) -> CustomerRow:
@@ -321,7 +350,7 @@ class PaymentChange(LiveEvent):
 
 
 @dataclass(frozen=True, slots=True)
-class BalanceChange(LiveEvent):
+class BalanceChange(LiveEvent, Shared):
     balance: Money
     delta: Money
     reason: str

@@ -80,33 +80,48 @@ def window_from_arguments(
 
 
 @dataclass(frozen=True, slots=True)
-class PageInfo:
-    has_next_page: bool
-    has_previous_page: bool
-    start_cursor: str | None
-    end_cursor: str | None
+class Edge(Generic[R]):
+    """A row and its place in its ordering. The cursor is encoded only when read: most
+    lists (an invoice's last three, say) never select their edges' cursors."""
+
+    node: R
+    ordering: Ordering
+
+    @property
+    def cursor(self) -> str:
+        return encode_cursor(self.ordering.key_of(self.node))
 
 
 @dataclass(frozen=True, slots=True)
-class Edge(Generic[R]):
-    node: R
-    cursor: str
+class PageInfo(Generic[R]):
+    has_next_page: bool
+    has_previous_page: bool
+    first: Edge[R] | None
+    last: Edge[R] | None
+
+    @property
+    def start_cursor(self) -> str | None:
+        return None if self.first is None else self.first.cursor
+
+    @property
+    def end_cursor(self) -> str | None:
+        return None if self.last is None else self.last.cursor
 
 
 @dataclass(frozen=True, slots=True)
 class Connection(Generic[R]):
     edges: list[Edge[R]]
-    page_info: PageInfo
+    page_info: PageInfo[R]
 
 
 def connection_from_page(page: Page[R], ordering: Ordering) -> Connection[R]:
-    edges = [Edge(row, encode_cursor(ordering.key_of(row))) for row in page.rows]
+    edges = [Edge(row, ordering) for row in page.rows]
     return Connection(
         edges,
         PageInfo(
             has_next_page=page.has_next,
             has_previous_page=page.has_previous,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
+            first=edges[0] if edges else None,
+            last=edges[-1] if edges else None,
         ),
     )

@@ -96,6 +96,38 @@ class Payment(Node):
         return await billing_resolvers.payment_by_pk(info, pk_of(id, "Payment"))
 
 
+@strawberry.type(
+    description="One billed item of an invoice: a subscription's days of the period at its "
+    "tariff's monthly price, prorated by day."
+)
+class InvoiceLine:
+    description: str = strawberry.field(description="What was billed, for the customer.")
+    period_start: date = strawberry.field(description="The invoice's billing period.")
+    period_end: date
+    first_day: date = strawberry.field(description="The first day billed.")
+    last_day: date = strawberry.field(description="The last day billed.")
+    days: int = strawberry.field(
+        description="Days billed: fewer than firstDay to lastDay when the subscription "
+        "paused in between."
+    )
+    unit_price: Money = strawberry.field(
+        resolver=billing_resolvers.line_unit_price,
+        description="The tariff's monthly price for the period, as billed.",
+    )
+    amount: Money = strawberry.field(
+        resolver=billing_resolvers.line_amount,
+        description="unitPrice x days / days in the period, rounded half-up to the cent.",
+    )
+    subscription_id: strawberry.ID = strawberry.field(
+        resolver=billing_resolvers.line_subscription_id,
+        description="Global id of the ServiceSubscription billed (`node(id:)` reads it).",
+    )
+    tariff_id: strawberry.ID = strawberry.field(
+        resolver=billing_resolvers.line_tariff_id,
+        description="Global id of the Tariff billed (`node(id:)` reads it).",
+    )
+
+
 @strawberry.federation.type(keys=["id"], description="A bill for one period of service.")
 class Invoice(Node):
     id: strawberry.ID = node_id("Invoice")
@@ -108,6 +140,11 @@ class Invoice(Node):
     amount: Money = strawberry.field(resolver=billing_resolvers.invoice_amount)
     amount_due: Money = strawberry.field(
         resolver=billing_resolvers.invoice_amount_due, description="What is still to be paid."
+    )
+    lines: list[InvoiceLine] = strawberry.field(
+        resolver=billing_resolvers.invoice_lines,
+        description="What the invoice bills, one line per subscription and period; the "
+        "amount is their sum (empty only on an old invoice that names no subscription).",
     )
     payments: list[Payment] = strawberry.field(resolver=billing_resolvers.invoice_payments)
     customer: CustomerRef = strawberry.field(resolver=billing_resolvers.invoice_customer)
@@ -289,6 +326,7 @@ domain = Domain(
         "Invoice": Access.SIGNED_IN,
         "InvoiceConnection": Access.SIGNED_IN,
         "InvoiceEdge": Access.SIGNED_IN,
+        "InvoiceLine": Access.SIGNED_IN,
         "Payment": Access.SIGNED_IN,
         "PaymentConnection": Access.SIGNED_IN,
         "PaymentEdge": Access.SIGNED_IN,

@@ -1,10 +1,15 @@
-"""Analytics end to end: billing actions -> outbox -> relay -> bus -> consumer -> staff GraphQL."""
+"""Analytics end to end: billing actions -> outbox -> relay -> bus -> consumer -> staff GraphQL.
+
+Days are UTC days of the events' times, so the tests give their events fixed times (on
+both sides of a midnight) rather than the hour the suite happens to run at.
+"""
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import TypeVar
 
 import httpx
 import pytest_asyncio
@@ -22,7 +27,6 @@ from domains.billing.models import Invoice, PaymentMethod
 from domains.billing.pay_invoice import pay_invoice
 from domains.billing.refund_payment import refund_payment
 from domains.billing.settlement import PAYABLE
-from domains.clock import utcnow
 from domains.customers.models import Customer
 from domains.database import Database
 from domains.events.cloudevent import CloudEvent
@@ -45,6 +49,9 @@ from tests.conftest import (
 )
 
 DEADLINE = 30.0
+MIDNIGHT = datetime(2026, 3, 2, tzinfo=UTC)
+SECOND = timedelta(seconds=1)
+T = TypeVar("T")
 
 outbox = OutboxEvent.__table__
 
@@ -94,6 +101,32 @@ async def payer(db: Database) -> tuple[Viewer, int, int]:
     return Viewer(user_id, Role.CUSTOMER, customer_id), invoice_id, admin_id
 
 
+async def committed_at(db: Database, moment: datetime, action: Awaitable[T]) -> T:
+    """Runs `action` as if it had committed at `moment`: the events it wrote move there,
+    keeping their order. (An event's time is the system clock's at its commit.)"""
+    async with db.connect() as conn:
+        before = set((await conn.execute(select(outbox.c.id))).scalars())
+    result = await action
+    async with db.transaction() as session:
+        rows = (
+            await session.execute(
+                select(outbox.c.id, outbox.c.occurred_at).order_by(
+                    outbox.c.occurred_at, outbox.c.id
+                )
+            )
+        ).all()
+        written = [(event_id, at) for event_id, at in rows if event_id not in before]
+        assert written, "the action wrote no event"
+        first = written[0][1]
+        for event_id, at in written:
+            await session.execute(
+                update(outbox)
+                .where(outbox.c.id == event_id)
+                .values(occurred_at=moment + (at - first))
+            )
+    return result
+
+
 async def test_payments_reach_the_staff_statistics(
     demo_url: str, signing_key: bytes, client: httpx.AsyncClient
 ) -> None:
@@ -102,9 +135,11 @@ async def test_payments_reach_the_staff_statistics(
     bus = MemoryBus()
     try:
         customer, invoice_id, admin_id = await payer(db)
+        # The first payment a second before a UTC midnight; the second, and a refund of
+        # the first, just after it.
         paid = []
-        for amount in ("30.00", "12.50"):
-            result = await pay_invoice(
+        for amount, moment in (("30.00", MIDNIGHT - SECOND), ("12.50", MIDNIGHT + SECOND)):
+            payment = pay_invoice(
                 db,
                 customer,
                 invoice_id=invoice_id,
@@ -112,8 +147,8 @@ async def test_payments_reach_the_staff_statistics(
                 amount=Decimal(amount),
                 idempotency_key=str(uuid.uuid4()),
             )
-            paid.append(result)
-        await refund_payment(
+            paid.append(await committed_at(db, moment, payment))
+        refund = refund_payment(
             db,
             Viewer(admin_id, Role.ADMIN),
             payment_id=paid[0].payment_id,
@@ -121,6 +156,7 @@ async def test_payments_reach_the_staff_statistics(
             reason="goodwill",
             idempotency_key=str(uuid.uuid4()),
         )
+        await committed_at(db, MIDNIGHT + 2 * SECOND, refund)
 
         catalog = event_catalog(settings)
         relay = OutboxRelay(db, bus, catalog=catalog)
@@ -166,21 +202,30 @@ async def test_payments_reach_the_staff_statistics(
         await bus.stop()
         await db.dispose()
 
-    today = utcnow().date().isoformat()
     staff = await login(client, "operator@example.com")
-    body = await graphql(client, STATISTICS, {"from": today, "to": today}, staff)
+    body = await graphql(client, STATISTICS, {"from": "2026-03-01", "to": "2026-03-02"}, staff)
     assert "errors" not in body, body
     statistics = body["data"]["paymentStatistics"]
+    # The refund counts on its own day, under the method of the payment it gives back.
     assert statistics["days"] == [
         {
-            "day": today,
+            "day": "2026-03-01",
             "method": "BALANCE",
-            "payments": 2,
-            "amount": {"amount": "42.50", "currency": "RUB"},
+            "payments": 1,
+            "amount": {"amount": "30.00", "currency": "RUB"},
+            "refunds": 0,
+            "refunded": {"amount": "0.00", "currency": "RUB"},
+            "revenue": {"amount": "30.00", "currency": "RUB"},
+        },
+        {
+            "day": "2026-03-02",
+            "method": "BALANCE",
+            "payments": 1,
+            "amount": {"amount": "12.50", "currency": "RUB"},
             "refunds": 1,
             "refunded": {"amount": "5.25", "currency": "RUB"},
-            "revenue": {"amount": "37.25", "currency": "RUB"},
-        }
+            "revenue": {"amount": "7.25", "currency": "RUB"},
+        },
     ]
     assert statistics["totals"] == [
         {

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from bench import dashboard
+from domains.clock import SYSTEM_CLOCK
 from domains.identity.models import Role
 from domains.identity.tokens import TokenService, generate_signing_key
 
@@ -55,7 +56,11 @@ def test_the_three_servers_answer_the_same_json(
 def _token(signing_key: bytes, audience: str = "kabinet-api") -> str:
     """An access token of the demo admin (user 1), signed with `signing_key` for `audience`."""
     tokens = TokenService(
-        signing_key, issuer="kabinet", audience=audience, access_ttl=timedelta(minutes=5)
+        signing_key,
+        issuer="kabinet",
+        audience=audience,
+        access_ttl=timedelta(minutes=5),
+        clock=SYSTEM_CLOCK,
     )
     token, _ = tokens.issue_access_token(
         user_id=1,

@@ -117,6 +117,7 @@ async def test_demo_loads_once(tmp_path: Path) -> None:
     assert counts["users"] == 52
     assert 3 <= counts["tariffs"] <= 5
     assert counts["invoices"] == counts["subscriptions"] * 12
+    assert counts["invoice_lines"] == counts["invoices"]  # one each: reconcile checks the sum
 
 
 async def test_interrupted_demo_leaves_nothing_and_loads_again(tmp_path: Path) -> None:

@@ -1,11 +1,13 @@
 """Random payments, partial payments, retries, refunds and card top-ups never break a
 ledger invariant.
 
-A hypothesis state machine drives the domain actions on SQLite (one file, a new customer
-per example) and checks `reconcile`, its own model of the balance and the running balance
-of the balance history after every step. Card top-ups go to the sandbox acquirer, a real
-HTTP server; their results come back as signed webhooks through the webhook's domain path
-(signature check, parse, settle), delivered and redelivered in any order.
+A hypothesis state machine drives the domain actions (a new customer per example) and
+checks `reconcile`, its own model of the balance and the running balance of the balance
+history after every step, on SQLite (a file) and on PostgreSQL (a database of its own).
+Card top-ups go to the sandbox acquirer, a real HTTP server; their results come back as
+signed webhooks through the webhook's domain path (signature check, parse, settle),
+delivered and redelivered in any order. The quick run is on both; the deeper one (`slow`:
+more and longer sequences) on PostgreSQL, production's database, within the suite's time.
 """
 
 import asyncio
@@ -13,11 +15,13 @@ import itertools
 import json
 import secrets
 import time
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import httpx
+import pytest
+import pytest_asyncio
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -47,6 +51,7 @@ from domains.identity.models import Role, User
 from domains.identity.viewer import Viewer
 from domains.keyset import MAX_PAGE_SIZE, Window
 from migrations import upgrade
+from tests.conftest import migrated_database
 from tests.servers import free_socket, serve
 from tests.test_payments import make_customer
 
@@ -58,23 +63,62 @@ amounts = st.one_of(
 )
 top_up_amounts = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("500.00"), places=2)
 SECRET = b"whsec-properties"
+# The deeper run: three times the quick run's steps, and sequences twice as long.
+EXAMPLES, STEPS = 15, 20
 
 
-def test_random_payments_and_refunds_keep_the_ledger_balanced(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
+@pytest.fixture(scope="module")
+def sqlite_ledger_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('ledger') / 'ledger.db'}"
     upgrade(url)
+    return url
+
+
+@pytest_asyncio.fixture(scope="module")
+async def postgres_ledger_url() -> AsyncIterator[str]:
+    async with migrated_database("kabinet_ledger") as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def ledger_url(request: pytest.FixtureRequest) -> str:
+    return request.getfixturevalue(f"{request.param}_ledger_url")
+
+
+@pytest.fixture
+def sandbox_url() -> Iterator[str]:
+    """An acquirer per test: it knows a payment by its idempotence key, our payment id,
+    which the other backend's database numbers alike."""
     # The sandbox's own webhook sending is not used (?deliver=0): the machine delivers.
     sandbox = create_sandbox_app("http://127.0.0.1:9/unused", SECRET)
-    with serve(sandbox, free_socket()) as sandbox_url:
-        run_state_machine_as_test(
-            ledger_machine(url, sandbox_url),
-            settings=settings(
-                max_examples=10,
-                stateful_step_count=10,
-                deadline=None,
-                suppress_health_check=[HealthCheck.too_slow],
-            ),
-        )
+    with serve(sandbox, free_socket()) as url:
+        yield url
+
+
+def explore(url: str, sandbox_url: str, *, examples: int, steps: int) -> None:
+    run_state_machine_as_test(
+        ledger_machine(url, sandbox_url),
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=steps,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
+
+
+def test_random_payments_and_refunds_keep_the_ledger_balanced(
+    ledger_url: str, sandbox_url: str
+) -> None:
+    explore(ledger_url, sandbox_url, examples=10, steps=10)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_longer_random_sequences_keep_the_ledger_balanced(
+    postgres_ledger_url: str, sandbox_url: str
+) -> None:
+    explore(postgres_ledger_url, sandbox_url, examples=EXAMPLES, steps=STEPS)
 
 
 def ledger_machine(url: str, sandbox_url: str) -> type[RuleBasedStateMachine]:

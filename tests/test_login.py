@@ -13,6 +13,7 @@ from joserfc import jwt
 from joserfc.jwk import OKPKey
 from sqlalchemy import func, select
 
+from domains.clock import SYSTEM_CLOCK
 from domains.identity.login import account_by_email
 from domains.identity.models import Role, Session
 from domains.identity.tokens import TokenService, generate_signing_key
@@ -106,6 +107,7 @@ def _forgeries(service: TokenService, signing_key: bytes) -> dict[str, str]:
         issuer="kabinet",
         audience="kabinet-api",
         access_ttl=timedelta(minutes=5),
+        clock=SYSTEM_CLOCK,
     )
     foreign, _ = issue(other)
     # The classic key-confusion attack: HMAC keyed with the server's public key.

@@ -1,5 +1,6 @@
 """The portal's and admin panel's first queries, on PostgreSQL and on the embedded SQLite path."""
 
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,6 +19,20 @@ query($first: Int, $after: String, $last: Int, $before: String, $status: [Invoic
     pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
   }
 }
+"""
+
+
+INVOICE_LINES = """
+{ me { customer {
+  subscriptions { id tariff { id name } }
+  invoices(first: 12) { edges { node {
+    periodStart periodEnd amount { amount currency }
+    lines {
+      description periodStart periodEnd firstDay lastDay days subscriptionId tariffId
+      unitPrice { amount currency } amount { amount currency }
+    }
+  } } }
+} } }
 """
 
 
@@ -155,3 +170,27 @@ async def test_tariffs_catalogue(client: httpx.AsyncClient):
     admin = await login(client, "admin@example.com")
     body = await graphql(client, "{ tariffs(includeArchived: true) { isActive } }", token=admin)
     assert any(not t["isActive"] for t in body["data"]["tariffs"])
+
+
+async def test_invoice_lines_explain_the_amount(client: httpx.AsyncClient):
+    """The demo bills each of alice's subscriptions a whole month per invoice: one line."""
+    token = await login(client, "alice@example.com")
+    body = await graphql(client, INVOICE_LINES, token=token)
+    assert "errors" not in body
+    customer = body["data"]["me"]["customer"]
+    tariffs = {sub["id"]: sub["tariff"] for sub in customer["subscriptions"]}
+    invoices = [edge["node"] for edge in customer["invoices"]["edges"]]
+    assert len(invoices) == 12
+    for invoice in invoices:
+        [line] = invoice["lines"]
+        start, end = (date.fromisoformat(invoice[f"period{side}"]) for side in ("Start", "End"))
+        assert (line["periodStart"], line["periodEnd"]) == (str(start), str(end))
+        assert (line["firstDay"], line["lastDay"]) == (str(start), str(end))
+        assert line["days"] == (end - start).days + 1
+        assert line["amount"] == line["unitPrice"] == invoice["amount"]
+        tariff = tariffs[line["subscriptionId"]]
+        assert line["tariffId"] == tariff["id"]
+        assert line["description"] == (
+            f"{tariff['name']}: {start} to {end}, {line['days']} of {line['days']} days"
+        )
+    assert len({invoice["lines"][0]["subscriptionId"] for invoice in invoices}) == 2

@@ -273,3 +273,51 @@ async def test_names_a_refunded_status_its_refunds_do_not_bear_out(db: Database)
     payment = (await pay(db, alice, hers, "10.00", "status")).payment_id
     await execute(db, "UPDATE payments SET status = 'refunded' WHERE id = :id", id=payment)
     assert ("refunded_status", f"payment:{payment}") in await found(db)
+
+
+async def _line_of(db: Database, email: str) -> tuple[int, int, int]:
+    """The newest line of a demo customer: its id, its invoice's and its subscription's."""
+    async with db.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT l.id, l.invoice_id, l.subscription_id FROM invoice_lines l"
+                    " JOIN invoices i ON i.id = l.invoice_id"
+                    " JOIN customers c ON c.id = i.customer_id"
+                    " JOIN users u ON u.id = c.user_id"
+                    " WHERE u.email = :email ORDER BY l.period_start DESC, l.id LIMIT 1"
+                ),
+                {"email": email},
+            )
+        ).one()
+    return row.id, row.invoice_id, row.subscription_id
+
+
+async def test_names_an_invoice_its_lines_do_not_add_up_to(db: Database):
+    assert await load_demo(db, customers=2)
+    line, invoice, _ = await _line_of(db, "bob@example.com")
+    await execute(db, "UPDATE invoice_lines SET amount = amount - 0.01 WHERE id = :id", id=line)
+    assert await found(db) == {("invoice_lines_total", f"invoice:{invoice}")}
+
+
+async def test_names_a_line_in_another_currency(db: Database):
+    assert await load_demo(db, customers=2)
+    line, _, _ = await _line_of(db, "bob@example.com")
+    await execute(db, "UPDATE invoice_lines SET currency = 'USD' WHERE id = :id", id=line)
+    assert await found(db) == {("invoice_line_currency", f"invoice_line:{line}")}
+
+
+async def test_names_a_line_billing_another_customers_subscription(db: Database):
+    assert await load_demo(db, customers=2)
+    alices, _, _ = await _line_of(db, "alice@example.com")
+    bobs, _, bobs_subscription = await _line_of(db, "bob@example.com")
+    # Bob's invoice loses its line (so it is checked against none) and alice's line bills
+    # his subscription for the same month instead of hers.
+    await execute(db, "DELETE FROM invoice_lines WHERE id = :id", id=bobs)
+    await execute(
+        db,
+        "UPDATE invoice_lines SET subscription_id = :subscription WHERE id = :id",
+        subscription=bobs_subscription,
+        id=alices,
+    )
+    assert await found(db) == {("invoice_line_owner", f"invoice_line:{alices}")}

@@ -3,10 +3,10 @@
 Every test runs twice: embedded (SQLite, in-memory session store and limiter) and production
 (PostgreSQL, Redis). `portals` is shared with the other identity test modules: each opens
 apps on its backend, with fresh users and a client address of its own, so limiter budgets
-in Redis never carry over from one test to the next.
+in Redis never carry over from one test to the next. The apps of one test share a
+`ManualClock`: timeouts pass when the test moves it, never while it waits.
 """
 
-import asyncio
 import os
 import random
 import secrets
@@ -25,6 +25,7 @@ import pytest_asyncio
 from sqlalchemy import select
 from starlette.applications import Starlette
 
+from domains.clock import ManualClock
 from domains.identity.models import Session, User
 from domains.identity.passwords import hash_password
 from gateway.app import create_app
@@ -114,6 +115,7 @@ class Portals:
         self.database_url = database_url
         self.redis_url = redis_url
         self.signing_key = signing_key
+        self.clock = ManualClock()
         self.stack = AsyncExitStack()
 
     async def open(self, signing_key: bytes | None = None, **settings: Any) -> Portal:
@@ -129,7 +131,7 @@ class Portals:
             **settings,
         }
         key = signing_key or self.signing_key
-        app = create_app(make_settings(self.database_url, key, **options))
+        app = create_app(make_settings(self.database_url, key, **options), clock=self.clock)
         self.stack.push_async_callback(app.state.services.aclose)
         return await self.connect(app)
 
@@ -189,6 +191,7 @@ async def test_login_opens_a_session_listed_in_my_sessions(portals: Portals):
     portal = await portals.open()
     email = await portal.user()
     phone = await portal.login(email, device="Alice's phone")
+    portals.clock.advance(timedelta(seconds=1))
     laptop = await portal.login(email)
 
     sessions = (await portal.data(MY_SESSIONS, token=laptop["access_token"]))["mySessions"]
@@ -270,27 +273,31 @@ async def test_logout_everywhere_ends_every_session_of_the_user(portals: Portals
     assert await portal.signed_in(bystander["access_token"])
 
 
+def ms(milliseconds: float) -> timedelta:
+    return timedelta(milliseconds=milliseconds)
+
+
 async def test_idle_sessions_end_and_use_keeps_them_alive(portals: Portals):
-    portal = await portals.open(session_idle_timeout=timedelta(milliseconds=300))
+    portal = await portals.open(session_idle_timeout=ms(300))
     token = (await portal.login(await portal.user()))["access_token"]
     for _ in range(3):  # 0.45 s in all, but never 0.3 s idle
-        await asyncio.sleep(0.15)
+        portals.clock.advance(ms(150))
         assert await portal.signed_in(token)
 
-    await asyncio.sleep(0.35)
+    portals.clock.advance(ms(300))  # idle for the whole timeout
 
     assert not await portal.signed_in(token)
 
 
 async def test_sessions_end_at_their_absolute_expiry_even_in_use(portals: Portals):
-    portal = await portals.open(session_absolute_timeout=timedelta(milliseconds=600))
+    portal = await portals.open(session_absolute_timeout=ms(600))
     login = await portal.login(await portal.user())
     token = login["access_token"]
     assert await portal.signed_in(token)
-    await asyncio.sleep(0.3)
+    portals.clock.advance(ms(300))
     assert await portal.signed_in(token)
 
-    await asyncio.sleep(0.4)
+    portals.clock.advance(ms(300))  # in use all along, and now as old as the timeout
 
     assert not await portal.signed_in(token)
     refreshed = await portal.client.post(
@@ -344,7 +351,8 @@ async def test_session_check_cache_is_per_app(pg_url: str, signing_key: bytes):
         await ours.data("mutation { logout }", token=token)
 
         assert not await ours.signed_in(token)
-        await asyncio.sleep(0.6)
+        assert await theirs.signed_in(token)  # its answer, cached for 0.5 s
+        portals.clock.advance(ms(500))
         assert not await theirs.signed_in(token)
 
 
@@ -385,8 +393,13 @@ async def test_last_seen_reaches_the_table_at_most_once_a_minute(portals: Portal
 
     opened = await table_last_seen()
     for _ in range(3):
+        portals.clock.advance(timedelta(seconds=10))
         assert await portal.signed_in(login["access_token"])
     assert await table_last_seen() == opened
     stored = await portal.services.auth.sessions.store.get(session_id)
     assert stored is not None
     assert stored.last_seen_at > opened
+
+    portals.clock.advance(timedelta(seconds=30))  # a minute since the table was written
+    assert await portal.signed_in(login["access_token"])
+    assert await table_last_seen() == portals.clock.now()

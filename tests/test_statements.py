@@ -63,3 +63,26 @@ async def test_staff_list_statements_do_not_grow_with_rows(pg_client: httpx.Asyn
         assert len(customers) == first
         assert all(len(c["node"]["invoices"]["edges"]) == 3 for c in customers)
         assert len(ran) == STAFF_STATEMENTS, "\n\n".join(ran)
+
+
+# The staff list with each invoice's lines: one statement more, however many invoices.
+STAFF_WITH_LINES = STAFF_CUSTOMERS.replace(
+    "payments { id status }", "payments { id status } lines { description amount { amount } }"
+)
+
+
+async def test_invoice_lines_add_one_statement_however_many_invoices(pg_client: httpx.AsyncClient):
+    assert STAFF_WITH_LINES != STAFF_CUSTOMERS
+    token = await login(pg_client, "operator@example.com")
+    for first in (20, 5):  # 50 customers' lines would exceed the cost limit
+        with statements(_app(pg_client)) as ran:
+            body = await graphql(pg_client, STAFF_WITH_LINES, {"first": first}, token)
+        assert "errors" not in body, body
+        invoices = [
+            invoice["node"]
+            for customer in body["data"]["customers"]["edges"]
+            for invoice in customer["node"]["invoices"]["edges"]
+        ]
+        assert len(invoices) == 3 * first
+        assert all(len(invoice["lines"]) == 1 for invoice in invoices)  # the demo's: one each
+        assert len(ran) == STAFF_STATEMENTS + 1, "\n\n".join(ran)

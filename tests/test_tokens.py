@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from joserfc.jwk import OKPKey
 
+from domains.clock import SYSTEM_CLOCK
 from domains.errors import Unauthenticated
 from domains.identity.models import Role
 from domains.identity.tokens import TokenService, generate_signing_key
@@ -170,7 +171,11 @@ def test_token_service_refuses_the_forgery_itself(signing_key: bytes, name: str)
     """Without HTTP or sessions: the verifier alone refuses it (all but the unknown session,
     which is well-formed and refused by the session check)."""
     service = TokenService(
-        signing_key, issuer="kabinet", audience="kabinet-api", access_ttl=timedelta(minutes=5)
+        signing_key,
+        issuer="kabinet",
+        audience="kabinet-api",
+        access_ttl=timedelta(minutes=5),
+        clock=SYSTEM_CLOCK,
     )
     good, _ = service.issue_access_token(
         user_id=7,

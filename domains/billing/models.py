@@ -1,4 +1,5 @@
-"""Billing tables: invoices, payments, refunds, idempotency keys and the double-entry ledger."""
+"""Billing tables: invoices and their lines, payments, refunds, idempotency keys and the
+double-entry ledger."""
 
 import uuid
 from datetime import date, datetime
@@ -10,9 +11,11 @@ from sqlalchemy import (
     Date,
     ForeignKey,
     Index,
+    Integer,
     String,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -27,6 +30,17 @@ class InvoiceStatus(StrEnum):
     PAID = "paid"
     OVERDUE = "overdue"
     VOID = "void"
+
+
+class InvoiceKind(StrEnum):
+    """What made an invoice, and so what keeps it unique."""
+
+    # The monthly run's: a customer account's bill for one period, a line per subscription
+    # billed. At most one per customer and period, so a run fired twice bills once.
+    MONTHLY = "monthly"
+    # Made one at a time: each per-subscription invoice from before the run (migration 0008
+    # gave it its line) and any made by hand. Its lines keep a subscription billed once.
+    SINGLE = "single"
 
 
 class PaymentMethod(StrEnum):
@@ -60,13 +74,28 @@ class Invoice(Base):
         CheckConstraint("period_end >= period_start", name="period_ordered"),
         # The portal lists a customer's invoices newest first; this index serves that order.
         Index("ix_invoices_customer_period", "customer_id", "period_start", "id"),
-        # A subscription is billed once per period, however often the monthly run fires.
-        UniqueConstraint("subscription_id", "period_start", name="uq_invoices_subscription_period"),
+        # One monthly invoice per customer and period, however often the run fires; the
+        # per-subscription invoices from before it may be several for one customer and period.
+        Index(
+            "uq_invoices_customer_period",
+            "customer_id",
+            "period_start",
+            unique=True,
+            postgresql_where=text("kind = 'monthly'"),
+            sqlite_where=text("kind = 'monthly'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    # The subscription of a per-subscription invoice from before the monthly run; none on a
+    # monthly one, whose lines name theirs.
     subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id"), index=True)
+    kind: Mapped[InvoiceKind] = mapped_column(
+        stored_enum(InvoiceKind, "invoice_kind"),
+        default=InvoiceKind.SINGLE,
+        server_default=InvoiceKind.SINGLE.value,
+    )
     number: Mapped[str] = mapped_column(String(32), unique=True)
     period_start: Mapped[date] = mapped_column(Date)
     period_end: Mapped[date] = mapped_column(Date)
@@ -78,6 +107,45 @@ class Invoice(Base):
     issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     due_date: Mapped[date | None] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class InvoiceLine(Base):
+    """One billed item of an invoice: a subscription's days of one period at its tariff's
+    monthly price, prorated by day (domains/billing/proration.py). An invoice that has lines
+    is their sum (`kabinet billing reconcile` checks it)."""
+
+    __tablename__ = "invoice_lines"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("unit_price > 0", name="unit_price_positive"),
+        CheckConstraint("days > 0", name="days_positive"),
+        CheckConstraint(
+            "period_start <= first_day AND first_day <= last_day AND last_day <= period_end",
+            name="days_within_period",
+        ),
+        # A subscription is billed once per period, however often the monthly run fires.
+        UniqueConstraint(
+            "subscription_id", "period_start", name="uq_invoice_lines_subscription_period"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id"))
+    tariff_id: Mapped[int] = mapped_column(ForeignKey("tariffs.id"), index=True)
+    # The invoice's billing period.
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    # The first and last day billed, and how many days were (fewer than the span when the
+    # subscription paused in between).
+    first_day: Mapped[date] = mapped_column(Date)
+    last_day: Mapped[date] = mapped_column(Date)
+    days: Mapped[int] = mapped_column(Integer)
+    # The tariff's monthly price for the period, kept as billed whatever the tariff costs later.
+    unit_price: Mapped[Decimal] = mapped_column(MoneyNumeric)
+    amount: Mapped[Decimal] = mapped_column(MoneyNumeric)
+    currency: Mapped[str] = mapped_column(String(3), default="RUB")
+    description: Mapped[str] = mapped_column(String(300))
 
 
 class Payment(Base):

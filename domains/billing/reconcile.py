@@ -20,7 +20,10 @@ Each finding names the rows it is about. The checks:
 - a payment is `refunded` exactly when its refunds reach its amount;
 - the provider clearing account holds what the acquirer captured and has not paid out:
   each settled card payment's amount, once, and nothing else (no payout is booked yet, so
-  per currency it nets to the settled card payments).
+  per currency it nets to the settled card payments);
+- an invoice with lines is their sum, each line in the invoice's currency and billing a
+  subscription of the invoice's customer (an invoice without lines, made before them and
+  naming no subscription, is not checked against any).
 """
 
 from dataclasses import dataclass
@@ -34,6 +37,7 @@ from domains.billing.models import (
     EntrySide,
     IdempotencyKey,
     Invoice,
+    InvoiceLine,
     InvoiceStatus,
     LedgerAccount,
     Payment,
@@ -43,13 +47,15 @@ from domains.billing.models import (
     Transaction,
 )
 from domains.billing.settlement import SETTLED, amount_due_column, paid_per_invoice
-from domains.customers.models import Customer
+from domains.customers.models import Customer, Subscription
 from domains.database import Database
 from domains.events.subject import CUSTOMER
 
 transactions = Transaction.__table__
 customers = Customer.__table__
 invoices = Invoice.__table__
+lines = InvoiceLine.__table__
+subscriptions = Subscription.__table__
 payments = Payment.__table__
 refunds = Refund.__table__
 keys = IdempotencyKey.__table__
@@ -197,7 +203,68 @@ async def reconcile(db: Database) -> list[Problem]:
         problems += await _crossed_owners(session)
         problems += await _refunded_status(session)
         problems += await _provider_clearing(session)
+        problems += await _invoice_lines(session)
     return problems
+
+
+async def _invoice_lines(session: AsyncSession) -> list[Problem]:
+    """What an invoice says it bills against what its lines bill."""
+    billed = (
+        select(lines.c.invoice_id, _sum(lines.c.amount).label("total"))
+        .group_by(lines.c.invoice_id)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(invoices.c.id, invoices.c.amount, billed.c.total)
+        .join(billed, billed.c.invoice_id == invoices.c.id)
+        # SQLite sums in binary floats: compare cents.
+        .where(func.round(invoices.c.amount, 2) != billed.c.total)
+    )
+    found = [
+        Problem(
+            "invoice_lines_total",
+            f"invoice:{row.id}",
+            f"amount {row.amount} but its lines sum to {row.total}",
+        )
+        for row in rows
+    ]
+    rows = await session.execute(
+        select(
+            lines.c.id,
+            lines.c.invoice_id,
+            lines.c.currency,
+            invoices.c.currency.label("invoiced_in"),
+            subscriptions.c.customer_id,
+            invoices.c.customer_id.label("invoiced"),
+        )
+        .join(invoices, invoices.c.id == lines.c.invoice_id)
+        .join(subscriptions, subscriptions.c.id == lines.c.subscription_id)
+        .where(
+            or_(
+                lines.c.currency != invoices.c.currency,
+                subscriptions.c.customer_id != invoices.c.customer_id,
+            )
+        )
+    )
+    for row in rows:
+        if row.currency != row.invoiced_in:
+            found.append(
+                Problem(
+                    "invoice_line_currency",
+                    f"invoice_line:{row.id}",
+                    f"{row.currency} on invoice {row.invoice_id} in {row.invoiced_in}",
+                )
+            )
+        if row.customer_id != row.invoiced:
+            found.append(
+                Problem(
+                    "invoice_line_owner",
+                    f"invoice_line:{row.id}",
+                    f"bills a subscription of customer {row.customer_id} on invoice"
+                    f" {row.invoice_id} of customer {row.invoiced}",
+                )
+            )
+    return found
 
 
 async def _crossed_owners(session: AsyncSession) -> list[Problem]:

@@ -4,6 +4,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from domains.clock import Clock
 from domains.database import Database
 from domains.identity.session import Sessions
 from domains.identity.throttle import Throttle
@@ -13,6 +14,8 @@ from domains.identity.tokens import TokenService
 @dataclass(frozen=True, slots=True)
 class Auth:
     db: Database
+    # What the identity actions read the time from (link and refresh-token expiry).
+    clock: Clock
     tokens: TokenService
     sessions: Sessions
     throttle: Throttle

@@ -12,7 +12,6 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domains.clock import utcnow
 from domains.identity.auth import Auth
 from domains.identity.models import RefreshToken
 from domains.identity.session_store import StoredSession
@@ -47,7 +46,7 @@ async def issue_credentials(
     session: StoredSession,
 ) -> Credentials:
     """A new access token and the session's next refresh token, in the caller's unit of work."""
-    now = utcnow()
+    now = auth.clock.now()
     refresh_token = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
     refresh_expires_at = min(now + auth.refresh_idle_timeout, session.expires_at)
     await tx.execute(

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select, update
 
-from domains.clock import utcnow
 from domains.errors import InvalidInput
 from domains.events.subject import USER
 from domains.identity.auth import Auth
@@ -84,7 +83,7 @@ async def request_password_reset(auth: Auth, *, email: str, client: Client) -> N
 
 
 async def _send_link(auth: Auth, email: str) -> None:
-    now = utcnow()
+    now = auth.clock.now()
     async with auth.db.transaction() as tx:
         stmt = select(users.c.id).where(users.c.email == email, users.c.is_active.is_(True))
         user_id = (await tx.execute(stmt)).scalar_one_or_none()
@@ -125,7 +124,7 @@ async def reset_password(auth: Auth, *, token: str, new_password: str) -> None:
     """Sets the new password, spends the token and ends every session of the user."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise InvalidInput(INVALID_LINK)
-    now = utcnow()
+    now = auth.clock.now()
     async with auth.db.read() as reader:
         found = await reader.fetch(RESET_LINK_BY_HASH, token_hash=token_hash(token), now=now)
     if not found:

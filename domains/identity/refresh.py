@@ -13,7 +13,6 @@ from typing import NoReturn
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domains.clock import utcnow
 from domains.errors import Unauthenticated
 from domains.identity.auth import Auth
 from domains.identity.credentials import Credentials, issue_credentials, token_hash
@@ -58,7 +57,7 @@ REFRESH_TOKEN_BY_HASH = Read(
 async def refresh(auth: Auth, *, token: str) -> Credentials:
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise Unauthenticated(INVALID)
-    now = utcnow()
+    now = auth.clock.now()
     async with auth.db.read() as reader:
         found = await reader.fetch(REFRESH_TOKEN_BY_HASH, token_hash=token_hash(token))
     if not found:

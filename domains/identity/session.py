@@ -16,9 +16,9 @@ per-request check reads. Why it stays correct when the store forgets:
 
 Each app also caches check results for `check_cache_seconds` (at most a few seconds): a
 revocation by another instance takes effect within that time; one by this instance at once.
+Every timeout is read on the app's clock (domains/clock.py).
 """
 
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domains.clock import utcnow
+from domains.clock import Clock
 from domains.database import Database
 from domains.identity.models import Session
 from domains.identity.session_store import SessionStore, StoredSession
@@ -106,6 +106,7 @@ class Sessions:
         self,
         db: Database,
         store: SessionStore,
+        clock: Clock,
         *,
         idle_timeout: timedelta,
         absolute_timeout: timedelta,
@@ -113,14 +114,15 @@ class Sessions:
     ) -> None:
         self.db = db
         self.store = store
+        self.clock = clock
         self.idle_timeout = idle_timeout
         self.absolute_timeout = absolute_timeout
-        self._cache_seconds = check_cache_seconds
-        self._checked: dict[tuple[uuid.UUID, int], tuple[float, bool]] = {}
+        self._cache_for = timedelta(seconds=check_cache_seconds)
+        self._checked: dict[tuple[uuid.UUID, int], tuple[datetime, bool]] = {}
 
     async def open(self, tx: AsyncSession, user_id: int, client: Client) -> StoredSession:
         """Starts a session in the caller's unit of work."""
-        now = utcnow()
+        now = self.clock.now()
         session = StoredSession(
             id=uuid.uuid4(),
             user_id=user_id,
@@ -146,18 +148,19 @@ class Sessions:
         """The per-request check, cached for a few seconds per app."""
         key = (session_id, user_id)
         cached = self._checked.get(key)
-        if cached is not None and time.monotonic() - cached[0] < self._cache_seconds:
+        # A clock stepped back since the answer was cached makes it stale, not fresh for longer.
+        if cached is not None and timedelta(0) <= self.clock.now() - cached[0] < self._cache_for:
             return cached[1]
         alive = await self.use(session_id, user_id) is not None
-        if self._cache_seconds > 0:
+        if self._cache_for > timedelta(0):
             if len(self._checked) >= _CACHE_LIMIT:
                 self._checked.clear()
-            self._checked[key] = (time.monotonic(), alive)
+            self._checked[key] = (self.clock.now(), alive)
         return alive
 
     async def use(self, session_id: uuid.UUID, user_id: int) -> StoredSession | None:
         """The session if it is alive and `user_id`'s, recording the use; None otherwise."""
-        now = utcnow()
+        now = self.clock.now()
         found = await self.store.get(session_id) or await self._copy_back(session_id)
         if found is None or found.user_id != user_id or not self._alive(found, now):
             return None
@@ -175,7 +178,7 @@ class Sessions:
     async def alive_among(self, keys: Sequence[tuple[uuid.UUID, int]]) -> set[uuid.UUID]:
         """Which of these (session, user) pairs are alive, read in one store round trip (the
         table only for sessions the store lost); a check only, not a use."""
-        now = utcnow()
+        now = self.clock.now()
         found = await self.store.get_many([session_id for session_id, _user in keys])
         alive = set()
         for (session_id, user_id), session in zip(keys, found, strict=True):
@@ -202,7 +205,7 @@ class Sessions:
             stmt = stmt.where(sessions.c.id != keep)
         ended = (
             await tx.execute(
-                stmt.values(revoked_at=utcnow()).returning(
+                stmt.values(revoked_at=self.clock.now()).returning(
                     sessions.c.id,
                     sessions.c.created_at,
                     sessions.c.expires_at,
@@ -221,7 +224,7 @@ class Sessions:
 
     async def of_user(self, user_id: int, current: uuid.UUID | None) -> list[SessionRow]:
         """The user's live sessions, newest first, last use taken from the store."""
-        now = utcnow()
+        now = self.clock.now()
         async with self.db.read() as reader:
             found = await reader.fetch(LIVE_SESSIONS_OF_USER, user_id=user_id, now=now)
         # One store round trip for the whole list, not one per session.

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
-from domains.clock import utcnow
+from domains.clock import Clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,8 @@ class SessionStore(Protocol):
 class MemorySessionStore:
     """For one process (`make dev`): lost on restart, when the table takes over."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
         self._sessions: dict[uuid.UUID, StoredSession] = {}
 
     async def get(self, session_id: uuid.UUID) -> StoredSession | None:
@@ -69,7 +70,7 @@ class MemorySessionStore:
         return [self._sessions.get(session_id) for session_id in session_ids]
 
     async def add(self, session: StoredSession) -> StoredSession:
-        now = utcnow()
+        now = self._clock.now()
         # Expired entries go when sessions are added, so the dict follows the live ones.
         self._sessions = {k: v for k, v in self._sessions.items() if v.expires_at > now}
         return self._sessions.setdefault(session.id, session)

@@ -2,7 +2,6 @@
 rotation. Each names its session (`sid`), which the gateway checks is still alive."""
 
 import secrets
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, OKPKey
 
+from domains.clock import Clock
 from domains.errors import Unauthenticated
 from domains.identity.models import Role
 
@@ -55,8 +55,10 @@ class TokenService:
         issuer: str,
         audience: str,
         access_ttl: timedelta,
+        clock: Clock,
         previous_public_keys: Sequence[bytes | str] = (),
     ) -> None:
+        self._clock = clock
         self._signing_key = _load_key(signing_key_pem)
         if not self._signing_key.is_private:
             raise ValueError("the signing key must be a private key")
@@ -67,6 +69,7 @@ class TokenService:
         self.audience = audience
         self.access_ttl = access_ttl
         self._claims_rules = jwt.JWTClaimsRegistry(
+            now=self._now,
             leeway=_LEEWAY_SECONDS,
             iss={"essential": True, "value": issuer},
             aud={"essential": True, "value": audience},
@@ -88,7 +91,7 @@ class TokenService:
         not_after: datetime,
     ) -> tuple[str, datetime]:
         """A token for one session; it never outlives `not_after` (the session's expiry)."""
-        now = int(time.time())
+        now = self._now()
         expires = min(now + int(self.access_ttl.total_seconds()), int(not_after.timestamp()))
         claims: dict[str, Any] = {
             "iss": self.issuer,
@@ -106,6 +109,10 @@ class TokenService:
         header = {"alg": ALGORITHM, "typ": ACCESS_TYP, "kid": self._signing_key.kid}
         token = jwt.encode(header, claims, self._signing_key, algorithms=[ALGORITHM])
         return token, datetime.fromtimestamp(expires, UTC)
+
+    def _now(self) -> int:
+        """The clock's time in whole seconds, as JWT claims count it."""
+        return int(self._clock.now().timestamp())
 
     def verify_access_token(self, token: str) -> AccessClaims:
         try:

@@ -2,9 +2,11 @@
 and the acquirer's notifications of card payment results."""
 
 import asyncio
-import json
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from datetime import date
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import AwareDatetime, BeforeValidator, Field
 
 from dataloaders.billing import (
     InvoicePagesByCustomerIdLoader,
@@ -14,52 +16,115 @@ from dataloaders.billing import (
 )
 from dataloaders.customers import CustomersByIdLoader
 from domains.billing.invoice import INVOICE_ORDER, InvoiceFilter
-from domains.billing.models import InvoiceStatus, PaymentMethod
+from domains.billing.models import InvoiceStatus, PaymentMethod, PaymentStatus
 from domains.billing.pay_invoice import pay_invoice
 from domains.billing.webhook import parse_notice, settle, signature_valid
 from domains.clock import utcnow
-from domains.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from domains.errors import Forbidden, NotFound, Unauthenticated
+from domains.keyset import MAX_PAGE_SIZE
 from resolvers.relay import connection_from_page, pk_of, to_global_id, window_from_arguments
-from resolvers.rest import RestAnswer, RestCall, RestRoute
+from resolvers.rest import Answer, Body, Params, RestAnswer, RestCall, RestRoute, parse
 
-_AMOUNT = "'amount' is a decimal string, e.g. \"120.50\""
-
-
-def _money(amount: Any, currency: str) -> dict[str, str]:
-    return {"amount": str(amount), "currency": currency}
-
-
-def _invoice_filter(raw: str | None) -> InvoiceFilter:
-    if not raw:
-        return InvoiceFilter()
-    try:
-        return InvoiceFilter(frozenset(InvoiceStatus(s.strip().lower()) for s in raw.split(",")))
-    except ValueError:
-        allowed = ", ".join(s.value for s in InvoiceStatus)
-        raise InvalidInput(f"status must be a comma-separated list of: {allowed}") from None
+# A decimal string, as money travels (never a JSON number, which clients round).
+DecimalString = Annotated[
+    str,
+    Field(pattern=r"^-?[0-9]{1,20}(\.[0-9]{1,20})?$", examples=["120.50"]),
+]
 
 
-def _page_size(raw: str | None) -> int | None:
-    if raw is None:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidInput("'first' must be an integer") from None
+def _comma_list(raw: object) -> object:
+    """`status=issued,overdue` as a list (each part must then be a status)."""
+    return raw.split(",") if isinstance(raw, str) else raw
+
+
+class InvoicesQuery(Params):
+    status: (
+        Annotated[list[InvoiceStatus], BeforeValidator(_comma_list), Field(min_length=1)] | None
+    ) = Field(None, description="comma-separated statuses; any of them")
+    first: int | None = Field(None, ge=0, le=MAX_PAGE_SIZE, description="page size (20)")
+    after: str | None = Field(None, max_length=512, description="the end_cursor of a page")
+
+
+class Money(Answer):
+    amount: Decimal
+    currency: str
+
+
+class CustomerProfile(Answer):
+    id: str
+    contract_num: str
+    full_name: str
+    balance: Money
+
+
+class Invoice(Answer):
+    id: str
+    number: str
+    status: InvoiceStatus
+    period_start: date
+    period_end: date
+    amount: Money
+    issued_at: AwareDatetime | None
+    due_date: date | None
+
+
+class PageInfo(Answer):
+    has_next_page: bool
+    end_cursor: str | None
+
+
+class InvoicesAnswer(Answer):
+    customer: CustomerProfile
+    invoices: list[Invoice]
+    page_info: PageInfo
+
+
+class PayRequest(Body):
+    invoice_id: str = Field(max_length=512, description="the invoice's global id")
+    method: PaymentMethod
+    amount: DecimalString | None = Field(
+        None, description="what to pay; all that is due if omitted"
+    )
+
+
+class Payment(Answer):
+    id: str
+    amount: Money
+    method: PaymentMethod
+    status: PaymentStatus
+    created_at: AwareDatetime
+    confirmation_url: str | None = Field(description="where the payer confirms a card payment")
+
+
+class InvoiceRef(Answer):
+    id: str
+    number: str
+    status: InvoiceStatus
+
+
+class Balance(Answer):
+    id: str
+    balance: Money
+
+
+class PayAnswer(Answer):
+    payment: Payment
+    invoice: InvoiceRef
+    customer: Balance
 
 
 async def billing_invoices(call: RestCall) -> RestAnswer:
-    """Invoices and the customer profile, read concurrently (each loader its connection)."""
+    """The viewer's invoices with the customer profile, a page at a time."""
+    query: InvoicesQuery = call.params
     context = call.context
     customer_id = context.signed_in.customer_id
     if customer_id is None:
         raise Forbidden("staff accounts have no invoices")
-    invoice_filter = _invoice_filter(call.query.get("status"))
-    window = window_from_arguments(
-        INVOICE_ORDER, _page_size(call.query.get("first")), call.query.get("after"), None, None
-    )
+    invoice_filter = InvoiceFilter(frozenset(query.status or ()))
+    window = window_from_arguments(INVOICE_ORDER, query.first, query.after)
     # What the same read costs through GraphQL: the profile, and ten fields per invoice.
     await call.charge("query", 1 + 10 * window.limit)
+    # Read concurrently, each loader on its own connection.
     customer, page = await asyncio.gather(
         context.loaders.of(CustomersByIdLoader).load(customer_id),
         context.loaders.of(InvoicePagesByCustomerIdLoader).load(
@@ -70,51 +135,32 @@ async def billing_invoices(call: RestCall) -> RestAnswer:
         raise NotFound("customer")
     connection = connection_from_page(page, INVOICE_ORDER)
     return RestAnswer(
-        {
-            "customer": {
-                "id": to_global_id("Customer", customer.id),
-                "contract_num": customer.contract_num,
-                "full_name": customer.full_name,
-                "balance": _money(customer.balance, customer.currency),
-            },
-            "invoices": [
-                {
-                    "id": to_global_id("Invoice", row.id),
-                    "number": row.number,
-                    "status": row.status.value,
-                    "period_start": row.period_start.isoformat(),
-                    "period_end": row.period_end.isoformat(),
-                    "amount": _money(row.amount, row.currency),
-                    "issued_at": row.issued_at.isoformat() if row.issued_at else None,
-                    "due_date": row.due_date.isoformat() if row.due_date else None,
-                }
+        InvoicesAnswer(
+            customer=CustomerProfile(
+                id=to_global_id("Customer", customer.id),
+                contract_num=customer.contract_num,
+                full_name=customer.full_name,
+                balance=Money(amount=customer.balance, currency=customer.currency),
+            ),
+            invoices=[
+                Invoice(
+                    id=to_global_id("Invoice", row.id),
+                    number=row.number,
+                    status=row.status,
+                    period_start=row.period_start,
+                    period_end=row.period_end,
+                    amount=Money(amount=row.amount, currency=row.currency),
+                    issued_at=row.issued_at,
+                    due_date=row.due_date,
+                )
                 for row in page.rows
             ],
-            "page_info": {
-                "has_next_page": connection.page_info.has_next_page,
-                "end_cursor": connection.page_info.end_cursor,
-            },
-        }
+            page_info=PageInfo(
+                has_next_page=connection.page_info.has_next_page,
+                end_cursor=connection.page_info.end_cursor,
+            ),
+        )
     )
-
-
-def _pay_arguments(body: Any) -> tuple[int, PaymentMethod, Decimal | None]:
-    invoice_id, method, amount = body.get("invoice_id"), body.get("method"), body.get("amount")
-    if not isinstance(invoice_id, str):
-        raise InvalidInput("'invoice_id' is a required string (the invoice's global id)")
-    try:
-        payment_method = PaymentMethod(str(method).lower())
-    except ValueError:
-        allowed = ", ".join(m.value for m in PaymentMethod)
-        raise InvalidInput(f"'method' is one of: {allowed}") from None
-    if amount is None:
-        return pk_of(invoice_id, "Invoice"), payment_method, None
-    if not isinstance(amount, str):
-        raise InvalidInput(_AMOUNT)
-    try:
-        return pk_of(invoice_id, "Invoice"), payment_method, Decimal(amount)
-    except InvalidOperation:
-        raise InvalidInput(_AMOUNT) from None
 
 
 async def billing_pay(call: RestCall) -> RestAnswer:
@@ -124,15 +170,16 @@ async def billing_pay(call: RestCall) -> RestAnswer:
     200 with the same payment. Errors: 400 malformed, 404 not the viewer's invoice,
     409 IDEMPOTENCY_KEY_REUSED, 422 refused by the billing rules.
     """
+    request: PayRequest = call.body
     context = call.context
-    invoice_id, method, amount = _pay_arguments(call.body)
+    invoice_id = pk_of(request.invoice_id, "Invoice")
     await call.charge("mutation", 1)
     result = await pay_invoice(
         context.db,
         context.signed_in,
         invoice_id=invoice_id,
-        method=method,
-        amount=amount,
+        method=request.method,
+        amount=Decimal(request.amount) if request.amount is not None else None,
         idempotency_key=call.idempotency_key or "",
         acquiring=context.acquiring,
     )
@@ -143,28 +190,48 @@ async def billing_pay(call: RestCall) -> RestAnswer:
         context.loaders.of(CustomersByIdLoader).load(result.customer_id),
     )
     return RestAnswer(
-        {
-            "payment": {
-                "id": to_global_id("Payment", payment.id),
-                "amount": _money(payment.amount, payment.currency),
-                "method": payment.method.value,
-                "status": payment.status.value,
-                "created_at": payment.created_at.isoformat(),
-                "confirmation_url": payment.confirmation_url,
-            },
-            "invoice": {
-                "id": to_global_id("Invoice", invoice.id),
-                "number": invoice.number,
-                "status": invoice.status.value,
-            },
-            "customer": {
-                "id": to_global_id("Customer", customer.id),
-                "balance": _money(customer.balance, customer.currency),
-            },
-        },
+        PayAnswer(
+            payment=Payment(
+                id=to_global_id("Payment", payment.id),
+                amount=Money(amount=payment.amount, currency=payment.currency),
+                method=payment.method,
+                status=payment.status,
+                created_at=payment.created_at,
+                confirmation_url=payment.confirmation_url,
+            ),
+            invoice=InvoiceRef(
+                id=to_global_id("Invoice", invoice.id), number=invoice.number, status=invoice.status
+            ),
+            customer=Balance(
+                id=to_global_id("Customer", customer.id),
+                balance=Money(amount=customer.balance, currency=customer.currency),
+            ),
+        ),
         status=200 if result.replayed else 201,
         headers={"Cache-Control": "no-store"},
     )
+
+
+class NoticeAmount(Body):
+    value: DecimalString
+    currency: str
+
+
+class NoticeObject(Body):
+    id: str
+    amount: NoticeAmount
+
+
+class ProviderNotification(Body):
+    """The acquirer's notification of a payment's result (YooKassa's shape)."""
+
+    id: str
+    type: str = Field(examples=["payment.succeeded", "payment.canceled"])
+    object: NoticeObject
+
+
+class WebhookAnswer(Answer):
+    status: str = Field(description="ok, or duplicate for an event already handled")
 
 
 async def payment_webhook(call: RestCall) -> RestAnswer:
@@ -185,19 +252,47 @@ async def payment_webhook(call: RestCall) -> RestAnswer:
         tolerance=acquiring.webhook_tolerance,
     ):
         raise Unauthenticated("bad webhook signature, or its timestamp is too old")
-    try:
-        payload = json.loads(call.raw_body)
-    except ValueError:
-        raise InvalidInput("the notification is not JSON") from None
-    applied = await settle(call.context.db, provider, parse_notice(payload))
-    return RestAnswer({"status": "ok" if applied else "duplicate"})
+    notice = parse(ProviderNotification, call.raw_body, json=True)
+    applied = await settle(call.context.db, provider, parse_notice(notice.model_dump()))
+    return RestAnswer(WebhookAnswer(status="ok" if applied else "duplicate"))
 
 
 ROUTES = (
-    RestRoute("GET", "/billing/invoices", billing_invoices),
-    RestRoute("POST", "/billing/pay", billing_pay, idempotent=True),
     RestRoute(
-        "POST", "/webhooks/payments/{provider}", payment_webhook, signed_in=False, json_body=False
+        "GET",
+        "/billing/invoices",
+        billing_invoices,
+        answers={200: InvoicesAnswer},
+        params=InvoicesQuery,
+        errors=("FORBIDDEN", "NOT_FOUND"),
+    ),
+    RestRoute(
+        "POST",
+        "/billing/pay",
+        billing_pay,
+        answers={200: PayAnswer, 201: PayAnswer},
+        body=PayRequest,
+        idempotent=True,
+        errors=(
+            "FORBIDDEN",
+            "NOT_FOUND",
+            "IDEMPOTENCY_KEY_REUSED",
+            "INVOICE_NOT_PAYABLE",
+            "INVALID_AMOUNT",
+            "INSUFFICIENT_FUNDS",
+            "PAYMENT_METHOD_UNAVAILABLE",
+            "PAYMENT_PROVIDER_UNAVAILABLE",
+        ),
+    ),
+    RestRoute(
+        "POST",
+        "/webhooks/payments/{provider}",
+        payment_webhook,
+        answers={200: WebhookAnswer},
+        body=ProviderNotification,
+        signed_body=True,
+        signed_in=False,
+        errors=("NOT_FOUND",),
     ),
 )
 

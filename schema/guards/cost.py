@@ -27,7 +27,7 @@ from graphql import (
 )
 from graphql.execution.values import get_variable_values
 from strawberry.extensions import SchemaExtension
-from strawberry.types.execution import PreExecutionError
+from strawberry.types.execution import ExecutionContext, PreExecutionError
 from strawberry.types.graphql import OperationType
 
 from domains.keyset import MAX_PAGE_SIZE
@@ -396,13 +396,17 @@ class CostLimit(SchemaExtension):
         return [GraphQLError(message, operation, extensions=extensions)]
 
     def _refuse(self, errors: list[GraphQLError]) -> None:
-        execution = self.execution_context
-        # Strawberry subscribes regardless of a result set here, but answers an error
-        # raised from this hook; queries and mutations skip execution given a result.
-        if execution.operation_type is OperationType.SUBSCRIPTION:
-            raise errors[0]
-        execution.pre_execution_errors = errors
-        execution.result = PreExecutionError(data=None, errors=errors)
+        refuse(self.execution_context, errors)
+
+
+def refuse(execution: ExecutionContext, errors: list[GraphQLError]) -> None:
+    """Answers `errors` instead of executing: for an extension's `on_execute`."""
+    # Strawberry subscribes regardless of a result set here, but answers an error
+    # raised from this hook; queries and mutations skip execution given a result.
+    if execution.operation_type is OperationType.SUBSCRIPTION:
+        raise errors[0]
+    execution.pre_execution_errors = errors
+    execution.result = PreExecutionError(data=None, errors=errors)
 
 
 def cost_limit(

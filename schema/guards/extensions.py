@@ -19,6 +19,7 @@ from schema.guards.limits import (
     max_directives_rule,
 )
 from schema.guards.suggestions import HideSuggestionsRule
+from schema.guards.text import NulFreeText
 
 
 def hardening_extensions(
@@ -47,6 +48,7 @@ def hardening_extensions(
     return [
         partial(AddValidationRules, rules),
         partial(MaxTokensLimiter, max_token_count=max_tokens),
+        NulFreeText,
         cost_limit(
             max_cost,
             max_representations=max_representations,
