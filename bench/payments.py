@@ -1,19 +1,28 @@
 """Payments benchmark: paying invoices from the balance on PostgreSQL, then `reconcile`.
 
 Creates the PostgreSQL database `kabinet_bench_payments` (drops it first), migrates it and
-loads bulk customers (`load_bulk`: half of them hold a balance, each has issued invoices).
+loads bulk customers (`load_bulk`: half of them hold a balance, each has issued invoices),
+then, in one run, side by side:
 
-Default (HTTP): starts `kabinet serve` (one uvicorn worker, Redis for the limits, raised
-so the run cannot hit them) on a free port, signs in `--signed-in` customers that can pay,
-and for `--duration` seconds `--concurrency` clients fire `POST /billing/pay` (balance,
-1.00, a fresh `Idempotency-Key` each) over httpx, each request as a random one of those
-customers. Prints payments/s, the failed requests (any answer but 201), p50/p99 latency,
-the answers by status, then reconciles.
+1. HTTP (left out with `--direct`): starts `kabinet serve` (one uvicorn worker, Redis for
+   the limits, raised so the run cannot hit them) on a free port, signs in `--signed-in`
+   customers that can pay, and for `--duration` seconds `--concurrency` clients fire
+   `POST /billing/pay` (balance, 1.00, a fresh `Idempotency-Key` each) over httpx, each
+   request as a random one of those customers. Prints payments/s, the failed requests (any
+   answer but 201), p50/p99 latency, the answers by status and the server process's CPU ms
+   per payment.
+2. Direct: `--requests` payments through the domain action itself (no HTTP: the payment's
+   transaction, its row locks, ledger and outbox writes), `--concurrency` at a time.
+3. Floor: `--requests` payments as the same transaction's statements sent by plain asyncpg
+   (`--concurrency` connections, no SQLAlchemy, no domain code): the same locks in the same
+   order, the same checks, the same rows (payment, key, entries, balance, events and their
+   NOTIFY). Direct over floor is what the unit of work costs.
 
-`--direct`: `--requests` payments through the domain action itself (no HTTP: the
-payment's transaction, its row locks and ledger writes), `--concurrency` at a time.
+Each of 2 and 3 prints payments/s and this process's CPU ms per payment; then the ratio,
+and `reconcile` over everything the run wrote.
 
     .venv/bin/python bench/payments.py [--duration 15] [--concurrency 20] [--signed-in 100]
+        [--requests 5000]
     .venv/bin/python bench/payments.py --direct [--requests 5000] [--concurrency 20]
 """
 
@@ -47,7 +56,8 @@ from gateway.demo import load_bulk
 from resolvers.relay import to_global_id
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.harness import database_url, free_port, fresh_database, wait_ready
+from bench.harness import cpu_seconds, database_url, free_port, fresh_database, wait_ready
+from bench.payment_floor import floor
 
 NAME = "kabinet_bench_payments"
 URL = database_url(NAME)
@@ -75,34 +85,61 @@ async def payable(db: Database) -> list[tuple[Viewer, int]]:
     ]
 
 
-async def direct(db: Database, targets: list[tuple[Viewer, int]], args: argparse.Namespace) -> None:
-    plan = list(itertools.islice(itertools.cycle(targets), args.requests))
-    outcomes: Counter[str] = Counter()
-    gate = asyncio.Semaphore(args.concurrency)
+AMOUNT = Decimal("1.00")
 
-    async def one(viewer: Viewer, invoice_id: int) -> None:
-        async with gate:
+
+def plan_of(targets: list[tuple[Viewer, int]], requests: int) -> list[tuple[Viewer, int]]:
+    """`requests` payments over the targets, in a fixed shuffled order (as the HTTP clients
+    pick at random): one customer's invoices are not paid back to back."""
+    plan = list(itertools.islice(itertools.cycle(targets), requests))
+    random.Random(1).shuffle(plan)
+    return plan
+
+
+async def direct(
+    db: Database, targets: list[tuple[Viewer, int]], args: argparse.Namespace
+) -> float:
+    work = iter(plan_of(targets, args.requests))
+    outcomes: Counter[str] = Counter()
+
+    async def paying() -> None:
+        for viewer, invoice_id in work:
             try:
                 await pay_invoice(
                     db,
                     viewer,
                     invoice_id=invoice_id,
                     method=PaymentMethod.BALANCE,
-                    amount=Decimal("1.00"),
+                    amount=AMOUNT,
                     idempotency_key=str(uuid.uuid4()),
                 )
                 outcomes["paid"] += 1
             except DomainError as error:
                 outcomes[error.code] += 1
 
-    started = time.perf_counter()
-    await asyncio.gather(*(one(viewer, invoice) for viewer, invoice in plan))
-    elapsed = time.perf_counter() - started
+    started, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(paying() for _ in range(args.concurrency)))
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return report("direct", outcomes, elapsed, cpu, args)
+
+
+async def plain_asyncpg(targets: list[tuple[Viewer, int]], args: argparse.Namespace) -> float:
+    plan = [(viewer.customer_id, invoice) for viewer, invoice in plan_of(targets, args.requests)]
+    dsn = URL.replace("postgresql+asyncpg://", "postgresql://", 1)
+    outcomes, elapsed, cpu = await floor(dsn, plan, AMOUNT, args.concurrency)
+    return report("floor (plain asyncpg)", outcomes, elapsed, cpu, args)
+
+
+def report(
+    name: str, outcomes: Counter[str], elapsed: float, cpu: float, args: argparse.Namespace
+) -> float:
+    rate = outcomes["paid"] / elapsed
     print(
-        f"direct, {args.requests} requests, concurrency {args.concurrency}: {elapsed:.2f} s, "
-        f"{outcomes['paid'] / elapsed:.0f} payments/s, {args.requests / elapsed:.0f} requests/s"
+        f"{name}, {args.requests} requests, concurrency {args.concurrency}: {elapsed:.2f} s, "
+        f"{rate:.0f} payments/s, {cpu * 1000 / max(outcomes['paid'], 1):.2f} ms CPU per "
+        f"payment (this process), outcomes {dict(outcomes)}"
     )
-    print("outcomes:", dict(outcomes))
+    return rate
 
 
 def start_server(port: int) -> subprocess.Popen[bytes]:
@@ -174,9 +211,9 @@ async def over_http(
                     latencies.append(time.perf_counter() - sent)
                     statuses[response.status_code] += 1
 
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), cpu_seconds(server.pid)
             await asyncio.gather(*(client() for _ in range(args.concurrency)))
-            elapsed = time.perf_counter() - started
+            elapsed, cpu = time.perf_counter() - started, cpu_seconds(server.pid) - cpu
     finally:
         server.terminate()
         server.wait(10)
@@ -187,7 +224,8 @@ async def over_http(
     print(
         f"HTTP, concurrency {args.concurrency}, {elapsed:.1f} s: {len(latencies)} requests, "
         f"{statuses[201] / elapsed:.0f} payments/s, {failed} failed, "
-        f"p50 {quantiles[49] * 1000:.1f} ms, p99 {quantiles[98] * 1000:.1f} ms"
+        f"p50 {quantiles[49] * 1000:.1f} ms, p99 {quantiles[98] * 1000:.1f} ms, "
+        f"{cpu * 1000 / max(statuses[201], 1):.2f} ms server CPU per payment"
     )
     print("answers by status:", dict(statuses))
 
@@ -199,7 +237,11 @@ async def main(args: argparse.Namespace) -> None:
         await load_bulk(db, customers=args.customers, invoices_per_customer=3)
         targets = await payable(db)
         print(f"{args.customers} customers loaded; {len(targets)} payable invoices with a balance")
-        await (direct if args.direct else over_http)(db, targets, args)
+        if not args.direct:
+            await over_http(db, targets, args)
+        domain = await direct(db, targets, args)
+        plain = await plain_asyncpg(targets, args)
+        print(f"direct / floor: {domain / plain:.0%}")
         problems = await reconcile(db)
         print("reconcile:", "OK" if not problems else f"{len(problems)} problem(s)")
         for problem in problems[:20]:
@@ -210,10 +252,10 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--direct", action="store_true", help="call pay_invoice, no HTTP")
+    parser.add_argument("--direct", action="store_true", help="no HTTP: domain action and floor")
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--requests", type=int, default=5000, help="--direct: payments made")
+    parser.add_argument("--requests", type=int, default=5000, help="direct and floor: payments")
     parser.add_argument("--duration", type=float, default=15.0, help="HTTP: seconds of load")
     parser.add_argument("--signed-in", type=int, default=100, help="HTTP: customers paying")
     asyncio.run(main(parser.parse_args()))

@@ -44,6 +44,15 @@ class Batching(Generic[K, V]):
         self._waiting.append((key, future))
         return future
 
+    def prime(self, key: K, value: V) -> None:
+        """Answers `key` with `value` for the rest of the request, unless it was asked for
+        already: a write action's answer (the rows it committed, from its RETURNING) is
+        not read again."""
+        if key in self._futures:
+            return
+        future = self._futures[key] = asyncio.get_running_loop().create_future()
+        future.set_result(value)
+
     def _dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
         batch, self._waiting = self._waiting or [], None
         task = loop.create_task(self._settle(batch))

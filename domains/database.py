@@ -21,11 +21,17 @@ from sqlalchemy.ext.asyncio import (
 from domains.errors import DomainError
 from domains.read_pool import ReadPool
 from domains.reads import CoreReader, PreparedReader, Reader, StatementHook
+from domains.writes import (
+    BEFORE_COMMIT,
+    WAKE_AFTER_COMMIT,
+    WRITER,
+    CoreWriter,
+    DriverWriter,
+    Writer,
+)
 
 # PostgreSQL's "too many connections" (max_connections, or only reserved slots left).
 TOO_MANY_CONNECTIONS = "53300"
-# In a unit of work's `session.info`: it recorded outbox events (`wake_after_commit`).
-_WAKE_AFTER_COMMIT = "kabinet.database.wake_after_commit"
 
 
 class DatabaseBusy(DomainError):
@@ -147,18 +153,38 @@ class Database:
         one fails as DatabaseBusy having done nothing, not halfway through its writes; the
         connection's isolation level can only be chosen then (PostgreSQL's default, READ
         COMMITTED, unless given)."""
-        async with self._sessions() as session:
-            async with session.begin():
-                with _busy_when_refused():
-                    await session.connection(
-                        execution_options={"isolation_level": isolation_level}
-                        if isolation_level
-                        else None
-                    )
-                yield session
-            if session.info.get(_WAKE_AFTER_COMMIT):
-                for wake in tuple(self.events_committed):
-                    wake()
+        # Not `async with` the session: its close (a shielded task, two event-loop turns)
+        # has nothing left to do once the transaction ended, which gave the connection
+        # back to the pool; the session holds no objects (Core statements only).
+        session = self._sessions()
+        async with session.begin():
+            with _busy_when_refused():
+                conn = await session.connection(
+                    execution_options={"isolation_level": isolation_level}
+                    if isolation_level
+                    else None
+                )
+                session.info[WRITER] = await self._writer(session, conn)
+            yield session
+            for write in session.info.pop(BEFORE_COMMIT, ()):
+                await write(session)
+        if session.info.get(WAKE_AFTER_COMMIT):
+            for wake in tuple(self.events_committed):
+                wake()
+
+    async def _writer(self, session: AsyncSession, conn: AsyncConnection) -> Writer:
+        """The unit of work's Writer. On PostgreSQL it sends on the asyncpg connection under
+        the session's, so the transaction is begun now (SQLAlchemy's adapter would begin it
+        only at its own first statement): BEGIN with the chosen isolation level, as the
+        adapter sends it, and the adapter then commits or rolls it back as its own."""
+        if self.is_sqlite:
+            return CoreWriter(session)
+        # Checked out already (session.connection()): no greenlet hop to reach it.
+        raw = conn.sync_connection.connection  # type: ignore[union-attr]
+        adapted: Any = raw.dbapi_connection
+        if adapted._transaction is None:
+            await adapted._start_transaction()
+        return DriverWriter(raw.driver_connection, self.engine.dialect, self.on_statement)
 
     async def dispose(self) -> None:
         await self._read_pool.close()
@@ -186,12 +212,6 @@ class Database:
     def _statement(self, sql: str) -> None:
         for hook in self.on_statement:
             hook(sql)
-
-
-def wake_after_commit(session: AsyncSession) -> None:
-    """Has the unit of work call its Database's `events_committed` once it has committed
-    (not when it rolls back), so nobody is woken to read what is not there yet."""
-    session.info[_WAKE_AFTER_COMMIT] = True
 
 
 def conflict_insert(session: AsyncSession, table: Table) -> postgresql.Insert | sqlite.Insert:

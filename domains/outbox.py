@@ -2,11 +2,12 @@
 
 An action that changes state and must tell the world (a password-reset email, a payment
 made) calls `record_event` on its own unit of work, so the event exists exactly when the
-change committed. The relay (`domains/events/relay.py`) reads rows with `published_at IS
-NULL` in `(occurred_at, id)` order, hands them to the bus as CloudEvents and stamps
-`published_at`; consumers tolerate duplicates (at-least-once). Writing a row wakes the relay
-once the transaction commits (a NOTIFY on `OUTBOX_CHANNEL` on PostgreSQL, the Database's
-`events_committed` on SQLite), so it need not poll. Rows are generic:
+change committed; one statement writes a unit of work's events, before its commit. The relay
+(`domains/events/relay.py`) reads rows with `published_at IS NULL` in `(occurred_at, id)`
+order, hands them to the bus as CloudEvents and stamps `published_at`; consumers tolerate
+duplicates (at-least-once). Writing rows wakes the relay once the transaction commits (the
+same statement NOTIFYs `OUTBOX_CHANNEL` on PostgreSQL; the Database's `events_committed` on
+SQLite), so it need not poll. Rows are generic:
 
 - `type`: what happened, dotted and past tense, e.g. `identity.password_reset_requested`.
 - `subject`: whom it is about, `<kind>:<id>` built by `domains/events/subject.py`, e.g.
@@ -22,19 +23,19 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Index, String, Uuid, func, insert, select
+from sqlalchemy import JSON, Index, String, Uuid
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domains.base import Base, UTCDateTime
 from domains.clock import utcnow
-from domains.database import wake_after_commit
+from domains.writes import RowsInsert, before_commit, writer
 
 # The channel the publishing relay LISTENs on (PostgreSQL).
 OUTBOX_CHANNEL = "kabinet_outbox"
 _LAST_EVENT_TIME = "kabinet.outbox.last_event_time"
-_NOTIFIED = "kabinet.outbox.notified"
+_PENDING = "kabinet.outbox.pending"
 
 
 class OutboxEvent(Base):
@@ -54,38 +55,45 @@ class OutboxEvent(Base):
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+# Writing rows wakes the relay when, and only if, the transaction commits: PostgreSQL
+# delivers the statement's NOTIFY to its listeners at commit (one per transaction, however
+# many events it holds); on SQLite the relay is in this process and the Database wakes it.
+_EVENTS = RowsInsert(
+    OutboxEvent.__table__,
+    ("id", "type", "subject", "occurred_at", "payload"),
+    notify=OUTBOX_CHANNEL,
+)
+
+
 async def record_event(
     session: AsyncSession, type: str, subject: str, payload: dict[str, Any]
 ) -> uuid.UUID:
-    """Writes the event in the caller's transaction: it commits or rolls back with the change."""
+    """Records the event in the caller's unit of work: it commits or rolls back with the
+    change. The unit of work's events are written together, in the order recorded, by one
+    statement just before it commits (`flush_events`)."""
     if not isinstance(payload.get("version"), int):
         raise ValueError("an outbox payload needs an integer 'version'")
     event_id = uuid.uuid4()
-    await session.execute(
-        insert(OutboxEvent).values(
-            id=event_id,
-            type=type,
-            subject=subject,
-            occurred_at=_next_time(session),
-            payload=payload,
-        )
-    )
-    await _wake_relay(session)
+    row = {
+        "id": event_id,
+        "type": type,
+        "subject": subject,
+        "occurred_at": _next_time(session),
+        "payload": payload,
+    }
+    pending: list[dict[str, Any]] | None = session.info.get(_PENDING)
+    if pending is None:
+        pending = session.info[_PENDING] = []
+        before_commit(session, flush_events)
+    pending.append(row)
     return event_id
 
 
-async def _wake_relay(session: AsyncSession) -> None:
-    """Wakes the relay when, and only if, the transaction commits: PostgreSQL delivers a
-    NOTIFY to its listeners at commit (one per transaction, however many events it holds);
-    on SQLite the relay is in this process and the Database wakes it after the commit."""
-    if session.bind.dialect.name != "postgresql":
-        wake_after_commit(session)
-        return
-    transaction = session.sync_session.get_transaction()
-    if session.info.get(_NOTIFIED) is transaction:
-        return
-    session.info[_NOTIFIED] = transaction
-    await session.execute(select(func.pg_notify(OUTBOX_CHANNEL, "")))
+async def flush_events(session: AsyncSession) -> None:
+    """Writes the events recorded so far in one statement (multi-row, with its NOTIFY)."""
+    pending = session.info.pop(_PENDING, None)
+    if pending:
+        await writer(session).insert(_EVENTS, pending)
 
 
 def _next_time(session: AsyncSession) -> datetime:

@@ -107,20 +107,21 @@ def _any_of_sqlite(element: AnyOf, compiler: SQLCompiler, **kw: Any) -> str:
 _PARAMETER = object()  # a bind the caller gives, as opposed to a value fixed in the statement
 
 
-class _Compiled(Generic[R]):
-    """A read's SQL for one dialect, its parameters in positional order with their bind
-    converters, and its columns' result converters (known once the driver has described
-    the statement's result columns, which SQLAlchemy's numeric converters ask for)."""
+class Compiled(Generic[R]):
+    """A declared statement's SQL for one dialect (a read's, or a unit of work's write in
+    domains/writes.py), its parameters in positional order with their bind converters, and
+    its columns' result converters (known once the driver has described the statement's
+    result columns, which SQLAlchemy's numeric converters ask for)."""
 
     __slots__ = ("_binds", "_columns", "_dialect", "converters", "row", "sql")
 
-    def __init__(self, read: "Read[R]", dialect: Dialect) -> None:
-        compiled = read.statement.compile(dialect=dialect)
+    def __init__(self, declared: "Declared[R]", dialect: Dialect) -> None:
+        compiled = declared.statement.compile(dialect=dialect)
         binds = []
         for name in compiled.positiontup or ():
             bind = compiled.binds[name]
             if bind.expanding:
-                raise TypeError(f"{read}: IN (...) takes a list per call; use any_of()")
+                raise TypeError(f"{declared}: IN (...) takes a list per call; use any_of()")
             process = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if bind.required:
                 binds.append((name, process, _PARAMETER))
@@ -128,9 +129,9 @@ class _Compiled(Generic[R]):
                 value = bind.effective_value
                 binds.append((name, None, process(value) if process else value))
         self.sql: str = compiled.string
-        self.row = read.row
+        self.row = declared.row
         self._binds = tuple(binds)
-        self._columns = [column.type for column in read.statement.selected_columns]
+        self._columns = [column.type for column in declared.statement.exported_columns]
         self._dialect = dialect
         self.converters: tuple[tuple[int, Processor], ...] | None = None
 
@@ -143,7 +144,7 @@ class _Compiled(Generic[R]):
             try:
                 value = params[name]
             except KeyError:
-                raise TypeError(f"the read needs the parameter {name!r}") from None
+                raise TypeError(f"the statement needs the parameter {name!r}") from None
             arguments.append(value if process is None else process(value))
         return arguments
 
@@ -159,7 +160,7 @@ class _Compiled(Generic[R]):
         self.converters = tuple(converters)
 
     def rows(self, records: Iterable[Sequence[Any]]) -> list[R]:
-        row = self.row
+        row: Callable[..., R] = self.row  # type: ignore[assignment] - statements with rows
         converters = self.converters
         if not converters:
             return [row(*record) for record in records]
@@ -170,6 +171,23 @@ class _Compiled(Generic[R]):
                 values[index] = convert(values[index])
             rows.append(row(*values))
         return rows
+
+
+class Declared(Protocol[R]):
+    """What runs on a reader: a statement declared once, compiled once per dialect."""
+
+    row: type[R] | None
+    statement: Any
+
+    def compiled(self, dialect: Dialect) -> "Compiled[R]": ...
+
+
+def check_row(row: type, statement: Any) -> None:
+    """The statement's columns are the dataclass's fields, in order: rows map positionally."""
+    selected = [column.key for column in statement.exported_columns]
+    wanted = [field.name for field in fields(row)]
+    if selected != wanted:
+        raise TypeError(f"{row.__name__} has fields {wanted}, the statement selects {selected}")
 
 
 class Read(Generic[R]):
@@ -183,18 +201,15 @@ class Read(Generic[R]):
     __slots__ = ("_compiled", "row", "statement")
 
     def __init__(self, row: type[R], statement: Select[Any]) -> None:
-        selected = [column.key for column in statement.selected_columns]
-        wanted = [field.name for field in fields(row)]  # type: ignore[arg-type]
-        if selected != wanted:
-            raise TypeError(f"{row.__name__} has fields {wanted}, the read selects {selected}")
-        self.row = row
+        check_row(row, statement)
+        self.row: type[R] = row
         self.statement = statement
-        self._compiled: dict[str, _Compiled[R]] = {}
+        self._compiled: dict[str, Compiled[R]] = {}
 
-    def compiled(self, dialect: Dialect) -> _Compiled[R]:
+    def compiled(self, dialect: Dialect) -> Compiled[R]:
         found = self._compiled.get(dialect.name)
         if found is None:
-            found = self._compiled[dialect.name] = _Compiled(self, dialect)
+            found = self._compiled[dialect.name] = Compiled(self, dialect)
         return found
 
     def __repr__(self) -> str:
@@ -223,14 +238,15 @@ class ShapedRead(Generic[R]):
 
 
 class Reader(Protocol):
-    """Runs declared reads on one borrowed connection (`Database.read()`)."""
+    """Runs declared reads on one borrowed connection (`Database.read()`), or on a unit of
+    work's (its Writer, domains/writes.py)."""
 
-    async def fetch(self, read: Read[R], /, **params: Any) -> list[R]: ...
+    async def fetch(self, read: Declared[R], /, **params: Any) -> list[R]: ...
 
 
 class PreparedReader:
     """Declared reads on an asyncpg connection of the read pool: prepared by the driver
-    (its statement cache) on first use per connection, rows converted by `_Compiled`."""
+    (its statement cache) on first use per connection, rows converted by `Compiled`."""
 
     __slots__ = ("_conn", "_dialect", "_hooks")
 
@@ -241,17 +257,20 @@ class PreparedReader:
         self._dialect = dialect
         self._hooks = hooks
 
-    async def fetch(self, read: Read[R], /, **params: Any) -> list[R]:
+    async def fetch(self, read: Declared[R], /, **params: Any) -> list[R]:
         compiled = read.compiled(self._dialect)
         arguments = compiled.arguments(params)
-        for hook in self._hooks:
-            hook(compiled.sql)
+        self._told(compiled.sql)
         if compiled.converters is None:
             # The first run in this process: the statement describes its result columns.
             prepared = await self._conn.prepare(compiled.sql)
             compiled.describe([attribute.type.oid for attribute in prepared.get_attributes()])
             return compiled.rows(await prepared.fetch(*arguments))
         return compiled.rows(await self._conn.fetch(compiled.sql, *arguments))
+
+    def _told(self, sql: str) -> None:
+        for hook in self._hooks:
+            hook(sql)
 
 
 class CoreReader:
@@ -263,6 +282,6 @@ class CoreReader:
     def __init__(self, conn: AsyncConnection | AsyncSession) -> None:
         self._conn = conn
 
-    async def fetch(self, read: Read[R], /, **params: Any) -> list[R]:
-        row = read.row
+    async def fetch(self, read: Declared[R], /, **params: Any) -> list[R]:
+        row: Callable[..., R] = read.row  # type: ignore[assignment] - statements with rows
         return [row(*values) for values in await self._conn.execute(read.statement, params)]

@@ -18,6 +18,7 @@ from dataloaders.billing import (
     PaymentsByInvoiceIdLoader,
     TransactionsByIdLoader,
     TransactionsByPaymentIdLoader,
+    prime_outcome,
 )
 from domains.billing.card import top_up_balance as top_up_balance_action
 from domains.billing.invoice import INVOICE_ORDER, InvoiceFilter, InvoiceRow
@@ -232,7 +233,7 @@ async def transaction_payment(root: TransactionRow, info: Info[Context]) -> Paym
 
 @dataclass(frozen=True, slots=True)
 class PaymentOutcome:
-    """What a payment or refund changed, read back after it committed."""
+    """What a payment or refund changed: as its transaction committed it, or read back."""
 
     payment: PaymentRow
     invoice: InvoiceRow
@@ -261,6 +262,7 @@ async def pay_invoice(
         idempotency_key=idempotency_key,
         acquiring=info.context.acquiring,
     )
+    prime_outcome(info.context.loaders, result)
     return await _outcome(info, result.payment_id, result.invoice_id)
 
 
@@ -279,6 +281,7 @@ async def refund_payment(
         reason=reason,
         idempotency_key=idempotency_key,
     )
+    prime_outcome(info.context.loaders, result)
     return await _outcome(info, result.payment_id, result.invoice_id)
 
 

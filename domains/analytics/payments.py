@@ -14,15 +14,17 @@ from datetime import UTC, date
 from decimal import Decimal
 
 from sqlalchemy import bindparam, func, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.analytics.models import PaymentsDaily
 from domains.billing.models import Payment, PaymentStatus
-from domains.database import Database, conflict_insert
+from domains.database import Database
 from domains.errors import InvalidInput
 from domains.events.cloudevent import CloudEvent
 from domains.events.consumer import Handler
 from domains.reads import Read
+from domains.writes import Write, writer
 
 CONSUMER_NAME = "analytics"
 
@@ -31,6 +33,18 @@ MAX_RANGE_DAYS = 366
 
 daily = PaymentsDaily.__table__
 payments = Payment.__table__
+
+_COUNTERS = ("payments", "amount", "refunds", "refunded")
+_day_row = postgresql.insert(daily).values(
+    {name: bindparam(name) for name in ("day", "method", "currency", *_COUNTERS)}
+)
+# Adds to one day's counters in one statement, creating the row on its first event.
+_ADD = Write(
+    _day_row.on_conflict_do_update(
+        index_elements=[daily.c.day, daily.c.method, daily.c.currency],
+        set_={name: daily.c[name] + _day_row.excluded[name] for name in _COUNTERS},
+    )
+)
 
 
 async def on_payment_created(session: AsyncSession, event: CloudEvent) -> None:
@@ -86,8 +100,9 @@ async def _add(
     refunds: int = 0,
     refunded: Decimal = Decimal(0),
 ) -> None:
-    """Adds to one day's counters in one statement, creating the row on its first event."""
-    stmt = conflict_insert(session, daily).values(
+    """Adds to one day's counters (`_ADD`)."""
+    await writer(session).execute(
+        _ADD,
         day=day,
         method=method,
         currency=currency,
@@ -95,13 +110,6 @@ async def _add(
         amount=amount,
         refunds=refunds,
         refunded=refunded,
-    )
-    counters = ("payments", "amount", "refunds", "refunded")
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[daily.c.day, daily.c.method, daily.c.currency],
-            set_={name: daily.c[name] + stmt.excluded[name] for name in counters},
-        )
     )
 
 

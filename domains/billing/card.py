@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Row, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.billing.errors import InvalidAmount, PaymentMethodUnavailable
@@ -24,6 +24,7 @@ from domains.billing.payment import payments_by_ids
 from domains.billing.payment_start import Charge, Payer, start_payment
 from domains.billing.provider import PaymentProvider
 from domains.billing.settlement import valid_amount
+from domains.customers.customer import CustomerRow
 from domains.database import Database
 from domains.identity.viewer import Viewer
 
@@ -70,7 +71,7 @@ async def top_up_balance(
         raise InvalidAmount(f"the amount is positive, at most {MAX_TOP_UP}, with two decimals")
     card = require_acquiring(acquiring)
 
-    async def top_up(_session: AsyncSession, customer: Row, _now: datetime) -> Charge:
+    async def top_up(_session: AsyncSession, customer: CustomerRow, _now: datetime) -> Charge:
         # No money moves yet: the provider's webhook credits the balance.
         return Charge(amount, customer.currency, PaymentMethod.CARD, provider=card.provider.name)
 

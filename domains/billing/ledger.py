@@ -13,14 +13,35 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.billing.models import EntrySide, LedgerAccount, Transaction
 from domains.customers.models import Customer
+from domains.writes import RowsInsert, Write, writer
 
 transactions = Transaction.__table__
 customers = Customer.__table__
+
+_ENTRIES = RowsInsert(
+    transactions,
+    (
+        "movement_id",
+        "customer_id",
+        "invoice_id",
+        "payment_id",
+        "account",
+        "type",
+        "amount",
+        "currency",
+        "created_at",
+    ),
+)
+_MOVE_BALANCE = Write(
+    update(customers)
+    .where(customers.c.id == bindparam("customer_id"))
+    .values(balance=customers.c.balance + bindparam("delta"))
+)
 
 
 class UnbalancedMovement(ValueError):
@@ -70,7 +91,8 @@ async def post_movement(session: AsyncSession, entries: Sequence[Entry], at: dat
 async def post_movements(
     session: AsyncSession, movements: Sequence[tuple[Sequence[Entry], datetime]]
 ) -> list[uuid.UUID]:
-    """Writes many balanced movements (each with its own time) in one executemany.
+    """Writes many balanced movements (each with its own time): all their entries in one
+    statement, then one balance update per customer touched.
 
     Loaders post thousands at once; the rules are `post_movement`'s.
     """
@@ -97,13 +119,9 @@ async def post_movements(
             )
             if e.account is LedgerAccount.CUSTOMER_BALANCE:
                 deltas[e.customer_id] -= signed(e.side, e.amount)
-    if rows:
-        await session.execute(insert(transactions), rows)
+    tx = writer(session)
+    await tx.insert(_ENTRIES, rows)
     for customer_id, delta in deltas.items():
         if delta:
-            await session.execute(
-                update(customers)
-                .where(customers.c.id == customer_id)
-                .values(balance=customers.c.balance + delta)
-            )
+            await tx.execute(_MOVE_BALANCE, customer_id=customer_id, delta=delta)
     return movement_ids

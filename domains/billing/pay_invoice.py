@@ -11,20 +11,27 @@ provider after the commit (`domains.billing.card`); the provider's webhook settl
 pays the invoice (`domains.billing.webhook`).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
 
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.billing import events
 from domains.billing.card import Acquiring, require_acquiring, start_card_payment
 from domains.billing.errors import InsufficientFunds, InvalidAmount, InvoiceNotPayable
+from domains.billing.invoice import InvoiceRow
 from domains.billing.ledger import Entry, post_movement
-from domains.billing.models import EntrySide, LedgerAccount, PaymentMethod, PaymentStatus
-from domains.billing.payment_start import Charge, Payer, start_payment
+from domains.billing.models import (
+    EntrySide,
+    InvoiceStatus,
+    LedgerAccount,
+    PaymentMethod,
+    PaymentStatus,
+)
+from domains.billing.payment import PaymentRow
+from domains.billing.payment_start import Charge, Payer, Settled, start_payment
 from domains.billing.settlement import (
     PAYABLE,
     amount_due,
@@ -33,6 +40,7 @@ from domains.billing.settlement import (
     mark_paid,
     valid_amount,
 )
+from domains.customers.customer import CustomerRow
 from domains.database import Database
 from domains.errors import NotFound
 from domains.identity.viewer import Viewer
@@ -45,6 +53,11 @@ class PaymentResult:
     customer_id: int
     # True when the key had already paid: this answer repeats the first one.
     replayed: bool
+    # A balance payment's rows as it committed them (the answer needs no read); None when
+    # replayed or by card, whose rows change after this transaction.
+    payment: PaymentRow | None = None
+    invoice: InvoiceRow | None = None
+    customer: CustomerRow | None = None
 
 
 async def pay_invoice(
@@ -70,12 +83,20 @@ async def pay_invoice(
     )
     if card is not None:
         await start_card_payment(db, card, started.payment_id, f"Invoice {invoice_id}")
-    return PaymentResult(started.payment_id, invoice_id, payer.customer_id, started.replayed)
+    result = PaymentResult(started.payment_id, invoice_id, payer.customer_id, started.replayed)
+    if started.settled is None:
+        return result
+    return replace(
+        result,
+        payment=started.payment,
+        invoice=started.settled.invoice,
+        customer=started.settled.customer,
+    )
 
 
 async def _charge(
     session: AsyncSession,
-    customer: Row,
+    customer: CustomerRow,
     now: datetime,
     *,
     invoice_id: int,
@@ -119,12 +140,12 @@ async def _settle(
     session: AsyncSession,
     payment_id: int,
     *,
-    customer: Row,
-    invoice: Row,
+    customer: CustomerRow,
+    invoice: InvoiceRow,
     amount: Decimal,
     due: Decimal,
     now: datetime,
-) -> None:
+) -> Settled:
     """The balance pays the invoice's receivable; a payment of all that is due pays it."""
     customer_id = customer.id
     invoice_id = invoice.id
@@ -153,13 +174,16 @@ async def _settle(
         method=PaymentMethod.BALANCE.value,
         status=PaymentStatus.SUCCEEDED.value,
     )
+    balance = customer.balance - amount
     await events.balance_changed(
         session,
         customer_id=customer_id,
-        balance=customer.balance - amount,
+        balance=balance,
         delta=-amount,
         currency=invoice.currency,
         reason="payment",
     )
     if amount == due:
         await mark_paid(session, invoice)
+        invoice = replace(invoice, status=InvoiceStatus.PAID)
+    return Settled(replace(customer, balance=balance), invoice)

@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, insert
+from sqlalchemy import bindparam, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.billing.idempotency import (
@@ -25,14 +25,41 @@ from domains.billing.idempotency import (
     replayed,
     request_fingerprint,
 )
+from domains.billing.invoice import InvoiceRow
 from domains.billing.models import Payment, PaymentMethod, PaymentStatus
+from domains.billing.payment import PaymentRow
 from domains.billing.settlement import lock_customer
 from domains.clock import utcnow
+from domains.customers.customer import CustomerRow
 from domains.database import Database
 from domains.errors import Forbidden, NotFound
 from domains.identity.viewer import Viewer
+from domains.reads import row_columns
+from domains.writes import Write, writer
 
 payments = Payment.__table__
+
+_INSERT_PAYMENT = Write(
+    insert(payments)
+    .values(
+        {
+            name: bindparam(name)
+            for name in (
+                "invoice_id",
+                "customer_id",
+                "amount",
+                "currency",
+                "method",
+                "status",
+                "refunded_amount",
+                "created_at",
+                "provider",
+            )
+        }
+    )
+    .returning(*row_columns(PaymentRow, payments)),
+    PaymentRow,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +89,19 @@ class Charge:
     # A card payment's acquirer; its webhook moves the money later.
     provider: str | None = None
     # What moves the money now (ledger, events), given the new payment's id.
-    settle: Callable[[AsyncSession, int], Awaitable[None]] | None = None
+    settle: Callable[[AsyncSession, int], Awaitable["Settled"]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """The rows a settled payment left, as its transaction commits them."""
+
+    customer: CustomerRow
+    invoice: InvoiceRow | None
 
 
 # The action's rules, run under the customer's lock once the key is claimed.
-Rules = Callable[[AsyncSession, Row, datetime], Awaitable[Charge]]
+Rules = Callable[[AsyncSession, CustomerRow, datetime], Awaitable[Charge]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +109,9 @@ class StartedPayment:
     payment_id: int
     # True when the key had already paid: this answer repeats the first one.
     replayed: bool
+    # A payment settled at once: its row and what it changed, so the answer needs no read.
+    payment: PaymentRow | None = None
+    settled: Settled | None = None
 
 
 async def start_payment(
@@ -90,36 +128,35 @@ async def start_payment(
         customer = await lock_customer(session, customer_id)
         if customer is None:
             raise NotFound("customer")
-        claimed = await claim_key(session, customer_id, key, fingerprint, now)
-        if claimed:
-            charge = await rules(session, customer, now)
-            payment_id = await _insert(session, customer_id, charge, now)
-            await bind_key(session, customer_id, key, payment_id=payment_id)
-            if charge.settle is not None:
-                await charge.settle(session, payment_id)
-        else:
+        if not await claim_key(session, customer_id, key, fingerprint, now):
             # A matching fingerprint means the same request: answer with its payment.
-            payment_id = (await replayed(session, customer_id, key, fingerprint)).payment_id
-    return StartedPayment(payment_id, replayed=not claimed)
+            answer = await replayed(session, customer_id, key, fingerprint)
+            return StartedPayment(answer.payment_id, replayed=True)  # type: ignore[arg-type] - a payment key names one
+        charge = await rules(session, customer, now)
+        payment = await _insert(session, customer_id, charge, now)
+        await bind_key(session, customer_id, key, payment_id=payment.id)
+        if charge.settle is None:
+            return StartedPayment(payment.id, replayed=False)
+        settled = await charge.settle(session, payment.id)
+    return StartedPayment(payment.id, replayed=False, payment=payment, settled=settled)
 
 
-async def _insert(session: AsyncSession, customer_id: int, charge: Charge, now: datetime) -> int:
+async def _insert(
+    session: AsyncSession, customer_id: int, charge: Charge, now: datetime
+) -> PaymentRow:
     balance = charge.method is PaymentMethod.BALANCE
     # A balance payment moves the money at once; a card one waits for the provider.
     status = PaymentStatus.SUCCEEDED if balance else PaymentStatus.PENDING
-    stmt = (
-        insert(payments)
-        .values(
-            invoice_id=charge.invoice_id,
-            customer_id=customer_id,
-            amount=charge.amount,
-            currency=charge.currency,
-            method=charge.method,
-            status=status,
-            refunded_amount=Decimal("0.00"),
-            created_at=now,
-            provider=charge.provider,
-        )
-        .returning(payments.c.id)
+    [payment] = await writer(session).fetch(
+        _INSERT_PAYMENT,
+        invoice_id=charge.invoice_id,
+        customer_id=customer_id,
+        amount=charge.amount,
+        currency=charge.currency,
+        method=charge.method,
+        status=status,
+        refunded_amount=Decimal("0.00"),
+        created_at=now,
+        provider=charge.provider,
     )
-    return (await session.execute(stmt)).scalar_one()
+    return payment

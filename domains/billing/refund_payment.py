@@ -8,10 +8,10 @@ the payment's customer's (`domains.billing.idempotency`), claimed under that cus
 lock, as a payment claims its key.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, update
 
 from domains.billing import events
 from domains.billing.errors import InvalidAmount, PaymentNotRefundable, RefundExceedsPayment
@@ -22,6 +22,7 @@ from domains.billing.idempotency import (
     replayed,
     request_fingerprint,
 )
+from domains.billing.invoice import InvoiceRow
 from domains.billing.ledger import Entry, post_movement
 from domains.billing.models import (
     EntrySide,
@@ -31,8 +32,10 @@ from domains.billing.models import (
     PaymentStatus,
     Refund,
 )
+from domains.billing.payment import PaymentRow
 from domains.billing.settlement import (
     SETTLED,
+    PaymentOwner,
     amount_due,
     invoice_payments,
     invoices,
@@ -43,13 +46,42 @@ from domains.billing.settlement import (
     valid_amount,
 )
 from domains.clock import utcnow
+from domains.customers.customer import CustomerRow
 from domains.database import Database
 from domains.errors import Forbidden, InvalidInput, NotFound
 from domains.identity.models import Role
 from domains.identity.viewer import Viewer
+from domains.reads import Read, select_rows
+from domains.writes import Inserted, Write, writer
 
 payments = Payment.__table__
 refunds = Refund.__table__
+
+_OWNER = Read(
+    PaymentOwner,
+    select_rows(PaymentOwner, payments).where(payments.c.id == bindparam("payment_id")),
+)
+_INSERT_REFUND = Write(
+    insert(refunds)
+    .values(
+        {
+            name: bindparam(name)
+            for name in ("payment_id", "amount", "currency", "reason", "created_by", "created_at")
+        }
+    )
+    .returning(refunds.c.id),
+    Inserted,
+)
+_REFUND_PAYMENT = Write(
+    update(payments)
+    .where(payments.c.id == bindparam("refunded_payment"))
+    .values(refunded_amount=bindparam("refunded_amount"), status=bindparam("status"))
+)
+_UNPAY_INVOICE = Write(
+    update(invoices)
+    .where(invoices.c.id == bindparam("invoice_id"))
+    .values(status=bindparam("status"))
+)
 
 MAX_REASON_LENGTH = 500
 
@@ -62,6 +94,10 @@ class RefundResult:
     customer_id: int
     # True when the key had already refunded: this answer repeats the first one.
     replayed: bool = False
+    # The rows as the refund committed them (the answer needs no read); None when replayed.
+    payment: PaymentRow | None = None
+    invoice: InvoiceRow | None = None
+    customer: CustomerRow | None = None
 
 
 async def refund_payment(
@@ -85,13 +121,9 @@ async def refund_payment(
         {"amount": amount, "kind": "refund", "payment_id": payment_id, "reason": reason}
     )
     async with db.transaction() as session:
-        owner = (
-            await session.execute(
-                select(payments.c.customer_id, payments.c.invoice_id).where(
-                    payments.c.id == payment_id
-                )
-            )
-        ).first()
+        tx = writer(session)
+        found = await tx.fetch(_OWNER, payment_id=payment_id)
+        owner = found[0] if found else None
         if owner is None:
             raise NotFound("payment")
         if owner.invoice_id is None:
@@ -115,29 +147,28 @@ async def refund_payment(
         if amount > refundable:
             raise RefundExceedsPayment(f"at most {refundable} {payment.currency} is refundable")
 
-        refund_id = (
-            await session.execute(
-                insert(refunds)
-                .values(
-                    payment_id=payment_id,
-                    amount=amount,
-                    currency=payment.currency,
-                    reason=reason,
-                    created_by=viewer.user_id,
-                    created_at=now,
-                )
-                .returning(refunds.c.id)
-            )
-        ).scalar_one()
+        [refund] = await tx.fetch(
+            _INSERT_REFUND,
+            payment_id=payment_id,
+            amount=amount,
+            currency=payment.currency,
+            reason=reason,
+            created_by=viewer.user_id,
+            created_at=now,
+        )
+        refund_id = refund.id
         await bind_key(session, customer.id, idempotency_key, refund_id=refund_id)
         refunded = payment.refunded_amount + amount
-        await session.execute(
-            update(payments)
-            .where(payments.c.id == payment_id)
-            .values(
-                refunded_amount=refunded,
-                status=PaymentStatus.REFUNDED if refunded == payment.amount else payment.status,
-            )
+        payment = replace(
+            payment,
+            refunded_amount=refunded,
+            status=PaymentStatus.REFUNDED if refunded == payment.amount else payment.status,
+        )
+        await tx.execute(
+            _REFUND_PAYMENT,
+            refunded_payment=payment_id,
+            refunded_amount=payment.refunded_amount,
+            status=payment.status,
         )
         common = {
             "amount": amount,
@@ -156,11 +187,8 @@ async def refund_payment(
         if invoice.status is InvoiceStatus.PAID and (
             amount_due(invoice, await invoice_payments(session, invoice.id)) > 0
         ):
-            await session.execute(
-                update(invoices)
-                .where(invoices.c.id == invoice.id)
-                .values(status=unpaid_status(invoice.due_date, now.date()))
-            )
+            invoice = replace(invoice, status=unpaid_status(invoice.due_date, now.date()))
+            await tx.execute(_UNPAY_INVOICE, invoice_id=invoice.id, status=invoice.status)
         await events.payment_refunded(
             session,
             payment_id=payment_id,
@@ -180,4 +208,12 @@ async def refund_payment(
             currency=payment.currency,
             reason="refund",
         )
-        return RefundResult(refund_id, payment_id, invoice.id, customer.id)
+        return RefundResult(
+            refund_id,
+            payment_id,
+            invoice.id,
+            customer.id,
+            payment=payment,
+            invoice=invoice,
+            customer=replace(customer, balance=customer.balance + amount),
+        )

@@ -6,10 +6,11 @@ instead), always in that order, so two actions never wait on each other crosswis
 """
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, Row, Subquery, case, func, select, update
+from sqlalchemy import ColumnElement, Row, Subquery, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.base import CENT, MAX_MONEY
@@ -18,8 +19,10 @@ from domains.billing.invoice import InvoiceRow
 from domains.billing.invoice_issue import ISSUED
 from domains.billing.models import Invoice, InvoiceStatus, Payment, PaymentStatus
 from domains.billing.payment import PaymentRow, payments_by_invoice_ids
+from domains.customers.customer import CustomerRow
 from domains.customers.models import Customer
-from domains.reads import CoreReader
+from domains.reads import select_rows
+from domains.writes import Write, writer
 
 customers = Customer.__table__
 invoices = Invoice.__table__
@@ -31,20 +34,54 @@ PAYABLE = (InvoiceStatus.ISSUED, InvoiceStatus.OVERDUE)
 SETTLED = (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED)
 
 
-async def lock_customer(session: AsyncSession, customer_id: int) -> Row | None:
-    stmt = select(customers).where(customers.c.id == customer_id).with_for_update()
-    return (await session.execute(stmt)).first()
+_LOCK_CUSTOMER = Write(
+    select_rows(CustomerRow, customers)
+    .where(customers.c.id == bindparam("customer_id"))
+    .with_for_update(),
+    CustomerRow,
+)
+_LOCK_INVOICE = Write(
+    select_rows(InvoiceRow, invoices)
+    .where(invoices.c.id == bindparam("invoice_id"))
+    .with_for_update(),
+    InvoiceRow,
+)
+_LOCK_PAYMENT = Write(
+    select_rows(PaymentRow, payments)
+    .where(payments.c.id == bindparam("payment_id"))
+    .with_for_update(),
+    PaymentRow,
+)
+_MARK_PAID = Write(
+    update(invoices)
+    .where(invoices.c.id == bindparam("invoice_id"))
+    .values(status=InvoiceStatus.PAID)
+)
 
 
-async def lock_invoice(session: AsyncSession, invoice_id: int) -> Row | None:
-    stmt = select(invoices).where(invoices.c.id == invoice_id).with_for_update()
-    return (await session.execute(stmt)).first()
+async def lock_customer(session: AsyncSession, customer_id: int) -> CustomerRow | None:
+    found = await writer(session).fetch(_LOCK_CUSTOMER, customer_id=customer_id)
+    return found[0] if found else None
 
 
-async def lock_payment(session: AsyncSession, payment_id: int) -> Row:
+async def lock_invoice(session: AsyncSession, invoice_id: int) -> InvoiceRow | None:
+    found = await writer(session).fetch(_LOCK_INVOICE, invoice_id=invoice_id)
+    return found[0] if found else None
+
+
+async def lock_payment(session: AsyncSession, payment_id: int) -> PaymentRow:
     """The payment, which exists: the caller found it before locking its customer."""
-    stmt = select(payments).where(payments.c.id == payment_id).with_for_update()
-    return (await session.execute(stmt)).one()
+    [payment] = await writer(session).fetch(_LOCK_PAYMENT, payment_id=payment_id)
+    return payment
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentOwner:
+    """Whose a payment is, read before the locks (which take the customer first)."""
+
+    id: int
+    customer_id: int
+    invoice_id: int | None
 
 
 def amount_due(invoice: InvoiceRow | Row, payments: Iterable[PaymentRow]) -> Decimal:
@@ -60,7 +97,7 @@ def amount_due(invoice: InvoiceRow | Row, payments: Iterable[PaymentRow]) -> Dec
 async def invoice_payments(session: AsyncSession, invoice_id: int) -> list[PaymentRow]:
     """The invoice's payments, read as the dataloader reads them: what `amount_due` takes.
     The caller holds the invoice's lock, which every payment of it waits for."""
-    by_invoice = await payments_by_invoice_ids(CoreReader(session), [invoice_id])
+    by_invoice = await payments_by_invoice_ids(writer(session), [invoice_id])
     return by_invoice[invoice_id]
 
 
@@ -87,11 +124,9 @@ def amount_due_column(paid: Subquery) -> ColumnElement[Decimal]:
     )
 
 
-async def mark_paid(session: AsyncSession, invoice: Row) -> None:
+async def mark_paid(session: AsyncSession, invoice: InvoiceRow) -> None:
     """The invoice's payments now cover it: record it paid, and say so (`invoice.paid`)."""
-    await session.execute(
-        update(invoices).where(invoices.c.id == invoice.id).values(status=InvoiceStatus.PAID)
-    )
+    await writer(session).execute(_MARK_PAID, invoice_id=invoice.id)
     await events.invoice_paid(
         session,
         invoice_id=invoice.id,

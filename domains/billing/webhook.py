@@ -25,7 +25,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.billing import events
@@ -39,6 +40,7 @@ from domains.billing.models import (
 )
 from domains.billing.settlement import (
     PAYABLE,
+    PaymentOwner,
     amount_due,
     invoice_payments,
     lock_customer,
@@ -47,11 +49,38 @@ from domains.billing.settlement import (
     mark_paid,
 )
 from domains.clock import utcnow
-from domains.database import Database, conflict_insert
+from domains.database import Database
 from domains.errors import InvalidInput
+from domains.reads import Read, select_rows
+from domains.writes import Write, writer
 
 payments = Payment.__table__
 provider_events = ProviderEvent.__table__
+
+_OWNER = Read(
+    PaymentOwner,
+    select_rows(PaymentOwner, payments).where(
+        payments.c.provider == bindparam("provider"),
+        payments.c.provider_payment_id == bindparam("provider_payment_id"),
+    ),
+)
+# Once per provider event: a redelivered one inserts nothing.
+_RECORD_EVENT = Write(
+    postgresql.insert(provider_events)
+    .values(
+        {name: bindparam(name) for name in ("provider", "event_id", "payment_id", "received_at")}
+    )
+    .on_conflict_do_nothing(index_elements=[provider_events.c.provider, provider_events.c.event_id])
+)
+_SET_STATUS = Write(
+    update(payments)
+    .where(payments.c.id == bindparam("of_payment"))
+    .values(status=bindparam("status"))
+)
+# Paid meanwhile by other means: the payment no longer pays the invoice.
+_UNLINK_INVOICE = Write(
+    update(payments).where(payments.c.id == bindparam("of_payment")).values(invoice_id=None)
+)
 
 SUCCEEDED = "payment.succeeded"
 CANCELED = "payment.canceled"
@@ -110,14 +139,10 @@ async def settle(db: Database, provider: str, notice: ProviderNotice) -> bool:
     """Applies the notice once; False when the event was already handled (a redelivery)."""
     async with db.transaction() as session:
         now = utcnow()
-        owner = (
-            await session.execute(
-                select(payments.c.id, payments.c.customer_id, payments.c.invoice_id).where(
-                    payments.c.provider == provider,
-                    payments.c.provider_payment_id == notice.provider_payment_id,
-                )
-            )
-        ).first()
+        found = await writer(session).fetch(
+            _OWNER, provider=provider, provider_payment_id=notice.provider_payment_id
+        )
+        owner = found[0] if found else None
         if owner is None:
             raise InvalidInput("no payment has this provider payment id")
         # The customer first, as every money action: the event row's foreign key
@@ -143,9 +168,7 @@ async def settle(db: Database, provider: str, notice: ProviderNotice) -> bool:
             due = amount_due(invoice, await invoice_payments(session, invoice.id))
         if invoice is not None and payment.amount > due:
             # Paid meanwhile by other means: the captured money lands on the balance.
-            await session.execute(
-                update(payments).where(payments.c.id == payment.id).values(invoice_id=None)
-            )
+            await writer(session).execute(_UNLINK_INVOICE, of_payment=payment.id)
             invoice = None
         await _set_status(session, payment.id, PaymentStatus.SUCCEEDED)
         common = {
@@ -189,16 +212,11 @@ async def settle(db: Database, provider: str, notice: ProviderNotice) -> bool:
 async def _record_event(
     session: AsyncSession, provider: str, event_id: str, payment_id: int, now: datetime
 ) -> bool:
-    stmt = (
-        conflict_insert(session, provider_events)
-        .values(provider=provider, event_id=event_id, payment_id=payment_id, received_at=now)
-        .on_conflict_do_nothing(
-            index_elements=[provider_events.c.provider, provider_events.c.event_id]
-        )
-        .returning(provider_events.c.id)
+    recorded = await writer(session).execute(
+        _RECORD_EVENT, provider=provider, event_id=event_id, payment_id=payment_id, received_at=now
     )
-    return (await session.execute(stmt)).first() is not None
+    return recorded > 0
 
 
 async def _set_status(session: AsyncSession, payment_id: int, status: PaymentStatus) -> None:
-    await session.execute(update(payments).where(payments.c.id == payment_id).values(status=status))
+    await writer(session).execute(_SET_STATUS, of_payment=payment_id, status=status)

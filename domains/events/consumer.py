@@ -19,20 +19,32 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 
+from sqlalchemy import bindparam
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.clock import utcnow
-from domains.database import Database, conflict_insert
+from domains.database import Database
 from domains.events.bus import BusConsumer, Delivery, EventBus
 from domains.events.cloudevent import CloudEvent, InvalidEvent
 from domains.events.metrics import ConsumerMetrics, Outcome
 from domains.events.models import ProcessedEvent
+from domains.writes import Write, writer
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
 
 processed_events = ProcessedEvent.__table__
+
+# Once per consumer and event id: a duplicate inserts nothing.
+_CLAIM = Write(
+    postgresql.insert(processed_events)
+    .values({name: bindparam(name) for name in ("consumer", "event_id", "processed_at")})
+    .on_conflict_do_nothing(
+        index_elements=[processed_events.c.consumer, processed_events.c.event_id]
+    )
+)
 
 # How long one fetch waits for messages, so a stop request is seen this soon when idle.
 FETCH_WAIT_SECONDS = 0.5
@@ -157,15 +169,10 @@ class EventConsumer:
     async def _handle(self, handler: Handler, event: CloudEvent) -> bool:
         """Runs the handler once per event id; False when this consumer already had it."""
         async with self._db.transaction() as session:
-            claim = (
-                conflict_insert(session, processed_events)
-                .values(consumer=self.name, event_id=event.id, processed_at=utcnow())
-                .on_conflict_do_nothing(
-                    index_elements=[processed_events.c.consumer, processed_events.c.event_id]
-                )
-                .returning(processed_events.c.event_id)
+            claimed = await writer(session).execute(
+                _CLAIM, consumer=self.name, event_id=event.id, processed_at=utcnow()
             )
-            if (await session.execute(claim)).first() is None:
+            if not claimed:
                 return False
             await handler(session, event)
             return True

@@ -6,7 +6,7 @@ id (the outbox id) for consumers to recognise. One subject's rows are published 
 another, oldest first, and a failure stops that subject's rows for this batch, so its
 events reach the topic in order; different subjects are published concurrently.
 
-The relay does not poll while idle: a commit that wrote rows wakes it (`record_event`'s
+The relay does not poll while idle: a commit that wrote rows wakes it (the outbox insert's
 NOTIFY, which the leader LISTENs for on its connection; on SQLite the Database's
 `events_committed`, in this process), and it looks unprompted only every
 `fallback_poll_interval`, for rows no wake-up announced. A wake-up during a batch runs the
@@ -215,7 +215,7 @@ class OutboxRelay:
         return conn
 
     async def _listen(self, conn: AsyncConnection) -> None:
-        """Wakes the relay on each NOTIFY of `record_event`, and when the connection drops
+        """Wakes the relay on each NOTIFY of the outbox insert, and when the connection drops
         (its lock went with it, so the next batch leads on a new one or stands by)."""
         driver = (await conn.get_raw_connection()).driver_connection  # asyncpg's Connection
 

@@ -18,7 +18,8 @@ from domains.identity.auth import Auth
 from domains.identity.credentials import Credentials, issue_credentials, token_hash
 from domains.identity.login import account_by_id
 from domains.identity.models import RefreshToken, Session
-from domains.reads import CoreReader, Read
+from domains.reads import Read
+from domains.writes import writer
 
 refresh_tokens = RefreshToken.__table__
 sessions = Session.__table__
@@ -72,7 +73,7 @@ async def refresh(auth: Auth, *, token: str) -> Credentials:
     if session is None:
         raise Unauthenticated(INVALID)
     async with auth.db.transaction() as tx:
-        account = await account_by_id(CoreReader(tx), user_id)
+        account = await account_by_id(writer(tx), user_id)
         if account is None or not account.user.is_active:
             raise Unauthenticated(INVALID)
         if await _spend(tx, refresh_token.id, now):

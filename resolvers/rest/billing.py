@@ -12,6 +12,7 @@ from dataloaders.billing import (
     InvoicePagesByCustomerIdLoader,
     InvoicesByIdLoader,
     PaymentsByIdLoader,
+    prime_outcome,
 )
 from dataloaders.customers import CustomersByIdLoader
 from domains.billing.invoice import INVOICE_ORDER, InvoiceFilter
@@ -182,6 +183,7 @@ async def billing_pay(call: RestCall) -> RestAnswer:
         idempotency_key=call.idempotency_key or "",
         acquiring=context.acquiring,
     )
+    prime_outcome(context.loaders, result)
     payment, invoice, customer = await asyncio.gather(
         context.loaders.of(PaymentsByIdLoader).load(result.payment_id),
         context.loaders.of(InvoicesByIdLoader).load(result.invoice_id),

@@ -1,0 +1,191 @@
+"""Declared writes: a unit of work's statements, built once at import, run by the driver.
+
+A money action's statements (its row locks, inserts and updates) are declared like reads
+(domains/reads.py): a `Write` is a Core statement with named parameters, compiled once
+per dialect, whose RETURNING columns, if any, are a Row dataclass's fields; a `RowsInsert`
+writes any number of rows in one statement whose SQL does not change with their number.
+`writer(tx)` runs them on the unit of work's own connection: on PostgreSQL the asyncpg
+connection under the SQLAlchemy transaction, so each statement is prepared once per
+connection and sent without SQLAlchemy's per-execution work; on SQLite the same
+declarations through SQLAlchemy, so the embedded mode keeps one code path. Declared reads
+run on a writer too (it is a Reader), inside the transaction.
+"""
+
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from sqlalchemy import Table, insert
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.selectable import Select
+
+from domains.reads import Compiled, CoreReader, Declared, PreparedReader, check_row
+
+R = TypeVar("R")
+
+# In a unit of work's `session.info`: its Writer (`Database.transaction` puts it there),
+# and whether it wrote rows that wake the embedded relay (`wake_after_commit`).
+WRITER = "kabinet.writes.writer"
+WAKE_AFTER_COMMIT = "kabinet.writes.wake_after_commit"
+# ... and what it sends last, before COMMIT (`before_commit`).
+BEFORE_COMMIT = "kabinet.writes.before_commit"
+_CHANNEL = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    """The row of an INSERT that returns only the new row's id."""
+
+    id: int
+
+
+class Write(Generic[R]):
+    """A statement of a unit of work (`SELECT ... FOR UPDATE`, INSERT, UPDATE), declared
+    once; `row` names the dataclass its RETURNING (or selected) columns become."""
+
+    __slots__ = ("_compiled", "row", "statement")
+
+    def __init__(self, statement: UpdateBase | Select[Any], row: type[R] | None = None) -> None:
+        if row is not None:
+            check_row(row, statement)
+        elif list(statement.exported_columns):
+            raise TypeError("a write that returns columns names the Row they become")
+        self.row = row
+        self.statement = statement
+        self._compiled: dict[str, Compiled[R]] = {}
+
+    def compiled(self, dialect: Dialect) -> Compiled[R]:
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            found = self._compiled[dialect.name] = Compiled(self, dialect)
+        return found
+
+    def __repr__(self) -> str:
+        return f"Write({self.statement.__class__.__name__})"
+
+
+class RowsInsert:
+    """An INSERT of any number of rows into `columns` of `table`, in one statement.
+
+    On PostgreSQL each column's values travel as one array parameter (`INSERT ... SELECT
+    FROM unnest($1, $2, ...)`), so one SQL text, prepared once, takes one row or a
+    thousand; on SQLite it is SQLAlchemy's executemany. `notify` names a channel the same
+    statement NOTIFYs on PostgreSQL (delivered at commit, once per transaction however many
+    times sent); on SQLite the unit of work wakes its Database's `events_committed` instead.
+    """
+
+    __slots__ = ("_sql", "columns", "notify", "table")
+
+    def __init__(self, table: Table, columns: Sequence[str], *, notify: str | None = None) -> None:
+        if notify is not None and not _CHANNEL.fullmatch(notify):
+            raise ValueError(f"not a channel name: {notify!r}")
+        self.table = table
+        self.columns = tuple(columns)
+        self.notify = notify
+        self._sql: dict[str, tuple[str, tuple[Any, ...]]] = {}
+
+    def compiled(self, dialect: Dialect) -> tuple[str, tuple[Any, ...]]:
+        """The SQL for `dialect` (PostgreSQL) and each column's bind converter."""
+        found = self._sql.get(dialect.name)
+        if found is None:
+            found = self._sql[dialect.name] = self._compile(dialect)
+        return found
+
+    def _compile(self, dialect: Dialect) -> tuple[str, tuple[Any, ...]]:
+        preparer = dialect.identifier_preparer
+        columns = [self.table.c[name] for name in self.columns]
+        arrays = ", ".join(
+            f"CAST(${index} AS {column.type.compile(dialect=dialect)}[])"
+            for index, column in enumerate(columns, 1)
+        )
+        names = ", ".join(preparer.quote(column.name) for column in columns)
+        table = preparer.format_table(self.table)
+        # Identifiers of the schema; the values are parameters.
+        sql = f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
+        if self.notify is not None:
+            # A data-modifying WITH runs whatever the outer statement reads.
+            sql = f"WITH inserted AS ({sql}) SELECT pg_notify('{self.notify}', '')"
+        converters = tuple(
+            column.type.dialect_impl(dialect).bind_processor(dialect) for column in columns
+        )
+        return sql, converters
+
+
+class Writer(Protocol):
+    """Runs declared statements on a unit of work's connection, in its transaction."""
+
+    async def fetch(self, statement: Declared[R], /, **params: Any) -> list[R]: ...
+
+    async def execute(self, write: Write[Any], /, **params: Any) -> int:
+        """Runs a write that returns no rows; the number of rows it changed."""
+        ...
+
+    async def insert(self, rows: RowsInsert, values: Sequence[Mapping[str, Any]]) -> None: ...
+
+
+def writer(tx: AsyncSession) -> Writer:
+    """The Writer of the unit of work `tx` (`Database.transaction`)."""
+    try:
+        return tx.info[WRITER]
+    except KeyError:
+        raise RuntimeError("writer() is for a unit of work of Database.transaction") from None
+
+
+class DriverWriter(PreparedReader):
+    """PostgreSQL: statements on the asyncpg connection under the unit of work's SQLAlchemy
+    transaction, prepared by the driver (its statement cache) on first use per connection."""
+
+    __slots__ = ()
+
+    async def execute(self, write: Write[Any], /, **params: Any) -> int:
+        compiled = write.compiled(self._dialect)
+        arguments = compiled.arguments(params)
+        self._told(compiled.sql)
+        status: str = await self._conn.execute(compiled.sql, *arguments)
+        # "UPDATE 1", "INSERT 0 1": the count is the status's last word.
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def insert(self, rows: RowsInsert, values: Sequence[Mapping[str, Any]]) -> None:
+        if not values:
+            return
+        sql, converters = rows.compiled(self._dialect)
+        arrays = []
+        for name, convert in zip(rows.columns, converters, strict=True):
+            column = [row[name] for row in values]
+            arrays.append(column if convert is None else [convert(value) for value in column])
+        self._told(sql)
+        await self._conn.execute(sql, *arrays)
+
+
+class CoreWriter(CoreReader):
+    """SQLite: the same declarations through the unit of work's SQLAlchemy session."""
+
+    __slots__ = ()
+
+    async def execute(self, write: Write[Any], /, **params: Any) -> int:
+        result = await self._conn.execute(write.statement, params)
+        return result.rowcount  # type: ignore[attr-defined] - a DML statement's CursorResult
+
+    async def insert(self, rows: RowsInsert, values: Sequence[Mapping[str, Any]]) -> None:
+        if not values:
+            return
+        await self._conn.execute(insert(rows.table), [dict(row) for row in values])
+        if rows.notify is not None:
+            wake_after_commit(self._conn)  # type: ignore[arg-type] - a writer's is a session
+
+
+def before_commit(tx: AsyncSession, write: Callable[[AsyncSession], Awaitable[None]]) -> None:
+    """Has the unit of work run `write` (once) when its block has succeeded, just before it
+    commits: rows gathered along the way (its outbox events) go in one statement."""
+    writes: list[Callable[[AsyncSession], Awaitable[None]]] = tx.info.setdefault(BEFORE_COMMIT, [])
+    if write not in writes:
+        writes.append(write)
+
+
+def wake_after_commit(tx: AsyncSession) -> None:
+    """Has the unit of work call its Database's `events_committed` once it has committed
+    (not when it rolls back), so nobody is woken to read what is not there yet."""
+    tx.info[WAKE_AFTER_COMMIT] = True
