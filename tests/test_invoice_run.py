@@ -1,0 +1,334 @@
+"""The monthly invoice run (issue 13, points 1 and 4): what it bills, exactly once.
+
+Each test owns its database (SQLite and PostgreSQL), so reconcile over the whole of it
+must hold after every scenario.
+"""
+
+import secrets
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, insert, select
+
+from domains.billing.invoice_run import RunProgress, invoice_number, run_invoices
+from domains.billing.invoice_run_preview import preview_invoices
+from domains.billing.models import (
+    BillingRun,
+    BillingRunState,
+    Invoice,
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceStatus,
+    Transaction,
+)
+from domains.billing.proration import Period
+from domains.billing.reconcile import reconcile
+from domains.clock import ManualClock
+from domains.customers.models import (
+    Contract,
+    Customer,
+    Segment,
+    Subscription,
+    SubscriptionStatus,
+    Tariff,
+)
+from domains.database import Database
+from domains.identity.models import Role, User
+from domains.models import metadata
+from domains.outbox import OutboxEvent
+
+MOSCOW = ZoneInfo("Europe/Moscow")
+JANUARY = Period(date(2026, 1, 1))
+# The run fires on the 1st of the next month, 03:00 in Moscow.
+FIRED = datetime(2026, 2, 1, 0, 0, tzinfo=UTC)
+TABLES = ("invoices", "invoice_lines", "transactions", "outbox", "billing_runs")
+
+
+async def make_tariff(db: Database, price: str) -> int:
+    async with db.transaction() as session:
+        stmt = insert(Tariff).values(
+            code=f"T-{secrets.token_hex(4)}",
+            name=f"Home {price}",
+            description="",
+            segment=Segment.HOME,
+            monthly_price=Decimal(price),
+            currency="RUB",
+            download_mbps=100,
+            upload_mbps=100,
+            is_active=True,
+        )
+        return (await session.execute(stmt.returning(Tariff.id))).scalar_one()
+
+
+async def make_customer(
+    db: Database,
+    subscriptions: list[tuple[int, datetime, datetime | None, SubscriptionStatus]],
+) -> int:
+    """A customer with subscriptions (tariff, started_at, ended_at, status)."""
+    tag = secrets.token_hex(6)
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    async with db.transaction() as session:
+        user_id = (
+            await session.execute(
+                insert(User)
+                .values(
+                    email=f"{tag}@run.test",
+                    role=Role.CUSTOMER,
+                    is_active=True,
+                    password_hash="x",
+                    created_at=now,
+                )
+                .returning(User.id)
+            )
+        ).scalar_one()
+        customer_id = (
+            await session.execute(
+                insert(Customer)
+                .values(
+                    user_id=user_id,
+                    contract_num=f"R-{tag}",
+                    full_name="Run Test",
+                    balance=Decimal(0),
+                    currency="RUB",
+                    created_at=now,
+                )
+                .returning(Customer.id)
+            )
+        ).scalar_one()
+        for tariff_id, started_at, ended_at, status in subscriptions:
+            contract_id = (
+                await session.execute(
+                    insert(Contract)
+                    .values(
+                        customer_id=customer_id,
+                        tariff_id=tariff_id,
+                        address="Lenina st. 1",
+                        start_date=started_at.date(),
+                    )
+                    .returning(Contract.id)
+                )
+            ).scalar_one()
+            await session.execute(
+                insert(Subscription).values(
+                    customer_id=customer_id,
+                    contract_id=contract_id,
+                    tariff_id=tariff_id,
+                    status=status,
+                    started_at=started_at,
+                    ended_at=ended_at,
+                )
+            )
+    return customer_id
+
+
+LONG_AGO = datetime(2025, 6, 1, tzinfo=UTC)
+ACTIVE = SubscriptionStatus.ACTIVE
+
+
+async def run(db: Database, **options: object) -> RunProgress:
+    return await run_invoices(
+        db, JANUARY, zone=MOSCOW, due_days=10, clock=ManualClock(FIRED), **options
+    )
+
+
+async def snapshot(db: Database) -> dict[str, list[tuple]]:
+    async with db.connect() as conn:
+        result = {}
+        for name in TABLES:
+            table = metadata.tables[name]
+            columns = [c for c in table.c if (name, c.name) != ("outbox", "published_at")]
+            rows = await conn.execute(select(*columns).order_by(*table.primary_key))
+            result[name] = [tuple(row) for row in rows]
+        return result
+
+
+async def assert_reconciled(db: Database) -> None:
+    assert [str(problem) for problem in await reconcile(db)] == []
+
+
+async def issued_events(db: Database) -> list[dict]:
+    async with db.connect() as conn:
+        stmt = select(OutboxEvent.payload).where(OutboxEvent.type == "invoice.issued")
+        return [row.payload for row in await conn.execute(stmt)]
+
+
+async def monthly_invoices(db: Database) -> list[tuple[int, int]]:
+    """(customer, invoice) of every monthly invoice of January."""
+    async with db.connect() as conn:
+        stmt = (
+            select(Invoice.customer_id, Invoice.id)
+            .where(Invoice.kind == InvoiceKind.MONTHLY, Invoice.period_start == JANUARY.start)
+            .order_by(Invoice.customer_id)
+        )
+        return [tuple(row) for row in await conn.execute(stmt)]
+
+
+async def test_a_run_bills_prorated_lines_per_customer(db: Database) -> None:
+    full, mid = await make_tariff(db, "590.00"), await make_tariff(db, "100.00")
+    # 2026-01-17 21:30 UTC is the 18th in Moscow: 14 of 31 days of 100.00 is 45.16.
+    joined = datetime(2026, 1, 17, 21, 30, tzinfo=UTC)
+    billed = await make_customer(db, [(full, LONG_AGO, None, ACTIVE), (mid, joined, None, ACTIVE)])
+    # Ended on the 10th (Moscow): 10 of 31 days of 590.00 is 190.32.
+    left = datetime(2026, 1, 10, 12, tzinfo=UTC)
+    leaving = await make_customer(db, [(full, LONG_AGO, left, SubscriptionStatus.CANCELLED)])
+    # Nothing to bill: paused, gone before January, joining after it.
+    paused = await make_customer(db, [(full, LONG_AGO, None, SubscriptionStatus.PAUSED)])
+    gone = datetime(2025, 12, 31, 20, 59, tzinfo=UTC)  # 23:59 in Moscow on the 31st
+    await make_customer(db, [(full, LONG_AGO, gone, SubscriptionStatus.CANCELLED)])
+    await make_customer(db, [(full, datetime(2026, 1, 31, 21, 0, tzinfo=UTC), None, ACTIVE)])
+
+    done = await run(db)
+
+    assert (done.invoices, done.lines, done.amount) == (2, 3, Decimal("825.48"))
+    async with db.connect() as conn:
+        invoices = (
+            await conn.execute(
+                select(Invoice).where(Invoice.period_start == JANUARY.start).order_by(Invoice.id)
+            )
+        ).all()
+        lines = (await conn.execute(select(InvoiceLine).order_by(InvoiceLine.id))).all()
+        record = (await conn.execute(select(BillingRun))).one()
+    by_customer = {row.customer_id: row for row in invoices}
+    assert set(by_customer) == {billed, leaving}
+    assert paused not in by_customer
+    first = by_customer[billed]
+    assert first.kind is InvoiceKind.MONTHLY
+    assert first.status is InvoiceStatus.ISSUED
+    assert first.number == invoice_number(billed, JANUARY) == f"M202601-{billed}"
+    assert (first.amount, first.period_end) == (Decimal("635.16"), date(2026, 1, 31))
+    assert first.issued_at == FIRED
+    assert first.due_date == date(2026, 2, 11)  # issued on Feb 1st in Moscow, plus 10 days
+    assert by_customer[leaving].amount == Decimal("190.32")
+    assert [
+        (line.invoice_id, line.first_day, line.last_day, line.days, line.unit_price, line.amount)
+        for line in lines
+    ] == [
+        (first.id, date(2026, 1, 1), date(2026, 1, 31), 31, Decimal("590.00"), Decimal("590.00")),
+        (first.id, date(2026, 1, 18), date(2026, 1, 31), 14, Decimal("100.00"), Decimal("45.16")),
+        (
+            by_customer[leaving].id,
+            date(2026, 1, 1),
+            date(2026, 1, 10),
+            10,
+            Decimal("590.00"),
+            Decimal("190.32"),
+        ),
+    ]
+    assert lines[1].description == "Home 100.00: 2026-01-18 to 2026-01-31, 14 of 31 days"
+    assert record.state is BillingRunState.FINISHED
+    assert (record.invoices, record.lines, record.amount, record.autopaid) == (
+        2,
+        3,
+        Decimal("825.48"),
+        0,
+    )
+    assert record.finished_at == FIRED
+    events = {event["invoice_id"]: event for event in await issued_events(db)}
+    assert events[first.id] == {
+        "version": 1,
+        "invoice_id": first.id,
+        "customer_id": billed,
+        "number": first.number,
+        "period_start": "2026-01-01",
+        "period_end": "2026-01-31",
+        "amount": "635.16",
+        "currency": "RUB",
+        "due_date": "2026-02-11",
+        "line_count": 2,
+        "lines": [
+            {
+                "subscription_id": lines[0].subscription_id,
+                "tariff_id": full,
+                "days": 31,
+                "amount": "590.00",
+                "description": lines[0].description,
+            },
+            {
+                "subscription_id": lines[1].subscription_id,
+                "tariff_id": mid,
+                "days": 14,
+                "amount": "45.16",
+                "description": lines[1].description,
+            },
+        ],
+    }
+    assert set(events) == {first.id, by_customer[leaving].id}
+    await assert_reconciled(db)
+
+
+async def test_a_second_run_creates_nothing(db: Database) -> None:
+    tariff = await make_tariff(db, "450.00")
+    for _ in range(3):
+        await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)])
+    await run(db, batch_size=2)
+    before = await snapshot(db)
+
+    again = await run(db, batch_size=2)
+
+    assert (again.customers, again.invoices, again.lines) == (0, 0, 0)
+    after = await snapshot(db)
+    assert after["billing_runs"][:1] == before["billing_runs"]
+    assert {name: rows for name, rows in after.items() if name != "billing_runs"} == {
+        name: rows for name, rows in before.items() if name != "billing_runs"
+    }
+    second = after["billing_runs"][1]
+    assert second[3] == BillingRunState.FINISHED
+    assert len(await issued_events(db)) == 3
+    await assert_reconciled(db)
+
+
+async def test_a_run_stopped_after_a_batch_finishes_when_started_again(db: Database) -> None:
+    tariff = await make_tariff(db, "300.00")
+    customers = [await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)]) for _ in range(5)]
+
+    def stop(progress: RunProgress) -> None:
+        raise RuntimeError(f"stopped after {progress.invoices} invoices")
+
+    with pytest.raises(RuntimeError, match="stopped after 2 invoices"):
+        await run(db, batch_size=2, progress=stop)
+    assert [customer for customer, _ in await monthly_invoices(db)] == customers[:2]
+    await assert_reconciled(db)
+
+    done = await run(db, batch_size=2)
+
+    assert done.invoices == 3
+    billed = await monthly_invoices(db)
+    assert [customer for customer, _ in billed] == customers
+    assert sorted(event["invoice_id"] for event in await issued_events(db)) == sorted(
+        invoice for _, invoice in billed
+    )
+    async with db.connect() as conn:
+        states = (
+            await conn.execute(
+                select(BillingRun.state, BillingRun.invoices).order_by(BillingRun.id)
+            )
+        ).all()
+        receivables = (
+            await conn.execute(select(func.count()).select_from(Transaction))
+        ).scalar_one()
+    assert [tuple(row) for row in states] == [
+        (BillingRunState.FAILED, 2),
+        (BillingRunState.FINISHED, 3),
+    ]
+    assert receivables == 2 * 5  # one issuance movement (two entries) per invoice
+    await assert_reconciled(db)
+
+
+async def test_a_dry_run_writes_nothing(db: Database) -> None:
+    full, mid = await make_tariff(db, "590.00"), await make_tariff(db, "100.00")
+    joined = datetime(2026, 1, 17, 21, 30, tzinfo=UTC)
+    await make_customer(db, [(full, LONG_AGO, None, ACTIVE), (mid, joined, None, ACTIVE)])
+    await make_customer(db, [(full, LONG_AGO, None, SubscriptionStatus.PAUSED)])
+    before = await snapshot(db)
+
+    preview = await preview_invoices(db, JANUARY, zone=MOSCOW, batch_size=1)
+
+    assert (preview.customers, preview.invoices, preview.lines) == (1, 1, 2)
+    assert preview.amounts == {"RUB": Decimal("635.16")}
+    assert await snapshot(db) == before
+    done = await run(db)
+    assert (done.invoices, done.lines, done.amount) == (1, 2, Decimal("635.16"))
+    assert (await preview_invoices(db, JANUARY, zone=MOSCOW)).invoices == 0
+    await assert_reconciled(db)
