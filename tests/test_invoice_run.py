@@ -4,9 +4,15 @@ Each test owns its database (SQLite and PostgreSQL), so reconcile over the whole
 must hold after every scenario.
 """
 
+import asyncio
+import os
 import secrets
+import signal
+import sys
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -332,3 +338,108 @@ async def test_a_dry_run_writes_nothing(db: Database) -> None:
     assert (done.invoices, done.lines, done.amount) == (1, 2, Decimal("635.16"))
     assert (await preview_invoices(db, JANUARY, zone=MOSCOW)).invoices == 0
     await assert_reconciled(db)
+
+
+# Bills January in batches of two and SIGKILLs itself once the first batch has committed.
+KILLED_AFTER_A_BATCH = """
+import asyncio, os, signal, sys
+from dataclasses import dataclass
+from datetime import date
+from zoneinfo import ZoneInfo
+from domains.billing.invoice_run import run_invoices
+from domains.billing.proration import Period
+from domains.database import Database
+
+async def main():
+    db = Database(sys.argv[1])
+    await run_invoices(
+        db, Period(date(2026, 1, 1)), zone=ZoneInfo("Europe/Moscow"), due_days=10,
+        batch_size=2, progress=lambda done: os.kill(os.getpid(), signal.SIGKILL),
+    )
+
+asyncio.run(main())
+"""
+
+
+async def test_a_run_killed_mid_period_bills_each_invoice_once_when_started_again(
+    db: Database, db_url: str
+) -> None:
+    tariff = await make_tariff(db, "300.00")
+    customers = [await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)]) for _ in range(5)]
+
+    killed = await command(sys.executable, "-c", KILLED_AFTER_A_BATCH, db_url)
+
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert [customer for customer, _ in await monthly_invoices(db)] == customers[:2]
+    await assert_reconciled(db)
+
+    done = await run(db, batch_size=2)
+
+    billed = await monthly_invoices(db)
+    assert [customer for customer, _ in billed] == customers
+    assert sorted(event["invoice_id"] for event in await issued_events(db)) == sorted(
+        invoice for _, invoice in billed
+    )
+    async with db.connect() as conn:
+        records = (await conn.execute(select(BillingRun))).all()
+    # The killed run's record was left running; the next run carried it on to the end.
+    assert [(r.id, r.state, r.invoices, r.lines) for r in records] == [
+        (done.run_id, BillingRunState.FINISHED, 5, 5)
+    ]
+    await assert_reconciled(db)
+
+
+@dataclass(frozen=True, slots=True)
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def command(program: str, *args: str, **environment: str) -> Ran:
+    """Our own program, run to its end in a process of its own."""
+    process = await asyncio.create_subprocess_exec(
+        program,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **environment},
+    )
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return Ran(process.returncode, out.decode(), err.decode())
+
+
+async def kabinet(url: str, *args: str) -> Ran:
+    program = str(Path(sys.executable).parent / "kabinet")
+    return await command(program, *args, KABINET_DATABASE_URL=url)
+
+
+async def test_the_cli_runs_and_dry_runs_a_period_on_sqlite(sqlite_url: str) -> None:
+    db = Database(sqlite_url)
+    try:
+        tariff = await make_tariff(db, "590.00")
+        await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)])
+        await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)])
+
+        dry = await kabinet(sqlite_url, "billing", "run", "--period", "2026-01", "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert "2 customers to bill, 2 invoices, 2 lines, 1180.00 RUB; nothing written" in (
+            dry.stdout
+        )
+        assert await monthly_invoices(db) == []
+
+        wet = await kabinet(sqlite_url, "billing", "run", "--period", "2026-01")
+        assert wet.returncode == 0, wet.stderr
+        assert "for 2026-01 finished: 2 invoices, 2 lines, 1180.00 billed" in wet.stdout
+        assert len(await monthly_invoices(db)) == 2
+
+        again = await kabinet(sqlite_url, "billing", "run", "--period", "2026-01")
+        assert "finished: 0 invoices, 0 lines, 0.00 billed" in again.stdout
+
+        wrong = await kabinet(sqlite_url, "billing", "run", "--period", "2026-13")
+        assert wrong.returncode == 2
+        assert "a period is YYYY-MM, not '2026-13'" in wrong.stderr
+        assert (await kabinet(sqlite_url, "billing", "reconcile")).returncode == 0
+    finally:
+        await db.dispose()
