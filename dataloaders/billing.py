@@ -1,6 +1,7 @@
-"""Billing loaders: invoices and their lines, payments and ledger transactions."""
+"""Billing loaders: invoices and their lines, payments, ledger transactions, billing runs."""
 
 from dataloaders.base import Loader, PageLoader
+from domains.billing.billing_run import BillingRunRow, billing_runs_by_ids
 from domains.billing.invoice import InvoiceRow, invoice_pages_by_customer_ids, invoices_by_ids
 from domains.billing.invoice_line import InvoiceLineRow, lines_by_invoice_ids
 from domains.billing.payment import (
@@ -50,3 +51,7 @@ class TransactionsByIdLoader(Loader[int, TransactionRow | None]):
 
 class TransactionsByPaymentIdLoader(Loader[int, list[TransactionRow]]):
     fetch = staticmethod(transactions_by_payment_ids)
+
+
+class BillingRunsByIdLoader(Loader[int, BillingRunRow | None]):
+    fetch = staticmethod(billing_runs_by_ids)

@@ -44,6 +44,8 @@ from domains.database import Database
 from domains.identity.models import Role, User
 from domains.models import metadata
 from domains.outbox import OutboxEvent
+from gateway.app import create_app
+from tests.conftest import app_client, graphql, login, make_settings
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 JANUARY = Period(date(2026, 1, 1))
@@ -443,3 +445,67 @@ async def test_the_cli_runs_and_dry_runs_a_period_on_sqlite(sqlite_url: str) -> 
         assert (await kabinet(sqlite_url, "billing", "reconcile")).returncode == 0
     finally:
         await db.dispose()
+
+
+async def test_staff_read_billing_runs_newest_first_and_no_one_else(
+    sqlite_demo_copy: str, signing_key: bytes
+) -> None:
+    db = Database(sqlite_demo_copy)
+    try:
+        for month in (1, 2):
+            await run_invoices(db, Period(date(2027, month, 1)), zone=MOSCOW, due_days=10)
+    finally:
+        await db.dispose()
+    fields = "id periodStart periodEnd state startedAt finishedAt invoices lines amount autopaid"
+    page = f"edges {{ cursor node {{ {fields} }} }} pageInfo {{ hasNextPage endCursor }}"
+    async for client in app_client(create_app(make_settings(sqlite_demo_copy, signing_key))):
+        operator = await login(client, "operator@example.com")
+        first = await graphql(client, f"{{ billingRuns(first: 1) {{ {page} }} }}", token=operator)
+        assert "errors" not in first, first
+        connection = first["data"]["billingRuns"]
+        [february] = [edge["node"] for edge in connection["edges"]]
+        assert (february["periodStart"], february["periodEnd"]) == ("2027-02-01", "2027-02-28")
+        assert (february["state"], february["autopaid"]) == ("FINISHED", 0)
+        assert february["invoices"] > 0
+        assert february["lines"] >= february["invoices"]
+        assert connection["pageInfo"]["hasNextPage"] is True
+        rest = await graphql(
+            client,
+            f"query($after: String) {{ billingRuns(first: 5, after: $after) {{ {page} }} }}",
+            {"after": connection["pageInfo"]["endCursor"]},
+            operator,
+        )
+        assert [edge["node"]["periodStart"] for edge in rest["data"]["billingRuns"]["edges"]] == [
+            "2027-01-01"
+        ]
+        one = await graphql(
+            client,
+            f"query($id: ID!) {{ billingRun(id: $id) {{ {fields} }} }}",
+            {"id": february["id"]},
+            operator,
+        )
+        assert one["data"]["billingRun"] == february
+
+        alice = await login(client, "alice@example.com")
+        for query, variables in (
+            ("{ billingRuns(first: 1) { edges { node { id } } } }", None),
+            ("query($id: ID!) { billingRun(id: $id) { id } }", {"id": february["id"]}),
+        ):
+            refused = await graphql(client, query, variables, alice)
+            assert [e["extensions"]["code"] for e in refused["errors"]] == ["FORBIDDEN"]
+        probed = await graphql(
+            client, "query($id: ID!) { node(id: $id) { id } }", {"id": february["id"]}, alice
+        )
+        assert [e["extensions"]["code"] for e in probed["errors"]] == ["NOT_FOUND"]
+        anonymous = await graphql(client, "{ billingRuns(first: 1) { edges { node { id } } } }")
+        assert [e["extensions"]["code"] for e in anonymous["errors"]] == ["UNAUTHENTICATED"]
+        # The customer's own invoices show the run's, lines and all.
+        mine = await graphql(
+            client,
+            "{ invoices(first: 1) { edges { node { number periodStart lines { days } } } } }",
+            token=alice,
+        )
+        [newest] = [edge["node"] for edge in mine["data"]["invoices"]["edges"]]
+        assert newest["number"].startswith("M202702-")
+        assert newest["periodStart"] == "2027-02-01"
+        assert all(line["days"] == 28 for line in newest["lines"])
