@@ -9,6 +9,7 @@ import os
 import secrets
 import signal
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -16,9 +17,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, insert, select
+import pytest_asyncio
+from sqlalchemy import func, insert, select, text
 
-from domains.billing.invoice_run import RunProgress, invoice_number, run_invoices
+from domains.billing.invoice_issue import IssuedInvoice, post_issuance
+from domains.billing.invoice_run import RUN_LOCK, RunProgress, invoice_number, run_invoices
 from domains.billing.invoice_run_preview import preview_invoices
 from domains.billing.models import (
     BillingRun,
@@ -45,7 +48,7 @@ from domains.identity.models import Role, User
 from domains.models import metadata
 from domains.outbox import OutboxEvent
 from gateway.app import create_app
-from tests.conftest import app_client, graphql, login, make_settings
+from tests.conftest import app_client, graphql, login, make_settings, migrated_database
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 JANUARY = Period(date(2026, 1, 1))
@@ -345,6 +348,7 @@ async def test_a_dry_run_writes_nothing(db: Database) -> None:
 # Bills January in batches of two and SIGKILLs itself once the first batch has committed.
 KILLED_AFTER_A_BATCH = """
 import asyncio, os, signal, sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date
 from zoneinfo import ZoneInfo
@@ -509,3 +513,170 @@ async def test_staff_read_billing_runs_newest_first_and_no_one_else(
         assert newest["number"].startswith("M202702-")
         assert newest["periodStart"] == "2027-02-01"
         assert all(line["days"] == 28 for line in newest["lines"])
+
+
+@pytest_asyncio.fixture
+async def pg_db() -> AsyncIterator[Database]:
+    async with migrated_database("kabinet_run") as url:
+        database = Database(url)
+        yield database
+        await database.dispose()
+
+
+async def wait_for_backend(db: Database, wait_event: str, query: str) -> None:
+    """Until another session of this database waits on `wait_event` running `query`."""
+    seen = (
+        select(func.count())
+        .select_from(text("pg_stat_activity"))
+        .where(
+            text("datname = current_database()"),
+            text("pid <> pg_backend_pid()"),
+            text("wait_event = :event").bindparams(event=wait_event),
+            text("query LIKE :query").bindparams(query=query),
+        )
+    )
+    async with asyncio.timeout(120):  # a guard against a hang, never a measure
+        while True:
+            async with db.connect() as conn:
+                if (await conn.execute(seen)).scalar_one():
+                    return
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.postgres
+async def test_a_second_runner_waits_for_the_first(pg_db: Database) -> None:
+    tariff = await make_tariff(pg_db, "300.00")
+    await make_customer(pg_db, [(tariff, LONG_AGO, None, ACTIVE)])
+    async with pg_db.connect() as holder:
+        await holder.execute(select(func.pg_advisory_lock(RUN_LOCK)))
+        second = asyncio.create_task(run(pg_db))
+        await wait_for_backend(pg_db, "advisory", "%pg_advisory_lock%")
+        assert not second.done()
+        assert await monthly_invoices(pg_db) == []
+        await holder.execute(select(func.pg_advisory_unlock(RUN_LOCK)))
+    done = await second
+    assert done.invoices == 1
+    await assert_reconciled(pg_db)
+
+
+@pytest.mark.postgres
+async def test_a_run_killed_inside_a_batch_leaves_nothing_of_it(pg_db: Database) -> None:
+    """SIGKILLed with its batch written but not committed: the batch rolls back whole,
+    and the next run bills every customer once."""
+    tariff = await make_tariff(pg_db, "300.00")
+    customers = [await make_customer(pg_db, [(tariff, LONG_AGO, None, ACTIVE)]) for _ in range(3)]
+    # A run killed before, still `running`: the next runner carries it on, so its batch ends
+    # with an UPDATE of this row, which the lock below holds back.
+    async with pg_db.transaction() as session:
+        left = insert(BillingRun).values(
+            period_start=JANUARY.start,
+            period_end=JANUARY.end,
+            state=BillingRunState.RUNNING,
+            started_at=FIRED,
+            invoices=0,
+            lines=0,
+            amount=Decimal("0.00"),
+            autopaid=0,
+        )
+        run_id = (await session.execute(left.returning(BillingRun.id))).scalar_one()
+    url = pg_db.engine.url.render_as_string(hide_password=False)
+    async with pg_db.transaction() as session:
+        await session.execute(
+            select(BillingRun.id).where(BillingRun.id == run_id).with_for_update()
+        )
+        process = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "kabinet"),
+            "billing",
+            "run",
+            "--period",
+            "2026-01",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            env={**os.environ, "KABINET_DATABASE_URL": url},
+        )
+        # Its invoices, lines, receivables and events are written; the counts wait.
+        await wait_for_backend(pg_db, "transactionid", "UPDATE billing_runs%")
+        process.kill()
+        assert await process.wait() == -signal.SIGKILL
+    assert await monthly_invoices(pg_db) == []
+    assert await issued_events(pg_db) == []
+
+    done = await run(pg_db)
+
+    assert (done.run_id, done.invoices) == (run_id, 3)
+    billed = await monthly_invoices(pg_db)
+    assert [customer for customer, _ in billed] == customers
+    assert len(await issued_events(pg_db)) == 3
+    async with pg_db.connect() as conn:
+        records = (await conn.execute(select(BillingRun))).all()
+    assert [(r.id, r.state, r.invoices) for r in records] == [(run_id, BillingRunState.FINISHED, 3)]
+    await assert_reconciled(pg_db)
+
+
+async def test_a_subscription_billed_by_a_single_invoice_is_not_billed_again(
+    db: Database,
+) -> None:
+    tariff = await make_tariff(db, "590.00")
+    both = await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)] * 2)
+    await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)])  # billed already
+    async with db.transaction() as session:
+        subscriptions = (
+            await session.execute(
+                select(Subscription.id, Subscription.customer_id).order_by(Subscription.id)
+            )
+        ).all()
+        # Migration 0008's kind of history: one subscription's invoice for January, its line.
+        for subscription_id, customer_id in (subscriptions[0], subscriptions[2]):
+            invoice_id = (
+                await session.execute(
+                    insert(Invoice)
+                    .values(
+                        customer_id=customer_id,
+                        subscription_id=subscription_id,
+                        kind=InvoiceKind.SINGLE,
+                        number=f"S-{subscription_id}",
+                        period_start=JANUARY.start,
+                        period_end=JANUARY.end,
+                        amount=Decimal("590.00"),
+                        currency="RUB",
+                        status=InvoiceStatus.ISSUED,
+                        issued_at=FIRED,
+                        due_date=date(2026, 2, 11),
+                        created_at=FIRED,
+                    )
+                    .returning(Invoice.id)
+                )
+            ).scalar_one()
+            await session.execute(
+                insert(InvoiceLine).values(
+                    invoice_id=invoice_id,
+                    subscription_id=subscription_id,
+                    tariff_id=tariff,
+                    period_start=JANUARY.start,
+                    period_end=JANUARY.end,
+                    first_day=JANUARY.start,
+                    last_day=JANUARY.end,
+                    days=31,
+                    unit_price=Decimal("590.00"),
+                    amount=Decimal("590.00"),
+                    currency="RUB",
+                    description="Home 590.00: 2026-01-01 to 2026-01-31, 31 of 31 days",
+                )
+            )
+            await post_issuance(
+                session, [IssuedInvoice(invoice_id, customer_id, Decimal("590.00"), "RUB", FIRED)]
+            )
+
+    done = await run(db)
+
+    assert (done.invoices, done.lines) == (1, 1)
+    [(customer, invoice_id)] = await monthly_invoices(db)
+    assert customer == both
+    async with db.connect() as conn:
+        billed = (
+            await conn.execute(
+                select(InvoiceLine.subscription_id).where(InvoiceLine.invoice_id == invoice_id)
+            )
+        ).scalars()
+        assert list(billed) == [subscriptions[1].id]
+    await assert_reconciled(db)
