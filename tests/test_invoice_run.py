@@ -680,3 +680,29 @@ async def test_a_subscription_billed_by_a_single_invoice_is_not_billed_again(
         ).scalars()
         assert list(billed) == [subscriptions[1].id]
     await assert_reconciled(db)
+
+
+async def test_a_batch_is_a_fixed_number_of_statements_but_one_event_each(db: Database) -> None:
+    """Set-based: reading and writing a batch takes the same statements for 3 customers
+    or 30; only the outbox still takes one INSERT per event (record_event's)."""
+    tariff = await make_tariff(db, "100.00")
+    for _ in range(30):
+        await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)] * 3)
+    sent: list[str] = []
+    db.on_statement.add(sent.append)
+
+    done = await run(db)
+
+    db.on_statement.discard(sent.append)
+    assert (done.invoices, done.lines) == (30, 90)
+    writes = [" ".join(sql.split()[:3]) for sql in sent if sql.lstrip().startswith("INSERT")]
+    assert sorted(set(writes)) == [
+        "INSERT INTO billing_runs",
+        "INSERT INTO invoice_lines",
+        "INSERT INTO invoices",
+        "INSERT INTO outbox",
+        "INSERT INTO transactions",
+    ]
+    assert writes.count("INSERT INTO outbox") == 30
+    assert len(writes) == 30 + 4
+    await assert_reconciled(db)

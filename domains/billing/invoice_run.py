@@ -162,17 +162,20 @@ async def _bill(
     zone: ZoneInfo,
     due_days: int,
 ) -> RunProgress:
-    """Writes the batch's invoices, lines, receivables, events and the run's counts."""
+    """Writes the batch's invoices, lines, receivables, events and the run's counts. Rows go
+    as executemany, which SQLAlchemy sends as multi-row INSERTs of a bounded size (with
+    RETURNING), so a customer with thousands of subscriptions stays within the drivers'
+    limit on parameters per statement."""
     if not batch.bills:
         return _grown(done, batch.customers, [])
     due = now.astimezone(zone).date() + timedelta(days=due_days)
     made = await session.execute(
         conflict_insert(session, invoices)
-        .values([_invoice(bill, period, now, due) for bill in batch.bills])
         .on_conflict_do_nothing(
             index_elements=["customer_id", "period_start"], index_where=text("kind = 'monthly'")
         )
-        .returning(invoices.c.id, invoices.c.customer_id)
+        .returning(invoices.c.id, invoices.c.customer_id),
+        [_invoice(bill, period, now, due) for bill in batch.bills],
     )
     ids = {customer_id: invoice_id for invoice_id, customer_id in made.all()}
     issued = [bill for bill in batch.bills if bill.customer_id in ids]
@@ -181,9 +184,9 @@ async def _bill(
     expected = [_line(ids[bill.customer_id], bill, item) for bill in issued for item in bill.items]
     written = await session.execute(
         conflict_insert(session, lines)
-        .values(expected)
         .on_conflict_do_nothing(index_elements=["subscription_id", "period_start"])
-        .returning(lines.c.id)
+        .returning(lines.c.id),
+        expected,
     )
     if len(written.all()) != len(expected):
         # Someone billed one of these subscriptions since the batch was read: this batch's
