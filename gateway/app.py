@@ -10,8 +10,8 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route, WebSocketRoute
-from starlette.types import ASGIApp
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -53,9 +53,27 @@ GRAPHIQL_ASSETS = "/graphiql/assets"
 RATE_LIMIT_HEADERS = ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"]
 
 
+class Gateway:
+    """The ASGI app: HTTP and lifespan through Starlette and its middleware; a websocket at
+    /graphql straight to the GraphQL socket, behind only the proxy headers. No HTTP
+    middleware applies to a websocket, yet each layer would stay on its stack for the
+    socket's hours (thousands of sockets, each holding the stack's frames)."""
+
+    def __init__(self, http: Starlette, graphql_ws: ASGIApp) -> None:
+        self.http = http
+        self.graphql_ws = graphql_ws
+        self.state = http.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/graphql":
+            await self.graphql_ws(scope, receive, send)
+        else:
+            await self.http(scope, receive, send)
+
+
 def create_app(
     settings: Settings, subgraph: str | None = None, *, clock: Clock = SYSTEM_CLOCK
-) -> Starlette:
+) -> Gateway:
     """The whole API; or, given `subgraph`, that subgraph alone at /graphql (for a federation
     router), with the health and metrics routes. Tests hand in a clock they move."""
     if "*" in settings.cors_origins:
@@ -74,8 +92,10 @@ def create_app(
         queue_size=settings.subscription_queue_size,
         max_per_owner=settings.subscriptions_per_user,
         on_slow_consumer=metrics.slow_consumers.inc,
+        on_render=metrics.count_render,
     )
     metrics.open_subscriptions.set_function(lambda: hub.subscriber_count)
+    metrics.live_feeds.set_function(lambda: hub.feed_count)
     connections = LiveConnections(services.auth.sessions, metrics)
 
     async def make_context(request: Request | WebSocket) -> Context:
@@ -157,7 +177,6 @@ def create_app(
         graphql_http, graphql_ws = for_router(graphql_http), for_router(graphql_ws)
     routes: list[BaseRoute] = [
         Route("/graphql", graphql_http),
-        WebSocketRoute("/graphql", graphql_ws),
         Route("/health/live", live, methods=["GET"]),
         Route("/health/ready", ready, methods=["GET"]),
     ]
@@ -231,7 +250,8 @@ def create_app(
     )
     app.state.services = services
     app.state.metrics = metrics
-    return app
+    # The socket's budgets and sessions see the client as HTTP requests do.
+    return Gateway(app, ProxyHeadersMiddleware(graphql_ws, trusted_hosts=settings.trusted_proxies))
 
 
 _HTTP_ERROR_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}

@@ -218,6 +218,7 @@ def _serve(settings: Settings, subgraph: str | None = None) -> None:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.websocket_protocol import UVICORN_WEBSOCKETS
     from schema.federation import SUBGRAPHS
 
     if subgraph is not None and subgraph not in SUBGRAPHS:
@@ -243,9 +244,7 @@ def _serve(settings: Settings, subgraph: str | None = None) -> None:
         # The app reads forwarded headers itself, from KABINET_TRUSTED_PROXIES only.
         proxy_headers=False,
         server_header=False,
-        # Live events are small JSON messages: per-message deflate would save little and
-        # costs ~50 KiB of zlib state per socket (half a socket's memory).
-        ws_per_message_deflate=False,
+        **UVICORN_WEBSOCKETS,
     )
 
 

@@ -25,6 +25,7 @@ from gateway.persisted import PersistedQueries
 from gateway.ratelimit import SERVICE_UNAVAILABLE, rate_limit_headers
 from gateway.ws import Ending, LiveConnections
 from resolvers.context import Context
+from resolvers.live import DELIVERY, Delivery
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 JSON = "application/json"
@@ -289,19 +290,24 @@ class GraphQLEndpoint:
             allowed_operation_types=(OperationType.SUBSCRIPTION,),
         )
         ended: asyncio.Future[Ending] = asyncio.get_running_loop().create_future()
+        # What the subscription's feed delivers, one body at a time as the client reads.
+        bodies: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1)
 
         def end(ending: Ending) -> None:
             if not ended.done():
                 ended.set_result(ending)
 
-        async def events() -> AsyncIterator[str]:
+        async def events() -> AsyncIterator[bytes]:
+            DELIVERY.set(
+                Delivery(query, operation["variables"], operation["name"], send=bodies.put)
+            )
             if claims is not None:
                 self.connections.add(request.scope, claims, end, is_websocket=False)
             try:
                 async with aclosing(results):
-                    async for body in _until(results, ended):
-                        yield f"event: next\ndata: {orjson.dumps(body).decode()}\n\n"
-                yield "event: complete\ndata:\n\n"
+                    async for body in _until(results, bodies, ended):
+                        yield b"event: next\ndata: " + body + b"\n\n"
+                yield b"event: complete\ndata:\n\n"
             finally:
                 self.connections.discard(request.scope)
 
@@ -358,27 +364,39 @@ class GraphQLEndpoint:
 
 
 async def _until(
-    results: AsyncGenerator[ExecutionResult, None], ended: "asyncio.Future[Ending]"
-) -> AsyncIterator[dict[str, Any]]:
-    """The stream's results as bodies, until `ended` says why the server ends it: then an
-    error with that code, and no more."""
-    while True:
-        step = asyncio.ensure_future(anext(results))
-        try:
-            await asyncio.wait((step, ended), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not step.done():
-                step.cancel()
-                await asyncio.wait((step,))
-        if step.cancelled():
-            ending = ended.result()
-            yield graphql_error_body(ending.name, ending.message)
-            return
-        try:
-            result = step.result()
-        except StopAsyncIteration:
-            return
-        yield _serialize(result)
+    results: AsyncGenerator[ExecutionResult, None],
+    bodies: "asyncio.Queue[bytes]",
+    ended: "asyncio.Future[Ending]",
+) -> AsyncIterator[bytes]:
+    """The stream's bodies: what its feed delivers, and its own results (a refusal, an
+    error it ends with), until `ended` says why the server ends it: then an error with that
+    code, and no more."""
+    step = asyncio.ensure_future(anext(results))
+    try:
+        while True:
+            taking = asyncio.ensure_future(bodies.get())
+            try:
+                await asyncio.wait((step, taking, ended), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not taking.done():
+                    taking.cancel()
+            if taking.done() and not taking.cancelled():
+                yield taking.result()
+                continue
+            if ended.done():
+                ending = ended.result()
+                yield orjson.dumps(graphql_error_body(ending.name, ending.message))
+                return
+            try:
+                result = step.result()
+            except StopAsyncIteration:
+                return
+            yield orjson.dumps(_serialize(result))
+            step = asyncio.ensure_future(anext(results))
+    finally:
+        if not step.done():
+            step.cancel()
+            await asyncio.wait((step,))
 
 
 def _take_decision(context: Context) -> list[Decision]:

@@ -79,6 +79,22 @@ class Metrics:
             "Signed-in GraphQL WebSocket connections held by this process.",
             registry=self.registry,
         )
+        self.live_feeds = Gauge(
+            "kabinet_live_feeds",
+            "Subscription shapes this process renders events for (subscribers of one "
+            "operation, variables and scope share one).",
+            registry=self.registry,
+        )
+        self.live_renders = Counter(
+            "kabinet_live_renders",
+            "Events executed and encoded for a feed: once per feed, however many subscribe.",
+            registry=self.registry,
+        )
+        self.live_deliveries = Counter(
+            "kabinet_live_deliveries",
+            "Rendered events handed to a subscriber (written, or buffered for its transport).",
+            registry=self.registry,
+        )
         self.slow_consumers = Counter(
             "kabinet_subscription_slow_consumers",
             "Subscribers dropped because their event queue overflowed.",
@@ -110,6 +126,11 @@ class Metrics:
 
     def count_statement(self) -> None:
         self.db_statements.inc()
+
+    def count_render(self, delivered: int) -> None:
+        """One event rendered for a feed, given to `delivered` subscribers."""
+        self.live_renders.inc()
+        self.live_deliveries.inc(delivered)
 
 
 def route_template(routes: Iterable[BaseRoute], scope: Scope) -> str | None:

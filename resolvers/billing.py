@@ -44,7 +44,7 @@ from domains.money import Money
 from resolvers.access import load_owned
 from resolvers.context import Context
 from resolvers.customers import customer_by_pk
-from resolvers.live import LiveEvent, event_fields, live, watched_customer
+from resolvers.live import LiveEvent, Shared, event_fields, live, watched_customer
 from resolvers.lookup import lookup
 from resolvers.relay import (
     Connection,
@@ -379,7 +379,7 @@ class PaymentChange(LiveEvent):
 
 
 @dataclass(frozen=True, slots=True)
-class BalanceChange(LiveEvent):
+class BalanceChange(LiveEvent, Shared):
     balance: Money
     delta: Money
     reason: str

@@ -6,19 +6,37 @@ domain's rule for what the viewer may follow, given the field's own arguments: i
 the subject of one object, checked as any read of that object is (`watched_customer`: a
 customer their own account, staff the one named; a ticket's rule would load the ticket
 through its owned-object check), or None for every subject, which only `audience(roles)`
-answers, to staff of those roles. The resolver then opens the stream (missed events after
-`after`, then live ones) and maps each event with `payload`, skipping events it maps to
-None. Each event's fields load with fresh loaders: a subscription lives for hours, and a
-loader caches for as long as it lives.
+answers, to staff of those roles. The resolver then joins the stream's feed (missed events
+after `after`, then live ones): each event is mapped with `payload` (None: skipped),
+executed on the operation's selection and encoded once per feed, and the same bytes go to
+every subscriber of the feed through its transport's `Delivery`.
+
+A feed is the subscribers of one operation, variables and subject; when the payload is
+`Shared` (its fields show only what the event carries) viewers share it, otherwise each
+viewer has their own, since its fields load with the viewer's rights. Each event's fields
+load with fresh loaders: a subscription lives for hours, and a loader caches for as long
+as it lives.
 """
 
 import inspect
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass
+import types as builtin_types
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
+import orjson
 import strawberry
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    Executor,
+    VariableNode,
+    Visitor,
+    execute_subscription_event,
+    visit,
+)
 from strawberry import Info
 
 from dataloaders import Loaders
@@ -28,9 +46,10 @@ from domains.events.subject import CUSTOMER
 from domains.identity.models import Role
 from resolvers.context import Context
 from resolvers.customers import customer_by_pk
+from resolvers.errors import coded
 from resolvers.relay import pk_of
-from subscriptions.hub import SlowConsumer
-from subscriptions.stream import events
+from subscriptions.hub import Render, Rendered, SlowConsumer, Subscriber, Writer
+from subscriptions.stream import follow
 
 AFTER = strawberry.argument(
     description="The `eventId` of the last event received: the events missed since are sent first."
@@ -48,6 +67,36 @@ class LiveEvent:
 
     event_id: strawberry.ID
     occurred_at: datetime
+
+
+class Shared:
+    """A payload whose fields show only what its event carries (no field loads through the
+    viewer's rights): every viewer allowed to watch the subject sees the same, so one feed
+    serves them all. Payloads with fields such as an invoice, loaded as the viewer may read
+    it, are not Shared, and their feeds are per viewer."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """How a transport carries one subscription: what the client sent (which, with the
+    subject and the viewer's scope, names the feed), and how a `next` body reaches it."""
+
+    query: str
+    variables: Mapping[str, Any] | None
+    operation_name: str | None
+    # Waits until the client's transport takes the body.
+    send: Callable[[bytes], Awaitable[None]]
+    # Takes a body at once when the transport is ready; None: everything goes by `send`.
+    writer: Writer | None = None
+    # Given the subscriber once it is caught up, by a transport that then keeps it (and
+    # lets it go) itself: the operation ends there, and nothing of it waits meanwhile.
+    adopt: Callable[[Subscriber], None] | None = None
+
+
+# Set by the transport in the task running the operation (`gateway.ws`, SSE).
+DELIVERY: ContextVar[Delivery] = ContextVar("kabinet.live.delivery")
 
 
 def event_fields(event: CloudEvent) -> dict[str, Any]:
@@ -91,38 +140,52 @@ def live(
     """The resolver of a subscription to `types` of events of what `watch` allows, each
     mapped by `payload`; its arguments are `after` and those of `watch`."""
     wanted = frozenset(types)
+    shared = _is_shared(payload)
 
     async def subscribe(
         info: Info[Context], after: strawberry.ID | None = None, **arguments: Any
     ) -> AsyncGenerator[object, None]:
         context = info.context
-        if context.hub is None:
+        delivery = DELIVERY.get(None)
+        if context.hub is None or delivery is None:
             raise InvalidInput("live updates are not served on this endpoint")
+        viewer = context.signed_in
         subject = await watch(info, **arguments)
-        stream = events(
-            context.hub,
-            context.db,
-            subject=subject,
-            types=wanted,
-            owner=context.signed_in.user_id,
-            after=after,
-            catch_up_limit=context.catch_up_limit,
-            catalog=context.events,
+        key = (
+            id(info._raw_info.schema),
+            delivery.query,
+            delivery.operation_name,
+            _shaping_variables(info, delivery.variables),
+            subject,
+            None if shared else (viewer.user_id, viewer.role, viewer.customer_id),
         )
         try:
-            async for event in stream:
-                mapped = payload(event)
-                if mapped is not None:
-                    context.loaders = Loaders(context.db)
-                    yield mapped
+            await follow(
+                context.hub,
+                context.db,
+                key=key,
+                subject=subject,
+                types=wanted,
+                owner=viewer.user_id,
+                after=after,
+                catch_up_limit=context.catch_up_limit,
+                catalog=context.events,
+                render=lambda: _renderer(info, delivery, payload),
+                send=delivery.send,
+                writer=delivery.writer,
+                adopt=delivery.adopt,
+            )
         except SlowConsumer:
             # A websocket that fell behind is closed rather than sent more; over SSE the
             # error ends the stream.
             if context.disconnect is not None:
                 context.disconnect(SlowConsumer.code)
             raise
-        finally:
-            await stream.aclose()
+        # graphql-core wants a stream; this one yields nothing itself: the feed's bodies go
+        # out through the delivery. `follow` returns only when the transport adopted the
+        # subscriber.
+        return
+        yield
 
     # Strawberry reads a field's arguments from its resolver's signature: here `after`, then
     # the rule's own (`customerId`), so each domain's rule names the arguments it needs.
@@ -140,3 +203,98 @@ def live(
         ]
     )
     return subscribe
+
+
+def _is_shared(payload: Callable[[CloudEvent], object | None]) -> bool:
+    """Whether every payload type `payload` returns (None aside) is Shared."""
+    returned = get_type_hints(payload).get("return")
+    if get_origin(returned) in (Union, builtin_types.UnionType):
+        options = [option for option in get_args(returned) if option is not type(None)]
+    else:
+        options = [returned]
+    return all(isinstance(option, type) and issubclass(option, Shared) for option in options)
+
+
+def _shaping_variables(info: Info[Context], variables: Mapping[str, Any] | None) -> str:
+    """The variables that shape what the feed sends, encoded: all but the one that only
+    carries `after`, so subscribers resuming from different events (every client after a
+    restart) still share a feed."""
+    raw = info._raw_info
+    resume = next(
+        (
+            argument.value.name.value
+            for argument in raw.field_nodes[0].arguments or ()
+            if argument.name.value == "after" and isinstance(argument.value, VariableNode)
+        ),
+        None,
+    )
+    if resume is not None and _uses_of(resume, raw) > 1:
+        resume = None  # used elsewhere too: it shapes the selection
+    shaping = {name: value for name, value in (variables or {}).items() if name != resume}
+    # As text: orjson's bytes keep a 4 KiB block behind them, and every subscriber holds
+    # its key for as long as it lives.
+    return orjson.dumps(shaping, option=orjson.OPT_SORT_KEYS).decode()
+
+
+class _Uses(Visitor):
+    """Counts the reads of one variable."""
+
+    def __init__(self, variable: str) -> None:
+        super().__init__()
+        self.variable = variable
+        self.count = 0
+
+    def enter_variable(self, node: VariableNode, *_args: Any) -> None:
+        self.count += node.name.value == self.variable
+
+
+def _uses_of(variable: str, raw: Any) -> int:
+    """How often the operation (its fragments included) reads `variable`."""
+    uses = _Uses(variable)
+    for node in (raw.operation.selection_set, *raw.fragments.values()):
+        visit(node, uses)
+    return uses.count
+
+
+def _renderer(
+    info: Info[Context], delivery: Delivery, payload: Callable[[CloudEvent], object | None]
+) -> Render:
+    """A feed's rendering of an event: the operation executed on the event's payload with
+    the context of the feed's first subscriber (the same viewer, or a Shared payload that
+    reads none), encoded as the `next` message's payload."""
+    raw = info._raw_info  # graphql-core's: its schema and the validated document's parts
+    document = DocumentNode(definitions=(raw.operation, *raw.fragments.values()))
+    executor = Executor.build(
+        raw.schema,
+        document,
+        raw_variable_values=dict(delivery.variables or {}),
+        operation_name=delivery.operation_name,
+    )
+    if isinstance(executor, list):  # cannot happen: the operation was validated to get here
+        raise executor[0]
+    # Nothing of the first subscriber's connection stays with the feed.
+    base = replace(info.context, request=None, disconnect=None, connection_params=None)
+
+    def render(event: CloudEvent) -> Rendered | Awaitable[Rendered]:
+        root = payload(event)
+        if root is None:
+            return None
+        run = executor.build_per_event_executor(root)
+        run.context_value = replace(base, loaders=Loaders(base.db))
+        result = execute_subscription_event(run)
+        if inspect.isawaitable(result):
+            return _encoded_when_done(result)
+        return _encoded(result)
+
+    return render
+
+
+async def _encoded_when_done(result: Awaitable[ExecutionResult]) -> bytes:
+    return _encoded(await result)
+
+
+def _encoded(result: ExecutionResult) -> bytes:
+    body: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        body["errors"] = [coded(error).formatted for error in result.errors]
+    return orjson.dumps(body)

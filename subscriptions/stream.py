@@ -1,9 +1,9 @@
-"""One subscriber's stream of events: what it missed (from the outbox), then live ones."""
+"""One subscriber's stream: what it missed (from the outbox), then its feed's live events."""
 
 import uuid
-from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable, Hashable
 from datetime import datetime
+from inspect import isawaitable
 
 from sqlalchemy import select, tuple_
 
@@ -12,61 +12,59 @@ from domains.errors import InvalidInput, NotFound
 from domains.events.catalog import EventCatalog
 from domains.events.cloudevent import CloudEvent
 from domains.outbox import OutboxEvent
-from subscriptions.hub import Hub
+from subscriptions.hub import Hub, Render, Subscriber, Writer
 
 outbox = OutboxEvent.__table__
 
 
-class _Seen:
-    """Ids already yielded, the newest `limit` of them: a relay's redelivery, or a live copy
-    of an event the catch-up replayed, is skipped."""
-
-    def __init__(self, limit: int) -> None:
-        self._ids: OrderedDict[uuid.UUID, None] = OrderedDict()
-        self._limit = limit
-
-    def add(self, event_id: uuid.UUID) -> bool:
-        """False when the id was already there."""
-        if event_id in self._ids:
-            return False
-        self._ids[event_id] = None
-        if len(self._ids) > self._limit:
-            self._ids.popitem(last=False)
-        return True
-
-
-async def events(
+async def follow(
     hub: Hub,
     db: Database,
     *,
+    key: Hashable,
     subject: str | None,
     types: frozenset[str],
     owner: int,
     after: str | None,
     catch_up_limit: int,
     catalog: EventCatalog,
-) -> AsyncIterator[CloudEvent]:
-    """The events of `types` about `subject` (about any subject when None: an audience's):
-    those after event `after` first, then live ones.
+    render: Callable[[], Render],
+    send: Callable[[bytes], Awaitable[None]],
+    writer: Writer | None = None,
+    adopt: Callable[[Subscriber], None] | None = None,
+) -> None:
+    """Sends the events of `types` about `subject` (about any subject when None: an
+    audience's), rendered by the feed of `key`: those after event `after` first, then live
+    ones. With a writer and `adopt`, returns once caught up, the subscriber handed to
+    `adopt`: the feed writes to it, and its transport lets it go (`Hub.leave`). Otherwise
+    returns never: raises SlowConsumer once dropped, ends when cancelled.
 
-    The hub registration comes before the catch-up read, so an event committed in between is
-    in one or both of them, never in neither; the duplicates are skipped.
+    The feed registration comes before the catch-up read, so an event committed in between
+    is in one or both of them, never in neither; the live copies of what the catch-up sent
+    are skipped.
     """
-    subscriber = hub.subscribe(types, subject=subject, owner=owner)
+    subscriber = hub.join(key, types, subject=subject, owner=owner, render=render, writer=writer)
+    adopted = False
     try:
-        seen = _Seen(catch_up_limit + hub.queue_size)
+        sent: list[uuid.UUID] = []
         if after is not None:
             for event in await missed(
                 db, subject, types, after, limit=catch_up_limit, catalog=catalog
             ):
-                seen.add(event.id)
-                yield event
-        while True:
-            event = await subscriber.next()
-            if seen.add(event.id):
-                yield event
+                rendered = subscriber.feed.render(event)
+                body = await rendered if isawaitable(rendered) else rendered
+                if body is not None:
+                    await send(body)
+                sent.append(event.id)
+        subscriber.release(sent)
+        if adopt is not None and writer is not None:
+            adopt(subscriber)
+            adopted = True
+            return
+        await subscriber.pump(send)
     finally:
-        hub.unsubscribe(subscriber)
+        if not adopted:
+            hub.leave(subscriber)
 
 
 async def missed(

@@ -18,6 +18,8 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
+from gateway.websocket_protocol import UVICORN_WEBSOCKETS
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_SECONDS = 30.0
 # Limits a test server must not hit: its traffic is the test's, not an attacker's.
@@ -43,7 +45,9 @@ def url_of(sock: socket.socket) -> str:
 @contextlib.contextmanager
 def serve(app: ASGIApp, sock: socket.socket) -> Iterator[str]:
     """Serves `app` on `sock` until the block ends; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="on", **UVICORN_WEBSOCKETS)
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

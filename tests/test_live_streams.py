@@ -9,10 +9,12 @@ the bus is the real in-process one, the outbox a real database, the relay the re
 
 import asyncio
 import uuid
+from asyncio import FIRST_COMPLETED
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 import pytest_asyncio
 import strawberry
@@ -36,10 +38,10 @@ from domains.outbox import record_event
 from gateway.services import Services
 from resolvers.billing import invoice_by_pk
 from resolvers.context import Context
-from resolvers.live import audience, live
+from resolvers.live import DELIVERY, Delivery, Shared, audience, live
 from resolvers.relay import pk_of, to_global_id
-from subscriptions.hub import Hub, SlowConsumer, Subscriber, TooManySubscriptions
-from subscriptions.stream import events
+from subscriptions.hub import Hub, SlowConsumer, TooManySubscriptions
+from subscriptions.stream import follow
 from tests.conftest import catalog_of, make_settings
 
 TICKET = SubjectKind("ticket")
@@ -75,13 +77,67 @@ async def _publish(bus: EventBus, type: str, ticket: int) -> CloudEvent:
     return event
 
 
-async def _next(subscriber: Subscriber) -> uuid.UUID:
-    return (await asyncio.wait_for(subscriber.next(), 10)).id
+class _Inbox:
+    """One subscriber of the hub, pulling its bodies as a transport would; a feed renders an
+    event as its CloudEvent JSON, so what arrives is the event itself."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        types: set[str],
+        *,
+        subject: str | None,
+        owner: int,
+        key: object = None,
+        reading: bool = True,
+    ) -> None:
+        self.subscriber = hub.join(
+            key if key is not None else object(),
+            frozenset(types),
+            subject=subject,
+            owner=owner,
+            render=lambda: _as_json,
+        )
+        self.subscriber.release()
+        # One body at a time: a client that stops reading holds its pump back.
+        self.bodies: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1)
+        self.pumping = asyncio.create_task(self.subscriber.pump(self.bodies.put))
+
+    async def next(self) -> CloudEvent:
+        taking = asyncio.ensure_future(self.bodies.get())
+        await asyncio.wait((taking, self.pumping), timeout=10, return_when=FIRST_COMPLETED)
+        if not taking.done():
+            taking.cancel()
+            self.pumping.result()  # raises what ended it (SlowConsumer)
+            raise TimeoutError("nothing arrived")
+        return CloudEvent.from_json(taking.result())
+
+    async def close(self) -> None:
+        self.pumping.cancel()
+        await asyncio.wait((self.pumping,))
+
+
+def _as_json(event: CloudEvent) -> bytes:
+    return event.to_json()
+
+
+async def _next(inbox: _Inbox) -> uuid.UUID:
+    return (await inbox.next()).id
+
+
+async def _until_dropped(inbox: _Inbox) -> list[uuid.UUID]:
+    """What a subscriber still gets before its stream ends with SlowConsumer."""
+    taken = []
+    while True:
+        try:
+            taken.append(await _next(inbox))
+        except SlowConsumer:
+            return taken
 
 
 async def test_a_ticket_stream_gets_that_tickets_events_of_its_types_only(bus, hub):
-    seven = hub.subscribe(frozenset({REPLIED}), subject=TICKET.of(7), owner=1)
-    eight = hub.subscribe(frozenset({REPLIED}), subject=TICKET.of(8), owner=2)
+    seven = _Inbox(hub, {REPLIED}, subject=TICKET.of(7), owner=1)
+    eight = _Inbox(hub, {REPLIED}, subject=TICKET.of(8), owner=2)
     eights = await _publish(bus, REPLIED, 8)
     assert await _next(eight) == eights.id
     await _publish(bus, CREATED, 7)  # not a type ticket 7's watcher wants
@@ -91,8 +147,8 @@ async def test_a_ticket_stream_gets_that_tickets_events_of_its_types_only(bus, h
 
 
 async def test_an_audience_gets_every_subjects_events_of_its_types(bus, hub):
-    queue = hub.subscribe(frozenset({CREATED}), subject=None, owner=3)
-    watcher = hub.subscribe(frozenset({CREATED, REPLIED}), subject=TICKET.of(7), owner=1)
+    queue = _Inbox(hub, {CREATED}, subject=None, owner=3)
+    watcher = _Inbox(hub, {CREATED, REPLIED}, subject=TICKET.of(7), owner=1)
     eights = await _publish(bus, CREATED, 8)
     assert await _next(queue) == eights.id
     reply = await _publish(bus, REPLIED, 7)
@@ -107,30 +163,55 @@ async def test_a_slow_audience_is_dropped_and_a_subjects_watcher_is_not(bus):
     hub = _hub(bus, queue_size=2, on_slow_consumer=lambda: dropped.append(None))
     await hub.start()
     try:
-        queue = hub.subscribe(frozenset({CREATED}), subject=None, owner=3)
-        watcher = hub.subscribe(frozenset({CREATED}), subject=TICKET.of(7), owner=1)
-        for _ in range(3):
+        queue = _Inbox(hub, {CREATED}, subject=None, owner=3)
+        watcher = _Inbox(hub, {CREATED}, subject=TICKET.of(7), owner=1)
+        # One in the audience's hands, one in its pump's, two buffered: the fifth overflows.
+        for _ in range(5):
             event = await _publish(bus, CREATED, 7)
             assert await _next(watcher) == event.id  # read as they come: never full
-        with pytest.raises(SlowConsumer):
-            await asyncio.wait_for(queue.next(), 10)
+        assert len(await _until_dropped(queue)) == 2  # what was handed over before the drop
         assert dropped == [None]
         assert hub.subscriber_count == 1
-        hub.unsubscribe(queue)  # the dropped stream ending: nothing left to release
+        hub.leave(queue.subscriber)  # the dropped stream ending: nothing left to release
         assert hub.subscriber_count == 1
+    finally:
+        await hub.stop()
+
+
+async def test_a_feed_renders_once_for_its_subscribers_and_drops_only_the_slow_one(bus):
+    renders: list[int] = []
+    hub = _hub(bus, queue_size=2, on_render=renders.append)
+    await hub.start()
+    try:
+        shape = ("the same operation", TICKET.of(7))
+        slow = _Inbox(hub, {CREATED}, subject=TICKET.of(7), owner=1, key=shape)
+        fast = _Inbox(hub, {CREATED}, subject=TICKET.of(7), owner=2, key=shape)
+        other = _Inbox(hub, {CREATED}, subject=TICKET.of(7), owner=2, key="another shape")
+        assert hub.feed_count == 2
+        published = []
+        for _ in range(6):
+            published.append((await _publish(bus, CREATED, 7)).id)
+            assert await _next(fast) == published[-1]  # never held up by its slow feed-mate
+            assert await _next(other) == published[-1]
+        # Each event rendered once per feed: both of the shape's subscribers, then one.
+        assert renders[:2] == [2, 1]
+        assert len(renders) == 12
+        assert renders[-2:] == [1, 1]  # the slow one was dropped on the way
+        assert len(await _until_dropped(slow)) < len(published)
+        assert hub.subscriber_count == 2
     finally:
         await hub.stop()
 
 
 async def test_the_per_user_limit_counts_object_and_audience_streams_alike(bus):
     hub = _hub(bus, max_per_owner=2)
-    thread = hub.subscribe(frozenset({REPLIED}), subject=TICKET.of(7), owner=3)
-    hub.subscribe(frozenset({CREATED}), subject=None, owner=3)
+    thread = _Inbox(hub, {REPLIED}, subject=TICKET.of(7), owner=3)
+    _Inbox(hub, {CREATED}, subject=None, owner=3)
     with pytest.raises(TooManySubscriptions):
-        hub.subscribe(frozenset({CREATED}), subject=None, owner=3)
-    hub.subscribe(frozenset({CREATED}), subject=None, owner=4)  # another user's own count
-    hub.unsubscribe(thread)
-    hub.subscribe(frozenset({CREATED}), subject=None, owner=3)
+        _Inbox(hub, {CREATED}, subject=None, owner=3)
+    _Inbox(hub, {CREATED}, subject=None, owner=4)  # another user's own count
+    hub.leave(thread.subscriber)
+    _Inbox(hub, {CREATED}, subject=None, owner=3)
     assert hub.subscriber_count == 3
 
 
@@ -160,21 +241,44 @@ async def _relayed(bus: EventBus, db: Database) -> dict[uuid.UUID, CloudEvent]:
         await reader.stop()
 
 
-def _stream(hub: Hub, db: Database, subject: str | None, types: set[str], after: object) -> Any:
-    return events(
-        hub,
-        db,
-        subject=subject,
-        types=frozenset(types),
-        owner=1,
-        after=str(after),
-        catch_up_limit=10,
-        catalog=catalog_of(TOPICS, SOURCE),
-    )
+class _Following:
+    """A stream (`follow`) running as a transport's operation would, its bodies collected."""
 
+    def __init__(
+        self, hub: Hub, db: Database, subject: str | None, types: set[str], after: object
+    ) -> None:
+        self.bodies: asyncio.Queue[bytes] = asyncio.Queue()
+        self.task = asyncio.create_task(
+            follow(
+                hub,
+                db,
+                key=object(),
+                subject=subject,
+                types=frozenset(types),
+                owner=1,
+                after=str(after),
+                catch_up_limit=10,
+                catalog=catalog_of(TOPICS, SOURCE),
+                render=lambda: _as_json,
+                send=self.bodies.put,
+            )
+        )
 
-async def _take(stream: Any, count: int) -> list[CloudEvent]:
-    return [await asyncio.wait_for(anext(stream), 10) for _ in range(count)]
+    async def take(self, count: int) -> list[CloudEvent]:
+        taken = []
+        for _ in range(count):
+            taking = asyncio.ensure_future(self.bodies.get())
+            await asyncio.wait((taking, self.task), timeout=10, return_when=FIRST_COMPLETED)
+            if not taking.done():
+                taking.cancel()
+                self.task.result()  # raises what ended the stream
+                raise TimeoutError("nothing arrived")
+            taken.append(CloudEvent.from_json(taking.result()))
+        return taken
+
+    async def aclose(self) -> None:
+        self.task.cancel()
+        await asyncio.wait((self.task,))
 
 
 async def test_a_ticket_stream_resumes_after_an_event_then_goes_on_live(bus, hub, db):
@@ -183,9 +287,9 @@ async def test_a_ticket_stream_resumes_after_an_event_then_goes_on_live(bus, hub
     await _record(db, REPLIED, 8)
     await _record(db, CREATED, 7)  # of ticket 7, not of the stream's types
     second = await _record(db, REPLIED, 7)  # committed, not yet relayed
-    stream = _stream(hub, db, TICKET.of(7), {REPLIED}, after=first)
+    stream = _Following(hub, db, TICKET.of(7), {REPLIED}, after=first)
     try:
-        [missed] = await _take(stream, 1)
+        [missed] = await stream.take(1)
         relayed = await _relayed(bus, db)
         # The same event as the relay's, source included, whichever way it came.
         assert missed == relayed[second]
@@ -193,7 +297,7 @@ async def test_a_ticket_stream_resumes_after_an_event_then_goes_on_live(bus, hub
         third = await _record(db, REPLIED, 7)
         await _relayed(bus, db)
         # The relay's copy of the missed event was skipped: the next is the new one.
-        assert [event.id for event in await _take(stream, 1)] == [third]
+        assert [event.id for event in await stream.take(1)] == [third]
     finally:
         await stream.aclose()
     assert hub.subscriber_count == 0
@@ -205,23 +309,23 @@ async def test_an_audience_resumes_after_an_event_of_its_types(bus, hub, db):
     reply = await _record(db, REPLIED, 7)
     eights = await _record(db, CREATED, 8)
     nines = await _record(db, CREATED, 9)
-    stream = _stream(hub, db, None, {CREATED}, after=first)
+    stream = _Following(hub, db, None, {CREATED}, after=first)
     try:
-        missed = await _take(stream, 2)
+        missed = await stream.take(2)
         assert [event.id for event in missed] == [eights, nines]
         relayed = await _relayed(bus, db)
         assert missed == [relayed[eights], relayed[nines]]
         tens = await _record(db, CREATED, 10)
         await _relayed(bus, db)
-        assert [event.id for event in await _take(stream, 1)] == [tens]
+        assert [event.id for event in await stream.take(1)] == [tens]
     finally:
         await stream.aclose()
     # `after` must be one of the stream's events: of its types for an audience, of its
     # subject for one object's stream.
     for subject, after in [(None, reply), (None, uuid.uuid4()), (TICKET.of(7), eights)]:
-        refused = _stream(hub, db, subject, {CREATED}, after=after)
+        refused = _Following(hub, db, subject, {CREATED}, after=after)
         with pytest.raises(NotFound):
-            await anext(refused)
+            await refused.take(1)
     assert hub.subscriber_count == 0
 
 
@@ -247,12 +351,27 @@ async def watched_invoice(info: Info[Context], invoice_id: strawberry.ID) -> str
 
 
 @strawberry.type
+class Announced(Shared):
+    """What every staff member sees alike: the event's own fields only."""
+
+    event_id: strawberry.ID
+    subject: str
+
+
+def _announced(event: CloudEvent) -> Announced:
+    return Announced(event_id=strawberry.ID(str(event.id)), subject=event.subject)
+
+
+@strawberry.type
 class Subscription:
     invoice_events: Happened = strawberry.subscription(
         resolver=live({"invoice.paid"}, _happened, watched_invoice)
     )
     new_tickets: Happened = strawberry.subscription(
         resolver=live({CREATED}, _happened, audience(Role.OPERATOR))
+    )
+    announced_tickets: Announced = strawberry.subscription(
+        resolver=live({CREATED}, _announced, audience(Role.OPERATOR, Role.ADMIN))
     )
 
 
@@ -264,6 +383,7 @@ class Query:
 SCHEMA = strawberry.Schema(query=Query, subscription=Subscription)
 INVOICE_EVENTS = "subscription($id: ID!) { invoiceEvents(invoiceId: $id) { eventId subject } }"
 NEW_TICKETS = "subscription { newTickets { eventId subject } }"
+ANNOUNCED = "subscription { announcedTickets { eventId subject } }"
 
 
 @pytest_asyncio.fixture
@@ -288,7 +408,8 @@ async def _invoice_of(db: Database, customer_id: int) -> int:
 
 
 class _Watching:
-    """One subscription of the test schema, as a viewer of the demo data opens it."""
+    """One subscription of the test schema, as a viewer of the demo data opens it and a
+    transport runs it: in a task of its own, its delivery collecting the bodies."""
 
     def __init__(self, services: Services, hub: Hub, viewer: Viewer) -> None:
         self.context = Context(
@@ -299,23 +420,41 @@ class _Watching:
             events=catalog_of(TOPICS, SOURCE),
             hub=hub,
         )
+        self.bodies: asyncio.Queue[bytes] = asyncio.Queue()
+        self.running: asyncio.Task[Any] | None = None
 
-    async def open(self, query: str, **variables: Any) -> Any:
-        results = await SCHEMA.subscribe(query, variables, context_value=self.context)
-        assert not hasattr(results, "errors"), results
-        return results
+    def open(self, query: str, **variables: Any) -> None:
+        async def run() -> Any:
+            DELIVERY.set(Delivery(query, variables, None, send=self.bodies.put))
+            results = await SCHEMA.subscribe(query, variables, context_value=self.context)
+            assert not hasattr(results, "errors"), results
+            try:
+                return await anext(results)  # only a refusal, or the error the stream ends with
+            finally:
+                await results.aclose()
+
+        self.running = asyncio.create_task(run())
 
     async def refusal(self, query: str, **variables: Any) -> Exception:
-        results = await self.open(query, **variables)
-        result = await asyncio.wait_for(anext(results), 10)
+        self.open(query, **variables)
+        assert self.running is not None
+        result = await asyncio.wait_for(self.running, 10)
         assert result.errors, result
         return result.errors[0].original_error
 
+    async def next(self) -> Any:
+        return orjson.loads(await asyncio.wait_for(self.bodies.get(), 10))
 
-async def _subscribed(hub: Hub) -> None:
+    async def close(self) -> None:
+        assert self.running is not None
+        self.running.cancel()
+        await asyncio.wait((self.running,))
+
+
+async def _subscribed(hub: Hub, count: int = 1) -> None:
     """A subscription registers with the hub once its first result is awaited."""
     deadline = asyncio.get_running_loop().time() + 10
-    while hub.subscriber_count == 0:
+    while hub.subscriber_count < count:
         assert asyncio.get_running_loop().time() < deadline, "never subscribed"
         await asyncio.sleep(0.01)
 
@@ -325,6 +464,7 @@ def test_a_fields_arguments_are_after_and_its_rules_own():
     arguments = {name: str(arg.type) for name, arg in fields["invoiceEvents"].args.items()}
     assert arguments == {"after": "ID", "invoiceId": "ID!"}
     assert list(fields["newTickets"].args) == ["after"]
+    assert list(fields["announcedTickets"].args) == ["after"]
 
 
 async def test_a_customer_watches_their_own_object_only(services, bus, hub):
@@ -335,16 +475,16 @@ async def test_a_customer_watches_their_own_object_only(services, bus, hub):
     assert hub.subscriber_count == 0
 
     own = await _invoice_of(services.db, alice.customer_id)
-    results = await _Watching(services, hub, alice).open(
-        INVOICE_EVENTS, id=to_global_id("Invoice", own)
-    )
-    first = asyncio.create_task(anext(results))
+    watching = _Watching(services, hub, alice)
+    watching.open(INVOICE_EVENTS, id=to_global_id("Invoice", own))
     await _subscribed(hub)
     event = CloudEvent(uuid.uuid4(), "invoice.paid", SOURCE, INVOICE.of(own), datetime.now(UTC))
     await bus.publish(TOPICS["billing"], event.subject, event.to_json())
-    result = await asyncio.wait_for(first, 10)
-    assert result.data == {"invoiceEvents": {"eventId": str(event.id), "subject": f"invoice:{own}"}}
-    await results.aclose()
+    assert await watching.next() == {
+        "data": {"invoiceEvents": {"eventId": str(event.id), "subject": f"invoice:{own}"}}
+    }
+    await watching.close()
+    assert hub.subscriber_count == 0
 
 
 @pytest.mark.parametrize("email", ["alice@example.com", "admin@example.com"])
@@ -357,10 +497,108 @@ async def test_an_audience_refuses_viewers_outside_its_roles(services, hub, emai
 
 async def test_an_operator_watches_the_new_tickets_audience(services, bus, hub):
     operator = await _viewer(services.db, "operator@example.com")
-    results = await _Watching(services, hub, operator).open(NEW_TICKETS)
-    first = asyncio.create_task(anext(results))
+    watching = _Watching(services, hub, operator)
+    watching.open(NEW_TICKETS)
     await _subscribed(hub)
     event = await _publish(bus, CREATED, 12)
-    result = await asyncio.wait_for(first, 10)
-    assert result.data == {"newTickets": {"eventId": str(event.id), "subject": "ticket:12"}}
-    await results.aclose()
+    assert await watching.next() == {
+        "data": {"newTickets": {"eventId": str(event.id), "subject": "ticket:12"}}
+    }
+    await watching.close()
+
+
+# Feeds: subscribers of one shape share one execution and one encoded body per event.
+
+
+@pytest_asyncio.fixture
+async def counted(bus: MemoryBus) -> AsyncIterator[tuple[Hub, list[int]]]:
+    """A hub that notes each render's number of subscribers."""
+    renders: list[int] = []
+    running = _hub(bus, on_render=renders.append)
+    await running.start()
+    yield running, renders
+    await running.stop()
+
+
+async def test_two_subscribers_of_one_shape_get_one_render(services, bus, counted):
+    hub, renders = counted
+    operator = await _viewer(services.db, "operator@example.com")
+    first, second = _Watching(services, hub, operator), _Watching(services, hub, operator)
+    first.open(NEW_TICKETS)
+    second.open(NEW_TICKETS)
+    await _subscribed(hub, 2)
+    assert hub.feed_count == 1
+    event = await _publish(bus, CREATED, 12)
+    expected = {"data": {"newTickets": {"eventId": str(event.id), "subject": "ticket:12"}}}
+    assert [await first.next(), await second.next()] == [expected, expected]
+    assert renders == [2]
+    await first.close()
+    assert hub.feed_count == 1  # the other still watches
+    await second.close()
+    assert (hub.feed_count, hub.subscriber_count) == (0, 0)
+
+
+async def test_viewers_share_a_feed_only_for_a_shared_payload(services, bus, counted):
+    hub, renders = counted
+    operator = await _viewer(services.db, "operator@example.com")
+    admin = await _viewer(services.db, "admin@example.com")
+    watching = [_Watching(services, hub, viewer) for viewer in (operator, admin)]
+    for one in watching:
+        one.open(ANNOUNCED)
+    await _subscribed(hub, 2)
+    assert hub.feed_count == 1  # the payload shows the event only: the same for both
+    event = await _publish(bus, CREATED, 12)
+    expected = {"data": {"announcedTickets": {"eventId": str(event.id), "subject": "ticket:12"}}}
+    assert [await one.next() for one in watching] == [expected, expected]
+    assert renders == [2]
+    for one in watching:
+        await one.close()
+
+
+async def test_each_viewer_has_their_own_feed_and_their_own_rights(services, bus, counted):
+    """The same operation and variables from two customers: two feeds, and each customer's
+    rule still decides alone (Bob may not watch Alice's invoice)."""
+    hub, renders = counted
+    alice = await _viewer(services.db, "alice@example.com")
+    bob = await _viewer(services.db, "bob@example.com")
+    alices = to_global_id("Invoice", await _invoice_of(services.db, alice.customer_id))
+    refused = await _Watching(services, hub, bob).refusal(INVOICE_EVENTS, id=alices)
+    assert isinstance(refused, NotFound)
+    operator = await _viewer(services.db, "operator@example.com")
+    watching = [_Watching(services, hub, viewer) for viewer in (alice, operator)]
+    for one in watching:
+        one.open(INVOICE_EVENTS, id=alices)
+    await _subscribed(hub, 2)
+    assert hub.feed_count == 2  # the payload's fields are read with each viewer's rights
+    invoice = int(pk_of(alices, "Invoice"))
+    event = CloudEvent(uuid.uuid4(), "invoice.paid", SOURCE, INVOICE.of(invoice), datetime.now(UTC))
+    await bus.publish(TOPICS["billing"], event.subject, event.to_json())
+    expected = {
+        "data": {"invoiceEvents": {"eventId": str(event.id), "subject": f"invoice:{invoice}"}}
+    }
+    assert [await one.next() for one in watching] == [expected, expected]
+    assert renders == [1, 1]
+    for one in watching:
+        await one.close()
+
+
+async def test_resuming_subscribers_share_the_feed_of_those_that_do_not(services, bus, counted):
+    """`after` only says where a subscriber's catch-up starts: it shapes nothing sent live."""
+    hub, renders = counted
+    operator = await _viewer(services.db, "operator@example.com")
+    before = await _record(services.db, CREATED, 11)
+    missed = await _record(services.db, CREATED, 12)
+    resuming = "subscription($a: ID) { newTickets(after: $a) { eventId } }"
+    watching = [_Watching(services, hub, operator) for _ in range(3)]
+    watching[0].open(resuming, a=str(before))
+    watching[1].open(resuming, a=None)
+    watching[2].open(resuming, a=str(missed))
+    await _subscribed(hub, 3)
+    assert hub.feed_count == 1
+    assert await watching[0].next() == {"data": {"newTickets": {"eventId": str(missed)}}}
+    event = await _publish(bus, CREATED, 13)
+    live = {"data": {"newTickets": {"eventId": str(event.id)}}}
+    assert [await one.next() for one in watching] == [live, live, live]
+    assert renders == [3]
+    for one in watching:
+        await one.close()

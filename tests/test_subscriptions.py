@@ -214,6 +214,27 @@ async def test_a_customer_gets_their_own_events_only(server):
             assert (await _next(bob_ws))["balanceChanged"]["eventId"] == bob_event
 
 
+async def test_sockets_of_one_shape_share_one_render(server):
+    """Two sockets, one operation: one feed, the event rendered once and written to both;
+    the subscription keeps its operation id taken for as long as it lives."""
+    base, app, _ = server
+    registry = app.state.metrics.registry
+    alice = await _token(base, "alice@example.com")
+    async for first in _subscribed(base, alice, BALANCE):
+        async for second in _subscribed(base, alice, BALANCE):
+            await _wait_subscribers(app, 2)
+            assert registry.get_sample_value("kabinet_live_feeds") == 1
+            event_id = await _publish(server, 1, "balance.changed", **_balance(1))
+            for ws in (first, second):
+                assert (await _next(ws))["balanceChanged"]["eventId"] == event_id
+            assert registry.get_sample_value("kabinet_live_renders_total") == 1
+            assert registry.get_sample_value("kabinet_live_deliveries_total") == 2
+            await _subscribe(second, "1", BALANCE)
+            assert await _close_code(second) == (0, 4409)
+    await _wait_subscribers(app, 0)
+    assert registry.get_sample_value("kabinet_live_feeds") == 0
+
+
 async def test_legacy_graphql_ws_delivers(server):
     base, app, _ = server
     alice = await _token(base, "alice@example.com")

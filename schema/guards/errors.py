@@ -1,30 +1,12 @@
 """Every GraphQL error leaves with `extensions.code`; unexpected ones are masked and logged."""
 
 import contextlib
-import logging
 from collections.abc import Iterator
 
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, ParserCache
 
-from domains.errors import DomainError
-
-logger = logging.getLogger("kabinet.graphql")
-
-INTERNAL_MESSAGE = "Internal server error"
-# graphql-core's parser stops here when parse_options["max_tokens"] is exceeded.
-PARSE_LIMIT_MESSAGE = "Syntax Error: Document contains more than "
-
-
-def _code_for_request_error(error: GraphQLError) -> str:
-    """Errors graphql-core raises before or while reading the request itself."""
-    if error.message.startswith(PARSE_LIMIT_MESSAGE):
-        return "TOO_MANY_TOKENS"
-    if error.message.startswith("Syntax Error"):
-        return "GRAPHQL_PARSE_FAILED"
-    if error.message.startswith("Variable "):
-        return "BAD_USER_INPUT"
-    return "GRAPHQL_VALIDATION_FAILED"
+from resolvers.errors import INTERNAL_MESSAGE, coded
 
 
 class ErrorCodes(MaskErrors):
@@ -34,30 +16,7 @@ class ErrorCodes(MaskErrors):
         super().__init__(error_message=INTERNAL_MESSAGE)
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        return [self._with_code(error) for error in errors]
-
-    def _with_code(self, error: GraphQLError) -> GraphQLError:
-        original = error.original_error
-        extensions = dict(error.extensions or {})
-        if isinstance(original, DomainError):
-            message, extensions["code"] = original.message, original.code
-            extensions.update(original.extensions)
-        elif original is None or isinstance(original, GraphQLError):
-            message = error.message
-            extensions.setdefault("code", _code_for_request_error(error))
-        else:
-            logger.error(
-                "unexpected error at %s", ".".join(map(str, error.path or ())), exc_info=original
-            )
-            message, extensions = INTERNAL_MESSAGE, {"code": "INTERNAL_SERVER_ERROR"}
-        return GraphQLError(
-            message,
-            nodes=error.nodes,
-            source=error.source,
-            positions=error.positions,
-            path=error.path,
-            extensions=extensions,
-        )
+        return [coded(error) for error in errors]
 
 
 class CodedParserCache(ParserCache):
