@@ -85,6 +85,7 @@ async def run_invoices(
         done = RunProgress(run_id, 0, 0, 0, Decimal("0.00"))
         try:
             after = 0
+            after_first_invoices = False
             while True:
                 async with db.transaction() as session:
                     batch = await billable_batch(
@@ -93,6 +94,9 @@ async def run_invoices(
                     if batch is None:
                         break
                     done = await _bill(session, done, period, batch, clock.now(), zone, due_days)
+                if done.invoices and not after_first_invoices:
+                    await _analyze_what_grows(db)
+                    after_first_invoices = True
                 after = batch.last_customer_id
                 if progress is not None:
                     progress(done)
@@ -114,6 +118,21 @@ async def _one_runner(db: Database) -> AsyncIterator[None]:
             yield
         finally:
             await conn.execute(select(func.pg_advisory_unlock(RUN_LOCK)))
+
+
+async def _analyze_what_grows(db: Database) -> None:
+    """Refreshes PostgreSQL's statistics of the tables each batch reads back and grows.
+
+    Each batch looks up the period's invoices and lines (domains/billing/billable.py).
+    Statistics taken while they were empty, as before a first run, say they stay so; the
+    planner then scans them whole for every subscription of every batch, and a run grows
+    quadratic. Statistics taken with rows in them are scaled by the tables' size as they
+    grow, so once, after the run's first invoices, is enough; it samples a bounded number
+    of rows, whatever the tables' size."""
+    if db.is_sqlite:
+        return
+    async with db.connect() as conn:
+        await conn.execute(text("ANALYZE invoices, invoice_lines"))
 
 
 async def _open_run(db: Database, period: Period, now: datetime) -> int:
