@@ -16,7 +16,7 @@ async def _document(client: httpx.AsyncClient) -> dict:
 
 
 def _schema_of(document: dict, reference: dict) -> dict:
-    """A schema validator resolving `#/components/...` references against the document."""
+    """The reference as a schema whose `#/components/...` resolve within the document."""
     return {**reference, "components": document["components"]}
 
 
