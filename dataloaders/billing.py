@@ -1,8 +1,9 @@
-"""Billing loaders: invoices and their lines, payments and ledger transactions."""
+"""Billing loaders: invoices and their lines, payments, ledger transactions, billing runs."""
 
 from dataloaders import Loaders
 from dataloaders.base import Loader, PageLoader
 from dataloaders.customers import CustomersByIdLoader
+from domains.billing.billing_run import BillingRunRow, billing_runs_by_ids
 from domains.billing.invoice import InvoiceRow, invoice_pages_by_customer_ids, invoices_by_ids
 from domains.billing.invoice_line import InvoiceLineRow, lines_by_invoice_ids
 from domains.billing.pay_invoice import PaymentResult
@@ -54,6 +55,10 @@ class TransactionsByIdLoader(Loader[int, TransactionRow | None]):
 
 class TransactionsByPaymentIdLoader(Loader[int, list[TransactionRow]]):
     fetch = staticmethod(transactions_by_payment_ids)
+
+
+class BillingRunsByIdLoader(Loader[int, BillingRunRow | None]):
+    fetch = staticmethod(billing_runs_by_ids)
 
 
 def prime_outcome(loaders: Loaders, outcome: PaymentResult | RefundResult) -> None:

@@ -6,13 +6,16 @@ import ctypes
 import gc
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from gateway.settings import DEV_SIGNING_KEY_FILE, Settings
 
 if TYPE_CHECKING:
+    from domains.billing.invoice_run import RunProgress
+    from domains.billing.proration import Period
     from domains.database import Database
 
 T = TypeVar("T")
@@ -104,6 +107,98 @@ def _sweep(settings: Settings) -> None:
         f"{pending.unreachable} left pending (provider unreachable)"
     )
     print(f"idempotency keys deleted: {purged}")
+
+
+def _period(text: str) -> "Period":
+    """`YYYY-MM`, the calendar month a run bills."""
+    from datetime import date
+
+    from domains.billing.proration import Period
+
+    try:
+        year, month = (int(part) for part in text.split("-"))
+        return Period(date(year, month, 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a period is YYYY-MM, not {text!r}") from None
+
+
+def _billing_run(settings: Settings, period: "Period | None", dry_run: bool) -> None:
+    """Bills a period (default: this month in the billing time zone), or with `dry_run`
+    prints what it would bill and writes nothing."""
+    from domains.billing.billable import count_billable
+    from domains.billing.invoice_run import run_invoices
+    from domains.billing.invoice_run_preview import preview_invoices
+    from domains.billing.proration import Period
+    from domains.clock import utcnow
+
+    zone = settings.billing_timezone
+    period = period or Period.of(utcnow().astimezone(zone).date())
+    month = f"{period.start:%Y-%m}"
+    if dry_run:
+        preview = _on_database(settings, lambda db: preview_invoices(db, period, zone=zone))
+        amounts = ", ".join(f"{amount} {currency}" for currency, amount in preview.amounts.items())
+        print(
+            f"dry run for {month}: {preview.customers} customers to bill, {preview.invoices}"
+            f" invoices, {preview.lines} lines, {amounts or '0.00'}; nothing written"
+        )
+        return
+
+    async def bill(db: "Database") -> "RunProgress":
+        async with db.connect() as conn:
+            total = await count_billable(conn, period, zone)
+        with _run_progress(total) as progress:
+            return await run_invoices(
+                db, period, zone=zone, due_days=settings.invoice_due_days, progress=progress
+            )
+
+    done = _on_database(settings, bill)
+    print(
+        f"billing run {done.run_id} for {month} finished: {done.invoices} invoices,"
+        f" {done.lines} lines, {done.amount} billed"
+    )
+
+
+@contextmanager
+def _run_progress(total: int) -> "Iterator[Callable[[RunProgress], None]]":
+    """A progress bar with counts, rate and ETA where rich is installed; else a line per
+    batch (rich comes with the development tools, not with the server's dependencies)."""
+    try:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+    except ImportError:
+
+        def line(done: "RunProgress") -> None:
+            print(
+                f"  {done.customers}/{total} customers: {done.invoices} invoices,"
+                f" {done.lines} lines, {done.amount} billed",
+                flush=True,
+            )
+
+        yield line
+        return
+    columns = (
+        TextColumn("customers"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[invoices]} invoices, {task.fields[amount]} billed"),
+        TextColumn("{task.fields[rate]}/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns) as bar:
+        task = bar.add_task("run", total=total, invoices=0, amount="0.00", rate="0 customers")
+
+        def tell(done: "RunProgress") -> None:
+            bar.update(task, completed=done.customers, invoices=done.invoices, amount=done.amount)
+            bar.update(task, rate=f"{bar.tasks[0].speed or 0:.0f} customers")
+
+        yield tell
 
 
 def _keygen(path: Path, *, quiet_if_exists: bool = False) -> None:
@@ -249,6 +344,18 @@ def main(argv: list[str] | None = None) -> None:
     billing = commands.add_parser("billing", help="billing tools")
     billing_commands = billing.add_subparsers(dest="billing_command", required=True)
     billing_commands.add_parser("reconcile", help="check every ledger invariant; exit 1 if broken")
+    run = billing_commands.add_parser(
+        "run", help="bill a period: monthly invoices for every customer not yet billed"
+    )
+    run.add_argument(
+        "--period",
+        type=_period,
+        metavar="YYYY-MM",
+        help="the month to bill (default: this month in KABINET_BILLING_TIMEZONE)",
+    )
+    run.add_argument(
+        "--dry-run", action="store_true", help="print what would be billed; write nothing"
+    )
     billing_commands.add_parser(
         "sweep", help="end stale pending card payments, delete expired idempotency keys"
     )
@@ -263,6 +370,9 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings()
     if args.command == "serve":
         _serve(settings, args.subgraph)
+        return
+    if args.command == "billing" and args.billing_command == "run":
+        _billing_run(settings, args.period, args.dry_run)
         return
     if args.command == "billing":
         {"reconcile": _reconcile, "sweep": _sweep}[args.billing_command](settings)

@@ -3,6 +3,7 @@
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -138,6 +139,10 @@ class Settings(BaseSettings):
     # idempotency keys are deleted once this old (never sooner than the 24 h they answer).
     payment_pending_ttl: timedelta = timedelta(hours=1)
     idempotency_key_ttl: timedelta = Field(timedelta(hours=24), ge=timedelta(hours=24))
+    # The monthly invoice run: its periods are calendar months in this zone, and an invoice
+    # it issues is due this many days after the day it is issued.
+    billing_timezone: ZoneInfo = ZoneInfo("Europe/Moscow")
+    invoice_due_days: int = Field(10, ge=0, le=365)
 
     # Domain events: outbox relay, Kafka topics, consumers, live subscriptions.
     kafka_topics: dict[str, str] = Field(

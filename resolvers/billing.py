@@ -10,6 +10,7 @@ import strawberry
 from strawberry import Info
 
 from dataloaders.billing import (
+    BillingRunsByIdLoader,
     InvoiceLinesByInvoiceIdLoader,
     InvoicePagesByCustomerIdLoader,
     InvoicesByIdLoader,
@@ -20,6 +21,7 @@ from dataloaders.billing import (
     TransactionsByPaymentIdLoader,
     prime_outcome,
 )
+from domains.billing.billing_run import BILLING_RUN_ORDER, BillingRunRow, billing_run_page
 from domains.billing.card import top_up_balance as top_up_balance_action
 from domains.billing.invoice import INVOICE_ORDER, InvoiceFilter, InvoiceRow
 from domains.billing.invoice_line import InvoiceLineRow
@@ -36,7 +38,7 @@ from domains.billing.transaction import (
     ledger_page,
 )
 from domains.customers.customer import CustomerRow
-from domains.errors import Forbidden
+from domains.errors import Forbidden, NotFound
 from domains.events.cloudevent import CloudEvent
 from domains.keyset import Page, Window
 from domains.money import Money
@@ -66,6 +68,36 @@ async def transaction_by_pk(info: Info[Context], pk: int) -> TransactionRow:
     return await load_owned(
         info, info.context.loaders.of(TransactionsByIdLoader), pk, "transaction"
     )
+
+
+async def billing_run_by_pk(info: Info[Context], pk: int) -> BillingRunRow:
+    """Staff only; to anyone else a run reads as missing, so ids cannot be probed."""
+    if not info.context.signed_in.is_staff:
+        raise NotFound("billing run")
+    row = await info.context.loaders.of(BillingRunsByIdLoader).load(pk)
+    if row is None:
+        raise NotFound("billing run")
+    return row
+
+
+async def billing_run(info: Info[Context], id: strawberry.ID) -> BillingRunRow:
+    return await billing_run_by_pk(info, pk_of(id, "BillingRun"))
+
+
+async def billing_runs(
+    info: Info[Context],
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Connection[BillingRunRow]:
+    """Staff: the monthly invoice runs, newest first."""
+    if not info.context.signed_in.is_staff:
+        raise Forbidden("only staff can list billing runs")
+    window = window_from_arguments(BILLING_RUN_ORDER, first, after, last, before)
+    async with info.context.db.read() as reader:
+        page = await billing_run_page(reader, window)
+    return connection_from_page(page, BILLING_RUN_ORDER)
 
 
 async def invoice(info: Info[Context], id: strawberry.ID) -> InvoiceRow:
@@ -377,10 +409,13 @@ def _balance_change(event: CloudEvent) -> BalanceChange:
     )
 
 
-# A payment moves an invoice's amount due, a refund may reopen it, `invoice.paid` closes it.
-# Each is about the customer account: a customer watches their own, staff the one named.
+# The run issues an invoice, a payment moves its amount due, a refund may reopen it,
+# `invoice.paid` closes it. Each is about the customer account: a customer watches their
+# own, staff the one named.
 invoice_updated = live(
-    {"invoice.paid", "payment.created", "payment.refunded"}, _invoice_change, watched_customer
+    {"invoice.issued", "invoice.paid", "payment.created", "payment.refunded"},
+    _invoice_change,
+    watched_customer,
 )
 payment_created = live({"payment.created"}, _payment_change, watched_customer)
 balance_changed = live({"balance.changed"}, _balance_change, watched_customer)

@@ -6,8 +6,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from domains.billing.billing_run import BillingRunRow
 from domains.billing.invoice import InvoiceRow
 from domains.billing.models import (
+    BillingRunState,
     EntrySide,
     InvoiceStatus,
     LedgerAccount,
@@ -33,6 +35,7 @@ PaymentKind = strawberry.enum(PaymentMethod, name="PaymentMethod")
 PaymentState = strawberry.enum(PaymentStatus, name="PaymentStatus")
 Account = strawberry.enum(LedgerAccount, name="LedgerAccount")
 Side = strawberry.enum(EntrySide, name="EntrySide")
+RunState = strawberry.enum(BillingRunState, name="BillingRunState")
 
 
 @strawberry.federation.type(keys=["id"], description="One ledger entry of a payment.")
@@ -156,6 +159,33 @@ class Invoice(Node):
         return await billing_resolvers.invoice_by_pk(info, pk_of(id, "Invoice"))
 
 
+@strawberry.federation.type(
+    keys=["id"],
+    description="One monthly invoice run of a period, and what it billed (staff). Its counts "
+    "are what its committed batches wrote; a run killed and started again carries its "
+    "record on.",
+)
+class BillingRun(Node):
+    id: strawberry.ID = node_id("BillingRun")
+    period_start: date = strawberry.field(description="The calendar month billed, its 1st.")
+    period_end: date
+    state: RunState
+    started_at: datetime
+    finished_at: datetime | None
+    invoices: int = strawberry.field(description="Invoices issued.")
+    lines: int = strawberry.field(description="Invoice lines written.")
+    amount: Decimal = strawberry.field(
+        description="The sum of the invoices issued, in their accounts' currency."
+    )
+    autopaid: int = strawberry.field(description="Invoices paid from the balance by the run.")
+
+    is_type_of = is_row(BillingRunRow)
+
+    @classmethod
+    async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID) -> BillingRunRow:
+        return await billing_resolvers.billing_run_by_pk(info, pk_of(id, "BillingRun"))
+
+
 @strawberry.type
 class CustomerBillingFields:
     """The billing subgraph's part of `Customer`."""
@@ -185,6 +215,13 @@ class Query:
     balance_history: Connection[BalanceEntry] = strawberry.field(
         resolver=billing_resolvers.balance_history,
         description="The viewer's balance movements, newest first (credit: in, debit: out).",
+    )
+    billing_runs: Connection[BillingRun] = strawberry.field(
+        resolver=billing_resolvers.billing_runs,
+        description="Staff: the monthly invoice runs, newest first.",
+    )
+    billing_run: BillingRun = strawberry.field(
+        resolver=billing_resolvers.billing_run, description="Staff: one invoice run."
     )
 
 
@@ -309,13 +346,15 @@ domain = Domain(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
-    nodes=(Invoice, Payment, Transaction, BalanceEntry),
+    nodes=(Invoice, Payment, Transaction, BalanceEntry, BillingRun),
     entity_parts={"Customer": CustomerBillingFields},
     access={
         "Query.invoices": Access.CUSTOMER,
         "Query.invoice": Access.SIGNED_IN,
         "Query.ledger": Access.STAFF,
         "Query.balanceHistory": Access.CUSTOMER,
+        "Query.billingRuns": Access.STAFF,
+        "Query.billingRun": Access.STAFF,
         "Mutation.payInvoice": Access.CUSTOMER,
         "Mutation.refundPayment": Access.ADMIN,
         "Mutation.topUpBalance": Access.CUSTOMER,
@@ -337,6 +376,9 @@ domain = Domain(
         "BalanceEntry": Access.CUSTOMER,
         "BalanceEntryConnection": Access.CUSTOMER,
         "BalanceEntryEdge": Access.CUSTOMER,
+        "BillingRun": Access.STAFF,
+        "BillingRunConnection": Access.STAFF,
+        "BillingRunEdge": Access.STAFF,
         "PaymentPayload": Access.SIGNED_IN,
         "TopUpPayload": Access.CUSTOMER,
         "InvoiceUpdatedEvent": Access.SIGNED_IN,

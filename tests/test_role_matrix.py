@@ -136,6 +136,10 @@ QUERIES = {
     ),
     "mySessions": ("{ mySessions { id current } }", {"customer", "operator", "admin"}),
     "balanceHistory": ("{ balanceHistory(first: 2) { edges { node { type } } } }", {"customer"}),
+    "billingRuns": (
+        "{ billingRuns(first: 2) { edges { node { state } } } }",
+        {"operator", "admin"},
+    ),
     "paymentStatistics": (
         '{ paymentStatistics(from: "2026-01-01", to: "2026-01-31") { totals { payments } } }',
         {"operator", "admin"},

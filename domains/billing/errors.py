@@ -45,3 +45,9 @@ class ProviderUnavailable(DomainError):
     """The payment provider did not answer, or refused; the payment stays pending."""
 
     code = "PAYMENT_PROVIDER_UNAVAILABLE"
+
+
+class BillingRunConflict(DomainError):
+    """A subscription the run was billing was billed by another writer meanwhile."""
+
+    code = "BILLING_RUN_CONFLICT"

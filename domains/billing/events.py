@@ -13,8 +13,13 @@ Every event is an outbox row: `id` (uuid, the event id), `type`, `occurred_at` (
   invoice's payments first cover it (again after a refund uncovered it).
 - `balance.changed`: `{version, customer_id, balance, delta, currency, reason}` with
   `reason` one of `payment`, `refund`, `top_up`.
+- `invoice.issued`: `{version, invoice_id, customer_id, number, period_start, period_end,
+  amount, currency, due_date, line_count, lines}`, when the monthly run issues an invoice;
+  dates are ISO `YYYY-MM-DD`, `lines` its lines in order, each `{subscription_id,
+  tariff_id, days, amount, description}`.
 """
 
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -120,4 +125,33 @@ async def balance_changed(
         delta=delta,
         currency=currency,
         reason=reason,
+    )
+
+
+async def invoice_issued(
+    session: AsyncSession,
+    *,
+    invoice_id: int,
+    customer_id: int,
+    number: str,
+    period_start: date,
+    period_end: date,
+    amount: Decimal,
+    currency: str,
+    due_date: date,
+    lines: list[dict[str, Any]],
+) -> None:
+    await _record(
+        session,
+        "invoice.issued",
+        customer_id,
+        invoice_id=invoice_id,
+        number=number,
+        period_start=period_start.isoformat(),
+        period_end=period_end.isoformat(),
+        amount=amount,
+        currency=currency,
+        due_date=due_date.isoformat(),
+        line_count=len(lines),
+        lines=lines,
     )

@@ -255,3 +255,39 @@ class IdempotencyKey(Base):
     refund_id: Mapped[int | None] = mapped_column(ForeignKey("refunds.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class BillingRunState(StrEnum):
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+class BillingRun(Base):
+    """One run of the monthly invoice run for a period, and what it billed. The counts grow
+    in each batch's own transaction, so they are what committed, even after a crash; a run
+    started again for a period whose run was left `running` (killed) carries that record on."""
+
+    __tablename__ = "billing_runs"
+    __table_args__ = (
+        CheckConstraint(
+            "invoices >= 0 AND lines >= 0 AND amount >= 0 AND autopaid >= 0",
+            name="counts_not_negative",
+        ),
+        # Staff list runs newest first; a run started again finds its period's open record.
+        Index("ix_billing_runs_period_state", "period_start", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    state: Mapped[BillingRunState] = mapped_column(
+        stored_enum(BillingRunState, "billing_run_state"), default=BillingRunState.RUNNING
+    )
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    invoices: Mapped[int] = mapped_column(Integer, default=0)
+    lines: Mapped[int] = mapped_column(Integer, default=0)
+    amount: Mapped[Decimal] = mapped_column(MoneyNumeric, default=Decimal("0.00"))
+    # Invoices paid from the balance by the run (autopay; none yet).
+    autopaid: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,174 @@
+"""What the monthly run would bill: a batch of customers at a time, each with its charges.
+
+The run and its dry run read the same batches. A subscription is billable for a period when
+it was active on one of its days (its start, and its end when it has one, are read as dates
+in the billing time zone) and no line bills it for the period yet; a customer is billable
+when it has such a subscription and no monthly invoice for the period. A customer already
+billed, or each of whose subscriptions is, is not read again, so a second run reads nothing.
+
+Pauses: the model keeps no dates of a pause, only the status, so a subscription `paused`
+when the run reads it is not billed for the period; a `cancelled` one is billed up to its
+`ended_at` (none without one). A subscription whose tariff is in another currency than its
+customer's account is not billed: an invoice is in one currency, its account's.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, and_, bindparam, exists, func, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from domains.billing.models import Invoice, InvoiceLine
+from domains.billing.proration import Charge, Period, Span, prorate
+from domains.customers.models import Customer, Subscription, SubscriptionStatus, Tariff
+
+subscriptions = Subscription.__table__
+tariffs = Tariff.__table__
+customers = Customer.__table__
+invoices = Invoice.__table__
+lines = InvoiceLine.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One subscription's charge for the period: a line to be."""
+
+    subscription_id: int
+    tariff_id: int
+    charge: Charge
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class Bill:
+    """One customer's invoice to be: its lines and their sum."""
+
+    customer_id: int
+    currency: str
+    items: tuple[Item, ...]
+
+    @property
+    def amount(self) -> Decimal:
+        return sum((item.charge.amount for item in self.items), Decimal("0.00"))
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A batch of billable customers: `last_customer_id` is where the next one starts;
+    `customers` counts those read, some of which may have nothing to bill."""
+
+    customers: int
+    last_customer_id: int
+    bills: tuple[Bill, ...]
+
+
+def _billable() -> ColumnElement[bool]:
+    return and_(
+        or_(
+            subscriptions.c.status == SubscriptionStatus.ACTIVE,
+            and_(
+                subscriptions.c.status == SubscriptionStatus.CANCELLED,
+                subscriptions.c.ended_at.is_not(None),
+            ),
+        ),
+        subscriptions.c.started_at < bindparam("until"),
+        or_(subscriptions.c.ended_at.is_(None), subscriptions.c.ended_at >= bindparam("since")),
+        ~exists().where(
+            lines.c.subscription_id == subscriptions.c.id,
+            lines.c.period_start == bindparam("period_start"),
+        ),
+        ~exists().where(
+            invoices.c.customer_id == subscriptions.c.customer_id,
+            invoices.c.period_start == bindparam("period_start"),
+            text("invoices.kind = 'monthly'"),
+        ),
+    )
+
+
+_CUSTOMERS = (
+    select(subscriptions.c.customer_id)
+    .where(_billable(), subscriptions.c.customer_id > bindparam("after"))
+    .group_by(subscriptions.c.customer_id)
+    .order_by(subscriptions.c.customer_id)
+    .limit(bindparam("size"))
+)
+_COUNT = select(func.count(func.distinct(subscriptions.c.customer_id))).where(_billable())
+_ITEMS = (
+    select(
+        subscriptions.c.id,
+        subscriptions.c.customer_id,
+        subscriptions.c.tariff_id,
+        subscriptions.c.started_at,
+        subscriptions.c.ended_at,
+        tariffs.c.name,
+        tariffs.c.monthly_price,
+        customers.c.currency,
+    )
+    .join(tariffs, tariffs.c.id == subscriptions.c.tariff_id)
+    .join(customers, customers.c.id == subscriptions.c.customer_id)
+    .where(
+        _billable(),
+        subscriptions.c.customer_id > bindparam("after"),
+        subscriptions.c.customer_id <= bindparam("last"),
+        tariffs.c.currency == customers.c.currency,
+    )
+    .order_by(subscriptions.c.customer_id, subscriptions.c.id)
+)
+
+
+def _bounds(period: Period, zone: ZoneInfo) -> dict[str, Any]:
+    """The period's first and next month's first midnight in the billing zone, as UTC."""
+    start = period.start
+    following = date(start.year + start.month // 12, start.month % 12 + 1, 1)
+    return {
+        "period_start": start,
+        "since": datetime.combine(start, time(), zone).astimezone(UTC),
+        "until": datetime.combine(following, time(), zone).astimezone(UTC),
+    }
+
+
+async def count_billable(
+    conn: AsyncConnection | AsyncSession, period: Period, zone: ZoneInfo
+) -> int:
+    """How many customers the run has still to read: what a progress bar counts to."""
+    return (await conn.execute(_COUNT, _bounds(period, zone))).scalar_one()
+
+
+async def billable_batch(
+    conn: AsyncConnection | AsyncSession,
+    period: Period,
+    zone: ZoneInfo,
+    *,
+    after: int,
+    size: int,
+) -> Batch | None:
+    """The next `size` billable customers after customer id `after`, with their charges;
+    None when there are none left. Two statements, whatever the batch's size."""
+    bounds = _bounds(period, zone)
+    ids = (await conn.execute(_CUSTOMERS, {**bounds, "after": after, "size": size})).scalars()
+    ids = ids.all()
+    if not ids:
+        return None
+    rows = await conn.execute(_ITEMS, {**bounds, "after": after, "last": ids[-1]})
+    return Batch(len(ids), ids[-1], _bills(rows.all(), period, zone))
+
+
+def _bills(rows: Sequence[Any], period: Period, zone: ZoneInfo) -> tuple[Bill, ...]:
+    bills: list[Bill] = []
+    items: list[Item] = []
+    for n, row in enumerate(rows):
+        first = row.started_at.astimezone(zone).date()
+        last = None if row.ended_at is None else row.ended_at.astimezone(zone).date()
+        charge = prorate(row.monthly_price, period, [Span(first, last)])
+        if charge is not None:
+            items.append(Item(row.id, row.tariff_id, charge, charge.describe(row.name)))
+        closing = n + 1 == len(rows) or rows[n + 1].customer_id != row.customer_id
+        if closing and items:
+            bills.append(Bill(row.customer_id, row.currency, tuple(items)))
+        if closing:
+            items = []
+    return tuple(bills)
