@@ -204,9 +204,11 @@ async def test_alice_is_overdue_with_a_balance_and_bob_has_paid_everything(
 
 
 async def test_money_columns_read_back_as_decimal(demo_db: Database) -> None:
+    # Billing runs are written by `kabinet billing run`, which the demo does not run yet.
     money_columns = [
         column
         for table in metadata.sorted_tables
+        if table.name != "billing_runs"
         for column in table.columns
         if isinstance(column.type, MoneyNumeric)
     ]
