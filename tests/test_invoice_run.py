@@ -37,18 +37,17 @@ from domains.billing.reconcile import reconcile
 from domains.clock import ManualClock
 from domains.customers.models import (
     Contract,
-    Customer,
     Segment,
     Subscription,
     SubscriptionStatus,
     Tariff,
 )
 from domains.database import Database
-from domains.identity.models import Role, User
 from domains.models import metadata
 from domains.outbox import OutboxEvent
 from gateway.app import create_app
 from tests.conftest import app_client, graphql, login, make_settings, migrated_database
+from tests.test_payments import insert_customer
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 JANUARY = Period(date(2026, 1, 1))
@@ -78,36 +77,8 @@ async def make_customer(
     subscriptions: list[tuple[int, datetime, datetime | None, SubscriptionStatus]],
 ) -> int:
     """A customer with subscriptions (tariff, started_at, ended_at, status)."""
-    tag = secrets.token_hex(6)
-    now = datetime(2025, 1, 1, tzinfo=UTC)
     async with db.transaction() as session:
-        user_id = (
-            await session.execute(
-                insert(User)
-                .values(
-                    email=f"{tag}@run.test",
-                    role=Role.CUSTOMER,
-                    is_active=True,
-                    password_hash="x",
-                    created_at=now,
-                )
-                .returning(User.id)
-            )
-        ).scalar_one()
-        customer_id = (
-            await session.execute(
-                insert(Customer)
-                .values(
-                    user_id=user_id,
-                    contract_num=f"R-{tag}",
-                    full_name="Run Test",
-                    balance=Decimal(0),
-                    currency="RUB",
-                    created_at=now,
-                )
-                .returning(Customer.id)
-            )
-        ).scalar_one()
+        _, customer_id = await insert_customer(session, "run", datetime(2025, 1, 1, tzinfo=UTC))
         for tariff_id, started_at, ended_at, status in subscriptions:
             contract_id = (
                 await session.execute(

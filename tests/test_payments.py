@@ -107,6 +107,21 @@ async def book_top_up(
     )
 
 
+async def insert_customer(session: AsyncSession, tag: str, now: datetime) -> tuple[int, int]:
+    """A customer account (zero balance, RUB) and its user: (user id, customer id)."""
+    unique = f"{tag}-{secrets.token_hex(6)}"
+    user_id = await _insert_user(session, f"{unique}@{tag}.test", Role.CUSTOMER, now)
+    stmt = insert(Customer).values(
+        user_id=user_id,
+        contract_num=unique.upper(),
+        full_name=f"{tag.title()} Test",
+        balance=Decimal(0),
+        currency="RUB",
+        created_at=now,
+    )
+    return user_id, (await session.execute(stmt.returning(Customer.id))).scalar_one()
+
+
 async def make_admin(db: Database) -> Viewer:
     async with db.transaction() as session:
         email = f"{secrets.token_hex(4)}@admin.test"
@@ -120,24 +135,9 @@ async def make_customer(
 
     Issued, overdue and paid invoices are posted as issued (receivable against revenue).
     """
-    tag = secrets.token_hex(6)
     now = utcnow()
     async with db.transaction() as session:
-        user_id = await _insert_user(session, f"{tag}@pay.test", Role.CUSTOMER, now)
-        customer_id = (
-            await session.execute(
-                insert(Customer)
-                .values(
-                    user_id=user_id,
-                    contract_num=f"P-{tag}",
-                    full_name="Pay Test",
-                    balance=Decimal(0),
-                    currency="RUB",
-                    created_at=now,
-                )
-                .returning(Customer.id)
-            )
-        ).scalar_one()
+        user_id, customer_id = await insert_customer(session, "pay", now)
         if Decimal(balance):
             await book_top_up(session, customer_id, Decimal(balance), now)
         invoice_ids = []
@@ -148,7 +148,7 @@ async def make_customer(
                         insert(Invoice)
                         .values(
                             customer_id=customer_id,
-                            number=f"P-{tag}-{n}",
+                            number=f"P-{customer_id}-{n}",
                             period_start=date(2026, 1, 1),
                             period_end=date(2026, 1, 31),
                             amount=Decimal(amount),
