@@ -360,8 +360,9 @@ async def test_entities_cost_one_statement_per_type(
         if entity is None:
             continue  # it adds fields to no entity and resolves none
         types = [member["name"] for member in entity["possibleTypes"]]
-        # A balance entry's global id is its Transaction's: no representation names it.
-        assert set(types) - set(ids) <= {"BalanceEntry"}, (subgraph, types)
+        # A balance entry's global id is its Transaction's: no representation names it;
+        # the demo data holds no billing run (only `kabinet billing run` writes one).
+        assert set(types) - set(ids) <= {"BalanceEntry", "BillingRun"}, (subgraph, types)
         representations = [
             {"__typename": type_name, "id": id_}
             for type_name in types
