@@ -6,7 +6,7 @@ the whole database must hold after every test.
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -173,11 +173,11 @@ async def make_customer(
     return Viewer(user_id, Role.CUSTOMER, customer_id), invoice_ids
 
 
-async def snapshot(db: Database) -> dict[str, list[tuple]]:
+async def snapshot(db: Database, tables: Sequence[str] = TABLES) -> dict[str, list[tuple]]:
     """The tables' rows; an outbox row's `published_at` is the relay's, not the change's."""
     async with db.connect() as conn:
         result = {}
-        for name in TABLES:
+        for name in tables:
             table = metadata.tables[name]
             columns = [c for c in table.c if (name, c.name) != ("outbox", "published_at")]
             rows = await conn.execute(select(*columns).order_by(*table.primary_key))
