@@ -38,7 +38,7 @@ from domains.billing.models import (
     InvoiceStatus,
 )
 from domains.billing.proration import Period
-from domains.clock import Clock, SystemClock
+from domains.clock import SYSTEM_CLOCK, Clock
 from domains.database import Database, conflict_insert
 
 invoices = Invoice.__table__
@@ -71,7 +71,7 @@ async def run_invoices(
     *,
     zone: ZoneInfo,
     due_days: int,
-    clock: Clock | None = None,
+    clock: Clock = SYSTEM_CLOCK,
     batch_size: int = BATCH_SIZE,
     progress: Callable[[RunProgress], None] | None = None,
 ) -> RunProgress:
@@ -79,7 +79,6 @@ async def run_invoices(
     `progress` is told after each batch commits (an error it raises stops the run there)."""
     if due_days < 0:
         raise ValueError(f"due days are not negative, not {due_days}")
-    clock = clock or SystemClock()
     async with _one_runner(db):
         run_id = await _open_run(db, period, clock.now())
         done = RunProgress(run_id, 0, 0, 0, Decimal("0.00"))
