@@ -190,19 +190,14 @@ def check_row(row: type, statement: Any) -> None:
         raise TypeError(f"{row.__name__} has fields {wanted}, the statement selects {selected}")
 
 
-class Read(Generic[R]):
-    """A statement whose rows are `row`s, declared once at import time.
-
-    Parameters are named binds (`bindparam("customer_id")`, `any_of(column, "ids")`), given
-    to `reader.fetch(read, customer_id=..., ids=[...])`; the selected columns are the
-    dataclass's fields, in order.
-    """
+class DeclaredStatement(Generic[R]):
+    """A statement declared once and compiled once per dialect, on first use: what a Read
+    and a Write (domains/writes.py) share."""
 
     __slots__ = ("_compiled", "row", "statement")
 
-    def __init__(self, row: type[R], statement: Select[Any]) -> None:
-        check_row(row, statement)
-        self.row: type[R] = row
+    def __init__(self, row: type[R] | None, statement: Any) -> None:
+        self.row = row
         self.statement = statement
         self._compiled: dict[str, Compiled[R]] = {}
 
@@ -211,6 +206,22 @@ class Read(Generic[R]):
         if found is None:
             found = self._compiled[dialect.name] = Compiled(self, dialect)
         return found
+
+
+class Read(DeclaredStatement[R]):
+    """A statement whose rows are `row`s, declared once at import time.
+
+    Parameters are named binds (`bindparam("customer_id")`, `any_of(column, "ids")`), given
+    to `reader.fetch(read, customer_id=..., ids=[...])`; the selected columns are the
+    dataclass's fields, in order.
+    """
+
+    __slots__ = ()
+    row: type[R]
+
+    def __init__(self, row: type[R], statement: Select[Any]) -> None:
+        check_row(row, statement)
+        super().__init__(row, statement)
 
     def __repr__(self) -> str:
         return f"Read({self.row.__name__})"

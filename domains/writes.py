@@ -14,7 +14,7 @@ run on a writer too (it is a Reader), inside the transaction.
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Table, insert
 from sqlalchemy.engine import Dialect
@@ -22,7 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.selectable import Select
 
-from domains.reads import Compiled, CoreReader, Declared, PreparedReader, check_row
+from domains.reads import (
+    CoreReader,
+    Declared,
+    DeclaredStatement,
+    PreparedReader,
+    check_row,
+)
 
 R = TypeVar("R")
 
@@ -42,26 +48,18 @@ class Inserted:
     id: int
 
 
-class Write(Generic[R]):
+class Write(DeclaredStatement[R]):
     """A statement of a unit of work (`SELECT ... FOR UPDATE`, INSERT, UPDATE), declared
     once; `row` names the dataclass its RETURNING (or selected) columns become."""
 
-    __slots__ = ("_compiled", "row", "statement")
+    __slots__ = ()
 
     def __init__(self, statement: UpdateBase | Select[Any], row: type[R] | None = None) -> None:
         if row is not None:
             check_row(row, statement)
         elif list(statement.exported_columns):
             raise TypeError("a write that returns columns names the Row they become")
-        self.row = row
-        self.statement = statement
-        self._compiled: dict[str, Compiled[R]] = {}
-
-    def compiled(self, dialect: Dialect) -> Compiled[R]:
-        found = self._compiled.get(dialect.name)
-        if found is None:
-            found = self._compiled[dialect.name] = Compiled(self, dialect)
-        return found
+        super().__init__(row, statement)
 
     def __repr__(self) -> str:
         return f"Write({self.statement.__class__.__name__})"
