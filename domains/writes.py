@@ -13,10 +13,11 @@ run on a writer too (it is a Reader), inside the transaction.
 
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from dataclasses import dataclass, fields
+from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, text
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import UpdateBase
@@ -65,7 +66,7 @@ class Write(DeclaredStatement[R]):
         return f"Write({self.statement.__class__.__name__})"
 
 
-class RowsInsert:
+class RowsInsert(Generic[R]):
     """An INSERT of any number of rows into `columns` of `table`, in one statement.
 
     On PostgreSQL each column's values travel as one array parameter (`INSERT ... SELECT
@@ -73,16 +74,57 @@ class RowsInsert:
     thousand; on SQLite it is SQLAlchemy's executemany. `notify` names a channel the same
     statement NOTIFYs on PostgreSQL (delivered at commit, once per transaction however many
     times sent); on SQLite the unit of work wakes its Database's `events_committed` instead.
+
+    `skip_conflicts` names the columns of a unique index (`skip_where`, the SQL predicate of
+    a partial one): a row that would break it is skipped (ON CONFLICT DO NOTHING), so a
+    writer that may find its rows already there (the invoice run) writes only what is new.
+    `returning` is the dataclass each written row's columns of those names become, as the
+    driver reads them (ids and other plain values: no column type converts them back).
     """
 
-    __slots__ = ("_sql", "columns", "notify", "table")
+    __slots__ = (
+        "_sql",
+        "columns",
+        "notify",
+        "returning",
+        "skip_conflicts",
+        "skip_where",
+        "sqlite",
+        "table",
+    )
 
-    def __init__(self, table: Table, columns: Sequence[str], *, notify: str | None = None) -> None:
+    def __init__(
+        self,
+        table: Table,
+        columns: Sequence[str],
+        *,
+        notify: str | None = None,
+        skip_conflicts: Sequence[str] = (),
+        skip_where: str | None = None,
+        returning: type[R] | None = None,
+    ) -> None:
         if notify is not None and not _CHANNEL.fullmatch(notify):
             raise ValueError(f"not a channel name: {notify!r}")
+        if notify is not None and returning is not None:
+            raise ValueError("a notifying insert returns no rows")
+        if skip_where is not None and not skip_conflicts:
+            raise ValueError("skip_where narrows skip_conflicts' index")
         self.table = table
         self.columns = tuple(columns)
         self.notify = notify
+        self.returning = returning
+        self.skip_conflicts = tuple(skip_conflicts)
+        self.skip_where = skip_where
+        core = sqlite.insert(table)
+        if skip_conflicts:
+            core = core.on_conflict_do_nothing(
+                index_elements=list(skip_conflicts),
+                index_where=text(skip_where) if skip_where is not None else None,
+            )
+        if returning is not None:
+            core = core.returning(*(table.c[field.name] for field in fields(returning)))
+        # SQLite's statement (SQLAlchemy's); PostgreSQL's is written from the same parts.
+        self.sqlite = core
         self._sql: dict[str, tuple[str, tuple[Any, ...]]] = {}
 
     def compiled(self, dialect: Dialect) -> tuple[str, tuple[Any, ...]]:
@@ -103,6 +145,14 @@ class RowsInsert:
         table = preparer.format_table(self.table)
         # Identifiers of the schema; the values are parameters.
         sql = f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
+        if self.skip_conflicts:
+            index = ", ".join(preparer.quote(name) for name in self.skip_conflicts)
+            where = "" if self.skip_where is None else f" WHERE {self.skip_where}"
+            sql += f" ON CONFLICT ({index}){where} DO NOTHING"
+        if self.returning is not None:
+            sql += " RETURNING " + ", ".join(
+                preparer.quote(field.name) for field in fields(self.returning)
+            )
         if self.notify is not None:
             # A data-modifying WITH runs whatever the outer statement reads.
             sql = f"WITH inserted AS ({sql}) SELECT pg_notify('{self.notify}', '')"
@@ -121,7 +171,9 @@ class Writer(Protocol):
         """Runs a write that returns no rows; the number of rows it changed."""
         ...
 
-    async def insert(self, rows: RowsInsert, values: Sequence[Mapping[str, Any]]) -> None: ...
+    async def insert(self, rows: RowsInsert[R], values: Sequence[Mapping[str, Any]]) -> list[R]:
+        """Writes the rows; the written ones' `returning` rows (none without it)."""
+        ...
 
 
 def writer(tx: AsyncSession) -> Writer:
@@ -146,16 +198,20 @@ class DriverWriter(PreparedReader):
         # "UPDATE 1", "INSERT 0 1": the count is the status's last word.
         return int(status.rsplit(" ", 1)[-1])
 
-    async def insert(self, rows: RowsInsert, values: Sequence[Mapping[str, Any]]) -> None:
+    async def insert(self, rows: RowsInsert[R], values: Sequence[Mapping[str, Any]]) -> list[R]:
         if not values:
-            return
+            return []
         sql, converters = rows.compiled(self._dialect)
         arrays = []
         for name, convert in zip(rows.columns, converters, strict=True):
             column = [row[name] for row in values]
             arrays.append(column if convert is None else [convert(value) for value in column])
         self._told(sql)
-        await self._conn.execute(sql, *arrays)
+        if rows.returning is None:
+            await self._conn.execute(sql, *arrays)
+            return []
+        row = rows.returning
+        return [row(*record) for record in await self._conn.fetch(sql, *arrays)]
 
 
 class CoreWriter(CoreReader):
@@ -167,12 +223,16 @@ class CoreWriter(CoreReader):
         result = await self._conn.execute(write.statement, params)
         return result.rowcount  # type: ignore[attr-defined] - a DML statement's CursorResult
 
-    async def insert(self, rows: RowsInsert, values: Sequence[Mapping[str, Any]]) -> None:
+    async def insert(self, rows: RowsInsert[R], values: Sequence[Mapping[str, Any]]) -> list[R]:
         if not values:
-            return
-        await self._conn.execute(insert(rows.table), [dict(row) for row in values])
+            return []
+        result = await self._conn.execute(rows.sqlite, [dict(row) for row in values])
         if rows.notify is not None:
             wake_after_commit(self._conn)  # type: ignore[arg-type] - a writer's is a session
+        if rows.returning is None:
+            return []
+        row = rows.returning
+        return [row(*record) for record in result]
 
 
 def before_commit(tx: AsyncSession, write: Callable[[AsyncSession], Awaitable[None]]) -> None:

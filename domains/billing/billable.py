@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from domains.billing.models import Invoice, InvoiceLine
 from domains.billing.proration import Charge, Period, Span, prorate
 from domains.customers.models import Customer, Subscription, SubscriptionStatus, Tariff
+from domains.reads import Read, Reader
 
 subscriptions = Subscription.__table__
 tariffs = Tariff.__table__
@@ -50,10 +51,7 @@ class Bill:
     customer_id: int
     currency: str
     items: tuple[Item, ...]
-
-    @property
-    def amount(self) -> Decimal:
-        return sum((item.charge.amount for item in self.items), Decimal("0.00"))
+    amount: Decimal  # the sum of the items' amounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,22 +87,43 @@ def _billable() -> ColumnElement[bool]:
     )
 
 
-_CUSTOMERS = (
+@dataclass(frozen=True, slots=True)
+class _Customer:
+    customer_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Billable:
+    """A billable subscription of a batch's customer, with its tariff and currency."""
+
+    subscription_id: int
+    customer_id: int
+    tariff_id: int
+    started_at: datetime
+    ended_at: datetime | None
+    tariff_name: str
+    monthly_price: Decimal
+    currency: str
+
+
+_CUSTOMERS = Read(
+    _Customer,
     select(subscriptions.c.customer_id)
     .where(_billable(), subscriptions.c.customer_id > bindparam("after"))
     .group_by(subscriptions.c.customer_id)
     .order_by(subscriptions.c.customer_id)
-    .limit(bindparam("size"))
+    .limit(bindparam("size")),
 )
 _COUNT = select(func.count(func.distinct(subscriptions.c.customer_id))).where(_billable())
-_ITEMS = (
+_ITEMS = Read(
+    _Billable,
     select(
-        subscriptions.c.id,
+        subscriptions.c.id.label("subscription_id"),
         subscriptions.c.customer_id,
         subscriptions.c.tariff_id,
         subscriptions.c.started_at,
         subscriptions.c.ended_at,
-        tariffs.c.name,
+        tariffs.c.name.label("tariff_name"),
         tariffs.c.monthly_price,
         customers.c.currency,
     )
@@ -116,7 +135,7 @@ _ITEMS = (
         subscriptions.c.customer_id <= bindparam("last"),
         tariffs.c.currency == customers.c.currency,
     )
-    .order_by(subscriptions.c.customer_id, subscriptions.c.id)
+    .order_by(subscriptions.c.customer_id, subscriptions.c.id),
 )
 
 
@@ -139,7 +158,7 @@ async def count_billable(
 
 
 async def billable_batch(
-    conn: AsyncConnection | AsyncSession,
+    reader: Reader,
     period: Period,
     zone: ZoneInfo,
     *,
@@ -149,15 +168,15 @@ async def billable_batch(
     """The next `size` billable customers after customer id `after`, with their charges;
     None when there are none left. Two statements, whatever the batch's size."""
     bounds = _bounds(period, zone)
-    ids = (await conn.execute(_CUSTOMERS, {**bounds, "after": after, "size": size})).scalars()
-    ids = ids.all()
+    ids = await reader.fetch(_CUSTOMERS, **bounds, after=after, size=size)
     if not ids:
         return None
-    rows = await conn.execute(_ITEMS, {**bounds, "after": after, "last": ids[-1]})
-    return Batch(len(ids), ids[-1], _bills(rows.all(), period, zone))
+    last = ids[-1].customer_id
+    rows = await reader.fetch(_ITEMS, **bounds, after=after, last=last)
+    return Batch(len(ids), last, _bills(rows, period, zone))
 
 
-def _bills(rows: Sequence[Any], period: Period, zone: ZoneInfo) -> tuple[Bill, ...]:
+def _bills(rows: Sequence[_Billable], period: Period, zone: ZoneInfo) -> tuple[Bill, ...]:
     bills: list[Bill] = []
     items: list[Item] = []
     for n, row in enumerate(rows):
@@ -165,10 +184,13 @@ def _bills(rows: Sequence[Any], period: Period, zone: ZoneInfo) -> tuple[Bill, .
         last = None if row.ended_at is None else row.ended_at.astimezone(zone).date()
         charge = prorate(row.monthly_price, period, [Span(first, last)])
         if charge is not None:
-            items.append(Item(row.id, row.tariff_id, charge, charge.describe(row.name)))
+            items.append(
+                Item(row.subscription_id, row.tariff_id, charge, charge.describe(row.tariff_name))
+            )
         closing = n + 1 == len(rows) or rows[n + 1].customer_id != row.customer_id
         if closing and items:
-            bills.append(Bill(row.customer_id, row.currency, tuple(items)))
+            amount = sum((item.charge.amount for item in items), Decimal("0.00"))
+            bills.append(Bill(row.customer_id, row.currency, tuple(items), amount))
         if closing:
             items = []
     return tuple(bills)

@@ -39,7 +39,8 @@ from domains.billing.models import (
 )
 from domains.billing.proration import Period
 from domains.clock import SYSTEM_CLOCK, Clock
-from domains.database import Database, conflict_insert
+from domains.database import Database
+from domains.writes import Inserted, RowsInsert, writer
 
 invoices = Invoice.__table__
 lines = InvoiceLine.__table__
@@ -48,6 +49,54 @@ runs = BillingRun.__table__
 # pg_advisory_lock's key for the invoice run ("kabinet.billing_run" in ASCII, 8 bytes' worth).
 RUN_LOCK = 0x6B62696C6C72756E
 BATCH_SIZE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class _Made:
+    """An invoice the batch wrote (one already there for its customer is skipped)."""
+
+    id: int
+    customer_id: int
+
+
+_INVOICES = RowsInsert(
+    invoices,
+    (
+        "customer_id",
+        "kind",
+        "number",
+        "period_start",
+        "period_end",
+        "amount",
+        "currency",
+        "status",
+        "issued_at",
+        "due_date",
+        "created_at",
+    ),
+    skip_conflicts=("customer_id", "period_start"),
+    skip_where="kind = 'monthly'",
+    returning=_Made,
+)
+_LINES = RowsInsert(
+    lines,
+    (
+        "invoice_id",
+        "subscription_id",
+        "tariff_id",
+        "period_start",
+        "period_end",
+        "first_day",
+        "last_day",
+        "days",
+        "unit_price",
+        "amount",
+        "currency",
+        "description",
+    ),
+    skip_conflicts=("subscription_id", "period_start"),
+    returning=Inserted,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +137,7 @@ async def run_invoices(
             while True:
                 async with db.transaction() as session:
                     batch = await billable_batch(
-                        session, period, zone, after=after, size=batch_size
+                        writer(session), period, zone, after=after, size=batch_size
                     )
                     if batch is None:
                         break
@@ -180,33 +229,20 @@ async def _bill(
     zone: ZoneInfo,
     due_days: int,
 ) -> RunProgress:
-    """Writes the batch's invoices, lines, receivables, events and the run's counts. Rows go
-    as executemany, which SQLAlchemy sends as multi-row INSERTs of a bounded size (with
-    RETURNING), so a customer with thousands of subscriptions stays within the drivers'
-    limit on parameters per statement."""
+    """Writes the batch's invoices, lines, receivables, events and the run's counts: one
+    statement per table, each column's values one array (domains/writes.py RowsInsert)."""
     if not batch.bills:
         return _grown(done, batch.customers, [])
     due = now.astimezone(zone).date() + timedelta(days=due_days)
-    made = await session.execute(
-        conflict_insert(session, invoices)
-        .on_conflict_do_nothing(
-            index_elements=["customer_id", "period_start"], index_where=text("kind = 'monthly'")
-        )
-        .returning(invoices.c.id, invoices.c.customer_id),
-        [_invoice(bill, period, now, due) for bill in batch.bills],
-    )
-    ids = {customer_id: invoice_id for invoice_id, customer_id in made.all()}
+    tx = writer(session)
+    made = await tx.insert(_INVOICES, [_invoice(bill, period, now, due) for bill in batch.bills])
+    ids = {invoice.customer_id: invoice.id for invoice in made}
     issued = [bill for bill in batch.bills if bill.customer_id in ids]
     if not issued:
         return _grown(done, batch.customers, [])
     expected = [_line(ids[bill.customer_id], bill, item) for bill in issued for item in bill.items]
-    written = await session.execute(
-        conflict_insert(session, lines)
-        .on_conflict_do_nothing(index_elements=["subscription_id", "period_start"])
-        .returning(lines.c.id),
-        expected,
-    )
-    if len(written.all()) != len(expected):
+    written = await tx.insert(_LINES, expected)
+    if len(written) != len(expected):
         # Someone billed one of these subscriptions since the batch was read: this batch's
         # totals would not be its lines. Roll it back; a new run reads what is left.
         raise BillingRunConflict("a subscription of this batch was billed meanwhile")

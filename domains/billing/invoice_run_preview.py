@@ -24,12 +24,12 @@ class RunPreview:
 async def preview_invoices(
     db: Database, period: Period, *, zone: ZoneInfo, batch_size: int = BATCH_SIZE
 ) -> RunPreview:
-    """Reads the same batches as the run, on a plain connection: no transaction, no lock."""
+    """Reads the same batches as the run, on a pooled reader: no transaction, no lock."""
     customers = invoices = lines = 0
     amounts: dict[str, Decimal] = {}
     after = 0
-    async with db.connect() as conn:
-        while batch := await billable_batch(conn, period, zone, after=after, size=batch_size):
+    async with db.read() as reader:
+        while batch := await billable_batch(reader, period, zone, after=after, size=batch_size):
             customers += batch.customers
             for bill in batch.bills:
                 invoices += 1

@@ -19,8 +19,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import cache
 
 from domains.base import CENT
+
+_DAY = timedelta(days=1)
+
+
+@cache
+def _days_in(year: int, month: int) -> int:
+    return calendar.monthrange(year, month)[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +47,7 @@ class Period:
 
     @property
     def days(self) -> int:
-        return calendar.monthrange(self.start.year, self.start.month)[1]
+        return _days_in(self.start.year, self.start.month)
 
     @property
     def end(self) -> date:
@@ -90,28 +98,43 @@ def prorate(monthly_price: Decimal, period: Period, active: Iterable[Span]) -> C
         raise ValueError(
             f"a monthly price is a positive whole number of cents, not {monthly_price}"
         )
-    billed = sorted(_billed_days(period, active))
-    if not billed:
+    days, first, last = _billed_days(period, active)
+    if not days:
         return None
-    cents, remainder = divmod(int(monthly_price / CENT) * len(billed), period.days)
+    cents, remainder = divmod(int(monthly_price / CENT) * days, period.days)
     if 2 * remainder >= period.days:  # half-up: exactly half a cent goes up
         cents += 1
     if cents == 0:
         return None
     return Charge(
         period=period,
-        first_day=billed[0],
-        last_day=billed[-1],
-        days=len(billed),
+        first_day=first,
+        last_day=last,
+        days=days,
         unit_price=monthly_price,
         amount=Decimal(cents) * CENT,
     )
 
 
-def _billed_days(period: Period, active: Iterable[Span]) -> set[date]:
-    days: set[date] = set()
+def _billed_days(period: Period, active: Iterable[Span]) -> tuple[int, date, date]:
+    """How many days of `period` the spans cover (a day two share counts once), and the
+    first and last of them: the spans, cut to the period, merged where they touch. The run
+    prorates every subscription of a month, so this counts spans, not days."""
+    cut = []
     for span in active:
         first = max(span.first, period.start)
         last = period.end if span.last is None else min(span.last, period.end)
-        days.update(first + timedelta(days=n) for n in range((last - first).days + 1))
-    return days
+        if first <= last:
+            cut.append((first, last))
+    if not cut:
+        return 0, period.start, period.start
+    cut.sort()
+    days = 0
+    start, end = cut[0]
+    for first, last in cut[1:]:
+        if first > end + _DAY:
+            days += (end - start).days + 1
+            start = first
+        end = max(end, last)
+    days += (end - start).days + 1
+    return days, cut[0][0], end
