@@ -37,7 +37,7 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from adapters.kafka_bus import KafkaBus
-from bench.harness import ADMIN_URL, database_url, fresh_database
+from bench.harness import ADMIN_URL, cpu_seconds, database_url, fresh_database
 from domains.database import Database
 from domains.events.relay import OutboxRelay
 from gateway.services import event_catalog
@@ -191,24 +191,49 @@ async def counts(args: argparse.Namespace) -> dict[str, int]:
         await conn.close()
 
 
-def timed_run(args: argparse.Namespace, log: Path) -> tuple[float, float, str]:
-    """`kabinet billing run` as a child: seconds, its peak RSS in MB, its last line."""
+async def timed_run(args: argparse.Namespace, log: Path) -> tuple[float, float, float, float, str]:
+    """`kabinet billing run` as a child: seconds, its CPU seconds, the CPU seconds of the
+    PostgreSQL backends serving it, its peak RSS in MB, and its last line."""
     env = {**os.environ, "KABINET_DATABASE_URL": database_url(args.database)}
     with log.open("w") as out:
         began = time.perf_counter()
-        child = subprocess.Popen(  # noqa: S603 - our own CLI
+        child = subprocess.Popen(  # noqa: ASYNC220 - waited for in a thread, by wait4
             [str(KABINET), "billing", "run", "--period", args.period],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
         )
-        _, status, usage = os.wait4(child.pid, 0)
+        waited = asyncio.create_task(asyncio.to_thread(os.wait4, child.pid, 0))
+        backends = await _backend_cpu(args, waited)
+        _, status, usage = await waited
         seconds = time.perf_counter() - began
     child.returncode = os.waitstatus_to_exitcode(status)
-    text = log.read_text().strip()
+    text = log.read_text().strip()  # noqa: ASYNC240 - a short log, once the run is over
     if child.returncode != 0:
         raise SystemExit(f"kabinet billing run failed ({child.returncode}):\n{text[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024, text.splitlines()[-1]
+    cpu = usage.ru_utime + usage.ru_stime
+    return seconds, cpu, backends, usage.ru_maxrss / 1024, text.splitlines()[-1]
+
+
+async def _backend_cpu(args: argparse.Namespace, until: "asyncio.Task[object]") -> float:
+    """CPU seconds of the database's other backends (the run's), read from /proc while
+    they live: the last reading of each."""
+    conn = await asyncpg.connect(_dsn(args))
+    seen: dict[int, float] = {}
+    try:
+        while not until.done():
+            pids = await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                args.database,
+            )
+            for (pid,) in pids:
+                cpu = cpu_seconds(pid)
+                if cpu == cpu:  # not NaN: the backend is still there
+                    seen[pid] = cpu
+            await asyncio.wait([until], timeout=0.2)
+    finally:
+        await conn.close()
+    return sum(seen.values())
 
 
 async def relay(args: argparse.Namespace, expected: int) -> tuple[int, float, int]:
@@ -261,9 +286,12 @@ async def main(argv: Sequence[str] | None = None) -> None:
     await clear_runs(args)
     logs = Path(tempfile.mkdtemp(prefix="kabinet-invoice-bench-"))
 
-    first_s, first_rss, first_said = timed_run(args, logs / "first.log")
+    first_s, first_cpu, first_db, first_rss, first_said = await timed_run(args, logs / "first.log")
     first = await counts(args)
-    print(f"first run:  {first_s:.1f} s, peak RSS {first_rss:.0f} MB  [{first_said}]")
+    print(
+        f"first run:  {first_s:.1f} s (CPU: its own {first_cpu:.1f} s, PostgreSQL's"
+        f" {first_db:.1f} s), peak RSS {first_rss:.0f} MB  [{first_said}]"
+    )
     print(
         f"  {first['invoices']} invoices, {first['invoice_lines']} lines, "
         f"{first['transactions']} ledger entries, {first['outbox']} events"
@@ -272,9 +300,14 @@ async def main(argv: Sequence[str] | None = None) -> None:
     if first["invoice_lines"] != args.subscriptions or first["invoices"] != args.customers:
         raise SystemExit("the first run did not bill every subscription once")
 
-    second_s, second_rss, second_said = timed_run(args, logs / "second.log")
+    second_s, second_cpu, second_db, second_rss, second_said = await timed_run(
+        args, logs / "second.log"
+    )
     second = await counts(args)
-    print(f"second run: {second_s:.1f} s, peak RSS {second_rss:.0f} MB  [{second_said}]")
+    print(
+        f"second run: {second_s:.1f} s (CPU: its own {second_cpu:.1f} s, PostgreSQL's"
+        f" {second_db:.1f} s), peak RSS {second_rss:.0f} MB  [{second_said}]"
+    )
     if second != first:
         raise SystemExit(f"the second run created rows: {first} then {second}")
     print("  created nothing")

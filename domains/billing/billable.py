@@ -157,23 +157,46 @@ async def count_billable(
     return (await conn.execute(_COUNT, _bounds(period, zone))).scalar_one()
 
 
+@dataclass(frozen=True, slots=True)
+class Customers:
+    """The next batch's customers: the ids in (`after`, `last`], `count` of them."""
+
+    after: int
+    last: int
+    count: int
+
+
+async def billable_customers(
+    reader: Reader, period: Period, zone: ZoneInfo, *, after: int, size: int
+) -> Customers | None:
+    """The next `size` billable customers after customer id `after`; None when there are
+    none left."""
+    ids = await reader.fetch(_CUSTOMERS, **_bounds(period, zone), after=after, size=size)
+    if not ids:
+        return None
+    return Customers(after, ids[-1].customer_id, len(ids))
+
+
+async def billable_bills(
+    reader: Reader, period: Period, zone: ZoneInfo, customers: Customers
+) -> tuple[Bill, ...]:
+    """What `customers` have still to be billed, read in one statement."""
+    rows = await reader.fetch(
+        _ITEMS, **_bounds(period, zone), after=customers.after, last=customers.last
+    )
+    return _bills(rows, period, zone)
+
+
 async def billable_batch(
-    reader: Reader,
-    period: Period,
-    zone: ZoneInfo,
-    *,
-    after: int,
-    size: int,
+    reader: Reader, period: Period, zone: ZoneInfo, *, after: int, size: int
 ) -> Batch | None:
     """The next `size` billable customers after customer id `after`, with their charges;
     None when there are none left. Two statements, whatever the batch's size."""
-    bounds = _bounds(period, zone)
-    ids = await reader.fetch(_CUSTOMERS, **bounds, after=after, size=size)
-    if not ids:
+    customers = await billable_customers(reader, period, zone, after=after, size=size)
+    if customers is None:
         return None
-    last = ids[-1].customer_id
-    rows = await reader.fetch(_ITEMS, **bounds, after=after, last=last)
-    return Batch(len(ids), last, _bills(rows, period, zone))
+    bills = await billable_bills(reader, period, zone, customers)
+    return Batch(customers.count, customers.last, bills)
 
 
 def _bills(rows: Sequence[_Billable], period: Period, zone: ZoneInfo) -> tuple[Bill, ...]:

@@ -15,7 +15,9 @@ period's record is still `running` (its runner was killed, as the lock says) car
 record on; otherwise it opens a new one.
 """
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -25,7 +27,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domains.billing.billable import Batch, Bill, Item, billable_batch
+from domains.billing.billable import Bill, Customers, Item, billable_bills, billable_customers
 from domains.billing.errors import BillingRunConflict
 from domains.billing.events import invoice_issued
 from domains.billing.invoice_issue import IssuedInvoice, post_issuance
@@ -49,6 +51,9 @@ runs = BillingRun.__table__
 # pg_advisory_lock's key for the invoice run ("kabinet.billing_run" in ASCII, 8 bytes' worth).
 RUN_LOCK = 0x6B62696C6C72756E
 BATCH_SIZE = 1000
+# Batches under way at once (PostgreSQL): one written by the database while the next is
+# read and priced here.
+LANES = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,29 +135,88 @@ async def run_invoices(
         raise ValueError(f"due days are not negative, not {due_days}")
     async with _one_runner(db):
         run_id = await _open_run(db, period, clock.now())
-        done = RunProgress(run_id, 0, 0, 0, Decimal("0.00"))
         try:
-            after = 0
-            after_first_invoices = False
-            while True:
-                async with db.transaction() as session:
-                    batch = await billable_batch(
-                        writer(session), period, zone, after=after, size=batch_size
-                    )
-                    if batch is None:
-                        break
-                    done = await _bill(session, done, period, batch, clock.now(), zone, due_days)
-                if done.invoices and not after_first_invoices:
-                    await _analyze_what_grows(db)
-                    after_first_invoices = True
-                after = batch.last_customer_id
-                if progress is not None:
-                    progress(done)
+            done = await _bill_batches(
+                db,
+                RunProgress(run_id, 0, 0, 0, Decimal("0.00")),
+                _Job(period, zone, due_days, clock, progress),
+                batch_size,
+            )
         except Exception:
             await _close_run(db, run_id, BillingRunState.FAILED, clock.now())
             raise
         await _close_run(db, run_id, BillingRunState.FINISHED, clock.now())
         return done
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """What every batch of a run bills, and whom it tells."""
+
+    period: Period
+    zone: ZoneInfo
+    due_days: int
+    clock: Clock
+    progress: Callable[[RunProgress], None] | None
+
+
+async def _bill_batches(
+    db: Database, start: RunProgress, job: _Job, batch_size: int
+) -> RunProgress:
+    """Bills batch after batch, `LANES` of them under way at once on PostgreSQL: while one
+    is being written by the database, the next is read and priced here, on a connection of
+    its own, so this process's work and the database's overlap. Each batch commits only
+    once the one before it has committed and `progress` was told: batches commit in order,
+    and a run stopped after k batches has billed those k and nothing of the next. SQLite
+    has one writer: one batch at a time."""
+    lanes = 1 if db.is_sqlite else LANES
+    first: asyncio.Future[RunProgress] = asyncio.get_running_loop().create_future()
+    first.set_result(start)
+    previous: asyncio.Future[RunProgress] = first
+    in_flight: deque[asyncio.Task[RunProgress]] = deque()
+    done, after = start, 0
+    try:
+        while True:
+            if len(in_flight) == lanes:
+                done = await in_flight.popleft()
+            async with db.read() as reader:
+                customers = await billable_customers(
+                    reader, job.period, job.zone, after=after, size=batch_size
+                )
+            if customers is None:
+                break
+            previous = asyncio.create_task(_batch(db, customers, previous, job))
+            in_flight.append(previous)
+            after = customers.last
+        while in_flight:
+            done = await in_flight.popleft()
+        return done
+    finally:
+        for task in in_flight:
+            task.cancel()
+        await asyncio.gather(*in_flight, return_exceptions=True)
+
+
+async def _batch(
+    db: Database,
+    customers: Customers,
+    previous: "asyncio.Future[RunProgress]",
+    job: _Job,
+) -> RunProgress:
+    """One batch's transaction: its rows written, then, once the batch before it has
+    committed (or rolled back: then this one does too), the run's counts, and commit."""
+    async with db.transaction() as session:
+        bills = await billable_bills(writer(session), job.period, job.zone, customers)
+        issued = await _bill(session, job.period, bills, job.clock.now(), job.zone, job.due_days)
+        before = await previous
+        done = _grown(before, customers.count, issued)
+        if issued:
+            await _count(session, before, done)
+    if done.invoices and not before.invoices:
+        await _analyze_what_grows(db)
+    if job.progress is not None:
+        job.progress(done)
+    return done
 
 
 @asynccontextmanager
@@ -222,24 +286,24 @@ async def _close_run(db: Database, run_id: int, state: BillingRunState, now: dat
 
 async def _bill(
     session: AsyncSession,
-    done: RunProgress,
     period: Period,
-    batch: Batch,
+    bills: Sequence[Bill],
     now: datetime,
     zone: ZoneInfo,
     due_days: int,
-) -> RunProgress:
-    """Writes the batch's invoices, lines, receivables, events and the run's counts: one
-    statement per table, each column's values one array (domains/writes.py RowsInsert)."""
-    if not batch.bills:
-        return _grown(done, batch.customers, [])
+) -> list[Bill]:
+    """Writes the bills' invoices, lines, receivables and events: one statement per table,
+    each column's values one array (domains/writes.py RowsInsert). Returns the bills it
+    issued (a customer someone billed meanwhile is skipped)."""
+    if not bills:
+        return []
     due = now.astimezone(zone).date() + timedelta(days=due_days)
     tx = writer(session)
-    made = await tx.insert(_INVOICES, [_invoice(bill, period, now, due) for bill in batch.bills])
+    made = await tx.insert(_INVOICES, [_invoice(bill, period, now, due) for bill in bills])
     ids = {invoice.customer_id: invoice.id for invoice in made}
-    issued = [bill for bill in batch.bills if bill.customer_id in ids]
+    issued = [bill for bill in bills if bill.customer_id in ids]
     if not issued:
-        return _grown(done, batch.customers, [])
+        return []
     expected = [_line(ids[bill.customer_id], bill, item) for bill in issued for item in bill.items]
     written = await tx.insert(_LINES, expected)
     if len(written) != len(expected):
@@ -255,17 +319,20 @@ async def _bill(
     )
     for bill in issued:
         await _announce(session, ids[bill.customer_id], bill, period, due)
-    grown = _grown(done, batch.customers, issued)
+    return issued
+
+
+async def _count(session: AsyncSession, before: RunProgress, done: RunProgress) -> None:
+    """Adds a batch to its run's record, in the batch's transaction."""
     await session.execute(
         update(runs)
         .where(runs.c.id == done.run_id)
         .values(
-            invoices=runs.c.invoices + (grown.invoices - done.invoices),
-            lines=runs.c.lines + (grown.lines - done.lines),
-            amount=runs.c.amount + (grown.amount - done.amount),
+            invoices=runs.c.invoices + (done.invoices - before.invoices),
+            lines=runs.c.lines + (done.lines - before.lines),
+            amount=runs.c.amount + (done.amount - before.amount),
         )
     )
-    return grown
 
 
 def _invoice(bill: Bill, period: Period, now: datetime, due: date) -> dict:
