@@ -160,28 +160,16 @@ def _billing_run(settings: Settings, period: "Period | None", dry_run: bool) -> 
 
 @contextmanager
 def _run_progress(total: int) -> "Iterator[Callable[[RunProgress], None]]":
-    """A progress bar with counts, rate and ETA where rich is installed; else a line per
-    batch (rich comes with the development tools, not with the server's dependencies)."""
-    try:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-    except ImportError:
+    """A progress bar of the customers read: counts, what is billed, rate and ETA."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-        def line(done: "RunProgress") -> None:
-            print(
-                f"  {done.customers}/{total} customers: {done.invoices} invoices,"
-                f" {done.lines} lines, {done.amount} billed",
-                flush=True,
-            )
-
-        yield line
-        return
     columns = (
         TextColumn("customers"),
         BarColumn(),
