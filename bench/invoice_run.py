@@ -64,6 +64,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--reload", action="store_true", help="recreate the database even if loaded already"
     )
     parser.add_argument("--no-relay", action="store_true", help="leave the relay out")
+    parser.add_argument(
+        "--relay-only",
+        action="store_true",
+        help="no runs: relay what the outbox holds unpublished (after a --no-relay bench)",
+    )
     args = parser.parse_args(argv)
     if not _DATABASE_NAME.fullmatch(args.database):
         parser.error("--database must be a lower-case identifier")
@@ -283,6 +288,9 @@ async def main(argv: Sequence[str] | None = None) -> None:
         began = time.perf_counter()
         await load(args)
         print(f"  load took {time.perf_counter() - began:.1f} s")
+    if args.relay_only:
+        await relay_figures(args, await _unpublished(args))
+        return
     await clear_runs(args)
     logs = Path(tempfile.mkdtemp(prefix="kabinet-invoice-bench-"))
 
@@ -313,14 +321,26 @@ async def main(argv: Sequence[str] | None = None) -> None:
     print("  created nothing")
 
     if not args.no_relay:
-        events, seconds, batch = await relay(args, first["outbox"])
-        print(
-            f"relay: {events} events in {seconds:.1f} s, {events / seconds:,.0f} events/s"
-            f" (batch {batch})"
-        )
-        if events != first["outbox"]:
-            raise SystemExit(f"the relay published {events} of {first['outbox']} events")
+        await relay_figures(args, first["outbox"])
     print(f"run logs: {logs}")
+
+
+async def relay_figures(args: argparse.Namespace, expected: int) -> None:
+    events, seconds, batch = await relay(args, expected)
+    print(
+        f"relay: {events} events in {seconds:.1f} s, {events / seconds:,.0f} events/s"
+        f" (batch {batch})"
+    )
+    if events != expected:
+        raise SystemExit(f"the relay published {events} of {expected} events")
+
+
+async def _unpublished(args: argparse.Namespace) -> int:
+    conn = await asyncpg.connect(_dsn(args))
+    try:
+        return await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+    finally:
+        await conn.close()
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Table, event, text
-from sqlalchemy.dialects import postgresql, sqlite
+import orjson
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -72,7 +72,13 @@ class Database:
     ) -> None:
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
-        options: dict[str, Any] = {"echo": echo}
+        # JSON columns (the outbox's payloads) through orjson: the invoice run writes, and
+        # the relay reads, one per invoice.
+        options: dict[str, Any] = {
+            "echo": echo,
+            "json_serializer": _json_text,
+            "json_deserializer": orjson.loads,
+        }
         if self.is_sqlite:
             options["connect_args"] = {"timeout": 30}
         else:
@@ -214,11 +220,8 @@ class Database:
             hook(sql)
 
 
-def conflict_insert(session: AsyncSession, table: Table) -> postgresql.Insert | sqlite.Insert:
-    """An INSERT of the session's dialect, which has `on_conflict_do_nothing/_update`: both
-    databases spell ON CONFLICT alike, but SQLAlchemy builds it per dialect."""
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 @contextmanager

@@ -23,7 +23,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Index, String, Uuid
+from sqlalchemy import JSON, Index, String, Uuid, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -41,8 +41,16 @@ _PENDING = "kabinet.outbox.pending"
 class OutboxEvent(Base):
     __tablename__ = "outbox"
     __table_args__ = (
-        # The publisher's scan: unpublished rows, oldest first.
+        # Published rows by age, for the purge.
         Index("ix_outbox_pending", "published_at", "occurred_at"),
+        # The publisher's scan: unpublished rows in its order, whatever the backlog.
+        Index(
+            "ix_outbox_unpublished",
+            "occurred_at",
+            "id",
+            postgresql_where=text("published_at IS NULL"),
+            sqlite_where=text("published_at IS NULL"),
+        ),
         # A reconnecting subscriber's catch-up: one subject's events after a point.
         Index("ix_outbox_subject_occurred", "subject", "occurred_at"),
     )

@@ -374,8 +374,8 @@ from tests.conftest import catalog_of
 
 
 class DiesAfterSending(KafkaBus):
-    async def publish(self, *args, **kwargs):
-        await super().publish(*args, **kwargs)
+    async def publish_many(self, *args, **kwargs):
+        await super().publish_many(*args, **kwargs)
         print("sent", flush=True)
         await asyncio.Event().wait()  # the test kills the process here, before the mark
 

@@ -65,6 +65,13 @@ class EventBus(Protocol):
     ) -> None:
         """Returns once the broker has the message (acks=all); raises when it cannot."""
 
+    async def publish_many(
+        self, messages: Sequence[tuple[str, str, bytes]]
+    ) -> list[Exception | None]:
+        """Sends `(topic, key, value)` messages together, in order, and waits for all: for
+        each, None once the broker has it, or what failed. The relay's batches: one
+        round of sends and acknowledgements, not one per message."""
+
     def consumer(self, topics: Sequence[str], *, group: str | None) -> BusConsumer:
         """A reader of `topics`: in `group` from its committed offsets (the earliest for
         a new group), or without a group from the end of each partition."""

@@ -7,12 +7,12 @@ also the message key; `source` is the deployment's prefix and the event's domain
 (`urn:kabinet:billing`).
 """
 
-import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy.engine import Row
 
 from domains.events.catalog import EventCatalog
@@ -49,7 +49,7 @@ class CloudEvent:
         )
 
     def to_json(self) -> bytes:
-        return json.dumps(
+        return orjson.dumps(
             {
                 "specversion": SPEC_VERSION,
                 "id": str(self.id),
@@ -59,14 +59,13 @@ class CloudEvent:
                 "time": self.time.isoformat(),
                 "datacontenttype": CONTENT_TYPE,
                 "data": self.data,
-            },
-            separators=(",", ":"),
-        ).encode()
+            }
+        )
 
     @classmethod
     def from_json(cls, raw: bytes) -> "CloudEvent":
         try:
-            body = json.loads(raw)
+            body = orjson.loads(raw)
             if body.get("specversion") != SPEC_VERSION:
                 raise InvalidEvent(f"unsupported specversion {body.get('specversion')!r}")
             time = datetime.fromisoformat(body["time"])

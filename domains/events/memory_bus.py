@@ -82,6 +82,13 @@ class MemoryBus:
         self._trim(topic)
         await self._notify()
 
+    async def publish_many(
+        self, messages: Sequence[tuple[str, str, bytes]]
+    ) -> list[Exception | None]:
+        for topic, key, value in messages:
+            await self.publish(topic, key, value)
+        return [None] * len(messages)
+
     def consumer(self, topics: Sequence[str], *, group: str | None) -> "MemoryConsumer":
         return MemoryConsumer(self, tuple(topics), group)
 

@@ -4,7 +4,8 @@ At-least-once: a row is marked published only after the broker acknowledged it, 
 relay that dies between the two publishes the row again on restart, with the same event
 id (the outbox id) for consumers to recognise. One subject's rows are published one after
 another, oldest first, and a failure stops that subject's rows for this batch, so its
-events reach the topic in order; different subjects are published concurrently.
+events reach the topic in order; different subjects are published together, the next row
+of each in one round of sends (`EventBus.publish_many`).
 
 The relay does not poll while idle: a commit that wrote rows wakes it (the outbox insert's
 NOTIFY, which the leader LISTENs for on its connection; on SQLite the Database's
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -42,6 +43,7 @@ from domains.events.bus import EventBus
 from domains.events.catalog import EventCatalog
 from domains.events.cloudevent import CloudEvent
 from domains.outbox import OUTBOX_CHANNEL, OutboxEvent
+from domains.reads import any_of
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,12 @@ outbox = OutboxEvent.__table__
 
 # pg_advisory_lock key of the publishing relay: "kabinet.outbox" folded into a bigint.
 RELAY_LOCK_KEY = 0x6B61_6269_6E65_7401
+# One statement whatever the batch's size: the ids are one array parameter.
+_MARK = (
+    update(outbox)
+    .where(any_of(outbox.c.id, "ids"))
+    .values(published_at=bindparam("now", type_=outbox.c.published_at.type))
+)
 # A standby tries for the lock this often at most.
 STANDBY_INTERVAL = 1.0
 
@@ -239,14 +247,24 @@ class OutboxRelay:
             await conn.close()
 
     async def _publish(self, rows: Sequence[Row[Any]]) -> _Outcome:
+        """Publishes in rounds: each round sends the next row of every subject still going,
+        all together (`publish_many`), so a subject's row leaves only once the broker has
+        its one before, and a batch of distinct subjects is a single round."""
+        waiting: list[list[Row[Any]]] = []
         by_subject: dict[str, list[Row[Any]]] = {}
         for row in rows:
-            by_subject.setdefault(row.subject, []).append(row)
+            if row.subject not in by_subject:
+                by_subject[row.subject] = []
+                waiting.append(by_subject[row.subject])
+            by_subject[row.subject].append(row)
         published: list[Row[Any]] = []
         errors: list[Exception] = []
-
-        async def publish_in_order(subject_rows: list[Row[Any]]) -> None:
-            for row in subject_rows:
+        depth = 0
+        while waiting:
+            going: list[tuple[list[Row[Any]], Row[Any]]] = []
+            messages = []
+            for subject_rows in waiting:
+                row = subject_rows[depth]
                 try:
                     topic, event = self._event(row)
                 except ValueError as error:
@@ -255,15 +273,19 @@ class OutboxRelay:
                     if row.id not in self._unpublishable:
                         self._unpublishable.add(row.id)
                         log.error("outbox event %s cannot be published: %s", row.id, error)
-                    return
-                try:
-                    await self.bus.publish(topic, row.subject, event.to_json())
-                except Exception as error:  # reported after the batch is marked
+                    continue
+                going.append((subject_rows, row))
+                messages.append((topic, row.subject, event.to_json()))
+            outcomes = await self.bus.publish_many(messages) if messages else []
+            depth += 1
+            waiting = []
+            for (subject_rows, row), error in zip(going, outcomes, strict=True):
+                if error is not None:  # reported after the batch is marked
                     errors.append(error)
-                    return
+                    continue
                 published.append(row)
-
-        await asyncio.gather(*(publish_in_order(group) for group in by_subject.values()))
+                if depth < len(subject_rows):
+                    waiting.append(subject_rows)
         return _Outcome(published, errors[0] if errors else None)
 
     def _event(self, row: Row[Any]) -> tuple[str, CloudEvent]:
@@ -274,9 +296,7 @@ class OutboxRelay:
             return
         ids = [row.id for row in rows]
         async with conn.begin():
-            await conn.execute(
-                update(outbox).where(outbox.c.id.in_(ids)).values(published_at=utcnow())
-            )
+            await conn.execute(_MARK, {"ids": ids, "now": utcnow()})
 
     def _failed(self, error: Exception) -> float:
         """Records the failure, logs the first of an outage, and says how long to wait."""
