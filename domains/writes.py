@@ -80,6 +80,8 @@ class RowsInsert(Generic[R]):
     writer that may find its rows already there (the invoice run) writes only what is new.
     `returning` is the dataclass each written row's columns of those names become, as the
     driver reads them (ids and other plain values: no column type converts them back).
+    `shared` names columns whose value is the same for every row of a statement, given once
+    per `insert` (one parameter, not an array of copies): a batch's period, say.
     """
 
     __slots__ = (
@@ -87,6 +89,7 @@ class RowsInsert(Generic[R]):
         "columns",
         "notify",
         "returning",
+        "shared",
         "skip_conflicts",
         "skip_where",
         "sqlite",
@@ -102,6 +105,7 @@ class RowsInsert(Generic[R]):
         skip_conflicts: Sequence[str] = (),
         skip_where: str | None = None,
         returning: type[R] | None = None,
+        shared: Sequence[str] = (),
     ) -> None:
         if notify is not None and not _CHANNEL.fullmatch(notify):
             raise ValueError(f"not a channel name: {notify!r}")
@@ -111,6 +115,7 @@ class RowsInsert(Generic[R]):
             raise ValueError("skip_where narrows skip_conflicts' index")
         self.table = table
         self.columns = tuple(columns)
+        self.shared = tuple(shared)
         self.notify = notify
         self.returning = returning
         self.skip_conflicts = tuple(skip_conflicts)
@@ -128,7 +133,8 @@ class RowsInsert(Generic[R]):
         self._sql: dict[str, tuple[str, tuple[Any, ...]]] = {}
 
     def compiled(self, dialect: Dialect) -> tuple[str, tuple[Any, ...]]:
-        """The SQL for `dialect` (PostgreSQL) and each column's bind converter."""
+        """The SQL for `dialect` (PostgreSQL) and each column's bind converter, `columns`
+        then `shared`."""
         found = self._sql.get(dialect.name)
         if found is None:
             found = self._sql[dialect.name] = self._compile(dialect)
@@ -137,14 +143,22 @@ class RowsInsert(Generic[R]):
     def _compile(self, dialect: Dialect) -> tuple[str, tuple[Any, ...]]:
         preparer = dialect.identifier_preparer
         columns = [self.table.c[name] for name in self.columns]
+        shared = [self.table.c[name] for name in self.shared]
         arrays = ", ".join(
             f"CAST(${index} AS {column.type.compile(dialect=dialect)}[])"
             for index, column in enumerate(columns, 1)
         )
-        names = ", ".join(preparer.quote(column.name) for column in columns)
+        scalars = "".join(
+            f", CAST(${index} AS {column.type.compile(dialect=dialect)})"
+            for index, column in enumerate(shared, len(columns) + 1)
+        )
+        names = ", ".join(preparer.quote(column.name) for column in (*columns, *shared))
         table = preparer.format_table(self.table)
         # Identifiers of the schema; the values are parameters.
-        sql = f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
+        sql = (
+            f"INSERT INTO {table} ({names})"  # noqa: S608
+            f" SELECT given.*{scalars} FROM unnest({arrays}) AS given"
+        )
         if self.skip_conflicts:
             index = ", ".join(preparer.quote(name) for name in self.skip_conflicts)
             where = "" if self.skip_where is None else f" WHERE {self.skip_where}"
@@ -157,9 +171,14 @@ class RowsInsert(Generic[R]):
             # A data-modifying WITH runs whatever the outer statement reads.
             sql = f"WITH inserted AS ({sql}) SELECT pg_notify('{self.notify}', '')"
         converters = tuple(
-            column.type.dialect_impl(dialect).bind_processor(dialect) for column in columns
+            column.type.dialect_impl(dialect).bind_processor(dialect)
+            for column in (*columns, *shared)
         )
         return sql, converters
+
+    def check_shared(self, shared: Mapping[str, Any]) -> None:
+        if set(shared) != set(self.shared):
+            raise TypeError(f"{self.table.name}: the shared columns are {self.shared}")
 
 
 class Writer(Protocol):
@@ -171,8 +190,11 @@ class Writer(Protocol):
         """Runs a write that returns no rows; the number of rows it changed."""
         ...
 
-    async def insert(self, rows: RowsInsert[R], values: Sequence[Mapping[str, Any]]) -> list[R]:
-        """Writes the rows; the written ones' `returning` rows (none without it)."""
+    async def insert(
+        self, rows: RowsInsert[R], values: Sequence[Mapping[str, Any]], /, **shared: Any
+    ) -> list[R]:
+        """Writes the rows, `shared` the values of `rows.shared`; the written ones'
+        `returning` rows (none without it)."""
         ...
 
 
@@ -198,14 +220,19 @@ class DriverWriter(PreparedReader):
         # "UPDATE 1", "INSERT 0 1": the count is the status's last word.
         return int(status.rsplit(" ", 1)[-1])
 
-    async def insert(self, rows: RowsInsert[R], values: Sequence[Mapping[str, Any]]) -> list[R]:
+    async def insert(
+        self, rows: RowsInsert[R], values: Sequence[Mapping[str, Any]], /, **shared: Any
+    ) -> list[R]:
+        rows.check_shared(shared)
         if not values:
             return []
         sql, converters = rows.compiled(self._dialect)
-        arrays = []
-        for name, convert in zip(rows.columns, converters, strict=True):
+        arrays: list[Any] = []
+        for name, convert in zip(rows.columns, converters, strict=False):
             column = [row[name] for row in values]
             arrays.append(column if convert is None else [convert(value) for value in column])
+        for name, convert in zip(rows.shared, converters[len(rows.columns) :], strict=True):
+            arrays.append(shared[name] if convert is None else convert(shared[name]))
         self._told(sql)
         if rows.returning is None:
             await self._conn.execute(sql, *arrays)
@@ -223,10 +250,13 @@ class CoreWriter(CoreReader):
         result = await self._conn.execute(write.statement, params)
         return result.rowcount  # type: ignore[attr-defined] - a DML statement's CursorResult
 
-    async def insert(self, rows: RowsInsert[R], values: Sequence[Mapping[str, Any]]) -> list[R]:
+    async def insert(
+        self, rows: RowsInsert[R], values: Sequence[Mapping[str, Any]], /, **shared: Any
+    ) -> list[R]:
+        rows.check_shared(shared)
         if not values:
             return []
-        result = await self._conn.execute(rows.sqlite, [dict(row) for row in values])
+        result = await self._conn.execute(rows.sqlite, [{**row, **shared} for row in values])
         if rows.notify is not None:
             wake_after_commit(self._conn)  # type: ignore[arg-type] - a writer's is a session
         if rows.returning is None:

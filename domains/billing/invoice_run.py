@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import cache
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, insert, select, text, update
@@ -66,19 +67,8 @@ class _Made:
 
 _INVOICES = RowsInsert(
     invoices,
-    (
-        "customer_id",
-        "kind",
-        "number",
-        "period_start",
-        "period_end",
-        "amount",
-        "currency",
-        "status",
-        "issued_at",
-        "due_date",
-        "created_at",
-    ),
+    ("customer_id", "number", "amount", "currency"),
+    shared=("kind", "period_start", "period_end", "status", "issued_at", "due_date", "created_at"),
     skip_conflicts=("customer_id", "period_start"),
     skip_where="kind = 'monthly'",
     returning=_Made,
@@ -89,8 +79,6 @@ _LINES = RowsInsert(
         "invoice_id",
         "subscription_id",
         "tariff_id",
-        "period_start",
-        "period_end",
         "first_day",
         "last_day",
         "days",
@@ -99,6 +87,7 @@ _LINES = RowsInsert(
         "currency",
         "description",
     ),
+    shared=("period_start", "period_end"),
     skip_conflicts=("subscription_id", "period_start"),
     returning=Inserted,
 )
@@ -116,7 +105,13 @@ class RunProgress:
 
 
 def invoice_number(customer_id: int, period: Period) -> str:
-    return f"M{period.start:%Y%m}-{customer_id}"
+    return f"{_numbered(period.start)}{customer_id}"
+
+
+@cache
+def _numbered(start: date) -> str:
+    """A period's invoice numbers' prefix: strftime, once a period, not once an invoice."""
+    return f"M{start:%Y%m}-"
 
 
 async def run_invoices(
@@ -299,13 +294,31 @@ async def _bill(
         return []
     due = now.astimezone(zone).date() + timedelta(days=due_days)
     tx = writer(session)
-    made = await tx.insert(_INVOICES, [_invoice(bill, period, now, due) for bill in bills])
+    made = await tx.insert(
+        _INVOICES,
+        [
+            {
+                "customer_id": bill.customer_id,
+                "number": invoice_number(bill.customer_id, period),
+                "amount": bill.amount,
+                "currency": bill.currency,
+            }
+            for bill in bills
+        ],
+        kind=InvoiceKind.MONTHLY,
+        period_start=period.start,
+        period_end=period.end,
+        status=InvoiceStatus.ISSUED,
+        issued_at=now,
+        due_date=due,
+        created_at=now,
+    )
     ids = {invoice.customer_id: invoice.id for invoice in made}
     issued = [bill for bill in bills if bill.customer_id in ids]
     if not issued:
         return []
     expected = [_line(ids[bill.customer_id], bill, item) for bill in issued for item in bill.items]
-    written = await tx.insert(_LINES, expected)
+    written = await tx.insert(_LINES, expected, period_start=period.start, period_end=period.end)
     if len(written) != len(expected):
         # Someone billed one of these subscriptions since the batch was read: this batch's
         # totals would not be its lines. Roll it back; a new run reads what is left.
@@ -335,30 +348,12 @@ async def _count(session: AsyncSession, before: RunProgress, done: RunProgress) 
     )
 
 
-def _invoice(bill: Bill, period: Period, now: datetime, due: date) -> dict:
-    return {
-        "customer_id": bill.customer_id,
-        "kind": InvoiceKind.MONTHLY,
-        "number": invoice_number(bill.customer_id, period),
-        "period_start": period.start,
-        "period_end": period.end,
-        "amount": bill.amount,
-        "currency": bill.currency,
-        "status": InvoiceStatus.ISSUED,
-        "issued_at": now,
-        "due_date": due,
-        "created_at": now,
-    }
-
-
 def _line(invoice_id: int, bill: Bill, item: Item) -> dict:
     charge = item.charge
     return {
         "invoice_id": invoice_id,
         "subscription_id": item.subscription_id,
         "tariff_id": item.tariff_id,
-        "period_start": charge.period.start,
-        "period_end": charge.period.end,
         "first_day": charge.first_day,
         "last_day": charge.last_day,
         "days": charge.days,
