@@ -51,7 +51,7 @@ runs = BillingRun.__table__
 
 # pg_advisory_lock's key for the invoice run ("kabinet.billing_run" in ASCII, 8 bytes' worth).
 RUN_LOCK = 0x6B62696C6C72756E
-BATCH_SIZE = 1000
+BATCH_SIZE = 4000
 # Batches under way at once (PostgreSQL): one written by the database while the next is
 # read and priced here.
 LANES = 2
