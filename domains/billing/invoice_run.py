@@ -9,6 +9,12 @@ hold that even against a second writer: an invoice is unique per (customer, peri
 `monthly` ones and a line per (subscription, period), and ON CONFLICT DO NOTHING skips what
 exists. An invoice number is `M<YYYYMM>-<customer id>`: the same whichever run makes it.
 
+At scale (bench/invoice_run.py: a million subscriptions): a batch is a fixed number of
+statements, one per table, each column's values one array (RowsInsert), nothing per row but
+its values; the run holds two batches at most, whatever the period's size. On PostgreSQL
+two are under way at once, each on its own connection, so pricing one here overlaps the
+database writing the other; they commit in order.
+
 One runner at a time: on PostgreSQL a session advisory lock, held for the whole run, makes a
 second runner wait for the first to end; SQLite has a single writer. A run started while its
 period's record is still `running` (its runner was killed, as the lock says) carries that
