@@ -64,7 +64,9 @@ pg_locks = table(
     column("objid", Integer),
     column("pid", Integer),
     column("granted", Boolean),
+    column("database", Integer),
 )
+pg_database = table("pg_database", column("oid", Integer), column("datname", String))
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -615,10 +617,18 @@ async def test_a_commit_wakes_the_relay_on_postgresql(pg_db: Database, topics: d
 
 
 async def _leader_pid(db: Database) -> int | None:
-    """The backend holding the relay's advisory lock (a bigint key: two 32-bit halves)."""
+    """The backend holding the relay's advisory lock (a bigint key: two 32-bit halves) in
+    this test's database: the same lock in another database (another test run's, a
+    bench's) is another relay's, which this test must not kill."""
+    this_database = (
+        select(pg_database.c.oid)
+        .where(pg_database.c.datname == func.current_database())
+        .scalar_subquery()
+    )
     async with db.connect() as conn:
         return await conn.scalar(
             select(pg_locks.c.pid).where(
+                pg_locks.c.database == this_database,
                 pg_locks.c.locktype == "advisory",
                 pg_locks.c.classid == RELAY_LOCK_KEY >> 32,
                 pg_locks.c.objid == RELAY_LOCK_KEY & 0xFFFF_FFFF,
