@@ -125,6 +125,7 @@ def _period(text: str) -> "Period":
 def _billing_run(settings: Settings, period: "Period | None", dry_run: bool) -> None:
     """Bills a period (default: this month in the billing time zone), or with `dry_run`
     prints what it would bill and writes nothing."""
+    from domains.billing.autopay import AutopayMode
     from domains.billing.billable import count_billable
     from domains.billing.invoice_run import run_invoices
     from domains.billing.invoice_run_preview import preview_invoices
@@ -148,13 +149,18 @@ def _billing_run(settings: Settings, period: "Period | None", dry_run: bool) -> 
             total = await count_billable(conn, period, zone)
         with _run_progress(total) as progress:
             return await run_invoices(
-                db, period, zone=zone, due_days=settings.invoice_due_days, progress=progress
+                db,
+                period,
+                zone=zone,
+                due_days=settings.invoice_due_days,
+                autopay=AutopayMode(settings.billing_autopay),
+                progress=progress,
             )
 
     done = _on_database(settings, bill)
     print(
         f"billing run {done.run_id} for {month} finished: {done.invoices} invoices,"
-        f" {done.lines} lines, {done.amount} billed"
+        f" {done.lines} lines, {done.amount} billed, {done.autopaid} paid from the balance"
     )
 
 

@@ -143,6 +143,9 @@ class Settings(BaseSettings):
     # it issues is due this many days after the day it is issued.
     billing_timezone: ZoneInfo = ZoneInfo("Europe/Moscow")
     invoice_due_days: int = Field(10, ge=0, le=365)
+    # What the run pays from the balance (domains/billing/autopay.py's AutopayMode): the
+    # invoices it covers, also part of those it does not, or nothing.
+    billing_autopay: Literal["full", "partial", "off"] = "full"
 
     # Domain events: outbox relay, Kafka topics, consumers, live subscriptions.
     kafka_topics: dict[str, str] = Field(

@@ -20,6 +20,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import func, insert, select, text
 
+from domains.billing.autopay import AutopayMode
 from domains.billing.invoice_issue import IssuedInvoice, post_issuance
 from domains.billing.invoice_run import RUN_LOCK, RunProgress, invoice_number, run_invoices
 from domains.billing.invoice_run_preview import preview_invoices
@@ -108,9 +109,11 @@ LONG_AGO = datetime(2025, 6, 1, tzinfo=UTC)
 ACTIVE = SubscriptionStatus.ACTIVE
 
 
-async def run(db: Database, **options: object) -> RunProgress:
+async def run(
+    db: Database, autopay: AutopayMode = AutopayMode.FULL, **options: object
+) -> RunProgress:
     return await run_invoices(
-        db, JANUARY, zone=MOSCOW, due_days=10, clock=ManualClock(FIRED), **options
+        db, JANUARY, zone=MOSCOW, due_days=10, autopay=autopay, clock=ManualClock(FIRED), **options
     )
 
 
@@ -311,6 +314,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date
 from zoneinfo import ZoneInfo
+from domains.billing.autopay import AutopayMode
 from domains.billing.invoice_run import run_invoices
 from domains.billing.proration import Period
 from domains.database import Database
@@ -319,7 +323,8 @@ async def main():
     db = Database(sys.argv[1])
     await run_invoices(
         db, Period(date(2026, 1, 1)), zone=ZoneInfo("Europe/Moscow"), due_days=10,
-        batch_size=2, progress=lambda done: os.kill(os.getpid(), signal.SIGKILL),
+        autopay=AutopayMode.FULL, batch_size=2,
+        progress=lambda done: os.kill(os.getpid(), signal.SIGKILL),
     )
 
 asyncio.run(main())
@@ -416,7 +421,9 @@ async def test_staff_read_billing_runs_newest_first_and_no_one_else(
     db = Database(sqlite_demo_copy)
     try:
         for month in (1, 2):
-            await run_invoices(db, Period(date(2027, month, 1)), zone=MOSCOW, due_days=10)
+            done = await run_invoices(
+                db, Period(date(2027, month, 1)), zone=MOSCOW, due_days=10, autopay=AutopayMode.FULL
+            )
     finally:
         await db.dispose()
     fields = "id periodStart periodEnd state startedAt finishedAt invoices lines amount autopaid"
@@ -428,7 +435,7 @@ async def test_staff_read_billing_runs_newest_first_and_no_one_else(
         connection = first["data"]["billingRuns"]
         [february] = [edge["node"] for edge in connection["edges"]]
         assert (february["periodStart"], february["periodEnd"]) == ("2027-02-01", "2027-02-28")
-        assert (february["state"], february["autopaid"]) == ("FINISHED", 0)
+        assert (february["state"], february["autopaid"]) == ("FINISHED", done.autopaid)
         assert february["invoices"] > 0
         assert february["lines"] >= february["invoices"]
         assert connection["pageInfo"]["hasNextPage"] is True

@@ -9,6 +9,9 @@ hold that even against a second writer: an invoice is unique per (customer, peri
 `monthly` ones and a line per (subscription, period), and ON CONFLICT DO NOTHING skips what
 exists. An invoice number is `M<YYYYMM>-<customer id>`: the same whichever run makes it.
 
+The batch also pays its new invoices from the balance, as `KABINET_BILLING_AUTOPAY` says
+(domains/billing/autopay.py), so an invoice and its payment commit together.
+
 One runner at a time: on PostgreSQL a session advisory lock, held for the whole run, makes a
 second runner wait for the first to end; SQLite has a single writer. A run started while its
 period's record is still `running` (its runner was killed, as the lock says) carries that
@@ -25,6 +28,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domains.billing.autopay import AutopayMode, pay_from_balance
 from domains.billing.billable import Batch, Bill, Item, billable_batch
 from domains.billing.errors import BillingRunConflict
 from domains.billing.events import invoice_issued
@@ -59,6 +63,8 @@ class RunProgress:
     invoices: int
     lines: int
     amount: Decimal
+    # Invoices paid from the balance (autopay), in full or in part.
+    autopaid: int = 0
 
 
 def invoice_number(customer_id: int, period: Period) -> str:
@@ -71,6 +77,7 @@ async def run_invoices(
     *,
     zone: ZoneInfo,
     due_days: int,
+    autopay: AutopayMode,
     clock: Clock = SYSTEM_CLOCK,
     batch_size: int = BATCH_SIZE,
     progress: Callable[[RunProgress], None] | None = None,
@@ -92,7 +99,9 @@ async def run_invoices(
                     )
                     if batch is None:
                         break
-                    done = await _bill(session, done, period, batch, clock.now(), zone, due_days)
+                    done = await _bill(
+                        session, done, period, batch, clock.now(), zone, due_days, autopay
+                    )
                 if done.invoices and not after_first_invoices:
                     await _analyze_what_grows(db)
                     after_first_invoices = True
@@ -179,11 +188,12 @@ async def _bill(
     now: datetime,
     zone: ZoneInfo,
     due_days: int,
+    autopay: AutopayMode,
 ) -> RunProgress:
-    """Writes the batch's invoices, lines, receivables, events and the run's counts. Rows go
-    as executemany, which SQLAlchemy sends as multi-row INSERTs of a bounded size (with
-    RETURNING), so a customer with thousands of subscriptions stays within the drivers'
-    limit on parameters per statement."""
+    """Writes the batch's invoices, lines, receivables, events, payments from the balance
+    and the run's counts. Rows go as executemany, which SQLAlchemy sends as multi-row
+    INSERTs of a bounded size (with RETURNING), so a customer with thousands of
+    subscriptions stays within the drivers' limit on parameters per statement."""
     if not batch.bills:
         return _grown(done, batch.customers, [])
     due = now.astimezone(zone).date() + timedelta(days=due_days)
@@ -210,16 +220,14 @@ async def _bill(
         # Someone billed one of these subscriptions since the batch was read: this batch's
         # totals would not be its lines. Roll it back; a new run reads what is left.
         raise BillingRunConflict("a subscription of this batch was billed meanwhile")
-    await post_issuance(
-        session,
-        [
-            IssuedInvoice(ids[b.customer_id], b.customer_id, b.amount, b.currency, now)
-            for b in issued
-        ],
-    )
+    issuance = [
+        IssuedInvoice(ids[b.customer_id], b.customer_id, b.amount, b.currency, now) for b in issued
+    ]
+    await post_issuance(session, issuance)
     for bill in issued:
         await _announce(session, ids[bill.customer_id], bill, period, due)
-    grown = _grown(done, batch.customers, issued)
+    autopaid = await pay_from_balance(session, issuance, autopay, now)
+    grown = _grown(done, batch.customers, issued, autopaid)
     await session.execute(
         update(runs)
         .where(runs.c.id == done.run_id)
@@ -227,6 +235,7 @@ async def _bill(
             invoices=runs.c.invoices + (grown.invoices - done.invoices),
             lines=runs.c.lines + (grown.lines - done.lines),
             amount=runs.c.amount + (grown.amount - done.amount),
+            autopaid=runs.c.autopaid + autopaid,
         )
     )
     return grown
@@ -292,11 +301,12 @@ async def _announce(
     )
 
 
-def _grown(done: RunProgress, customers: int, issued: list[Bill]) -> RunProgress:
+def _grown(done: RunProgress, customers: int, issued: list[Bill], autopaid: int = 0) -> RunProgress:
     return RunProgress(
         run_id=done.run_id,
         customers=done.customers + customers,
         invoices=done.invoices + len(issued),
         lines=done.lines + sum(len(bill.items) for bill in issued),
         amount=done.amount + sum((bill.amount for bill in issued), Decimal("0.00")),
+        autopaid=done.autopaid + autopaid,
     )

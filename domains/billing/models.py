@@ -289,5 +289,5 @@ class BillingRun(Base):
     invoices: Mapped[int] = mapped_column(Integer, default=0)
     lines: Mapped[int] = mapped_column(Integer, default=0)
     amount: Mapped[Decimal] = mapped_column(MoneyNumeric, default=Decimal("0.00"))
-    # Invoices paid from the balance by the run (autopay; none yet).
+    # Invoices the run paid from the balance, in full or in part (domains/billing/autopay.py).
     autopaid: Mapped[int] = mapped_column(Integer, default=0)
