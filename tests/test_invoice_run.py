@@ -31,23 +31,36 @@ from domains.billing.models import (
     InvoiceKind,
     InvoiceLine,
     InvoiceStatus,
+    Payment,
+    PaymentMethod,
+    PaymentStatus,
     Transaction,
 )
+from domains.billing.pay_invoice import pay_invoice
 from domains.billing.proration import Period
 from domains.billing.reconcile import reconcile
 from domains.clock import ManualClock
 from domains.customers.models import (
     Contract,
+    Customer,
     Segment,
     Subscription,
     SubscriptionStatus,
     Tariff,
 )
 from domains.database import Database
+from domains.identity.models import Role
+from domains.identity.viewer import Viewer
 from domains.outbox import OutboxEvent
 from gateway.app import create_app
 from tests.conftest import app_client, graphql, login, make_settings, migrated_database
-from tests.test_payments import insert_customer, snapshot
+from tests.test_payments import (
+    balance_of,
+    book_top_up,
+    insert_customer,
+    invoice_status,
+    snapshot,
+)
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 JANUARY = Period(date(2026, 1, 1))
@@ -650,29 +663,180 @@ async def test_a_subscription_billed_by_a_single_invoice_is_not_billed_again(
 
 async def test_a_batch_is_a_fixed_number_of_statements_events_included(db: Database) -> None:
     """Set-based: reading and writing a batch takes the same statements for 3 customers
-    or 30, its 30 events included (the unit of work writes them in one INSERT)."""
+    or 30, its 30 events and its autopay included (the unit of work writes the events in
+    one INSERT)."""
     tariff = await make_tariff(db, "100.00")
-    for _ in range(30):
-        await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)] * 3)
+    for n in range(30):
+        customer = await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)] * 3)
+        if n % 3:
+            # Pays 300.00 whole, or 200.00 of it.
+            await top_up(db, customer, "300.00" if n % 3 == 1 else "200.00")
     sent: list[str] = []
     db.on_statement.add(sent.append)
 
-    done = await run(db)
+    done = await run(db, AutopayMode.PARTIAL)
 
     db.on_statement.discard(sent.append)
-    assert (done.invoices, done.lines) == (30, 90)
-    inserts = [" ".join(sql.split()[:3]) for sql in sent if sql.lstrip().startswith("INSERT")]
+    assert (done.invoices, done.lines, done.autopaid) == (30, 90, 20)
+    heads = [" ".join(sql.split()[:3]) for sql in sent]
+    inserts = [head for head in heads if head.startswith("INSERT")]
     assert sorted(insert for insert in inserts if insert != "INSERT INTO outbox") == [
         "INSERT INTO billing_runs",
         "INSERT INTO invoice_lines",
         "INSERT INTO invoices",
+        "INSERT INTO payments",
+        "INSERT INTO transactions",
         "INSERT INTO transactions",
     ]
     # One INSERT for the batch's events (on PostgreSQL wrapped with the relay's NOTIFY).
     assert sum("INSERT INTO outbox" in sql for sql in sent) == 1
+    # The balances taken from and the invoices paid off, each in one UPDATE.
+    assert heads.count("UPDATE customers SET") == 1
+    assert heads.count("UPDATE invoices SET") == 1
     async with db.connect() as conn:
         events = await conn.scalar(
             text("SELECT count(*) FROM outbox WHERE type = 'invoice.issued'")
         )
-    assert events == 30
+        paid = await conn.scalar(text("SELECT count(*) FROM outbox WHERE type = 'invoice.paid'"))
+    assert (events, paid) == (30, 10)
+    await assert_reconciled(db)
+
+
+async def top_up(db: Database, customer_id: int, amount: str) -> None:
+    async with db.transaction() as session:
+        await book_top_up(session, customer_id, Decimal(amount), FIRED)
+
+
+async def customer_events(db: Database, customer_id: int) -> list[tuple[str, dict]]:
+    """(type, payload) of the customer's events, in the order they were written."""
+    async with db.connect() as conn:
+        stmt = (
+            select(OutboxEvent.type, OutboxEvent.payload)
+            .where(OutboxEvent.subject == f"customer:{customer_id}")
+            .order_by(OutboxEvent.occurred_at)
+        )
+        return [tuple(row) for row in await conn.execute(stmt)]
+
+
+async def balance_payments(db: Database, customer_id: int) -> list[tuple]:
+    async with db.connect() as conn:
+        stmt = (
+            select(Payment.invoice_id, Payment.amount, Payment.method, Payment.status)
+            .where(Payment.customer_id == customer_id)
+            .order_by(Payment.id)
+        )
+        return [tuple(row) for row in await conn.execute(stmt)]
+
+
+# Autopay of a 590.00 invoice from balances of 1000.00 (covers it), 100.00 (does not) and
+# none: per mode, (what each pays, the invoices' statuses, the invoices paid from a balance).
+PAID, ISSUED = InvoiceStatus.PAID, InvoiceStatus.ISSUED
+SUCCEEDED = PaymentStatus.SUCCEEDED
+AUTOPAY = {
+    AutopayMode.FULL: (("590.00", None, None), (PAID, ISSUED, ISSUED), 1),
+    AutopayMode.PARTIAL: (("590.00", "100.00", None), (PAID, ISSUED, ISSUED), 2),
+    AutopayMode.OFF: ((None, None, None), (ISSUED, ISSUED, ISSUED), 0),
+}
+
+
+@pytest.mark.parametrize("mode", list(AUTOPAY))
+async def test_autopay_pays_from_the_balance_as_its_mode_says(
+    db: Database, mode: AutopayMode
+) -> None:
+    tariff = await make_tariff(db, "590.00")
+    customers = [await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)]) for _ in range(3)]
+    balances = ("1000.00", "100.00", "0.00")
+    for customer, balance in zip(customers, balances, strict=True):
+        if Decimal(balance):
+            await top_up(db, customer, balance)
+    paid, statuses, autopaid = AUTOPAY[mode]
+
+    done = await run(db, mode, batch_size=2)
+
+    assert (done.invoices, done.autopaid) == (3, autopaid)
+    async with db.connect() as conn:
+        record = (await conn.execute(select(BillingRun.autopaid))).scalar_one()
+    assert record == autopaid
+    billed = dict(await monthly_invoices(db))
+    for customer, balance, pays, status in zip(customers, balances, paid, statuses, strict=True):
+        invoice_id = billed[customer]
+        assert await invoice_status(db, invoice_id) is status
+        taken = Decimal(pays or "0.00")
+        assert await balance_of(db, customer) == Decimal(balance) - taken
+        expected = [] if pays is None else [(invoice_id, taken, PaymentMethod.BALANCE, SUCCEEDED)]
+        # The top-up's own payment comes first.
+        assert (await balance_payments(db, customer))[1 if Decimal(balance) else 0 :] == expected
+        types = [kind for kind, _ in await customer_events(db, customer)]
+        after_issue = [] if pays is None else ["payment.created", "balance.changed"]
+        if status is PAID:
+            after_issue.append("invoice.paid")
+        assert types == ["invoice.issued", *after_issue]
+    await assert_reconciled(db)
+    # Paid or not, a second run bills and pays nothing more.
+    before = await snapshot(db, ("payments", "transactions", "outbox"))
+    again = await run(db, mode)
+    assert (again.invoices, again.autopaid) == (0, 0)
+    assert await snapshot(db, ("payments", "transactions", "outbox")) == before
+
+
+async def test_autopay_writes_what_a_balance_payment_writes(db: Database) -> None:
+    """The run pays one customer's invoice; the other, topped up after it, pays theirs
+    with payInvoice: the payments, ledger entries and events are alike but for ids."""
+    tariff = await make_tariff(db, "590.00")
+    autopaid = await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)])
+    paying = await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)])
+    await top_up(db, autopaid, "700.00")
+
+    await run(db)
+
+    await top_up(db, paying, "700.00")
+    billed = dict(await monthly_invoices(db))
+    async with db.connect() as conn:
+        user_id = (
+            await conn.execute(select(Customer.user_id).where(Customer.id == paying))
+        ).scalar_one()
+    viewer = Viewer(user_id, Role.CUSTOMER, paying)
+    paid = await pay_invoice(
+        db,
+        viewer,
+        invoice_id=billed[paying],
+        method=PaymentMethod.BALANCE,
+        amount=None,
+        idempotency_key="pay-january",
+    )
+    assert paid.invoice is not None
+    assert paid.invoice.status is PAID
+
+    async def written(customer: int) -> tuple[list, list, list]:
+        async with db.connect() as conn:
+            payment = (
+                await conn.execute(
+                    select(
+                        Payment.amount,
+                        Payment.currency,
+                        Payment.method,
+                        Payment.status,
+                        Payment.refunded_amount,
+                        Payment.provider,
+                    ).where(Payment.invoice_id == billed[customer])
+                )
+            ).all()
+            entries = (
+                await conn.execute(
+                    select(Transaction.account, Transaction.type, Transaction.amount)
+                    .join(Payment, Payment.id == Transaction.payment_id)
+                    .where(Payment.invoice_id == billed[customer])
+                    .order_by(Transaction.id)
+                )
+            ).all()
+        ids = {"payment_id", "invoice_id", "customer_id", "number"}
+        events = [
+            (kind, {name: value for name, value in payload.items() if name not in ids})
+            for kind, payload in await customer_events(db, customer)
+            if kind != "invoice.issued"
+        ]
+        return [tuple(row) for row in payment], [tuple(row) for row in entries], events
+
+    assert await written(autopaid) == await written(paying)
+    assert await balance_of(db, autopaid) == await balance_of(db, paying) == Decimal("110.00")
     await assert_reconciled(db)
