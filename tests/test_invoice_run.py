@@ -349,6 +349,8 @@ async def test_a_run_killed_mid_period_bills_each_invoice_once_when_started_agai
 ) -> None:
     tariff = await make_tariff(db, "300.00")
     customers = [await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)]) for _ in range(5)]
+    for customer in customers:
+        await top_up(db, customer, "500.00")
 
     killed = await command(sys.executable, "-c", KILLED_AFTER_A_BATCH, db_url)
 
@@ -366,9 +368,13 @@ async def test_a_run_killed_mid_period_bills_each_invoice_once_when_started_agai
     async with db.connect() as conn:
         records = (await conn.execute(select(BillingRun))).all()
     # The killed run's record was left running; the next run carried it on to the end.
-    assert [(r.id, r.state, r.invoices, r.lines) for r in records] == [
-        (done.run_id, BillingRunState.FINISHED, 5, 5)
+    assert [(r.id, r.state, r.invoices, r.lines, r.autopaid) for r in records] == [
+        (done.run_id, BillingRunState.FINISHED, 5, 5, 5)
     ]
+    # Each invoice paid from the balance once, the killed batch's payments with it.
+    for customer, invoice_id in billed:
+        assert await invoice_status(db, invoice_id) is InvoiceStatus.PAID
+        assert await balance_of(db, customer) == Decimal("200.00")
     await assert_reconciled(db)
 
 
@@ -403,7 +409,7 @@ async def test_the_cli_runs_and_dry_runs_a_period_on_sqlite(sqlite_url: str) -> 
     try:
         tariff = await make_tariff(db, "590.00")
         await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)])
-        await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)])
+        await top_up(db, await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)]), "600.00")
 
         dry = await kabinet(sqlite_url, "billing", "run", "--period", "2026-01", "--dry-run")
         assert dry.returncode == 0, dry.stderr
@@ -412,9 +418,21 @@ async def test_the_cli_runs_and_dry_runs_a_period_on_sqlite(sqlite_url: str) -> 
         )
         assert await monthly_invoices(db) == []
 
+        unknown = await command(
+            str(Path(sys.executable).parent / "kabinet"),
+            *("billing", "run", "--period", "2026-01"),
+            KABINET_DATABASE_URL=sqlite_url,
+            KABINET_BILLING_AUTOPAY="sometimes",
+        )
+        assert unknown.returncode != 0
+        assert "billing_autopay" in unknown.stderr
+        assert await monthly_invoices(db) == []
+
         wet = await kabinet(sqlite_url, "billing", "run", "--period", "2026-01")
         assert wet.returncode == 0, wet.stderr
-        assert "for 2026-01 finished: 2 invoices, 2 lines, 1180.00 billed" in wet.stdout
+        assert (
+            "for 2026-01 finished: 2 invoices, 2 lines, 1180.00 billed, 1 paid from the balance"
+        ) in wet.stdout
         assert len(await monthly_invoices(db)) == 2
 
         again = await kabinet(sqlite_url, "billing", "run", "--period", "2026-01")
