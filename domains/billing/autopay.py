@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -117,11 +118,9 @@ async def pay_from_balance(
     if not paying:
         return 0
     await tx.insert(_PAYMENTS, [_payment_values(p, now) for p in paying])
+    # The invoices are this transaction's own: their only payments are these.
     made = await payments_by_invoice_ids(tx, [p.invoice.id for p in paying])
-    payment_ids = {}
-    for p in paying:
-        [payment] = made[p.invoice.id]
-        payment_ids[p.invoice.id] = payment.id
+    payment_ids = {invoice_id: payment.id for invoice_id, [payment] in made.items()}
     await post_movements(
         session,
         [(balance_movement(p.invoice, payment_ids[p.invoice.id], p.amount), now) for p in paying],
@@ -155,7 +154,7 @@ def _charges(
     return paying
 
 
-def _payment_values(paying: _Paying, now: datetime) -> dict:
+def _payment_values(paying: _Paying, now: datetime) -> dict[str, Any]:
     invoice = paying.invoice
     charge = Charge(paying.amount, invoice.currency, PaymentMethod.BALANCE, invoice_id=invoice.id)
     return payment_values(invoice.customer_id, charge, now)
