@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import func, insert, select, text
 
-from domains.billing.autopay import AutopayMode
+from domains.billing.autopay import AutopayMode, autopay_amount
 from domains.billing.invoice_issue import IssuedInvoice, post_issuance
 from domains.billing.invoice_run import RUN_LOCK, RunProgress, invoice_number, run_invoices
 from domains.billing.invoice_run_preview import preview_invoices
@@ -858,3 +858,18 @@ async def test_autopay_writes_what_a_balance_payment_writes(db: Database) -> Non
     assert await written(autopaid) == await written(paying)
     assert await balance_of(db, autopaid) == await balance_of(db, paying) == Decimal("110.00")
     await assert_reconciled(db)
+
+
+@pytest.mark.parametrize(
+    ("mode", "balance", "taken"),
+    [
+        (AutopayMode.FULL, "590.00", "590.00"),  # exactly covered
+        (AutopayMode.FULL, "589.99", "0.00"),
+        (AutopayMode.PARTIAL, "589.99", "589.99"),
+        (AutopayMode.PARTIAL, "0.00", "0.00"),
+        (AutopayMode.PARTIAL, "1000.00", "590.00"),
+        (AutopayMode.OFF, "1000.00", "0.00"),
+    ],
+)
+def test_what_autopay_takes_of_a_590_invoice(mode: AutopayMode, balance: str, taken: str) -> None:
+    assert autopay_amount(mode, Decimal(balance), Decimal("590.00")) == Decimal(taken)
