@@ -6,8 +6,10 @@ must hold after every scenario.
 """
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -22,6 +24,7 @@ from domains.clock import ManualClock
 from domains.database import Database
 from domains.outbox import OutboxEvent
 from tests.conftest import migrated_database
+from tests.test_invoice_run import command, kabinet
 from tests.test_payments import invoice_status, make_customer, pay
 from tests.test_subscriptions import (
     _by_operation,
@@ -159,6 +162,33 @@ async def test_marking_passes_an_invoice_a_payer_holds_and_never_waits(pg_db: Da
     assert await invoice_status(pg_db, held) is InvoiceStatus.OVERDUE
     assert len(await overdue_events(pg_db)) == 2
     await assert_reconciled(pg_db)
+
+
+async def test_the_cli_marks_overdue_invoices_once_on_sqlite(sqlite_url: str):
+    db = Database(sqlite_url)
+    try:
+        _, invoices = await make_customer(db, "0.00", [("40.00", InvoiceStatus.ISSUED)] * 2)
+        await due_on(db, invoices, date(2026, 1, 10))  # long past, by the system's clock
+
+        first = await kabinet(sqlite_url, "billing", "overdue")
+        assert first.returncode == 0, first.stderr
+        assert "invoices marked overdue: 2" in first.stdout
+        again = await kabinet(sqlite_url, "billing", "overdue")
+        assert "invoices marked overdue: 0" in again.stdout
+        assert len(await overdue_events(db)) == 2
+    finally:
+        await db.dispose()
+
+
+async def test_a_bad_run_time_stops_the_cli_with_the_settings_error(sqlite_url: str):
+    program = str(Path(sys.executable).parent / "kabinet")
+    ran = await command(
+        program, "billing", "overdue", KABINET_DATABASE_URL=sqlite_url, KABINET_BILLING_RUN_AT="3am"
+    )
+    assert ran.returncode == 1
+    assert "billing_run_at" in ran.stderr
+    assert "a time of day is HH:MM (00:00 to 23:59), not '3am'" in ran.stderr
+    assert "Traceback" not in ran.stderr
 
 
 LIVE_INVOICE = "subscription { invoiceUpdated { eventId invoice { id status } } }"
