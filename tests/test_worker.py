@@ -8,13 +8,14 @@ import sys
 import urllib.request
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 import pytest_asyncio
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from domains.billing.invoice_run import RUN_LOCK
 from domains.billing.models import BillingRun, BillingRunState, InvoiceStatus
@@ -272,4 +273,59 @@ async def test_a_second_worker_waits_for_the_first_run_then_bills_nothing(
     assert sorted(run.invoices for run in runs if run is not None) == [3]
     assert runs.count(None) == 1
     assert await billing_runs(db) == [(FEBRUARY.start, BillingRunState.FINISHED, 3)]
+    await db.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_stopping_worker_ends_its_run_after_the_batch(
+    worker_pg_url: str, signing_key: bytes
+):
+    """SIGTERM's stop reaches a worker mid-batch: the batch commits, the run ends there
+    (recorded failed), the worker stops; its next start bills what is left, nothing here."""
+    db = Database(worker_pg_url)
+    tariff = await make_tariff(db, "300.00")
+    await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)])
+    # A run a killed runner left `running`: carried on, its batch ends with an UPDATE of this
+    # row, which the lock below holds back.
+    async with db.transaction() as session:
+        left = insert(BillingRun).values(
+            period_start=FEBRUARY.start,
+            period_end=FEBRUARY.end,
+            state=BillingRunState.RUNNING,
+            started_at=datetime(2026, 2, 1, tzinfo=UTC),
+            invoices=0,
+            lines=0,
+            amount=Decimal("0.00"),
+            autopaid=0,
+        )
+        run_id = (await session.execute(left.returning(BillingRun.id))).scalar_one()
+    clock = ManualClock(datetime(2026, 2, 2, 9, 0, tzinfo=UTC))
+    worker = billing_worker(worker_pg_url, signing_key, clock)
+    await worker.services.bus.start()
+    try:
+        async with db.transaction() as session:
+            await session.execute(
+                select(BillingRun.id).where(BillingRun.id == run_id).with_for_update()
+            )
+            await worker.start()
+            await wait_for_backend(db, "transactionid", "UPDATE billing_runs%")
+            stopping = asyncio.create_task(worker.stop())
+            await until(lambda: worker._stop.is_set())
+        async with asyncio.timeout(DEADLINE):
+            await stopping
+        assert await billing_runs(db) == [(FEBRUARY.start, BillingRunState.FAILED, 1)]
+
+        restarted = billing_worker(worker_pg_url, signing_key, clock)
+        again = await restarted.billing_tick()
+        await restarted.services.aclose()
+        assert again.run is not None
+        assert again.run.invoices == 0
+    finally:
+        await worker.services.bus.stop()
+        await worker.services.aclose()
+    assert await billing_runs(db) == [
+        (FEBRUARY.start, BillingRunState.FAILED, 1),
+        (FEBRUARY.start, BillingRunState.FINISHED, 0),
+    ]
+    assert [str(problem) for problem in await reconcile(db)] == []
     await db.dispose()
