@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from pydantic import ValidationError
+
 from gateway.settings import DEV_SIGNING_KEY_FILE, Settings
 
 if TYPE_CHECKING:
@@ -107,6 +109,15 @@ def _sweep(settings: Settings) -> None:
         f"{pending.unreachable} left pending (provider unreachable)"
     )
     print(f"idempotency keys deleted: {purged}")
+
+
+def _overdue(settings: Settings) -> None:
+    """Marks issued invoices past their due date overdue, once, as the worker does hourly."""
+    from domains.billing.invoice_overdue import mark_overdue_invoices
+
+    zone = settings.billing_timezone
+    marked = _on_database(settings, lambda db: mark_overdue_invoices(db, zone=zone))
+    print(f"invoices marked overdue: {marked}")
 
 
 def _period(text: str) -> "Period":
@@ -285,7 +296,7 @@ def _worker(settings: Settings) -> None:
 
     async def run() -> None:
         services = Services.from_settings(settings)
-        worker = Worker(services)
+        worker = Worker(services, billing_schedule=settings.billing_schedule is not False)
         if settings.worker_metrics_port is not None:
             start_http_server(settings.worker_metrics_port, registry=worker.registry)
         stop = asyncio.Event()
@@ -365,6 +376,9 @@ def main(argv: list[str] | None = None) -> None:
     billing_commands.add_parser(
         "sweep", help="end stale pending card payments, delete expired idempotency keys"
     )
+    billing_commands.add_parser(
+        "overdue", help="mark issued invoices past their due date (in the billing zone) overdue"
+    )
 
     args = parser.parse_args(argv)
     if args.command == "keygen":
@@ -373,7 +387,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "schema":
         _export(args.directory)
         return
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        sys.exit(f"kabinet: the KABINET_* settings are not valid: {error}")
     if args.command == "serve":
         _serve(settings, args.subgraph)
         return
@@ -381,7 +398,9 @@ def main(argv: list[str] | None = None) -> None:
         _billing_run(settings, args.period, args.dry_run)
         return
     if args.command == "billing":
-        {"reconcile": _reconcile, "sweep": _sweep}[args.billing_command](settings)
+        {"reconcile": _reconcile, "sweep": _sweep, "overdue": _overdue}[args.billing_command](
+            settings
+        )
         return
     {"migrate": _migrate, "demo": _demo, "dev": _dev, "worker": _worker}[args.command](settings)
 

@@ -520,8 +520,8 @@ async def pg_db() -> AsyncIterator[Database]:
         await database.dispose()
 
 
-async def wait_for_backend(db: Database, wait_event: str, query: str) -> None:
-    """Until another session of this database waits on `wait_event` running `query`."""
+async def wait_for_backend(db: Database, wait_event: str, query: str, count: int = 1) -> None:
+    """Until `count` other sessions of this database wait on `wait_event` running `query`."""
     seen = (
         select(func.count())
         .select_from(text("pg_stat_activity"))
@@ -535,7 +535,7 @@ async def wait_for_backend(db: Database, wait_event: str, query: str) -> None:
     async with asyncio.timeout(120):  # a guard against a hang, never a measure
         while True:
             async with db.connect() as conn:
-                if (await conn.execute(seen)).scalar_one():
+                if (await conn.execute(seen)).scalar_one() >= count:
                     return
             await asyncio.sleep(0.05)
 

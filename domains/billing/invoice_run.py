@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Literal, overload
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, insert, select, text, update
@@ -71,6 +72,36 @@ def invoice_number(customer_id: int, period: Period) -> str:
     return f"M{period.start:%Y%m}-{customer_id}"
 
 
+@overload
+async def run_invoices(
+    db: Database,
+    period: Period,
+    *,
+    zone: ZoneInfo,
+    due_days: int,
+    autopay: AutopayMode,
+    clock: Clock = ...,
+    batch_size: int = ...,
+    progress: Callable[[RunProgress], None] | None = ...,
+    if_unfinished: Literal[False] = ...,
+) -> RunProgress: ...
+
+
+@overload
+async def run_invoices(
+    db: Database,
+    period: Period,
+    *,
+    zone: ZoneInfo,
+    due_days: int,
+    autopay: AutopayMode,
+    clock: Clock = ...,
+    batch_size: int = ...,
+    progress: Callable[[RunProgress], None] | None = ...,
+    if_unfinished: bool,
+) -> RunProgress | None: ...
+
+
 async def run_invoices(
     db: Database,
     period: Period,
@@ -81,12 +112,18 @@ async def run_invoices(
     clock: Clock = SYSTEM_CLOCK,
     batch_size: int = BATCH_SIZE,
     progress: Callable[[RunProgress], None] | None = None,
-) -> RunProgress:
+    if_unfinished: bool = False,
+) -> RunProgress | None:
     """Bills every customer not yet billed for `period`; the run's record says what it did.
-    `progress` is told after each batch commits (an error it raises stops the run there)."""
+    `progress` is told after each batch commits (an error it raises stops the run there).
+    `if_unfinished` (the worker's schedule) bills nothing, and answers None, when a run of
+    the period has finished: checked under the runners' lock, so a second worker that
+    waited for the first sees its record."""
     if due_days < 0:
         raise ValueError(f"due days are not negative, not {due_days}")
     async with _one_runner(db):
+        if if_unfinished and await _finished(db, period):
+            return None
         run_id = await _open_run(db, period, clock.now())
         done = RunProgress(run_id, 0, 0, 0, Decimal("0.00"))
         try:
@@ -141,6 +178,19 @@ async def _analyze_what_grows(db: Database) -> None:
         return
     async with db.connect() as conn:
         await conn.execute(text("ANALYZE invoices, invoice_lines"))
+
+
+async def _finished(db: Database, period: Period) -> bool:
+    async with db.connect() as conn:
+        found = await conn.execute(
+            select(runs.c.id)
+            .where(
+                runs.c.period_start == period.start,
+                runs.c.state == BillingRunState.FINISHED,
+            )
+            .limit(1)
+        )
+        return found.first() is not None
 
 
 async def _open_run(db: Database, period: Period, now: datetime) -> int:
