@@ -32,8 +32,15 @@ from tests.conftest import make_settings, migrated_database
 from tests.kafka import free_port
 from tests.servers import free_socket, serve
 from tests.test_invoice_overdue import due_on
-from tests.test_invoice_run import ACTIVE, LONG_AGO, make_customer, make_tariff, wait_for_backend
-from tests.test_payments import invoice_status
+from tests.test_invoice_run import (
+    ACTIVE,
+    LONG_AGO,
+    make_customer,
+    make_tariff,
+    top_up,
+    wait_for_backend,
+)
+from tests.test_payments import balance_of, invoice_status
 from tests.test_payments import make_customer as make_payer
 from tests.test_relay import DEADLINE, until
 
@@ -179,8 +186,8 @@ MOSCOW = ZoneInfo("Europe/Moscow")
 FEBRUARY = Period(date(2026, 2, 1))
 
 
-def billing_worker(url: str, signing_key: bytes, clock: ManualClock) -> Worker:
-    services = Services.from_settings(make_settings(url, signing_key), clock)
+def billing_worker(url: str, signing_key: bytes, clock: ManualClock, **settings: object) -> Worker:
+    services = Services.from_settings(make_settings(url, signing_key, **settings), clock)
     return Worker(services, consumers=[], billing_schedule=True)
 
 
@@ -221,6 +228,24 @@ async def test_a_tick_bills_the_month_once_due_and_marks_overdue_invoices(
         await worker.services.aclose()
     assert await billing_runs(db) == [(FEBRUARY.start, BillingRunState.FINISHED, 1)]
     assert await invoice_status(db, late) is InvoiceStatus.OVERDUE
+    assert [str(problem) for problem in await reconcile(db)] == []
+
+
+async def test_the_scheduled_run_pays_from_the_balance_as_the_setting_says(
+    db_url: str, db: Database, signing_key: bytes
+):
+    tariff = await make_tariff(db, "300.00")
+    customer = await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)])
+    await top_up(db, customer, "120.00")
+    clock = ManualClock(datetime(2026, 2, 1, 0, 0, tzinfo=UTC))  # 03:00 in Moscow
+    worker = billing_worker(db_url, signing_key, clock, billing_autopay="partial")
+    try:
+        ran = await worker.billing_tick()
+    finally:
+        await worker.services.aclose()
+    assert ran.run is not None
+    assert (ran.run.invoices, ran.run.autopaid) == (1, 1)
+    assert await balance_of(db, customer) == Decimal("0.00")
     assert [str(problem) for problem in await reconcile(db)] == []
 
 
