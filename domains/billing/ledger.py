@@ -40,15 +40,19 @@ _ENTRIES = RowsInsert(
 )
 # What the movements just written moved on each customer's balance account (credits less
 # debits): the cached balances move by the ledger's own entries, every customer touched in
-# one statement (UPDATE ... FROM), whatever their number.
+# one statement (UPDATE ... FROM), whatever their number. Rounded to cents: SQLite sums
+# numerics as binary floats (PostgreSQL exactly).
 _MOVED = (
     select(
         transactions.c.customer_id,
-        func.sum(
-            case(
-                (transactions.c.type == EntrySide.CREDIT, transactions.c.amount),
-                else_=-transactions.c.amount,
-            )
+        func.round(
+            func.sum(
+                case(
+                    (transactions.c.type == EntrySide.CREDIT, transactions.c.amount),
+                    else_=-transactions.c.amount,
+                )
+            ),
+            2,
         ).label("delta"),
     )
     .where(
