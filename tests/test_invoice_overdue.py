@@ -9,6 +9,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -19,13 +20,14 @@ from sqlalchemy import select, update
 from domains.billing.invoice_overdue import mark_overdue_invoices
 from domains.billing.models import Invoice, InvoiceStatus
 from domains.billing.reconcile import reconcile
+from domains.billing.refund_payment import refund_payment
 from domains.billing.settlement import lock_customer, lock_invoice
 from domains.clock import ManualClock
 from domains.database import Database
 from domains.outbox import OutboxEvent
 from tests.conftest import migrated_database
 from tests.test_invoice_run import command, kabinet
-from tests.test_payments import invoice_status, make_customer, pay
+from tests.test_payments import invoice_status, make_admin, make_customer, pay
 from tests.test_subscriptions import (
     _by_operation,
     _embedded,
@@ -132,6 +134,30 @@ async def test_an_overdue_invoice_is_still_paid_and_then_left_alone(db: Database
     assert await invoice_status(db, invoice) is InvoiceStatus.PAID
     assert await mark(db, FIRST_SECOND_AFTER) == 0
     assert len(await overdue_events(db)) == 1
+    await assert_reconciled(db)
+
+
+async def test_a_refund_reissues_a_past_due_invoice_and_the_marker_makes_it_overdue(
+    db: Database,
+):
+    """A refund leaves a paid invoice ISSUED whatever its due date: whether it is overdue is
+    the marker's to say, on the billing zone's day and with its one event."""
+    viewer, [invoice] = await make_customer(db, "500.00", [("120.00", InvoiceStatus.ISSUED)])
+    await due_on(db, [invoice], DUE)
+    paid = await pay(db, viewer, invoice, None, "pay-early")
+    await refund_payment(
+        db,
+        await make_admin(db),
+        payment_id=paid.payment_id,
+        amount=Decimal("20.00"),
+        reason="outage",
+        idempotency_key="refund-part",
+    )
+    assert await invoice_status(db, invoice) is InvoiceStatus.ISSUED
+
+    assert await mark(db, FIRST_SECOND_AFTER) == 1
+    assert await invoice_status(db, invoice) is InvoiceStatus.OVERDUE
+    assert [event["invoice_id"] for event in await overdue_events(db)] == [invoice]
     await assert_reconciled(db)
 
 

@@ -7,7 +7,6 @@ instead), always in that order, so two actions never wait on each other crosswis
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
 from decimal import Decimal
 
 from sqlalchemy import ColumnElement, Row, Subquery, bindparam, case, func, select, update
@@ -150,13 +149,6 @@ def check_amount(amount: Decimal, due: Decimal, currency: str) -> None:
     """A payment pays some of what is due, never more."""
     if amount <= 0 or amount > due:
         raise InvalidAmount(f"the amount exceeds what is due ({due} {currency})")
-
-
-def unpaid_status(due_date: date | None, today: date) -> InvoiceStatus:
-    """The status of an issued invoice that its payments do not cover."""
-    if due_date is not None and due_date < today:
-        return InvoiceStatus.OVERDUE
-    return InvoiceStatus.ISSUED
 
 
 def valid_amount(amount: Decimal) -> bool:
