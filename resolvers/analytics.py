@@ -1,4 +1,4 @@
-"""Analytics resolvers: the payment counters, read for staff."""
+"""Analytics resolvers: the payment and invoice counters, read for staff."""
 
 from datetime import date
 from typing import Annotated
@@ -6,6 +6,8 @@ from typing import Annotated
 import strawberry
 from strawberry import Info
 
+from domains.analytics.invoices import InvoiceStatistics, InvoiceTotalsRow
+from domains.analytics.invoices import invoice_statistics as read_invoice_statistics
 from domains.analytics.payments import PaymentDayRow, PaymentStatistics, PaymentTotalsRow
 from domains.analytics.payments import payment_statistics as read_payment_statistics
 from domains.billing.models import PaymentMethod
@@ -23,6 +25,14 @@ async def payment_statistics(
     return await read_payment_statistics(info.context.db, start, end)
 
 
+async def invoice_statistics(
+    info: Info[Context],
+    start: Annotated[date, strawberry.argument(name="from")],
+    end: Annotated[date, strawberry.argument(name="to")],
+) -> InvoiceStatistics:
+    return await read_invoice_statistics(info.context.db, start, end)
+
+
 def day_method(root: PaymentDayRow) -> PaymentMethod:
     return PaymentMethod(root.method)
 
@@ -37,3 +47,7 @@ def refunded(root: Counted) -> Money:
 
 def revenue(root: Counted) -> Money:
     return Money(root.revenue, root.currency)
+
+
+def billed(root: InvoiceTotalsRow) -> Money:
+    return Money(root.billed, root.currency)

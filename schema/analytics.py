@@ -4,7 +4,7 @@ from datetime import date
 
 import strawberry
 
-from domains.analytics.payments import HANDLERS as PAYMENT_HANDLERS
+from domains.analytics.consumer import CONSUMER_NAME, HANDLERS
 from resolvers import analytics as analytics_resolvers
 from schema.access import Access
 from schema.billing import PaymentKind
@@ -47,12 +47,43 @@ class PaymentStatistics:
     totals: list[PaymentTotals] = strawberry.field(description="One entry per currency.")
 
 
+@strawberry.type(description="Invoices issued in one currency on one UTC day.")
+class InvoiceDay:
+    day: date
+    invoices: int = strawberry.field(description="Invoices issued that day.")
+    billed: Money = strawberry.field(
+        resolver=analytics_resolvers.billed, description="The sum of their amounts."
+    )
+
+
+@strawberry.type(description="One currency's sums over the range.")
+class InvoiceTotals:
+    invoices: int
+    billed: Money = strawberry.field(resolver=analytics_resolvers.billed)
+
+
+@strawberry.type(
+    description="Invoices issued and amounts billed per day and currency, by the day of "
+    "each invoice's issue."
+)
+class InvoiceStatistics:
+    start: date = strawberry.field(name="from")
+    end: date = strawberry.field(name="to")
+    days: list[InvoiceDay] = strawberry.field(description="Days with invoices, oldest first.")
+    totals: list[InvoiceTotals] = strawberry.field(description="One entry per currency.")
+
+
 @strawberry.type
 class Query:
     payment_statistics: PaymentStatistics = strawberry.field(
         resolver=analytics_resolvers.payment_statistics,
         description="Staff: payments and revenue per UTC day, `from` to `to` inclusive "
         "(at most 366 days).",
+    )
+    invoice_statistics: InvoiceStatistics = strawberry.field(
+        resolver=analytics_resolvers.invoice_statistics,
+        description="Staff: invoices issued and amount billed per UTC day, `from` to `to` "
+        "inclusive (at most 366 days).",
     )
 
 
@@ -64,6 +95,10 @@ domain = Domain(
         "PaymentStatistics": Access.STAFF,
         "PaymentDay": Access.STAFF,
         "PaymentTotals": Access.STAFF,
+        "Query.invoiceStatistics": Access.STAFF,
+        "InvoiceStatistics": Access.STAFF,
+        "InvoiceDay": Access.STAFF,
+        "InvoiceTotals": Access.STAFF,
     },
-    consumers={"analytics": PAYMENT_HANDLERS},
+    consumers={CONSUMER_NAME: HANDLERS},
 )

@@ -17,16 +17,17 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import select, update
 
 from adapters.prometheus_consumer_metrics import PrometheusConsumerMetrics
-from domains.analytics.payments import (
-    CONSUMER_NAME,
-    HANDLERS,
-    on_payment_created,
-    payment_statistics,
-)
+from domains.analytics.consumer import CONSUMER_NAME, HANDLERS
+from domains.analytics.invoices import invoice_statistics
+from domains.analytics.payments import on_payment_created, payment_statistics
+from domains.billing.autopay import AutopayMode
+from domains.billing.invoice_run import run_invoices
 from domains.billing.models import Invoice, PaymentMethod
 from domains.billing.pay_invoice import pay_invoice
+from domains.billing.proration import Period
 from domains.billing.refund_payment import refund_payment
 from domains.billing.settlement import PAYABLE
+from domains.clock import ManualClock
 from domains.customers.models import Customer
 from domains.database import Database
 from domains.events.cloudevent import CloudEvent
@@ -47,6 +48,7 @@ from tests.conftest import (
     make_settings,
     migrated_database,
 )
+from tests.test_invoice_run import ACTIVE, LONG_AGO, MOSCOW, make_customer, make_tariff
 
 DEADLINE = 30.0
 MIDNIGHT = datetime(2026, 3, 2, tzinfo=UTC)
@@ -63,6 +65,17 @@ query Statistics($from: Date!, $to: Date!) {
     days { day method payments amount { amount currency } refunds
            refunded { amount currency } revenue { amount currency } }
     totals { payments amount { amount currency } refunds refunded { amount } revenue { amount } }
+  }
+}
+"""
+
+INVOICE_STATISTICS = """
+query Invoices($from: Date!, $to: Date!) {
+  invoiceStatistics(from: $from, to: $to) {
+    from
+    to
+    days { day invoices billed { amount currency } }
+    totals { invoices billed { amount currency } }
   }
 }
 """
@@ -127,6 +140,53 @@ async def committed_at(db: Database, moment: datetime, action: Awaitable[T]) -> 
     return result
 
 
+async def relay_twice_and_consume(
+    db: Database, bus: MemoryBus, settings: Settings, *, events: int
+) -> None:
+    """Relays the outbox to `bus`, then again, as after a relay that died between send and
+    mark (the same events with the same ids), and runs the analytics consumer until it has
+    handled `events` events and seen each again as a duplicate."""
+    catalog = event_catalog(settings)
+    relay = OutboxRelay(db, bus, catalog=catalog)
+    try:
+        while await relay.run_once():
+            pass
+        async with db.transaction() as session:
+            await session.execute(update(outbox).values(published_at=None))
+        while await relay.run_once():
+            pass
+    finally:
+        await relay.close()
+    registry = CollectorRegistry()
+    consumer = EventConsumer(
+        CONSUMER_NAME,
+        db,
+        bus,
+        [catalog.topics["billing"]],
+        HANDLERS,
+        dead_letter_suffix=settings.kafka_dead_letter_suffix,
+        max_attempts=settings.consumer_max_attempts,
+        backoff=timedelta(milliseconds=10),
+        metrics=PrometheusConsumerMetrics(registry),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+
+    def seen(outcome: str) -> float:
+        labels = {"consumer": "analytics", "outcome": outcome}
+        return registry.get_sample_value("kabinet_consumer_events_total", labels) or 0.0
+
+    try:
+        async with asyncio.timeout(DEADLINE):
+            while seen("handled") < events or seen("duplicate") < events:
+                assert not task.done(), task
+                await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await task
+    assert (seen("handled"), seen("duplicate")) == (events, events)
+
+
 async def test_payments_reach_the_staff_statistics(
     demo_url: str, signing_key: bytes, client: httpx.AsyncClient
 ) -> None:
@@ -158,46 +218,7 @@ async def test_payments_reach_the_staff_statistics(
         )
         await committed_at(db, MIDNIGHT + 2 * SECOND, refund)
 
-        catalog = event_catalog(settings)
-        relay = OutboxRelay(db, bus, catalog=catalog)
-        try:
-            while await relay.run_once():
-                pass
-            # Published again, as after a relay that died between send and mark: the same
-            # events with the same ids, which the consumer must count once.
-            async with db.transaction() as session:
-                await session.execute(update(outbox).values(published_at=None))
-            while await relay.run_once():
-                pass
-        finally:
-            await relay.close()
-        registry = CollectorRegistry()
-        consumer = EventConsumer(
-            CONSUMER_NAME,
-            db,
-            bus,
-            [catalog.topics["billing"]],
-            HANDLERS,
-            dead_letter_suffix=settings.kafka_dead_letter_suffix,
-            max_attempts=settings.consumer_max_attempts,
-            backoff=timedelta(milliseconds=10),
-            metrics=PrometheusConsumerMetrics(registry),
-        )
-        stop = asyncio.Event()
-        task = asyncio.create_task(consumer.run(stop))
-
-        def seen(outcome: str) -> float:
-            labels = {"consumer": "analytics", "outcome": outcome}
-            return registry.get_sample_value("kabinet_consumer_events_total", labels) or 0.0
-
-        try:
-            async with asyncio.timeout(DEADLINE):
-                while seen("handled") < 3 or seen("duplicate") < 3:
-                    assert not task.done(), task
-                    await asyncio.sleep(0.02)
-        finally:
-            stop.set()
-            await task
+        await relay_twice_and_consume(db, bus, settings, events=3)
     finally:
         await bus.stop()
         await db.dispose()
@@ -240,9 +261,10 @@ async def test_payments_reach_the_staff_statistics(
 
 async def test_customers_may_not_read_statistics(client: httpx.AsyncClient) -> None:
     token = await login(client, "alice@example.com")
-    body = await graphql(client, STATISTICS, {"from": "2026-01-01", "to": "2026-01-31"}, token)
-    assert "data" not in body, "refused before execution"
-    assert [e["extensions"]["code"] for e in body["errors"]] == ["FORBIDDEN"]
+    for query in (STATISTICS, INVOICE_STATISTICS):
+        body = await graphql(client, query, {"from": "2026-01-01", "to": "2026-01-31"}, token)
+        assert "data" not in body, "refused before execution"
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["FORBIDDEN"]
 
 
 async def test_a_range_over_a_year_or_backwards_is_refused(client: httpx.AsyncClient) -> None:
@@ -253,6 +275,9 @@ async def test_a_range_over_a_year_or_backwards_is_refused(client: httpx.AsyncCl
     body = await graphql(client, STATISTICS, {"from": "2024-01-01", "to": "2024-12-31"}, staff)
     assert "errors" not in body, body
     assert body["data"]["paymentStatistics"]["days"] == []
+    for start, end in (("2025-01-01", "2026-01-02"), ("2026-02-01", "2026-01-01")):
+        body = await graphql(client, INVOICE_STATISTICS, {"from": start, "to": end}, staff)
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["BAD_USER_INPUT"], body
 
 
 def payment_event(time: datetime, amount: str, invoice_id: int | None) -> CloudEvent:
@@ -293,3 +318,44 @@ async def test_counters_add_up_by_utc_day_on_sqlite(sqlite_url: str) -> None:
     )
     [total] = statistics.totals
     assert (total.currency, total.revenue) == ("RUB", Decimal("10.30"))
+
+
+async def test_issued_invoices_count_on_the_utc_day_of_their_issue(
+    db: Database, db_url: str, signing_key: bytes
+) -> None:
+    price, extra = await make_tariff(db, "590.00"), await make_tariff(db, "100.00")
+    # 2026-01-17 21:30 UTC is the 18th in Moscow: 14 of 31 days of 100.00 is 45.16.
+    joined = datetime(2026, 1, 17, 21, 30, tzinfo=UTC)
+    await make_customer(db, [(price, LONG_AGO, None, ACTIVE), (extra, joined, None, ACTIVE)])
+    await make_customer(db, [(price, LONG_AGO, None, ACTIVE)])
+    # January's run fires at 03:00 on February 1st in Moscow, 00:00 UTC; February's a
+    # little after midnight in Moscow, still February 28th in UTC.
+    for period, fired in (
+        (Period(date(2026, 1, 1)), datetime(2026, 2, 1, 0, 0, tzinfo=UTC)),
+        (Period(date(2026, 2, 1)), datetime(2026, 2, 28, 22, 0, tzinfo=UTC)),
+    ):
+        await run_invoices(
+            db,
+            period,
+            zone=MOSCOW,
+            due_days=10,
+            autopay=AutopayMode.FULL,
+            clock=ManualClock(fired),
+        )
+    bus = MemoryBus()
+    try:
+        await relay_twice_and_consume(db, bus, make_settings(db_url, signing_key), events=4)
+    finally:
+        await bus.stop()
+
+    statistics = await invoice_statistics(db, date(2026, 2, 1), date(2026, 2, 28))
+    assert [(day.day, day.currency, day.invoices, day.billed) for day in statistics.days] == [
+        (date(2026, 2, 1), "RUB", 2, Decimal("1225.16")),  # 635.16 + 590.00
+        (date(2026, 2, 28), "RUB", 2, Decimal("1280.00")),  # 690.00 + 590.00
+    ]
+    assert [(t.currency, t.invoices, t.billed) for t in statistics.totals] == [
+        ("RUB", 4, Decimal("2505.16"))
+    ]
+    # The range is inclusive at both ends, and a day outside it is not summed.
+    later = await invoice_statistics(db, date(2026, 2, 2), date(2026, 2, 28))
+    assert [(t.invoices, t.billed) for t in later.totals] == [(2, Decimal("1280.00"))]

@@ -31,8 +31,8 @@ from sqlalchemy import (
 
 from adapters.kafka_bus import KafkaBus
 from adapters.prometheus_consumer_metrics import PrometheusConsumerMetrics
+from domains.analytics.consumer import CONSUMER_NAME, HANDLERS
 from domains.analytics.models import PaymentsDaily
-from domains.analytics.payments import CONSUMER_NAME, HANDLERS
 from domains.billing import events as billing_events
 from domains.database import Database
 from domains.events.bus import BusConsumer, Delivery, EventBus

@@ -144,6 +144,10 @@ QUERIES = {
         '{ paymentStatistics(from: "2026-01-01", to: "2026-01-31") { totals { payments } } }',
         {"operator", "admin"},
     ),
+    "invoiceStatistics": (
+        '{ invoiceStatistics(from: "2026-01-01", to: "2026-01-31") { totals { invoices } } }',
+        {"operator", "admin"},
+    ),
 }
 
 

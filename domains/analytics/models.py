@@ -1,4 +1,5 @@
-"""Daily payment counters per method and currency, kept by the analytics consumer."""
+"""Daily counters kept by the analytics consumer: payments per method and currency, and
+invoices issued per currency."""
 
 from datetime import date
 from decimal import Decimal
@@ -26,3 +27,13 @@ class PaymentsDaily(Base):
     amount: Mapped[Decimal] = mapped_column(TotalNumeric, default=Decimal(0))
     refunds: Mapped[int] = mapped_column(Integer, default=0)
     refunded: Mapped[Decimal] = mapped_column(TotalNumeric, default=Decimal(0))
+
+
+class InvoicesDaily(Base):
+    __tablename__ = "analytics_invoices_daily"
+    __table_args__ = (CheckConstraint("invoices >= 0", name="invoices_non_negative"),)
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    invoices: Mapped[int] = mapped_column(Integer, default=0)
+    billed: Mapped[Decimal] = mapped_column(TotalNumeric, default=Decimal(0))

@@ -10,26 +10,21 @@ own day.
 """
 
 from dataclasses import dataclass
-from datetime import UTC, date
+from datetime import date
 from decimal import Decimal
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domains.analytics.days import check_range, utc_day
 from domains.analytics.models import PaymentsDaily
 from domains.billing.models import Payment, PaymentStatus
 from domains.database import Database
-from domains.errors import InvalidInput
 from domains.events.cloudevent import CloudEvent
 from domains.events.consumer import Handler
 from domains.reads import Read
 from domains.writes import Write, writer
-
-CONSUMER_NAME = "analytics"
-
-# A year, leap day included: longer ranges are an export's job, not a query's.
-MAX_RANGE_DAYS = 366
 
 daily = PaymentsDaily.__table__
 payments = Payment.__table__
@@ -53,7 +48,7 @@ async def on_payment_created(session: AsyncSession, event: CloudEvent) -> None:
         return
     await _add(
         session,
-        _day(event),
+        utc_day(event.time),
         data["method"],
         data["currency"],
         payments=1,
@@ -71,7 +66,7 @@ async def on_payment_refunded(session: AsyncSession, event: CloudEvent) -> None:
         raise LookupError(f"payment {data['payment_id']} of refund {data['refund_id']} not found")
     await _add(
         session,
-        _day(event),
+        utc_day(event.time),
         method.value,
         data["currency"],
         refunds=1,
@@ -83,10 +78,6 @@ HANDLERS: dict[str, Handler] = {
     "payment.created": on_payment_created,
     "payment.refunded": on_payment_refunded,
 }
-
-
-def _day(event: CloudEvent) -> date:
-    return event.time.astimezone(UTC).date()
 
 
 async def _add(
@@ -176,10 +167,7 @@ PAYMENT_TOTALS = Read(
 
 async def payment_statistics(db: Database, start: date, end: date) -> PaymentStatistics:
     """The days from `start` to `end` inclusive that had payments or refunds, and totals."""
-    if end < start:
-        raise InvalidInput("the range ends before it starts")
-    if (end - start).days + 1 > MAX_RANGE_DAYS:
-        raise InvalidInput(f"a range is at most {MAX_RANGE_DAYS} days")
+    check_range(start, end)
     async with db.read() as reader:
         days = await reader.fetch(PAYMENT_DAYS, start=start, end=end)
         totals = await reader.fetch(PAYMENT_TOTALS, start=start, end=end)

@@ -15,6 +15,9 @@ its values; the run holds two batches at most, whatever the period's size. On Po
 two are under way at once, each on its own connection, so pricing one here overlaps the
 database writing the other; they commit in order.
 
+The batch also pays its new invoices from the balance, as `KABINET_BILLING_AUTOPAY` says
+(domains/billing/autopay.py), so an invoice and its payment commit together.
+
 One runner at a time: on PostgreSQL a session advisory lock, held for the whole run, makes a
 second runner wait for the first to end; SQLite has a single writer. A run started while its
 period's record is still `running` (its runner was killed, as the lock says) carries that
@@ -29,11 +32,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import cache
+from typing import Literal, overload
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domains.billing.autopay import AutopayMode, pay_from_balance
 from domains.billing.billable import Bill, Customers, Item, billable_bills, billable_customers
 from domains.billing.errors import BillingRunConflict
 from domains.billing.events import invoice_issued
@@ -108,6 +113,8 @@ class RunProgress:
     invoices: int
     lines: int
     amount: Decimal
+    # Invoices paid from the balance (autopay), in full or in part.
+    autopaid: int = 0
 
 
 def invoice_number(customer_id: int, period: Period) -> str:
@@ -120,27 +127,64 @@ def _numbered(start: date) -> str:
     return f"M{start:%Y%m}-"
 
 
+@overload
 async def run_invoices(
     db: Database,
     period: Period,
     *,
     zone: ZoneInfo,
     due_days: int,
+    autopay: AutopayMode,
+    clock: Clock = ...,
+    batch_size: int = ...,
+    progress: Callable[[RunProgress], None] | None = ...,
+    if_unfinished: Literal[False] = ...,
+) -> RunProgress: ...
+
+
+@overload
+async def run_invoices(
+    db: Database,
+    period: Period,
+    *,
+    zone: ZoneInfo,
+    due_days: int,
+    autopay: AutopayMode,
+    clock: Clock = ...,
+    batch_size: int = ...,
+    progress: Callable[[RunProgress], None] | None = ...,
+    if_unfinished: bool,
+) -> RunProgress | None: ...
+
+
+async def run_invoices(
+    db: Database,
+    period: Period,
+    *,
+    zone: ZoneInfo,
+    due_days: int,
+    autopay: AutopayMode,
     clock: Clock = SYSTEM_CLOCK,
     batch_size: int = BATCH_SIZE,
     progress: Callable[[RunProgress], None] | None = None,
-) -> RunProgress:
+    if_unfinished: bool = False,
+) -> RunProgress | None:
     """Bills every customer not yet billed for `period`; the run's record says what it did.
-    `progress` is told after each batch commits (an error it raises stops the run there)."""
+    `progress` is told after each batch commits (an error it raises stops the run there).
+    `if_unfinished` (the worker's schedule) bills nothing, and answers None, when a run of
+    the period has finished: checked under the runners' lock, so a second worker that
+    waited for the first sees its record."""
     if due_days < 0:
         raise ValueError(f"due days are not negative, not {due_days}")
     async with _one_runner(db):
+        if if_unfinished and await _finished(db, period):
+            return None
         run_id = await _open_run(db, period, clock.now())
         try:
             done = await _bill_batches(
                 db,
                 RunProgress(run_id, 0, 0, 0, Decimal("0.00")),
-                _Job(period, zone, due_days, clock, progress),
+                _Job(period, zone, due_days, autopay, clock, progress),
                 batch_size,
             )
         except Exception:
@@ -157,6 +201,7 @@ class _Job:
     period: Period
     zone: ZoneInfo
     due_days: int
+    autopay: AutopayMode
     clock: Clock
     progress: Callable[[RunProgress], None] | None
 
@@ -208,9 +253,9 @@ async def _batch(
     committed (or rolled back: then this one does too), the run's counts, and commit."""
     async with db.transaction() as session:
         bills = await billable_bills(writer(session), job.period, job.zone, customers)
-        issued = await _bill(session, job.period, bills, job.clock.now(), job.zone, job.due_days)
+        issued, autopaid = await _bill(session, job, bills, job.clock.now())
         before = await previous
-        done = _grown(before, customers.count, issued)
+        done = _grown(before, customers.count, issued, autopaid)
         if issued:
             await _count(session, before, done)
     if done.invoices and not before.invoices:
@@ -246,6 +291,19 @@ async def _analyze_what_grows(db: Database) -> None:
         return
     async with db.connect() as conn:
         await conn.execute(text("ANALYZE invoices, invoice_lines"))
+
+
+async def _finished(db: Database, period: Period) -> bool:
+    async with db.connect() as conn:
+        found = await conn.execute(
+            select(runs.c.id)
+            .where(
+                runs.c.period_start == period.start,
+                runs.c.state == BillingRunState.FINISHED,
+            )
+            .limit(1)
+        )
+        return found.first() is not None
 
 
 async def _open_run(db: Database, period: Period, now: datetime) -> int:
@@ -286,19 +344,16 @@ async def _close_run(db: Database, run_id: int, state: BillingRunState, now: dat
 
 
 async def _bill(
-    session: AsyncSession,
-    period: Period,
-    bills: Sequence[Bill],
-    now: datetime,
-    zone: ZoneInfo,
-    due_days: int,
-) -> list[Bill]:
-    """Writes the bills' invoices, lines, receivables and events: one statement per table,
-    each column's values one array (domains/writes.py RowsInsert). Returns the bills it
-    issued (a customer someone billed meanwhile is skipped)."""
+    session: AsyncSession, job: _Job, bills: Sequence[Bill], now: datetime
+) -> tuple[list[Bill], int]:
+    """Writes the bills' invoices, lines, receivables, events and payments from the balance:
+    one statement per table, each column's values one array (domains/writes.py RowsInsert).
+    Returns the bills it issued (a customer someone billed meanwhile is skipped) and how
+    many of their invoices it paid from the balance."""
+    period = job.period
     if not bills:
-        return []
-    due = now.astimezone(zone).date() + timedelta(days=due_days)
+        return [], 0
+    due = now.astimezone(job.zone).date() + timedelta(days=job.due_days)
     tx = writer(session)
     made = await tx.insert(
         _INVOICES,
@@ -322,23 +377,21 @@ async def _bill(
     ids = {invoice.customer_id: invoice.id for invoice in made}
     issued = [bill for bill in bills if bill.customer_id in ids]
     if not issued:
-        return []
+        return [], 0
     expected = [_line(ids[bill.customer_id], bill, item) for bill in issued for item in bill.items]
     written = await tx.insert(_LINES, expected, period_start=period.start, period_end=period.end)
     if len(written) != len(expected):
         # Someone billed one of these subscriptions since the batch was read: this batch's
         # totals would not be its lines. Roll it back; a new run reads what is left.
         raise BillingRunConflict("a subscription of this batch was billed meanwhile")
-    await post_issuance(
-        session,
-        [
-            IssuedInvoice(ids[b.customer_id], b.customer_id, b.amount, b.currency, now)
-            for b in issued
-        ],
-    )
+    issuance = [
+        IssuedInvoice(ids[b.customer_id], b.customer_id, b.amount, b.currency, now) for b in issued
+    ]
+    await post_issuance(session, issuance)
     for bill in issued:
         await _announce(session, ids[bill.customer_id], bill, period, due)
-    return issued
+    autopaid = await pay_from_balance(session, issuance, job.autopay, now)
+    return issued, autopaid
 
 
 async def _count(session: AsyncSession, before: RunProgress, done: RunProgress) -> None:
@@ -350,6 +403,7 @@ async def _count(session: AsyncSession, before: RunProgress, done: RunProgress) 
             invoices=runs.c.invoices + (done.invoices - before.invoices),
             lines=runs.c.lines + (done.lines - before.lines),
             amount=runs.c.amount + (done.amount - before.amount),
+            autopaid=runs.c.autopaid + (done.autopaid - before.autopaid),
         )
     )
 
@@ -396,11 +450,12 @@ async def _announce(
     )
 
 
-def _grown(done: RunProgress, customers: int, issued: list[Bill]) -> RunProgress:
+def _grown(done: RunProgress, customers: int, issued: list[Bill], autopaid: int = 0) -> RunProgress:
     return RunProgress(
         run_id=done.run_id,
         customers=done.customers + customers,
         invoices=done.invoices + len(issued),
         lines=done.lines + sum(len(bill.items) for bill in issued),
         amount=done.amount + sum((bill.amount for bill in issued), Decimal("0.00")),
+        autopaid=done.autopaid + autopaid,
     )
