@@ -30,6 +30,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from domains.base import Base, UTCDateTime
 from domains.clock import utcnow
+from domains.ordered_uuid import ordered_uuid
 from domains.writes import RowsInsert, before_commit, writer
 
 # The channel the publishing relay LISTENs on (PostgreSQL).
@@ -55,7 +56,7 @@ class OutboxEvent(Base):
         Index("ix_outbox_subject_occurred", "subject", "occurred_at"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=ordered_uuid)
     type: Mapped[str] = mapped_column(String(100))
     subject: Mapped[str] = mapped_column(String(200))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -81,7 +82,7 @@ async def record_event(
     statement just before it commits (`flush_events`)."""
     if not isinstance(payload.get("version"), int):
         raise ValueError("an outbox payload needs an integer 'version'")
-    event_id = uuid.uuid4()
+    event_id = ordered_uuid()
     row = {
         "id": event_id,
         "type": type,

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.billing.models import EntrySide, LedgerAccount, Transaction
 from domains.customers.models import Customer
+from domains.ordered_uuid import ordered_uuid
 from domains.reads import any_of
 from domains.writes import RowsInsert, Write, writer
 
@@ -128,7 +129,7 @@ async def post_movements(
     moving = []
     for entries, at in movements:
         check_balanced(entries)
-        movement_id = uuid.uuid4()
+        movement_id = ordered_uuid()
         movement_ids.append(movement_id)
         for e in entries:
             rows.append(
