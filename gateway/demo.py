@@ -25,13 +25,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from enum import Enum
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domains.billing.invoice import InvoiceRow
 from domains.billing.invoice_issue import ISSUED, IssuedInvoice, post_issuance
+from domains.billing.invoice_run import invoice_number, run_invoices
 from domains.billing.ledger import Entry, post_movements
 from domains.billing.models import (
     EntrySide,
@@ -42,10 +46,12 @@ from domains.billing.models import (
     Payment,
     PaymentMethod,
     PaymentStatus,
-    Refund,
 )
+from domains.billing.pay_invoice import pay_invoice
 from domains.billing.proration import Period, Span, prorate
-from domains.clock import utcnow
+from domains.billing.refund_payment import refund_payment
+from domains.billing.settlement import PAYABLE
+from domains.clock import ManualClock, utcnow
 from domains.customers.models import (
     Contract,
     ContractStatus,
@@ -58,6 +64,8 @@ from domains.customers.models import (
 from domains.database import Database
 from domains.identity.models import Role, User
 from domains.identity.passwords import hash_password
+from domains.identity.viewer import Viewer
+from domains.reads import Read, select_rows
 
 Progress = Callable[[int, int], None]
 Row = dict[str, Any]
@@ -71,6 +79,13 @@ DEMO_LOGINS: dict[str, Role] = {
     "bob@example.com": Role.CUSTOMER,
 }
 DEMO_MONTHS = 12
+# The run's schedule the demo's months were billed on: the settings' defaults
+# (KABINET_BILLING_TIMEZONE, KABINET_INVOICE_DUE_DAYS), at 03:00 on each month's 1st.
+DEMO_ZONE = ZoneInfo("Europe/Moscow")
+DEMO_DUE_DAYS = 10
+DEMO_RUN_AT = time(3)
+# Customers whose invoices are paid at once while the demo loads on PostgreSQL.
+DEMO_PAYERS = 8
 DEMO_SECOND_CONTRACT_SHARE = 0.15
 CURRENCY = "RUB"
 
@@ -85,8 +100,10 @@ contracts = Contract.__table__
 subscriptions = Subscription.__table__
 invoices = Invoice.__table__
 invoice_lines = InvoiceLine.__table__
+_INVOICE_BY_NUMBER = Read(
+    InvoiceRow, select_rows(InvoiceRow, invoices).where(invoices.c.number == bindparam("number"))
+)
 payments = Payment.__table__
-refunds = Refund.__table__
 
 TARIFFS: tuple[Row, ...] = (
     {
@@ -216,9 +233,8 @@ class _Person:
     arrears: int = 0  # the latest past months left unpaid (overdue)
     partial: bool = False  # the oldest of those months is partly paid
     pays_ahead: bool = False  # the current month is paid too
-    # The oldest paid month was charged by card twice: one charge went back to the balance
-    # (a refund) and paid the month from there.
-    refunded_card_payment: bool = False
+    # The oldest month was paid, part of it refunded (goodwill), and paid again.
+    repaid: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,11 +264,49 @@ class _Movement:
         ]
 
 
+class _Fate(Enum):
+    """What becomes of a customer's invoice of one month: the one rule both loaders follow."""
+
+    PAID = "paid"
+    OPEN = "open"  # this month's, not paid yet: issued
+    OVERDUE = "overdue"  # in arrears, unpaid
+    PART_PAID = "part_paid"  # in arrears, paid in part
+    REPAID = "repaid"  # paid, part of it given back, then paid again
+
+
+def _fate(person: _Person, age: int, *, oldest: bool) -> _Fate:
+    """The fate of the month `age` months before this one; `oldest` is the first one loaded."""
+    if age == 0 and not person.pays_ahead:
+        return _Fate.OPEN
+    if 0 < age <= person.arrears:
+        return _Fate.PART_PAID if age == person.arrears and person.partial else _Fate.OVERDUE
+    if person.repaid and oldest:
+        return _Fate.REPAID
+    return _Fate.PAID
+
+
+@dataclass(frozen=True, slots=True)
+class _Settlement:
+    """What the demo does to one customer's invoice once the run has issued it: pays it from
+    the balance (whole, or `part`), and for a repaid one gives `refund` back and pays again."""
+
+    age: int
+    fate: _Fate
+    bill: Decimal  # what the run bills for the month: the tariffs' whole monthly prices
+    part: Decimal = Decimal(0)
+    refund: Decimal = Decimal(0)
+
+    @property
+    def from_balance(self) -> Decimal:
+        if self.fate in (_Fate.PAID, _Fate.REPAID):
+            return self.bill
+        return self.part
+
+
 @dataclass(slots=True)
 class _PaymentPlan:
     row: Row
-    movements: list[_Movement]  # the payment's, and its refund's
-    refund: Row | None = None
+    movements: list[_Movement]
 
 
 @dataclass(slots=True)
@@ -275,6 +329,18 @@ class _CustomerPlan:
     customer: Row
     contracts: list[_ContractPlan]
     top_up: _PaymentPlan | None  # None when nothing was ever on the account
+    # The demo's months, settled through the payment actions once the runs have billed them
+    # (empty for bulk data, whose invoices are written with their payments).
+    settlements: list[_Settlement]
+
+
+@dataclass(frozen=True, slots=True)
+class _Account:
+    """A demo customer as inserted, and what is to become of their invoices."""
+
+    user_id: int
+    customer_id: int
+    settlements: list[_Settlement]
 
 
 class _Generator:
@@ -285,15 +351,20 @@ class _Generator:
         rng: random.Random,
         *,
         now: datetime,
+        this_month: date,
         months: int,
         tariffs: dict[str, _TariffRef],
         namespace: _Namespace,
         password_hash: str,
         second_contract_share: float,
+        history: bool,
     ) -> None:
+        """`history`: write the invoices and payments of the months (bulk data) rather than
+        plan their settlement for after the runs bill them (the demo)."""
         self._rng = rng
         self._now = now
-        self._this_month = now.date().replace(day=1)
+        self._this_month = this_month
+        self._history = history
         self._months = months
         self._tariffs = tariffs
         self._namespace = namespace
@@ -349,19 +420,25 @@ class _Generator:
                         "started_at": datetime.combine(start, time(10), UTC),
                         "ended_at": None,
                     },
-                    invoices=self._invoices(person, tariff, start, self._subscriptions),
+                    invoices=(
+                        self._invoices(person, tariff, start, self._subscriptions)
+                        if self._history
+                        else []
+                    ),
                 )
             )
-        # The opening top-up pays for the balance payments, less what refunds brought back.
+        settlements = [] if self._history else self._settlements(person)
+        # The opening top-up pays for the balance payments (a refund brings its part back to
+        # the balance, which pays the month again).
         from_balance = sum(
             (
-                (payment.row["amount"] if payment.row["method"] is PaymentMethod.BALANCE else 0)
-                - (payment.refund["amount"] if payment.refund else 0)
+                payment.row["amount"]
                 for contract in contract_plans
                 for invoice in contract.invoices
                 for payment in invoice.payments
+                if payment.row["method"] is PaymentMethod.BALANCE
             ),
-            Decimal(0),
+            sum((settlement.from_balance for settlement in settlements), Decimal(0)),
         )
         return _CustomerPlan(
             user={
@@ -381,7 +458,25 @@ class _Generator:
             },
             contracts=contract_plans,
             top_up=_top_up(person.balance + from_balance, signed_up),
+            settlements=settlements,
         )
+
+    def _settlements(self, person: _Person) -> list[_Settlement]:
+        """Every month billed in whole, at the tariffs' prices: the subscriptions start before
+        the first month loaded (`_start_date`)."""
+        bill = sum((self._tariffs[code].monthly_price for code, _ in person.places), Decimal(0))
+        plans = []
+        for age in range(self._months - 1, -1, -1):
+            fate = _fate(person, age, oldest=age == self._months - 1)
+            if fate is _Fate.PART_PAID:
+                share = Decimal(self._rng.randint(25, 75)) / 100
+                plans.append(_Settlement(age, fate, bill, part=(bill * share).quantize(Decimal(1))))
+            elif fate is _Fate.REPAID:
+                refund = (bill / 10).quantize(Decimal("0.01"))
+                plans.append(_Settlement(age, fate, bill, refund=refund))
+            else:
+                plans.append(_Settlement(age, fate, bill))
+        return plans
 
     def _invoices(
         self, person: _Person, tariff: _TariffRef, start: date, subscription_no: int
@@ -417,18 +512,18 @@ class _Generator:
                 "due_date": due,
                 "created_at": issued_at,
             }
-            if age == 0 and not person.pays_ahead:
+            fate = _fate(person, age, oldest=age == self._months - 1)
+            if fate is _Fate.OPEN:
                 plans.append(_InvoicePlan({**row, "status": InvoiceStatus.ISSUED}, line, []))
-            elif 0 < age <= person.arrears:
-                if age == person.arrears and person.partial:
-                    share = Decimal(self._rng.randint(25, 75)) / 100
-                    paid = [self._payment(person, (price * share).quantize(Decimal(1)), issued_at)]
-                else:
-                    paid = [self._failed_attempt(price, due)] if self._rng.random() < 0.5 else []
+            elif fate is _Fate.PART_PAID:
+                share = Decimal(self._rng.randint(25, 75)) / 100
+                paid = [self._payment(person, (price * share).quantize(Decimal(1)), issued_at)]
                 plans.append(_InvoicePlan({**row, "status": InvoiceStatus.OVERDUE}, line, paid))
-            elif person.refunded_card_payment and not plans:
-                paid = self._charged_twice(price, issued_at)
-                plans.append(_InvoicePlan({**row, "status": InvoiceStatus.PAID}, line, paid))
+            elif fate is _Fate.OVERDUE:
+                paid = [self._failed_attempt(price, due)] if self._rng.random() < 0.5 else []
+                plans.append(_InvoicePlan({**row, "status": InvoiceStatus.OVERDUE}, line, paid))
+            elif fate is _Fate.REPAID:
+                raise ValueError("bulk data draws no repaid month: refunds are the demo's")
             else:
                 paid = [self._payment(person, price, issued_at)]
                 plans.append(_InvoicePlan({**row, "status": InvoiceStatus.PAID}, line, paid))
@@ -451,49 +546,6 @@ class _Generator:
             },
             [movement],
         )
-
-    def _charged_twice(self, amount: Decimal, issued_at: datetime) -> list[_PaymentPlan]:
-        """A card charge refunded to the balance, and the month paid from the balance."""
-        at = min(issued_at + timedelta(days=2), self._now)
-        refunded_at = min(at + timedelta(days=1), self._now)
-        card = _PaymentPlan(
-            {
-                "amount": amount,
-                "currency": CURRENCY,
-                "method": PaymentMethod.CARD,
-                "status": PaymentStatus.REFUNDED,
-                "refunded_amount": amount,
-                "created_at": at,
-            },
-            [
-                _Movement(LedgerAccount.PROVIDER_CLEARING, LedgerAccount.RECEIVABLE, amount, at),
-                _Movement(
-                    LedgerAccount.RECEIVABLE, LedgerAccount.CUSTOMER_BALANCE, amount, refunded_at
-                ),
-            ],
-            {
-                "amount": amount,
-                "currency": CURRENCY,
-                "reason": "charged twice by the card provider",
-                "created_at": refunded_at,
-            },
-        )
-        from_balance = _PaymentPlan(
-            {
-                "amount": amount,
-                "currency": CURRENCY,
-                "method": PaymentMethod.BALANCE,
-                "status": PaymentStatus.SUCCEEDED,
-                "refunded_amount": Decimal("0.00"),
-                "created_at": refunded_at,
-            },
-            [
-                _Movement(
-                    LedgerAccount.CUSTOMER_BALANCE, LedgerAccount.RECEIVABLE, amount, refunded_at
-                )
-            ],
-        )
-        return [card, from_balance]
 
     def _failed_attempt(self, amount: Decimal, due: date) -> _PaymentPlan:
         """A declined card: why the invoice went overdue. No money moved, so no entries."""
@@ -580,12 +632,20 @@ async def load_demo(
     progress: Progress | None = None,
     customers: int = 50,
     seed: int = 2026,
+    zone: ZoneInfo = DEMO_ZONE,
+    due_days: int = DEMO_DUE_DAYS,
 ) -> bool:
     """Load the demo once; False (and nothing written) when the demo logins already exist.
 
-    One transaction: an interrupted load leaves nothing behind and simply runs again. The
-    staff users are inserted first, so a concurrent loader blocks on their unique emails
-    and, once this one commits, fails with IntegrityError and reports False.
+    The people, their contracts, subscriptions and opening top-ups go in one transaction,
+    so a load interrupted there leaves nothing behind and simply runs again. The staff
+    users are inserted first, so a concurrent loader blocks on their unique emails and,
+    once this one commits, fails with IntegrityError and reports False. Then the invoice
+    run bills each of the last `DEMO_MONTHS` months, as the worker would have on its 1st
+    (`zone`, `due_days` as `KABINET_BILLING_TIMEZONE` and `KABINET_INVOICE_DUE_DAYS`), and
+    the customers' payments and a refund settle those invoices through the payment actions
+    (`_settle`). Those steps commit as they go: a load stopped during them leaves its
+    customers with the months billed so far.
     """
     if customers < 2:
         raise ValueError("the demo needs at least 2 customers (alice and bob)")
@@ -593,36 +653,128 @@ async def load_demo(
         return False
     password_hash = await asyncio.to_thread(hash_password, DEMO_PASSWORD)
     now = utcnow()
+    this_month = now.astimezone(zone).date().replace(day=1)
+    accounts: list[_Account] = []
     try:
         async with db.transaction() as session:
             staff_ids = await _insert_returning_ids(session, users, _staff_rows(password_hash, now))
             generator = _Generator(
                 random.Random(seed),
                 now=now,
+                this_month=this_month,
                 months=DEMO_MONTHS,
                 tariffs=await _ensure_tariffs(session),
                 namespace=_DEMO_NAMESPACE,
                 password_hash=password_hash,
                 second_contract_share=DEMO_SECOND_CONTRACT_SHARE,
+                history=False,
             )
             people = [_ALICE, _BOB]
             people += [generator.random_person() for _ in range(customers - 2)]
             if customers > 2:
-                people[2] = dataclasses.replace(people[2], refunded_card_payment=True)
+                people[2] = dataclasses.replace(people[2], repaid=True)
             _report(progress, 0, customers)
             for start in range(0, customers, DEMO_BATCH):
-                batch = people[start : start + DEMO_BATCH]
-                await _insert_plans(
-                    session,
-                    [generator.plan(person) for person in batch],
-                    refunded_by=staff_ids[0],  # admin
-                )
-                _report(progress, start + len(batch), customers)
+                plans = [generator.plan(person) for person in people[start : start + DEMO_BATCH]]
+                accounts += await _insert_plans(session, plans)
+                _report(progress, start + len(plans), customers)
     except IntegrityError:
         if await _demo_loaded(db):
             return False
         raise
+    for age in range(DEMO_MONTHS - 1, -1, -1):
+        period = Period(_add_months(this_month, -age))
+        fired = min(datetime.combine(period.start, DEMO_RUN_AT, zone), now)
+        await run_invoices(db, period, zone=zone, due_days=due_days, clock=ManualClock(fired))
+    admin = Viewer(staff_ids[0], Role.ADMIN)  # the first of the staff rows
+    await _settle(db, accounts, this_month, admin)
     return True
+
+
+async def _settle(
+    db: Database, accounts: Sequence[_Account], this_month: date, admin: Viewer
+) -> None:
+    """Pays the run's invoices as each customer's settlements say, from the balance their
+    opening top-up filled, through `pay_invoice` and `refund_payment` as the API does; then
+    marks the months left in arrears overdue (`_mark_overdue`). Customers settle side by
+    side on PostgreSQL (each one's payments in order, under their own lock), so the
+    commits' waits overlap; SQLite has one writer."""
+    gate = asyncio.Semaphore(1 if db.is_sqlite else DEMO_PAYERS)
+
+    async def settled(account: _Account) -> list[int]:
+        async with gate:
+            return await _settle_account(db, account, this_month, admin)
+
+    overdue = await asyncio.gather(*(settled(account) for account in accounts))
+    await _mark_overdue(db, [invoice_id for ids in overdue for invoice_id in ids])
+
+
+async def _settle_account(
+    db: Database, account: _Account, this_month: date, admin: Viewer
+) -> list[int]:
+    """One customer's settlements, oldest month first; the ids of the months in arrears."""
+    customer = Viewer(account.user_id, Role.CUSTOMER, account.customer_id)
+    overdue = []
+    for settlement in account.settlements:
+        period = Period(_add_months(this_month, -settlement.age))
+        invoice = await _run_invoice(db, account.customer_id, period)
+        if invoice.amount != settlement.bill:
+            raise AssertionError(f"the run billed {invoice.number} {invoice.amount}")
+        fate = settlement.fate
+        if fate in (_Fate.OVERDUE, _Fate.PART_PAID):
+            overdue.append(invoice.id)
+        if fate is _Fate.PART_PAID:
+            await _pay(db, customer, invoice.id, settlement.part, "part")
+        elif fate in (_Fate.PAID, _Fate.REPAID):
+            paid = await _pay(db, customer, invoice.id, None, "whole")
+            if fate is _Fate.REPAID:
+                await refund_payment(
+                    db,
+                    admin,
+                    payment_id=paid,
+                    amount=settlement.refund,
+                    reason="goodwill: a day without service",
+                    idempotency_key=f"demo-{invoice.id}-refund",
+                )
+                await _pay(db, customer, invoice.id, None, "rest")
+    return overdue
+
+
+async def _run_invoice(db: Database, customer_id: int, period: Period) -> InvoiceRow:
+    number = invoice_number(customer_id, period)
+    async with db.read() as reader:
+        [invoice] = await reader.fetch(_INVOICE_BY_NUMBER, number=number)
+    return invoice
+
+
+async def _pay(
+    db: Database, customer: Viewer, invoice_id: int, amount: Decimal | None, step: str
+) -> int:
+    """A balance payment of the invoice (None: what is due); its key names the step, so the
+    demo's payments are told apart as a client's retries would not be."""
+    result = await pay_invoice(
+        db,
+        customer,
+        invoice_id=invoice_id,
+        method=PaymentMethod.BALANCE,
+        amount=amount,
+        idempotency_key=f"demo-{invoice_id}-{step}",
+    )
+    return result.payment_id
+
+
+async def _mark_overdue(db: Database, invoice_ids: Sequence[int]) -> None:
+    """The demo's months in arrears, set overdue as the demo always has: by their status
+    alone, with no event. The one place to switch to the worker's overdue marking
+    (`domains/billing/invoice_overdue.py`, every issued invoice past due) once it exists."""
+    if not invoice_ids:
+        return
+    async with db.transaction() as session:
+        await session.execute(
+            update(invoices)
+            .where(invoices.c.id.in_(invoice_ids), invoices.c.status.in_(PAYABLE))
+            .values(status=InvoiceStatus.OVERDUE)
+        )
 
 
 async def load_bulk(
@@ -644,14 +796,17 @@ async def load_bulk(
     password_hash = await asyncio.to_thread(hash_password, DEMO_PASSWORD)
     async with db.transaction() as session:
         known_tariffs = await _ensure_tariffs(session)
+    now = utcnow()
     generator = _Generator(
         random.Random(seed),
-        now=utcnow(),
+        now=now,
+        this_month=now.date().replace(day=1),
         months=invoices_per_customer,
         tariffs=known_tariffs,
         namespace=_bulk_namespace(seed),
         password_hash=password_hash,
         second_contract_share=0.0,
+        history=True,
     )
     _report(progress, 0, customers)
     for start in range(0, customers, BULK_BATCH):
@@ -701,9 +856,7 @@ async def _ensure_tariffs(session: AsyncSession) -> dict[str, _TariffRef]:
     return known
 
 
-async def _insert_plans(
-    session: AsyncSession, plans: Sequence[_CustomerPlan], *, refunded_by: int | None = None
-) -> None:
+async def _insert_plans(session: AsyncSession, plans: Sequence[_CustomerPlan]) -> list[_Account]:
     """One executemany per table, parents first, each child row given its parent's new id."""
     user_ids = await _insert_returning_ids(session, users, [plan.user for plan in plans])
     customer_ids = await _insert_returning_ids(
@@ -737,13 +890,14 @@ async def _insert_plans(
         invoices,
         [{**inv.row, "customer_id": cid, "subscription_id": sid} for cid, sid, inv in billed],
     )
-    await session.execute(
-        insert(invoice_lines),
-        [
-            {**inv.line, "invoice_id": invoice_id, "subscription_id": sid}
-            for (_, sid, inv), invoice_id in zip(billed, invoice_ids, strict=True)
-        ],
-    )
+    if billed:  # bulk data; the demo's invoices are the run's
+        await session.execute(
+            insert(invoice_lines),
+            [
+                {**inv.line, "invoice_id": invoice_id, "subscription_id": sid}
+                for (_, sid, inv), invoice_id in zip(billed, invoice_ids, strict=True)
+            ],
+        )
     await post_issuance(
         session,
         [
@@ -775,13 +929,10 @@ async def _insert_plans(
         for movement in pay.movements
     ]
     await post_movements(session, movements)
-    given_back = [
-        {**pay.refund, "payment_id": payment_id, "created_by": refunded_by}
-        for (_, _, pay), payment_id in zip(paid, payment_ids, strict=True)
-        if pay.refund is not None
+    return [
+        _Account(user_id, customer_id, plan.settlements)
+        for plan, user_id, customer_id in zip(plans, user_ids, customer_ids, strict=True)
     ]
-    if given_back:
-        await session.execute(insert(refunds), given_back)
 
 
 async def _insert_returning_ids(session: AsyncSession, table: Table, rows: list[Row]) -> list[int]:
