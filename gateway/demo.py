@@ -6,16 +6,18 @@ yields the same people, contracts and invoices (dates count back from the curren
 Rows go in with executemany inserts; ids come back through RETURNING in parameter order,
 so children are linked to their parents without a query per row.
 
-Money moves only through the ledger's posting (`post_movements`, `post_issuance`), as in
-production, so the data reconciles (`kabinet billing reconcile`) and customers' cached
-balances come from their entries: each customer's balance arrives in one opening card
-top-up (a payment of no invoice: debit provider clearing, credit the customer balance)
-large enough for their balance payments too; each invoice is posted at its issue time
-(debit its receivable, credit revenue); a balance payment then debits the customer balance
-and a card payment the provider clearing, each crediting the invoice's receivable.
+Money moves only through the ledger's posting, as in production, so the data reconciles
+(`kabinet billing reconcile`) and customers' cached balances come from their entries: each
+customer's balance arrives in one opening card top-up (a payment of no invoice: debit
+provider clearing, credit the customer balance) large enough for their balance payments.
 
-Each invoice bills one subscription for one month and has its one line, the month's charge
-as `prorate` makes it (a whole month: the tariff's price), so it is the sum of its lines.
+The demo's invoices are the monthly run's (`run_invoices`, one a month per customer, a
+line per subscription), and the demo pays them through the payment actions, so it shows
+what production makes. What becomes of each month (paid, paid in part, overdue, still
+open, refunded in part and paid again) is one rule, `_fate`. The bulk loader, which must
+write hundreds of thousands of invoices in minutes, writes its invoices, their one line
+and their payments by hand under the same rule, each billing one subscription for one
+month (a whole month: the tariff's price), posted at its issue time (`post_issuance`).
 """
 
 import asyncio
