@@ -342,6 +342,7 @@ class _Account:
 
     user_id: int
     customer_id: int
+    top_up: _PaymentPlan | None
     settlements: list[_Settlement]
 
 
@@ -639,15 +640,15 @@ async def load_demo(
 ) -> bool:
     """Load the demo once; False (and nothing written) when the demo logins already exist.
 
-    The people, their contracts, subscriptions and opening top-ups go in one transaction,
-    so a load interrupted there leaves nothing behind and simply runs again. The staff
-    users are inserted first, so a concurrent loader blocks on their unique emails and,
-    once this one commits, fails with IntegrityError and reports False. Then the invoice
-    run bills each of the last `DEMO_MONTHS` months, as the worker would have on its 1st
-    (`zone`, `due_days` as `KABINET_BILLING_TIMEZONE` and `KABINET_INVOICE_DUE_DAYS`), and
-    the customers' payments and a refund settle those invoices through the payment actions
-    (`_settle`). Those steps commit as they go: a load stopped during them leaves its
-    customers with the months billed so far.
+    The people, their contracts and subscriptions go in one transaction, so a load
+    interrupted there leaves nothing behind and simply runs again. The staff users are
+    inserted first, so a concurrent loader blocks on their unique emails and, once this one
+    commits, fails with IntegrityError and reports False. Then the invoice run bills each
+    of the last `DEMO_MONTHS` months, as the worker would have on its 1st (`zone`,
+    `due_days` as `KABINET_BILLING_TIMEZONE` and `KABINET_INVOICE_DUE_DAYS`), the opening
+    top-ups are booked, and the customers' payments and a refund settle the invoices
+    through the payment actions (`_settle`). Those steps commit as they go: a load stopped
+    during them leaves its customers with what was done so far.
     """
     if customers < 2:
         raise ValueError("the demo needs at least 2 customers (alice and bob)")
@@ -678,7 +679,7 @@ async def load_demo(
             _report(progress, 0, customers)
             for start in range(0, customers, DEMO_BATCH):
                 plans = [generator.plan(person) for person in people[start : start + DEMO_BATCH]]
-                accounts += await _insert_plans(session, plans)
+                accounts += (await _insert_people(session, plans))[0]
                 _report(progress, start + len(plans), customers)
     except IntegrityError:
         if await _demo_loaded(db):
@@ -688,6 +689,10 @@ async def load_demo(
         period = Period(_add_months(this_month, -age))
         fired = min(datetime.combine(period.start, DEMO_RUN_AT, zone), now)
         await run_invoices(db, period, zone=zone, due_days=due_days, clock=ManualClock(fired))
+    # The opening top-ups, dated when each customer signed up, are booked once the months
+    # are billed: the runs find no balance to pay from, and `_settle` pays as it plans.
+    async with db.transaction() as session:
+        await _book_payments(session, _top_ups(accounts))
     admin = Viewer(staff_ids[0], Role.ADMIN)  # the first of the staff rows
     await _settle(db, accounts, this_month, admin)
     return True
@@ -815,7 +820,7 @@ async def load_bulk(
         size = min(BULK_BATCH, customers - start)
         plans = [generator.plan(generator.random_person()) for _ in range(size)]
         async with db.transaction() as session:
-            await _insert_plans(session, plans)
+            await _insert_history(session, plans)
         _report(progress, start + size, customers)
 
 
@@ -858,8 +863,14 @@ async def _ensure_tariffs(session: AsyncSession) -> dict[str, _TariffRef]:
     return known
 
 
-async def _insert_plans(session: AsyncSession, plans: Sequence[_CustomerPlan]) -> list[_Account]:
-    """One executemany per table, parents first, each child row given its parent's new id."""
+Subscribed = tuple[int, int, _ContractPlan]  # customer id, subscription id, the contract's plan
+
+
+async def _insert_people(
+    session: AsyncSession, plans: Sequence[_CustomerPlan]
+) -> tuple[list[_Account], list[Subscribed]]:
+    """Users, customers, contracts and subscriptions: one executemany per table, parents
+    first, each child row given its parent's new id."""
     user_ids = await _insert_returning_ids(session, users, [plan.user for plan in plans])
     customer_ids = await _insert_returning_ids(
         session,
@@ -882,24 +893,31 @@ async def _insert_plans(session: AsyncSession, plans: Sequence[_CustomerPlan]) -
             for (cid, c), contract_id in zip(owned, contract_ids, strict=True)
         ],
     )
-    billed = [
-        (cid, sid, invoice)
-        for (cid, c), sid in zip(owned, subscription_ids, strict=True)
-        for invoice in c.invoices
+    accounts = [
+        _Account(user_id, customer_id, plan.top_up, plan.settlements)
+        for plan, user_id, customer_id in zip(plans, user_ids, customer_ids, strict=True)
     ]
+    subscribed = [(cid, sid, c) for (cid, c), sid in zip(owned, subscription_ids, strict=True)]
+    return accounts, subscribed
+
+
+async def _insert_history(session: AsyncSession, plans: Sequence[_CustomerPlan]) -> None:
+    """Bulk data: the people, their invoices with their one line each, posted as issued, and
+    their payments and top-ups."""
+    accounts, subscribed = await _insert_people(session, plans)
+    billed = [(cid, sid, invoice) for cid, sid, c in subscribed for invoice in c.invoices]
     invoice_ids = await _insert_returning_ids(
         session,
         invoices,
         [{**inv.row, "customer_id": cid, "subscription_id": sid} for cid, sid, inv in billed],
     )
-    if billed:  # bulk data; the demo's invoices are the run's
-        await session.execute(
-            insert(invoice_lines),
-            [
-                {**inv.line, "invoice_id": invoice_id, "subscription_id": sid}
-                for (_, sid, inv), invoice_id in zip(billed, invoice_ids, strict=True)
-            ],
-        )
+    await session.execute(
+        insert(invoice_lines),
+        [
+            {**inv.line, "invoice_id": invoice_id, "subscription_id": sid}
+            for (_, sid, inv), invoice_id in zip(billed, invoice_ids, strict=True)
+        ],
+    )
     await post_issuance(
         session,
         [
@@ -910,16 +928,32 @@ async def _insert_plans(session: AsyncSession, plans: Sequence[_CustomerPlan]) -
             if inv.row["status"] in ISSUED
         ],
     )
-    paid: list[tuple[int, int | None, _PaymentPlan]] = [
-        (cid, None, plan.top_up)
-        for plan, cid in zip(plans, customer_ids, strict=True)
-        if plan.top_up is not None
+    await _book_payments(
+        session,
+        [
+            *_top_ups(accounts),
+            *(
+                (cid, invoice_id, payment)
+                for (cid, _, inv), invoice_id in zip(billed, invoice_ids, strict=True)
+                for payment in inv.payments
+            ),
+        ],
+    )
+
+
+Paid = tuple[int, int | None, _PaymentPlan]  # customer id, invoice id (none: a top-up), plan
+
+
+def _top_ups(accounts: Sequence[_Account]) -> list[Paid]:
+    return [
+        (account.customer_id, None, account.top_up)
+        for account in accounts
+        if account.top_up is not None
     ]
-    paid += [
-        (cid, invoice_id, payment)
-        for (cid, _, inv), invoice_id in zip(billed, invoice_ids, strict=True)
-        for payment in inv.payments
-    ]
+
+
+async def _book_payments(session: AsyncSession, paid: Sequence[Paid]) -> None:
+    """The payments' rows and their ledger movements."""
     payment_ids = await _insert_returning_ids(
         session,
         payments,
@@ -931,10 +965,6 @@ async def _insert_plans(session: AsyncSession, plans: Sequence[_CustomerPlan]) -
         for movement in pay.movements
     ]
     await post_movements(session, movements)
-    return [
-        _Account(user_id, customer_id, plan.settlements)
-        for plan, user_id, customer_id in zip(plans, user_ids, customer_ids, strict=True)
-    ]
 
 
 async def _insert_returning_ids(session: AsyncSession, table: Table, rows: list[Row]) -> list[int]:
