@@ -740,7 +740,7 @@ async def _settle_account(
                     admin,
                     payment_id=paid,
                     amount=settlement.refund,
-                    reason="goodwill: a day without service",
+                    reason="goodwill for an outage",
                     idempotency_key=f"demo-{invoice.id}-refund",
                 )
                 await _pay(db, customer, invoice.id, None, "rest")
