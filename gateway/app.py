@@ -216,7 +216,11 @@ def create_app(
             await connections.start()
             running.push_async_callback(connections.stop)
             if settings.run_worker_in_process:
-                worker = Worker(services, registry=metrics.registry)
+                worker = Worker(
+                    services,
+                    registry=metrics.registry,
+                    billing_schedule=settings.billing_schedule is True,
+                )
                 await worker.start()
                 running.push_async_callback(worker.stop)
             yield

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from pydantic import ValidationError
+
 from gateway.settings import DEV_SIGNING_KEY_FILE, Settings
 
 if TYPE_CHECKING:
@@ -117,6 +119,15 @@ def _sweep(settings: Settings) -> None:
     print(f"idempotency keys deleted: {purged}")
 
 
+def _overdue(settings: Settings) -> None:
+    """Marks issued invoices past their due date overdue, once, as the worker does hourly."""
+    from domains.billing.invoice_overdue import mark_overdue_invoices
+
+    zone = settings.billing_timezone
+    marked = _on_database(settings, lambda db: mark_overdue_invoices(db, zone=zone))
+    print(f"invoices marked overdue: {marked}")
+
+
 def _period(text: str) -> "Period":
     """`YYYY-MM`, the calendar month a run bills."""
     from datetime import date
@@ -133,6 +144,7 @@ def _period(text: str) -> "Period":
 def _billing_run(settings: Settings, period: "Period | None", dry_run: bool) -> None:
     """Bills a period (default: this month in the billing time zone), or with `dry_run`
     prints what it would bill and writes nothing."""
+    from domains.billing.autopay import AutopayMode
     from domains.billing.billable import count_billable
     from domains.billing.invoice_run import run_invoices
     from domains.billing.invoice_run_preview import preview_invoices
@@ -156,13 +168,18 @@ def _billing_run(settings: Settings, period: "Period | None", dry_run: bool) -> 
             total = await count_billable(conn, period, zone)
         with _run_progress(total) as progress:
             return await run_invoices(
-                db, period, zone=zone, due_days=settings.invoice_due_days, progress=progress
+                db,
+                period,
+                zone=zone,
+                due_days=settings.invoice_due_days,
+                autopay=AutopayMode(settings.billing_autopay),
+                progress=progress,
             )
 
     done = _on_database(settings, bill)
     print(
         f"billing run {done.run_id} for {month} finished: {done.invoices} invoices,"
-        f" {done.lines} lines, {done.amount} billed"
+        f" {done.lines} lines, {done.amount} billed, {done.autopaid} paid from the balance"
     )
 
 
@@ -287,7 +304,7 @@ def _worker(settings: Settings) -> None:
 
     async def run() -> None:
         services = Services.from_settings(settings)
-        worker = Worker(services)
+        worker = Worker(services, billing_schedule=settings.billing_schedule is not False)
         if settings.worker_metrics_port is not None:
             start_http_server(settings.worker_metrics_port, registry=worker.registry)
         stop = asyncio.Event()
@@ -367,6 +384,9 @@ def main(argv: list[str] | None = None) -> None:
     billing_commands.add_parser(
         "sweep", help="end stale pending card payments, delete expired idempotency keys"
     )
+    billing_commands.add_parser(
+        "overdue", help="mark issued invoices past their due date (in the billing zone) overdue"
+    )
 
     args = parser.parse_args(argv)
     if args.command == "keygen":
@@ -375,7 +395,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "schema":
         _export(args.directory)
         return
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        sys.exit(f"kabinet: the KABINET_* settings are not valid: {error}")
     if args.command == "serve":
         _serve(settings, args.subgraph)
         return
@@ -383,7 +406,9 @@ def main(argv: list[str] | None = None) -> None:
         _billing_run(settings, args.period, args.dry_run)
         return
     if args.command == "billing":
-        {"reconcile": _reconcile, "sweep": _sweep}[args.billing_command](settings)
+        {"reconcile": _reconcile, "sweep": _sweep, "overdue": _overdue}[args.billing_command](
+            settings
+        )
         return
     {"migrate": _migrate, "demo": _demo, "dev": _dev, "worker": _worker}[args.command](settings)
 

@@ -1,11 +1,12 @@
 """Settings from `KABINET_*` environment variables; `env` picks the hardening defaults."""
 
-from datetime import timedelta
+import re
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -13,6 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_DATABASE_URL = f"sqlite+aiosqlite:///{REPO_ROOT / 'var' / 'kabinet.db'}"
 DEV_SIGNING_KEY_FILE = REPO_ROOT / "var" / "jwt-signing-key.pem"
 DEVELOPMENT_MAX_BATCH = 10
+_HH_MM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 
 
 class Settings(BaseSettings):
@@ -143,6 +145,19 @@ class Settings(BaseSettings):
     # it issues is due this many days after the day it is issued.
     billing_timezone: ZoneInfo = ZoneInfo("Europe/Moscow")
     invoice_due_days: int = Field(10, ge=0, le=365)
+    billing_run_at: time = Field(
+        time(3, 0),
+        description="HH:MM in KABINET_BILLING_TIMEZONE: the worker bills the month from its "
+        "1st at this time (domains/billing/billing_schedule.py).",
+    )
+    billing_schedule: bool | None = Field(
+        None,
+        description="The worker runs the monthly run and marks overdue invoices; default: in "
+        "`kabinet worker`, not in the API's in-process worker (bill with `kabinet billing run`).",
+    )
+    # What the run pays from the balance (domains/billing/autopay.py's AutopayMode): the
+    # invoices it covers, also part of those it does not, or nothing.
+    billing_autopay: Literal["full", "partial", "off"] = "full"
 
     # Domain events: outbox relay, Kafka topics, consumers, live subscriptions.
     kafka_topics: dict[str, str] = Field(
@@ -223,6 +238,16 @@ class Settings(BaseSettings):
         description="A router sends it as the Kabinet-Router-Secret header; required on the "
         "subgraph endpoints when set. Unset: open in development, off in production.",
     )
+
+    @field_validator("billing_run_at", mode="before")
+    @classmethod
+    def _hh_mm(cls, value: object) -> object:
+        """Wall time in the billing zone, to the minute: no seconds, no UTC offset of its own."""
+        if isinstance(value, time) and value.tzinfo is None:
+            return value
+        if isinstance(value, str) and _HH_MM.fullmatch(value):
+            return time.fromisoformat(value)
+        raise ValueError(f"a time of day is HH:MM (00:00 to 23:59), not {value!r}")
 
     @property
     def is_production(self) -> bool:

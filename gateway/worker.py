@@ -1,7 +1,11 @@
 """The worker: the outbox relay, the event consumers and periodic housekeeping.
 
 Housekeeping purges old published outbox rows, ends card payments left pending (asking the
-provider first) and deletes expired idempotency keys.
+provider first) and deletes expired idempotency keys. With its billing schedule on, the
+worker also bills each month from its 1st at `KABINET_BILLING_RUN_AT` in
+`KABINET_BILLING_TIMEZONE`, catching up on its first tick a run missed while it was down
+(domains/billing/billing_schedule.py), and marks overdue invoices hourly and right after a
+run.
 
 `kabinet worker` runs it beside Kafka; the API process runs it itself in the embedded mode
 (`Settings.run_worker_in_process`). The bus belongs to the services and is started and
@@ -12,6 +16,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry
@@ -19,6 +25,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from adapters.prometheus_consumer_metrics import PrometheusConsumerMetrics
+from domains.billing.autopay import AutopayMode
+from domains.billing.billing_schedule import due_period
+from domains.billing.invoice_overdue import mark_overdue_invoices
+from domains.billing.invoice_run import RunProgress, run_invoices
 from domains.billing.provider import PaymentProvider
 from domains.billing.sweep import PendingSweep, expire_pending_payments, purge_idempotency_keys
 from domains.clock import utcnow
@@ -36,6 +46,10 @@ log = logging.getLogger(__name__)
 PURGE_INTERVAL = 3600.0
 SWEEP_INTERVAL = 300.0
 PENDING_INTERVAL = 5.0
+# How often the billing schedule asks whether the month's run is due (seconds), and marks
+# overdue invoices (on the services' clock).
+BILLING_INTERVAL = 60.0
+OVERDUE_INTERVAL = timedelta(hours=1)
 
 
 class Runnable(Protocol):
@@ -77,17 +91,36 @@ async def billing_sweep(
     return pending, purged
 
 
+@dataclass(frozen=True, slots=True)
+class BillingTick:
+    """What one tick of the billing schedule did: the run it made (None: none was due, or
+    the due period's run had finished), and how many invoices it marked overdue (None:
+    not its hour)."""
+
+    run: RunProgress | None
+    overdue: int | None
+
+
+class _Stopping(Exception):
+    """The worker is stopping: the run ends after the batch it committed."""
+
+
 class Worker:
     def __init__(
         self,
         services: Services,
         consumers: Sequence[Runnable] | None = None,
         registry: CollectorRegistry | None = None,
+        *,
+        billing_schedule: bool = False,
     ) -> None:
         """`consumers` defaults to `standard_consumers`; `registry` to one of the worker's
-        own (inside the API process, the API's, so its /metrics shows the worker's too)."""
+        own (inside the API process, the API's, so its /metrics shows the worker's too);
+        `billing_schedule` runs the monthly run and overdue marking."""
         settings = services.settings
         self.services = services
+        self.billing_schedule = billing_schedule
+        self._next_overdue: datetime | None = None  # None: at the next tick
         self.relay = OutboxRelay(
             services.db,
             services.bus,
@@ -114,6 +147,11 @@ class Worker:
         self._tasks = [
             asyncio.create_task(self.relay.run(self._stop), name="outbox-relay"),
             asyncio.create_task(self._housekeeping(), name="outbox-housekeeping"),
+            *(
+                [asyncio.create_task(self._billing(), name="billing-schedule")]
+                if self.billing_schedule
+                else []
+            ),
             *(
                 asyncio.create_task(consumer.run(self._stop), name=f"consumer-{index}")
                 for index, consumer in enumerate(self.consumers)
@@ -164,6 +202,63 @@ class Worker:
                 log.debug("housekeeping failed: %s", error)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), PENDING_INTERVAL)
+
+    async def _billing(self) -> None:
+        """Ticks the billing schedule until the worker stops; a failed tick is tried again at
+        the next (a run killed mid-way is carried on by the next run)."""
+        while not self._stop.is_set():
+            try:
+                await self.billing_tick()
+            except _Stopping:
+                log.info("billing run stopped after a batch; the next run bills what is left")
+                return
+            except Exception:
+                log.exception("billing schedule tick failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), BILLING_INTERVAL)
+
+    async def billing_tick(self) -> BillingTick:
+        """Bills the due period unless its run finished (the run's lock makes a second worker
+        wait for the first, then find its record), then marks overdue invoices if an hour
+        has passed since it last did, or it has just billed."""
+        services, settings = self.services, self.services.settings
+        zone = settings.billing_timezone
+        period = due_period(services.clock.now(), zone, settings.billing_run_at)
+        run = None
+        if period is not None:
+            run = await run_invoices(
+                services.db,
+                period,
+                zone=zone,
+                due_days=settings.invoice_due_days,
+                autopay=AutopayMode(settings.billing_autopay),
+                clock=services.clock,
+                progress=self._unless_stopping,
+                if_unfinished=True,
+            )
+            if run is not None:
+                log.info(
+                    "billing run %d for %s finished: %d invoices, %d lines, %s billed,"
+                    " %d paid from the balance",
+                    run.run_id,
+                    f"{period.start:%Y-%m}",
+                    run.invoices,
+                    run.lines,
+                    run.amount,
+                    run.autopaid,
+                )
+        now = services.clock.now()
+        if run is None and self._next_overdue is not None and now < self._next_overdue:
+            return BillingTick(run, None)
+        overdue = await mark_overdue_invoices(services.db, zone=zone, clock=services.clock)
+        self._next_overdue = now + OVERDUE_INTERVAL
+        if overdue:
+            log.info("%d invoices marked overdue", overdue)
+        return BillingTick(run, overdue)
+
+    def _unless_stopping(self, _done: RunProgress) -> None:
+        if self._stop.is_set():
+            raise _Stopping
 
     async def _billing_sweep(self) -> None:
         acquiring = self.services.acquiring

@@ -410,10 +410,10 @@ def _balance_change(event: CloudEvent) -> BalanceChange:
 
 
 # The run issues an invoice, a payment moves its amount due, a refund may reopen it,
-# `invoice.paid` closes it. Each is about the customer account: a customer watches their
-# own, staff the one named.
+# `invoice.paid` closes it, `invoice.overdue` says its due date passed unpaid. Each is about
+# the customer account: a customer watches their own, staff the one named.
 invoice_updated = live(
-    {"invoice.issued", "invoice.paid", "payment.created", "payment.refunded"},
+    {"invoice.issued", "invoice.overdue", "invoice.paid", "payment.created", "payment.refunded"},
     _invoice_change,
     watched_customer,
 )

@@ -300,7 +300,9 @@ class Mutation:
 _EVENT_ID = "Pass it as `after` when subscribing again, to get what came since."
 
 
-@strawberry.type(description="An invoice changed: paid, paid in part, or a payment refunded.")
+@strawberry.type(
+    description="An invoice changed: issued, paid, paid in part, a payment refunded, or overdue."
+)
 class InvoiceUpdatedEvent:
     event_id: strawberry.ID = strawberry.field(description=_EVENT_ID)
     occurred_at: datetime

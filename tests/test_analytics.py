@@ -20,6 +20,7 @@ from adapters.prometheus_consumer_metrics import PrometheusConsumerMetrics
 from domains.analytics.consumer import CONSUMER_NAME, HANDLERS
 from domains.analytics.invoices import invoice_statistics
 from domains.analytics.payments import on_payment_created, payment_statistics
+from domains.billing.autopay import AutopayMode
 from domains.billing.invoice_run import run_invoices
 from domains.billing.models import Invoice, PaymentMethod
 from domains.billing.pay_invoice import pay_invoice
@@ -339,7 +340,14 @@ async def test_issued_invoices_count_on_the_utc_day_of_their_issue(
         (Period(date(2026, 1, 1)), datetime(2026, 2, 1, 0, 0, tzinfo=UTC)),
         (Period(date(2026, 2, 1)), datetime(2026, 2, 28, 22, 0, tzinfo=UTC)),
     ):
-        await run_invoices(db, period, zone=MOSCOW, due_days=10, clock=ManualClock(fired))
+        await run_invoices(
+            db,
+            period,
+            zone=MOSCOW,
+            due_days=10,
+            autopay=AutopayMode.FULL,
+            clock=ManualClock(fired),
+        )
     bus = MemoryBus()
     try:
         await relay_twice_and_consume(db, bus, make_settings(db_url, signing_key), events=4)

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import insert, select, update
 
 from adapters.prometheus_consumer_metrics import PrometheusConsumerMetrics
+from domains.billing.autopay import AutopayMode
 from domains.billing.invoice_run import invoice_number, run_invoices
 from domains.billing.proration import Period
 from domains.billing.reconcile import reconcile
@@ -163,6 +164,7 @@ async def test_a_run_reaches_a_live_subscriber_through_kafka_and_the_analytics(
                             JANUARY,
                             zone=MOSCOW,
                             due_days=10,
+                            autopay=AutopayMode.FULL,
                             clock=ManualClock(FIRED),
                         )
                         assert (done.invoices, done.lines) == (2, 3)

@@ -20,6 +20,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import func, insert, select, text
 
+from domains.billing.autopay import AutopayMode, autopay_amount
 from domains.billing.invoice_issue import IssuedInvoice, post_issuance
 from domains.billing.invoice_run import RUN_LOCK, RunProgress, invoice_number, run_invoices
 from domains.billing.invoice_run_preview import preview_invoices
@@ -30,23 +31,36 @@ from domains.billing.models import (
     InvoiceKind,
     InvoiceLine,
     InvoiceStatus,
+    Payment,
+    PaymentMethod,
+    PaymentStatus,
     Transaction,
 )
+from domains.billing.pay_invoice import pay_invoice
 from domains.billing.proration import Period
 from domains.billing.reconcile import reconcile
 from domains.clock import ManualClock
 from domains.customers.models import (
     Contract,
+    Customer,
     Segment,
     Subscription,
     SubscriptionStatus,
     Tariff,
 )
 from domains.database import Database
+from domains.identity.models import Role
+from domains.identity.viewer import Viewer
 from domains.outbox import OutboxEvent
 from gateway.app import create_app
 from tests.conftest import app_client, graphql, login, make_settings, migrated_database
-from tests.test_payments import insert_customer, snapshot
+from tests.test_payments import (
+    balance_of,
+    book_top_up,
+    insert_customer,
+    invoice_status,
+    snapshot,
+)
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 JANUARY = Period(date(2026, 1, 1))
@@ -108,9 +122,11 @@ LONG_AGO = datetime(2025, 6, 1, tzinfo=UTC)
 ACTIVE = SubscriptionStatus.ACTIVE
 
 
-async def run(db: Database, **options: object) -> RunProgress:
+async def run(
+    db: Database, autopay: AutopayMode = AutopayMode.FULL, **options: object
+) -> RunProgress:
     return await run_invoices(
-        db, JANUARY, zone=MOSCOW, due_days=10, clock=ManualClock(FIRED), **options
+        db, JANUARY, zone=MOSCOW, due_days=10, autopay=autopay, clock=ManualClock(FIRED), **options
     )
 
 
@@ -311,6 +327,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date
 from zoneinfo import ZoneInfo
+from domains.billing.autopay import AutopayMode
 from domains.billing.invoice_run import run_invoices
 from domains.billing.proration import Period
 from domains.database import Database
@@ -319,7 +336,8 @@ async def main():
     db = Database(sys.argv[1])
     await run_invoices(
         db, Period(date(2026, 1, 1)), zone=ZoneInfo("Europe/Moscow"), due_days=10,
-        batch_size=2, progress=lambda done: os.kill(os.getpid(), signal.SIGKILL),
+        autopay=AutopayMode.FULL, batch_size=2,
+        progress=lambda done: os.kill(os.getpid(), signal.SIGKILL),
     )
 
 asyncio.run(main())
@@ -331,6 +349,8 @@ async def test_a_run_killed_mid_period_bills_each_invoice_once_when_started_agai
 ) -> None:
     tariff = await make_tariff(db, "300.00")
     customers = [await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)]) for _ in range(5)]
+    for customer in customers:
+        await top_up(db, customer, "500.00")
 
     killed = await command(sys.executable, "-c", KILLED_AFTER_A_BATCH, db_url)
 
@@ -348,9 +368,13 @@ async def test_a_run_killed_mid_period_bills_each_invoice_once_when_started_agai
     async with db.connect() as conn:
         records = (await conn.execute(select(BillingRun))).all()
     # The killed run's record was left running; the next run carried it on to the end.
-    assert [(r.id, r.state, r.invoices, r.lines) for r in records] == [
-        (done.run_id, BillingRunState.FINISHED, 5, 5)
+    assert [(r.id, r.state, r.invoices, r.lines, r.autopaid) for r in records] == [
+        (done.run_id, BillingRunState.FINISHED, 5, 5, 5)
     ]
+    # Each invoice paid from the balance once, the killed batch's payments with it.
+    for customer, invoice_id in billed:
+        assert await invoice_status(db, invoice_id) is InvoiceStatus.PAID
+        assert await balance_of(db, customer) == Decimal("200.00")
     await assert_reconciled(db)
 
 
@@ -385,7 +409,7 @@ async def test_the_cli_runs_and_dry_runs_a_period_on_sqlite(sqlite_url: str) -> 
     try:
         tariff = await make_tariff(db, "590.00")
         await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)])
-        await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)])
+        await top_up(db, await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)]), "600.00")
 
         dry = await kabinet(sqlite_url, "billing", "run", "--period", "2026-01", "--dry-run")
         assert dry.returncode == 0, dry.stderr
@@ -394,9 +418,21 @@ async def test_the_cli_runs_and_dry_runs_a_period_on_sqlite(sqlite_url: str) -> 
         )
         assert await monthly_invoices(db) == []
 
+        unknown = await command(
+            str(Path(sys.executable).parent / "kabinet"),
+            *("billing", "run", "--period", "2026-01"),
+            KABINET_DATABASE_URL=sqlite_url,
+            KABINET_BILLING_AUTOPAY="sometimes",
+        )
+        assert unknown.returncode != 0
+        assert "billing_autopay" in unknown.stderr
+        assert await monthly_invoices(db) == []
+
         wet = await kabinet(sqlite_url, "billing", "run", "--period", "2026-01")
         assert wet.returncode == 0, wet.stderr
-        assert "for 2026-01 finished: 2 invoices, 2 lines, 1180.00 billed" in wet.stdout
+        assert (
+            "for 2026-01 finished: 2 invoices, 2 lines, 1180.00 billed, 1 paid from the balance"
+        ) in wet.stdout
         assert len(await monthly_invoices(db)) == 2
 
         again = await kabinet(sqlite_url, "billing", "run", "--period", "2026-01")
@@ -416,7 +452,9 @@ async def test_staff_read_billing_runs_newest_first_and_no_one_else(
     db = Database(sqlite_demo_copy)
     try:
         for month in (1, 2):
-            await run_invoices(db, Period(date(2027, month, 1)), zone=MOSCOW, due_days=10)
+            done = await run_invoices(
+                db, Period(date(2027, month, 1)), zone=MOSCOW, due_days=10, autopay=AutopayMode.FULL
+            )
     finally:
         await db.dispose()
     fields = "id periodStart periodEnd state startedAt finishedAt invoices lines amount autopaid"
@@ -428,7 +466,7 @@ async def test_staff_read_billing_runs_newest_first_and_no_one_else(
         connection = first["data"]["billingRuns"]
         [february] = [edge["node"] for edge in connection["edges"]]
         assert (february["periodStart"], february["periodEnd"]) == ("2027-02-01", "2027-02-28")
-        assert (february["state"], february["autopaid"]) == ("FINISHED", 0)
+        assert (february["state"], february["autopaid"]) == ("FINISHED", done.autopaid)
         assert february["invoices"] > 0
         assert february["lines"] >= february["invoices"]
         assert connection["pageInfo"]["hasNextPage"] is True
@@ -482,8 +520,8 @@ async def pg_db() -> AsyncIterator[Database]:
         await database.dispose()
 
 
-async def wait_for_backend(db: Database, wait_event: str, query: str) -> None:
-    """Until another session of this database waits on `wait_event` running `query`."""
+async def wait_for_backend(db: Database, wait_event: str, query: str, count: int = 1) -> None:
+    """Until `count` other sessions of this database wait on `wait_event` running `query`."""
     seen = (
         select(func.count())
         .select_from(text("pg_stat_activity"))
@@ -497,7 +535,7 @@ async def wait_for_backend(db: Database, wait_event: str, query: str) -> None:
     async with asyncio.timeout(120):  # a guard against a hang, never a measure
         while True:
             async with db.connect() as conn:
-                if (await conn.execute(seen)).scalar_one():
+                if (await conn.execute(seen)).scalar_one() >= count:
                     return
             await asyncio.sleep(0.05)
 
@@ -643,29 +681,195 @@ async def test_a_subscription_billed_by_a_single_invoice_is_not_billed_again(
 
 async def test_a_batch_is_a_fixed_number_of_statements_events_included(db: Database) -> None:
     """Set-based: reading and writing a batch takes the same statements for 3 customers
-    or 30, its 30 events included (the unit of work writes them in one INSERT)."""
+    or 30, its 30 events and its autopay included (the unit of work writes the events in
+    one INSERT)."""
     tariff = await make_tariff(db, "100.00")
-    for _ in range(30):
-        await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)] * 3)
+    for n in range(30):
+        customer = await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)] * 3)
+        if n % 3:
+            # Pays 300.00 whole, or 200.00 of it.
+            await top_up(db, customer, "300.00" if n % 3 == 1 else "200.00")
     sent: list[str] = []
     db.on_statement.add(sent.append)
 
-    done = await run(db)
+    done = await run(db, AutopayMode.PARTIAL)
 
     db.on_statement.discard(sent.append)
-    assert (done.invoices, done.lines) == (30, 90)
-    inserts = [" ".join(sql.split()[:3]) for sql in sent if sql.lstrip().startswith("INSERT")]
+    assert (done.invoices, done.lines, done.autopaid) == (30, 90, 20)
+    heads = [" ".join(sql.split()[:3]) for sql in sent]
+    inserts = [head for head in heads if head.startswith("INSERT")]
     assert sorted(insert for insert in inserts if insert != "INSERT INTO outbox") == [
         "INSERT INTO billing_runs",
         "INSERT INTO invoice_lines",
         "INSERT INTO invoices",
+        "INSERT INTO payments",
+        "INSERT INTO transactions",
         "INSERT INTO transactions",
     ]
     # One INSERT for the batch's events (on PostgreSQL wrapped with the relay's NOTIFY).
     assert sum("INSERT INTO outbox" in sql for sql in sent) == 1
+    # The balances taken from and the invoices paid off, each in one UPDATE.
+    assert heads.count("UPDATE customers SET") == 1
+    assert heads.count("UPDATE invoices SET") == 1
     async with db.connect() as conn:
         events = await conn.scalar(
             text("SELECT count(*) FROM outbox WHERE type = 'invoice.issued'")
         )
-    assert events == 30
+        paid = await conn.scalar(text("SELECT count(*) FROM outbox WHERE type = 'invoice.paid'"))
+    assert (events, paid) == (30, 10)
     await assert_reconciled(db)
+
+
+async def top_up(db: Database, customer_id: int, amount: str) -> None:
+    async with db.transaction() as session:
+        await book_top_up(session, customer_id, Decimal(amount), FIRED)
+
+
+async def customer_events(db: Database, customer_id: int) -> list[tuple[str, dict]]:
+    """(type, payload) of the customer's events, in the order they were written."""
+    async with db.connect() as conn:
+        stmt = (
+            select(OutboxEvent.type, OutboxEvent.payload)
+            .where(OutboxEvent.subject == f"customer:{customer_id}")
+            .order_by(OutboxEvent.occurred_at)
+        )
+        return [tuple(row) for row in await conn.execute(stmt)]
+
+
+async def balance_payments(db: Database, customer_id: int) -> list[tuple]:
+    async with db.connect() as conn:
+        stmt = (
+            select(Payment.invoice_id, Payment.amount, Payment.method, Payment.status)
+            .where(Payment.customer_id == customer_id)
+            .order_by(Payment.id)
+        )
+        return [tuple(row) for row in await conn.execute(stmt)]
+
+
+# Autopay of a 590.00 invoice from balances of 1000.00 (covers it), 100.00 (does not) and
+# none: per mode, (what each pays, the invoices' statuses, the invoices paid from a balance).
+PAID, ISSUED = InvoiceStatus.PAID, InvoiceStatus.ISSUED
+SUCCEEDED = PaymentStatus.SUCCEEDED
+AUTOPAY = {
+    AutopayMode.FULL: (("590.00", None, None), (PAID, ISSUED, ISSUED), 1),
+    AutopayMode.PARTIAL: (("590.00", "100.00", None), (PAID, ISSUED, ISSUED), 2),
+    AutopayMode.OFF: ((None, None, None), (ISSUED, ISSUED, ISSUED), 0),
+}
+
+
+@pytest.mark.parametrize("mode", list(AUTOPAY))
+async def test_autopay_pays_from_the_balance_as_its_mode_says(
+    db: Database, mode: AutopayMode
+) -> None:
+    tariff = await make_tariff(db, "590.00")
+    customers = [await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)]) for _ in range(3)]
+    balances = ("1000.00", "100.00", "0.00")
+    for customer, balance in zip(customers, balances, strict=True):
+        if Decimal(balance):
+            await top_up(db, customer, balance)
+    paid, statuses, autopaid = AUTOPAY[mode]
+
+    done = await run(db, mode, batch_size=2)
+
+    assert (done.invoices, done.autopaid) == (3, autopaid)
+    async with db.connect() as conn:
+        record = (await conn.execute(select(BillingRun.autopaid))).scalar_one()
+    assert record == autopaid
+    billed = dict(await monthly_invoices(db))
+    for customer, balance, pays, status in zip(customers, balances, paid, statuses, strict=True):
+        invoice_id = billed[customer]
+        assert await invoice_status(db, invoice_id) is status
+        taken = Decimal(pays or "0.00")
+        assert await balance_of(db, customer) == Decimal(balance) - taken
+        expected = [] if pays is None else [(invoice_id, taken, PaymentMethod.BALANCE, SUCCEEDED)]
+        # The top-up's own payment comes first.
+        assert (await balance_payments(db, customer))[1 if Decimal(balance) else 0 :] == expected
+        types = [kind for kind, _ in await customer_events(db, customer)]
+        after_issue = [] if pays is None else ["payment.created", "balance.changed"]
+        if status is PAID:
+            after_issue.append("invoice.paid")
+        assert types == ["invoice.issued", *after_issue]
+    await assert_reconciled(db)
+    # Paid or not, a second run bills and pays nothing more.
+    before = await snapshot(db, ("payments", "transactions", "outbox"))
+    again = await run(db, mode)
+    assert (again.invoices, again.autopaid) == (0, 0)
+    assert await snapshot(db, ("payments", "transactions", "outbox")) == before
+
+
+async def test_autopay_writes_what_a_balance_payment_writes(db: Database) -> None:
+    """The run pays one customer's invoice; the other, topped up after it, pays theirs
+    with payInvoice: the payments, ledger entries and events are alike but for ids."""
+    tariff = await make_tariff(db, "590.00")
+    autopaid = await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)])
+    paying = await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)])
+    await top_up(db, autopaid, "700.00")
+
+    await run(db)
+
+    await top_up(db, paying, "700.00")
+    billed = dict(await monthly_invoices(db))
+    async with db.connect() as conn:
+        user_id = (
+            await conn.execute(select(Customer.user_id).where(Customer.id == paying))
+        ).scalar_one()
+    viewer = Viewer(user_id, Role.CUSTOMER, paying)
+    paid = await pay_invoice(
+        db,
+        viewer,
+        invoice_id=billed[paying],
+        method=PaymentMethod.BALANCE,
+        amount=None,
+        idempotency_key="pay-january",
+    )
+    assert paid.invoice is not None
+    assert paid.invoice.status is PAID
+
+    async def written(customer: int) -> tuple[list, list, list]:
+        async with db.connect() as conn:
+            payment = (
+                await conn.execute(
+                    select(
+                        Payment.amount,
+                        Payment.currency,
+                        Payment.method,
+                        Payment.status,
+                        Payment.refunded_amount,
+                        Payment.provider,
+                    ).where(Payment.invoice_id == billed[customer])
+                )
+            ).all()
+            entries = (
+                await conn.execute(
+                    select(Transaction.account, Transaction.type, Transaction.amount)
+                    .join(Payment, Payment.id == Transaction.payment_id)
+                    .where(Payment.invoice_id == billed[customer])
+                    .order_by(Transaction.id)
+                )
+            ).all()
+        ids = {"payment_id", "invoice_id", "customer_id", "number"}
+        events = [
+            (kind, {name: value for name, value in payload.items() if name not in ids})
+            for kind, payload in await customer_events(db, customer)
+            if kind != "invoice.issued"
+        ]
+        return [tuple(row) for row in payment], [tuple(row) for row in entries], events
+
+    assert await written(autopaid) == await written(paying)
+    assert await balance_of(db, autopaid) == await balance_of(db, paying) == Decimal("110.00")
+    await assert_reconciled(db)
+
+
+@pytest.mark.parametrize(
+    ("mode", "balance", "taken"),
+    [
+        (AutopayMode.FULL, "590.00", "590.00"),  # exactly covered
+        (AutopayMode.FULL, "589.99", "0.00"),
+        (AutopayMode.PARTIAL, "589.99", "589.99"),
+        (AutopayMode.PARTIAL, "0.00", "0.00"),
+        (AutopayMode.PARTIAL, "1000.00", "590.00"),
+        (AutopayMode.OFF, "1000.00", "0.00"),
+    ],
+)
+def test_what_autopay_takes_of_a_590_invoice(mode: AutopayMode, balance: str, taken: str) -> None:
+    assert autopay_amount(mode, Decimal(balance), Decimal("590.00")) == Decimal(taken)

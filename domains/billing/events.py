@@ -17,6 +17,9 @@ Every event is an outbox row: `id` (uuid, the event id), `type`, `occurred_at` (
   amount, currency, due_date, line_count, lines}`, when the monthly run issues an invoice;
   dates are ISO `YYYY-MM-DD`, `lines` its lines in order, each `{subscription_id,
   tariff_id, days, amount, description}`.
+- `invoice.overdue`: `{version, invoice_id, customer_id, number, amount, currency,
+  due_date}`, once, when an issued invoice is still unpaid the day after its due date in
+  the billing time zone (domains/billing/invoice_overdue.py); `amount` is the invoice's.
 """
 
 from datetime import date
@@ -154,4 +157,26 @@ async def invoice_issued(
         due_date=due_date.isoformat(),
         line_count=len(lines),
         lines=lines,
+    )
+
+
+async def invoice_overdue(
+    session: AsyncSession,
+    *,
+    invoice_id: int,
+    customer_id: int,
+    number: str,
+    amount: Decimal,
+    currency: str,
+    due_date: date,
+) -> None:
+    await _record(
+        session,
+        "invoice.overdue",
+        customer_id,
+        invoice_id=invoice_id,
+        number=number,
+        amount=amount,
+        currency=currency,
+        due_date=due_date.isoformat(),
     )

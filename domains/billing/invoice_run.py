@@ -9,6 +9,9 @@ hold that even against a second writer: an invoice is unique per (customer, peri
 `monthly` ones and a line per (subscription, period), and ON CONFLICT DO NOTHING skips what
 exists. An invoice number is `M<YYYYMM>-<customer id>`: the same whichever run makes it.
 
+The batch also pays its new invoices from the balance, as `KABINET_BILLING_AUTOPAY` says
+(domains/billing/autopay.py), so an invoice and its payment commit together.
+
 One runner at a time: on PostgreSQL a session advisory lock, held for the whole run, makes a
 second runner wait for the first to end; SQLite has a single writer. A run started while its
 period's record is still `running` (its runner was killed, as the lock says) carries that
@@ -20,11 +23,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Literal, overload
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domains.billing.autopay import AutopayMode, pay_from_balance
 from domains.billing.billable import Batch, Bill, Item, billable_batch
 from domains.billing.errors import BillingRunConflict
 from domains.billing.events import invoice_issued
@@ -59,10 +64,42 @@ class RunProgress:
     invoices: int
     lines: int
     amount: Decimal
+    # Invoices paid from the balance (autopay), in full or in part.
+    autopaid: int = 0
 
 
 def invoice_number(customer_id: int, period: Period) -> str:
     return f"M{period.start:%Y%m}-{customer_id}"
+
+
+@overload
+async def run_invoices(
+    db: Database,
+    period: Period,
+    *,
+    zone: ZoneInfo,
+    due_days: int,
+    autopay: AutopayMode,
+    clock: Clock = ...,
+    batch_size: int = ...,
+    progress: Callable[[RunProgress], None] | None = ...,
+    if_unfinished: Literal[False] = ...,
+) -> RunProgress: ...
+
+
+@overload
+async def run_invoices(
+    db: Database,
+    period: Period,
+    *,
+    zone: ZoneInfo,
+    due_days: int,
+    autopay: AutopayMode,
+    clock: Clock = ...,
+    batch_size: int = ...,
+    progress: Callable[[RunProgress], None] | None = ...,
+    if_unfinished: bool,
+) -> RunProgress | None: ...
 
 
 async def run_invoices(
@@ -71,15 +108,22 @@ async def run_invoices(
     *,
     zone: ZoneInfo,
     due_days: int,
+    autopay: AutopayMode,
     clock: Clock = SYSTEM_CLOCK,
     batch_size: int = BATCH_SIZE,
     progress: Callable[[RunProgress], None] | None = None,
-) -> RunProgress:
+    if_unfinished: bool = False,
+) -> RunProgress | None:
     """Bills every customer not yet billed for `period`; the run's record says what it did.
-    `progress` is told after each batch commits (an error it raises stops the run there)."""
+    `progress` is told after each batch commits (an error it raises stops the run there).
+    `if_unfinished` (the worker's schedule) bills nothing, and answers None, when a run of
+    the period has finished: checked under the runners' lock, so a second worker that
+    waited for the first sees its record."""
     if due_days < 0:
         raise ValueError(f"due days are not negative, not {due_days}")
     async with _one_runner(db):
+        if if_unfinished and await _finished(db, period):
+            return None
         run_id = await _open_run(db, period, clock.now())
         done = RunProgress(run_id, 0, 0, 0, Decimal("0.00"))
         try:
@@ -92,7 +136,9 @@ async def run_invoices(
                     )
                     if batch is None:
                         break
-                    done = await _bill(session, done, period, batch, clock.now(), zone, due_days)
+                    done = await _bill(
+                        session, done, period, batch, clock.now(), zone, due_days, autopay
+                    )
                 if done.invoices and not after_first_invoices:
                     await _analyze_what_grows(db)
                     after_first_invoices = True
@@ -132,6 +178,19 @@ async def _analyze_what_grows(db: Database) -> None:
         return
     async with db.connect() as conn:
         await conn.execute(text("ANALYZE invoices, invoice_lines"))
+
+
+async def _finished(db: Database, period: Period) -> bool:
+    async with db.connect() as conn:
+        found = await conn.execute(
+            select(runs.c.id)
+            .where(
+                runs.c.period_start == period.start,
+                runs.c.state == BillingRunState.FINISHED,
+            )
+            .limit(1)
+        )
+        return found.first() is not None
 
 
 async def _open_run(db: Database, period: Period, now: datetime) -> int:
@@ -179,11 +238,12 @@ async def _bill(
     now: datetime,
     zone: ZoneInfo,
     due_days: int,
+    autopay: AutopayMode,
 ) -> RunProgress:
-    """Writes the batch's invoices, lines, receivables, events and the run's counts. Rows go
-    as executemany, which SQLAlchemy sends as multi-row INSERTs of a bounded size (with
-    RETURNING), so a customer with thousands of subscriptions stays within the drivers'
-    limit on parameters per statement."""
+    """Writes the batch's invoices, lines, receivables, events, payments from the balance
+    and the run's counts. Rows go as executemany, which SQLAlchemy sends as multi-row
+    INSERTs of a bounded size (with RETURNING), so a customer with thousands of
+    subscriptions stays within the drivers' limit on parameters per statement."""
     if not batch.bills:
         return _grown(done, batch.customers, [])
     due = now.astimezone(zone).date() + timedelta(days=due_days)
@@ -210,16 +270,14 @@ async def _bill(
         # Someone billed one of these subscriptions since the batch was read: this batch's
         # totals would not be its lines. Roll it back; a new run reads what is left.
         raise BillingRunConflict("a subscription of this batch was billed meanwhile")
-    await post_issuance(
-        session,
-        [
-            IssuedInvoice(ids[b.customer_id], b.customer_id, b.amount, b.currency, now)
-            for b in issued
-        ],
-    )
+    issuance = [
+        IssuedInvoice(ids[b.customer_id], b.customer_id, b.amount, b.currency, now) for b in issued
+    ]
+    await post_issuance(session, issuance)
     for bill in issued:
         await _announce(session, ids[bill.customer_id], bill, period, due)
-    grown = _grown(done, batch.customers, issued)
+    autopaid = await pay_from_balance(session, issuance, autopay, now)
+    grown = _grown(done, batch.customers, issued, autopaid)
     await session.execute(
         update(runs)
         .where(runs.c.id == done.run_id)
@@ -227,6 +285,7 @@ async def _bill(
             invoices=runs.c.invoices + (grown.invoices - done.invoices),
             lines=runs.c.lines + (grown.lines - done.lines),
             amount=runs.c.amount + (grown.amount - done.amount),
+            autopaid=runs.c.autopaid + autopaid,
         )
     )
     return grown
@@ -292,11 +351,12 @@ async def _announce(
     )
 
 
-def _grown(done: RunProgress, customers: int, issued: list[Bill]) -> RunProgress:
+def _grown(done: RunProgress, customers: int, issued: list[Bill], autopaid: int = 0) -> RunProgress:
     return RunProgress(
         run_id=done.run_id,
         customers=done.customers + customers,
         invoices=done.invoices + len(issued),
         lines=done.lines + sum(len(bill.items) for bill in issued),
         amount=done.amount + sum((bill.amount for bill in issued), Decimal("0.00")),
+        autopaid=done.autopaid + autopaid,
     )

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.billing.models import EntrySide, LedgerAccount, Transaction
 from domains.customers.models import Customer
+from domains.reads import any_of
 from domains.writes import RowsInsert, Write, writer
 
 transactions = Transaction.__table__
@@ -37,10 +38,34 @@ _ENTRIES = RowsInsert(
         "created_at",
     ),
 )
-_MOVE_BALANCE = Write(
+# What the movements just written moved on each customer's balance account (credits less
+# debits): the cached balances move by the ledger's own entries, every customer touched in
+# one statement (UPDATE ... FROM), whatever their number. Rounded to cents: SQLite sums
+# numerics as binary floats (PostgreSQL exactly).
+_MOVED = (
+    select(
+        transactions.c.customer_id,
+        func.round(
+            func.sum(
+                case(
+                    (transactions.c.type == EntrySide.CREDIT, transactions.c.amount),
+                    else_=-transactions.c.amount,
+                )
+            ),
+            2,
+        ).label("delta"),
+    )
+    .where(
+        any_of(transactions.c.movement_id, "movement_ids"),
+        transactions.c.account == LedgerAccount.CUSTOMER_BALANCE,
+    )
+    .group_by(transactions.c.customer_id)
+    .subquery("moved")
+)
+_MOVE_BALANCES = Write(
     update(customers)
-    .where(customers.c.id == bindparam("customer_id"))
-    .values(balance=customers.c.balance + bindparam("delta"))
+    .where(customers.c.id == _MOVED.c.customer_id)
+    .values(balance=customers.c.balance + _MOVED.c.delta)
 )
 
 
@@ -92,13 +117,15 @@ async def post_movements(
     session: AsyncSession, movements: Sequence[tuple[Sequence[Entry], datetime]]
 ) -> list[uuid.UUID]:
     """Writes many balanced movements (each with its own time): all their entries in one
-    statement, then one balance update per customer touched.
+    statement, then the balances of every customer touched in one more.
 
-    Loaders post thousands at once; the rules are `post_movement`'s.
+    Loaders and the invoice run's batches post thousands at once; the rules are
+    `post_movement`'s.
     """
     rows = []
     movement_ids = []
-    deltas: dict[int, Decimal] = defaultdict(Decimal)
+    # The movements that touch a balance account: what the balance update reads back.
+    moving = []
     for entries, at in movements:
         check_balanced(entries)
         movement_id = uuid.uuid4()
@@ -117,11 +144,10 @@ async def post_movements(
                     "created_at": at,
                 }
             )
-            if e.account is LedgerAccount.CUSTOMER_BALANCE:
-                deltas[e.customer_id] -= signed(e.side, e.amount)
+        if any(e.account is LedgerAccount.CUSTOMER_BALANCE for e in entries):
+            moving.append(movement_id)
     tx = writer(session)
     await tx.insert(_ENTRIES, rows)
-    for customer_id, delta in deltas.items():
-        if delta:
-            await tx.execute(_MOVE_BALANCE, customer_id=customer_id, delta=delta)
+    if moving:
+        await tx.execute(_MOVE_BALANCES, movement_ids=moving)
     return movement_ids

@@ -84,6 +84,15 @@ class Invoice(Base):
             postgresql_where=text("kind = 'monthly'"),
             sqlite_where=text("kind = 'monthly'"),
         ),
+        # Overdue marking walks the issued invoices by due date (invoice_overdue.py); paid
+        # and overdue ones, most of the table, are not in it.
+        Index(
+            "ix_invoices_issued_due",
+            "due_date",
+            "id",
+            postgresql_where=text("status = 'issued'"),
+            sqlite_where=text("status = 'issued'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -289,5 +298,5 @@ class BillingRun(Base):
     invoices: Mapped[int] = mapped_column(Integer, default=0)
     lines: Mapped[int] = mapped_column(Integer, default=0)
     amount: Mapped[Decimal] = mapped_column(MoneyNumeric, default=Decimal("0.00"))
-    # Invoices paid from the balance by the run (autopay; none yet).
+    # Invoices the run paid from the balance, in full or in part (domains/billing/autopay.py).
     autopaid: Mapped[int] = mapped_column(Integer, default=0)

@@ -18,23 +18,22 @@ from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domains.billing import events
-from domains.billing.card import Acquiring, require_acquiring, start_card_payment
-from domains.billing.errors import InsufficientFunds, InvalidAmount, InvoiceNotPayable
-from domains.billing.invoice import InvoiceRow
-from domains.billing.ledger import Entry, post_movement
-from domains.billing.models import (
-    EntrySide,
-    InvoiceStatus,
-    LedgerAccount,
-    PaymentMethod,
-    PaymentStatus,
+from domains.billing.balance_payment import (
+    announce_balance_payment,
+    balance_movement,
+    check_funds,
 )
+from domains.billing.card import Acquiring, require_acquiring, start_card_payment
+from domains.billing.errors import InvalidAmount
+from domains.billing.invoice import InvoiceRow
+from domains.billing.ledger import post_movement
+from domains.billing.models import InvoiceStatus, PaymentMethod
 from domains.billing.payment import PaymentRow
 from domains.billing.payment_start import Charge, Payer, Settled, start_payment
 from domains.billing.settlement import (
-    PAYABLE,
     amount_due,
+    check_amount,
+    check_payable,
     invoice_payments,
     lock_invoice,
     mark_paid,
@@ -107,13 +106,11 @@ async def _charge(
     invoice = await lock_invoice(session, invoice_id)
     if invoice is None or invoice.customer_id != customer.id:
         raise NotFound("invoice")
-    if invoice.status not in PAYABLE or invoice.currency != customer.currency:
-        raise InvoiceNotPayable(f"invoice {invoice.number} is {invoice.status}, not payable")
+    check_payable(invoice, customer)
     due = amount_due(invoice, await invoice_payments(session, invoice_id))
     if amount is None:
         amount = due
-    if amount <= 0 or amount > due:
-        raise InvalidAmount(f"the amount exceeds what is due ({due} {invoice.currency})")
+    check_amount(amount, due, invoice.currency)
     if card is not None:
         # No money moves yet: the provider's webhook settles it (domains.billing.webhook).
         return Charge(
@@ -123,8 +120,7 @@ async def _charge(
             invoice_id=invoice_id,
             provider=card.provider.name,
         )
-    if customer.balance < amount:
-        raise InsufficientFunds(f"the balance ({customer.balance}) does not cover {amount}")
+    check_funds(customer.balance, amount)
     return Charge(
         amount,
         invoice.currency,
@@ -147,43 +143,10 @@ async def _settle(
     now: datetime,
 ) -> Settled:
     """The balance pays the invoice's receivable; a payment of all that is due pays it."""
-    customer_id = customer.id
-    invoice_id = invoice.id
-    common = {"amount": amount, "currency": invoice.currency, "customer_id": customer_id}
-    await post_movement(
-        session,
-        [
-            Entry(LedgerAccount.CUSTOMER_BALANCE, EntrySide.DEBIT, payment_id=payment_id, **common),
-            Entry(
-                LedgerAccount.RECEIVABLE,
-                EntrySide.CREDIT,
-                invoice_id=invoice_id,
-                payment_id=payment_id,
-                **common,
-            ),
-        ],
-        now,
-    )
-    await events.payment_created(
-        session,
-        payment_id=payment_id,
-        invoice_id=invoice_id,
-        customer_id=customer_id,
-        amount=amount,
-        currency=invoice.currency,
-        method=PaymentMethod.BALANCE.value,
-        status=PaymentStatus.SUCCEEDED.value,
-    )
+    await post_movement(session, balance_movement(invoice, payment_id, amount), now)
     balance = customer.balance - amount
-    await events.balance_changed(
-        session,
-        customer_id=customer_id,
-        balance=balance,
-        delta=-amount,
-        currency=invoice.currency,
-        reason="payment",
-    )
+    await announce_balance_payment(session, invoice, payment_id, amount, balance)
     if amount == due:
-        await mark_paid(session, invoice)
+        await mark_paid(session, [invoice])
         invoice = replace(invoice, status=InvoiceStatus.PAID)
     return Settled(replace(customer, balance=balance), invoice)

@@ -39,24 +39,21 @@ from domains.writes import Write, writer
 
 payments = Payment.__table__
 
+# What a new payment row holds (`payment_values`): one payment's INSERT, or many at once.
+PAYMENT_COLUMNS = (
+    "invoice_id",
+    "customer_id",
+    "amount",
+    "currency",
+    "method",
+    "status",
+    "refunded_amount",
+    "created_at",
+    "provider",
+)
 _INSERT_PAYMENT = Write(
     insert(payments)
-    .values(
-        {
-            name: bindparam(name)
-            for name in (
-                "invoice_id",
-                "customer_id",
-                "amount",
-                "currency",
-                "method",
-                "status",
-                "refunded_amount",
-                "created_at",
-                "provider",
-            )
-        }
-    )
+    .values({name: bindparam(name) for name in PAYMENT_COLUMNS})
     .returning(*row_columns(PaymentRow, payments)),
     PaymentRow,
 )
@@ -144,19 +141,24 @@ async def start_payment(
 async def _insert(
     session: AsyncSession, customer_id: int, charge: Charge, now: datetime
 ) -> PaymentRow:
+    values = payment_values(customer_id, charge, now)
+    [payment] = await writer(session).fetch(_INSERT_PAYMENT, **values)
+    return payment
+
+
+def payment_values(customer_id: int, charge: Charge, now: datetime) -> dict[str, Any]:
+    """The new payment row of `charge` (its `PAYMENT_COLUMNS`)."""
     balance = charge.method is PaymentMethod.BALANCE
     # A balance payment moves the money at once; a card one waits for the provider.
     status = PaymentStatus.SUCCEEDED if balance else PaymentStatus.PENDING
-    [payment] = await writer(session).fetch(
-        _INSERT_PAYMENT,
-        invoice_id=charge.invoice_id,
-        customer_id=customer_id,
-        amount=charge.amount,
-        currency=charge.currency,
-        method=charge.method,
-        status=status,
-        refunded_amount=Decimal("0.00"),
-        created_at=now,
-        provider=charge.provider,
-    )
-    return payment
+    return {
+        "invoice_id": charge.invoice_id,
+        "customer_id": customer_id,
+        "amount": charge.amount,
+        "currency": charge.currency,
+        "method": charge.method,
+        "status": status,
+        "refunded_amount": Decimal("0.00"),
+        "created_at": now,
+        "provider": charge.provider,
+    }

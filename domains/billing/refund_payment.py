@@ -3,7 +3,8 @@ once per idempotency key: an admin retrying after a timeout gets the first refun
 
 The refund is a reversing movement (debit the invoice's receivable, credit the customer
 balance); the payment keeps its entries and gains `refunded_amount`. An invoice the
-payments no longer cover goes back to issued, or overdue past its due date. The key is
+payments no longer cover goes back to issued (the overdue marker says when it is overdue,
+in the billing zone, with its event). The key is
 the payment's customer's (`domains.billing.idempotency`), claimed under that customer's
 lock, as a payment claims its key.
 """
@@ -42,7 +43,6 @@ from domains.billing.settlement import (
     lock_customer,
     lock_invoice,
     lock_payment,
-    unpaid_status,
     valid_amount,
 )
 from domains.clock import utcnow
@@ -187,7 +187,9 @@ async def refund_payment(
         if invoice.status is InvoiceStatus.PAID and (
             amount_due(invoice, await invoice_payments(session, invoice.id)) > 0
         ):
-            invoice = replace(invoice, status=unpaid_status(invoice.due_date, now.date()))
+            # Issued again; whether it is overdue is the overdue marker's to say, on the
+            # billing zone's day and with its event (domains/billing/invoice_overdue.py).
+            invoice = replace(invoice, status=InvoiceStatus.ISSUED)
             await tx.execute(_UNPAY_INVOICE, invoice_id=invoice.id, status=invoice.status)
         await events.payment_refunded(
             session,

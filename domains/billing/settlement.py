@@ -5,9 +5,8 @@ then the payment row (`SELECT ... FOR UPDATE`; SQLite's single writer serialises
 instead), always in that order, so two actions never wait on each other crosswise.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
 from decimal import Decimal
 
 from sqlalchemy import ColumnElement, Row, Subquery, bindparam, case, func, select, update
@@ -15,13 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.base import CENT, MAX_MONEY
 from domains.billing import events
+from domains.billing.errors import InvalidAmount, InvoiceNotPayable
 from domains.billing.invoice import InvoiceRow
 from domains.billing.invoice_issue import ISSUED
 from domains.billing.models import Invoice, InvoiceStatus, Payment, PaymentStatus
 from domains.billing.payment import PaymentRow, payments_by_invoice_ids
 from domains.customers.customer import CustomerRow
 from domains.customers.models import Customer
-from domains.reads import select_rows
+from domains.reads import any_of, select_rows
 from domains.writes import Write, writer
 
 customers = Customer.__table__
@@ -53,9 +53,7 @@ _LOCK_PAYMENT = Write(
     PaymentRow,
 )
 _MARK_PAID = Write(
-    update(invoices)
-    .where(invoices.c.id == bindparam("invoice_id"))
-    .values(status=InvoiceStatus.PAID)
+    update(invoices).where(any_of(invoices.c.id, "invoice_ids")).values(status=InvoiceStatus.PAID)
 )
 
 
@@ -124,24 +122,33 @@ def amount_due_column(paid: Subquery) -> ColumnElement[Decimal]:
     )
 
 
-async def mark_paid(session: AsyncSession, invoice: InvoiceRow) -> None:
-    """The invoice's payments now cover it: record it paid, and say so (`invoice.paid`)."""
-    await writer(session).execute(_MARK_PAID, invoice_id=invoice.id)
-    await events.invoice_paid(
-        session,
-        invoice_id=invoice.id,
-        customer_id=invoice.customer_id,
-        number=invoice.number,
-        amount=invoice.amount,
-        currency=invoice.currency,
-    )
+async def mark_paid(session: AsyncSession, paid: Sequence[InvoiceRow]) -> None:
+    """The invoices' payments now cover them: record them paid, and say so (`invoice.paid`
+    each), in one statement however many (a payment pays one, the invoice run a batch)."""
+    if not paid:
+        return
+    await writer(session).execute(_MARK_PAID, invoice_ids=[invoice.id for invoice in paid])
+    for invoice in paid:
+        await events.invoice_paid(
+            session,
+            invoice_id=invoice.id,
+            customer_id=invoice.customer_id,
+            number=invoice.number,
+            amount=invoice.amount,
+            currency=invoice.currency,
+        )
 
 
-def unpaid_status(due_date: date | None, today: date) -> InvoiceStatus:
-    """The status of an issued invoice that its payments do not cover."""
-    if due_date is not None and due_date < today:
-        return InvoiceStatus.OVERDUE
-    return InvoiceStatus.ISSUED
+def check_payable(invoice: InvoiceRow, customer: CustomerRow) -> None:
+    """Only an issued or overdue invoice takes payments, in its customer's currency."""
+    if invoice.status not in PAYABLE or invoice.currency != customer.currency:
+        raise InvoiceNotPayable(f"invoice {invoice.number} is {invoice.status}, not payable")
+
+
+def check_amount(amount: Decimal, due: Decimal, currency: str) -> None:
+    """A payment pays some of what is due, never more."""
+    if amount <= 0 or amount > due:
+        raise InvalidAmount(f"the amount exceeds what is due ({due} {currency})")
 
 
 def valid_amount(amount: Decimal) -> bool:

@@ -205,7 +205,7 @@ async def settle(db: Database, provider: str, notice: ProviderNotice) -> bool:
                 reason="top_up",
             )
         elif payment.amount == due:
-            await mark_paid(session, invoice)
+            await mark_paid(session, [invoice])
         return True
 
 
