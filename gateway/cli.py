@@ -75,6 +75,7 @@ def _log_to_stderr(settings: Settings) -> None:
 
 
 def _demo(settings: Settings) -> None:
+    from domains.billing.autopay import AutopayMode
     from gateway.demo import load_demo
 
     if settings.is_production:
@@ -87,6 +88,8 @@ def _demo(settings: Settings) -> None:
             progress=_progress,
             zone=settings.billing_timezone,
             due_days=settings.invoice_due_days,
+            run_at=settings.billing_run_at,
+            autopay=AutopayMode(settings.billing_autopay),
         ),
     )
     print("demo data loaded" if loaded else "demo data already present; left as it is")

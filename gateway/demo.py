@@ -31,12 +31,14 @@ from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domains.billing.autopay import AutopayMode
 from domains.billing.invoice import InvoiceRow
 from domains.billing.invoice_issue import ISSUED, IssuedInvoice, post_issuance
+from domains.billing.invoice_overdue import mark_overdue_invoices
 from domains.billing.invoice_run import invoice_number, run_invoices
 from domains.billing.ledger import Entry, post_movements
 from domains.billing.models import (
@@ -52,7 +54,6 @@ from domains.billing.models import (
 from domains.billing.pay_invoice import pay_invoice
 from domains.billing.proration import Period, Span, prorate
 from domains.billing.refund_payment import refund_payment
-from domains.billing.settlement import PAYABLE
 from domains.clock import ManualClock, utcnow
 from domains.customers.models import (
     Contract,
@@ -81,8 +82,8 @@ DEMO_LOGINS: dict[str, Role] = {
     "bob@example.com": Role.CUSTOMER,
 }
 DEMO_MONTHS = 12
-# The run's schedule the demo's months were billed on: the settings' defaults
-# (KABINET_BILLING_TIMEZONE, KABINET_INVOICE_DUE_DAYS), at 03:00 on each month's 1st.
+# The run's schedule the demo's months are billed on unless told otherwise: the settings'
+# defaults (KABINET_BILLING_TIMEZONE, KABINET_INVOICE_DUE_DAYS, KABINET_BILLING_RUN_AT).
 DEMO_ZONE = ZoneInfo("Europe/Moscow")
 DEMO_DUE_DAYS = 10
 DEMO_RUN_AT = time(3)
@@ -637,6 +638,8 @@ async def load_demo(
     seed: int = 2026,
     zone: ZoneInfo = DEMO_ZONE,
     due_days: int = DEMO_DUE_DAYS,
+    run_at: time = DEMO_RUN_AT,
+    autopay: AutopayMode = AutopayMode.FULL,
 ) -> bool:
     """Load the demo once; False (and nothing written) when the demo logins already exist.
 
@@ -644,11 +647,13 @@ async def load_demo(
     interrupted there leaves nothing behind and simply runs again. The staff users are
     inserted first, so a concurrent loader blocks on their unique emails and, once this one
     commits, fails with IntegrityError and reports False. Then the invoice run bills each
-    of the last `DEMO_MONTHS` months, as the worker would have on its 1st (`zone`,
-    `due_days` as `KABINET_BILLING_TIMEZONE` and `KABINET_INVOICE_DUE_DAYS`), the opening
-    top-ups are booked, and the customers' payments and a refund settle the invoices
-    through the payment actions (`_settle`). Those steps commit as they go: a load stopped
-    during them leaves its customers with what was done so far.
+    of the last `DEMO_MONTHS` months, as the worker would have on its 1st at `run_at`
+    (`zone`, `due_days`, `run_at`, `autopay`: as `KABINET_BILLING_TIMEZONE`,
+    `KABINET_INVOICE_DUE_DAYS`, `KABINET_BILLING_RUN_AT`, `KABINET_BILLING_AUTOPAY`), the
+    opening top-ups are booked, the customers' payments and a refund settle the invoices
+    through the payment actions (`_settle`), and the overdue marking marks what is left
+    unpaid past due. Those steps commit as they go: a load
+    stopped during them leaves its customers with what was done so far.
     """
     if customers < 2:
         raise ValueError("the demo needs at least 2 customers (alice and bob)")
@@ -685,16 +690,30 @@ async def load_demo(
         if await _demo_loaded(db):
             return False
         raise
+
+    def fired(period: Period) -> datetime:
+        """The month's run time; this month's, if still to come, is when the demo loads."""
+        return min(datetime.combine(period.start, run_at, zone), now)
+
     for age in range(DEMO_MONTHS - 1, -1, -1):
         period = Period(_add_months(this_month, -age))
-        fired = min(datetime.combine(period.start, DEMO_RUN_AT, zone), now)
-        await run_invoices(db, period, zone=zone, due_days=due_days, clock=ManualClock(fired))
+        await run_invoices(
+            db,
+            period,
+            zone=zone,
+            due_days=due_days,
+            autopay=autopay,
+            clock=ManualClock(fired(period)),
+        )
     # The opening top-ups, dated when each customer signed up, are booked once the months
-    # are billed: the runs find no balance to pay from, and `_settle` pays as it plans.
+    # are billed: the runs find no balance to pay from (whatever `autopay` says), and
+    # `_settle` pays as it plans.
     async with db.transaction() as session:
         await _book_payments(session, _top_ups(accounts))
-    admin = Viewer(staff_ids[0], Role.ADMIN)  # the first of the staff rows
-    await _settle(db, accounts, this_month, admin)
+    await _settle(db, accounts, this_month, Viewer(staff_ids[0], Role.ADMIN))  # the admin
+    # The worker's overdue pass right after this month's run: the months left unpaid are
+    # past due, this month's not yet, whatever day the demo loads on.
+    await mark_overdue_invoices(db, zone=zone, clock=ManualClock(fired(Period(this_month))))
     return True
 
 
@@ -702,34 +721,27 @@ async def _settle(
     db: Database, accounts: Sequence[_Account], this_month: date, admin: Viewer
 ) -> None:
     """Pays the run's invoices as each customer's settlements say, from the balance their
-    opening top-up filled, through `pay_invoice` and `refund_payment` as the API does; then
-    marks the months left in arrears overdue (`_mark_overdue`). Customers settle side by
-    side on PostgreSQL (each one's payments in order, under their own lock), so the
-    commits' waits overlap; SQLite has one writer."""
+    opening top-up filled, through `pay_invoice` and `refund_payment` as the API does.
+    Customers settle side by side on PostgreSQL (each one's payments in order, under their
+    own lock), so the commits' waits overlap; SQLite has one writer."""
     gate = asyncio.Semaphore(1 if db.is_sqlite else DEMO_PAYERS)
 
-    async def settled(account: _Account) -> list[int]:
+    async def settled(account: _Account) -> None:
         async with gate:
-            return await _settle_account(db, account, this_month, admin)
+            await _settle_account(db, account, this_month, admin)
 
-    overdue = await asyncio.gather(*(settled(account) for account in accounts))
-    await _mark_overdue(db, [invoice_id for ids in overdue for invoice_id in ids])
+    await asyncio.gather(*(settled(account) for account in accounts))
 
 
-async def _settle_account(
-    db: Database, account: _Account, this_month: date, admin: Viewer
-) -> list[int]:
-    """One customer's settlements, oldest month first; the ids of the months in arrears."""
+async def _settle_account(db: Database, account: _Account, this_month: date, admin: Viewer) -> None:
+    """One customer's settlements, oldest month first."""
     customer = Viewer(account.user_id, Role.CUSTOMER, account.customer_id)
-    overdue = []
     for settlement in account.settlements:
         period = Period(_add_months(this_month, -settlement.age))
         invoice = await _run_invoice(db, account.customer_id, period)
         if invoice.amount != settlement.bill:
             raise AssertionError(f"the run billed {invoice.number} {invoice.amount}")
         fate = settlement.fate
-        if fate in (_Fate.OVERDUE, _Fate.PART_PAID):
-            overdue.append(invoice.id)
         if fate is _Fate.PART_PAID:
             await _pay(db, customer, invoice.id, settlement.part, "part")
         elif fate in (_Fate.PAID, _Fate.REPAID):
@@ -744,7 +756,6 @@ async def _settle_account(
                     idempotency_key=f"demo-{invoice.id}-refund",
                 )
                 await _pay(db, customer, invoice.id, None, "rest")
-    return overdue
 
 
 async def _run_invoice(db: Database, customer_id: int, period: Period) -> InvoiceRow:
@@ -768,20 +779,6 @@ async def _pay(
         idempotency_key=f"demo-{invoice_id}-{step}",
     )
     return result.payment_id
-
-
-async def _mark_overdue(db: Database, invoice_ids: Sequence[int]) -> None:
-    """The demo's months in arrears, set overdue as the demo always has: by their status
-    alone, with no event. The one place to switch to the worker's overdue marking
-    (`domains/billing/invoice_overdue.py`, every issued invoice past due) once it exists."""
-    if not invoice_ids:
-        return
-    async with db.transaction() as session:
-        await session.execute(
-            update(invoices)
-            .where(invoices.c.id.in_(invoice_ids), invoices.c.status.in_(PAYABLE))
-            .values(status=InvoiceStatus.OVERDUE)
-        )
 
 
 async def load_bulk(
