@@ -75,7 +75,6 @@ def _log_to_stderr(settings: Settings) -> None:
 
 
 def _demo(settings: Settings) -> None:
-    from domains.billing.autopay import AutopayMode
     from gateway.demo import load_demo
 
     if settings.is_production:
@@ -89,7 +88,6 @@ def _demo(settings: Settings) -> None:
             zone=settings.billing_timezone,
             due_days=settings.invoice_due_days,
             run_at=settings.billing_run_at,
-            autopay=AutopayMode(settings.billing_autopay),
         ),
     )
     print("demo data loaded" if loaded else "demo data already present; left as it is")
@@ -147,7 +145,6 @@ def _period(text: str) -> "Period":
 def _billing_run(settings: Settings, period: "Period | None", dry_run: bool) -> None:
     """Bills a period (default: this month in the billing time zone), or with `dry_run`
     prints what it would bill and writes nothing."""
-    from domains.billing.autopay import AutopayMode
     from domains.billing.billable import count_billable
     from domains.billing.invoice_run import run_invoices
     from domains.billing.invoice_run_preview import preview_invoices
@@ -175,7 +172,6 @@ def _billing_run(settings: Settings, period: "Period | None", dry_run: bool) -> 
                 period,
                 zone=zone,
                 due_days=settings.invoice_due_days,
-                autopay=AutopayMode(settings.billing_autopay),
                 progress=progress,
             )
 

@@ -7,17 +7,19 @@ Rows go in with executemany inserts; ids come back through RETURNING in paramete
 so children are linked to their parents without a query per row.
 
 Money moves only through the ledger's posting, as in production, so the data reconciles
-(`kabinet billing reconcile`) and customers' cached balances come from their entries: each
-customer's balance arrives in one opening card top-up (a payment of no invoice: debit
-provider clearing, credit the customer balance) large enough for their balance payments.
+(`kabinet billing reconcile`) and customers' cached balances come from their entries: a
+balance arrives in card top-ups (a payment of no invoice: debit provider clearing, credit
+the customer balance), one opening top-up for a bulk customer, large enough for their
+balance payments.
 
 The demo's invoices are the monthly run's (`run_invoices`, one a month per customer, a
-line per subscription), and the demo pays them through the payment actions, so it shows
-what production makes. What becomes of each month (paid, paid in part, overdue, still
-open, refunded in part and paid again) is one rule, `_fate`. The bulk loader, which must
-write hundreds of thousands of invoices in minutes, writes its invoices, their one line
-and their payments by hand under the same rule, each billing one subscription for one
-month (a whole month: the tariff's price), posted at its issue time (`post_issuance`).
+line per subscription), paid by its autopay from balances topped up before each run, the
+rest through the payment actions, so it shows what production makes. What becomes of each
+month (paid, paid in part, overdue, still open, refunded in part and paid again) is one
+rule, `_fate`. The bulk loader, which must write hundreds of thousands of invoices in
+minutes, writes its invoices, their one line and their payments by hand under the same
+rule, each billing one subscription for one month (a whole month: the tariff's price),
+posted at its issue time (`post_issuance`).
 """
 
 import asyncio
@@ -87,8 +89,6 @@ DEMO_MONTHS = 12
 DEMO_ZONE = ZoneInfo("Europe/Moscow")
 DEMO_DUE_DAYS = 10
 DEMO_RUN_AT = time(3)
-# Customers whose invoices are paid at once while the demo loads on PostgreSQL.
-DEMO_PAYERS = 8
 DEMO_SECOND_CONTRACT_SHARE = 0.15
 CURRENCY = "RUB"
 
@@ -290,8 +290,10 @@ def _fate(person: _Person, age: int, *, oldest: bool) -> _Fate:
 
 @dataclass(frozen=True, slots=True)
 class _Settlement:
-    """What the demo does to one customer's invoice once the run has issued it: pays it from
-    the balance (whole, or `part`), and for a repaid one gives `refund` back and pays again."""
+    """What becomes of one customer's invoice of one month in the demo: a month paid is
+    topped up just before its run, whose autopay pays it; a month in arrears finds the
+    balance empty, and `part` of it is paid afterwards; a repaid one is then refunded
+    `refund` and paid again."""
 
     age: int
     fate: _Fate
@@ -300,10 +302,8 @@ class _Settlement:
     refund: Decimal = Decimal(0)
 
     @property
-    def from_balance(self) -> Decimal:
-        if self.fate in (_Fate.PAID, _Fate.REPAID):
-            return self.bill
-        return self.part
+    def autopaid(self) -> bool:
+        return self.fate in (_Fate.PAID, _Fate.REPAID)
 
 
 @dataclass(slots=True)
@@ -331,10 +331,11 @@ class _CustomerPlan:
     user: Row
     customer: Row
     contracts: list[_ContractPlan]
-    top_up: _PaymentPlan | None  # None when nothing was ever on the account
-    # The demo's months, settled through the payment actions once the runs have billed them
+    top_up: _PaymentPlan | None  # bulk data: None when nothing was ever on the account
+    # The demo's: what becomes of each month the runs bill, and the balance left at the end
     # (empty for bulk data, whose invoices are written with their payments).
     settlements: list[_Settlement]
+    balance: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +346,7 @@ class _Account:
     customer_id: int
     top_up: _PaymentPlan | None
     settlements: list[_Settlement]
+    balance: Decimal
 
 
 class _Generator:
@@ -431,9 +433,7 @@ class _Generator:
                     ),
                 )
             )
-        settlements = [] if self._history else self._settlements(person)
-        # The opening top-up pays for the balance payments (a refund brings its part back to
-        # the balance, which pays the month again).
+        # The opening top-up pays for the balance payments.
         from_balance = sum(
             (
                 payment.row["amount"]
@@ -442,7 +442,7 @@ class _Generator:
                 for payment in invoice.payments
                 if payment.row["method"] is PaymentMethod.BALANCE
             ),
-            sum((settlement.from_balance for settlement in settlements), Decimal(0)),
+            Decimal(0),
         )
         return _CustomerPlan(
             user={
@@ -461,8 +461,9 @@ class _Generator:
                 "created_at": signed_up,
             },
             contracts=contract_plans,
-            top_up=_top_up(person.balance + from_balance, signed_up),
-            settlements=settlements,
+            top_up=_top_up(person.balance + from_balance, signed_up) if self._history else None,
+            settlements=[] if self._history else self._settlements(person),
+            balance=person.balance,
         )
 
     def _settlements(self, person: _Person) -> list[_Settlement]:
@@ -639,7 +640,6 @@ async def load_demo(
     zone: ZoneInfo = DEMO_ZONE,
     due_days: int = DEMO_DUE_DAYS,
     run_at: time = DEMO_RUN_AT,
-    autopay: AutopayMode = AutopayMode.FULL,
 ) -> bool:
     """Load the demo once; False (and nothing written) when the demo logins already exist.
 
@@ -648,11 +648,12 @@ async def load_demo(
     inserted first, so a concurrent loader blocks on their unique emails and, once this one
     commits, fails with IntegrityError and reports False. Then the invoice run bills each
     of the last `DEMO_MONTHS` months, as the worker would have on its 1st at `run_at`
-    (`zone`, `due_days`, `run_at`, `autopay`: as `KABINET_BILLING_TIMEZONE`,
-    `KABINET_INVOICE_DUE_DAYS`, `KABINET_BILLING_RUN_AT`, `KABINET_BILLING_AUTOPAY`), the
-    opening top-ups are booked, the customers' payments and a refund settle the invoices
-    through the payment actions (`_settle`), and the overdue marking marks what is left
-    unpaid past due. Those steps commit as they go: a load
+    (`zone`, `due_days`, `run_at`: as `KABINET_BILLING_TIMEZONE`, `KABINET_INVOICE_DUE_DAYS`,
+    `KABINET_BILLING_RUN_AT`), with full autopay: the customers run prepaid balances, so a
+    month paid is topped up the hour before its run, which pays it from the balance. After
+    the runs each tops up what they keep on the balance; the part payments of months in
+    arrears and a refund go through the payment actions (`_settle`), and the overdue
+    marking marks what is left unpaid past due. Those steps commit as they go: a load
     stopped during them leaves its customers with what was done so far.
     """
     if customers < 2:
@@ -697,19 +698,39 @@ async def load_demo(
 
     for age in range(DEMO_MONTHS - 1, -1, -1):
         period = Period(_add_months(this_month, -age))
+        # Prepaid: who pays the month tops up its bill the hour before the run, whose
+        # autopay pays it from the balance; the others' balance is empty then.
+        at = fired(period)
+        await _book_top_ups(
+            db,
+            [
+                (account.customer_id, settlement.bill, at - timedelta(hours=1))
+                for account in accounts
+                for settlement in account.settlements
+                if settlement.age == age and settlement.autopaid
+            ],
+        )
         await run_invoices(
             db,
             period,
             zone=zone,
             due_days=due_days,
-            autopay=autopay,
-            clock=ManualClock(fired(period)),
+            autopay=AutopayMode.FULL,
+            clock=ManualClock(at),
         )
-    # The opening top-ups, dated when each customer signed up, are booked once the months
-    # are billed: the runs find no balance to pay from (whatever `autopay` says), and
-    # `_settle` pays as it plans.
-    async with db.transaction() as session:
-        await _book_payments(session, _top_ups(accounts))
+    # Then each tops up what they keep on the balance and the parts they pay of a month in
+    # arrears, which `_settle` pays, with the refund.
+    await _book_top_ups(
+        db,
+        [
+            (
+                account.customer_id,
+                account.balance + sum((s.part for s in account.settlements), Decimal(0)),
+                now,
+            )
+            for account in accounts
+        ],
+    )
     await _settle(db, accounts, this_month, Viewer(staff_ids[0], Role.ADMIN))  # the admin
     # The worker's overdue pass right after this month's run: the months left unpaid are
     # past due, this month's not yet, whatever day the demo loads on.
@@ -720,17 +741,11 @@ async def load_demo(
 async def _settle(
     db: Database, accounts: Sequence[_Account], this_month: date, admin: Viewer
 ) -> None:
-    """Pays the run's invoices as each customer's settlements say, from the balance their
-    opening top-up filled, through `pay_invoice` and `refund_payment` as the API does.
-    Customers settle side by side on PostgreSQL (each one's payments in order, under their
-    own lock), so the commits' waits overlap; SQLite has one writer."""
-    gate = asyncio.Semaphore(1 if db.is_sqlite else DEMO_PAYERS)
-
-    async def settled(account: _Account) -> None:
-        async with gate:
-            await _settle_account(db, account, this_month, admin)
-
-    await asyncio.gather(*(settled(account) for account in accounts))
+    """What the runs' autopay left: checks that it paid the months paid and nothing else,
+    pays the parts of months in arrears and refunds the repaid month, through
+    `pay_invoice` and `refund_payment` as the API does."""
+    for account in accounts:
+        await _settle_account(db, account, this_month, admin)
 
 
 async def _settle_account(db: Database, account: _Account, this_month: date, admin: Viewer) -> None:
@@ -741,21 +756,40 @@ async def _settle_account(db: Database, account: _Account, this_month: date, adm
         invoice = await _run_invoice(db, account.customer_id, period)
         if invoice.amount != settlement.bill:
             raise AssertionError(f"the run billed {invoice.number} {invoice.amount}")
-        fate = settlement.fate
-        if fate is _Fate.PART_PAID:
+        if settlement.autopaid != (invoice.status is InvoiceStatus.PAID):
+            raise AssertionError(f"the run's autopay left {invoice.number} {invoice.status}")
+        if settlement.fate is _Fate.PART_PAID:
             await _pay(db, customer, invoice.id, settlement.part, "part")
-        elif fate in (_Fate.PAID, _Fate.REPAID):
-            paid = await _pay(db, customer, invoice.id, None, "whole")
-            if fate is _Fate.REPAID:
-                await refund_payment(
-                    db,
-                    admin,
-                    payment_id=paid,
-                    amount=settlement.refund,
-                    reason="goodwill for an outage",
-                    idempotency_key=f"demo-{invoice.id}-refund",
-                )
-                await _pay(db, customer, invoice.id, None, "rest")
+        elif settlement.fate is _Fate.REPAID:
+            await refund_payment(
+                db,
+                admin,
+                payment_id=await _autopayment(db, invoice.id),
+                amount=settlement.refund,
+                reason="goodwill for an outage",
+                idempotency_key=f"demo-{invoice.id}-refund",
+            )
+            await _pay(db, customer, invoice.id, None, "rest")
+
+
+async def _autopayment(db: Database, invoice_id: int) -> int:
+    """The payment the run's autopay made of the invoice: its only one."""
+    async with db.connect() as conn:
+        return (
+            await conn.execute(select(payments.c.id).where(payments.c.invoice_id == invoice_id))
+        ).scalar_one()
+
+
+async def _book_top_ups(db: Database, top_ups: Sequence[tuple[int, Decimal, datetime]]) -> None:
+    """Card top-ups of the balance (customer, amount, when), as the acquirer's webhook books
+    them, in one transaction."""
+    booked = [
+        (customer_id, None, plan)
+        for customer_id, amount, at in top_ups
+        if (plan := _top_up(amount, at)) is not None
+    ]
+    async with db.transaction() as session:
+        await _book_payments(session, booked)
 
 
 async def _run_invoice(db: Database, customer_id: int, period: Period) -> InvoiceRow:
@@ -891,7 +925,7 @@ async def _insert_people(
         ],
     )
     accounts = [
-        _Account(user_id, customer_id, plan.top_up, plan.settlements)
+        _Account(user_id, customer_id, plan.top_up, plan.settlements, plan.balance)
         for plan, user_id, customer_id in zip(plans, user_ids, customer_ids, strict=True)
     ]
     subscribed = [(cid, sid, c) for (cid, c), sid in zip(owned, subscription_ids, strict=True)]
