@@ -147,16 +147,26 @@ class _ObjectPlan:
 
 @dataclass(eq=False, slots=True)
 class _Entry:
-    """A cached operation: the variables its @skip/@include read, and a plan per their values."""
+    """A cached operation: the variables its @skip/@include read, and a plan per their values.
 
+    It holds its schema and operation, so their ids, its key, are not reused while cached."""
+
+    schema: Any
+    operation: OperationDefinitionNode
     directive_variables: tuple[str, ...]
     plans: dict[tuple[Any, ...], _ObjectPlan | None] = field(default_factory=dict)
+
+    def holds(self, schema: Any, operation: OperationDefinitionNode) -> bool:
+        return self.schema is schema and self.operation is operation
 
 
 # Where a completed object goes (container[slot]), what it is, and its path.
 _Slot = tuple[Any, Any, Any, Path | None]
 
-_cache: OrderedDict[tuple[Any, OperationDefinitionNode], _Entry] = OrderedDict()
+# Keyed by the ids of the schema and the operation: the parser cache hands back the same
+# document for the same text, and hashing an operation hashes its whole tree (graphql-core's
+# nodes are frozen dataclasses), a tenth of a millisecond for the portal's first screen.
+_cache: OrderedDict[tuple[int, int], _Entry] = OrderedDict()
 
 
 def executor_class(execution: Execution) -> type[StrawberryGraphQLCoreExecutionContext] | None:
@@ -200,10 +210,11 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
     # Planning --------------------------------------------------------------------------------
 
     def _plan(self) -> _ObjectPlan | None:
-        key = (self.schema, self.operation)
+        key = (id(self.schema), id(self.operation))
         entry = _cache.get(key)
-        if entry is None:
-            entry = _cache[key] = _Entry(_directive_variables(self))
+        if entry is None or not entry.holds(self.schema, self.operation):
+            entry = _Entry(self.schema, self.operation, _directive_variables(self))
+            _cache[key] = entry
             if len(_cache) > _PLANS:
                 _cache.popitem(last=False)
         else:
