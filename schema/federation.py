@@ -13,7 +13,7 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension, ValidationCache
+from strawberry.extensions import SchemaExtension
 from strawberry.federation.schema_directives import FederationDirective, Key
 from strawberry.types.base import StrawberryContainer, StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
@@ -27,6 +27,7 @@ from schema.guards.authorization import field_access
 from schema.guards.errors import CodedParserCache, ErrorCodes
 from schema.planned import Execution, executor_class
 from schema.plugin import Domain
+from schema.validation_cache import validation_cache
 
 SUBGRAPHS: dict[str, Domain] = {domain.name: domain for domain in DOMAINS}
 
@@ -87,7 +88,7 @@ def standard_extensions() -> list[Extension]:
     return [
         ErrorCodes,
         partial(CodedParserCache, maxsize=_CACHE_SIZE),
-        partial(ValidationCache, maxsize=_CACHE_SIZE),
+        validation_cache(_CACHE_SIZE),
     ]
 
 
