@@ -1,7 +1,7 @@
 """Engine, read pool and unit of work for one configured database (PostgreSQL or SQLite)."""
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any
 
 import asyncpg
@@ -116,16 +116,17 @@ class Database:
             lambda: asyncpg.connect(**self._read_connect), read_pool_size, pool_timeout
         )
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[Reader]:
+    def read(self) -> AbstractAsyncContextManager[Reader]:
         """A reader of declared reads on one pooled connection, each statement on its own
         (no transaction): a loader's batch, or a request's lookup, borrows one."""
         if self.is_sqlite:
-            async with self.connect() as conn:
-                yield CoreReader(conn)
-            return
-        async with self._read_connection() as conn:
-            yield PreparedReader(conn, self.engine.dialect, self.on_statement)
+            return self._core_read()
+        return _Borrowed(self)
+
+    @asynccontextmanager
+    async def _core_read(self) -> AsyncIterator[Reader]:
+        async with self.connect() as conn:
+            yield CoreReader(conn)
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
@@ -145,9 +146,10 @@ class Database:
             await conn.execute(text("SELECT 1"))
         if self.is_sqlite:
             return
-        async with self._read_connection() as conn:
+        borrowed = _Borrowed(self)
+        async with borrowed:
             self._statement("SELECT 1")
-            await conn.fetchval("SELECT 1")
+            await borrowed.conn.fetchval("SELECT 1")
 
     @asynccontextmanager
     async def transaction(
@@ -196,28 +198,38 @@ class Database:
         await self._read_pool.close()
         await self.engine.dispose()
 
-    @asynccontextmanager
-    async def _read_connection(self) -> AsyncIterator[asyncpg.Connection]:
-        with _busy_when_refused():
-            conn = await self._read_pool.acquire()
-        try:
-            yield conn
-        except (DomainError, asyncpg.PostgresError):
-            # A statement's own error, or the caller's after its reads: the connection
-            # finished its exchange and is idle.
-            self._read_pool.release(conn)
-            raise
-        except BaseException:  # cancelled or broken mid-statement: not to be trusted
-            self._read_pool.release(conn, reusable=False)
-            raise
-        self._read_pool.release(conn)
-
     def _engine_statement(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         self._statement(statement)
 
     def _statement(self, sql: str) -> None:
         for hook in self.on_statement:
             hook(sql)
+
+
+class _Borrowed:
+    """`Database.read()` on PostgreSQL: a connection of the read pool, lent for the block
+    and given to it as a reader. A class, not a generator's context manager: a loader's
+    batch borrows one, and contextlib's two layers of async generators cost more than the
+    pool's own lending."""
+
+    __slots__ = ("_db", "conn")
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def __aenter__(self) -> PreparedReader:
+        db = self._db
+        with _busy_when_refused():
+            self.conn: asyncpg.Connection = await db._read_pool.acquire()
+        return PreparedReader(self.conn, db.engine.dialect, db.on_statement)
+
+    async def __aexit__(self, error_type: type[BaseException] | None, *_: object) -> None:
+        # A statement's own error, or the caller's after its reads: the connection finished
+        # its exchange and is idle. Cancelled or broken mid-statement: not to be trusted.
+        reusable = error_type is None or issubclass(
+            error_type, (DomainError, asyncpg.PostgresError)
+        )
+        self._db._read_pool.release(self.conn, reusable=reusable)
 
 
 def _json_text(value: Any) -> str:

@@ -113,7 +113,7 @@ class Compiled(Generic[R]):
     its columns' result converters (known once the driver has described the statement's
     result columns, which SQLAlchemy's numeric converters ask for)."""
 
-    __slots__ = ("_binds", "_columns", "_dialect", "converters", "row", "sql")
+    __slots__ = ("_binds", "_build", "_columns", "_dialect", "converters", "row", "sql")
 
     def __init__(self, declared: "Declared[R]", dialect: Dialect) -> None:
         compiled = declared.statement.compile(dialect=dialect)
@@ -134,6 +134,7 @@ class Compiled(Generic[R]):
         self._columns = [column.type for column in declared.statement.exported_columns]
         self._dialect = dialect
         self.converters: tuple[tuple[int, Processor], ...] | None = None
+        self._build: Callable[[Iterable[Sequence[Any]]], list[R]] | None = None
 
     def arguments(self, params: Mapping[str, Any]) -> list[Any]:
         arguments = []
@@ -158,19 +159,62 @@ class Compiled(Generic[R]):
             if process is not None:
                 converters.append((index, process))
         self.converters = tuple(converters)
+        if self.row is not None:
+            self._build = rows_builder(self.row, len(self._columns), dict(self.converters))
 
     def rows(self, records: Iterable[Sequence[Any]]) -> list[R]:
-        row: Callable[..., R] = self.row  # type: ignore[assignment] - statements with rows
-        converters = self.converters
-        if not converters:
-            return [row(*record) for record in records]
-        rows = []
-        for record in records:
-            values = list(record)
-            for index, convert in converters:
-                values[index] = convert(values[index])
-            rows.append(row(*values))
-        return rows
+        """The records as rows; known once the statement was described (`describe`)."""
+        return self._build(records)  # type: ignore[misc]
+
+
+_ROWS = """\
+def build(records):
+    rows = []
+    append = rows.append
+    for record in records:
+{body}    return rows
+"""
+
+
+def rows_builder(
+    row: type[R], width: int, converters: Mapping[int, Processor]
+) -> Callable[[Iterable[Sequence[Any]]], list[R]]:
+    """A function making records of `width` columns into `row`s, each column through its
+    converter if it has one: generated once per statement, so a record costs no loop over
+    its columns. A frozen slotted dataclass (every Row) is built by filling its slots: its
+    generated __init__ sets each field through object.__setattr__, twice the work."""
+    names: dict[str, Any] = {"Row": row, "new": object.__new__}
+    values = []
+    for index in range(width):
+        value = f"record[{index}]"
+        if index in converters:
+            names[f"convert_{index}"] = converters[index]
+            value = f"convert_{index}({value})"
+        values.append(value)
+    if _fills_slots(row):
+        lines = ["row = new(Row)"]
+        for index, (field, value) in enumerate(zip(fields(row), values, strict=True)):  # type: ignore[arg-type]
+            names[f"set_{index}"] = getattr(row, field.name).__set__
+            lines.append(f"set_{index}(row, {value})")
+        lines.append("append(row)")
+    else:
+        lines = [f"append(Row({', '.join(values)}))"]
+    code = _ROWS.format(body="".join(f"        {line}\n" for line in lines))
+    exec(compile(code, f"<rows of {row.__name__}>", "exec"), names)  # noqa: S102 - our own text
+    return names["build"]
+
+
+def _fills_slots(row: type) -> bool:
+    """Whether `row` is a slotted dataclass whose __init__ does nothing but set its fields
+    (the one dataclasses generates, no __post_init__), so filling its slots is the same."""
+    init = row.__dict__.get("__init__")
+    return (
+        getattr(row, "__dataclass_params__", None) is not None
+        and "__slots__" in row.__dict__
+        and not hasattr(row, "__post_init__")
+        and init is not None
+        and init.__code__.co_filename == "<string>"  # dataclasses' own, from its text
+    )
 
 
 class Declared(Protocol[R]):

@@ -80,7 +80,16 @@ def _demo(settings: Settings) -> None:
     if settings.is_production:
         sys.exit("kabinet demo refuses KABINET_ENV=production: its accounts share one password")
 
-    loaded = _on_database(settings, lambda db: load_demo(db, progress=_progress))
+    loaded = _on_database(
+        settings,
+        lambda db: load_demo(
+            db,
+            progress=_progress,
+            zone=settings.billing_timezone,
+            due_days=settings.invoice_due_days,
+            run_at=settings.billing_run_at,
+        ),
+    )
     print("demo data loaded" if loaded else "demo data already present; left as it is")
 
 

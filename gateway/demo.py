@@ -6,16 +6,20 @@ yields the same people, contracts and invoices (dates count back from the curren
 Rows go in with executemany inserts; ids come back through RETURNING in parameter order,
 so children are linked to their parents without a query per row.
 
-Money moves only through the ledger's posting (`post_movements`, `post_issuance`), as in
-production, so the data reconciles (`kabinet billing reconcile`) and customers' cached
-balances come from their entries: each customer's balance arrives in one opening card
-top-up (a payment of no invoice: debit provider clearing, credit the customer balance)
-large enough for their balance payments too; each invoice is posted at its issue time
-(debit its receivable, credit revenue); a balance payment then debits the customer balance
-and a card payment the provider clearing, each crediting the invoice's receivable.
+Money moves only through the ledger's posting, as in production, so the data reconciles
+(`kabinet billing reconcile`) and customers' cached balances come from their entries: a
+balance arrives in card top-ups (a payment of no invoice: debit provider clearing, credit
+the customer balance), one opening top-up for a bulk customer, large enough for their
+balance payments.
 
-Each invoice bills one subscription for one month and has its one line, the month's charge
-as `prorate` makes it (a whole month: the tariff's price), so it is the sum of its lines.
+The demo's invoices are the monthly run's (`run_invoices`, one a month per customer, a
+line per subscription), paid by its autopay from balances topped up before each run, the
+rest through the payment actions, so it shows what production makes. What becomes of each
+month (paid, paid in part, overdue, still open, refunded in part and paid again) is one
+rule, `_fate`. The bulk loader, which must write hundreds of thousands of invoices in
+minutes, writes its invoices, their one line and their payments by hand under the same
+rule, each billing one subscription for one month (a whole month: the tariff's price),
+posted at its issue time (`post_issuance`).
 """
 
 import asyncio
@@ -25,13 +29,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from enum import Enum
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domains.billing.autopay import AutopayMode
+from domains.billing.invoice import InvoiceRow
 from domains.billing.invoice_issue import ISSUED, IssuedInvoice, post_issuance
+from domains.billing.invoice_overdue import mark_overdue_invoices
+from domains.billing.invoice_run import invoice_number, run_invoices
 from domains.billing.ledger import Entry, post_movements
 from domains.billing.models import (
     EntrySide,
@@ -42,10 +52,11 @@ from domains.billing.models import (
     Payment,
     PaymentMethod,
     PaymentStatus,
-    Refund,
 )
+from domains.billing.pay_invoice import pay_invoice
 from domains.billing.proration import Period, Span, prorate
-from domains.clock import utcnow
+from domains.billing.refund_payment import refund_payment
+from domains.clock import ManualClock, utcnow
 from domains.customers.models import (
     Contract,
     ContractStatus,
@@ -58,6 +69,8 @@ from domains.customers.models import (
 from domains.database import Database
 from domains.identity.models import Role, User
 from domains.identity.passwords import hash_password
+from domains.identity.viewer import Viewer
+from domains.reads import Read, select_rows
 
 Progress = Callable[[int, int], None]
 Row = dict[str, Any]
@@ -71,6 +84,11 @@ DEMO_LOGINS: dict[str, Role] = {
     "bob@example.com": Role.CUSTOMER,
 }
 DEMO_MONTHS = 12
+# The run's schedule the demo's months are billed on unless told otherwise: the settings'
+# defaults (KABINET_BILLING_TIMEZONE, KABINET_INVOICE_DUE_DAYS, KABINET_BILLING_RUN_AT).
+DEMO_ZONE = ZoneInfo("Europe/Moscow")
+DEMO_DUE_DAYS = 10
+DEMO_RUN_AT = time(3)
 DEMO_SECOND_CONTRACT_SHARE = 0.15
 CURRENCY = "RUB"
 
@@ -85,8 +103,10 @@ contracts = Contract.__table__
 subscriptions = Subscription.__table__
 invoices = Invoice.__table__
 invoice_lines = InvoiceLine.__table__
+_INVOICE_BY_NUMBER = Read(
+    InvoiceRow, select_rows(InvoiceRow, invoices).where(invoices.c.number == bindparam("number"))
+)
 payments = Payment.__table__
-refunds = Refund.__table__
 
 TARIFFS: tuple[Row, ...] = (
     {
@@ -216,9 +236,8 @@ class _Person:
     arrears: int = 0  # the latest past months left unpaid (overdue)
     partial: bool = False  # the oldest of those months is partly paid
     pays_ahead: bool = False  # the current month is paid too
-    # The oldest paid month was charged by card twice: one charge went back to the balance
-    # (a refund) and paid the month from there.
-    refunded_card_payment: bool = False
+    # The oldest month was paid, part of it refunded (goodwill), and paid again.
+    repaid: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,11 +267,49 @@ class _Movement:
         ]
 
 
+class _Fate(Enum):
+    """What becomes of a customer's invoice of one month: the one rule both loaders follow."""
+
+    PAID = "paid"
+    OPEN = "open"  # this month's, not paid yet: issued
+    OVERDUE = "overdue"  # in arrears, unpaid
+    PART_PAID = "part_paid"  # in arrears, paid in part
+    REPAID = "repaid"  # paid, part of it given back, then paid again
+
+
+def _fate(person: _Person, age: int, *, oldest: bool) -> _Fate:
+    """The fate of the month `age` months before this one; `oldest` is the first one loaded."""
+    if age == 0 and not person.pays_ahead:
+        return _Fate.OPEN
+    if 0 < age <= person.arrears:
+        return _Fate.PART_PAID if age == person.arrears and person.partial else _Fate.OVERDUE
+    if person.repaid and oldest:
+        return _Fate.REPAID
+    return _Fate.PAID
+
+
+@dataclass(frozen=True, slots=True)
+class _Settlement:
+    """What becomes of one customer's invoice of one month in the demo: a month paid is
+    topped up just before its run, whose autopay pays it; a month in arrears finds the
+    balance empty, and `part` of it is paid afterwards; a repaid one is then refunded
+    `refund` and paid again."""
+
+    age: int
+    fate: _Fate
+    bill: Decimal  # what the run bills for the month: the tariffs' whole monthly prices
+    part: Decimal = Decimal(0)
+    refund: Decimal = Decimal(0)
+
+    @property
+    def autopaid(self) -> bool:
+        return self.fate in (_Fate.PAID, _Fate.REPAID)
+
+
 @dataclass(slots=True)
 class _PaymentPlan:
     row: Row
-    movements: list[_Movement]  # the payment's, and its refund's
-    refund: Row | None = None
+    movements: list[_Movement]
 
 
 @dataclass(slots=True)
@@ -274,7 +331,22 @@ class _CustomerPlan:
     user: Row
     customer: Row
     contracts: list[_ContractPlan]
-    top_up: _PaymentPlan | None  # None when nothing was ever on the account
+    top_up: _PaymentPlan | None  # bulk data: None when nothing was ever on the account
+    # The demo's: what becomes of each month the runs bill, and the balance left at the end
+    # (empty for bulk data, whose invoices are written with their payments).
+    settlements: list[_Settlement]
+    balance: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class _Account:
+    """A demo customer as inserted, and what is to become of their invoices."""
+
+    user_id: int
+    customer_id: int
+    top_up: _PaymentPlan | None
+    settlements: list[_Settlement]
+    balance: Decimal
 
 
 class _Generator:
@@ -285,15 +357,20 @@ class _Generator:
         rng: random.Random,
         *,
         now: datetime,
+        this_month: date,
         months: int,
         tariffs: dict[str, _TariffRef],
         namespace: _Namespace,
         password_hash: str,
         second_contract_share: float,
+        history: bool,
     ) -> None:
+        """`history`: write the invoices and payments of the months (bulk data) rather than
+        plan their settlement for after the runs bill them (the demo)."""
         self._rng = rng
         self._now = now
-        self._this_month = now.date().replace(day=1)
+        self._this_month = this_month
+        self._history = history
         self._months = months
         self._tariffs = tariffs
         self._namespace = namespace
@@ -349,17 +426,21 @@ class _Generator:
                         "started_at": datetime.combine(start, time(10), UTC),
                         "ended_at": None,
                     },
-                    invoices=self._invoices(person, tariff, start, self._subscriptions),
+                    invoices=(
+                        self._invoices(person, tariff, start, self._subscriptions)
+                        if self._history
+                        else []
+                    ),
                 )
             )
-        # The opening top-up pays for the balance payments, less what refunds brought back.
+        # The opening top-up pays for the balance payments.
         from_balance = sum(
             (
-                (payment.row["amount"] if payment.row["method"] is PaymentMethod.BALANCE else 0)
-                - (payment.refund["amount"] if payment.refund else 0)
+                payment.row["amount"]
                 for contract in contract_plans
                 for invoice in contract.invoices
                 for payment in invoice.payments
+                if payment.row["method"] is PaymentMethod.BALANCE
             ),
             Decimal(0),
         )
@@ -380,8 +461,27 @@ class _Generator:
                 "created_at": signed_up,
             },
             contracts=contract_plans,
-            top_up=_top_up(person.balance + from_balance, signed_up),
+            top_up=_top_up(person.balance + from_balance, signed_up) if self._history else None,
+            settlements=[] if self._history else self._settlements(person),
+            balance=person.balance,
         )
+
+    def _settlements(self, person: _Person) -> list[_Settlement]:
+        """Every month billed in whole, at the tariffs' prices: the subscriptions start before
+        the first month loaded (`_start_date`)."""
+        bill = sum((self._tariffs[code].monthly_price for code, _ in person.places), Decimal(0))
+        plans = []
+        for age in range(self._months - 1, -1, -1):
+            fate = _fate(person, age, oldest=age == self._months - 1)
+            if fate is _Fate.PART_PAID:
+                share = Decimal(self._rng.randint(25, 75)) / 100
+                plans.append(_Settlement(age, fate, bill, part=(bill * share).quantize(Decimal(1))))
+            elif fate is _Fate.REPAID:
+                refund = (bill / 10).quantize(Decimal("0.01"))
+                plans.append(_Settlement(age, fate, bill, refund=refund))
+            else:
+                plans.append(_Settlement(age, fate, bill))
+        return plans
 
     def _invoices(
         self, person: _Person, tariff: _TariffRef, start: date, subscription_no: int
@@ -417,18 +517,18 @@ class _Generator:
                 "due_date": due,
                 "created_at": issued_at,
             }
-            if age == 0 and not person.pays_ahead:
+            fate = _fate(person, age, oldest=age == self._months - 1)
+            if fate is _Fate.OPEN:
                 plans.append(_InvoicePlan({**row, "status": InvoiceStatus.ISSUED}, line, []))
-            elif 0 < age <= person.arrears:
-                if age == person.arrears and person.partial:
-                    share = Decimal(self._rng.randint(25, 75)) / 100
-                    paid = [self._payment(person, (price * share).quantize(Decimal(1)), issued_at)]
-                else:
-                    paid = [self._failed_attempt(price, due)] if self._rng.random() < 0.5 else []
+            elif fate is _Fate.PART_PAID:
+                share = Decimal(self._rng.randint(25, 75)) / 100
+                paid = [self._payment(person, (price * share).quantize(Decimal(1)), issued_at)]
                 plans.append(_InvoicePlan({**row, "status": InvoiceStatus.OVERDUE}, line, paid))
-            elif person.refunded_card_payment and not plans:
-                paid = self._charged_twice(price, issued_at)
-                plans.append(_InvoicePlan({**row, "status": InvoiceStatus.PAID}, line, paid))
+            elif fate is _Fate.OVERDUE:
+                paid = [self._failed_attempt(price, due)] if self._rng.random() < 0.5 else []
+                plans.append(_InvoicePlan({**row, "status": InvoiceStatus.OVERDUE}, line, paid))
+            elif fate is _Fate.REPAID:
+                raise ValueError("bulk data draws no repaid month: refunds are the demo's")
             else:
                 paid = [self._payment(person, price, issued_at)]
                 plans.append(_InvoicePlan({**row, "status": InvoiceStatus.PAID}, line, paid))
@@ -451,49 +551,6 @@ class _Generator:
             },
             [movement],
         )
-
-    def _charged_twice(self, amount: Decimal, issued_at: datetime) -> list[_PaymentPlan]:
-        """A card charge refunded to the balance, and the month paid from the balance."""
-        at = min(issued_at + timedelta(days=2), self._now)
-        refunded_at = min(at + timedelta(days=1), self._now)
-        card = _PaymentPlan(
-            {
-                "amount": amount,
-                "currency": CURRENCY,
-                "method": PaymentMethod.CARD,
-                "status": PaymentStatus.REFUNDED,
-                "refunded_amount": amount,
-                "created_at": at,
-            },
-            [
-                _Movement(LedgerAccount.PROVIDER_CLEARING, LedgerAccount.RECEIVABLE, amount, at),
-                _Movement(
-                    LedgerAccount.RECEIVABLE, LedgerAccount.CUSTOMER_BALANCE, amount, refunded_at
-                ),
-            ],
-            {
-                "amount": amount,
-                "currency": CURRENCY,
-                "reason": "charged twice by the card provider",
-                "created_at": refunded_at,
-            },
-        )
-        from_balance = _PaymentPlan(
-            {
-                "amount": amount,
-                "currency": CURRENCY,
-                "method": PaymentMethod.BALANCE,
-                "status": PaymentStatus.SUCCEEDED,
-                "refunded_amount": Decimal("0.00"),
-                "created_at": refunded_at,
-            },
-            [
-                _Movement(
-                    LedgerAccount.CUSTOMER_BALANCE, LedgerAccount.RECEIVABLE, amount, refunded_at
-                )
-            ],
-        )
-        return [card, from_balance]
 
     def _failed_attempt(self, amount: Decimal, due: date) -> _PaymentPlan:
         """A declined card: why the invoice went overdue. No money moved, so no entries."""
@@ -580,12 +637,24 @@ async def load_demo(
     progress: Progress | None = None,
     customers: int = 50,
     seed: int = 2026,
+    zone: ZoneInfo = DEMO_ZONE,
+    due_days: int = DEMO_DUE_DAYS,
+    run_at: time = DEMO_RUN_AT,
 ) -> bool:
     """Load the demo once; False (and nothing written) when the demo logins already exist.
 
-    One transaction: an interrupted load leaves nothing behind and simply runs again. The
-    staff users are inserted first, so a concurrent loader blocks on their unique emails
-    and, once this one commits, fails with IntegrityError and reports False.
+    The people, their contracts and subscriptions go in one transaction, so a load
+    interrupted there leaves nothing behind and simply runs again. The staff users are
+    inserted first, so a concurrent loader blocks on their unique emails and, once this one
+    commits, fails with IntegrityError and reports False. Then the invoice run bills each
+    of the last `DEMO_MONTHS` months, as the worker would have on its 1st at `run_at`
+    (`zone`, `due_days`, `run_at`: as `KABINET_BILLING_TIMEZONE`, `KABINET_INVOICE_DUE_DAYS`,
+    `KABINET_BILLING_RUN_AT`), with full autopay: the customers run prepaid balances, so a
+    month paid is topped up the hour before its run, which pays it from the balance. After
+    the runs each tops up what they keep on the balance; the part payments of months in
+    arrears and a refund go through the payment actions (`_settle`), and the overdue
+    marking marks what is left unpaid past due. Those steps commit as they go: a load
+    stopped during them leaves its customers with what was done so far.
     """
     if customers < 2:
         raise ValueError("the demo needs at least 2 customers (alice and bob)")
@@ -593,36 +662,157 @@ async def load_demo(
         return False
     password_hash = await asyncio.to_thread(hash_password, DEMO_PASSWORD)
     now = utcnow()
+    this_month = now.astimezone(zone).date().replace(day=1)
+    accounts: list[_Account] = []
     try:
         async with db.transaction() as session:
             staff_ids = await _insert_returning_ids(session, users, _staff_rows(password_hash, now))
             generator = _Generator(
                 random.Random(seed),
                 now=now,
+                this_month=this_month,
                 months=DEMO_MONTHS,
                 tariffs=await _ensure_tariffs(session),
                 namespace=_DEMO_NAMESPACE,
                 password_hash=password_hash,
                 second_contract_share=DEMO_SECOND_CONTRACT_SHARE,
+                history=False,
             )
             people = [_ALICE, _BOB]
             people += [generator.random_person() for _ in range(customers - 2)]
             if customers > 2:
-                people[2] = dataclasses.replace(people[2], refunded_card_payment=True)
+                people[2] = dataclasses.replace(people[2], repaid=True)
             _report(progress, 0, customers)
             for start in range(0, customers, DEMO_BATCH):
-                batch = people[start : start + DEMO_BATCH]
-                await _insert_plans(
-                    session,
-                    [generator.plan(person) for person in batch],
-                    refunded_by=staff_ids[0],  # admin
-                )
-                _report(progress, start + len(batch), customers)
+                plans = [generator.plan(person) for person in people[start : start + DEMO_BATCH]]
+                accounts += (await _insert_people(session, plans))[0]
+                _report(progress, start + len(plans), customers)
     except IntegrityError:
         if await _demo_loaded(db):
             return False
         raise
+
+    def fired(period: Period) -> datetime:
+        """The month's run time; this month's, if still to come, is when the demo loads."""
+        return min(datetime.combine(period.start, run_at, zone), now)
+
+    for age in range(DEMO_MONTHS - 1, -1, -1):
+        period = Period(_add_months(this_month, -age))
+        # Prepaid: who pays the month tops up its bill the hour before the run, whose
+        # autopay pays it from the balance; the others' balance is empty then.
+        at = fired(period)
+        await _book_top_ups(
+            db,
+            [
+                (account.customer_id, settlement.bill, at - timedelta(hours=1))
+                for account in accounts
+                for settlement in account.settlements
+                if settlement.age == age and settlement.autopaid
+            ],
+        )
+        await run_invoices(
+            db,
+            period,
+            zone=zone,
+            due_days=due_days,
+            autopay=AutopayMode.FULL,
+            clock=ManualClock(at),
+        )
+    # Then each tops up what they keep on the balance and the parts they pay of a month in
+    # arrears, which `_settle` pays, with the refund.
+    await _book_top_ups(
+        db,
+        [
+            (
+                account.customer_id,
+                account.balance + sum((s.part for s in account.settlements), Decimal(0)),
+                now,
+            )
+            for account in accounts
+        ],
+    )
+    await _settle(db, accounts, this_month, Viewer(staff_ids[0], Role.ADMIN))  # the admin
+    # The worker's overdue pass right after this month's run: the months left unpaid are
+    # past due, this month's not yet, whatever day the demo loads on.
+    await mark_overdue_invoices(db, zone=zone, clock=ManualClock(fired(Period(this_month))))
     return True
+
+
+async def _settle(
+    db: Database, accounts: Sequence[_Account], this_month: date, admin: Viewer
+) -> None:
+    """What the runs' autopay left: checks that it paid the months paid and nothing else,
+    pays the parts of months in arrears and refunds the repaid month, through
+    `pay_invoice` and `refund_payment` as the API does."""
+    for account in accounts:
+        await _settle_account(db, account, this_month, admin)
+
+
+async def _settle_account(db: Database, account: _Account, this_month: date, admin: Viewer) -> None:
+    """One customer's settlements, oldest month first."""
+    customer = Viewer(account.user_id, Role.CUSTOMER, account.customer_id)
+    for settlement in account.settlements:
+        period = Period(_add_months(this_month, -settlement.age))
+        invoice = await _run_invoice(db, account.customer_id, period)
+        if invoice.amount != settlement.bill:
+            raise AssertionError(f"the run billed {invoice.number} {invoice.amount}")
+        if settlement.autopaid != (invoice.status is InvoiceStatus.PAID):
+            raise AssertionError(f"the run's autopay left {invoice.number} {invoice.status}")
+        if settlement.fate is _Fate.PART_PAID:
+            await _pay(db, customer, invoice.id, settlement.part, "part")
+        elif settlement.fate is _Fate.REPAID:
+            await refund_payment(
+                db,
+                admin,
+                payment_id=await _autopayment(db, invoice.id),
+                amount=settlement.refund,
+                reason="goodwill for an outage",
+                idempotency_key=f"demo-{invoice.id}-refund",
+            )
+            await _pay(db, customer, invoice.id, None, "rest")
+
+
+async def _autopayment(db: Database, invoice_id: int) -> int:
+    """The payment the run's autopay made of the invoice: its only one."""
+    async with db.connect() as conn:
+        return (
+            await conn.execute(select(payments.c.id).where(payments.c.invoice_id == invoice_id))
+        ).scalar_one()
+
+
+async def _book_top_ups(db: Database, top_ups: Sequence[tuple[int, Decimal, datetime]]) -> None:
+    """Card top-ups of the balance (customer, amount, when), as the acquirer's webhook books
+    them, in one transaction."""
+    booked = [
+        (customer_id, None, plan)
+        for customer_id, amount, at in top_ups
+        if (plan := _top_up(amount, at)) is not None
+    ]
+    async with db.transaction() as session:
+        await _book_payments(session, booked)
+
+
+async def _run_invoice(db: Database, customer_id: int, period: Period) -> InvoiceRow:
+    number = invoice_number(customer_id, period)
+    async with db.read() as reader:
+        [invoice] = await reader.fetch(_INVOICE_BY_NUMBER, number=number)
+    return invoice
+
+
+async def _pay(
+    db: Database, customer: Viewer, invoice_id: int, amount: Decimal | None, step: str
+) -> int:
+    """A balance payment of the invoice (None: what is due); its key names the step, so the
+    demo's payments are told apart as a client's retries would not be."""
+    result = await pay_invoice(
+        db,
+        customer,
+        invoice_id=invoice_id,
+        method=PaymentMethod.BALANCE,
+        amount=amount,
+        idempotency_key=f"demo-{invoice_id}-{step}",
+    )
+    return result.payment_id
 
 
 async def load_bulk(
@@ -644,21 +834,24 @@ async def load_bulk(
     password_hash = await asyncio.to_thread(hash_password, DEMO_PASSWORD)
     async with db.transaction() as session:
         known_tariffs = await _ensure_tariffs(session)
+    now = utcnow()
     generator = _Generator(
         random.Random(seed),
-        now=utcnow(),
+        now=now,
+        this_month=now.date().replace(day=1),
         months=invoices_per_customer,
         tariffs=known_tariffs,
         namespace=_bulk_namespace(seed),
         password_hash=password_hash,
         second_contract_share=0.0,
+        history=True,
     )
     _report(progress, 0, customers)
     for start in range(0, customers, BULK_BATCH):
         size = min(BULK_BATCH, customers - start)
         plans = [generator.plan(generator.random_person()) for _ in range(size)]
         async with db.transaction() as session:
-            await _insert_plans(session, plans)
+            await _insert_history(session, plans)
         _report(progress, start + size, customers)
 
 
@@ -701,10 +894,14 @@ async def _ensure_tariffs(session: AsyncSession) -> dict[str, _TariffRef]:
     return known
 
 
-async def _insert_plans(
-    session: AsyncSession, plans: Sequence[_CustomerPlan], *, refunded_by: int | None = None
-) -> None:
-    """One executemany per table, parents first, each child row given its parent's new id."""
+Subscribed = tuple[int, int, _ContractPlan]  # customer id, subscription id, the contract's plan
+
+
+async def _insert_people(
+    session: AsyncSession, plans: Sequence[_CustomerPlan]
+) -> tuple[list[_Account], list[Subscribed]]:
+    """Users, customers, contracts and subscriptions: one executemany per table, parents
+    first, each child row given its parent's new id."""
     user_ids = await _insert_returning_ids(session, users, [plan.user for plan in plans])
     customer_ids = await _insert_returning_ids(
         session,
@@ -727,11 +924,19 @@ async def _insert_plans(
             for (cid, c), contract_id in zip(owned, contract_ids, strict=True)
         ],
     )
-    billed = [
-        (cid, sid, invoice)
-        for (cid, c), sid in zip(owned, subscription_ids, strict=True)
-        for invoice in c.invoices
+    accounts = [
+        _Account(user_id, customer_id, plan.top_up, plan.settlements, plan.balance)
+        for plan, user_id, customer_id in zip(plans, user_ids, customer_ids, strict=True)
     ]
+    subscribed = [(cid, sid, c) for (cid, c), sid in zip(owned, subscription_ids, strict=True)]
+    return accounts, subscribed
+
+
+async def _insert_history(session: AsyncSession, plans: Sequence[_CustomerPlan]) -> None:
+    """Bulk data: the people, their invoices with their one line each, posted as issued, and
+    their payments and top-ups."""
+    accounts, subscribed = await _insert_people(session, plans)
+    billed = [(cid, sid, invoice) for cid, sid, c in subscribed for invoice in c.invoices]
     invoice_ids = await _insert_returning_ids(
         session,
         invoices,
@@ -754,16 +959,32 @@ async def _insert_plans(
             if inv.row["status"] in ISSUED
         ],
     )
-    paid: list[tuple[int, int | None, _PaymentPlan]] = [
-        (cid, None, plan.top_up)
-        for plan, cid in zip(plans, customer_ids, strict=True)
-        if plan.top_up is not None
+    await _book_payments(
+        session,
+        [
+            *_top_ups(accounts),
+            *(
+                (cid, invoice_id, payment)
+                for (cid, _, inv), invoice_id in zip(billed, invoice_ids, strict=True)
+                for payment in inv.payments
+            ),
+        ],
+    )
+
+
+Paid = tuple[int, int | None, _PaymentPlan]  # customer id, invoice id (none: a top-up), plan
+
+
+def _top_ups(accounts: Sequence[_Account]) -> list[Paid]:
+    return [
+        (account.customer_id, None, account.top_up)
+        for account in accounts
+        if account.top_up is not None
     ]
-    paid += [
-        (cid, invoice_id, payment)
-        for (cid, _, inv), invoice_id in zip(billed, invoice_ids, strict=True)
-        for payment in inv.payments
-    ]
+
+
+async def _book_payments(session: AsyncSession, paid: Sequence[Paid]) -> None:
+    """The payments' rows and their ledger movements."""
     payment_ids = await _insert_returning_ids(
         session,
         payments,
@@ -775,13 +996,6 @@ async def _insert_plans(
         for movement in pay.movements
     ]
     await post_movements(session, movements)
-    given_back = [
-        {**pay.refund, "payment_id": payment_id, "created_by": refunded_by}
-        for (_, _, pay), payment_id in zip(paid, payment_ids, strict=True)
-        if pay.refund is not None
-    ]
-    if given_back:
-        await session.execute(insert(refunds), given_back)
 
 
 async def _insert_returning_ids(session: AsyncSession, table: Table, rows: list[Row]) -> list[int]:

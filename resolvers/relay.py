@@ -14,8 +14,14 @@ R = TypeVar("R")
 DEFAULT_PAGE_SIZE = 20
 
 
+# base64's URL-safe alphabet from the standard one: urlsafe_b64encode, without its two
+# layers of Python calls (a staff list encodes some three hundred ids).
+_URL_SAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def to_global_id(type_name: str, pk: int) -> str:
-    return base64.urlsafe_b64encode(f"{type_name}:{pk}".encode()).decode().rstrip("=")
+    encoded = binascii.b2a_base64(f"{type_name}:{pk}".encode(), newline=False)
+    return encoded.translate(_URL_SAFE).rstrip(b"=").decode()
 
 
 def parse_global_id(global_id: str) -> tuple[str, int]:

@@ -13,9 +13,10 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension, ValidationCache
+from strawberry.extensions import SchemaExtension
 from strawberry.federation.schema_directives import FederationDirective, Key
 from strawberry.types.base import StrawberryContainer, StrawberryObjectDefinition
+from strawberry.types.execution import ExecutionContext
 from strawberry.types.field import StrawberryField
 from strawberry.types.graphql import OperationType
 from strawberry.types.lazy_type import LazyType
@@ -23,10 +24,12 @@ from strawberry.types.union import StrawberryUnion
 
 from schema.domains import DOMAINS
 from schema.entities import ENTITIES
+from schema.extension_hooks import HooksRunner
 from schema.guards.authorization import field_access
 from schema.guards.errors import CodedParserCache, ErrorCodes
 from schema.planned import Execution, executor_class
 from schema.plugin import Domain
+from schema.validation_cache import validation_cache
 
 SUBGRAPHS: dict[str, Domain] = {domain.name: domain for domain in DOMAINS}
 
@@ -87,15 +90,21 @@ def standard_extensions() -> list[Extension]:
     return [
         ErrorCodes,
         partial(CodedParserCache, maxsize=_CACHE_SIZE),
-        partial(ValidationCache, maxsize=_CACHE_SIZE),
+        validation_cache(_CACHE_SIZE),
     ]
 
 
 class _ErrorsLoggedByExtension:
-    """ErrorCodes logs what is unexpected; strawberry's default would log every user error."""
+    """ErrorCodes logs what is unexpected; strawberry's default would log every user error.
+    The extensions' hooks are entered by HooksRunner (schema/extension_hooks.py)."""
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         return None
+
+    def create_extensions_runner(
+        self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
+    ) -> HooksRunner:
+        return HooksRunner(execution_context=execution_context, extensions=extensions)
 
 
 class ComposedSchema(_ErrorsLoggedByExtension, strawberry.Schema):

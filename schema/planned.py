@@ -33,13 +33,17 @@ from typing import Any, ClassVar, NoReturn
 
 from graphql import (
     FieldNode,
+    GraphQLBoolean,
     GraphQLEnumType,
     GraphQLField,
+    GraphQLID,
+    GraphQLInt,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLScalarType,
+    GraphQLString,
     OperationDefinitionNode,
     OperationType,
     Undefined,
@@ -92,6 +96,7 @@ class _Shape:
 
     non_null: bool
     coerce: Callable[[Any], Any] | None = None
+    leaf: GraphQLScalarType | GraphQLEnumType | None = None
     item: "_Shape | None" = None
     object: "_ObjectPlan | None" = None
     # A resolver below asks for an Info, whose path runs through this value.
@@ -143,20 +148,33 @@ class _FieldPlan:
 class _ObjectPlan:
     type: GraphQLObjectType
     fields: list[_FieldPlan] = field(default_factory=list)
+    # Reads the fields of a level's objects of this type: generated from `fields` (_compile).
+    fill: Callable[..., None] = field(init=False)
+    code: str = field(init=False, default="")  # fill's source, for reading and debugging
 
 
 @dataclass(eq=False, slots=True)
 class _Entry:
-    """A cached operation: the variables its @skip/@include read, and a plan per their values."""
+    """A cached operation: the variables its @skip/@include read, and a plan per their values.
 
+    It holds its schema and operation, so their ids, its key, are not reused while cached."""
+
+    schema: Any
+    operation: OperationDefinitionNode
     directive_variables: tuple[str, ...]
     plans: dict[tuple[Any, ...], _ObjectPlan | None] = field(default_factory=dict)
+
+    def holds(self, schema: Any, operation: OperationDefinitionNode) -> bool:
+        return self.schema is schema and self.operation is operation
 
 
 # Where a completed object goes (container[slot]), what it is, and its path.
 _Slot = tuple[Any, Any, Any, Path | None]
 
-_cache: OrderedDict[tuple[Any, OperationDefinitionNode], _Entry] = OrderedDict()
+# Keyed by the ids of the schema and the operation: the parser cache hands back the same
+# document for the same text, and hashing an operation hashes its whole tree (graphql-core's
+# nodes are frozen dataclasses), a tenth of a millisecond for the portal's first screen.
+_cache: OrderedDict[tuple[int, int], _Entry] = OrderedDict()
 
 
 def executor_class(execution: Execution) -> type[StrawberryGraphQLCoreExecutionContext] | None:
@@ -200,10 +218,11 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
     # Planning --------------------------------------------------------------------------------
 
     def _plan(self) -> _ObjectPlan | None:
-        key = (self.schema, self.operation)
+        key = (id(self.schema), id(self.operation))
         entry = _cache.get(key)
-        if entry is None:
-            entry = _cache[key] = _Entry(_directive_variables(self))
+        if entry is None or not entry.holds(self.schema, self.operation):
+            entry = _Entry(self.schema, self.operation, _directive_variables(self))
+            _cache[key] = entry
             if len(_cache) > _PLANS:
                 _cache.popitem(last=False)
         else:
@@ -252,6 +271,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             if definition is None:
                 continue  # graphql-core leaves unknown fields out too
             plan.fields.append(self._plan_field(key, type_, definition, details, nodes))
+        _compile(plan)
         return plan
 
     def _plan_field(
@@ -301,7 +321,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             item = self._shape(type_.of_type, details)
             return _Shape(non_null, item=item, needs_path=item.needs_path)
         if is_leaf_type(type_):
-            return _Shape(non_null, coerce=_coercion(type_))  # type: ignore[arg-type]
+            return _Shape(non_null, coerce=_coercion(type_), leaf=type_)  # type: ignore[arg-type]
         if not is_object_type(type_):
             raise _Unplanned  # an interface or a union: the runtime type decides
         assert isinstance(type_, GraphQLObjectType)
@@ -334,7 +354,9 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             lookups: dict[_FieldPlan, list[tuple[dict[str, Any], Any, Path | None]]] = {}
             try:
                 for object_plan, slots in level:
-                    self._read_fields(object_plan, slots, below, waiting, lookups)
+                    object_plan.fill(
+                        slots, below, waiting, lookups, self._resolve, self.is_awaitable
+                    )
             except Exception:
                 for *_, awaitable in waiting:  # started resolvers, never to be awaited
                     if inspect.iscoroutine(awaitable):
@@ -342,45 +364,8 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                 raise
             if waiting or lookups:
                 await self._await_level(waiting, lookups, below)
-            level = list(below.items())
+            level = [(object_plan, slots) for object_plan, slots in below.items() if slots]
         return top["data"]
-
-    def _read_fields(
-        self,
-        plan: _ObjectPlan,
-        slots: list[_Slot],
-        below: dict[_ObjectPlan, list[_Slot]],
-        waiting: list[tuple[dict[str, Any], _FieldPlan, Path, Awaitable[Any]]],
-        lookups: dict[_FieldPlan, list[tuple[dict[str, Any], Any, Path | None]]],
-    ) -> None:
-        """Each slot's object becomes its row: fields read now, or left to the level's wait."""
-        type_ = plan.type
-        type_name = type_.name
-        is_type_of = type_.is_type_of
-        for container, slot, source, path in slots:
-            if is_type_of is not None and not is_type_of(source, None):
-                raise _Unplanned
-            row: dict[str, Any] = {}
-            container[slot] = row
-            for planned in plan.fields:
-                kind = planned.kind
-                if kind == _TYPENAME:
-                    row[planned.key] = type_name
-                    continue
-                field_path = Path(path, planned.key, type_name) if planned.needs_path else None
-                if kind == _ATTRIBUTE:
-                    value = getattr(source, planned.attribute)
-                elif kind == _LOOKUP:
-                    row[planned.key] = None
-                    lookups.setdefault(planned, []).append((row, source, field_path))
-                    continue
-                else:
-                    value = self._resolve(planned, source, field_path)  # type: ignore[arg-type]
-                    if self.is_awaitable(value):
-                        row[planned.key] = None
-                        waiting.append((row, planned, field_path, value))
-                        continue
-                _complete(planned.shape, value, row, planned.key, field_path, below)
 
     async def _await_level(
         self,
@@ -525,9 +510,20 @@ def _complete(
         elements = value if isinstance(value, list | tuple) else list(value)
         items: list[Any] = [None] * len(elements)
         container[slot] = items
+        if item.object is None or not elements:
+            for index, element in enumerate(elements):
+                item_path = Path(path, index, None) if item.needs_path else None
+                _complete(item, element, items, index, item_path, below)
+            return
+        # Objects (a connection's edges, say): queued for the next level here, as the call
+        # for each would queue it; only a null or an error takes that call.
+        queue = below.setdefault(item.object, [])
         for index, element in enumerate(elements):
             item_path = Path(path, index, None) if item.needs_path else None
-            _complete(item, element, items, index, item_path, below)
+            if element is None or element is Undefined or isinstance(element, Exception):
+                _complete(item, element, items, index, item_path, below)
+            else:
+                queue.append((items, index, element, item_path))
         return
     container[slot] = None
     below.setdefault(shape.object, []).append((container, slot, value, path))  # type: ignore[arg-type]
@@ -552,6 +548,131 @@ def _coercion(type_: GraphQLScalarType | GraphQLEnumType) -> Callable[[Any], Any
         return fallback(value)
 
     return coerce
+
+
+# Compiling -------------------------------------------------------------------------------
+# An object plan's fields become one generated function, its `fill`, so the objects of a
+# level are read without interpreting the plan field by field: an attribute is `source.name`,
+# a resolver that needs no Info or arguments is called directly, and a value that is plainly
+# its leaf's answer (a str for a String or an ID, a bool, an Int in range, a member of the
+# enum) goes straight into the row. Any other value is left to `_complete`, which the
+# interpreted plan called for every value, so the answer is the same. The fields' plans,
+# shapes and functions reach it as the generated module's globals.
+
+_FILL = """\
+def fill(slots, below, waiting, lookups, resolve, is_awaitable):
+{setup}    for container, slot, source, path in slots:
+{check}        row = container[slot] = {{}}
+{fields}"""
+_INT_RANGE = "-2147483648 <= value <= 2147483647"  # GraphQL's Int: 32 bits, signed
+
+
+def _compile(plan: _ObjectPlan) -> None:
+    """Generates `plan.fill(slots, below, waiting, lookups, resolve, is_awaitable)`: each
+    slot's object becomes its row, each field read now or left to the level's wait."""
+    type_ = plan.type
+    names: dict[str, Any] = {
+        "Path": Path,
+        "Unplanned": _Unplanned,
+        "complete": _complete,
+        "is_type_of": type_.is_type_of,
+        "row_class": getattr(type_.is_type_of, "row_class", None),
+    }
+    setup, lines = [], []
+    for index, planned in enumerate(plan.fields):
+        names[f"field_{index}"] = planned
+        names[f"shape_{index}"] = planned.shape
+        key = repr(planned.key)
+        if planned.kind == _TYPENAME:
+            lines.append(f"row[{key}] = {type_.name!r}")
+            continue
+        path = "None"
+        if planned.needs_path:
+            path = f"path_{index}"
+            lines.append(f"{path} = Path(path, {key}, {type_.name!r})")
+        if planned.kind == _LOOKUP:
+            setup.append(f"lookups_{index} = lookups.setdefault(field_{index}, [])")
+            lines += [f"row[{key}] = None", f"lookups_{index}.append((row, source, {path}))"]
+            continue
+        direct = planned.direct
+        if planned.kind == _ATTRIBUTE:
+            lines.append(f"value = source.{planned.attribute}")
+        elif direct is not None and direct.info_name is None and not planned.has_arguments:
+            names[f"function_{index}"] = direct.function
+            arguments = ["source"] if direct.self_parent else []
+            arguments += [f"{name}=source" for name in direct.parent_names]
+            lines.append(f"value = function_{index}({', '.join(arguments)})")
+        else:
+            lines.append(f"value = resolve(field_{index}, source, {path})")
+        branches = []
+        fast = _fast_leaf(planned.shape, index, names)
+        if fast is not None:
+            test, answer = fast
+            branches.append((test, [f"row[{key}] = {answer}"]))
+        if planned.kind != _ATTRIBUTE and not _never_awaitable(planned):
+            waits = [f"row[{key}] = None", f"waiting.append((row, field_{index}, {path}, value))"]
+            branches.append(("is_awaitable(value)", waits))
+        completes = [f"complete(shape_{index}, value, row, {key}, {path}, below)"]
+        lines += _branches(branches, completes)
+    check = ""
+    if type_.is_type_of is not None:
+        test = "source.__class__ is not row_class and not is_type_of(source, None)"
+        check = f"        if {test}:\n            raise Unplanned\n"
+    code = _FILL.format(
+        setup="".join(f"    {line}\n" for line in setup),
+        check=check,
+        fields="".join(f"        {line}\n" for line in lines),
+    )
+    exec(compile(code, f"<plan of {type_.name}>", "exec"), names)  # noqa: S102 - our own text
+    plan.fill, plan.code = names["fill"], code
+
+
+def _never_awaitable(planned: _FieldPlan) -> bool:
+    """A plain function, called directly: what it returns is its value, never to be awaited
+    (were it an awaitable after all, it would fit no shape and leave the plan)."""
+    direct = planned.direct
+    return (
+        planned.kind == _DIRECT
+        and direct is not None
+        and not inspect.iscoroutinefunction(direct.function)
+        and not inspect.isasyncgenfunction(direct.function)
+    )
+
+
+def _fast_leaf(shape: _Shape, index: int, names: dict[str, Any]) -> tuple[str, str] | None:
+    """A test for a value that is plainly its leaf's answer, and that answer; None when the
+    field is no leaf or has no such values (a custom scalar: its own coercion runs)."""
+    leaf = shape.leaf
+    if leaf is GraphQLString or leaf is GraphQLID:
+        return "value.__class__ is str", "value"
+    if leaf is GraphQLBoolean:
+        return "value.__class__ is bool", "value"
+    if leaf is GraphQLInt:
+        return f"value.__class__ is int and {_INT_RANGE}", "value"
+    wrapped = getattr(leaf, "wrapped_cls", None)
+    if isinstance(leaf, GraphQLEnumType) and wrapped is not None:
+        # Members by identity, named as _coercion names them (the first name of a value).
+        first_names: dict[Any, str] = {}
+        for name, value in leaf.values.items():
+            first_names.setdefault(value.value, name)
+        names[f"enum_{index}"] = {
+            id(member): first_names[member.value]
+            for member in wrapped
+            if member.value in first_names
+        }
+        return f"(name := enum_{index}.get(id(value))) is not None", "name"
+    return None
+
+
+def _branches(branches: list[tuple[str, list[str]]], otherwise: list[str]) -> list[str]:
+    """`if`/`elif` over `branches`, then `else` (or `otherwise` alone when there are none)."""
+    if not branches:
+        return otherwise
+    lines = []
+    for number, (test, body) in enumerate(branches):
+        lines.append(f"{'if' if number == 0 else 'elif'} {test}:")
+        lines += [f"    {line}" for line in body]
+    return [*lines, "else:", *(f"    {line}" for line in otherwise)]
 
 
 def _unwrapped(executor: PlannedExecutor, strawberry_field: Any) -> bool:

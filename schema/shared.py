@@ -56,4 +56,5 @@ def is_row(row_cls: type) -> Any:
     def is_type_of(cls: type, obj: Any, _info: Any) -> bool:
         return isinstance(obj, row_cls)
 
+    is_type_of.row_class = row_cls  # type: ignore[attr-defined] - the plan's quick check
     return classmethod(is_type_of)

@@ -11,11 +11,14 @@ import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
+from sqlalchemy import update
 from starlette.applications import Starlette
 
+from domains.clock import utcnow
 from domains.database import Database
 from domains.events.catalog import EventCatalog
 from domains.identity.tokens import generate_signing_key
+from domains.outbox import OutboxEvent
 from gateway.app import create_app
 from gateway.demo import load_demo
 from gateway.settings import Settings
@@ -91,9 +94,18 @@ async def migrated_database(prefix: str) -> AsyncIterator[str]:
 
 
 async def load_demo_into(url: str) -> None:
+    """The demo, its events taken as relayed: they are its history (the months' invoices and
+    payments), published before a test begins, so a test's relay and live streams carry
+    only what the test does."""
     db = Database(url)
     try:
         await load_demo(db)
+        async with db.transaction() as session:
+            await session.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.published_at.is_(None))
+                .values(published_at=utcnow())
+            )
     finally:
         await db.dispose()
 

@@ -143,16 +143,22 @@ async def committed_at(db: Database, moment: datetime, action: Awaitable[T]) -> 
 async def relay_twice_and_consume(
     db: Database, bus: MemoryBus, settings: Settings, *, events: int
 ) -> None:
-    """Relays the outbox to `bus`, then again, as after a relay that died between send and
-    mark (the same events with the same ids), and runs the analytics consumer until it has
-    handled `events` events and seen each again as a duplicate."""
+    """Relays the unpublished events to `bus`, then again, as after a relay that died between
+    send and mark (the same events with the same ids), and runs the analytics consumer until
+    it has handled `events` events and seen each again as a duplicate."""
     catalog = event_catalog(settings)
+    async with db.connect() as conn:
+        pending = list(
+            await conn.scalars(select(outbox.c.id).where(outbox.c.published_at.is_(None)))
+        )
     relay = OutboxRelay(db, bus, catalog=catalog)
     try:
         while await relay.run_once():
             pass
         async with db.transaction() as session:
-            await session.execute(update(outbox).values(published_at=None))
+            await session.execute(
+                update(outbox).where(outbox.c.id.in_(pending)).values(published_at=None)
+            )
         while await relay.run_once():
             pass
     finally:

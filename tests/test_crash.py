@@ -196,7 +196,8 @@ async def _integrity(pg_dsn: str, invoice_ids: list[int]) -> dict[str, list]:
                 WHERE p.invoice_id = ANY($1::bigint[])
                 GROUP BY p.id, p.amount HAVING bool_or(t.amount <> p.amount)""",
             "key_without_payment": """
-                SELECT k.id, k.key FROM idempotency_keys k WHERE k.payment_id IS NULL
+                SELECT k.id, k.key FROM idempotency_keys k
+                WHERE k.payment_id IS NULL AND k.refund_id IS NULL
                 AND k.customer_id IN (
                     SELECT customer_id FROM invoices WHERE id = ANY($1::bigint[]))""",
             "crash_payment_without_exactly_one_key": """

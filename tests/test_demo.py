@@ -2,8 +2,10 @@
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
@@ -11,20 +13,28 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domains.base import MoneyNumeric
+from domains.billing.invoice_run import invoice_number
 from domains.billing.models import (
+    BillingRun,
+    BillingRunState,
     Invoice,
+    InvoiceKind,
+    InvoiceLine,
     InvoiceStatus,
     Payment,
     PaymentStatus,
+    Refund,
     Transaction,
 )
+from domains.billing.proration import Period
 from domains.billing.reconcile import reconcile
 from domains.customers.models import Contract, Customer, Subscription, Tariff
 from domains.database import Database
 from domains.identity.models import User
 from domains.identity.passwords import verify_password
 from domains.models import metadata
-from gateway.demo import DEMO_LOGINS, DEMO_PASSWORD, load_bulk, load_demo
+from domains.outbox import OutboxEvent
+from gateway.demo import DEMO_LOGINS, DEMO_MONTHS, DEMO_PASSWORD, load_bulk, load_demo
 from tests.conftest import scratch_database
 
 users = User.__table__
@@ -33,6 +43,11 @@ tariffs = Tariff.__table__
 contracts = Contract.__table__
 subscriptions = Subscription.__table__
 invoices = Invoice.__table__
+invoice_lines = InvoiceLine.__table__
+billing_runs = BillingRun.__table__
+refunds = Refund.__table__
+outbox = OutboxEvent.__table__
+MOSCOW = ZoneInfo("Europe/Moscow")
 payments = Payment.__table__
 transactions = Transaction.__table__
 
@@ -63,16 +78,18 @@ async def _link_problems(conn: AsyncConnection) -> list[str]:
         .select_from(payments.join(invoices, payments.c.invoice_id == invoices.c.id))
         .where(payments.c.customer_id != invoices.c.customer_id)
     )
+    # The demo's subscriptions bill whole months: each line is its tariff's monthly price.
     mismatched_invoices = await conn.scalar(
         select(func.count())
         .select_from(
-            invoices.join(subscriptions, invoices.c.subscription_id == subscriptions.c.id).join(
-                tariffs, subscriptions.c.tariff_id == tariffs.c.id
-            )
+            invoice_lines.join(invoices, invoice_lines.c.invoice_id == invoices.c.id)
+            .join(subscriptions, invoice_lines.c.subscription_id == subscriptions.c.id)
+            .join(tariffs, subscriptions.c.tariff_id == tariffs.c.id)
         )
         .where(
             (invoices.c.customer_id != subscriptions.c.customer_id)
-            | (invoices.c.amount != tariffs.c.monthly_price)
+            | (invoice_lines.c.tariff_id != tariffs.c.id)
+            | (invoice_lines.c.amount != tariffs.c.monthly_price)
         )
     )
     mismatched_subscriptions = await conn.scalar(
@@ -116,8 +133,10 @@ async def test_demo_loads_once(tmp_path: Path) -> None:
     assert counts["customers"] == 50
     assert counts["users"] == 52
     assert 3 <= counts["tariffs"] <= 5
-    assert counts["invoices"] == counts["subscriptions"] * 12
-    assert counts["invoice_lines"] == counts["invoices"]  # one each: reconcile checks the sum
+    # The run bills each customer once a month, a line per subscription, for 12 months.
+    assert counts["invoices"] == 50 * DEMO_MONTHS
+    assert counts["invoice_lines"] == counts["subscriptions"] * DEMO_MONTHS
+    assert counts["billing_runs"] == DEMO_MONTHS
 
 
 async def test_interrupted_demo_leaves_nothing_and_loads_again(tmp_path: Path) -> None:
@@ -170,6 +189,44 @@ async def test_demo_billing_is_consistent(demo_db: Database) -> None:
     assert inactive_tariffs == 1
 
 
+async def test_demo_invoices_are_the_runs(demo_db: Database) -> None:
+    """Each month was billed by run_invoices on its 1st, 03:00 in Moscow, and settled by the
+    payment actions: their events are in the outbox as the API's would be."""
+    async with demo_db.connect() as conn:
+        billed = (
+            await conn.execute(
+                select(
+                    invoices.c.kind,
+                    invoices.c.number,
+                    invoices.c.customer_id,
+                    invoices.c.period_start,
+                    invoices.c.issued_at,
+                    invoices.c.due_date,
+                )
+            )
+        ).all()
+        events = dict(
+            (await conn.execute(select(outbox.c.type, func.count()).group_by(outbox.c.type))).all()
+        )
+        runs = set(await conn.scalars(select(billing_runs.c.state)))
+        refunded = await conn.scalar(select(func.count()).select_from(refunds))
+    this_month = max(period_start for *_, period_start, _, _ in billed)
+    for kind, number, customer_id, period_start, issued_at, due_date in billed:
+        assert kind is InvoiceKind.MONTHLY
+        assert number == invoice_number(customer_id, Period(period_start))
+        fired = datetime.combine(period_start, time(3), MOSCOW)
+        if issued_at < fired:  # a demo loaded before this month's run time is billed then
+            assert period_start == this_month
+            continue
+        assert issued_at == fired
+        assert due_date == period_start + timedelta(days=10)
+    assert runs == {BillingRunState.FINISHED}
+    assert events["invoice.issued"] == len(billed)
+    assert events["payment.created"] == events["balance.changed"] - events["payment.refunded"]
+    assert events["invoice.paid"] > 0
+    assert (events["payment.refunded"], refunded) == (1, 1)
+
+
 async def _customer_invoices(conn: AsyncConnection, email: str) -> tuple[Decimal, list]:
     balance = await conn.scalar(
         select(customers.c.balance)
@@ -196,19 +253,21 @@ async def test_alice_is_overdue_with_a_balance_and_bob_has_paid_everything(
     async with demo_db.connect() as conn:
         alice_balance, alice_invoices = await _customer_invoices(conn, "alice@example.com")
         bob_balance, bob_invoices = await _customer_invoices(conn, "bob@example.com")
-    assert alice_balance > 0
-    assert InvoiceStatus.OVERDUE in {status for status, _ in alice_invoices}
-    assert len(bob_invoices) == 12
+    # README's walk-through: alice owes last month and this one, with 420.00 to pay from.
+    assert alice_balance == Decimal("420.00")
+    assert [status for status, _ in sorted(alice_invoices, key=lambda row: row[1])][-2:] == [
+        InvoiceStatus.OVERDUE,
+        InvoiceStatus.ISSUED,
+    ]
+    assert len(bob_invoices) == DEMO_MONTHS
     assert {status for status, _ in bob_invoices} == {InvoiceStatus.PAID}
     assert bob_balance >= 0
 
 
 async def test_money_columns_read_back_as_decimal(demo_db: Database) -> None:
-    # Billing runs are written by `kabinet billing run`, which the demo does not run yet.
     money_columns = [
         column
         for table in metadata.sorted_tables
-        if table.name != "billing_runs"
         for column in table.columns
         if isinstance(column.type, MoneyNumeric)
     ]

@@ -171,7 +171,11 @@ async def test_a_difference_is_caught(
     pg_client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ):
     """A plan that answers wrong (here: every leaf says "planned") fails a checked run."""
-    monkeypatch.setattr(schema.planned, "_coercion", lambda _type: lambda _value: "planned")
+
+    def wrong(shape: schema.planned._Shape, *_: object) -> tuple[str, str] | None:
+        return ("True", "'planned'") if shape.leaf is not None else None
+
+    monkeypatch.setattr(schema.planned, "_fast_leaf", wrong)
     token = await login(pg_client, "alice@example.com")
     seen = len(CheckedExecutor.mismatches)
     query = "{ me { email } }  # a text no other test sends, so it is planned afresh"

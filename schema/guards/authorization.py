@@ -2,6 +2,7 @@
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 from graphql import DocumentNode, FieldNode, GraphQLError, GraphQLSchema
 from graphql import ExecutionResult as GraphQLExecutionResult
@@ -47,19 +48,29 @@ def field_access(schema_source: Callable[[], GraphQLSchema]) -> type[SchemaExten
 
     `schema_source` returns the graphql-core schema being served (known once it is built).
     Coordinates are cached per (query text, operation name): the text is the key, not the
-    parsed document, so a cache hit can never describe another query.
+    parsed document, so a cache hit can never describe another query. With them, what each
+    role is denied, worked out once per role rather than on every request.
     """
-    cache: OrderedDict[tuple[str, str | None], frozenset[Coordinate]] = OrderedDict()
+    cache: OrderedDict[tuple[str, str | None], _Selected] = OrderedDict()
 
-    def coordinates(query: str, operation_name: str | None, document: DocumentNode):
+    def denied_to(
+        role: object, query: str, operation_name: str | None, document: DocumentNode
+    ) -> list[str]:
         key = (query, operation_name)
-        found = cache.get(key)
-        if found is None:
-            found = operation_coordinates(schema_source(), document, operation_name)
-            cache[key] = found
+        selected = cache.get(key)
+        if selected is None:
+            coordinates = operation_coordinates(schema_source(), document, operation_name)
+            selected = cache[key] = _Selected(coordinates, {})
             if len(cache) > _CACHE_SIZE:
                 cache.popitem(last=False)
-        return found
+        denied = selected.denied.get(role)
+        if denied is None:
+            denied = selected.denied[role] = sorted(
+                f"{type_name}.{field}"
+                for type_name, field in selected.coordinates
+                if not _allowed(access_for(type_name, field), role)
+            )
+        return denied
 
     class FieldAccess(SchemaExtension):
         def on_execute(self) -> Iterator[None]:
@@ -71,13 +82,8 @@ def field_access(schema_source: Callable[[], GraphQLSchema]) -> type[SchemaExten
             ):
                 viewer = getattr(context.context, "viewer", None)
                 role = viewer.role if viewer is not None else None
-                selected = coordinates(
-                    context.query, context.operation_name, context.graphql_document
-                )
-                denied = sorted(
-                    f"{type_name}.{field}"
-                    for type_name, field in selected
-                    if not _allowed(access_for(type_name, field), role)
+                denied = denied_to(
+                    role, context.query, context.operation_name, context.graphql_document
                 )
                 if denied:
                     code = "UNAUTHENTICATED" if role is None else "FORBIDDEN"
@@ -90,6 +96,14 @@ def field_access(schema_source: Callable[[], GraphQLSchema]) -> type[SchemaExten
             yield
 
     return FieldAccess
+
+
+@dataclass(frozen=True, slots=True)
+class _Selected:
+    """What an operation selects, and by role what of it the role may not use."""
+
+    coordinates: frozenset[Coordinate]
+    denied: dict[object, list[str]]
 
 
 def _allowed(access: Access | None, role: object) -> bool:
