@@ -25,9 +25,10 @@ record on; otherwise it opens a new one.
 """
 
 import asyncio
+import gc
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -66,6 +67,10 @@ BATCH_SIZE = 4000
 # Batches under way at once (PostgreSQL): one written by the database while the next is
 # read and priced here.
 LANES = 2
+# Allocations between the garbage collector's youngest collections while a run bills (700
+# by default): a batch's rows, bills and events are tens of thousands of objects that live
+# as long as their batch.
+RUN_GC_THRESHOLD = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,22 +181,38 @@ async def run_invoices(
     waited for the first sees its record."""
     if due_days < 0:
         raise ValueError(f"due days are not negative, not {due_days}")
+    job = _Job(period, zone, due_days, autopay, clock, progress)
     async with _one_runner(db):
         if if_unfinished and await _finished(db, period):
             return None
         run_id = await _open_run(db, period, clock.now())
         try:
-            done = await _bill_batches(
-                db,
-                RunProgress(run_id, 0, 0, 0, Decimal("0.00")),
-                _Job(period, zone, due_days, autopay, clock, progress),
-                batch_size,
-            )
+            with _fewer_collections():
+                done = await _bill_batches(
+                    db, RunProgress(run_id, 0, 0, 0, Decimal("0.00")), job, batch_size
+                )
         except Exception:
             await _close_run(db, run_id, BillingRunState.FAILED, clock.now())
             raise
         await _close_run(db, run_id, BillingRunState.FINISHED, clock.now())
         return done
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Collects garbage every `RUN_GC_THRESHOLD` allocations while the run bills.
+
+    At the default threshold a batch's objects, alive until it commits, survive a dozen
+    young collections each and are promoted, and the old generations' collections then walk
+    every object of the process (its modules, SQLAlchemy's tables): a quarter of the run's
+    CPU at 70,000 customers. Nothing is left uncollected, only collected less often; the
+    thresholds are put back afterwards (the worker's process runs on)."""
+    before = gc.get_threshold()
+    gc.set_threshold(RUN_GC_THRESHOLD, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 @dataclass(frozen=True, slots=True)
