@@ -40,9 +40,12 @@ class MoneyNumeric(TypeDecorator[Decimal]):
             return None
         if not isinstance(value, Decimal):
             raise TypeError(f"money must be Decimal, got {type(value).__name__}")
-        if not (value.is_finite() and abs(value) < MAX_MONEY and value == value.quantize(CENT)):
+        if not (value.is_finite() and abs(value) < MAX_MONEY):
             raise ValueError(f"{value} does not fit a money column (numeric(12,2))")
-        return value.quantize(CENT)
+        cents = value.quantize(CENT)
+        if value != cents:
+            raise ValueError(f"{value} does not fit a money column (numeric(12,2))")
+        return cents
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -229,8 +229,10 @@ class DriverWriter(PreparedReader):
         sql, converters = rows.compiled(self._dialect)
         arrays: list[Any] = []
         for name, convert in zip(rows.columns, converters, strict=False):
-            column = [row[name] for row in values]
-            arrays.append(column if convert is None else [convert(value) for value in column])
+            if convert is None:
+                arrays.append([row[name] for row in values])
+            else:
+                arrays.append([convert(row[name]) for row in values])
         for name, convert in zip(rows.shared, converters[len(rows.columns) :], strict=True):
             arrays.append(shared[name] if convert is None else convert(shared[name]))
         self._told(sql)

@@ -1,5 +1,6 @@
 """Time-ordered UUIDs: valid version 7 UUIDs that begin with the time they were made."""
 
+import os
 import time
 import uuid
 
@@ -21,3 +22,20 @@ def test_its_first_48_bits_are_the_unix_time_in_milliseconds() -> None:
 
 def test_none_repeat() -> None:
     assert len({ordered_uuid() for _ in range(10_000)}) == 10_000
+
+
+def test_a_forked_child_draws_bits_of_its_own() -> None:
+    """The random bits are read ahead in blocks: a child must not reuse its parent's."""
+    ordered_uuid()
+    reading, writing = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(reading)
+        os.write(writing, ordered_uuid().bytes)
+        os._exit(0)
+    os.close(writing)
+    theirs = os.read(reading, 16)
+    os.close(reading)
+    os.waitpid(child, 0)
+    ours = ordered_uuid().bytes
+    assert theirs[6:] != ours[6:]

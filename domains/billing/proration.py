@@ -27,7 +27,9 @@ _DAY = timedelta(days=1)
 
 
 @cache
+@cache
 def _days_in(year: int, month: int) -> int:
+    """Once a month, not once a line: the run asks for each of its lines' periods."""
     return calendar.monthrange(year, month)[1]
 
 
@@ -52,7 +54,12 @@ class Period:
     @property
     def end(self) -> date:
         """The last day, inclusive."""
-        return self.start.replace(day=self.days)
+        return _last_day(self.start)
+
+
+@cache
+def _last_day(start: date) -> date:
+    return start.replace(day=_days_in(start.year, start.month))
 
 
 @dataclass(frozen=True, slots=True)
