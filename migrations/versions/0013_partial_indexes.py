@@ -9,7 +9,8 @@ an unpublished event per customer. Each went into an index whose lookups never l
 such a row: invoices by subscription (the per-subscription invoices from before the run),
 entries by payment, published events by age (the purge). Partial indexes without those rows
 answer the same lookups (`subscription_id = x`, `payment_id = x`, `published_at < x` imply
-not null), and the run writes 2.8 index entries fewer per invoice.
+not null), and the run writes four index entries fewer per invoice (2.8 million at
+700,000 invoices).
 """
 
 from collections.abc import Sequence
