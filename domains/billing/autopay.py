@@ -42,7 +42,6 @@ from domains.billing.invoice import InvoiceRow
 from domains.billing.invoice_issue import IssuedInvoice
 from domains.billing.ledger import post_movements
 from domains.billing.models import Invoice, Payment, PaymentMethod
-from domains.billing.payment import payments_by_invoice_ids
 from domains.billing.payment_start import PAYMENT_COLUMNS, Charge, payment_values
 from domains.billing.settlement import amount_due, check_amount, check_payable, mark_paid
 from domains.customers.customer import CustomerRow
@@ -76,7 +75,17 @@ _LOCK_INVOICES = Write(
     .with_for_update(),
     InvoiceRow,
 )
-_PAYMENTS = RowsInsert(Payment.__table__, PAYMENT_COLUMNS)
+
+
+@dataclass(frozen=True, slots=True)
+class _Paid:
+    """A payment the batch wrote, by the invoice it pays."""
+
+    id: int
+    invoice_id: int
+
+
+_PAYMENTS = RowsInsert(Payment.__table__, PAYMENT_COLUMNS, returning=_Paid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +126,8 @@ async def pay_from_balance(
     paying = _charges(locked, balances, mode)
     if not paying:
         return 0
-    await tx.insert(_PAYMENTS, [_payment_values(p, now) for p in paying])
-    # The invoices are this transaction's own: their only payments are these.
-    made = await payments_by_invoice_ids(tx, [p.invoice.id for p in paying])
-    payment_ids = {invoice_id: payment.id for invoice_id, [payment] in made.items()}
+    made = await tx.insert(_PAYMENTS, [_payment_values(p, now) for p in paying])
+    payment_ids = {payment.invoice_id: payment.id for payment in made}
     await post_movements(
         session,
         [(balance_movement(p.invoice, payment_ids[p.invoice.id], p.amount), now) for p in paying],
