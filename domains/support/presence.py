@@ -31,7 +31,10 @@ _SET = Write(
         presence=bindparam("presence"),
         # Since when they are what they are: unchanged by setting the same presence again.
         presence_changed_at=case(
-            (operators.c.presence == bindparam("presence"), operators.c.presence_changed_at),
+            (
+                operators.c.presence == bindparam("asked", type_=operators.c.presence.type),
+                operators.c.presence_changed_at,
+            ),
             else_=bindparam("now"),
         ),
     )
@@ -63,7 +66,7 @@ async def set_presence(
     now = now or utcnow()
     async with db.transaction() as session:
         found = await writer(session).fetch(
-            _SET, operator_id=viewer.user_id, presence=presence, now=now
+            _SET, operator_id=viewer.user_id, presence=presence, asked=presence, now=now
         )
         if not found:
             raise NotAnOperator("you are not a support operator; an admin can make you one")
