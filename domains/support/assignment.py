@@ -23,7 +23,7 @@ from datetime import datetime
 from sqlalchemy import Integer, Select, bindparam, case, exists, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domains.reads import Read, any_of, row_columns, select_rows
+from domains.reads import Read, Reader, any_of, group_by, row_columns, select_rows
 from domains.support import events
 from domains.support.errors import NotAnOperator, OperatorAtCapacity
 from domains.support.models import (
@@ -298,3 +298,29 @@ async def _give(
 
 def _locked(session: AsyncSession, operator_id: int) -> None:
     session.info.setdefault(_LOCKED, set()).add(operator_id)
+
+
+@dataclass(frozen=True, slots=True)
+class TicketAssignmentRow:
+    id: int
+    ticket_id: int
+    operator_id: int
+    assigned_by: int | None
+    reason: AssignmentReason
+    assigned_at: datetime
+
+
+ASSIGNMENTS_BY_TICKET_ID = Read(
+    TicketAssignmentRow,
+    select_rows(TicketAssignmentRow, assignments)
+    .where(any_of(assignments.c.ticket_id, "ticket_ids"))
+    .order_by(assignments.c.ticket_id, assignments.c.id),
+)
+
+
+async def assignments_by_ticket_ids(
+    reader: Reader, ticket_ids: Sequence[int]
+) -> dict[int, list[TicketAssignmentRow]]:
+    """Each ticket's assignments, oldest first."""
+    rows = await reader.fetch(ASSIGNMENTS_BY_TICKET_ID, ticket_ids=ticket_ids)
+    return group_by(rows, "ticket_id", ticket_ids)
