@@ -14,6 +14,10 @@ order, and neither ever waits for a lock while holding one the other side waits 
   and only if it holds no operator yet: a new ticket's row is its creator's alone.
 - The queue's drain (`drain_queue`) holds an operator and takes queued tickets with SKIP
   LOCKED: a ticket another transaction holds is left for the next drain.
+One case remains, rare enough to leave to PostgreSQL's deadlock detection (the loser rolls
+back whole, nothing half-written): a SKIP LOCKED pick that finds its row just filled
+by a committed transaction skips it but keeps its lock, so the wait that may follow holds
+one operator after all.
 """
 
 from collections.abc import Sequence
