@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.clock import Clock
@@ -102,6 +102,18 @@ LIVE_SESSIONS_OF_USER = Read(
     )
     .order_by(sessions.c.created_at.desc(), sessions.c.id),
 )
+
+
+def may_be_alive(now: datetime, idle_timeout: timedelta) -> ColumnElement[bool]:
+    """A `sessions` row that may still be alive at `now`: not revoked, not expired, and
+    used within the idle timeout. The table's last_seen_at lags the store's by up to
+    PERSIST_INTERVAL, so a session in use is never taken for idle; one idle longer has
+    ended though nobody revoked it."""
+    return and_(
+        sessions.c.revoked_at.is_(None),
+        sessions.c.expires_at > now,
+        sessions.c.last_seen_at > now - idle_timeout - PERSIST_INTERVAL,
+    )
 
 
 class Sessions:
@@ -233,17 +245,11 @@ class Sessions:
         return len(ended)
 
     async def _any_alive(self, tx: AsyncSession, user_id: int) -> bool:
-        """Whether the user keeps a session that may be alive. The table's last_seen_at
-        lags the store's by up to PERSIST_INTERVAL, so a session in use is never counted
-        as idle; one past its idle timeout (never revoked) counts as ended."""
-        now = self.clock.now()
         found = await tx.execute(
             select(sessions.c.id)
             .where(
                 sessions.c.user_id == user_id,
-                sessions.c.revoked_at.is_(None),
-                sessions.c.expires_at > now,
-                sessions.c.last_seen_at > now - self.idle_timeout - PERSIST_INTERVAL,
+                may_be_alive(self.clock.now(), self.idle_timeout),
             )
             .limit(1)
         )
