@@ -16,7 +16,7 @@ from domains.database import Database
 from domains.errors import DomainError
 from domains.identity.models import Role, Session
 from domains.identity.viewer import Viewer
-from domains.support.assignment import move_off, release
+from domains.support.assignment import release
 from domains.support.models import (
     Presence,
     SupportOperator,
@@ -212,36 +212,6 @@ async def test_releasing_a_slot_gives_it_the_next_queued_ticket(db: Database) ->
     assert [ticket.id for ticket in drained] == [waiting.ticket.id]
     assert await operator(db, agent.user_id) == (1, later, Presence.ONLINE)
     assert (await _ticket(db, held.ticket.id)).assignee_id == agent.user_id  # who resolved it
-
-
-async def test_a_ticket_moved_off_an_absent_assignee(db: Database) -> None:
-    """What the SLA worker's escalation does: the slot frees, another operator takes it,
-    or with nobody free the queue."""
-    absent = await add_operator(db, BILLING)
-    first, second = await _open(db), await _open(db, now=NOW + timedelta(minutes=1))
-    assert first.ticket.assignee_id == second.ticket.assignee_id == absent.user_id
-    await set_presence(db, absent, Presence.AWAY, now=NOW)
-    standby = await add_operator(db, BILLING, capacity=1)
-    later = NOW + timedelta(hours=1)
-    for created in (first, second):
-        async with db.transaction() as session:
-            moved = await move_off(session, created.ticket, later)
-        assert moved.id == created.ticket.id
-    assert (await _ticket(db, first.ticket.id)).assignee_id == standby.user_id
-    # The standby is full: the second waits in the queue.
-    assert (await _ticket(db, second.ticket.id)).assignee_id is None
-    assert (await operator(db, absent.user_id))[0] == 0
-    assert (await operator(db, standby.user_id))[0] == 1
-    assert await assignments_of(db, first.ticket.id) == [
-        (absent.user_id, None, "auto"),
-        (standby.user_id, None, "escalation"),
-    ]
-    [escalated] = [
-        data
-        for kind, data in await events_of(db, first.ticket.id)
-        if kind == "ticket.assigned" and data["reason"] == "escalation"
-    ]
-    assert escalated["previous_operator_id"] == absent.user_id
 
 
 async def test_staff_reassign_and_every_assignment_is_recorded(db: Database) -> None:

@@ -91,11 +91,7 @@ _LEAST_LOADED = (
 def _candidates() -> Select:
     return (
         select_rows(OperatorRow, operators)
-        .where(
-            *_AVAILABLE,
-            _has_skill("category"),
-            operators.c.user_id != bindparam("passed_over", type_=operators.c.user_id.type),
-        )
+        .where(*_AVAILABLE, _has_skill("category"))
         .order_by(*_LEAST_LOADED)
         .limit(1)
     )
@@ -144,13 +140,6 @@ _SET_ASSIGNEE = Write(
     .returning(*row_columns(TicketRow, tickets)),
     TicketRow,
 )
-_UNASSIGN = Write(
-    update(tickets)
-    .where(tickets.c.id == bindparam("ticket_id"))
-    .values(assignee_id=None, updated_at=bindparam("now"))
-    .returning(*row_columns(TicketRow, tickets)),
-    TicketRow,
-)
 _RECORD = RowsInsert(
     assignments,
     ("ticket_id", "operator_id", "assigned_by", "reason"),
@@ -178,17 +167,14 @@ _QUEUED_FOR = Write(
 async def assign_ticket(
     session: AsyncSession, ticket: TicketRow, now: datetime, *, reason: AssignmentReason
 ) -> Assignment | None:
-    """Gives `ticket` (new and unassigned, or being moved off its assignee) to the online
-    operator with its category's skill who has the fewest open tickets, in the caller's
-    unit of work; None when nobody has room: a new ticket stays queued until
-    `drain_queue` hands it out."""
+    """Gives `ticket` (unassigned, in the caller's unit of work) to the online operator with
+    its category's skill who has the fewest open tickets; None when nobody has room: the
+    ticket stays queued until `drain_queue` hands it out."""
     tx = writer(session)
-    # Not to the operator it is being moved off (`move_off`); 0 names no user.
-    passed_over = ticket.assignee_id or 0
-    found = await tx.fetch(_PICK, category=ticket.category, passed_over=passed_over)
+    found = await tx.fetch(_PICK, category=ticket.category)
     if not found and not session.info.get(_LOCKED):
         # Everyone with room may be held by transactions under way: wait for the best.
-        best = await tx.fetch(_BEST, category=ticket.category, passed_over=passed_over)
+        best = await tx.fetch(_BEST, category=ticket.category)
         if best:
             found = await tx.fetch(_LOCK_OPERATOR, operator_id=best[0].user_id)
     if not found:
@@ -230,25 +216,6 @@ async def assign_to(
         await writer(session).fetch(_FREE, operator_id=previous)
         await drain_queue(session, previous, now)
     return Assignment(assigned, taken[0])
-
-
-async def move_off(
-    session: AsyncSession,
-    ticket: TicketRow,
-    now: datetime,
-    *,
-    reason: AssignmentReason = AssignmentReason.ESCALATION,
-) -> TicketRow:
-    """Takes a held ticket off its assignee (away or offline when its SLA breached, say):
-    their slot frees, and the ticket goes to the least-loaded other online operator with
-    the skill, or back to the queue with nobody assigned. The caller holds the ticket's
-    lock; the ticket as it is now."""
-    await release(session, ticket, now)
-    assignment = await assign_ticket(session, ticket, now, reason=reason)
-    if assignment is not None:
-        return assignment.ticket
-    [queued] = await writer(session).fetch(_UNASSIGN, ticket_id=ticket.id, now=now)
-    return queued
 
 
 async def release(session: AsyncSession, ticket: TicketRow, now: datetime) -> list[TicketRow]:
