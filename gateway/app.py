@@ -109,6 +109,7 @@ def create_app(
             request=request,
             nodes=NODE_LOADERS,
             acquiring=services.acquiring,
+            clock=services.clock,
             hub=hub,
             catch_up_limit=settings.subscription_catch_up_limit,
         )
