@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from domains.clock import ManualClock
+from domains.clock import ManualClock, utcnow
 from domains.database import Database
 from domains.errors import DomainError, Forbidden
 from domains.identity.models import Role
@@ -18,7 +18,11 @@ from domains.support.lifecycle import lock_ticket
 from domains.support.models import TicketPriority, TicketSlaPolicy
 from domains.support.sla_breach import BreachSweep, detect_breaches
 from domains.support.sla_policy import SlaPolicyRow, sla_policies, update_sla_policy
-from tests.conftest import migrated_database
+from gateway.services import Services
+from gateway.worker import SupportSweep, Worker
+from tests.conftest import make_settings, migrated_database
+from tests.test_invoice_run import kabinet
+from tests.test_relay import until
 from tests.test_support_thread import (
     CLOSED,
     OPEN,
@@ -278,3 +282,80 @@ async def test_bad_sla_policies_are_refused_and_nothing_written(
     async with db.connect() as conn:
         assert (await conn.execute(select(TicketSlaPolicy.__table__))).all() == before
     assert await counts(db) == (0, 0)
+
+
+# The support schedule: in the worker on its clock, and as `kabinet support sweep`.
+
+
+def support_worker(url: str, signing_key: bytes, clock: ManualClock, **settings: object) -> Worker:
+    services = Services.from_settings(make_settings(url, signing_key, **settings), clock)
+    return Worker(services, consumers=[], support_schedule=True)
+
+
+async def test_a_support_tick_escalates_breaches_and_closes_resolved_tickets(
+    db_url: str, db: Database, signing_key: bytes
+):
+    customer = await make_customer(db)
+    late = await make_ticket(db, customer)
+    resolved = await make_ticket(db, customer, status=RESOLVED, resolved_at=START)
+    clock = ManualClock(START + timedelta(days=2))
+    worker = support_worker(db_url, signing_key, clock, ticket_autoclose_days=3)
+    try:
+        assert await worker.support_tick() == SupportSweep(
+            BreachSweep(first_response=1, resolution=1, raised=2), closed=0
+        )
+        clock.advance(timedelta(days=1))
+        assert await worker.support_tick() == SupportSweep(BreachSweep(), closed=1)
+    finally:
+        await worker.services.aclose()
+    assert (await ticket_of(db, late.id)).priority is TicketPriority.URGENT
+    assert (await ticket_of(db, resolved.id)).status is CLOSED
+
+
+async def test_the_worker_runs_the_support_schedule_only_when_told(
+    sqlite_url: str, signing_key: bytes
+):
+    db = Database(sqlite_url)
+    try:
+        ticket = await make_ticket(db, await make_customer(db))
+        clock = ManualClock(START + timedelta(hours=5))
+        for on in (False, True):
+            services = Services.from_settings(make_settings(sqlite_url, signing_key), clock)
+            worker = Worker(services, consumers=[], support_schedule=on)
+            await worker.start()
+            try:
+                if on:
+
+                    async def breached() -> bool:
+                        return (
+                            await ticket_of(db, ticket.id)
+                        ).first_response_breached_at is not None
+
+                    await until(breached)
+                else:
+                    await asyncio.sleep(0.2)  # the worker's first ticks, were they scheduled
+                    assert (await ticket_of(db, ticket.id)).first_response_breached_at is None
+            finally:
+                await worker.stop()
+                await services.aclose()
+    finally:
+        await db.dispose()
+
+
+async def test_the_cli_sweeps_once_on_sqlite(sqlite_url: str):
+    db = Database(sqlite_url)
+    try:
+        customer = await make_customer(db)
+        # Past by the system's clock, which the command runs on.
+        days_ago = utcnow() - timedelta(days=8)
+        await make_ticket(db, customer, at=days_ago)
+        await make_ticket(db, customer, status=RESOLVED, at=days_ago, resolved_at=days_ago)
+        first = await kabinet(sqlite_url, "support", "sweep")
+        assert first.returncode == 0, first.stderr
+        assert "SLA breaches: 1 first response, 1 resolution; 2 priorities raised" in first.stdout
+        assert "resolved tickets closed: 1" in first.stdout
+        again = await kabinet(sqlite_url, "support", "sweep")
+        assert "SLA breaches: 0 first response, 0 resolution" in again.stdout
+        assert "resolved tickets closed: 0" in again.stdout
+    finally:
+        await db.dispose()
