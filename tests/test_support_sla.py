@@ -7,20 +7,29 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from domains.clock import ManualClock, utcnow
 from domains.database import Database
 from domains.errors import DomainError, Forbidden
 from domains.identity.models import Role
+from domains.support.assignment import drain_queue
 from domains.support.autoclose import close_resolved_tickets
 from domains.support.lifecycle import lock_ticket
-from domains.support.models import TicketPriority, TicketSlaPolicy
+from domains.support.models import (
+    Presence,
+    SupportOperator,
+    TicketCategory,
+    TicketPriority,
+    TicketSlaPolicy,
+)
 from domains.support.sla_breach import BreachSweep, detect_breaches
 from domains.support.sla_policy import SlaPolicyRow, sla_policies, update_sla_policy
 from gateway.services import Services
 from gateway.worker import SupportSweep, Worker
 from tests.conftest import make_settings, migrated_database
+from tests.support_fixtures import add_operator, assignments_of
+from tests.support_fixtures import operator as operator_load
 from tests.test_invoice_run import kabinet
 from tests.test_relay import until
 from tests.test_support_thread import (
@@ -282,6 +291,65 @@ async def test_bad_sla_policies_are_refused_and_nothing_written(
     async with db.connect() as conn:
         assert (await conn.execute(select(TicketSlaPolicy.__table__))).all() == before
     assert await counts(db) == (0, 0)
+
+
+async def test_escalation_moves_a_ticket_off_an_absent_assignee(db: Database):
+    customer = await make_customer(db)
+    away = await add_operator(
+        db, [TicketCategory.NO_CONNECTION], presence=Presence.AWAY, open_tickets=1
+    )
+    there = await add_operator(db, [TicketCategory.NO_CONNECTION], capacity=1)
+    online = await add_operator(db, [TicketCategory.NO_CONNECTION], open_tickets=1)
+    ticket = await make_ticket(db, customer, assignee_id=away.user_id)
+    kept = await make_ticket(db, customer, assignee_id=online.user_id)
+    clock = ManualClock(START + timedelta(hours=4))
+
+    assert await sweep(db, clock) == BreachSweep(first_response=2, raised=2, reassigned=1)
+    moved = await ticket_of(db, ticket.id)
+    assert (moved.assignee_id, moved.priority) == (there.user_id, TicketPriority.HIGH)
+    assert [(await operator_load(db, who.user_id))[0] for who in (away, there, online)] == [
+        0,
+        1,
+        1,
+    ]
+    assert await assignments_of(db, ticket.id) == [(there.user_id, None, "escalation")]
+    assert [e["type"] for e in await events_of(db, ticket.id)] == [
+        "ticket.sla_breached",
+        "ticket.priority_changed",
+        "ticket.assigned",
+    ]
+    [assigned] = await events_of(db, ticket.id, "ticket.assigned")
+    assert (assigned["previous_operator_id"], assigned["priority"]) == (away.user_id, "high")
+    # The present assignee keeps theirs.
+    assert (await ticket_of(db, kept.id)).assignee_id == online.user_id
+    assert await assignments_of(db, kept.id) == []
+
+
+async def test_with_nobody_there_an_escalated_ticket_goes_back_to_the_queue(db: Database):
+    customer = await make_customer(db)
+    offline = await add_operator(
+        db, [TicketCategory.NO_CONNECTION], presence=Presence.OFFLINE, open_tickets=1
+    )
+    ticket = await make_ticket(
+        db, customer, status=OPEN, assignee_id=offline.user_id, first_response_at=START
+    )
+    clock = ManualClock(START + timedelta(days=1))
+    assert await sweep(db, clock) == BreachSweep(resolution=1, raised=1, reassigned=1)
+    queued = await ticket_of(db, ticket.id)
+    assert (queued.assignee_id, queued.status) == (None, OPEN)
+    assert (await operator_load(db, offline.user_id))[0] == 0
+    assert await assignments_of(db, ticket.id) == []
+
+    # The first operator to come online with the skill takes it from the queue.
+    back = await add_operator(db, [TicketCategory.NO_CONNECTION], presence=Presence.OFFLINE)
+    async with db.transaction() as session:
+        await session.execute(
+            update(SupportOperator)
+            .where(SupportOperator.user_id == back.user_id)
+            .values(presence=Presence.ONLINE)
+        )
+        await drain_queue(session, back.user_id, clock.now())
+    assert (await ticket_of(db, ticket.id)).assignee_id == back.user_id
 
 
 # The support schedule: in the worker on its clock, and as `kabinet support sweep`.
