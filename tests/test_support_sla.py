@@ -352,6 +352,46 @@ async def test_with_nobody_there_an_escalated_ticket_goes_back_to_the_queue(db: 
     assert (await ticket_of(db, ticket.id)).assignee_id == back.user_id
 
 
+@pytest.mark.postgres
+async def test_concurrent_sweeps_escalate_each_breach_once_within_capacity():
+    """Two workers sweep at once (and reassign between the same operators): each breach is
+    found once, no operator goes past capacity, and neither waits on the other for good."""
+    async with migrated_database("kabinet_sla_race") as url:
+        db = Database(url)
+        try:
+            customer = await make_customer(db)
+            absent = [
+                await add_operator(
+                    db, [TicketCategory.NO_CONNECTION], presence=Presence.AWAY, open_tickets=5
+                )
+                for _ in range(4)
+            ]
+            there = [await add_operator(db, [TicketCategory.NO_CONNECTION]) for _ in range(2)]
+            made = [
+                await make_ticket(
+                    db, customer, assignee_id=absent[n % 4].user_id, at=START + timedelta(seconds=n)
+                )
+                for n in range(20)
+            ]
+            clock = ManualClock(START + timedelta(hours=5))
+            async with asyncio.timeout(60):
+                swept = await asyncio.gather(
+                    *(detect_breaches(db, clock=clock, batch_size=3) for _ in range(2))
+                )
+            assert sum(part.first_response for part in swept) == 20
+            assert sum(part.reassigned for part in swept) == 20
+            loads = [(await operator_load(db, who.user_id))[0] for who in (*absent, *there)]
+            assert loads == [0, 0, 0, 0, 5, 5]
+            queued = [
+                ticket for ticket in made if (await ticket_of(db, ticket.id)).assignee_id is None
+            ]
+            assert len(queued) == 10
+            for ticket in made:
+                assert len(await events_of(db, ticket.id, "ticket.sla_breached")) == 1
+        finally:
+            await db.dispose()
+
+
 # The support schedule: in the worker on its clock, and as `kabinet support sweep`.
 
 
