@@ -187,6 +187,15 @@ QUERIES = {
         {"operator", "admin"},
     ),
     "slaPolicies": ("{ slaPolicies { priority resolutionMinutes } }", {"admin"}),
+    "ticketQueue": (
+        "{ ticketQueue(first: 2) { edges { node { status } } } }",
+        {"operator", "admin"},
+    ),
+    "ticketPriorityRules": ("{ ticketPriorityRules { condition } }", {"operator", "admin"}),
+    "supportOperators": (
+        "{ supportOperators(first: 2) { edges { node { presence } } } }",
+        {"operator", "admin"},
+    ),
 }
 
 
