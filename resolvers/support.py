@@ -18,8 +18,10 @@ from dataloaders.support import (
 from domains.customers.contract import ContractRow
 from domains.customers.customer import CustomerRow
 from domains.errors import Forbidden
+from domains.identity.models import Role
 from domains.identity.user import UserRow
 from domains.keyset import Page, Window
+from domains.support import sla_policy, ticket_message, ticket_status
 from domains.support.assignment import TicketAssignmentRow
 from domains.support.models import (
     Presence,
@@ -288,3 +290,75 @@ async def assignment_assigned_by(root: TicketAssignmentRow, info: Info[Context])
 
 def rule_id(root: PriorityRuleRow) -> strawberry.ID:
     return strawberry.ID(to_global_id("TicketPriorityRule", root.id))
+
+
+# --- Thread and lifecycle: messages, internal notes, status, SLA policies -------------
+
+
+async def add_ticket_message(
+    info: Info[Context], ticket_id: strawberry.ID, body: str
+) -> ticket_message.PostedMessage:
+    context = info.context
+    posted = await ticket_message.add_ticket_message(
+        context.db,
+        context.signed_in,
+        ticket_id=pk_of(ticket_id, "Ticket"),
+        body=body,
+        reopen_within=context.ticket_reopen_window,
+        clock=context.clock,
+    )
+    context.loaders.of(TicketsByIdLoader).prime(posted.ticket.id, posted.ticket)
+    return posted
+
+
+async def add_internal_note(
+    info: Info[Context], ticket_id: strawberry.ID, body: str
+) -> ticket_message.PostedMessage:
+    context = info.context
+    posted = await ticket_message.add_internal_note(
+        context.db,
+        context.signed_in,
+        ticket_id=pk_of(ticket_id, "Ticket"),
+        body=body,
+        clock=context.clock,
+    )
+    context.loaders.of(TicketsByIdLoader).prime(posted.ticket.id, posted.ticket)
+    return posted
+
+
+async def set_ticket_status(
+    info: Info[Context], ticket_id: strawberry.ID, status: TicketStatus
+) -> TicketRow:
+    context = info.context
+    ticket = await ticket_status.set_ticket_status(
+        context.db,
+        context.signed_in,
+        ticket_id=pk_of(ticket_id, "Ticket"),
+        status=status,
+        clock=context.clock,
+    )
+    context.loaders.of(TicketsByIdLoader).prime(ticket.id, ticket)
+    return ticket
+
+
+async def sla_policies(info: Info[Context]) -> list[sla_policy.SlaPolicyRow]:
+    if info.context.signed_in.role is not Role.ADMIN:
+        raise Forbidden("only an admin reads SLA policies")
+    async with info.context.db.read() as reader:
+        return await sla_policy.sla_policies(reader)
+
+
+async def update_sla_policy(
+    info: Info[Context],
+    priority: TicketPriority,
+    first_response_minutes: int,
+    resolution_minutes: int,
+) -> sla_policy.SlaPolicyRow:
+    return await sla_policy.update_sla_policy(
+        info.context.db,
+        info.context.signed_in,
+        priority=priority,
+        first_response_minutes=first_response_minutes,
+        resolution_minutes=resolution_minutes,
+        clock=info.context.clock,
+    )
