@@ -71,6 +71,7 @@ from domains.identity.models import Role, User
 from domains.identity.passwords import hash_password
 from domains.identity.viewer import Viewer
 from domains.reads import Read, select_rows
+from gateway.demo_support import load_support_demo
 
 Progress = Callable[[int, int], None]
 Row = dict[str, Any]
@@ -80,6 +81,7 @@ DEMO_PASSWORD = "kabinet-demo"  # noqa: S105 - the documented demo login
 DEMO_LOGINS: dict[str, Role] = {
     "admin@example.com": Role.ADMIN,
     "operator@example.com": Role.OPERATOR,
+    "operator2@example.com": Role.OPERATOR,
     "alice@example.com": Role.CUSTOMER,
     "bob@example.com": Role.CUSTOMER,
 }
@@ -653,8 +655,9 @@ async def load_demo(
     month paid is topped up the hour before its run, which pays it from the balance. After
     the runs each tops up what they keep on the balance; the part payments of months in
     arrears and a refund go through the payment actions (`_settle`), and the overdue
-    marking marks what is left unpaid past due. Those steps commit as they go: a load
-    stopped during them leaves its customers with what was done so far.
+    marking marks what is left unpaid past due, and the support desk gets its operators and
+    tickets (gateway/demo_support.py). Those steps commit as they go: a load stopped during
+    them leaves its customers with what was done so far.
     """
     if customers < 2:
         raise ValueError("the demo needs at least 2 customers (alice and bob)")
@@ -735,6 +738,12 @@ async def load_demo(
     # The worker's overdue pass right after this month's run: the months left unpaid are
     # past due, this month's not yet, whatever day the demo loads on.
     await mark_overdue_invoices(db, zone=zone, clock=ManualClock(fired(Period(this_month))))
+    await load_support_demo(
+        db,
+        admin=Viewer(staff_ids[0], Role.ADMIN),
+        third_customer_id=accounts[2].customer_id,
+        now=now,
+    )
     return True
 
 
