@@ -34,7 +34,9 @@ from domains.identity.models import User
 from domains.identity.passwords import verify_password
 from domains.models import metadata
 from domains.outbox import OutboxEvent
+from domains.support.models import SupportOperator, Ticket, TicketMessage
 from gateway.demo import DEMO_LOGINS, DEMO_MONTHS, DEMO_PASSWORD, load_bulk, load_demo
+from migrations import upgrade
 from tests.conftest import scratch_database
 
 users = User.__table__
@@ -53,10 +55,10 @@ transactions = Transaction.__table__
 
 
 async def _fresh_database(url: str) -> Database:
-    db = Database(url)
-    async with db.engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    return db
+    """Migrated, as `kabinet migrate` leaves it: with the rows migrations seed (support's
+    priority rules and SLA policies)."""
+    upgrade(url)
+    return Database(url)
 
 
 async def _sqlite_database(path: Path) -> Database:
@@ -131,12 +133,46 @@ async def test_demo_loads_once(tmp_path: Path) -> None:
     assert calls[-1] == (50, 50)
     assert [done for done, _ in calls] == sorted(done for done, _ in calls)
     assert counts["customers"] == 50
-    assert counts["users"] == 52
+    assert counts["users"] == 50 + 3  # and the staff: an admin and two operators
     assert 3 <= counts["tariffs"] <= 5
     # The run bills each customer once a month, a line per subscription, for 12 months.
     assert counts["invoices"] == 50 * DEMO_MONTHS
     assert counts["invoice_lines"] == counts["subscriptions"] * DEMO_MONTHS
     assert counts["billing_runs"] == DEMO_MONTHS
+
+
+async def test_demo_support_desk_shows_each_state(demo_db: Database) -> None:
+    """The operators' load matches their tickets, one ticket waits in the queue, and each
+    state of a ticket's life is there to look at."""
+    async with demo_db.connect() as conn:
+        tickets = (
+            await conn.execute(
+                select(Ticket.category, Ticket.priority, Ticket.status, Ticket.assignee_id)
+            )
+        ).all()
+        operators = dict(
+            (
+                await conn.execute(select(SupportOperator.user_id, SupportOperator.open_tickets))
+            ).all()
+        )
+        notes = await conn.scalar(
+            select(func.count()).select_from(TicketMessage).where(TicketMessage.internal)
+        )
+    assert {status for _, _, status, _ in tickets} == {
+        "new",
+        "pending_customer",
+        "resolved",
+        "closed",
+    }
+    held = {"new", "open", "pending_customer"}
+    for user_id, open_tickets in operators.items():
+        assert open_tickets == sum(
+            1 for _, _, status, assignee in tickets if assignee == user_id and status in held
+        )
+    assert [category for category, _, _, assignee in tickets if assignee is None] == ["moving"]
+    # alice's connection ticket, the day after her billing one: raised to urgent.
+    assert ("no_connection", "urgent") in [(c, p) for c, p, _, _ in tickets]
+    assert notes == 1
 
 
 async def test_interrupted_demo_leaves_nothing_and_loads_again(tmp_path: Path) -> None:
@@ -146,9 +182,10 @@ async def test_interrupted_demo_leaves_nothing_and_loads_again(tmp_path: Path) -
 
     db = await _sqlite_database(tmp_path / "kabinet.db")
     try:
+        migrated = await _row_counts(db)
         with pytest.raises(KeyboardInterrupt):
             await load_demo(db, progress=interrupt)
-        assert set((await _row_counts(db)).values()) == {0}
+        assert await _row_counts(db) == migrated
         assert await load_demo(db)
     finally:
         await db.dispose()

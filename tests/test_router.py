@@ -100,6 +100,7 @@ NODE_FIELDS = {
     "Payment": "status amount { amount } invoice { number customer { fullName } } "
     "transactions { id }",
     "Transaction": "account type amount { amount } payment { status invoice { number } }",
+    "Ticket": "subject status priority customer { contractNum } messages { body internal }",
 }
 
 STAFF_DESK = """
@@ -139,6 +140,7 @@ query OwnIds {
     invoices(first: 3) { edges { node {
       __typename id payments { __typename id transactions { __typename id } }
     } } }
+    tickets(first: 3) { edges { node { __typename id } } }
   } }
 }
 """
@@ -152,6 +154,7 @@ query StaffIds {
     invoices(first: 3) { edges { node {
       __typename id payments { __typename id transactions { __typename id } }
     } } }
+    tickets(first: 3) { edges { node { __typename id } } }
   } } }
 }
 """
@@ -165,6 +168,7 @@ NODE_TYPES = {
     "Invoice",
     "Payment",
     "Transaction",
+    "Ticket",
 }
 
 
