@@ -148,6 +148,11 @@ QUERIES = {
         '{ invoiceStatistics(from: "2026-01-01", to: "2026-01-31") { totals { invoices } } }',
         {"operator", "admin"},
     ),
+    # A customer's own account, reached as theirs: the timeline is still staff's.
+    "timeline": (
+        "{ timeline: me { customer { timeline(first: 2) { edges { node { kind } } } } } }",
+        {"operator", "admin"},
+    ),
 }
 
 
