@@ -1,7 +1,7 @@
 """crm_timeline: a customer's timeline for staff, kept by the CRM consumer.
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-04
 
 The `crm` consumer (domains/crm/consumer.py) writes one row per billing or support event
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015"
-down_revision: str | None = "0013"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
