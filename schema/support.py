@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from domains.support import consumer as support_consumer
 from domains.support.models import (
     AuthorKind,
     TicketCategory,
@@ -115,4 +116,5 @@ domain = Domain(
         "TicketMessage": Access.SIGNED_IN,
     },
     events=("ticket",),
+    consumers={support_consumer.CONSUMER_NAME: support_consumer.HANDLERS},
 )
