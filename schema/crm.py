@@ -32,7 +32,8 @@ class TimelineEntry:
     )
     actor: Annotated["User", strawberry.lazy("schema.entities")] | None = strawberry.field(
         resolver=crm_resolvers.entry_actor,
-        description="The staff member who acted; none for the customer's and the system's doings.",
+        description="Who acted, when the event names them: staff, or the customer on their "
+        "ticket; none for the system's doings and for payments.",
     )
 
     is_type_of = is_row(TimelineEntryRow)

@@ -40,6 +40,7 @@ class TimelineEntry(Base):
     reference: Mapped[str] = mapped_column(String(64))
     # The event it came from: a redelivered event finds its row and adds none.
     event_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
-    # The staff member who acted (a refund, a reassignment, a status set by hand); null for
-    # the customer's own doings and the system's.
+    # The user who acted, when the event names one: staff (a refund, a reassignment, a
+    # status set by hand, a ticket opened for the customer) or the customer on their own
+    # ticket; null for the system's doings and for payments.
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
