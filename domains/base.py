@@ -56,7 +56,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     @property
     def python_type(self) -> type:
-        # TypeDecorator says `object`; a keyset cursor over a time column parses by this.
+        # A keyset cursor over a time column (domains/keyset.py) reads its values back as this.
         return datetime
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:

@@ -153,6 +153,15 @@ QUERIES = {
         "{ timeline: me { customer { timeline(first: 2) { edges { node { kind } } } } } }",
         {"operator", "admin"},
     ),
+    "ticketQueue": (
+        "{ ticketQueue(first: 2) { edges { node { status } } } }",
+        {"operator", "admin"},
+    ),
+    "ticketPriorityRules": ("{ ticketPriorityRules { condition } }", {"operator", "admin"}),
+    "supportOperators": (
+        "{ supportOperators(first: 2) { edges { node { presence } } } }",
+        {"operator", "admin"},
+    ),
 }
 
 

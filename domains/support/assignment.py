@@ -14,6 +14,10 @@ order, and neither ever waits for a lock while holding one the other side waits 
   and only if it holds no operator yet: a new ticket's row is its creator's alone.
 - The queue's drain (`drain_queue`) holds an operator and takes queued tickets with SKIP
   LOCKED: a ticket another transaction holds is left for the next drain.
+One case remains, rare enough to leave to PostgreSQL's deadlock detection (the loser rolls
+back whole, nothing half-written): a SKIP LOCKED pick that finds its row just filled
+by a committed transaction skips it but keeps its lock, so the wait that may follow holds
+one operator after all.
 """
 
 from collections.abc import Sequence
@@ -23,7 +27,7 @@ from datetime import datetime
 from sqlalchemy import Integer, Select, bindparam, case, exists, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domains.reads import Read, any_of, row_columns, select_rows
+from domains.reads import Read, Reader, any_of, group_by, row_columns, select_rows
 from domains.support import events
 from domains.support.errors import NotAnOperator, OperatorAtCapacity
 from domains.support.models import (
@@ -87,7 +91,11 @@ _LEAST_LOADED = (
 def _candidates() -> Select:
     return (
         select_rows(OperatorRow, operators)
-        .where(*_AVAILABLE, _has_skill("category"))
+        .where(
+            *_AVAILABLE,
+            _has_skill("category"),
+            operators.c.user_id != bindparam("passed_over", type_=operators.c.user_id.type),
+        )
         .order_by(*_LEAST_LOADED)
         .limit(1)
     )
@@ -136,6 +144,13 @@ _SET_ASSIGNEE = Write(
     .returning(*row_columns(TicketRow, tickets)),
     TicketRow,
 )
+_UNASSIGN = Write(
+    update(tickets)
+    .where(tickets.c.id == bindparam("ticket_id"))
+    .values(assignee_id=None, updated_at=bindparam("now"))
+    .returning(*row_columns(TicketRow, tickets)),
+    TicketRow,
+)
 _RECORD = RowsInsert(
     assignments,
     ("ticket_id", "operator_id", "assigned_by", "reason"),
@@ -163,14 +178,17 @@ _QUEUED_FOR = Write(
 async def assign_ticket(
     session: AsyncSession, ticket: TicketRow, now: datetime, *, reason: AssignmentReason
 ) -> Assignment | None:
-    """Gives `ticket` (unassigned, in the caller's unit of work) to the online operator with
-    its category's skill who has the fewest open tickets; None when nobody has room: the
-    ticket stays queued until `drain_queue` hands it out."""
+    """Gives `ticket` (new and unassigned, or being moved off its assignee) to the online
+    operator with its category's skill who has the fewest open tickets, in the caller's
+    unit of work; None when nobody has room: a new ticket stays queued until
+    `drain_queue` hands it out."""
     tx = writer(session)
-    found = await tx.fetch(_PICK, category=ticket.category)
+    # Not to the operator it is being moved off (`move_off`); 0 names no user.
+    passed_over = ticket.assignee_id or 0
+    found = await tx.fetch(_PICK, category=ticket.category, passed_over=passed_over)
     if not found and not session.info.get(_LOCKED):
         # Everyone with room may be held by transactions under way: wait for the best.
-        best = await tx.fetch(_BEST, category=ticket.category)
+        best = await tx.fetch(_BEST, category=ticket.category, passed_over=passed_over)
         if best:
             found = await tx.fetch(_LOCK_OPERATOR, operator_id=best[0].user_id)
     if not found:
@@ -212,6 +230,25 @@ async def assign_to(
         await writer(session).fetch(_FREE, operator_id=previous)
         await drain_queue(session, previous, now)
     return Assignment(assigned, taken[0])
+
+
+async def move_off(
+    session: AsyncSession,
+    ticket: TicketRow,
+    now: datetime,
+    *,
+    reason: AssignmentReason = AssignmentReason.ESCALATION,
+) -> TicketRow:
+    """Takes a held ticket off its assignee (away or offline when its SLA breached, say):
+    their slot frees, and the ticket goes to the least-loaded other online operator with
+    the skill, or back to the queue with nobody assigned. The caller holds the ticket's
+    lock; the ticket as it is now."""
+    await release(session, ticket, now)
+    assignment = await assign_ticket(session, ticket, now, reason=reason)
+    if assignment is not None:
+        return assignment.ticket
+    [queued] = await writer(session).fetch(_UNASSIGN, ticket_id=ticket.id, now=now)
+    return queued
 
 
 async def release(session: AsyncSession, ticket: TicketRow, now: datetime) -> list[TicketRow]:
@@ -298,3 +335,29 @@ async def _give(
 
 def _locked(session: AsyncSession, operator_id: int) -> None:
     session.info.setdefault(_LOCKED, set()).add(operator_id)
+
+
+@dataclass(frozen=True, slots=True)
+class TicketAssignmentRow:
+    id: int
+    ticket_id: int
+    operator_id: int
+    assigned_by: int | None
+    reason: AssignmentReason
+    assigned_at: datetime
+
+
+ASSIGNMENTS_BY_TICKET_ID = Read(
+    TicketAssignmentRow,
+    select_rows(TicketAssignmentRow, assignments)
+    .where(any_of(assignments.c.ticket_id, "ticket_ids"))
+    .order_by(assignments.c.ticket_id, assignments.c.id),
+)
+
+
+async def assignments_by_ticket_ids(
+    reader: Reader, ticket_ids: Sequence[int]
+) -> dict[int, list[TicketAssignmentRow]]:
+    """Each ticket's assignments, oldest first."""
+    rows = await reader.fetch(ASSIGNMENTS_BY_TICKET_ID, ticket_ids=ticket_ids)
+    return group_by(rows, "ticket_id", ticket_ids)

@@ -15,7 +15,7 @@ from domains.identity.viewer import Viewer
 from domains.reads import Read, row_columns
 from domains.support.assignment import drain_queue
 from domains.support.errors import NotAnOperator
-from domains.support.models import SupportOperator, SupportOperatorSkill, TicketCategory
+from domains.support.models import Presence, SupportOperator, SupportOperatorSkill, TicketCategory
 from domains.support.operator import OperatorRow, operators_by_ids, skills_by_user_ids
 from domains.support.ticket import TicketRow
 from domains.writes import RowsInsert, Write, writer
@@ -47,7 +47,9 @@ _UPSERT = Write(
     insert(operators)
     .values(
         user_id=bindparam("user_id"),
+        presence=Presence.OFFLINE,
         capacity=bindparam("capacity"),
+        open_tickets=0,
         presence_changed_at=bindparam("now"),
     )
     .on_conflict_do_update(
