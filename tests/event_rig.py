@@ -1,6 +1,7 @@
-"""The worker as `kabinet worker` runs it, on PostgreSQL and the Kafka-wire broker (Tansu):
-the outbox relay, the domains' consumers and the worker's metrics, for the tests of the
-consumers. Outcomes are read from the worker's own registry."""
+"""The worker as `kabinet worker` runs it, on PostgreSQL and the Kafka-wire broker (Tansu),
+or as the embedded mode runs it (SQLite, the in-process bus): the outbox relay, the
+domains' consumers and the worker's metrics, for the tests of the consumers. Outcomes are
+read from the worker's own registry."""
 
 import asyncio
 import secrets
@@ -27,7 +28,7 @@ outbox = OutboxEvent.__table__
 
 
 @dataclass
-class KafkaWorker:
+class RunningWorker:
     settings: Settings
     services: Services
     worker: Worker
@@ -71,19 +72,27 @@ class KafkaWorker:
 
 
 @asynccontextmanager
-async def kafka_worker(
-    url: str, signing_key: bytes, kafka_bootstrap: str, clock: Clock = SYSTEM_CLOCK
-) -> AsyncIterator[KafkaWorker]:
-    """A worker with fresh topics of its own on the test broker."""
+async def running_worker(
+    url: str, signing_key: bytes, kafka_bootstrap: str | None, clock: Clock = SYSTEM_CLOCK
+) -> AsyncIterator[RunningWorker]:
+    """A worker with fresh topics of its own on the test broker; on the in-process bus
+    without one."""
     prefix = f"consumers-{secrets.token_hex(4)}"
+    kafka = (
+        {}
+        if kafka_bootstrap is None
+        else {
+            "kafka_bootstrap": kafka_bootstrap,
+            "kafka_idempotent_producer": False,  # Tansu has no InitProducerId
+            "kafka_topics": {domain.name: f"{prefix}.{domain.name}" for domain in DOMAINS},
+        }
+    )
     settings = make_settings(
         url,
         signing_key,
-        kafka_bootstrap=kafka_bootstrap,
-        kafka_idempotent_producer=False,  # Tansu has no InitProducerId
-        kafka_topics={domain.name: f"{prefix}.{domain.name}" for domain in DOMAINS},
         consumer_retry_backoff=timedelta(milliseconds=10),
         relay_fallback_poll_interval=timedelta(milliseconds=200),
+        **kafka,
     )
     services = Services.from_settings(settings, clock)
     await services.bus.start()
@@ -93,7 +102,7 @@ async def kafka_worker(
         before = set((await conn.execute(select(outbox.c.id))).scalars())
     await worker.start()
     try:
-        yield KafkaWorker(settings, services, worker, registry, before)
+        yield RunningWorker(settings, services, worker, registry, before)
     finally:
         await worker.stop()
         await services.bus.stop()

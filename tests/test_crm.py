@@ -25,7 +25,7 @@ from gateway.app import create_app
 from resolvers.relay import to_global_id
 from tests.conftest import app_client, graphql, load_demo_into, login, make_settings
 from tests.conftest import migrated_database as migrated
-from tests.event_rig import kafka_worker
+from tests.event_rig import running_worker
 from tests.support_fixtures import add_customer, add_operator, add_staff
 from tests.test_analytics import payer
 
@@ -60,7 +60,7 @@ async def crm_url() -> AsyncIterator[str]:
 async def test_payments_and_a_refund_reach_the_timeline_once(
     crm_url: str, signing_key: bytes, kafka_bootstrap: str
 ) -> None:
-    async with kafka_worker(crm_url, signing_key, kafka_bootstrap) as rig:
+    async with running_worker(crm_url, signing_key, kafka_bootstrap) as rig:
         db = rig.services.db
         customer, invoice_id, admin_id = await payer(db)
         first = await pay_invoice(
@@ -153,7 +153,7 @@ async def email_of(db: Database, user_id: int) -> str:
 async def test_a_ticket_and_staff_actions_on_it_reach_the_timeline(
     crm_url: str, signing_key: bytes, kafka_bootstrap: str
 ) -> None:
-    async with kafka_worker(crm_url, signing_key, kafka_bootstrap) as rig:
+    async with running_worker(crm_url, signing_key, kafka_bootstrap) as rig:
         db = rig.services.db
         customer, contract_id = await add_customer(db)
         admin = await add_staff(db, Role.ADMIN)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 import pytest_asyncio
 from sqlalchemy import insert, select
 
@@ -34,7 +35,7 @@ from domains.support.ticket import TicketRow, tickets_by_ids
 from domains.support.ticket_create import create_ticket
 from gateway.demo import _book_top_ups
 from tests.conftest import migrated_database
-from tests.event_rig import kafka_worker
+from tests.event_rig import running_worker
 from tests.support_fixtures import add_customer, events_of
 
 DAY = timedelta(days=1)
@@ -44,6 +45,14 @@ DAY = timedelta(days=1)
 async def support_url() -> AsyncIterator[str]:
     async with migrated_database("kabinet_support_consumer") as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", "kafka"])
+def backend(request: pytest.FixtureRequest) -> tuple[str, str | None]:
+    """The embedded mode (SQLite, the in-process bus), or PostgreSQL and the broker."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url"), None
+    return request.getfixturevalue("support_url"), request.getfixturevalue("kafka_bootstrap")
 
 
 async def owing(db: Database, customer: Viewer, amount: str) -> int:
@@ -115,9 +124,9 @@ async def suspended_rule(db: Database) -> int:
 
 
 async def test_payments_reach_the_customers_tickets_once(
-    support_url: str, signing_key: bytes, kafka_bootstrap: str
+    backend: tuple[str, str | None], signing_key: bytes
 ) -> None:
-    async with kafka_worker(support_url, signing_key, kafka_bootstrap) as rig:
+    async with running_worker(backend[0], signing_key, backend[1]) as rig:
         db = rig.services.db
         now = datetime.now(UTC)
         customer, contract_id = await add_customer(db, contract_status=ContractStatus.SUSPENDED)

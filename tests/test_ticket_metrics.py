@@ -5,6 +5,7 @@ open tickets and queue age read from the database. Redelivered events count noth
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import pytest_asyncio
 from prometheus_client import generate_latest
 
@@ -17,7 +18,7 @@ from domains.support.ticket_create import create_ticket
 from domains.support.ticket_message import add_ticket_message
 from domains.support.ticket_status import set_ticket_status
 from tests.conftest import migrated_database
-from tests.event_rig import KafkaWorker, kafka_worker
+from tests.event_rig import RunningWorker, running_worker
 from tests.support_fixtures import add_customer, add_staff
 
 MINUTE = timedelta(minutes=1)
@@ -30,7 +31,15 @@ async def metrics_url() -> AsyncIterator[str]:
         yield url
 
 
-def counters(rig: KafkaWorker) -> dict[str, float]:
+@pytest.fixture(params=["sqlite", "kafka"])
+def backend(request: pytest.FixtureRequest) -> tuple[str, str | None]:
+    """The embedded mode (SQLite, the in-process bus), or PostgreSQL and the broker."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url"), None
+    return request.getfixturevalue("metrics_url"), request.getfixturevalue("kafka_bootstrap")
+
+
+def counters(rig: RunningWorker) -> dict[str, float]:
     """The ticket counters this test moves."""
     return {
         "created billing": rig.sample(
@@ -61,11 +70,11 @@ def counters(rig: KafkaWorker) -> dict[str, float]:
 
 
 async def test_ticket_events_feed_the_worker_metrics(
-    metrics_url: str, signing_key: bytes, kafka_bootstrap: str
+    backend: tuple[str, str | None], signing_key: bytes
 ) -> None:
     opened = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
     clock = ManualClock(opened + timedelta(hours=1))
-    async with kafka_worker(metrics_url, signing_key, kafka_bootstrap, clock) as rig:
+    async with running_worker(backend[0], signing_key, backend[1], clock) as rig:
         db = rig.services.db
         # Staff, not an online operator: the worker's presence sweep sets an operator with no
         # session offline, and nothing here needs one.
