@@ -22,6 +22,7 @@ from domains.errors import DomainError
 from domains.read_pool import ReadPool
 from domains.reads import CoreReader, PreparedReader, Reader, StatementHook
 from domains.writes import (
+    AFTER_COMMIT,
     BEFORE_COMMIT,
     WAKE_AFTER_COMMIT,
     WRITER,
@@ -179,6 +180,8 @@ class Database:
         if session.info.get(WAKE_AFTER_COMMIT):
             for wake in tuple(self.events_committed):
                 wake()
+        for call in session.info.pop(AFTER_COMMIT, ()):
+            call()
 
     async def _writer(self, session: AsyncSession, conn: AsyncConnection) -> Writer:
         """The unit of work's Writer. On PostgreSQL it sends on the asyncpg connection under

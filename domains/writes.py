@@ -39,6 +39,8 @@ WRITER = "kabinet.writes.writer"
 WAKE_AFTER_COMMIT = "kabinet.writes.wake_after_commit"
 # ... and what it sends last, before COMMIT (`before_commit`).
 BEFORE_COMMIT = "kabinet.writes.before_commit"
+# ... and what it tells outside the database once committed (`after_commit`).
+AFTER_COMMIT = "kabinet.writes.after_commit"
 _CHANNEL = re.compile(r"[a-z_][a-z0-9_]*")
 
 
@@ -273,6 +275,13 @@ def before_commit(tx: AsyncSession, write: Callable[[AsyncSession], Awaitable[No
     writes: list[Callable[[AsyncSession], Awaitable[None]]] = tx.info.setdefault(BEFORE_COMMIT, [])
     if write not in writes:
         writes.append(write)
+
+
+def after_commit(tx: AsyncSession, call: Callable[[], None]) -> None:
+    """Has the unit of work call `call` once it has committed, never when it rolls back: a
+    metric counted from a consumer's handler then counts what the database kept (a handler
+    that fails and is tried again counts once)."""
+    tx.info.setdefault(AFTER_COMMIT, []).append(call)
 
 
 def wake_after_commit(tx: AsyncSession) -> None:

@@ -9,6 +9,10 @@ worker also bills each month from its 1st at `KABINET_BILLING_RUN_AT` in
 run. With its support schedule on, it finds tickets past an SLA due time (escalating them)
 and closes tickets left resolved, every minute on the services' clock.
 
+Its metrics (`/metrics` of `kabinet worker`) include support's: counts from ticket events,
+kept by the `support_monitoring` consumer, and the open tickets and queue age, read from the
+database every 30 s (domains/support/monitoring.py says why each comes from where).
+
 `kabinet worker` runs it beside Kafka; the API process runs it itself in the embedded mode
 (`Settings.run_worker_in_process`). The bus belongs to the services and is started and
 stopped by whoever owns them, not by the worker.
@@ -17,7 +21,7 @@ stopped by whoever owns them, not by the worker.
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -27,6 +31,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from adapters.prometheus_consumer_metrics import PrometheusConsumerMetrics
+from adapters.prometheus_ticket_metrics import PrometheusTicketMetrics
 from domains.billing.autopay import AutopayMode
 from domains.billing.billing_schedule import due_period
 from domains.billing.invoice_overdue import mark_overdue_invoices
@@ -35,10 +40,17 @@ from domains.billing.provider import PaymentProvider
 from domains.billing.sweep import PendingSweep, expire_pending_payments, purge_idempotency_keys
 from domains.clock import Clock, utcnow
 from domains.database import Database
-from domains.events.consumer import EventConsumer
+from domains.events.consumer import EventConsumer, Handler
 from domains.events.metrics import ConsumerMetrics
 from domains.events.relay import OutboxRelay
 from domains.support.autoclose import close_resolved_tickets
+from domains.support.monitoring import (
+    BACKLOG_INTERVAL,
+    TicketMetrics,
+    monitoring_handlers,
+    ticket_backlog,
+)
+from domains.support.monitoring import CONSUMER_NAME as MONITORING
 from domains.support.presence import offline_without_sessions
 from domains.support.sla_breach import BreachSweep, detect_breaches
 from gateway.services import Services
@@ -67,22 +79,36 @@ class Runnable(Protocol):
 def standard_consumers(services: Services, metrics: ConsumerMetrics) -> list[Runnable]:
     """The services that react to events, as the domains declare them (`Domain.consumers`),
     each its own consumer group reading the topics of the events it handles."""
-    settings = services.settings
     return [
-        EventConsumer(
-            name,
-            services.db,
-            services.bus,
-            sorted({services.events.topic_of(event_type) for event_type in handlers}),
-            handlers,
-            dead_letter_suffix=settings.kafka_dead_letter_suffix,
-            max_attempts=settings.consumer_max_attempts,
-            backoff=settings.consumer_retry_backoff,
-            metrics=metrics,
-        )
+        event_consumer(services, name, handlers, metrics)
         for domain in DOMAINS
         for name, handlers in domain.consumers.items()
     ]
+
+
+def monitoring_consumers(
+    services: Services, metrics: ConsumerMetrics, tickets: TicketMetrics
+) -> list[Runnable]:
+    """The consumers that report to this process's metrics (support's ticket events)."""
+    return [event_consumer(services, MONITORING, monitoring_handlers(tickets), metrics)]
+
+
+def event_consumer(
+    services: Services, name: str, handlers: Mapping[str, Handler], metrics: ConsumerMetrics
+) -> EventConsumer:
+    """A consumer group `name` reading the topics of the events it handles."""
+    settings = services.settings
+    return EventConsumer(
+        name,
+        services.db,
+        services.bus,
+        sorted({services.events.topic_of(event_type) for event_type in handlers}),
+        handlers,
+        dead_letter_suffix=settings.kafka_dead_letter_suffix,
+        max_attempts=settings.consumer_max_attempts,
+        backoff=settings.consumer_retry_backoff,
+        metrics=metrics,
+    )
 
 
 async def billing_sweep(
@@ -159,10 +185,15 @@ class Worker:
             retry_backoff=settings.relay_retry_backoff.total_seconds(),
         )
         self.retention = settings.outbox_retention
-        # The worker's metrics, the consumers' among them.
+        # The worker's metrics, the consumers' and the tickets' among them.
         self.registry = registry if registry is not None else CollectorRegistry()
+        self.ticket_metrics = PrometheusTicketMetrics(self.registry)
+        consumer_metrics = PrometheusConsumerMetrics(self.registry)
         self.consumers = (
-            standard_consumers(services, PrometheusConsumerMetrics(self.registry))
+            [
+                *standard_consumers(services, consumer_metrics),
+                *monitoring_consumers(services, consumer_metrics, self.ticket_metrics),
+            ]
             if consumers is None
             else list(consumers)
         )
@@ -176,6 +207,7 @@ class Worker:
         self._tasks = [
             asyncio.create_task(self.relay.run(self._stop), name="outbox-relay"),
             asyncio.create_task(self._housekeeping(), name="outbox-housekeeping"),
+            asyncio.create_task(self._ticket_backlog(), name="ticket-backlog"),
             *(
                 [asyncio.create_task(self._billing(), name="billing-schedule")]
                 if self.billing_schedule
@@ -237,6 +269,21 @@ class Worker:
                 log.debug("housekeeping failed: %s", error)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), PENDING_INTERVAL)
+
+    async def _ticket_backlog(self) -> None:
+        """Reads the open tickets and the queue for the metrics now and then."""
+        while not self._stop.is_set():
+            try:
+                await self.refresh_ticket_backlog()
+            except Exception as error:  # the database is away: the relay reports it too
+                log.debug("ticket backlog failed: %s", error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), BACKLOG_INTERVAL.total_seconds())
+
+    async def refresh_ticket_backlog(self) -> None:
+        """The open-ticket and queue-age gauges, as the database has them now."""
+        services = self.services
+        self.ticket_metrics.backlog(await ticket_backlog(services.db, services.clock.now()))
 
     async def _billing(self) -> None:
         """Ticks the billing schedule until the worker stops; a failed tick is tried again at

@@ -1,6 +1,6 @@
 """The domains this gateway serves, in composition order: adding one is adding it here."""
 
-from schema import analytics, billing, customers, identity, support
+from schema import analytics, billing, crm, customers, identity, support
 from schema.plugin import Domain
 
 DOMAINS: tuple[Domain, ...] = (
@@ -9,4 +9,5 @@ DOMAINS: tuple[Domain, ...] = (
     billing.domain,
     analytics.domain,
     support.domain,
+    crm.domain,
 )

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from domains.support import consumer as support_consumer
 from domains.support.models import (
     AssignmentReason,
     AuthorKind,
@@ -406,5 +407,6 @@ domain = Domain(
         **THREAD_ACCESS,
     },
     events=("ticket",),
+    consumers={support_consumer.CONSUMER_NAME: support_consumer.HANDLERS},
     sessions_ended=(sessions_ended,),
 )

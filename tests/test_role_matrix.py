@@ -187,6 +187,11 @@ QUERIES = {
         {"operator", "admin"},
     ),
     "slaPolicies": ("{ slaPolicies { priority resolutionMinutes } }", {"admin"}),
+    # A customer's own account, reached as theirs: the timeline is still staff's.
+    "timeline": (
+        "{ timeline: me { customer { timeline(first: 2) { edges { node { kind } } } } } }",
+        {"operator", "admin"},
+    ),
     "ticketQueue": (
         "{ ticketQueue(first: 2) { edges { node { status } } } }",
         {"operator", "admin"},

@@ -1,0 +1,9 @@
+"""The CRM service's consumer: one group, `kabinet.crm`, writing every customer's timeline
+from billing's and support's events."""
+
+from domains.crm import billing, tickets
+from domains.events.consumer import Handler
+
+CONSUMER_NAME = "crm"
+
+HANDLERS: dict[str, Handler] = {**billing.HANDLERS, **tickets.HANDLERS}
