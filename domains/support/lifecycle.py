@@ -109,7 +109,7 @@ def moved(ticket: TicketRow, status: TicketStatus, now: datetime) -> TicketRow:
     return changed
 
 
-async def save(session: AsyncSession, ticket: TicketRow) -> None:
+async def _save(session: AsyncSession, ticket: TicketRow) -> None:
     """Writes the ticket's lifecycle columns as `ticket` has them."""
     await writer(session).execute(
         _SAVE, ticket_id=ticket.id, **{name: getattr(ticket, name) for name in _STATE}
@@ -135,7 +135,7 @@ async def change_status(
         changed = moved(ticket, status, now)
     if first_response:
         changed = replace(changed, first_response_at=now)
-    await save(session, changed)
+    await _save(session, changed)
     if status is not ticket.status:
         await events.status_changed(
             session,
