@@ -1,8 +1,10 @@
 """Shared fixtures: a fresh PostgreSQL database per test run, SQLite files per test, apps."""
 
+import contextlib
 import os
 import secrets
 import shutil
+import sqlite3
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -28,6 +30,14 @@ from schema.planned import CheckedExecutor, Execution
 
 PG_ADMIN_URL = os.environ.get("KABINET_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 DEMO_PASSWORD = "kabinet-demo"
+# The demo's support desk, children first (`sqlite_desk_copy` empties them).
+SUPPORT_DESK_TABLES = (
+    "ticket_assignments",
+    "ticket_messages",
+    "tickets",
+    "support_operator_skills",
+    "support_operators",
+)
 
 
 @pytest.fixture(scope="session")
@@ -188,6 +198,17 @@ def sqlite_demo_copy(sqlite_demo_url: str, tmp_path: Path) -> str:
     copy = tmp_path / "demo.db"
     shutil.copy(Path(sqlite_demo_url.split("///", 1)[1]), copy)
     return f"sqlite+aiosqlite:///{copy}"
+
+
+@pytest.fixture
+def sqlite_desk_copy(sqlite_demo_copy: str) -> str:
+    """A private demo copy whose support desk is empty (no operators, no tickets), for tests
+    that set the desk up themselves on the demo's people and logins."""
+    with contextlib.closing(sqlite3.connect(sqlite_demo_copy.split("///", 1)[1])) as conn:
+        for table in SUPPORT_DESK_TABLES:
+            conn.execute(f"DELETE FROM {table}")  # noqa: S608 - the module's own table names
+        conn.commit()
+    return sqlite_demo_copy
 
 
 @pytest_asyncio.fixture

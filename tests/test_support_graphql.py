@@ -46,9 +46,9 @@ query($status: [TicketStatus!], $priority: [TicketPriority!], $category: [Ticket
 
 
 @pytest_asyncio.fixture
-async def client(sqlite_demo_copy: str, signing_key: bytes) -> AsyncIterator[httpx.AsyncClient]:
+async def client(sqlite_desk_copy: str, signing_key: bytes) -> AsyncIterator[httpx.AsyncClient]:
     settings = make_settings(
-        sqlite_demo_copy,
+        sqlite_desk_copy,
         signing_key,
         session_check_cache_seconds=0,
         login_attempts_per_account_and_ip=1000,

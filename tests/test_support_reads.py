@@ -85,14 +85,14 @@ async def _ticket_with_note(db: Database, customer_id: int, user_id: int) -> Tic
 
 
 @pytest_asyncio.fixture
-async def client(sqlite_demo_copy: str, signing_key: bytes) -> AsyncIterator[httpx.AsyncClient]:
-    async for http in app_client(create_app(make_settings(sqlite_demo_copy, signing_key))):
+async def client(sqlite_desk_copy: str, signing_key: bytes) -> AsyncIterator[httpx.AsyncClient]:
+    async for http in app_client(create_app(make_settings(sqlite_desk_copy, signing_key))):
         yield http
 
 
 @pytest_asyncio.fixture
-async def ticket(sqlite_demo_copy: str) -> AsyncIterator[TicketRow]:
-    db = Database(sqlite_demo_copy)
+async def ticket(sqlite_desk_copy: str) -> AsyncIterator[TicketRow]:
+    db = Database(sqlite_desk_copy)
     customer_id, user_id = await _customer_of(db, "alice@example.com")
     yield await _ticket_with_note(db, customer_id, user_id)
     await db.dispose()

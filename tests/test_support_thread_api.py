@@ -62,19 +62,19 @@ def clock() -> ManualClock:
 
 @pytest_asyncio.fixture
 async def client(
-    sqlite_demo_copy: str, signing_key: bytes, clock: ManualClock
+    sqlite_desk_copy: str, signing_key: bytes, clock: ManualClock
 ) -> AsyncIterator[httpx.AsyncClient]:
     # Tokens outlive the days the tests move the clock by.
     settings = make_settings(
-        sqlite_demo_copy, signing_key, ticket_reopen_days=3, access_token_ttl=timedelta(days=5)
+        sqlite_desk_copy, signing_key, ticket_reopen_days=3, access_token_ttl=timedelta(days=5)
     )
     async for http in app_client(create_app(settings, clock=clock)):
         yield http
 
 
 @pytest_asyncio.fixture
-async def db(sqlite_demo_copy: str) -> AsyncIterator[Database]:
-    database = Database(sqlite_demo_copy)
+async def db(sqlite_desk_copy: str) -> AsyncIterator[Database]:
+    database = Database(sqlite_desk_copy)
     yield database
     await database.dispose()
 
