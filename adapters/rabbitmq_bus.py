@@ -46,19 +46,19 @@ import time
 import uuid
 import zlib
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import aio_pika
 import orjson
 from aio_pika.abc import (
     AbstractChannel,
+    AbstractConnection,
     AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
-    AbstractRobustConnection,
 )
-from aiormq.exceptions import AMQPError
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from pamqp.commands import Basic
 
 from domains.events.bus import Delivery
@@ -72,6 +72,8 @@ _BUS_HEADERS = (KEY_HEADER, PARTITION_HEADER)
 QUORUM = {"x-queue-type": "quorum"}
 # How many unacknowledged messages the broker sends a member per partition.
 PREFETCH = 500
+# What a lost connection raises, on its way or on a channel it closed.
+BROKER_AWAY = (AMQPError, ConnectionError, ChannelInvalidStateError, TimeoutError)
 # How often a member looks at its group's size and the free partitions.
 REBALANCE_SECONDS = 1.0
 
@@ -116,7 +118,7 @@ class RabbitMQBus:
         self.groups = {group: tuple(topics) for group, topics in (groups or {}).items()}
         self.request_timeout = request_timeout
         self.client_name = client_name
-        self._connection: AbstractRobustConnection | None = None
+        self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
         self._connecting = asyncio.Lock()
@@ -197,10 +199,10 @@ class RabbitMQBus:
                 continue
             if isinstance(confirm, Basic.Ack):
                 outcomes.append(None)
-            else:
+            else:  # a nack: the broker could not take it
                 outcomes.append(RuntimeError(f"RabbitMQ refused the message: {confirm!r}"))
-        if any(isinstance(outcome, AMQPError | ConnectionError) for outcome in outcomes):
-            await self._drop()  # the next call connects again
+        if any(isinstance(outcome, Exception) for outcome in outcomes):
+            await self._drop()  # unsure what the channel holds: the next call connects again
         return outcomes
 
     def consumer(self, topics: Sequence[str], *, group: str | None) -> "RabbitMQConsumer":
@@ -317,7 +319,7 @@ class RabbitMQConsumer:
         self.topics = topics
         self.group = group
         self._id = uuid.uuid4().hex[:12]
-        self._connection: AbstractRobustConnection | None = None
+        self._connection: AbstractConnection | None = None
         self._control: AbstractChannel | None = None
         self._held: dict[int, _Lease] = {}
         self._inbox: deque[_Received] = deque()
@@ -343,7 +345,7 @@ class RabbitMQConsumer:
     async def fetch(self, wait: float, max_records: int = 500) -> list[Delivery]:
         if not self._started:
             raise RuntimeError("the consumer is not started")
-        if self._connection is None or self._connection.is_closed:
+        if self._connection is None or self._connection.is_closed or self._control_closed():
             try:
                 await self._disconnect()
                 await self._connect()
@@ -353,12 +355,15 @@ class RabbitMQConsumer:
                 return []
         try:
             return await self._take_deliveries(wait, max_records)
-        except (AMQPError, ConnectionError) as error:
+        except BROKER_AWAY as error:
             # The connection went: what was not acknowledged goes back to the queues, and
             # the next fetch connects again.
             log.warning("consumer %s lost RabbitMQ: %s", self.group, error)
             await self._disconnect()
             return []
+
+    def _control_closed(self) -> bool:
+        return self._control is None or self._control.is_closed
 
     async def _take_deliveries(self, wait: float, max_records: int) -> list[Delivery]:
         if self.group is not None and time.monotonic() - self._rebalanced_at > REBALANCE_SECONDS:
@@ -383,16 +388,16 @@ class RabbitMQConsumer:
             return
         try:
             await self._acknowledge(offsets)
-        except (AMQPError, ConnectionError) as error:
+        except BROKER_AWAY as error:
             # Unacknowledged, they come back (at least once); consumers dedupe by event id.
             log.info("commit dropped with the connection in group %s: %s", self.group, error)
 
     async def _acknowledge(self, offsets: Mapping[tuple[str, int], int]) -> None:
-        for lease in self._held.values():
+        for partition, lease in self._held.items():
             done = [
                 offset
                 for offset, message in lease.unacked.items()
-                if offset < offsets.get((message.exchange or "", _partition(message)), -1)
+                if offset < offsets.get((message.exchange or "", partition), -1)
             ]
             if not done:
                 continue
@@ -480,7 +485,9 @@ class RabbitMQConsumer:
             except Exception as error:  # already gone
                 log.debug("closing the consumer's connection failed: %s", error)
 
-    def _receiver(self, partition: int | None):
+    def _receiver(
+        self, partition: int | None
+    ) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
         async def receive(message: AbstractIncomingMessage) -> None:
             self._inbox.append(
                 _Received(_partition(message) if partition is None else partition, message)

@@ -158,6 +158,29 @@ async def test_members_of_a_group_share_the_partitions(bus: EventBus):
     assert got[1], "the second member read nothing"
 
 
+async def test_what_a_leaving_member_did_not_commit_goes_to_the_one_that_stays(bus: EventBus):
+    topic, group = fresh_topic(), f"g-{secrets.token_hex(4)}"
+    await bus.ensure_topics([topic])
+    await bus.ensure_group(group, [topic])
+    leaving = await started(bus.consumer([topic], group=group))
+    staying = await started(bus.consumer([topic], group=group))
+    messages = [(f"customer:{n}", f"{n}".encode()) for n in range(12)]
+    await publish_all(bus, topic, messages)
+    try:
+        read = await read_until(leaving, lambda seen: len(seen) >= 1)  # and not committed
+    finally:
+        await stopping(leaving)
+    try:
+        seen = await read_until(
+            staying,
+            lambda seen: set(values(seen)) == {value for _, value in messages},
+            commit=True,
+        )
+    finally:
+        await stopping(staying)
+    assert set(values(read)) <= set(values(seen)), "read again by the member that stayed"
+
+
 async def test_a_reader_without_a_group_sees_only_what_comes_after_it_started(bus: EventBus):
     topic = fresh_topic()
     await bus.ensure_topics([topic])

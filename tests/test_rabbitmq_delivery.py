@@ -1,9 +1,10 @@
 """A payment the whole way on RabbitMQ: payInvoice → outbox → relay → RabbitMQ → the
-gateway's hub → a live `paymentCreated` subscriber, and the domains' consumers (analytics
-among them), each in its own consumer group, handling the payment's events.
+gateways' hubs → a live `paymentCreated` subscriber on each of two API instances, and the
+domains' consumers (analytics among them), each in its own consumer group, handling the
+payment's events.
 
-As in production, the gateway (uvicorn, in a thread) and the worker (this test's loop) are
-two parts on one PostgreSQL database and one broker (a fresh vhost of the machine's).
+As in production, the gateways (uvicorn, each in a thread) and the worker (this test's
+loop) are parts on one PostgreSQL database and one broker (a fresh vhost of the machine's).
 """
 
 import asyncio
@@ -67,15 +68,19 @@ async def test_a_payment_on_rabbitmq_reaches_the_consumers_and_a_live_subscriber
         return registry.get_sample_value("kabinet_consumer_events_total", labels) or 0.0
 
     try:
-        with _serving(settings) as (base, app, _):
+        # Two API instances: each hub reads through its own queue, so each sees the event.
+        with _serving(settings) as (base, app, _), _serving(settings) as (base_two, app_two, _):
             alice = await _token(base, "alice@example.com")
             invoice = await _overdue_invoice(base, alice)
             async with _relay(asyncio.get_running_loop(), worker.db, worker.bus, settings):
                 async for ws in _subscribed(base, alice, PAYMENT):
-                    await _wait_subscribers(app, 1)
-                    payment = await _pay(base, alice, invoice)
-                    got = (await _next(ws))["paymentCreated"]
-                    assert got["payment"]["id"] == payment
+                    async for ws_two in _subscribed(base_two, alice, PAYMENT):
+                        await _wait_subscribers(app, 1)
+                        await _wait_subscribers(app_two, 1)
+                        payment = await _pay(base, alice, invoice)
+                        got = (await _next(ws))["paymentCreated"]
+                        assert got["payment"]["id"] == payment
+                        assert (await _next(ws_two))["paymentCreated"] == got
                 async with asyncio.timeout(DEADLINE):
                     while not all(handled(c.name) >= 1 for c in consumers):
                         assert not any(task.done() for task in tasks), tasks
