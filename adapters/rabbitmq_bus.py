@@ -16,11 +16,13 @@ wait in one queue, in order.
 Members share a group's partitions by leases: a member reads partition `p` while it holds
 the exclusive queue `g.p.lease` (RabbitMQ lets one connection declare it; it goes when that
 connection does, so a crashed member's partitions are freed at once). Every member counts
-the group's members (consumers of `g.members`) now and then, gives back what it holds
-beyond its fair share (once its handled messages are acknowledged) and takes free
-partitions up to it. Single-active-consumer on the queues keeps one reader per partition
-even while a lease changes hands. A commit acknowledges what it covers; what a stopping or
-crashed member did not acknowledge goes back to the queue's head for the next one.
+the group's members (consumers of `g.members`) about once a second, at a fetch, gives back
+what it holds beyond its fair share (ceil(partitions / members)) and takes free partitions
+up to it. Single-active-consumer on the queues keeps one reader per partition even while
+a lease changes hands. A commit acknowledges what it covers; what a member gave back,
+stopped or crashed with unacknowledged goes back to the queue ahead of what came later
+(RabbitMQ returns a closed channel's messages so), for the next reader, in order. Every
+process of a deployment must use the same `partitions`.
 
 Unlike a Kafka topic, an exchange keeps nothing: a group receives what is published after
 its queues exist. They are declared by its first member's start, by `ensure_group`, and by
@@ -135,7 +137,7 @@ class RabbitMQBus:
 
     async def ensure_topics(self, topics: Iterable[str]) -> None:
         """Declares the exchanges, and the queues of the groups the deployment names."""
-        wanted = set(topics)
+        wanted = set(topics).union(*self.groups.values())
         channel = await self._connected()
         for topic in sorted(wanted):
             await self._exchange(topic)
