@@ -13,9 +13,9 @@ Its metrics (`/metrics` of `kabinet worker`) include support's: counts from tick
 kept by the `support_monitoring` consumer, and the open tickets and queue age, read from the
 database every 30 s (domains/support/monitoring.py says why each comes from where).
 
-`kabinet worker` runs it beside Kafka; the API process runs it itself in the embedded mode
-(`Settings.run_worker_in_process`). The bus belongs to the services and is started and
-stopped by whoever owns them, not by the worker.
+`kabinet worker` runs it beside Kafka or RabbitMQ; the API process runs it itself in the
+embedded mode (`Settings.run_worker_in_process`). The bus belongs to the services and is
+started and stopped by whoever owns them, not by the worker.
 """
 
 import asyncio
