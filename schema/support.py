@@ -1,0 +1,118 @@
+"""The support subgraph: customers' tickets and their threads."""
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from domains.support.models import (
+    AuthorKind,
+    TicketCategory,
+    TicketChannel,
+    TicketPriority,
+    TicketStatus,
+)
+from domains.support.ticket import TicketRow
+from resolvers import support as support_resolvers
+from resolvers.relay import pk_of
+from schema.access import Access
+from schema.plugin import Domain
+from schema.shared import Connection, Node, is_row, node_id
+
+if TYPE_CHECKING:
+    from schema.customers import Contract
+    from schema.entities import Customer
+
+CustomerRef = Annotated["Customer", strawberry.lazy("schema.entities")]
+ContractRef = Annotated["Contract", strawberry.lazy("schema.customers")]
+
+Category = strawberry.enum(TicketCategory, name="TicketCategory")
+Priority = strawberry.enum(TicketPriority, name="TicketPriority")
+Status = strawberry.enum(TicketStatus, name="TicketStatus")
+Channel = strawberry.enum(TicketChannel, name="TicketChannel")
+Author = strawberry.enum(AuthorKind, name="TicketAuthorKind")
+
+
+@strawberry.type(description="One message of a ticket's thread.")
+class TicketMessage:
+    id: strawberry.ID = node_id("TicketMessage")
+    author_kind: Author = strawberry.field(
+        description="Who wrote it: the customer, support, or the system."
+    )
+    body: str
+    internal: bool = strawberry.field(description="An operators' note: only staff ever read one.")
+    created_at: datetime
+
+
+@strawberry.federation.type(keys=["id"], description="A customer's support request and its thread.")
+class Ticket(Node):
+    id: strawberry.ID = node_id("Ticket")
+    subject: str
+    category: Category
+    priority: Priority
+    status: Status
+    channel: Channel = strawberry.field(description="Where it was opened.")
+    created_at: datetime
+    updated_at: datetime
+    first_response_at: datetime | None = strawberry.field(
+        description="When support first answered the customer."
+    )
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    first_response_due_at: datetime | None = strawberry.field(
+        description="When the first answer is due under the priority's SLA."
+    )
+    resolution_due_at: datetime | None = strawberry.field(
+        description="When resolution is due under the priority's SLA."
+    )
+    sla_paused: bool = strawberry.field(
+        resolver=support_resolvers.ticket_sla_paused,
+        description="True while the ticket waits on the customer: the due times stand still.",
+    )
+    customer: CustomerRef = strawberry.field(resolver=support_resolvers.ticket_customer)
+    contract: ContractRef | None = strawberry.field(
+        resolver=support_resolvers.ticket_contract, description="The contract it is about, if any."
+    )
+    messages: list[TicketMessage] = strawberry.field(
+        resolver=support_resolvers.ticket_messages,
+        description="The thread, oldest first (internal notes for staff only).",
+    )
+
+    is_type_of = is_row(TicketRow)
+
+    @classmethod
+    async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID) -> TicketRow:
+        return await support_resolvers.ticket_by_pk(info, pk_of(id, "Ticket"))
+
+
+@strawberry.type
+class CustomerSupportFields:
+    """The support subgraph's part of `Customer`."""
+
+    tickets: Connection[Ticket] = strawberry.field(
+        resolver=support_resolvers.customer_tickets, description="Newest first."
+    )
+
+
+@strawberry.type
+class Query:
+    ticket: Ticket = strawberry.field(
+        resolver=support_resolvers.ticket,
+        description="A ticket: a customer's own, or any for staff.",
+    )
+
+
+domain = Domain(
+    name="support",
+    query=Query,
+    nodes=(Ticket,),
+    entity_parts={"Customer": CustomerSupportFields},
+    access={
+        "Query.ticket": Access.SIGNED_IN,
+        "Ticket": Access.SIGNED_IN,
+        "TicketConnection": Access.SIGNED_IN,
+        "TicketEdge": Access.SIGNED_IN,
+        "TicketMessage": Access.SIGNED_IN,
+    },
+    events=("ticket",),
+)
