@@ -53,15 +53,15 @@ from tests.test_subscriptions import (
 NOW = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
 
 UPDATED = """
-subscription($ticket: ID) {
-  ticketUpdated(ticketId: $ticket) {
+subscription($ticket: ID, $after: ID) {
+  ticketUpdated(ticketId: $ticket, after: $after) {
     eventId change ticket { id status messages { body internal } }
   }
 }
 """
 THREAD = """
-subscription($ticket: ID!) {
-  ticketMessageAdded(ticketId: $ticket) {
+subscription($ticket: ID!, $after: ID) {
+  ticketMessageAdded(ticketId: $ticket, after: $after) {
     eventId message { authorKind body internal } ticket { id }
   }
 }
@@ -75,12 +75,12 @@ async def delivery_url() -> AsyncIterator[str]:
         yield url
 
 
-async def _user_of(db: Database, customer_id: int) -> int:
+async def user_of(db: Database, customer_id: int) -> int:
     async with db.connect() as conn:
         return await conn.scalar(select(Customer.user_id).where(Customer.id == customer_id))
 
 
-async def _staff_id(db: Database, email: str) -> int:
+async def staff_id(db: Database, email: str) -> int:
     async with db.connect() as conn:
         return await conn.scalar(select(User.id).where(User.email == email))
 
@@ -90,11 +90,11 @@ async def _ticket(db: Database, ticket_id: int) -> TicketRow:
         return (await tickets_by_ids(reader, [ticket_id]))[ticket_id]
 
 
-async def _open_ticket(
+async def open_ticket(
     db: Database, customer_id: int, subject: str, assignee: int | None = None
 ) -> TicketRow:
     """A new ticket and its events, in one transaction as opening one writes them."""
-    created_by = await _user_of(db, customer_id)
+    created_by = await user_of(db, customer_id)
     async with db.transaction() as session:
         ticket_id = (
             await session.execute(
@@ -152,12 +152,19 @@ async def _relay_all(services: Services) -> None:
         await relay.close()
 
 
-async def _write(db: Database, ticket: TicketRow, author: int, body: str, internal: bool) -> None:
+async def write(
+    db: Database,
+    ticket: TicketRow,
+    author: int,
+    body: str,
+    internal: bool,
+    kind: AuthorKind = AuthorKind.OPERATOR,
+) -> None:
     async with db.transaction() as session:
         await write_message(
             session,
             ticket=ticket,
-            author_kind=AuthorKind.OPERATOR,
+            author_kind=kind,
             author_id=author,
             body=body,
             internal=internal,
@@ -189,8 +196,8 @@ async def test_an_operators_reply_reaches_the_customer_and_the_note_only_staff(
             "operator": await with_login(worker.db, None, Role.OPERATOR),
             "other operator": await with_login(worker.db, None, Role.OPERATOR),
         }
-        operator = await _staff_id(worker.db, logins["operator"])
-        ticket = await _open_ticket(worker.db, alice, "No internet since the morning", operator)
+        operator = await staff_id(worker.db, logins["operator"])
+        ticket = await open_ticket(worker.db, alice, "No internet since the morning", operator)
         ticket_id = to_global_id("Ticket", ticket.id)
         await _relay_all(worker)  # the ticket's opening: before anyone subscribed
         with _serving(settings) as (base, app, _):
@@ -209,19 +216,19 @@ async def test_an_operators_reply_reaches_the_customer_and_the_note_only_staff(
                         async for other_ws in _subscribed(base, tokens["other operator"], QUEUE):
                             async for bob_ws in _subscribed(base, tokens["bob"], UPDATED):
                                 await _wait_subscribers(app, 7)
-                                await _write(worker.db, ticket, operator, "Line card fault?", True)
-                                await _write(
+                                await write(worker.db, ticket, operator, "Line card fault?", True)
+                                await write(
                                     worker.db, ticket, operator, "We are on it: 2 hours.", False
                                 )
                                 # The customer's first messages are the reply's: the note,
                                 # relayed before it, never reached their feeds.
                                 alices = await _by_operation(alice_ws, 3)
                                 staffs = [await _next(staff_ws) for _ in range(2)]
-                                queued = await _open_ticket(worker.db, bob, "Router blinks red")
+                                queued = await open_ticket(worker.db, bob, "Router blinks red")
                                 queue = [await _next(ws) for ws in (staff_ws, other_ws)]
-                                mine = await _open_ticket(worker.db, bob, "Slow", operator)
+                                mine = await open_ticket(worker.db, bob, "Slow", operator)
                                 queue.append(await _next(staff_ws))
-                                last = await _open_ticket(worker.db, bob, "Still slow")
+                                last = await open_ticket(worker.db, bob, "Still slow")
                                 # The other operator's next is the last ticket: the one
                                 # assigned to the first at once was never theirs.
                                 queue.append(await _next(other_ws))
