@@ -3,6 +3,7 @@
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -109,6 +110,8 @@ def create_app(
             request=request,
             nodes=NODE_LOADERS,
             acquiring=services.acquiring,
+            clock=services.clock,
+            ticket_reopen_window=timedelta(days=settings.ticket_reopen_days),
             hub=hub,
             catch_up_limit=settings.subscription_catch_up_limit,
         )

@@ -159,6 +159,12 @@ class Settings(BaseSettings):
     # invoices it covers, also part of those it does not, or nothing.
     billing_autopay: Literal["full", "partial", "off"] = "full"
 
+    # Support tickets' lifecycle (domains/support/lifecycle.py): a customer's message reopens
+    # a resolved ticket within this many days of its resolution; the worker closes a ticket
+    # left resolved this many days.
+    ticket_reopen_days: int = Field(14, ge=0, le=365)
+    ticket_autoclose_days: int = Field(7, ge=1, le=365)
+
     # Domain events: outbox relay, Kafka topics, consumers, live subscriptions.
     kafka_topics: dict[str, str] = Field(
         default_factory=dict,

@@ -2,10 +2,12 @@
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from dataloaders import Loaders
 from domains.billing.card import Acquiring
+from domains.clock import SYSTEM_CLOCK, Clock
 from domains.database import Database
 from domains.events.catalog import EventCatalog
 from domains.identity.auth import Auth
@@ -33,6 +35,12 @@ class Context:
     rate_limit: Decision | None = None
     # The payment provider card payments go through; None when none is configured.
     acquiring: Acquiring | None = None
+    # The services' clock: actions whose rules run on time (a ticket's SLA and reopen
+    # window) read it, so tests move it instead of waiting.
+    clock: Clock = SYSTEM_CLOCK
+    # How long after its resolution a customer's message reopens a ticket
+    # (KABINET_TICKET_REOPEN_DAYS).
+    ticket_reopen_window: timedelta = timedelta(days=14)
     # Live updates: this process's event hub (None where subscriptions are not served) and
     # how many missed events a resuming subscriber may be sent.
     hub: Hub | None = None

@@ -15,11 +15,13 @@ from dataloaders.support import (
 )
 from domains.customers.contract import ContractRow
 from domains.customers.customer import CustomerRow
-from domains.errors import InvalidInput, NotFound
+from domains.errors import Forbidden, InvalidInput, NotFound
 from domains.events.cloudevent import CloudEvent
 from domains.events.subject import CUSTOMER
 from domains.identity.models import Role
 from domains.keyset import Page, Window
+from domains.support import sla_policy, ticket_message, ticket_status
+from domains.support.models import TicketPriority, TicketStatus
 from domains.support.thread import TicketMessageRow
 from domains.support.ticket import TICKET_ORDER, TicketRow
 from resolvers.access import load_owned
@@ -89,8 +91,80 @@ def ticket_sla_paused(root: TicketRow) -> bool:
     return root.sla_paused_at is not None
 
 
-# Live updates: the events behind each subscription, who may watch which, and what each
-# sends. Support's events are about the customer (`customer:<id>`); a stream of one ticket
+# --- Thread and lifecycle: messages, internal notes, status, SLA policies -------------
+
+
+async def add_ticket_message(
+    info: Info[Context], ticket_id: strawberry.ID, body: str
+) -> ticket_message.PostedMessage:
+    context = info.context
+    posted = await ticket_message.add_ticket_message(
+        context.db,
+        context.signed_in,
+        ticket_id=pk_of(ticket_id, "Ticket"),
+        body=body,
+        reopen_within=context.ticket_reopen_window,
+        clock=context.clock,
+    )
+    context.loaders.of(TicketsByIdLoader).prime(posted.ticket.id, posted.ticket)
+    return posted
+
+
+async def add_internal_note(
+    info: Info[Context], ticket_id: strawberry.ID, body: str
+) -> ticket_message.PostedMessage:
+    context = info.context
+    posted = await ticket_message.add_internal_note(
+        context.db,
+        context.signed_in,
+        ticket_id=pk_of(ticket_id, "Ticket"),
+        body=body,
+        clock=context.clock,
+    )
+    context.loaders.of(TicketsByIdLoader).prime(posted.ticket.id, posted.ticket)
+    return posted
+
+
+async def set_ticket_status(
+    info: Info[Context], ticket_id: strawberry.ID, status: TicketStatus
+) -> TicketRow:
+    context = info.context
+    ticket = await ticket_status.set_ticket_status(
+        context.db,
+        context.signed_in,
+        ticket_id=pk_of(ticket_id, "Ticket"),
+        status=status,
+        clock=context.clock,
+    )
+    context.loaders.of(TicketsByIdLoader).prime(ticket.id, ticket)
+    return ticket
+
+
+async def sla_policies(info: Info[Context]) -> list[sla_policy.SlaPolicyRow]:
+    if info.context.signed_in.role is not Role.ADMIN:
+        raise Forbidden("only an admin reads SLA policies")
+    async with info.context.db.read() as reader:
+        return await sla_policy.sla_policies(reader)
+
+
+async def update_sla_policy(
+    info: Info[Context],
+    priority: TicketPriority,
+    first_response_minutes: int,
+    resolution_minutes: int,
+) -> sla_policy.SlaPolicyRow:
+    return await sla_policy.update_sla_policy(
+        info.context.db,
+        info.context.signed_in,
+        priority=priority,
+        first_response_minutes=first_response_minutes,
+        resolution_minutes=resolution_minutes,
+        clock=info.context.clock,
+    )
+
+
+# --- Live updates: subscriptions' events, who may watch which, what each sends ----------
+# Support's events are about the customer (`customer:<id>`); a stream of one ticket
 # is its customer's stream filtered by `ticket_id`, and an internal note's event never
 # reaches a customer's feed.
 

@@ -94,15 +94,104 @@ class CustomerSupportFields:
     )
 
 
+# --- Thread and lifecycle: messages, internal notes, status, SLA policies -------------
+
+
+@strawberry.type(description="A message just written, and its ticket as the message left it.")
+class TicketMessagePayload:
+    ticket: Ticket
+    message: TicketMessage
+
+
+@strawberry.type(
+    description="A priority's service-level targets, in minutes; a ticket's due times are "
+    "set from its priority's policy when it is created (and move while it waits on the "
+    "customer)."
+)
+class SlaPolicy:
+    priority: Priority
+    first_response_minutes: int = strawberry.field(description="Until support first answers.")
+    resolution_minutes: int = strawberry.field(description="Until the ticket is resolved.")
+    updated_at: datetime
+
+
 @strawberry.type
-class Query:
+class ThreadQuery:
+    sla_policies: list[SlaPolicy] = strawberry.field(
+        resolver=support_resolvers.sla_policies,
+        description="Admins: every priority's SLA policy, the most urgent first.",
+    )
+
+
+@strawberry.type
+class ThreadMutation:
+    @strawberry.mutation(
+        description="Write to a ticket's thread: a customer on their own ticket, staff on any. "
+        "Support's first answer opens a new ticket; the customer's reopens one waiting on "
+        "them, or one resolved within KABINET_TICKET_REOPEN_DAYS (after that, or once "
+        "closed: TICKET_CLOSED)."
+    )
+    async def add_ticket_message(
+        self, info: strawberry.Info, ticket_id: strawberry.ID, body: str
+    ) -> TicketMessagePayload:
+        return await support_resolvers.add_ticket_message(info, ticket_id, body)  # type: ignore[return-value]
+
+    @strawberry.mutation(
+        description="Staff: a note on the ticket only staff ever read; the ticket is left as "
+        "it was."
+    )
+    async def add_internal_note(
+        self, info: strawberry.Info, ticket_id: strawberry.ID, body: str
+    ) -> TicketMessagePayload:
+        return await support_resolvers.add_internal_note(info, ticket_id, body)  # type: ignore[return-value]
+
+    @strawberry.mutation(
+        description="Staff: move a ticket to another status (INVALID_TRANSITION where the "
+        "lifecycle does not lead there; nothing goes back to NEW, nothing leaves CLOSED)."
+    )
+    async def set_ticket_status(
+        self, info: strawberry.Info, ticket_id: strawberry.ID, status: Status
+    ) -> Ticket:
+        return await support_resolvers.set_ticket_status(info, ticket_id, status)  # type: ignore[return-value]
+
+    @strawberry.mutation(
+        description="Admins: a priority's SLA targets (1 minute to a year; the first "
+        "response no later than the resolution), for tickets created from now on."
+    )
+    async def update_sla_policy(
+        self,
+        info: strawberry.Info,
+        priority: Priority,
+        first_response_minutes: int,
+        resolution_minutes: int,
+    ) -> SlaPolicy:
+        return await support_resolvers.update_sla_policy(  # type: ignore[return-value]
+            info, priority, first_response_minutes, resolution_minutes
+        )
+
+
+THREAD_ACCESS = {
+    "Query.slaPolicies": Access.ADMIN,
+    "Mutation.addTicketMessage": Access.SIGNED_IN,
+    "Mutation.addInternalNote": Access.STAFF,
+    "Mutation.setTicketStatus": Access.STAFF,
+    "Mutation.updateSlaPolicy": Access.ADMIN,
+    "TicketMessagePayload": Access.SIGNED_IN,
+    "SlaPolicy": Access.ADMIN,
+}
+
+# --- end of thread and lifecycle --------------------------------------------------------
+
+
+@strawberry.type
+class Query(ThreadQuery):
     ticket: Ticket = strawberry.field(
         resolver=support_resolvers.ticket,
         description="A ticket: a customer's own, or any for staff.",
     )
 
 
-# Live updates: subscriptions fed by support's events (resolvers.live has the mechanism).
+# --- live updates (subscriptions fed by support's events; resolvers.live has the mechanism)
 
 _EVENT_ID = "Pass it as `after` when subscribing again, to get what came since."
 
@@ -164,9 +253,28 @@ class Subscription:
     )
 
 
+LIVE_ACCESS = {
+    # Customers their own tickets; staff one customer's or one ticket, and the queue.
+    "Subscription.ticketUpdated": Access.SIGNED_IN,
+    "Subscription.ticketMessageAdded": Access.SIGNED_IN,
+    "Subscription.ticketQueueChanged": Access.STAFF,
+    "TicketUpdatedEvent": Access.SIGNED_IN,
+    "TicketMessageAddedEvent": Access.SIGNED_IN,
+    "TicketQueueChangedEvent": Access.STAFF,
+}
+
+# --- end of live updates ----------------------------------------------------------------
+
+
+@strawberry.type
+class Mutation(ThreadMutation):
+    """The support subgraph's mutations, each part's from its block above."""
+
+
 domain = Domain(
     name="support",
     query=Query,
+    mutation=Mutation,
     subscription=Subscription,
     nodes=(Ticket,),
     entity_parts={"Customer": CustomerSupportFields},
@@ -176,13 +284,8 @@ domain = Domain(
         "TicketConnection": Access.SIGNED_IN,
         "TicketEdge": Access.SIGNED_IN,
         "TicketMessage": Access.SIGNED_IN,
-        # Live: customers their own tickets; staff one customer's or one ticket, and the queue.
-        "Subscription.ticketUpdated": Access.SIGNED_IN,
-        "Subscription.ticketMessageAdded": Access.SIGNED_IN,
-        "Subscription.ticketQueueChanged": Access.STAFF,
-        "TicketUpdatedEvent": Access.SIGNED_IN,
-        "TicketMessageAddedEvent": Access.SIGNED_IN,
-        "TicketQueueChangedEvent": Access.STAFF,
+        **THREAD_ACCESS,
+        **LIVE_ACCESS,
     },
     events=("ticket",),
 )

@@ -8,10 +8,15 @@ import pytest_asyncio
 from sqlalchemy import select
 
 from adapters.sandbox_acquirer import create_sandbox_app
+from domains.identity.models import Role
+from domains.identity.viewer import Viewer
 from domains.models import metadata
 from gateway.app import create_app
+from resolvers.relay import to_global_id
 from tests.conftest import app_client, graphql, login, make_settings
 from tests.servers import free_socket, serve
+from tests.test_support_reads import _customer_of
+from tests.test_support_thread import make_ticket
 
 ROLES = ("anonymous", "customer", "operator", "admin")
 LOGINS = {
@@ -30,6 +35,9 @@ TABLES = (
     "transactions",
     "refunds",
     "idempotency_keys",
+    "tickets",
+    "ticket_messages",
+    "ticket_sla_policies",
 )
 
 
@@ -88,7 +96,17 @@ async def _alice_invoice(client: httpx.AsyncClient, status: str) -> dict:
     return body["data"]["invoices"]["edges"][0]["node"]
 
 
+async def _alice_ticket(client: httpx.AsyncClient) -> str:
+    """A new ticket of alice's (written as createTicket would leave it), by global id."""
+    db = client._transport.app.state.services.db  # type: ignore[attr-defined]
+    customer_id, user_id = await _customer_of(db, "alice@example.com")
+    ticket = await make_ticket(db, Viewer(user_id, Role.CUSTOMER, customer_id))
+    return to_global_id("Ticket", ticket.id)
+
+
 async def _variables(client: httpx.AsyncClient, query: str) -> dict | None:
+    if "$ticket" in query:
+        return {"ticket": await _alice_ticket(client)}
     if "$id" in query:
         return {"id": await _bob(client)}
     if "$invoice" in query:
@@ -125,6 +143,26 @@ MUTATIONS = {
         " payment { status } confirmationUrl } }",
         {"customer"},
     ),
+    # Support's thread and lifecycle.
+    "addTicketMessage": (
+        'mutation($ticket: ID!) { addTicketMessage(ticketId: $ticket, body: "Hello") {'
+        " message { authorKind } } }",
+        {"customer", "operator", "admin"},
+    ),
+    "addInternalNote": (
+        'mutation($ticket: ID!) { addInternalNote(ticketId: $ticket, body: "Note") {'
+        " message { internal } } }",
+        {"operator", "admin"},
+    ),
+    "setTicketStatus": (
+        "mutation($ticket: ID!) { setTicketStatus(ticketId: $ticket, status: OPEN) { status } }",
+        {"operator", "admin"},
+    ),
+    "updateSlaPolicy": (
+        "mutation { updateSlaPolicy(priority: LOW, firstResponseMinutes: 400,"
+        " resolutionMinutes: 4000) { resolutionMinutes } }",
+        {"admin"},
+    ),
 }
 QUERIES = {
     "me": ("{ me { email } }", {"customer", "operator", "admin"}),
@@ -148,6 +186,7 @@ QUERIES = {
         '{ invoiceStatistics(from: "2026-01-01", to: "2026-01-31") { totals { invoices } } }',
         {"operator", "admin"},
     ),
+    "slaPolicies": ("{ slaPolicies { priority resolutionMinutes } }", {"admin"}),
 }
 
 
