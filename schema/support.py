@@ -15,6 +15,7 @@ from domains.support.models import (
 from domains.support.ticket import TicketRow
 from resolvers import support as support_resolvers
 from resolvers.relay import pk_of
+from resolvers.rest import support as support_rest
 from schema.access import Access
 from schema.plugin import Domain
 from schema.shared import Connection, Node, is_row, node_id
@@ -287,5 +288,7 @@ domain = Domain(
         **THREAD_ACCESS,
         **LIVE_ACCESS,
     },
+    rest=support_rest.ROUTES,
+    error_status=support_rest.ERROR_STATUS,
     events=("ticket",),
 )
