@@ -9,21 +9,27 @@ customer gets nothing of it; the queue is staff's alone.
 """
 
 import asyncio
+import json
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import httpx
 import pytest_asyncio
 from sqlalchemy import insert, select
+from websockets.asyncio.client import ClientConnection
 
 from domains.customers.models import Customer
 from domains.database import Database
-from domains.events.relay import OutboxRelay
 from domains.identity.models import Role, User
 from domains.support import events
 from domains.support.models import (
     AssignmentReason,
     AuthorKind,
+    Presence,
+    SupportOperator,
+    SupportOperatorSkill,
     Ticket,
     TicketCategory,
     TicketChannel,
@@ -32,15 +38,14 @@ from domains.support.models import (
 )
 from domains.support.thread import write_message
 from domains.support.ticket import TicketRow, tickets_by_ids
-from gateway.services import Services, event_catalog
-from resolvers.relay import to_global_id
+from gateway.services import Services
 from schema.domains import DOMAINS
 from tests.conftest import make_settings, migrated_database
 from tests.test_invoice_delivery import with_login
 from tests.test_invoice_run import ACTIVE, LONG_AGO, make_customer, make_tariff
 from tests.test_subscriptions import (
-    _by_operation,
     _error_code,
+    _graphql,
     _next,
     _relay,
     _serving,
@@ -67,6 +72,12 @@ subscription($ticket: ID!, $after: ID) {
 }
 """
 QUEUE = "subscription { ticketQueueChanged { eventId change ticket { id subject } } }"
+NOTE = """
+mutation($t: ID!, $b: String!) { addInternalNote(ticketId: $t, body: $b) { message { internal } } }
+"""
+REPLY = """
+mutation($t: ID!, $b: String!) { addTicketMessage(ticketId: $t, body: $b) { ticket { status } } }
+"""
 
 
 @pytest_asyncio.fixture
@@ -142,16 +153,6 @@ async def open_ticket(
     return await _ticket(db, ticket_id)
 
 
-async def _relay_all(services: Services) -> None:
-    """Publishes what the outbox holds, before any gateway reads the bus."""
-    relay = OutboxRelay(services.db, services.bus, catalog=event_catalog(services.settings))
-    try:
-        while await relay.run_once():
-            pass
-    finally:
-        await relay.close()
-
-
 async def write(
     db: Database,
     ticket: TicketRow,
@@ -170,6 +171,52 @@ async def write(
             internal=internal,
             now=NOW,
         )
+
+
+async def make_operator(db: Database, email: str, skills: list[TicketCategory]) -> int:
+    """A staff login that is a support operator, online, with `skills`."""
+    user_id = await staff_id(db, email)
+    async with db.transaction() as session:
+        await session.execute(
+            insert(SupportOperator).values(
+                user_id=user_id, presence=Presence.ONLINE, presence_changed_at=NOW
+            )
+        )
+        for category in skills:
+            await session.execute(
+                insert(SupportOperatorSkill).values(user_id=user_id, category=category)
+            )
+    return user_id
+
+
+async def _results(ws: ClientConnection, count: int) -> list[tuple[str, dict[str, Any]]]:
+    """The next `count` results, in order, with the operation each is of."""
+    results = []
+    for _ in range(count):
+        message = json.loads(await asyncio.wait_for(ws.recv(), 20))
+        assert message["type"] == "next", message
+        results.append((message["id"], message["payload"]["data"]))
+    return results
+
+
+async def _open_over_rest(base: str, token: str, category: str, subject: str) -> str:
+    """The seed's flow 2.4: the client posts the ticket; its global id."""
+    async with httpx.AsyncClient(base_url=base, timeout=20) as client:
+        response = await client.post(
+            "/support/tickets",
+            json={"category": category, "subject": subject, "body": "Since 8 am."},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert response.status_code == 201, response.text
+    return response.json()["ticket"]["id"]
+
+
+def _changes(results: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, str, str]]:
+    """(operation, change, ticket id) of ticketUpdated results."""
+    return [
+        (op, data["ticketUpdated"]["change"], data["ticketUpdated"]["ticket"]["id"])
+        for op, data in results
+    ]
 
 
 async def test_an_operators_reply_reaches_the_customer_and_the_note_only_staff(
@@ -196,10 +243,9 @@ async def test_an_operators_reply_reaches_the_customer_and_the_note_only_staff(
             "operator": await with_login(worker.db, None, Role.OPERATOR),
             "other operator": await with_login(worker.db, None, Role.OPERATOR),
         }
-        operator = await staff_id(worker.db, logins["operator"])
-        ticket = await open_ticket(worker.db, alice, "No internet since the morning", operator)
-        ticket_id = to_global_id("Ticket", ticket.id)
-        await _relay_all(worker)  # the ticket's opening: before anyone subscribed
+        # Nobody handles moving: such a ticket waits in the queue.
+        await make_operator(worker.db, logins["operator"], [TicketCategory.NO_CONNECTION])
+        await make_operator(worker.db, logins["other operator"], [TicketCategory.BILLING])
         with _serving(settings) as (base, app, _):
             tokens = {name: await _token(base, email) for name, email in logins.items()}
             # Staff's queue: refused to a customer before anything else.
@@ -207,62 +253,94 @@ async def test_an_operators_reply_reaches_the_customer_and_the_note_only_staff(
                 assert await _error_code(ws) == "FORBIDDEN"
             async with _relay(asyncio.get_running_loop(), worker.db, worker.bus, settings):
                 async for alice_ws in _subscribed(base, tokens["alice"], UPDATED):
-                    await _subscribe(alice_ws, "2", THREAD, ticket=ticket_id)
-                    await _subscribe(alice_ws, "3", UPDATED, ticket=ticket_id)
-                    async for staff_ws in _subscribed(
-                        base, tokens["operator"], THREAD, ticket=ticket_id
-                    ):
-                        await _subscribe(staff_ws, "2", QUEUE)
+                    async for staff_ws in _subscribed(base, tokens["operator"], QUEUE):
                         async for other_ws in _subscribed(base, tokens["other operator"], QUEUE):
                             async for bob_ws in _subscribed(base, tokens["bob"], UPDATED):
-                                await _wait_subscribers(app, 7)
-                                await write(worker.db, ticket, operator, "Line card fault?", True)
-                                await write(
-                                    worker.db, ticket, operator, "We are on it: 2 hours.", False
+                                await _wait_subscribers(app, 4)
+                                ticket = await _open_over_rest(
+                                    base, tokens["alice"], "no_connection", "No internet"
                                 )
-                                # The customer's first messages are the reply's: the note,
-                                # relayed before it, never reached their feeds.
-                                alices = await _by_operation(alice_ws, 3)
-                                staffs = [await _next(staff_ws) for _ in range(2)]
-                                queued = await open_ticket(worker.db, bob, "Router blinks red")
+                                opened = await _results(alice_ws, 3)
+                                mine = await _results(staff_ws, 1)
+                                # Her thread, and the same ticket alone, both ways.
+                                await _subscribe(alice_ws, "2", THREAD, ticket=ticket)
+                                await _subscribe(alice_ws, "3", UPDATED, ticket=ticket)
+                                await _subscribe(staff_ws, "2", THREAD, ticket=ticket)
+                                await _wait_subscribers(app, 7)
+                                note = await _graphql(
+                                    base, tokens["operator"], NOTE, t=ticket, b="Line card?"
+                                )
+                                reply = await _graphql(
+                                    base, tokens["operator"], REPLY, t=ticket, b="On it: 2 h."
+                                )
+                                # The customer's first messages since are the reply's: the
+                                # note, relayed before it, never reached their feeds.
+                                answered = await _results(alice_ws, 5)
+                                staffs = await _results(staff_ws, 2)
+                                queued = await _open_over_rest(
+                                    base, tokens["bob"], "moving", "Moving on Monday"
+                                )
+                                # The other operator's first is Bob's: Alice's ticket, given
+                                # to the first operator, was never theirs.
                                 queue = [await _next(ws) for ws in (staff_ws, other_ws)]
-                                mine = await open_ticket(worker.db, bob, "Slow", operator)
-                                queue.append(await _next(staff_ws))
-                                last = await open_ticket(worker.db, bob, "Still slow")
-                                # The other operator's next is the last ticket: the one
-                                # assigned to the first at once was never theirs.
-                                queue.append(await _next(other_ws))
                                 bobs = (await _next(bob_ws))["ticketUpdated"]
     finally:
         await worker.bus.stop()
         await worker.aclose()
 
-    reply = {"body": "We are on it: 2 hours.", "internal": False}
-    thread = alices["2"]["ticketMessageAdded"]
-    assert thread["message"] == {"authorKind": "OPERATOR", **reply}
-    assert thread["ticket"] == {"id": ticket_id}
-    for updated in (alices["1"]["ticketUpdated"], alices["3"]["ticketUpdated"]):
-        assert updated["eventId"] == thread["eventId"]
-        assert updated["change"] == "MESSAGE_ADDED"
-        # The ticket as it is now, read as the customer may: the note is not in it.
-        assert updated["ticket"] == {"id": ticket_id, "status": "NEW", "messages": [reply]}
-    assert [staff["ticketMessageAdded"]["message"] for staff in staffs] == [
-        {"authorKind": "OPERATOR", "body": "Line card fault?", "internal": True},
-        {"authorKind": "OPERATOR", **reply},
+    # Opening: created, its first message, then the assignment, for the customer; for the
+    # operator it was given to, an assignment to them (created already assigned: not
+    # the queue's).
+    assert _changes(opened) == [
+        ("1", "CREATED", ticket),
+        ("1", "MESSAGE_ADDED", ticket),
+        ("1", "ASSIGNED", ticket),
     ]
-    assert staffs[1]["ticketMessageAdded"]["eventId"] == thread["eventId"]
-    # A new ticket nobody took reaches every operator's queue; one assigned as it was
-    # opened, only its assignee's.
-    assert [
-        (event["ticketQueueChanged"]["change"], event["ticketQueueChanged"]["ticket"]["id"])
-        for event in queue
-    ] == [
-        ("NEW_UNASSIGNED", to_global_id("Ticket", queued.id)),
-        ("NEW_UNASSIGNED", to_global_id("Ticket", queued.id)),
-        ("ASSIGNED_TO_ME", to_global_id("Ticket", mine.id)),
-        ("NEW_UNASSIGNED", to_global_id("Ticket", last.id)),
+    assert mine == [
+        (
+            "1",
+            {
+                "ticketQueueChanged": {
+                    "eventId": mine[0][1]["ticketQueueChanged"]["eventId"],
+                    "change": "ASSIGNED_TO_ME",
+                    "ticket": {"id": ticket, "subject": "No internet"},
+                }
+            },
+        )
     ]
-    assert queue[0]["ticketQueueChanged"]["ticket"]["subject"] == "Router blinks red"
-    # Bob's first event is his own new ticket: nothing of Alice's thread reached him.
-    assert bobs["change"] == "CREATED"
-    assert bobs["ticket"]["id"] == to_global_id("Ticket", queued.id)
+    # The reply: once on the thread, on both ticket streams as a message and as the ticket
+    # opening (support's first answer), each showing the ticket as the customer reads it.
+    reply_message = {"authorKind": "OPERATOR", "body": "On it: 2 h.", "internal": False}
+    thread = [data["ticketMessageAdded"] for op, data in answered if op == "2"]
+    assert [event["message"] for event in thread] == [reply_message]
+    assert thread[0]["ticket"] == {"id": ticket}
+    updates = [(op, data) for op, data in answered if op != "2"]
+    assert sorted(_changes(updates)) == [
+        ("1", "MESSAGE_ADDED", ticket),
+        ("1", "STATUS_CHANGED", ticket),
+        ("3", "MESSAGE_ADDED", ticket),
+        ("3", "STATUS_CHANGED", ticket),
+    ]
+    for _op, data in updates:
+        assert data["ticketUpdated"]["ticket"]["status"] == "OPEN"
+        assert data["ticketUpdated"]["ticket"]["messages"] == [
+            {"body": "Since 8 am.", "internal": False},
+            {"body": "On it: 2 h.", "internal": False},
+        ]
+    assert {
+        data["ticketUpdated"]["eventId"]
+        for _op, data in updates
+        if data["ticketUpdated"]["change"] == "MESSAGE_ADDED"
+    } == {thread[0]["eventId"]}
+    # Staff's thread has the note, then the reply, as the mutations answered them.
+    assert [(op, data["ticketMessageAdded"]["message"]) for op, data in staffs] == [
+        ("2", {"authorKind": "OPERATOR", "body": "Line card?", "internal": True}),
+        ("2", reply_message),
+    ]
+    assert note["addInternalNote"]["message"]["internal"] is True
+    assert reply["addTicketMessage"]["ticket"]["status"] == "OPEN"
+    # A new ticket nobody could take reaches every operator's queue.
+    assert [event["ticketQueueChanged"]["change"] for event in queue] == ["NEW_UNASSIGNED"] * 2
+    assert {event["ticketQueueChanged"]["ticket"]["id"] for event in queue} == {queued}
+    # Bob's first event is his own new ticket: nothing of Alice's reached him.
+    assert (bobs["change"], bobs["ticket"]["id"]) == ("CREATED", queued)
