@@ -291,3 +291,10 @@ async def test_refused_messages_write_nothing(client, tokens):
     assert response.json()["error"]["code"] == "TICKET_CLOSED"
     _conforms(await _document(client), "/support/tickets/{id}/messages", "post", response)
     assert await _counts(client) == before
+
+
+async def test_a_path_answers_405_with_every_method_it_has(client, tokens):
+    response = await client.request("PUT", "/support/tickets", headers=_auth(tokens["alice"]))
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
+    assert response.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
