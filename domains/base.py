@@ -55,8 +55,8 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     @property
-    def python_type(self) -> type[datetime]:
-        """What a keyset cursor's value is read back as (a TypeDecorator says `object`)."""
+    def python_type(self) -> type:
+        # A keyset cursor over a time column (domains/keyset.py) reads its values back as this.
         return datetime
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:

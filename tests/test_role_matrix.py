@@ -203,6 +203,15 @@ QUERIES = {
         "query($ticket: ID!) { ticket(id: $ticket) { status messages { body } } }",
         {"customer", "operator", "admin"},
     ),
+    "ticketQueue": (
+        "{ ticketQueue(first: 2) { edges { node { status } } } }",
+        {"operator", "admin"},
+    ),
+    "ticketPriorityRules": ("{ ticketPriorityRules { condition } }", {"operator", "admin"}),
+    "supportOperators": (
+        "{ supportOperators(first: 2) { edges { node { presence } } } }",
+        {"operator", "admin"},
+    ),
 }
 
 

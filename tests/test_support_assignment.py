@@ -3,17 +3,18 @@ its draining, releasing a slot, staff reassigning, and capacity under concurrent
 on PostgreSQL."""
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 
 from domains.customers.models import ContractStatus
 from domains.database import Database
 from domains.errors import DomainError
-from domains.identity.models import Role
+from domains.identity.models import Role, Session
 from domains.identity.viewer import Viewer
 from domains.support.assignment import release
 from domains.support.models import (
@@ -26,7 +27,7 @@ from domains.support.models import (
     TicketStatus,
 )
 from domains.support.operator_admin import save_operator
-from domains.support.presence import set_presence
+from domains.support.presence import offline_without_sessions, set_presence
 from domains.support.ticket import TicketRow, tickets_by_ids
 from domains.support.ticket_assign import reassign_ticket
 from domains.support.ticket_create import TicketCreated, create_ticket
@@ -268,6 +269,43 @@ async def test_reassign_refusals_write_nothing(db: Database) -> None:
         assert refused.value.code == code
     assert await counts(db) == before
     assert (await operator(db, full.user_id))[0] == 1
+
+
+async def test_operators_whose_sessions_ended_unrevoked_go_offline(db: Database) -> None:
+    """The worker's sweep: idle past the timeout, expired or revoked, no live session."""
+    nobody, live, idle, expired, revoked = [await add_operator(db, BILLING) for _ in range(5)]
+    hour = timedelta(hours=1)
+    async with db.transaction() as session:
+        for viewer, last_seen, expires, revoked_at in (
+            (live, NOW - timedelta(minutes=20), NOW + hour, None),
+            (idle, NOW - 2 * hour, NOW + hour, None),
+            (expired, NOW - timedelta(minutes=1), NOW - timedelta(seconds=1), None),
+            (revoked, NOW, NOW + hour, NOW),
+        ):
+            await session.execute(
+                insert(Session).values(
+                    id=uuid.uuid4(),
+                    user_id=viewer.user_id,
+                    device_info="",
+                    created_at=NOW - 3 * hour,
+                    last_seen_at=last_seen,
+                    expires_at=expires,
+                    revoked_at=revoked_at,
+                )
+            )
+    gone = await offline_without_sessions(db, now=NOW, idle_timeout=timedelta(minutes=30))
+    assert gone == 4
+    presences = {
+        viewer.user_id: (await operator(db, viewer.user_id))[2]
+        for viewer in (nobody, live, idle, expired, revoked)
+    }
+    assert presences == {
+        nobody.user_id: Presence.OFFLINE,
+        live.user_id: Presence.ONLINE,
+        idle.user_id: Presence.OFFLINE,
+        expired.user_id: Presence.OFFLINE,
+        revoked.user_id: Presence.OFFLINE,
+    }
 
 
 async def test_presence_is_for_operators(db: Database) -> None:

@@ -68,7 +68,7 @@ async def _open(
 
 async def test_a_customer_opens_a_ticket(db: Database) -> None:
     customer, contract_id = await add_customer(db)
-    created = await _open(db, customer, contract_id=contract_id, subject="  Charged twice ")
+    created = await _open(db, customer, contract_id=contract_id, subject=" Charged\n\t twice ")
     ticket = created.ticket
     assert (ticket.customer_id, ticket.contract_id, ticket.created_by) == (
         customer.customer_id,

@@ -5,14 +5,16 @@ tickets they hold (the SLA worker moves a breached one off an absent assignee).
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, case, update
+from sqlalchemy import bindparam, case, exists, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.clock import utcnow
 from domains.database import Database
 from domains.errors import Forbidden
+from domains.identity.models import Session
+from domains.identity.session import may_be_alive
 from domains.identity.viewer import Viewer
 from domains.reads import row_columns
 from domains.support.assignment import drain_queue
@@ -23,6 +25,7 @@ from domains.support.ticket import TicketRow
 from domains.writes import Write, writer
 
 operators = SupportOperator.__table__
+sessions = Session.__table__
 
 _SET = Write(
     update(operators)
@@ -84,3 +87,19 @@ async def sessions_ended(session: AsyncSession, user_id: int, now: datetime) -> 
     """The user's last live session ended (identity's Sessions tells the domains, in the
     unit of work that ended it): an operator among them goes offline."""
     await writer(session).execute(_OFFLINE, operator_id=user_id, now=now)
+
+
+async def offline_without_sessions(db: Database, *, now: datetime, idle_timeout: timedelta) -> int:
+    """Sets offline the operators whose sessions all ended without a revocation (idle
+    past the timeout, or expired), which no unit of work tells `sessions_ended`; the
+    worker's sweep calls it. Returns how many."""
+    live = exists().where(
+        sessions.c.user_id == operators.c.user_id, may_be_alive(now, idle_timeout)
+    )
+    async with db.transaction() as session:
+        gone = await session.execute(
+            update(operators)
+            .where(operators.c.presence != Presence.OFFLINE, ~live)
+            .values(presence=Presence.OFFLINE, presence_changed_at=now)
+        )
+    return gone.rowcount  # type: ignore[attr-defined] - an UPDATE's CursorResult

@@ -5,7 +5,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from domains.reads import Read, Reader, select_rows
+from domains.reads import Read, Reader, any_of, select_rows
 from domains.support.models import RuleCondition, TicketCategory, TicketPriority, TicketPriorityRule
 
 rules = TicketPriorityRule.__table__
@@ -125,3 +125,12 @@ def _matches(
             days = timedelta(days=rule.within_days or 0)
             return any(now - at <= days for at in opened)
     return False
+
+
+RULES_BY_ID = Read(
+    PriorityRuleRow, select_rows(PriorityRuleRow, rules).where(any_of(rules.c.id, "ids"))
+)
+
+
+async def rules_by_ids(reader: Reader, ids: Sequence[int]) -> dict[int, PriorityRuleRow]:
+    return {row.id: row for row in await reader.fetch(RULES_BY_ID, ids=ids)}

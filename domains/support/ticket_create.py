@@ -159,7 +159,8 @@ async def create_ticket(
     category = _member(TicketCategory, category, "category")
     channel = _member(TicketChannel, channel, "channel")
     owner = _owner(viewer, customer_id, channel)
-    subject = subject.strip()
+    # One line: runs of spaces, tabs and line breaks become one space.
+    subject = " ".join(subject.split())
     if not subject:
         raise InvalidInput("the subject is empty")
     if len(subject) > MAX_SUBJECT:
