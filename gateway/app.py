@@ -223,6 +223,7 @@ def create_app(
                     services,
                     registry=metrics.registry,
                     billing_schedule=settings.billing_schedule is True,
+                    support_schedule=settings.support_schedule is True,
                 )
                 await worker.start()
                 running.push_async_callback(worker.stop)

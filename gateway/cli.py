@@ -129,6 +129,21 @@ def _overdue(settings: Settings) -> None:
     print(f"invoices marked overdue: {marked}")
 
 
+def _support_sweep(settings: Settings) -> None:
+    """Finds and escalates SLA breaches and closes tickets left resolved, once, as the
+    worker does every minute."""
+    from domains.clock import SYSTEM_CLOCK
+    from gateway.worker import support_sweep
+
+    swept = _on_database(settings, lambda db: support_sweep(db, settings, SYSTEM_CLOCK))
+    breaches = swept.breaches
+    print(
+        f"SLA breaches: {breaches.first_response} first response, {breaches.resolution} "
+        f"resolution; {breaches.raised} priorities raised, {breaches.reassigned} reassigned"
+    )
+    print(f"resolved tickets closed: {swept.closed}")
+
+
 def _period(text: str) -> "Period":
     """`YYYY-MM`, the calendar month a run bills."""
     from datetime import date
@@ -293,7 +308,11 @@ def _worker(settings: Settings) -> None:
 
     async def run() -> None:
         services = Services.from_settings(settings)
-        worker = Worker(services, billing_schedule=settings.billing_schedule is not False)
+        worker = Worker(
+            services,
+            billing_schedule=settings.billing_schedule is not False,
+            support_schedule=settings.support_schedule is not False,
+        )
         if settings.worker_metrics_port is not None:
             start_http_server(settings.worker_metrics_port, registry=worker.registry)
         stop = asyncio.Event()
@@ -376,6 +395,13 @@ def main(argv: list[str] | None = None) -> None:
     billing_commands.add_parser(
         "overdue", help="mark issued invoices past their due date (in the billing zone) overdue"
     )
+    support = commands.add_parser("support", help="support tools")
+    support_commands = support.add_subparsers(dest="support_command", required=True)
+    support_commands.add_parser(
+        "sweep",
+        help="find SLA breaches (and escalate them), close tickets resolved "
+        "KABINET_TICKET_AUTOCLOSE_DAYS ago",
+    )
 
     args = parser.parse_args(argv)
     if args.command == "keygen":
@@ -398,6 +424,9 @@ def main(argv: list[str] | None = None) -> None:
         {"reconcile": _reconcile, "sweep": _sweep, "overdue": _overdue}[args.billing_command](
             settings
         )
+        return
+    if args.command == "support":
+        {"sweep": _support_sweep}[args.support_command](settings)
         return
     {"migrate": _migrate, "demo": _demo, "dev": _dev, "worker": _worker}[args.command](settings)
 

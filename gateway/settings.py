@@ -164,6 +164,12 @@ class Settings(BaseSettings):
     # left resolved this many days.
     ticket_reopen_days: int = Field(14, ge=0, le=365)
     ticket_autoclose_days: int = Field(7, ge=1, le=365)
+    support_schedule: bool | None = Field(
+        None,
+        description="The worker finds SLA breaches (and escalates them) and closes resolved "
+        "tickets every minute; default: in `kabinet worker`, not in the API's in-process "
+        "worker (sweep with `kabinet support sweep`).",
+    )
 
     # Domain events: outbox relay, Kafka topics, consumers, live subscriptions.
     kafka_topics: dict[str, str] = Field(

@@ -6,7 +6,8 @@ whose sessions all idled out. With its billing schedule on, the
 worker also bills each month from its 1st at `KABINET_BILLING_RUN_AT` in
 `KABINET_BILLING_TIMEZONE`, catching up on its first tick a run missed while it was down
 (domains/billing/billing_schedule.py), and marks overdue invoices hourly and right after a
-run.
+run. With its support schedule on, it finds tickets past an SLA due time (escalating them)
+and closes tickets left resolved, every minute on the services' clock.
 
 `kabinet worker` runs it beside Kafka; the API process runs it itself in the embedded mode
 (`Settings.run_worker_in_process`). The bus belongs to the services and is started and
@@ -32,12 +33,14 @@ from domains.billing.invoice_overdue import mark_overdue_invoices
 from domains.billing.invoice_run import RunProgress, run_invoices
 from domains.billing.provider import PaymentProvider
 from domains.billing.sweep import PendingSweep, expire_pending_payments, purge_idempotency_keys
-from domains.clock import utcnow
+from domains.clock import Clock, utcnow
 from domains.database import Database
 from domains.events.consumer import EventConsumer
 from domains.events.metrics import ConsumerMetrics
 from domains.events.relay import OutboxRelay
+from domains.support.autoclose import close_resolved_tickets
 from domains.support.presence import offline_without_sessions
+from domains.support.sla_breach import BreachSweep, detect_breaches
 from gateway.services import Services
 from gateway.settings import Settings
 from schema.domains import DOMAINS
@@ -52,6 +55,8 @@ PENDING_INTERVAL = 5.0
 # overdue invoices (on the services' clock).
 BILLING_INTERVAL = 60.0
 OVERDUE_INTERVAL = timedelta(hours=1)
+# How often the support schedule looks for SLA breaches and tickets to close (seconds).
+SUPPORT_INTERVAL = 60.0
 
 
 class Runnable(Protocol):
@@ -94,6 +99,25 @@ async def billing_sweep(
 
 
 @dataclass(frozen=True, slots=True)
+class SupportSweep:
+    """One pass of the support schedule: the SLA breaches it found and escalated, and the
+    resolved tickets it closed."""
+
+    breaches: BreachSweep
+    closed: int
+
+
+async def support_sweep(db: Database, settings: Settings, clock: Clock) -> SupportSweep:
+    """Finds and escalates SLA breaches, then closes tickets resolved
+    `KABINET_TICKET_AUTOCLOSE_DAYS` ago, as of `clock`'s time."""
+    breaches = await detect_breaches(db, clock=clock)
+    closed = await close_resolved_tickets(
+        db, after=timedelta(days=settings.ticket_autoclose_days), clock=clock
+    )
+    return SupportSweep(breaches, closed)
+
+
+@dataclass(frozen=True, slots=True)
 class BillingTick:
     """What one tick of the billing schedule did: the run it made (None: none was due, or
     the due period's run had finished), and how many invoices it marked overdue (None:
@@ -115,13 +139,16 @@ class Worker:
         registry: CollectorRegistry | None = None,
         *,
         billing_schedule: bool = False,
+        support_schedule: bool = False,
     ) -> None:
         """`consumers` defaults to `standard_consumers`; `registry` to one of the worker's
         own (inside the API process, the API's, so its /metrics shows the worker's too);
-        `billing_schedule` runs the monthly run and overdue marking."""
+        `billing_schedule` runs the monthly run and overdue marking, `support_schedule` the
+        SLA breaches and the closing of resolved tickets."""
         settings = services.settings
         self.services = services
         self.billing_schedule = billing_schedule
+        self.support_schedule = support_schedule
         self._next_overdue: datetime | None = None  # None: at the next tick
         self.relay = OutboxRelay(
             services.db,
@@ -152,6 +179,11 @@ class Worker:
             *(
                 [asyncio.create_task(self._billing(), name="billing-schedule")]
                 if self.billing_schedule
+                else []
+            ),
+            *(
+                [asyncio.create_task(self._support(), name="support-schedule")]
+                if self.support_schedule
                 else []
             ),
             *(
@@ -258,6 +290,33 @@ class Worker:
         if overdue:
             log.info("%d invoices marked overdue", overdue)
         return BillingTick(run, overdue)
+
+    async def _support(self) -> None:
+        """Sweeps tickets until the worker stops; a failed pass is tried again at the next
+        (each batch it committed stays done)."""
+        while not self._stop.is_set():
+            try:
+                await self.support_tick()
+            except Exception:
+                log.exception("support schedule tick failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), SUPPORT_INTERVAL)
+
+    async def support_tick(self) -> SupportSweep:
+        services = self.services
+        swept = await support_sweep(services.db, services.settings, services.clock)
+        breaches = swept.breaches
+        if breaches.first_response or breaches.resolution or swept.closed:
+            log.info(
+                "support: %d first-response and %d resolution breaches (%d raised, %d"
+                " reassigned), %d resolved tickets closed",
+                breaches.first_response,
+                breaches.resolution,
+                breaches.raised,
+                breaches.reassigned,
+                swept.closed,
+            )
+        return swept
 
     def _unless_stopping(self, _done: RunProgress) -> None:
         if self._stop.is_set():

@@ -307,7 +307,7 @@ class TicketPriorityRuleInput:
 
 
 @strawberry.type
-class AssignMutation:
+class Mutation(ThreadMutation):
     @strawberry.mutation(
         description="Open a ticket: a customer's own, or staff's on a customer's behalf. Its "
         "priority comes from the rules, and it goes to the least-loaded online operator with "
@@ -449,11 +449,6 @@ LIVE_ACCESS = {
 }
 
 # --- end of live updates ----------------------------------------------------------------
-
-
-@strawberry.type
-class Mutation(AssignMutation, ThreadMutation):
-    """The support subgraph's mutations, each part's from its block above."""
 
 
 domain = Domain(

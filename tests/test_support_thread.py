@@ -18,6 +18,7 @@ from domains.identity.viewer import Viewer
 from domains.outbox import OutboxEvent
 from domains.support.models import (
     AuthorKind,
+    Presence,
     Ticket,
     TicketCategory,
     TicketChannel,
@@ -29,6 +30,8 @@ from domains.support.thread import MAX_BODY
 from domains.support.ticket import TicketRow, tickets_by_ids
 from domains.support.ticket_message import add_internal_note, add_ticket_message
 from domains.support.ticket_status import set_ticket_status
+from tests.support_fixtures import add_operator, assignments_of
+from tests.support_fixtures import operator as operator_load
 from tests.test_payments import _insert_user, insert_customer
 
 START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -387,3 +390,65 @@ async def test_staff_move_tickets_along_the_allowed_transitions_only(db: Databas
         ("open", operator.user_id),
         ("closed", admin.user_id),
     ]
+
+
+# A ticket's slot of its assignee's capacity (domains/support/assignment.py).
+
+
+async def test_resolving_frees_the_slot_for_the_queue_and_a_reopen_takes_one_again(db: Database):
+    customer = await make_customer(db)
+    operator = await add_operator(db, [TicketCategory.NO_CONNECTION], capacity=1, open_tickets=1)
+    ticket = await make_ticket(db, customer, status=OPEN, assignee_id=operator.user_id)
+    queued = await make_ticket(db, customer, at=START + timedelta(minutes=1))
+    clock = ManualClock(START + timedelta(hours=1))
+
+    await status(db, operator, ticket, RESOLVED, clock)
+    # The freed slot went to the queue's ticket at once.
+    assert (await ticket_of(db, queued.id)).assignee_id == operator.user_id
+    assert (await operator_load(db, operator.user_id))[0] == 1
+    assert await assignments_of(db, queued.id) == [(operator.user_id, None, "queue")]
+
+    # Reopened while its assignee is full: it goes back to the queue, nobody assigned.
+    clock.advance(timedelta(days=1))
+    reopened = await message(db, customer, ticket, clock, "It is down again")
+    assert (reopened.ticket.status, reopened.ticket.assignee_id) == (OPEN, None)
+    assert (await ticket_of(db, ticket.id)).assignee_id is None
+
+    # Once the other ticket is done, the reopened one comes back to the operator.
+    await status(db, operator, queued, CLOSED, clock)
+    assert (await ticket_of(db, ticket.id)).assignee_id == operator.user_id
+    assert (await operator_load(db, operator.user_id))[0] == 1
+
+
+async def test_a_reopened_ticket_stays_with_its_assignee_when_they_have_room(db: Database):
+    customer = await make_customer(db)
+    operator = await add_operator(db, [TicketCategory.NO_CONNECTION], capacity=2, open_tickets=1)
+    ticket = await make_ticket(db, customer, status=OPEN, assignee_id=operator.user_id)
+    clock = ManualClock(START)
+    await status(db, operator, ticket, RESOLVED, clock)
+    assert (await operator_load(db, operator.user_id))[0] == 0
+    reopened = await status(db, operator, ticket, OPEN, clock)
+    assert reopened.assignee_id == operator.user_id
+    assert (await operator_load(db, operator.user_id))[0] == 1
+    assert await assignments_of(db, ticket.id) == []  # the same assignee: no new assignment
+
+
+async def test_a_reopened_ticket_of_an_absent_assignee_goes_to_one_who_is_there(db: Database):
+    customer = await make_customer(db)
+    away = await add_operator(
+        db, [TicketCategory.NO_CONNECTION], presence=Presence.AWAY, open_tickets=1
+    )
+    there = await add_operator(db, [TicketCategory.NO_CONNECTION])
+    ticket = await make_ticket(db, customer, status=PENDING, assignee_id=away.user_id)
+    clock = ManualClock(START)
+    await status(db, away, ticket, RESOLVED, clock)
+    assert (await operator_load(db, away.user_id))[0] == 0
+    reopened = await message(db, customer, ticket, clock, "Not fixed")
+    assert reopened.ticket.assignee_id == there.user_id
+    assert (await operator_load(db, there.user_id))[0] == 1
+    [assigned] = await events_of(db, ticket.id, "ticket.assigned")
+    assert (assigned["operator_id"], assigned["previous_operator_id"], assigned["reason"]) == (
+        there.user_id,
+        away.user_id,
+        "queue",
+    )

@@ -232,6 +232,67 @@ async def release(session: AsyncSession, ticket: TicketRow, now: datetime) -> li
     return await drain_queue(session, ticket.assignee_id, now)
 
 
+async def lock_operators(session: AsyncSession, operator_ids: Sequence[int]) -> None:
+    """Locks these operators' rows in user id order before a step that will change several of
+    them in another order (the SLA sweep's batch moving tickets off absent assignees), so it
+    waits for no operator once it holds one."""
+    ids = sorted(set(operator_ids))
+    if ids:
+        for row in await writer(session).fetch(_LOCK_OPERATORS, operator_ids=ids):
+            _locked(session, row.user_id)
+
+
+async def hold(session: AsyncSession, ticket: TicketRow, now: datetime) -> TicketRow:
+    """A ticket back in an active status (a resolved one reopened) takes a slot of its
+    assignee's capacity again if they are online with room; otherwise it goes to whoever
+    has room (reason queue) or back to the queue with nobody assigned. The caller holds the
+    ticket's lock; the ticket as it is then."""
+    if ticket.assignee_id is not None:
+        tx = writer(session)
+        found = await tx.fetch(_LOCK_OPERATOR, operator_id=ticket.assignee_id)
+        _locked(session, ticket.assignee_id)
+        if (
+            found
+            and found[0].presence is Presence.ONLINE
+            and await tx.fetch(_TAKE, operator_id=ticket.assignee_id, taken=1, now=now)
+        ):
+            return ticket
+    return await _reroute(session, ticket, now, AssignmentReason.QUEUE)
+
+
+async def move_off_absent(
+    session: AsyncSession, ticket: TicketRow, now: datetime
+) -> TicketRow | None:
+    """Escalation: a held ticket whose assignee is away or offline leaves them (their slot
+    frees) for the online operator with the skill and room, or for the queue. The caller
+    holds the ticket's lock; the ticket as it is then, or None when its assignee is there
+    (or it has none)."""
+    if ticket.assignee_id is None:
+        return None
+    found = await writer(session).fetch(_LOCK_OPERATOR, operator_id=ticket.assignee_id)
+    _locked(session, ticket.assignee_id)
+    if found and found[0].presence is Presence.ONLINE:
+        return None
+    await release(session, ticket, now)
+    return await _reroute(session, ticket, now, AssignmentReason.ESCALATION)
+
+
+async def _reroute(
+    session: AsyncSession, ticket: TicketRow, now: datetime, reason: AssignmentReason
+) -> TicketRow:
+    """The ticket, whose slot its assignee no longer holds, to the best operator with room,
+    else to the queue."""
+    assigned = await assign_ticket(session, ticket, now, reason=reason)
+    if assigned is not None:
+        return assigned.ticket
+    if ticket.assignee_id is None:
+        return ticket
+    [queued] = await writer(session).fetch(
+        _SET_ASSIGNEE, ticket_ids=[ticket.id], operator_id=None, now=now
+    )
+    return queued
+
+
 async def drain_queue(session: AsyncSession, operator_id: int, now: datetime) -> list[TicketRow]:
     """Fills the operator's free capacity from the queue, highest priority then oldest,
     among the categories they handle, if they are online: the tickets so assigned. Called

@@ -24,8 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.reads import select_rows
 from domains.support import events
+from domains.support.assignment import hold, release
 from domains.support.errors import InvalidTransition
-from domains.support.models import TicketStatus
+from domains.support.models import ACTIVE_STATUSES, TicketStatus
 from domains.support.ticket import TicketRow, tickets
 from domains.writes import Write, writer
 
@@ -142,4 +143,18 @@ async def change_status(
             priority=ticket.priority,
             category=ticket.category,
         )
+        changed = await _capacity(session, ticket, changed, now)
     return changed
+
+
+async def _capacity(
+    session: AsyncSession, before: TicketRow, after: TicketRow, now: datetime
+) -> TicketRow:
+    """Frees the assignee's slot when the ticket leaves the active statuses, takes one when
+    it comes back; the ticket as it is then."""
+    was_active, is_active = before.status in ACTIVE_STATUSES, after.status in ACTIVE_STATUSES
+    if was_active and not is_active:
+        await release(session, after, now)
+    elif is_active and not was_active:
+        return await hold(session, after, now)
+    return after

@@ -17,10 +17,12 @@ offline goes to an online operator with the skill and room, or back to the queue
 Each batch is one transaction, one UPDATE over tickets picked in (due time, id) order after
 the previous batch's last, their row locks taken with SKIP LOCKED, as the overdue marker
 does (domains/billing/invoice_overdue.py): a ticket an action holds (a reply being written)
-is left for the next pass, and the pass never waits on a ticket while holding another.
+is left for the next pass, and the pass never waits on a ticket while holding another. It
+then locks the batch's assignees in user id order, before any of them changes, so moving
+tickets between operators waits for no operator while holding one (assignment's order).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -40,6 +42,7 @@ from domains.clock import SYSTEM_CLOCK, Clock
 from domains.database import Database
 from domains.reads import row_columns
 from domains.support import events
+from domains.support.assignment import lock_operators, move_off_absent
 from domains.support.models import TicketStatus
 from domains.support.priority import raised
 from domains.support.ticket import TicketRow, tickets
@@ -126,20 +129,22 @@ class BreachSweep:
 
 async def escalate(session: AsyncSession, ticket: TicketRow, now: datetime) -> tuple[bool, bool]:
     """Raises the locked, breached ticket's priority a step (an urgent one stays urgent),
-    and moves it off an absent assignee: (raised, reassigned)."""
+    and moves it off an assignee who is away or offline: (raised, reassigned)."""
     higher = raised(ticket.priority, 1)
-    if higher is ticket.priority:
-        return False, False
-    await writer(session).execute(_RAISE, ticket_id=ticket.id, priority=higher, updated_at=now)
-    await events.priority_changed(
-        session,
-        ticket_id=ticket.id,
-        customer_id=ticket.customer_id,
-        old_priority=ticket.priority,
-        new_priority=higher,
-        reason="escalation",
-    )
-    return True, False
+    up = higher is not ticket.priority
+    if up:
+        await writer(session).execute(_RAISE, ticket_id=ticket.id, priority=higher, updated_at=now)
+        await events.priority_changed(
+            session,
+            ticket_id=ticket.id,
+            customer_id=ticket.customer_id,
+            old_priority=ticket.priority,
+            new_priority=higher,
+            reason="escalation",
+        )
+        ticket = replace(ticket, priority=higher, updated_at=now)
+    moved = await move_off_absent(session, ticket, now)
+    return up, moved is not None
 
 
 async def detect_breaches(
@@ -162,6 +167,10 @@ async def detect_breaches(
                     after_id=after_id,
                     size=batch_size,
                     breached_at=now,
+                )
+                # The batch's assignees first, in id order (domains/support/assignment.py).
+                await lock_operators(
+                    session, [row.assignee_id for row in rows if row.assignee_id is not None]
                 )
                 for row in rows:
                     await events.sla_breached(
