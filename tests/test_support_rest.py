@@ -128,6 +128,11 @@ async def test_a_customer_opens_a_ticket_and_reads_their_own(client, tokens):
     assert response.status_code == 200
     _conforms(document, "/support/tickets/{id}", "get", response)
     assert response.json()["ticket"]["subject"] == "Router blinks red"
+    # About one of her contracts.
+    async with _db(client).connect() as conn:
+        contract = await conn.scalar(select(Contract.id).where(Contract.customer_id == 1))
+    about = await _open(client, alice, contract_id=to_global_id("Contract", contract))
+    assert about["ticket"]["contract_id"] == to_global_id("Contract", contract)
 
 
 async def test_staff_open_one_on_a_customers_behalf_and_have_no_list(client, tokens):
