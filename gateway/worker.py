@@ -9,9 +9,9 @@ worker also bills each month from its 1st at `KABINET_BILLING_RUN_AT` in
 run. With its support schedule on, it finds tickets past an SLA due time (escalating them)
 and closes tickets left resolved, every minute on the services' clock.
 
-`kabinet worker` runs it beside Kafka; the API process runs it itself in the embedded mode
-(`Settings.run_worker_in_process`). The bus belongs to the services and is started and
-stopped by whoever owns them, not by the worker.
+`kabinet worker` runs it beside Kafka or RabbitMQ; the API process runs it itself in the
+embedded mode (`Settings.run_worker_in_process`). The bus belongs to the services and is
+started and stopped by whoever owns them, not by the worker.
 """
 
 import asyncio

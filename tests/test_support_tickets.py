@@ -25,7 +25,7 @@ from domains.support.priority_rule_edit import RuleChange, update_priority_rule
 from domains.support.thread import MAX_BODY
 from domains.support.ticket_create import TicketCreated, create_ticket
 from tests.conftest import migrated_database
-from tests.support_fixtures import add_customer, add_staff, counts, events_of, quiet
+from tests.support_fixtures import add_customer, add_operator, add_staff, counts, events_of, quiet
 
 NOW = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
 
@@ -305,3 +305,26 @@ async def test_staff_name_an_existing_customer_on_the_staff_channel(db: Database
             await _open(db, staff, **given)
         assert refused.value.code == code
     assert await counts(db) == before
+
+
+@pytest.mark.postgres
+async def test_a_ticket_opened_and_assigned_is_twelve_statements(support_pg_url: str) -> None:
+    """Pinned as the payment's are (tests/test_payment_statements.py): the contract's
+    check, the customer's standing and last tickets, the rules, the SLA targets, the
+    ticket, its message, the operator's pick, slot and the ticket's assignee, the
+    assignment, the events; a change shows here."""
+    db = Database(support_pg_url)
+    try:
+        await quiet(db)
+        await add_operator(db, [TicketCategory.EQUIPMENT])
+        customer, contract_id = await add_customer(db)
+        await _open(db, customer, TicketCategory.EQUIPMENT)  # each statement prepared once
+        seen: list[str] = []
+        db.on_statement.add(seen.append)
+        created = await _open(db, customer, TicketCategory.EQUIPMENT, contract_id=contract_id)
+        db.on_statement.discard(seen.append)
+        assert created.ticket.assignee_id is not None
+        assert len(seen) == 12, seen
+        assert seen[-1].startswith("WITH inserted AS (INSERT INTO outbox")  # the events, last
+    finally:
+        await db.dispose()
