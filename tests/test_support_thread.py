@@ -159,7 +159,8 @@ async def test_the_operators_first_reply_is_the_first_response_and_opens_the_tic
 
     clock.advance(timedelta(minutes=5))
     await message(db, operator, ticket, clock, "Found it: a line fault")
-    assert (await ticket_of(db, ticket.id)).first_response_at == START + timedelta(hours=1)
+    again = await ticket_of(db, ticket.id)
+    assert (again.first_response_at, again.updated_at) == (START + timedelta(hours=1), clock.now())
 
     assert [
         (e["type"], e.get("author_kind"), e.get("new_status"))

@@ -109,7 +109,7 @@ def moved(ticket: TicketRow, status: TicketStatus, now: datetime) -> TicketRow:
     return changed
 
 
-async def save(session: AsyncSession, ticket: TicketRow) -> None:
+async def _save(session: AsyncSession, ticket: TicketRow) -> None:
     """Writes the ticket's lifecycle columns as `ticket` has them."""
     await writer(session).execute(
         _SAVE, ticket_id=ticket.id, **{name: getattr(ticket, name) for name in _STATE}
@@ -125,13 +125,17 @@ async def change_status(
     now: datetime,
     first_response: bool = False,
 ) -> TicketRow:
-    """Moves the locked `ticket` to `status` (stamping the first response too when this is
-    support's first answer), with its event and its assignee's capacity; the ticket as it
+    """Moves the locked `ticket` to `status` (or, given the status it has, only marks it
+    updated `now`: a public message), stamping the first response too when this is
+    support's first answer, with its event and its assignee's capacity; the ticket as it
     is now."""
-    changed = moved(ticket, status, now) if status is not ticket.status else ticket
+    if status is ticket.status:
+        changed = replace(ticket, updated_at=now)
+    else:
+        changed = moved(ticket, status, now)
     if first_response:
-        changed = replace(changed, first_response_at=now, updated_at=now)
-    await save(session, changed)
+        changed = replace(changed, first_response_at=now)
+    await _save(session, changed)
     if status is not ticket.status:
         await events.status_changed(
             session,

@@ -9,7 +9,7 @@ internal notes. Each message moves the ticket as domains/support/lifecycle.py sa
 An internal note changes nothing a customer can see, not even the ticket's `updated_at`.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 
 from domains.clock import SYSTEM_CLOCK, Clock
@@ -25,7 +25,6 @@ from domains.support.lifecycle import (
     RESOLVED,
     change_status,
     lock_ticket,
-    save,
 )
 from domains.support.models import AuthorKind
 from domains.support.thread import MAX_BODY, TicketMessageRow, write_message
@@ -89,14 +88,12 @@ async def add_ticket_message(
         if viewer.is_staff:
             answered = ticket.first_response_at is None
             status = OPEN if ticket.status is NEW else ticket.status
-            ticket = await change_status(
-                session, ticket, status, changed_by=viewer.user_id, now=now, first_response=answered
-            )
-        elif ticket.status in (PENDING, RESOLVED):
-            ticket = await change_status(session, ticket, OPEN, changed_by=viewer.user_id, now=now)
         else:
-            ticket = replace(ticket, updated_at=now)
-            await save(session, ticket)
+            answered = False
+            status = OPEN if ticket.status in (PENDING, RESOLVED) else ticket.status
+        ticket = await change_status(
+            session, ticket, status, changed_by=viewer.user_id, now=now, first_response=answered
+        )
     return PostedMessage(ticket, message)
 
 
