@@ -45,23 +45,31 @@ async def db(sqlite_demo_copy: str) -> AsyncIterator[Database]:
     await database.dispose()
 
 
+async def _newest_event(db: Database, type: str) -> str:
+    async with db.connect() as conn:
+        return str(
+            await conn.scalar(
+                select(outbox.c.id)
+                .where(outbox.c.type == type)
+                .order_by(outbox.c.occurred_at.desc(), outbox.c.id.desc())
+                .limit(1)
+            )
+        )
+
+
 @pytest_asyncio.fixture
-async def thread(db: Database) -> tuple[TicketRow, str]:
+async def thread(db: Database) -> tuple[TicketRow, str, str]:
     """Alice's ticket: her message (the event a client resumes after), an operator's note,
-    then the operator's reply, none of it relayed."""
+    then the operator's reply, none of it relayed; the ticket, and the ids of her message's
+    and the note's events."""
     ticket = await open_ticket(db, ALICE, "No internet since the morning")
     await write(db, ticket, await user_of(db, ALICE), "Nothing works.", False, AuthorKind.CUSTOMER)
-    async with db.connect() as conn:
-        after = await conn.scalar(
-            select(outbox.c.id)
-            .where(outbox.c.type == "ticket.message_added")
-            .order_by(outbox.c.occurred_at.desc(), outbox.c.id.desc())
-            .limit(1)
-        )
+    after = await _newest_event(db, "ticket.message_added")
     operator = await staff_id(db, "operator@example.com")
     await write(db, ticket, operator, "Line card fault?", True)
+    note = await _newest_event(db, "ticket.message_added")
     await write(db, ticket, operator, "We are on it.", False)
-    return ticket, str(after)
+    return ticket, after, note
 
 
 async def _first(base: str, email: str, query: str, **variables: Any) -> dict[str, Any]:
@@ -78,7 +86,7 @@ async def _refusal(base: str, email: str, query: str, **variables: Any) -> str:
 
 async def test_a_resuming_customer_is_sent_the_reply_and_never_the_note(server, thread):
     base, _app, _ = server
-    ticket, after = thread
+    ticket, after, _note = thread
     ticket_id = to_global_id("Ticket", ticket.id)
     missed = await _first(base, "alice@example.com", THREAD, ticket=ticket_id, after=after)
     assert missed["ticketMessageAdded"]["message"] == {
@@ -99,7 +107,7 @@ async def test_a_resuming_customer_is_sent_the_reply_and_never_the_note(server, 
 
 async def test_who_may_watch_which_tickets(server, thread):
     base, _app, _ = server
-    ticket, _after = thread
+    ticket, _after, _note = thread
     ticket_id = to_global_id("Ticket", ticket.id)
     alice_id = to_global_id("Customer", ALICE)
     both = (
@@ -122,11 +130,38 @@ async def test_who_may_watch_which_tickets(server, thread):
 
 
 async def test_staff_resume_one_customers_tickets(server, thread):
+    """Staff's stream of a customer's tickets has the note's event; the customer's not."""
     base, _app, _ = server
-    _ticket, after = thread
-    query = "subscription($c: ID, $a: ID) { ticketUpdated(customerId: $c, after: $a) { change } }"
+    _ticket, after, note = thread
+    query = """
+    subscription($c: ID, $a: ID) { ticketUpdated(customerId: $c, after: $a) { eventId change } }
+    """
     got = await _first(
         base, "operator@example.com", query, c=to_global_id("Customer", ALICE), a=after
     )
-    assert got == {"ticketUpdated": {"change": "MESSAGE_ADDED"}}
+    assert got == {"ticketUpdated": {"eventId": note, "change": "MESSAGE_ADDED"}}
+    own = await _first(base, "alice@example.com", UPDATED, after=after)
+    assert own["ticketUpdated"]["eventId"] != note
     assert await _refusal(base, "bob@example.com", UPDATED, after=after) == "NOT_FOUND"
+
+
+async def test_the_queue_resumes_with_what_waits_and_what_was_given_to_the_viewer(server, db):
+    """From the outbox too: a new ticket still unassigned is the queue's for every operator;
+    one assigned as it was opened is only its assignee's, as an assignment."""
+    base, _app, _ = server
+    operator = await staff_id(db, "operator@example.com")
+    await open_ticket(db, BOB, "Before the client went away")
+    after = await _newest_event(db, "ticket.created")
+    given = await open_ticket(db, ALICE, "Slow evenings", operator)
+    waiting = await open_ticket(db, BOB, "Router blinks red")
+    query = "subscription($a: ID) { ticketQueueChanged(after: $a) { change ticket { id } } }"
+    mine = await _first(base, "operator@example.com", query, a=after)
+    assert mine["ticketQueueChanged"] == {
+        "change": "ASSIGNED_TO_ME",
+        "ticket": {"id": to_global_id("Ticket", given.id)},
+    }
+    admins = await _first(base, "admin@example.com", query, a=after)
+    assert admins["ticketQueueChanged"] == {
+        "change": "NEW_UNASSIGNED",
+        "ticket": {"id": to_global_id("Ticket", waiting.id)},
+    }
