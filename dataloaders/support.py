@@ -6,7 +6,7 @@ from domains.support.assignment import TicketAssignmentRow, assignments_by_ticke
 from domains.support.models import TicketCategory
 from domains.support.operator import skills_by_user_ids
 from domains.support.priority import PriorityRuleRow, rules_by_ids
-from domains.support.thread import TicketMessageRow, messages_by_ticket_ids
+from domains.support.thread import TicketMessageRow, messages_by_ids, messages_by_ticket_ids
 from domains.support.ticket import TicketRow, ticket_pages_by_customer_ids, tickets_by_ids
 
 
@@ -24,6 +24,13 @@ class TicketMessagesLoader(Loader[tuple[int, bool], list[TicketMessageRow]]):
     """Key: (ticket_id, with internal notes): only staff's keys say True."""
 
     fetch = staticmethod(messages_by_ticket_ids)
+
+
+# Live updates: a message named by its event.
+
+
+class TicketMessagesByIdLoader(Loader[int, TicketMessageRow | None]):
+    fetch = staticmethod(messages_by_ids)
 
 
 class OperatorSkillsByUserIdLoader(Loader[int, list[TicketCategory]]):

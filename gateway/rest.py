@@ -46,6 +46,7 @@ _STATUS = {
 }
 
 MakeContext = Callable[[Request], Awaitable[Context]]
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def rest_routes(
@@ -60,16 +61,28 @@ def rest_routes(
     async def openapi(_request: Request) -> Response:
         return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
 
+    # One route per path, whatever its methods: a request with another method is answered
+    # 405 with every method the path has in `Allow`.
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for domain in domains:
+        for route in domain.rest:
+            endpoint = _endpoint(route, services, make_context, status)
+            by_path.setdefault(route.path, {})[route.method] = endpoint
     return [
         *(
-            Route(
-                route.path, _endpoint(route, services, make_context, status), methods=[route.method]
-            )
-            for domain in domains
-            for route in domain.rest
+            Route(path, _by_method(endpoints), methods=list(endpoints))
+            for path, endpoints in by_path.items()
         ),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
+
+
+def _by_method(endpoints: Mapping[str, Endpoint]) -> Endpoint:
+    async def endpoint(request: Request) -> Response:
+        # Starlette answers HEAD where GET is served, with GET's endpoint.
+        return await endpoints["GET" if request.method == "HEAD" else request.method](request)
+
+    return endpoint
 
 
 def rest_document(domains: Iterable[Domain]) -> dict[str, Any]:
@@ -99,7 +112,7 @@ def answered_codes(route: RestRoute) -> tuple[str, ...]:
 
 def _endpoint(
     route: RestRoute, services: Services, make_context: MakeContext, status: Mapping[str, int]
-) -> Callable[[Request], Awaitable[Response]]:
+) -> Endpoint:
     settings = services.settings
 
     async def endpoint(request: Request) -> Response:

@@ -4,12 +4,14 @@ its payload, no more.
 `live(types, payload, watch)` makes the resolver of a `Subscription` field. `watch` is the
 domain's rule for what the viewer may follow, given the field's own arguments: it returns
 the subject of one object, checked as any read of that object is (`watched_customer`: a
-customer their own account, staff the one named; a ticket's rule would load the ticket
-through its owned-object check), or None for every subject, which only `audience(roles)`
-answers, to staff of those roles. The resolver then joins the stream's feed (missed events
-after `after`, then live ones): each event is mapped with `payload` (None: skipped),
-executed on the operation's selection and encoded once per feed, and the same bytes go to
-every subscriber of the feed through its transport's `Delivery`.
+customer their own account, staff the one named), or None for every subject, which only
+`audience(roles)` answers, to staff of those roles; or, when the stream is narrower than
+its subject's events (one ticket among a customer's, the assignments to the viewer), a
+`Watched`: the subject and which of its events the feed sends. The resolver then joins the
+stream's feed (missed events after `after`, then live ones): each event is mapped with
+`payload` (None: skipped), executed on the operation's selection and encoded once per
+feed, and the same bytes go to every subscriber of the feed through its transport's
+`Delivery`.
 
 A feed is the subscribers of one operation, variables and subject; when the payload is
 `Shared` (its fields show only what the event carries) viewers share it, otherwise each
@@ -56,9 +58,24 @@ AFTER = strawberry.argument(
 )
 CUSTOMER_ID = strawberry.argument(description="Staff only: the customer to watch.")
 
+# Which of a subject's events a feed sends, asked with the context the event renders in
+# (fresh loaders, the feed's viewer): it may load what it decides by.
+Sends = Callable[[CloudEvent, Context], bool | Awaitable[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class Watched:
+    """A stream narrower than its subject's events. `sends` is decided by the field's
+    arguments, and may read the viewer only for a payload that is not Shared (whose feed is
+    that viewer's alone): the feed's key holds nothing else it could depend on."""
+
+    subject: str | None
+    sends: Sends
+
+
 # A domain's rule for what the viewer watches: `info` and the field's own arguments in, one
-# subject out (None: every subject, an audience's).
-Watch = Callable[..., Awaitable[str | None]]
+# subject out (None: every subject, an audience's), or a `Watched`.
+Watch = Callable[..., Awaitable[str | Watched | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +167,10 @@ def live(
         if context.hub is None or delivery is None:
             raise InvalidInput("live updates are not served on this endpoint")
         viewer = context.signed_in
-        subject = await watch(info, **arguments)
+        watched = await watch(info, **arguments)
+        subject, sends = (
+            (watched.subject, watched.sends) if isinstance(watched, Watched) else (watched, None)
+        )
         key = (
             id(info._raw_info.schema),
             delivery.query,
@@ -170,7 +190,7 @@ def live(
                 after=after,
                 catch_up_limit=context.catch_up_limit,
                 catalog=context.events,
-                render=lambda: _renderer(info, delivery, payload),
+                render=lambda: _renderer(info, delivery, payload, sends),
                 send=delivery.send,
                 writer=delivery.writer,
                 adopt=delivery.adopt,
@@ -257,11 +277,14 @@ def _uses_of(variable: str, raw: Any) -> int:
 
 
 def _renderer(
-    info: Info[Context], delivery: Delivery, payload: Callable[[CloudEvent], object | None]
+    info: Info[Context],
+    delivery: Delivery,
+    payload: Callable[[CloudEvent], object | None],
+    sends: Sends | None,
 ) -> Render:
-    """A feed's rendering of an event: the operation executed on the event's payload with
-    the context of the feed's first subscriber (the same viewer, or a Shared payload that
-    reads none), encoded as the `next` message's payload."""
+    """A feed's rendering of an event `sends` lets through: the operation executed on the
+    event's payload with the context of the feed's first subscriber (the same viewer, or a
+    Shared payload that reads none), encoded as the `next` message's payload."""
     raw = info._raw_info  # graphql-core's: its schema and the validated document's parts
     document = DocumentNode(definitions=(raw.operation, *raw.fragments.values()))
     executor = Executor.build(
@@ -275,18 +298,36 @@ def _renderer(
     # Nothing of the first subscriber's connection stays with the feed.
     base = replace(info.context, request=None, disconnect=None, connection_params=None)
 
-    def render(event: CloudEvent) -> Rendered | Awaitable[Rendered]:
+    def execute(event: CloudEvent, context: Context) -> Rendered | Awaitable[Rendered]:
         root = payload(event)
         if root is None:
             return None
         run = executor.build_per_event_executor(root)
-        run.context_value = replace(base, loaders=Loaders(base.db))
+        run.context_value = context
         result = execute_subscription_event(run)
         if inspect.isawaitable(result):
             return _encoded_when_done(result)
         return _encoded(result)
 
+    def render(event: CloudEvent) -> Rendered | Awaitable[Rendered]:
+        context = replace(base, loaders=Loaders(base.db))
+        if sends is None:
+            return execute(event, context)
+        verdict = sends(event, context)
+        if inspect.isawaitable(verdict):
+            return _executed_if(verdict, lambda: execute(event, context))
+        return execute(event, context) if verdict else None
+
     return render
+
+
+async def _executed_if(
+    verdict: Awaitable[bool], execute: Callable[[], Rendered | Awaitable[Rendered]]
+) -> Rendered:
+    if not await verdict:
+        return None
+    rendered = execute()
+    return await rendered if inspect.isawaitable(rendered) else rendered
 
 
 async def _encoded_when_done(result: Awaitable[ExecutionResult]) -> bytes:

@@ -22,6 +22,7 @@ from domains.support.priority_rule_edit import KEEP
 from domains.support.ticket import TicketRow
 from resolvers import support as support_resolvers
 from resolvers.relay import pk_of
+from resolvers.rest import support as support_rest
 from schema.access import Access
 from schema.plugin import Domain
 from schema.shared import Connection, Node, is_row, node_id
@@ -376,10 +377,86 @@ class Mutation(ThreadMutation):
         )
 
 
+# --- live updates (subscriptions fed by support's events; resolvers.live has the mechanism)
+
+_EVENT_ID = "Pass it as `after` when subscribing again, to get what came since."
+
+TicketChange = strawberry.enum(support_resolvers.TicketChangeKind, name="TicketChange")
+TicketQueueChange = strawberry.enum(
+    support_resolvers.TicketQueueChangeKind, name="TicketQueueChange"
+)
+
+
+@strawberry.type(
+    description="A ticket changed: opened, assigned, its status or priority changed, or a "
+    "message added to its thread."
+)
+class TicketUpdatedEvent:
+    event_id: strawberry.ID = strawberry.field(description=_EVENT_ID)
+    occurred_at: datetime
+    change: TicketChange
+    ticket: Ticket = strawberry.field(
+        resolver=support_resolvers.change_ticket, description="As it is now."
+    )
+
+
+@strawberry.type(description="A new message in a ticket's thread.")
+class TicketMessageAddedEvent:
+    event_id: strawberry.ID = strawberry.field(description=_EVENT_ID)
+    occurred_at: datetime
+    message: TicketMessage = strawberry.field(resolver=support_resolvers.change_message)
+    ticket: Ticket = strawberry.field(
+        resolver=support_resolvers.change_ticket, description="As it is now."
+    )
+
+
+@strawberry.type(description="The support queue changed for the viewer (staff).")
+class TicketQueueChangedEvent:
+    event_id: strawberry.ID = strawberry.field(description=_EVENT_ID)
+    occurred_at: datetime
+    change: TicketQueueChange = strawberry.field(
+        description="A new ticket waiting for an operator, or a ticket given to the viewer."
+    )
+    ticket: Ticket = strawberry.field(
+        resolver=support_resolvers.change_ticket, description="As it is now."
+    )
+
+
+@strawberry.type
+class Subscription:
+    ticket_updated: TicketUpdatedEvent = strawberry.subscription(
+        resolver=support_resolvers.ticket_updated,
+        description="The viewer's tickets as they change, or one of them (staff: one "
+        "customer's, or one ticket). Internal notes reach staff only.",
+    )
+    ticket_message_added: TicketMessageAddedEvent = strawberry.subscription(
+        resolver=support_resolvers.ticket_message_added,
+        description="A ticket's new messages; internal notes reach staff only.",
+    )
+    ticket_queue_changed: TicketQueueChangedEvent = strawberry.subscription(
+        resolver=support_resolvers.ticket_queue_changed,
+        description="Staff: new tickets left unassigned, and tickets assigned to the viewer.",
+    )
+
+
+LIVE_ACCESS = {
+    # Customers their own tickets; staff one customer's or one ticket, and the queue.
+    "Subscription.ticketUpdated": Access.SIGNED_IN,
+    "Subscription.ticketMessageAdded": Access.SIGNED_IN,
+    "Subscription.ticketQueueChanged": Access.STAFF,
+    "TicketUpdatedEvent": Access.SIGNED_IN,
+    "TicketMessageAddedEvent": Access.SIGNED_IN,
+    "TicketQueueChangedEvent": Access.STAFF,
+}
+
+# --- end of live updates ----------------------------------------------------------------
+
+
 domain = Domain(
     name="support",
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     nodes=(Ticket,),
     entity_parts={"Customer": CustomerSupportFields},
     access={
@@ -405,7 +482,10 @@ domain = Domain(
         "TicketEdge": Access.SIGNED_IN,
         "TicketMessage": Access.SIGNED_IN,
         **THREAD_ACCESS,
+        **LIVE_ACCESS,
     },
+    rest=support_rest.ROUTES,
+    error_status=support_rest.ERROR_STATUS,
     events=("ticket",),
     consumers={support_consumer.CONSUMER_NAME: support_consumer.HANDLERS},
     sessions_ended=(sessions_ended,),

@@ -30,8 +30,11 @@ from schema.planned import CheckedExecutor, Execution
 
 PG_ADMIN_URL = os.environ.get("KABINET_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 DEMO_PASSWORD = "kabinet-demo"
-# The demo's support desk, children first (`sqlite_desk_copy` empties them).
+# The demo's support desk, children first, and who is signed in (`sqlite_desk_copy` empties
+# them: tests before may have signed staff in on the shared demo file).
 SUPPORT_DESK_TABLES = (
+    "refresh_tokens",
+    "sessions",
     "ticket_assignments",
     "ticket_messages",
     "tickets",
@@ -217,8 +220,9 @@ def sqlite_demo_copy(sqlite_demo_url: str, tmp_path: Path) -> str:
 
 @pytest.fixture
 def sqlite_desk_copy(sqlite_demo_copy: str) -> str:
-    """A private demo copy whose support desk is empty (no operators, no tickets), for tests
-    that set the desk up themselves on the demo's people and logins."""
+    """A private demo copy whose support desk is empty (no operators, no tickets) and where
+    nobody is signed in, for tests that set the desk up themselves on the demo's people and
+    logins (an operator's presence follows their sessions)."""
     with contextlib.closing(sqlite3.connect(sqlite_demo_copy.split("///", 1)[1])) as conn:
         for table in SUPPORT_DESK_TABLES:
             conn.execute(f"DELETE FROM {table}")  # noqa: S608 - the module's own table names

@@ -121,7 +121,7 @@ def test_node_subgraph_can_return_every_node_type(
     node_interface = served.get_type("Node")
     assert isinstance(node_interface, GraphQLInterfaceType), "/graphql serves Relay's Node"
     node_types = {t.name for t in served.get_implementations(node_interface).objects}
-    assert {"Customer", "Invoice", "Payment", "User"} <= node_types
+    assert {"Customer", "Invoice", "Payment", "User", "Ticket"} <= node_types
     missing: dict[str, list[str]] = {}
     for name, sdl in subgraph_sdls.items():
         subgraph = build_schema(sdl, assume_valid_sdl=True)
@@ -133,3 +133,20 @@ def test_node_subgraph_can_return_every_node_type(
         if node_types - returned:
             missing[name] = sorted(node_types - returned)
     assert not missing, f"Node types the subgraph serving `node` lacks (as entity stubs): {missing}"
+
+
+def test_the_support_subgraph_composes_with_its_live_updates(
+    subgraph_sdls: dict[str, str], composition: dict[str, Any]
+) -> None:
+    """Support is a subgraph of its own; its subscriptions reach the API schema a router
+    serves, beside the billing ones."""
+    assert "support" in subgraph_sdls
+    api = build_schema(composition["apiSchemaSdl"])
+    subscription = api.subscription_type
+    assert subscription is not None
+    assert {"ticketUpdated", "ticketMessageAdded", "ticketQueueChanged", "invoiceUpdated"} <= set(
+        subscription.fields
+    )
+    customer = api.get_type("Customer")
+    assert isinstance(customer, GraphQLObjectType)
+    assert "tickets" in customer.fields

@@ -38,7 +38,7 @@ from domains.outbox import record_event
 from gateway.services import Services
 from resolvers.billing import invoice_by_pk
 from resolvers.context import Context
-from resolvers.live import DELIVERY, Delivery, Shared, audience, live
+from resolvers.live import DELIVERY, Delivery, Shared, Watched, audience, live
 from resolvers.relay import pk_of, to_global_id
 from subscriptions.hub import Hub, SlowConsumer, TooManySubscriptions
 from subscriptions.stream import follow
@@ -362,10 +362,36 @@ def _announced(event: CloudEvent) -> Announced:
     return Announced(event_id=strawberry.ID(str(event.id)), subject=event.subject)
 
 
+async def watched_ticket(info: Info[Context], ticket: int) -> Watched:
+    """One ticket's replies among those of its subject (here the ticket's own)."""
+    return Watched(TICKET.of(ticket), lambda event, _context: event.data.get("reply") == ticket)
+
+
+_operators = audience(Role.OPERATOR, Role.ADMIN)
+
+
+async def watched_mine(info: Info[Context]) -> Watched:
+    """The new tickets given to the viewer: decided per event, by the feed's viewer, after a
+    load (here a yield to the loop)."""
+    await _operators(info)
+
+    async def sends(event: CloudEvent, context: Context) -> bool:
+        await asyncio.sleep(0)
+        return event.data.get("operator_id") == context.signed_in.user_id
+
+    return Watched(None, sends)
+
+
 @strawberry.type
 class Subscription:
     invoice_events: Happened = strawberry.subscription(
         resolver=live({"invoice.paid"}, _happened, watched_invoice)
+    )
+    ticket_replies: Happened = strawberry.subscription(
+        resolver=live({REPLIED}, _happened, watched_ticket)
+    )
+    my_tickets: Happened = strawberry.subscription(
+        resolver=live({CREATED}, _happened, watched_mine)
     )
     new_tickets: Happened = strawberry.subscription(
         resolver=live({CREATED}, _happened, audience(Role.OPERATOR))
@@ -384,6 +410,8 @@ SCHEMA = strawberry.Schema(query=Query, subscription=Subscription)
 INVOICE_EVENTS = "subscription($id: ID!) { invoiceEvents(invoiceId: $id) { eventId subject } }"
 NEW_TICKETS = "subscription { newTickets { eventId subject } }"
 ANNOUNCED = "subscription { announcedTickets { eventId subject } }"
+TICKET_REPLIES = "subscription($t: Int!) { ticketReplies(ticket: $t) { eventId subject } }"
+MY_TICKETS = "subscription { myTickets { eventId } }"
 
 
 @pytest_asyncio.fixture
@@ -601,4 +629,55 @@ async def test_resuming_subscribers_share_the_feed_of_those_that_do_not(services
     assert [await one.next() for one in watching] == [live, live, live]
     assert renders == [3]
     for one in watching:
+        await one.close()
+
+
+# Narrower than a subject: a `Watched` stream sends only the events its rule lets through.
+
+
+async def _publish_with(bus: EventBus, type: str, ticket: int, **data: Any) -> CloudEvent:
+    event = CloudEvent(
+        uuid.uuid4(), type, f"{SOURCE}:support", TICKET.of(ticket), datetime.now(UTC), data
+    )
+    await bus.publish(TOPICS["support"], event.subject, event.to_json())
+    return event
+
+
+async def test_a_watched_stream_sends_what_its_arguments_let_through(services, bus, counted):
+    hub, renders = counted
+    alice = await _viewer(services.db, "alice@example.com")
+    watching = _Watching(services, hub, alice)
+    watching.open(TICKET_REPLIES, t=7)
+    await _subscribed(hub)
+    await _publish_with(bus, REPLIED, 7, reply=8)  # ticket 7's subject, not the one watched
+    sent = await _publish_with(bus, REPLIED, 7, reply=7)
+    assert await watching.next() == {
+        "data": {"ticketReplies": {"eventId": str(sent.id), "subject": "ticket:7"}}
+    }
+    assert renders == [1]  # the other was never executed
+    await watching.close()
+
+
+async def test_a_watched_stream_may_decide_by_the_viewer_after_a_load(services, bus, counted):
+    hub, renders = counted
+    operator = await _viewer(services.db, "operator@example.com")
+    admin = await _viewer(services.db, "admin@example.com")
+    watching = {viewer.user_id: _Watching(services, hub, viewer) for viewer in (operator, admin)}
+    for one in watching.values():
+        one.open(MY_TICKETS)
+    await _subscribed(hub, 2)
+    assert hub.feed_count == 2  # the rule reads the viewer: a feed each
+    events = [
+        await _publish_with(bus, CREATED, number, operator_id=user_id)
+        for number, user_id in enumerate([admin.user_id, operator.user_id, admin.user_id])
+    ]
+    assert await watching[operator.user_id].next() == {
+        "data": {"myTickets": {"eventId": str(events[1].id)}}
+    }
+    assert [await watching[admin.user_id].next() for _ in range(2)] == [
+        {"data": {"myTickets": {"eventId": str(events[0].id)}}},
+        {"data": {"myTickets": {"eventId": str(events[2].id)}}},
+    ]
+    assert sorted(renders) == [1, 1, 1]
+    for one in watching.values():
         await one.close()

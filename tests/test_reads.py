@@ -23,7 +23,7 @@ from domains.billing.models import (
     PaymentStatus,
     Transaction,
 )
-from domains.billing.payment import payments_by_invoice_ids
+from domains.billing.payment import PAYMENT_ORDER, payments_by_invoice_ids
 from domains.billing.transaction import balance_history_page, ledger_page
 from domains.customers.contract import contracts_by_customer_ids
 from domains.customers.customer import customers_by_ids, search_customers
@@ -44,6 +44,8 @@ from domains.identity.models import Role, User
 from domains.identity.user import USERS_BY_ID, users_by_ids
 from domains.keyset import Window
 from domains.reads import Read, Reader
+from domains.support.ticket import TICKET_ORDER
+from resolvers.relay import decode_cursor, encode_cursor
 from tests.conftest import migrated_database
 
 JOINED = datetime(2026, 1, 15, 9, 30, 12, 345678, tzinfo=UTC)
@@ -334,3 +336,10 @@ def test_a_read_selects_its_rows_fields_in_order():
     users = User.__table__
     with pytest.raises(TypeError, match="fields"):
         Read(Named, select(users.c.id, users.c.email).where(users.c.id == bindparam("id")))
+
+
+def test_a_cursor_over_a_utc_time_reads_back_as_its_key():
+    """Pages ordered by a timestamptz (payments, tickets) take their own cursors back."""
+    key = (datetime(2026, 12, 4, 9, 30, 15, 123456, tzinfo=UTC), 42)
+    for ordering in (PAYMENT_ORDER, TICKET_ORDER):
+        assert decode_cursor(encode_cursor(key), ordering) == key

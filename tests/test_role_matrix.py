@@ -1,11 +1,13 @@
 """Each role against each operation: the answer, and no trace of a refused mutation."""
 
+import json
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
+from websockets.asyncio.client import connect
 
 from adapters.sandbox_acquirer import create_sandbox_app
 from domains.identity.models import Role
@@ -15,6 +17,15 @@ from gateway.app import create_app
 from resolvers.relay import to_global_id
 from tests.conftest import app_client, graphql, login, make_settings
 from tests.servers import free_socket, serve
+from tests.test_subscriptions import (
+    _close_code,
+    _embedded,
+    _error_code,
+    _serving,
+    _subscribed,
+    _token,
+    _wait_subscribers,
+)
 from tests.test_support_reads import _customer_of
 from tests.test_support_thread import make_ticket
 
@@ -192,6 +203,11 @@ QUERIES = {
         "{ timeline: me { customer { timeline(first: 2) { edges { node { kind } } } } } }",
         {"operator", "admin"},
     ),
+    # A customer's own ticket (alice's), any for staff.
+    "ticket": (
+        "query($ticket: ID!) { ticket(id: $ticket) { status messages { body } } }",
+        {"customer", "operator", "admin"},
+    ),
     "ticketQueue": (
         "{ ticketQueue(first: 2) { edges { node { status } } } }",
         {"operator", "admin"},
@@ -295,3 +311,44 @@ async def test_profile_update_validates_and_saves(client: httpx.AsyncClient):
         client, 'mutation { updateMyProfile(phone: "call me") { phone } }', token=alice
     )
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+# Live updates, over graphql-transport-ws on a served app: an allowed role's subscription
+# joins the hub (alice's own ticket, staff naming it), a refused one ends with its code, and
+# a socket without a token is closed before any subscription.
+SUBSCRIPTIONS = {
+    "ticketUpdated": (
+        "subscription($ticket: ID) { ticketUpdated(ticketId: $ticket) { change } }",
+        {"customer", "operator", "admin"},
+    ),
+    "ticketMessageAdded": (
+        "subscription($ticket: ID!) { ticketMessageAdded(ticketId: $ticket) { eventId } }",
+        {"customer", "operator", "admin"},
+    ),
+    "ticketQueueChanged": ("subscription { ticketQueueChanged { change } }", {"operator", "admin"}),
+}
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("name", SUBSCRIPTIONS)
+async def test_role_against_subscription(
+    sqlite_demo_copy: str, signing_key: bytes, role: str, name: str
+):
+    query, allowed = SUBSCRIPTIONS[name]
+    with _serving(_embedded(sqlite_demo_copy, signing_key)) as (base, app, _):
+        db = app.state.services.db
+        customer_id, user_id = await _customer_of(db, "alice@example.com")
+        ticket = await make_ticket(db, Viewer(user_id, Role.CUSTOMER, customer_id))
+        variables = {"ticket": to_global_id("Ticket", ticket.id)} if "$ticket" in query else {}
+        if role not in LOGINS:
+            url = base.replace("http", "ws") + "/graphql"
+            async with connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+                await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+                assert await _close_code(ws) == (0, 4403)
+            return
+        token = await _token(base, LOGINS[role])
+        async for ws in _subscribed(base, token, query, **variables):
+            if role in allowed:
+                await _wait_subscribers(app, 1)
+            else:
+                assert await _error_code(ws) == "FORBIDDEN"

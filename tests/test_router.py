@@ -20,12 +20,27 @@ import pytest
 import pytest_asyncio
 import websockets
 from graphql import parse
+from sqlalchemy import select
 
 from domains.clock import utcnow
+from domains.customers.models import Customer
+from domains.database import Database
+from domains.identity.models import Role, User
+from domains.identity.viewer import Viewer
+from domains.support.models import TicketCategory, TicketChannel
+from domains.support.ticket_create import create_ticket
+from domains.support.ticket_message import add_internal_note, add_ticket_message
 from gateway.app import create_app
 from schema.federation import SUBGRAPHS, build_subgraph
 from schema.guards.cost import operation_cost
-from tests.conftest import app_client, login, make_settings, statements
+from tests.conftest import (
+    app_client,
+    load_demo_into,
+    login,
+    make_settings,
+    migrated_database,
+    statements,
+)
 from tests.node import run_node
 from tests.servers import REPO_ROOT, ServerProcess
 
@@ -78,6 +93,14 @@ query Account {
       payments(first: 3) {
         edges { node { id status invoice { id customer { contractNum } } transactions { id } } }
       }
+      tickets(first: 2) {
+        edges { node {
+          id subject status priority
+          customer { contractNum balance { amount } }
+          contract { address }
+          messages { authorKind body internal }
+        } }
+      }
     }
   }
   invoices(first: 2) { edges { node { id number customer { contractNum user { email } } } } }
@@ -100,7 +123,8 @@ NODE_FIELDS = {
     "Payment": "status amount { amount } invoice { number customer { fullName } } "
     "transactions { id }",
     "Transaction": "account type amount { amount } payment { status invoice { number } }",
-    "Ticket": "subject status priority customer { contractNum } messages { body internal }",
+    "Ticket": "subject status customer { contractNum balance { amount } } "
+    "messages { authorKind body internal }",
 }
 
 STAFF_DESK = """
@@ -113,6 +137,9 @@ query Desk($customer: ID!, $from: Date!, $to: Date!) {
     subscriptions { id status }
     invoices(first: 2) { edges { node { id number status payments { id method } } } }
     payments(first: 2) { edges { node { id amount { amount } } } }
+    tickets(first: 2) { edges { node {
+      id subject assignee { email } messages { authorKind body internal }
+    } } }
   }
   ledger(customerId: $customer, first: 5) {
     edges { node {
@@ -229,14 +256,61 @@ async def _ids(client: httpx.AsyncClient, query: str, token: str) -> dict[str, l
 
 
 @pytest_asyncio.fixture(scope="module")
+async def router_url() -> AsyncIterator[str]:
+    """The demo on a database of its own, with tickets: one for each of the first customers
+    (as they open them), and on the customer's a note and a reply by an operator."""
+    async with migrated_database("kabinet_router") as url:
+        await load_demo_into(url)
+        db = Database(url)
+        try:
+            async with db.connect() as conn:
+                owners = (
+                    await conn.execute(
+                        select(Customer.id, Customer.user_id).order_by(Customer.id).limit(5)
+                    )
+                ).all()
+                staff = await conn.scalar(select(User.id).where(User.email == STAFF))
+                bobs = await conn.scalar(
+                    select(Customer.id)
+                    .join(User, User.id == Customer.user_id)
+                    .where(User.email == CUSTOMER)
+                )
+            operator = Viewer(staff, Role.OPERATOR)
+            for customer_id, user_id in owners:
+                created = await create_ticket(
+                    db,
+                    Viewer(user_id, Role.CUSTOMER, customer_id),
+                    category=TicketCategory.SLOW_SPEED,
+                    subject=f"Slow evenings ({customer_id})",
+                    body="Speed drops after 8 pm.",
+                    channel=TicketChannel.WEB,
+                )
+                if customer_id == bobs:
+                    ticket_id = created.ticket.id
+                    await add_internal_note(
+                        db, operator, ticket_id=ticket_id, body="Congested node, see NOC-12."
+                    )
+                    await add_ticket_message(
+                        db,
+                        operator,
+                        ticket_id=ticket_id,
+                        body="We are upgrading your node this week.",
+                        reopen_within=timedelta(days=14),
+                    )
+        finally:
+            await db.dispose()
+        yield url
+
+
+@pytest_asyncio.fixture(scope="module")
 async def subgraphs(
-    pg_demo_url: str, signing_key: bytes, tmp_path_factory: pytest.TempPathFactory
+    router_url: str, signing_key: bytes, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[dict[str, str]]:
     """Each subgraph's /graphql, served by its own production process; all started at once."""
     logs = tmp_path_factory.mktemp("subgraphs")
     servers = {
         name: ServerProcess(
-            pg_demo_url,
+            router_url,
             signing_key,
             logs / f"{name}.log",
             "--subgraph",
@@ -254,9 +328,9 @@ async def subgraphs(
 
 
 @pytest_asyncio.fixture(scope="module")
-async def whole(pg_demo_url: str, signing_key: bytes) -> AsyncIterator[httpx.AsyncClient]:
+async def whole(router_url: str, signing_key: bytes) -> AsyncIterator[httpx.AsyncClient]:
     """The whole app on the same database: `/graphql` and every `/subgraphs/NAME/graphql`."""
-    app = create_app(make_settings(pg_demo_url, signing_key, **NO_WORKER))
+    app = create_app(make_settings(router_url, signing_key, **NO_WORKER))
     async for client in app_client(app):
         yield client
 
@@ -304,6 +378,16 @@ async def test_router_answers_what_graphql_answers(
     assert invoices[0]["node"]["payments"][0]["transactions"], "payments and ledger entries"
     assert {node["__typename"] for node in routed["nodes as staff"]["data"].values()} == NODE_TYPES
     assert routed["staff desk"]["data"]["ledger"]["edges"], "the staff desk shows ledger entries"
+    # The support subgraph's part: the customer's thread without the note, staff's with it.
+    # Newest first: the ticket opened above, after the demo's.
+    bobs = routed["account"]["data"]["me"]["customer"]["tickets"]["edges"][0]
+    assert [m["internal"] for m in bobs["node"]["messages"]] == [False, False]
+    assert routed["nodes as the customer"]["data"]["ticket"]["messages"] == bobs["node"]["messages"]
+    assert [m["internal"] for m in routed["nodes as staff"]["data"]["ticket"]["messages"]] == [
+        False,
+        True,
+        False,
+    ]
 
 
 async def test_production_subgraphs_answer_the_router_only(

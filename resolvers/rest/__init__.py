@@ -52,6 +52,13 @@ class Answer(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+class PageInfo(Answer):
+    """Where a keyset page ends: pass `end_cursor` as `after` for the next one."""
+
+    has_next_page: bool
+    end_cursor: str | None
+
+
 def parse(model: type[M], data: Any, *, json: bool = False) -> M:
     """`data` (JSON text if `json`) as `model`; anything else is BAD_USER_INPUT naming the
     first field at fault, never a 500."""

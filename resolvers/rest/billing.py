@@ -23,7 +23,16 @@ from domains.clock import utcnow
 from domains.errors import Forbidden, NotFound, Unauthenticated
 from domains.keyset import MAX_PAGE_SIZE
 from resolvers.relay import connection_from_page, pk_of, to_global_id, window_from_arguments
-from resolvers.rest import Answer, Body, Params, RestAnswer, RestCall, RestRoute, parse
+from resolvers.rest import (
+    Answer,
+    Body,
+    PageInfo,
+    Params,
+    RestAnswer,
+    RestCall,
+    RestRoute,
+    parse,
+)
 
 # A decimal string, as money travels (never a JSON number, which clients round).
 DecimalString = Annotated[
@@ -66,11 +75,6 @@ class Invoice(Answer):
     amount: Money
     issued_at: AwareDatetime | None
     due_date: date | None
-
-
-class PageInfo(Answer):
-    has_next_page: bool
-    end_cursor: str | None
 
 
 class InvoicesAnswer(Answer):
