@@ -194,6 +194,21 @@ class Settings(BaseSettings):
     )
     consumer_max_attempts: int = Field(5, ge=1, description="Tries before the dead-letter topic.")
     consumer_retry_backoff: timedelta = timedelta(milliseconds=200)
+    # Notifications (domains/notifications/dispatch.py): attempts per message before it
+    # fails as a dead letter, the first retry's delay (doubling), and the reset page.
+    notify_max_attempts: int = Field(
+        5, ge=1, le=50, description="Sends tried per message before it is a dead letter."
+    )
+    notify_retry_backoff: timedelta = Field(timedelta(seconds=30), gt=timedelta(0))
+    notify_poll_interval: timedelta = Field(
+        timedelta(milliseconds=200),
+        gt=timedelta(0),
+        description="How often an idle dispatcher looks for due notifications.",
+    )
+    password_reset_url: str = Field(
+        "http://127.0.0.1:8000/reset-password",
+        description="The page the reset email links to; the token is its `token` parameter.",
+    )
     worker_in_process: bool | None = Field(
         None,
         description="Run the relay and consumers inside the API process; default: on with "

@@ -15,7 +15,7 @@ stopped by whoever owns them, not by the worker.
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -25,6 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from adapters.prometheus_consumer_metrics import PrometheusConsumerMetrics
+from adapters.prometheus_notification_metrics import PrometheusNotificationMetrics
 from domains.billing.autopay import AutopayMode
 from domains.billing.billing_schedule import due_period
 from domains.billing.invoice_overdue import mark_overdue_invoices
@@ -36,6 +37,8 @@ from domains.database import Database
 from domains.events.consumer import EventConsumer
 from domains.events.metrics import ConsumerMetrics
 from domains.events.relay import OutboxRelay
+from domains.notifications.channel import Channel, ChannelKind
+from domains.notifications.dispatch import Dispatcher, ResetLinks
 from gateway.services import Services
 from gateway.settings import Settings
 from schema.domains import DOMAINS
@@ -113,10 +116,12 @@ class Worker:
         registry: CollectorRegistry | None = None,
         *,
         billing_schedule: bool = False,
+        channels: Mapping[ChannelKind, Channel] | None = None,
     ) -> None:
         """`consumers` defaults to `standard_consumers`; `registry` to one of the worker's
         own (inside the API process, the API's, so its /metrics shows the worker's too);
-        `billing_schedule` runs the monthly run and overdue marking."""
+        `billing_schedule` runs the monthly run and overdue marking; `channels` are what
+        the notification dispatcher sends through (none given: it does not run)."""
         settings = services.settings
         self.services = services
         self.billing_schedule = billing_schedule
@@ -137,6 +142,20 @@ class Worker:
             if consumers is None
             else list(consumers)
         )
+        self.dispatcher = (
+            Dispatcher(
+                services.db,
+                channels,
+                clock=services.clock,
+                links=ResetLinks(services.auth.reset_link_key, settings.password_reset_url),
+                max_attempts=settings.notify_max_attempts,
+                backoff=settings.notify_retry_backoff,
+                poll_interval=settings.notify_poll_interval.total_seconds(),
+                metrics=PrometheusNotificationMetrics(self.registry),
+            )
+            if channels is not None
+            else None
+        )
         self.pending: int | None = None  # unpublished outbox rows, as last counted
         self.registry.register(_RelayCollector(self))
         self._stop = asyncio.Event()
@@ -150,6 +169,11 @@ class Worker:
             *(
                 [asyncio.create_task(self._billing(), name="billing-schedule")]
                 if self.billing_schedule
+                else []
+            ),
+            *(
+                [asyncio.create_task(self.dispatcher.run(self._stop), name="notify-dispatch")]
+                if self.dispatcher is not None
                 else []
             ),
             *(

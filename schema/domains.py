@@ -1,6 +1,12 @@
 """The domains this gateway serves, in composition order: adding one is adding it here."""
 
-from schema import analytics, billing, customers, identity
+from schema import analytics, billing, customers, identity, notifications
 from schema.plugin import Domain
 
-DOMAINS: tuple[Domain, ...] = (identity.domain, customers.domain, billing.domain, analytics.domain)
+DOMAINS: tuple[Domain, ...] = (
+    identity.domain,
+    customers.domain,
+    billing.domain,
+    analytics.domain,
+    notifications.domain,
+)

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, literal_column, select, update
 
 from domains.clock import Clock
 from domains.database import Database
@@ -36,7 +36,6 @@ from domains.notifications.channel import (
     OutgoingMessage,
     PermanentFailure,
     RecipientGone,
-    Sent,
     TemporaryFailure,
 )
 from domains.notifications.device import DEVICE_TOKEN_BY_ID, forget_token
@@ -74,7 +73,8 @@ DUE = Read(
     DueRow,
     select(*(notifications.c[name] for name in DueRow.__slots__))  # type: ignore[attr-defined]
     .where(
-        notifications.c.status == NotificationStatus.QUEUED,
+        # A constant, not a bind: it matches the due index's predicate.
+        notifications.c.status == literal_column(f"'{NotificationStatus.QUEUED.value}'"),
         notifications.c.next_attempt_at <= bindparam("now"),
     )
     .order_by(notifications.c.next_attempt_at, notifications.c.id)
@@ -161,20 +161,21 @@ class Dispatcher:
 
     async def _deliver(self, row: DueRow) -> None:
         attempt = row.attempts + 1
+        message: OutgoingMessage | None = None
         try:
-            sent = await self._send(row)
+            message = await self._message(row)
+            sent = await self._channel(message).send(message)
         except TemporaryFailure as error:
             await self._temporary(row, attempt, error, error.retry_after)
         except PermanentFailure as error:
-            if isinstance(error, RecipientGone) and row.device_id is not None:
-                await forget_token(self._db, row.device_id, row.address or "")
+            if isinstance(error, RecipientGone) and row.device_id is not None and message:
+                await forget_token(self._db, row.device_id, message.to)
             await self._finish(row, NotificationStatus.FAILED, error=str(error))
             self._count("failed", row, error.provider)
         except Exception as error:  # a channel's bug or a broken connection: try again
             log.warning("notification %d: %r", row.id, error)
-            await self._temporary(
-                row, attempt, DeliveryError("unknown", type(error).__name__, str(error)), None
-            )
+            failure = DeliveryError("unknown", type(error).__name__, str(error))
+            await self._temporary(row, attempt, failure, None)
         else:
             now = self._clock.now()
             await self._finish(
@@ -188,11 +189,14 @@ class Dispatcher:
                 latency = max(0.0, (now - row.event_time).total_seconds())
                 self._metrics.sent(row.medium.value, sent.provider, latency)
 
-    async def _send(self, row: DueRow) -> Sent:
-        kind = ChannelKind(row.medium.value)
-        channel = self._channels.get(kind)
+    def _channel(self, message: OutgoingMessage) -> Channel:
+        channel = self._channels.get(message.channel)
         if channel is None:
-            raise PermanentFailure("none", "NO_CHANNEL", f"no {kind.value} channel configured")
+            raise PermanentFailure("none", "NO_CHANNEL", f"no {message.channel} channel configured")
+        return channel
+
+    async def _message(self, row: DueRow) -> OutgoingMessage:
+        """The row rendered for its medium; PermanentFailure when it cannot be."""
         context = dict(row.data)
         if RULES[row.event_type].reset_link:
             context["link"] = self._links.link(uuid.UUID(row.data["reset_id"]))
@@ -201,7 +205,7 @@ class Dispatcher:
         except Exception as error:
             raise PermanentFailure("templates", "RENDER", str(error)) from error
         message = OutgoingMessage(
-            channel=kind,
+            channel=ChannelKind(row.medium.value),
             to=row.address or "",
             text=rendered.text,
             idempotency_key=f"kabinet-notification-{row.id}",
@@ -210,7 +214,7 @@ class Dispatcher:
         )
         if row.medium is Medium.PUSH:
             message = await self._push_message(row, message, context)
-        return await channel.send(message)
+        return message
 
     async def _push_message(
         self, row: DueRow, message: OutgoingMessage, context: dict[str, Any]
