@@ -30,6 +30,9 @@ TABLES = (
     "transactions",
     "refunds",
     "idempotency_keys",
+    "push_devices",
+    "notification_settings",
+    "notification_preferences",
 )
 
 
@@ -91,6 +94,14 @@ async def _alice_invoice(client: httpx.AsyncClient, status: str) -> dict:
 async def _variables(client: httpx.AsyncClient, query: str) -> dict | None:
     if "$id" in query:
         return {"id": await _bob(client)}
+    if "$customer" in query:
+        admin = await login(client, "admin@example.com")
+        body = await graphql(
+            client,
+            '{ customers(search: "alice@example.com") { edges { node { id } } } }',
+            token=admin,
+        )
+        return {"customer": body["data"]["customers"]["edges"][0]["node"]["id"]}
     if "$invoice" in query:
         return {"invoice": (await _alice_invoice(client, "OVERDUE"))["id"]}
     if "$payment" in query:
@@ -125,6 +136,16 @@ MUTATIONS = {
         " payment { status } confirmationUrl } }",
         {"customer"},
     ),
+    "registerPushDevice": (
+        'mutation { registerPushDevice(platform: ANDROID, token: "matrix-token",'
+        ' appId: "ru.kabinet", locale: "ru") { platform } }',
+        {"customer", "operator", "admin"},
+    ),
+    "updateNotificationPreferences": (
+        "mutation { updateNotificationPreferences(preferences: [{category: BILLING,"
+        " medium: SMS, enabled: false}]) { timeZone } }",
+        {"customer", "operator", "admin"},
+    ),
 }
 QUERIES = {
     "me": ("{ me { email } }", {"customer", "operator", "admin"}),
@@ -146,6 +167,34 @@ QUERIES = {
     ),
     "invoiceStatistics": (
         '{ invoiceStatistics(from: "2026-01-01", to: "2026-01-31") { totals { invoices } } }',
+        {"operator", "admin"},
+    ),
+    "myDevices": ("{ myDevices { id } }", {"customer", "operator", "admin"}),
+    "notificationPreferences": (
+        "{ notificationPreferences { locale channels { enabled } } }",
+        {"customer", "operator", "admin"},
+    ),
+    "myNotifications": (
+        "{ myNotifications(first: 2) { edges { node { title } } } }",
+        {"customer", "operator", "admin"},
+    ),
+    "unreadNotificationCount": (
+        "{ unreadNotificationCount }",
+        {"customer", "operator", "admin"},
+    ),
+    # A mutation, but the demo has no inbox entries to mark: it changes nothing.
+    "markNotificationsRead": (
+        "mutation { markNotificationsRead }",
+        {"customer", "operator", "admin"},
+    ),
+    "notificationLog": (
+        "query($customer: ID!) { notificationLog(customerId: $customer, first: 2)"
+        " { edges { node { status } } } }",
+        {"operator", "admin"},
+    ),
+    "notificationPreview": (
+        '{ notificationPreview(eventType: "invoice.overdue", medium: SMS, locale: "en",'
+        ' data: {number: "2026-11-1", amount: "10.00", currency: "RUB"}) { text smsSegments } }',
         {"operator", "admin"},
     ),
 }
