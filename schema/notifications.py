@@ -16,6 +16,7 @@ from domains.notifications.plan import Planner
 from domains.notifications.preferences import PreferenceChange
 from domains.notifications.templates import Templates
 from resolvers import notifications as notification_resolvers
+from resolvers.rest import notifications as notification_rest
 from schema.access import Access
 from schema.plugin import Domain
 from schema.shared import Connection, is_row, node_id
@@ -246,6 +247,7 @@ domain = Domain(
         "NotificationDeliveryEdge": Access.STAFF,
         "NotificationPreview": Access.STAFF,
     },
+    rest=notification_rest.ROUTES,
     events=("notification",),
     consumers={CONSUMER_NAME: Planner(Templates()).handlers()},
 )

@@ -109,7 +109,7 @@ Handler = Callable[[RestCall], Awaitable[RestAnswer]]
 
 @dataclass(frozen=True, slots=True)
 class RestRoute:
-    method: Literal["GET", "POST"]
+    method: Literal["GET", "POST", "DELETE"]
     path: str
     handler: Handler  # its docstring's first line is the operation's summary
     # Success statuses and the model each answers with (None: no body).
