@@ -67,17 +67,20 @@ class Gateways:
     primary: SandboxSms
     secondary: SandboxSms
     receiver: Receiver
+    opened: list[SmsGateway] = field(default_factory=list)
 
     def gateway(self, name: str = "primary", password: str | None = None) -> SmsGateway:
         """Our account on the named sandbox; its own password unless told another."""
         url = self.primary_url if name == "primary" else self.secondary_url
-        return SmsGateway(
+        gateway = SmsGateway(
             name,
             url,
             login=f"kabinet-{name}",
             password=password or f"{name}-pass",
             sender="Kabinet",
         )
+        self.opened.append(gateway)
+        return gateway
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +120,9 @@ async def gateways(running: Gateways) -> AsyncIterator[Gateways]:
         sandbox.down = False
     running.receiver.reports.clear()
     yield running
+    for gateway in running.opened:
+        await gateway.aclose()
+    running.opened.clear()
 
 
 def sms(
@@ -128,7 +134,6 @@ def sms(
 async def test_the_gateway_receives_the_message_from_our_account(gateways: Gateways) -> None:
     gateway = gateways.gateway()
     sent = await gateway.send(sms())
-    await gateway.aclose()
 
     [message] = gateways.primary.messages.values()
     assert sent.provider == "primary"
@@ -144,7 +149,6 @@ async def test_the_gateway_receives_the_message_from_our_account(gateways: Gatew
 async def test_a_retried_message_is_sent_once(gateways: Gateways) -> None:
     gateway = gateways.gateway()
     first, again = await gateway.send(sms()), await gateway.send(sms())
-    await gateway.aclose()
     assert first == again
     assert len(gateways.primary.messages) == 1
 
@@ -199,6 +203,7 @@ async def test_an_unreachable_gateway_fails_over_too(gateways: Gateways) -> None
     with free_socket() as unused:
         dead = SmsGateway("dead", url_of(unused), login="x", password="y", sender="Kabinet")
     sent = await SmsFailover(dead, gateways.gateway()).send(sms())
+    await dead.aclose()
     assert sent.provider == "primary"
 
 
