@@ -130,12 +130,16 @@ class DeliveryReport:
 
 
 class PushByPlatform:
-    """One push channel over FCM and APNs: the device's platform picks the service."""
+    """One push channel over FCM and APNs: the device's platform picks the service. A
+    platform with no service configured refuses its messages for good."""
 
-    def __init__(self, *, android: Channel, ios: Channel) -> None:
+    def __init__(self, *, android: Channel | None, ios: Channel | None) -> None:
         self._by_platform = {PushPlatform.ANDROID: android, PushPlatform.IOS: ios}
 
     async def send(self, message: OutgoingMessage) -> Sent:
         if message.platform is None:
             raise PermanentFailure("push", "NO_PLATFORM", "a push message names its platform")
-        return await self._by_platform[message.platform].send(message)
+        channel = self._by_platform[message.platform]
+        if channel is None:
+            raise PermanentFailure("push", "NO_CHANNEL", f"no {message.platform} push configured")
+        return await channel.send(message)
