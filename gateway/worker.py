@@ -39,6 +39,7 @@ from domains.events.metrics import ConsumerMetrics
 from domains.events.relay import OutboxRelay
 from domains.notifications.channel import Channel, ChannelKind
 from domains.notifications.dispatch import Dispatcher, ResetLinks
+from gateway.notify_channels import DeliveryChannels, delivery_channels
 from gateway.services import Services
 from gateway.settings import Settings
 from schema.domains import DOMAINS
@@ -121,7 +122,8 @@ class Worker:
         """`consumers` defaults to `standard_consumers`; `registry` to one of the worker's
         own (inside the API process, the API's, so its /metrics shows the worker's too);
         `billing_schedule` runs the monthly run and overdue marking; `channels` are what
-        the notification dispatcher sends through (none given: it does not run)."""
+        the notification dispatcher sends through, by default those the settings configure
+        (gateway/notify_channels.py: the log sink in development)."""
         settings = services.settings
         self.services = services
         self.billing_schedule = billing_schedule
@@ -142,19 +144,19 @@ class Worker:
             if consumers is None
             else list(consumers)
         )
-        self.dispatcher = (
-            Dispatcher(
-                services.db,
-                channels,
-                clock=services.clock,
-                links=ResetLinks(services.auth.reset_link_key, settings.password_reset_url),
-                max_attempts=settings.notify_max_attempts,
-                backoff=settings.notify_retry_backoff,
-                poll_interval=settings.notify_poll_interval.total_seconds(),
-                metrics=PrometheusNotificationMetrics(self.registry),
-            )
-            if channels is not None
-            else None
+        self._delivery: DeliveryChannels | None = None
+        if channels is None:
+            self._delivery = delivery_channels(settings, services.clock, services.limiter)
+            channels = self._delivery.channels
+        self.dispatcher = Dispatcher(
+            services.db,
+            channels,
+            clock=services.clock,
+            links=ResetLinks(services.auth.reset_link_key, settings.password_reset_url),
+            max_attempts=settings.notify_max_attempts,
+            backoff=settings.notify_retry_backoff,
+            poll_interval=settings.notify_poll_interval.total_seconds(),
+            metrics=PrometheusNotificationMetrics(self.registry),
         )
         self.pending: int | None = None  # unpublished outbox rows, as last counted
         self.registry.register(_RelayCollector(self))
@@ -171,11 +173,7 @@ class Worker:
                 if self.billing_schedule
                 else []
             ),
-            *(
-                [asyncio.create_task(self.dispatcher.run(self._stop), name="notify-dispatch")]
-                if self.dispatcher is not None
-                else []
-            ),
+            asyncio.create_task(self.dispatcher.run(self._stop), name="notify-dispatch"),
             *(
                 asyncio.create_task(consumer.run(self._stop), name=f"consumer-{index}")
                 for index, consumer in enumerate(self.consumers)
@@ -191,6 +189,8 @@ class Worker:
         ):
             if isinstance(result, Exception):
                 log.error("%s failed", task.get_name(), exc_info=result)
+        if self._delivery is not None:
+            await self._delivery.aclose()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Runs until `stop` is set or one part ends by itself (a crash: the process should

@@ -143,6 +143,10 @@ async def test_a_payment_reaches_the_inbox_and_its_live_stream(
     with _serving(make_settings(sqlite_demo_copy, signing_key)) as (base, app, _):
         alice = await _token(base, "alice@example.com")
         invoice = await _overdue_invoice(base, alice)
+        async with httpx.AsyncClient(base_url=base) as client:
+            # Whatever the hour the test runs at, the SMS is not held for the morning.
+            quiet = "mutation { updateNotificationPreferences(quietHoursOff: true) { locale } }"
+            assert "errors" not in await graphql(client, quiet, token=alice)
         async for ws in _subscribed(base, alice, RECEIVED):
             await _wait_subscribers(app, 1)
             await _pay(base, alice, invoice)
@@ -176,6 +180,32 @@ async def test_a_payment_reaches_the_inbox_and_its_live_stream(
                 client, "{ myNotifications { edges { node { id } } } }", token=bob
             )
             assert theirs["data"]["myNotifications"]["edges"] == []
+            # The in-process worker's dispatcher sends the SMS through the development log
+            # sink (no device: push, else SMS), as `make dev` does; staff see it in the log.
+            operator = await login(client, "operator@example.com")
+            await _until_sent(client, operator, await _customer_of(client, operator))
+
+
+async def _customer_of(client: httpx.AsyncClient, staff: str) -> str:
+    found = await graphql(
+        client, '{ customers(search: "alice@example.com") { edges { node { id } } } }', token=staff
+    )
+    return str(found["data"]["customers"]["edges"][0]["node"]["id"])
+
+
+async def _until_sent(client: httpx.AsyncClient, staff: str, customer: str) -> None:
+    log = """query($c: ID!) { notificationLog(customerId: $c, first: 5)
+      { edges { node { medium status provider providerMessageId attempts } } } }"""
+    async with asyncio.timeout(30):
+        while True:
+            body = await graphql(client, log, {"c": customer}, token=staff)
+            nodes = [edge["node"] for edge in body["data"]["notificationLog"]["edges"]]
+            sms = [node for node in nodes if node["medium"] == "SMS"]
+            if sms and sms[0]["status"] == "SENT":
+                assert sms[0]["provider"] == "log-sms"
+                assert sms[0]["attempts"] == 1
+                return
+            await asyncio.sleep(0.05)
 
 
 async def _recv(ws: ClientConnection) -> str:
