@@ -9,21 +9,27 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from functools import cached_property
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from tests.servers import free_socket
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Received:
     mail_from: str
     rcpt_tos: list[str]
-    message: EmailMessage
+    raw: bytes
     # Who signed in on the session that sent it (None: no AUTH).
     login: str | None
     # Whether the session was upgraded with STARTTLS before the message.
     encrypted: bool
+
+    @cached_property
+    def message(self) -> EmailMessage:
+        """Parsed when a test looks: parsing costs more than receiving (the bench's sink)."""
+        return message_from_bytes(self.raw, policy=policy.default)  # type: ignore[return-value]
 
 
 @dataclass
@@ -46,7 +52,7 @@ class MailSink:
             Received(
                 mail_from=envelope.mail_from or "",
                 rcpt_tos=list(envelope.rcpt_tos),
-                message=message_from_bytes(envelope.original_content or b"", policy=policy.default),  # type: ignore[arg-type]
+                raw=envelope.original_content or b"",
                 login=login,
                 encrypted=session.ssl is not None,
             )

@@ -145,3 +145,24 @@ async def test_a_wrong_password_and_a_dead_server_are_temporary() -> None:
     with pytest.raises(TemporaryFailure) as down:
         await channel(port, timeout=2).send(invoice_email())
     assert down.value.reason == "UNREACHABLE"
+
+
+async def test_a_line_break_in_the_subject_starts_no_header() -> None:
+    async with mail_sink() as sink:
+        smtp = channel(sink.port)
+        message = invoice_email()
+        await smtp.send(
+            OutgoingMessage(
+                channel=message.channel,
+                to=message.to,
+                subject="Invoice\r\nBcc: someone@example.com",
+                text="hello",
+                idempotency_key="n-3\r\nX-Other: 1",
+            )
+        )
+        await smtp.aclose()
+    [received] = sink.received
+    assert received.rcpt_tos == ["ivanova@example.ru"]
+    assert received.message["Subject"] == "Invoice Bcc: someone@example.com"
+    assert received.message["Bcc"] is None
+    assert received.message["X-Other"] is None
