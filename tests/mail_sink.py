@@ -37,6 +37,14 @@ class MailSink:
     port: int
     received: list[Received] = field(default_factory=list)
     sessions: int = 0
+    _open: list[SMTP] = field(default_factory=list)
+
+    def drop_sessions(self) -> None:
+        """Closes every session from the server's side, as an idle timeout does."""
+        for session in self._open:
+            if session.transport is not None:
+                session.transport.close()
+        self._open.clear()
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
@@ -86,7 +94,7 @@ async def mail_sink(
         with warnings.catch_warnings():
             # AUTH in clear is what the tests without a certificate mean to test.
             warnings.simplefilter("ignore", UserWarning)
-            return SMTP(
+            server = SMTP(
                 sink,
                 hostname="sink.test",
                 authenticator=authenticate if credentials else None,
@@ -95,6 +103,8 @@ async def mail_sink(
                 tls_context=tls_context,
                 require_starttls=tls_context is not None,
             )
+        sink._open.append(server)
+        return server
 
     server = await asyncio.get_running_loop().create_server(session, sock=sock)
     try:
