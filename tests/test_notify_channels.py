@@ -12,6 +12,7 @@ from joserfc.jwk import ECKey, RSAKey
 from adapters.log_channel import LogChannel
 from adapters.sandbox_apns import create_sandbox_apns_app
 from adapters.sandbox_fcm import create_sandbox_fcm_app
+from adapters.sandbox_sms import create_sandbox_sms_app
 from domains.clock import ManualClock
 from domains.limits import MemoryRateLimiter, Rate
 from domains.notifications.channel import (
@@ -195,3 +196,32 @@ async def test_push_from_settings_reaches_fcm_and_apns_by_platform(tmp_path: Pat
     assert (android.provider, ios.provider) == ("fcm", "apns")
     assert [m["token"] for m in fcm_app.state.sandbox.received] == ["fcm-token"]
     assert [d.device for d in apns_app.state.sandbox.received] == ["c" * 64]
+
+
+async def test_sms_from_settings_fails_over_and_knows_each_gateways_report_secret() -> None:
+    clock = ManualClock()
+    primary_socket, reserve_socket = free_socket(), free_socket()
+    primary = create_sandbox_sms_app(login="kabinet", password="one", clock=clock)
+    reserve = create_sandbox_sms_app(login="kabinet-r", password="two", clock=clock)
+    primary.state.sandbox.down = True
+    with (
+        serve(primary, primary_socket) as primary_url,
+        serve(reserve, reserve_socket) as reserve_url,
+    ):
+        settings = Settings(
+            env="production",
+            sms_url=primary_url,
+            sms_login="kabinet",
+            sms_password="one",
+            sms_report_secret="s1",
+            sms_failover_url=reserve_url,
+            sms_failover_login="kabinet-r",
+            sms_failover_password="two",
+            sms_failover_report_secret="s2",
+        )
+        built = delivery_channels(settings, clock, MemoryRateLimiter(clock))
+        sent = await built.channels[ChannelKind.SMS].send(message(ChannelKind.SMS, "+79161234567"))
+        await built.aclose()
+    assert sent.provider == "smsc-reserve"
+    assert [m["phone"] for m in reserve.state.sandbox.messages.values()] == ["79161234567"]
+    assert built.report_secrets == {"smsc": b"s1", "smsc-reserve": b"s2"}
