@@ -9,21 +9,27 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from functools import cached_property
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from tests.servers import free_socket
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Received:
     mail_from: str
     rcpt_tos: list[str]
-    message: EmailMessage
+    raw: bytes
     # Who signed in on the session that sent it (None: no AUTH).
     login: str | None
     # Whether the session was upgraded with STARTTLS before the message.
     encrypted: bool
+
+    @cached_property
+    def message(self) -> EmailMessage:
+        """Parsed when a test looks: parsing costs more than receiving (the bench's sink)."""
+        return message_from_bytes(self.raw, policy=policy.default)  # type: ignore[return-value]
 
 
 @dataclass
@@ -31,6 +37,14 @@ class MailSink:
     port: int
     received: list[Received] = field(default_factory=list)
     sessions: int = 0
+    _open: list[SMTP] = field(default_factory=list)
+
+    def drop_sessions(self) -> None:
+        """Closes every session from the server's side, as an idle timeout does."""
+        for session in self._open:
+            if session.transport is not None:
+                session.transport.close()
+        self._open.clear()
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
@@ -46,7 +60,7 @@ class MailSink:
             Received(
                 mail_from=envelope.mail_from or "",
                 rcpt_tos=list(envelope.rcpt_tos),
-                message=message_from_bytes(envelope.original_content or b"", policy=policy.default),  # type: ignore[arg-type]
+                raw=envelope.original_content or b"",
                 login=login,
                 encrypted=session.ssl is not None,
             )
@@ -80,7 +94,7 @@ async def mail_sink(
         with warnings.catch_warnings():
             # AUTH in clear is what the tests without a certificate mean to test.
             warnings.simplefilter("ignore", UserWarning)
-            return SMTP(
+            server = SMTP(
                 sink,
                 hostname="sink.test",
                 authenticator=authenticate if credentials else None,
@@ -89,6 +103,8 @@ async def mail_sink(
                 tls_context=tls_context,
                 require_starttls=tls_context is not None,
             )
+        sink._open.append(server)
+        return server
 
     server = await asyncio.get_running_loop().create_server(session, sock=sock)
     try:

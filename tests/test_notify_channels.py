@@ -1,12 +1,18 @@
 """The channels the settings choose: log sinks in development, the real protocols when
 configured (email end to end over SMTP, push by platform), and per-provider rates."""
 
+import json
 import logging
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from joserfc.jwk import ECKey, RSAKey
 
 from adapters.log_channel import LogChannel
+from adapters.sandbox_apns import create_sandbox_apns_app
+from adapters.sandbox_fcm import create_sandbox_fcm_app
+from adapters.sandbox_sms import create_sandbox_sms_app
 from domains.clock import ManualClock
 from domains.limits import MemoryRateLimiter, Rate
 from domains.notifications.channel import (
@@ -21,7 +27,10 @@ from domains.notifications.channel import (
 from domains.notifications.throttled import ThrottledChannel
 from gateway.notify_channels import delivery_channels
 from gateway.settings import Settings
+from tests.http2_server import serve_http2
 from tests.mail_sink import mail_sink
+from tests.servers import free_socket, serve, url_of
+from tests.tls import self_signed
 
 
 def message(channel: ChannelKind, to: str, **fields: object) -> OutgoingMessage:
@@ -122,3 +131,97 @@ async def test_rates_from_settings_wrap_the_named_providers_only() -> None:
     assert isinstance(built.channels[ChannelKind.EMAIL], LogChannel)
     assert built.report_secrets == {}
     await built.aclose()
+
+
+async def test_push_from_settings_reaches_fcm_and_apns_by_platform(tmp_path: Path) -> None:
+    """The key files as an operator deploys them, read by the wiring; each platform's
+    message reaches its own sandbox."""
+    clock = ManualClock()
+    rsa, ec = RSAKey.generate_key(2048), ECKey.generate_key("P-256")
+    certificate = self_signed(tmp_path)
+    fcm_socket, apns_socket = free_socket(), free_socket()
+    fcm_app = create_sandbox_fcm_app(
+        project_id="kabinet-prod",
+        client_email="push@kabinet-prod.iam.gserviceaccount.com",
+        key_id="k1",
+        public_key_pem=rsa.as_pem(private=False).decode(),
+        token_uri=f"{url_of(fcm_socket)}/token",
+        clock=clock,
+    )
+    apns_app = create_sandbox_apns_app(
+        team_id="TEAM123456",
+        key_id="APNSKEY123",
+        public_key_pem=ec.as_pem(private=False).decode(),
+        topics=frozenset({"ru.kabinet.app"}),
+        clock=clock,
+    )
+    service_account = tmp_path / "service-account.json"
+    service_account.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "kabinet-prod",
+                "private_key_id": "k1",
+                "private_key": rsa.as_pem(private=True).decode(),
+                "client_email": "push@kabinet-prod.iam.gserviceaccount.com",
+                "token_uri": f"{url_of(fcm_socket)}/token",
+            }
+        )
+    )
+    apns_key = tmp_path / "AuthKey_APNSKEY123.p8"
+    apns_key.write_bytes(ec.as_pem(private=True))
+    with (
+        serve(fcm_app, fcm_socket) as fcm_url,
+        serve_http2(apns_app, apns_socket, certificate) as apns_url,
+    ):
+        settings = Settings(
+            env="production",
+            fcm_service_account_file=service_account,
+            fcm_url=fcm_url,
+            apns_key_file=apns_key,
+            apns_key_id="APNSKEY123",
+            apns_team_id="TEAM123456",
+            apns_topic="ru.kabinet.app",
+            apns_url=apns_url,
+            apns_ca_file=certificate.cert_file,
+        )
+        built = delivery_channels(settings, clock, MemoryRateLimiter(clock))
+        push = built.channels[ChannelKind.PUSH]
+        android = await push.send(
+            message(ChannelKind.PUSH, "fcm-token", platform=PushPlatform.ANDROID)
+        )
+        ios = await push.send(message(ChannelKind.PUSH, "c" * 64, platform=PushPlatform.IOS))
+        await built.aclose()
+    assert set(built.channels) == {ChannelKind.PUSH}
+    assert (android.provider, ios.provider) == ("fcm", "apns")
+    assert [m["token"] for m in fcm_app.state.sandbox.received] == ["fcm-token"]
+    assert [d.device for d in apns_app.state.sandbox.received] == ["c" * 64]
+
+
+async def test_sms_from_settings_fails_over_and_knows_each_gateways_report_secret() -> None:
+    clock = ManualClock()
+    primary_socket, reserve_socket = free_socket(), free_socket()
+    primary = create_sandbox_sms_app(login="kabinet", password="one", clock=clock)
+    reserve = create_sandbox_sms_app(login="kabinet-r", password="two", clock=clock)
+    primary.state.sandbox.down = True
+    with (
+        serve(primary, primary_socket) as primary_url,
+        serve(reserve, reserve_socket) as reserve_url,
+    ):
+        settings = Settings(
+            env="production",
+            sms_url=primary_url,
+            sms_login="kabinet",
+            sms_password="one",
+            sms_report_secret="s1",
+            sms_failover_url=reserve_url,
+            sms_failover_login="kabinet-r",
+            sms_failover_password="two",
+            sms_failover_report_secret="s2",
+        )
+        built = delivery_channels(settings, clock, MemoryRateLimiter(clock))
+        sent = await built.channels[ChannelKind.SMS].send(message(ChannelKind.SMS, "+79161234567"))
+        await built.aclose()
+    assert sent.provider == "smsc-reserve"
+    assert [m["phone"] for m in reserve.state.sandbox.messages.values()] == ["79161234567"]
+    assert built.report_secrets == {"smsc": b"s1", "smsc-reserve": b"s2"}

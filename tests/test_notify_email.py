@@ -145,3 +145,36 @@ async def test_a_wrong_password_and_a_dead_server_are_temporary() -> None:
     with pytest.raises(TemporaryFailure) as down:
         await channel(port, timeout=2).send(invoice_email())
     assert down.value.reason == "UNREACHABLE"
+
+
+async def test_a_line_break_in_the_subject_starts_no_header() -> None:
+    async with mail_sink() as sink:
+        smtp = channel(sink.port)
+        message = invoice_email()
+        await smtp.send(
+            OutgoingMessage(
+                channel=message.channel,
+                to=message.to,
+                subject="Invoice\r\nBcc: someone@example.com",
+                text="hello",
+                idempotency_key="n-3\r\nX-Other: 1",
+            )
+        )
+        await smtp.aclose()
+    [received] = sink.received
+    assert received.rcpt_tos == ["ivanova@example.ru"]
+    assert received.message["Subject"] == "Invoice Bcc: someone@example.com"
+    assert received.message["Bcc"] is None
+    assert received.message["X-Other"] is None
+
+
+async def test_a_session_the_server_closed_is_reopened_for_the_next_message() -> None:
+    async with mail_sink(credentials=CREDENTIALS) as sink:
+        smtp = channel(sink.port, username=CREDENTIALS[0], password=CREDENTIALS[1])
+        await smtp.send(invoice_email(key="n-1"))
+        sink.drop_sessions()
+        await smtp.send(invoice_email(key="n-2"))
+        await smtp.aclose()
+    assert [r.message["X-Kabinet-Notification"] for r in sink.received] == ["n-1", "n-2"]
+    assert [r.login for r in sink.received] == ["kabinet", "kabinet"]
+    assert sink.sessions == 2
