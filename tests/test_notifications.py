@@ -3,6 +3,7 @@ once, sent once, retried then dead-lettered, held back by quiet hours, filtered 
 preferences (never security ones), devices owned by one user; and the password-reset email,
 sent by SMTP to a real server, whose link resets the password."""
 
+import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -486,3 +487,18 @@ async def test_the_reset_email_link_resets_the_password(
         assert login.status_code == 200
         async with db.read() as reader:
             assert await devices_of(reader, user_id) == []  # gone with the sessions
+
+
+async def test_two_dispatchers_at_once_send_each_message_once(db: Database) -> None:
+    users = [await make_customer(db) for _ in range(6)]
+    for _, customer_id in users:
+        await plan(db, payment_event(customer_id))
+    first, second = RecordingChannel("sms-a"), RecordingChannel("sms-a")
+    clock = ManualClock(NOON)
+    one, other = dispatcher(db, clock, sms=first), dispatcher(db, clock, sms=second)
+    one._batch_size = other._batch_size = 2
+    for _ in range(3):  # rounds side by side: SKIP LOCKED and the lease keep them apart
+        await asyncio.gather(one.dispatch_due(), other.dispatch_due())
+    sent = [message.to for message in first.sent + second.sent]
+    assert len(sent) == 6
+    assert len({message.idempotency_key for message in first.sent + second.sent}) == 6
