@@ -1,10 +1,14 @@
 """Templates: every rule's medium has them in every locale, HTML is autoescaped, an SMS
-stays within two GSM-7 or UCS-2 segments, a push within the 4 KB payload."""
+stays within two GSM-7 or UCS-2 segments, a push within the 4 KB payload; and the quiet
+hours rule on its own."""
+
+from datetime import UTC, datetime, time
 
 import pytest
 
 from domains.errors import InvalidInput
-from domains.notifications.models import Medium
+from domains.notifications.models import Category, Medium
+from domains.notifications.preferences import Preferences
 from domains.notifications.push import MAX_PAYLOAD_BYTES, fit_push, payload_size
 from domains.notifications.sms import Encoding, fit_sms, sms_length
 from domains.notifications.templates import Templates, locale_of
@@ -72,4 +76,39 @@ def test_locales_fall_back_to_russian() -> None:
         "ru",
         "ru",
         "ru",
+    )
+
+
+@pytest.mark.parametrize(
+    ("medium", "category", "held"),
+    [
+        (Medium.SMS, Category.BILLING, True),
+        (Medium.PUSH, Category.SUPPORT, True),
+        (Medium.EMAIL, Category.BILLING, False),
+        (Medium.IN_APP, Category.BILLING, False),
+        (Medium.PUSH, Category.SECURITY, False),
+    ],
+)
+def test_quiet_hours_hold_what_would_wake_someone(
+    medium: Medium, category: Category, held: bool
+) -> None:
+    overnight = Preferences(time_zone="Europe/Moscow", quiet_hours=(time(22), time(8)))
+    night = datetime(2026, 12, 4, 20, 0, tzinfo=UTC)  # 23:00 in Moscow
+    morning = datetime(2026, 12, 5, 5, 0, tzinfo=UTC)  # 08:00 there
+    assert overnight.quiet_until(category, medium, night) == (morning if held else None)
+
+
+def test_quiet_hours_within_a_day_and_off() -> None:
+    siesta = Preferences(time_zone="UTC", quiet_hours=(time(13), time(15)))
+    assert siesta.quiet_until(
+        Category.BILLING, Medium.SMS, datetime(2026, 12, 4, 14, 0, tzinfo=UTC)
+    ) == datetime(2026, 12, 4, 15, 0, tzinfo=UTC)
+    assert (
+        siesta.quiet_until(Category.BILLING, Medium.SMS, datetime(2026, 12, 4, 15, 0, tzinfo=UTC))
+        is None
+    )
+    never = Preferences(quiet_hours=None)
+    assert (
+        never.quiet_until(Category.BILLING, Medium.SMS, datetime(2026, 12, 4, 20, tzinfo=UTC))
+        is None
     )

@@ -145,7 +145,13 @@ async def records(db: Database, user_id: int) -> list[dict[str, object]]:
         return [dict(row._mapping) for row in rows]
 
 
-def dispatcher(db: Database, clock: ManualClock, **channels: RecordingChannel) -> Dispatcher:
+def dispatcher(
+    db: Database,
+    clock: ManualClock,
+    metrics: PrometheusNotificationMetrics | None = None,
+    batch_size: int = 100,
+    **channels: RecordingChannel,
+) -> Dispatcher:
     return Dispatcher(
         db,
         {ChannelKind(kind): channel for kind, channel in channels.items()},
@@ -153,6 +159,8 @@ def dispatcher(db: Database, clock: ManualClock, **channels: RecordingChannel) -
         links=ResetLinks(KEY, RESET_URL),
         max_attempts=3,
         backoff=timedelta(seconds=10),
+        batch_size=batch_size,
+        metrics=metrics,
     )
 
 
@@ -241,8 +249,7 @@ async def test_retries_back_off_then_the_message_is_a_dead_letter(db: Database) 
     clock = ManualClock(NOON)
     failing = RecordingChannel("sms-a", [TemporaryFailure("sms-a", "THROTTLED")] * 5)
     registry = CollectorRegistry()
-    send = dispatcher(db, clock, sms=failing)
-    send._metrics = PrometheusNotificationMetrics(registry)
+    send = dispatcher(db, clock, PrometheusNotificationMetrics(registry), sms=failing)
 
     await send.dispatch_due()
     [sms, _] = await records(db, user_id)
@@ -495,8 +502,8 @@ async def test_two_dispatchers_at_once_send_each_message_once(db: Database) -> N
         await plan(db, payment_event(customer_id))
     first, second = RecordingChannel("sms-a"), RecordingChannel("sms-a")
     clock = ManualClock(NOON)
-    one, other = dispatcher(db, clock, sms=first), dispatcher(db, clock, sms=second)
-    one._batch_size = other._batch_size = 2
+    one = dispatcher(db, clock, batch_size=2, sms=first)
+    other = dispatcher(db, clock, batch_size=2, sms=second)
     for _ in range(3):  # rounds side by side: SKIP LOCKED and the lease keep them apart
         await asyncio.gather(one.dispatch_due(), other.dispatch_due())
     sent = [message.to for message in first.sent + second.sent]
