@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 notifications = Notification.__table__
 
 _MAX_ERROR = 1000
+# Seconds before trying again after a round that failed as a whole.
+FAILED_ROUND_WAIT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,16 +128,18 @@ class Dispatcher:
         self._metrics = metrics
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Rounds until `stop`; idle, it looks again every `poll_interval` seconds."""
+        """Rounds until `stop`; idle, it looks again every `poll_interval` seconds, and
+        after a failed round (the database away) a few seconds later."""
         while not stop.is_set():
+            wait = self._poll_interval
             try:
                 handled = await self.dispatch_due()
             except Exception:
                 log.exception("notification dispatch round failed")
-                handled = 0
+                handled, wait = 0, max(wait, FAILED_ROUND_WAIT)
             if handled < self._batch_size:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self._poll_interval)
+                    await asyncio.wait_for(stop.wait(), wait)
 
     async def dispatch_due(self) -> int:
         """One round: claims what is due now, sends it, records the outcomes; returns how
