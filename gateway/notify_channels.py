@@ -87,6 +87,16 @@ def delivery_channels(settings: Settings, clock: Clock, limiter: RateLimiter) ->
     return built
 
 
+def report_secrets(settings: Settings) -> dict[str, bytes]:
+    """The delivery-report secret of each SMS gateway that has one, by provider name: the
+    API checks their callbacks with them."""
+    accounts = (
+        (settings.sms_provider, settings.sms_report_secret),
+        (settings.sms_failover_provider, settings.sms_failover_report_secret),
+    )
+    return {name: secret.get_secret_value().encode() for name, secret in accounts if secret}
+
+
 def _context(ca_file: Path | None) -> ssl.SSLContext | None:
     return ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None else None
 

@@ -12,6 +12,7 @@ from domains.identity.auth import Auth
 from domains.identity.session import Client
 from domains.identity.viewer import Viewer, require_viewer
 from domains.limits import Decision
+from domains.notifications.delivery_report import DeliveryReports
 from subscriptions.hub import Hub
 
 
@@ -33,6 +34,8 @@ class Context:
     rate_limit: Decision | None = None
     # The payment provider card payments go through; None when none is configured.
     acquiring: Acquiring | None = None
+    # The SMS gateways' delivery-report secrets, for their signed callbacks.
+    delivery_reports: DeliveryReports | None = None
     # Live updates: this process's event hub (None where subscriptions are not served) and
     # how many missed events a resuming subscriber may be sent.
     hub: Hub | None = None

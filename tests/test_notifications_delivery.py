@@ -35,7 +35,8 @@ from domains.notifications.device import devices_of, register_device
 from domains.notifications.dispatch import Dispatcher, ResetLinks
 from domains.notifications.models import Medium, NotificationStatus
 from domains.notifications.sms_report import read_report
-from tests.conftest import migrated_database
+from gateway.app import create_app
+from tests.conftest import make_settings, migrated_database
 from tests.http2_server import serve_http2
 from tests.servers import free_socket, serve, url_of
 from tests.test_notifications import (
@@ -129,6 +130,59 @@ async def test_sms_fails_over_and_its_delivery_report_marks_it_delivered(db: Dat
     assert sms["status"] == NotificationStatus.DELIVERED
     assert sms["delivered_at"] == report.at
     assert not await record_delivery_report(db, report)  # once
+
+
+async def test_the_gateways_signed_callback_to_the_api_marks_the_sms_delivered(
+    db: Database, signing_key: bytes
+) -> None:
+    """The whole way: sent through the sandbox gateway, whose operator's report the gateway
+    posts, signed, as a form, to the API's `/webhooks/sms/smsc`; a forged one changes nothing."""
+    clock = ManualClock()  # the API checks the signature's age on the system clock
+    app_socket, gateway_socket = free_socket(), free_socket()
+    sandbox = create_sandbox_sms_app(
+        login="kabinet",
+        password="sms-pass",
+        report_url=f"{url_of(app_socket)}/webhooks/sms/smsc",
+        report_secret=SECRET,
+        clock=clock,
+    )
+    user_id, customer_id = await make_customer(db)
+    await plan(db, payment_event(customer_id))
+    settings = make_settings(
+        str(db.engine.url.render_as_string(hide_password=False)),
+        signing_key,
+        worker_in_process=False,
+        sms_report_secret=SECRET.decode(),
+    )
+    with serve(create_app(settings), app_socket) as api, serve(sandbox, gateway_socket) as url:
+        gateway = SmsGateway("smsc", url, login="kabinet", password="sms-pass", sender="Kabinet")
+        try:
+            await sender(db, ManualClock(NOON), {ChannelKind.SMS: gateway}).dispatch_due()
+        finally:
+            await gateway.aclose()
+        [sms, _] = await records(db, user_id)
+        assert sms["status"] == NotificationStatus.SENT
+        async with httpx.AsyncClient() as client:
+            forged = await client.post(
+                f"{api}/webhooks/sms/smsc",
+                content=f"id={sms['provider_message_id']}&phone=1&status=20&time=1&err=1",
+                headers={
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "X-Signature-Timestamp": "1",
+                    "X-Signature": "v1=00",
+                },
+            )
+            assert forged.status_code == 401
+            unknown = await client.post(
+                f"{api}/webhooks/sms/elsewhere", content=b"id=1", headers={"X-Signature": "v1=0"}
+            )
+            assert unknown.status_code == 404
+            answer = await client.post(
+                f"{url}/sandbox/messages/{sms['provider_message_id']}/delivered"
+            )
+        assert answer.json() == {"callback_status": 200}
+    [sms, _] = await records(db, user_id)
+    assert sms["status"] == NotificationStatus.DELIVERED
 
 
 async def test_push_reaches_fcm_and_apns_and_a_dead_token_goes(

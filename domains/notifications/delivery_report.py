@@ -1,5 +1,9 @@
 """A provider's delivery report (the SMS gateway's signed callback) on a sent message."""
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
 from sqlalchemy import update
 
 from domains.database import Database
@@ -7,6 +11,15 @@ from domains.notifications.channel import DeliveryReport, DeliveryStatus
 from domains.notifications.models import Notification, NotificationStatus
 
 notifications = Notification.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReports:
+    """Whose reports the API takes: each provider's callback secret, and how old a
+    signature's timestamp may be."""
+
+    secrets: Mapping[str, bytes]
+    tolerance: timedelta
 
 
 async def record_delivery_report(db: Database, report: DeliveryReport) -> bool:
