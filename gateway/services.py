@@ -122,6 +122,7 @@ class Services:
             idle_timeout=settings.session_idle_timeout,
             absolute_timeout=settings.session_absolute_timeout,
             check_cache_seconds=settings.session_check_cache_seconds,
+            on_all_ended=[told for domain in DOMAINS for told in domain.sessions_ended],
         )
         throttle = Throttle(
             login_limiter,

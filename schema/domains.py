@@ -1,6 +1,6 @@
 """The domains this gateway serves, in composition order: adding one is adding it here."""
 
-from schema import analytics, billing, customers, identity, notifications
+from schema import analytics, billing, customers, identity, notifications, support
 from schema.plugin import Domain
 
 DOMAINS: tuple[Domain, ...] = (
@@ -8,5 +8,6 @@ DOMAINS: tuple[Domain, ...] = (
     customers.domain,
     billing.domain,
     analytics.domain,
+    support.domain,
     notifications.domain,
 )

@@ -8,7 +8,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from domains.notifications.channel import PushPlatform
-from domains.notifications.device import DeviceRow
+from domains.notifications.device import DeviceRow, forget_user_devices
 from domains.notifications.inbox import InboxRow
 from domains.notifications.log import DeliveryRow
 from domains.notifications.models import Category, Medium, NotificationStatus
@@ -250,4 +250,5 @@ domain = Domain(
     rest=notification_rest.ROUTES,
     events=("notification",),
     consumers={CONSUMER_NAME: Planner(Templates()).handlers()},
+    sessions_ended=(forget_user_devices,),
 )

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from adapters.kafka_bus import KafkaBus
 from adapters.prometheus_notification_metrics import PrometheusNotificationMetrics
@@ -25,6 +25,7 @@ from domains.events.cloudevent import CloudEvent
 from domains.events.consumer import EventConsumer
 from domains.events.models import ProcessedEvent
 from domains.identity.models import User
+from domains.identity.passwords import hash_password
 from domains.notifications.channel import (
     ChannelKind,
     OutgoingMessage,
@@ -57,6 +58,7 @@ pytestmark = pytest.mark.postgres
 notifications = Notification.__table__
 KEY = b"k" * 32
 RESET_URL = "https://my.kabinet.test/reset-password"
+OLD_PASSWORD = "the old passphrase"
 # Noon in Moscow, the default time zone: outside the default quiet hours, whatever the hour
 # the tests run at.
 NOON = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
@@ -404,18 +406,26 @@ async def test_the_reset_email_link_resets_the_password(
     app = create_app(settings)
     db = app.state.services.db
     user_id, _ = await make_customer(db)
-    async with db.connect() as conn:
-        email = (await conn.execute(select(User.email).where(User.id == user_id))).scalar_one()
-    await register_device(
-        db,
-        user_id,
-        platform=PushPlatform.IOS,
-        token=f"apns-{uuid.uuid4().hex}",
-        app_id="ru.kabinet.app",
-        locale="ru",
-        now=datetime.now(UTC),
-    )
+    async with db.transaction() as tx:
+        email = (
+            await tx.execute(
+                update(User)
+                .where(User.id == user_id)
+                .values(password_hash=hash_password(OLD_PASSWORD))
+                .returning(User.email)
+            )
+        ).scalar_one()
     async for client in app_client(app):
+        # Signed in on the phone, which registers for push.
+        signed_in = await client.post(
+            "/auth/login", json={"email": email, "password": OLD_PASSWORD}
+        )
+        registered = await client.post(
+            "/notifications/devices",
+            json={"platform": "ios", "token": "c" * 64, "app_id": "ru.kabinet.app", "locale": "ru"},
+            headers={"Authorization": f"Bearer {signed_in.json()['access_token']}"},
+        )
+        assert registered.status_code == 201
         answer = await client.post(
             "/graphql",
             json={

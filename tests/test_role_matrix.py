@@ -197,6 +197,15 @@ QUERIES = {
         ' data: {number: "2026-11-1", amount: "10.00", currency: "RUB"}) { text smsSegments } }',
         {"operator", "admin"},
     ),
+    "ticketQueue": (
+        "{ ticketQueue(first: 2) { edges { node { status } } } }",
+        {"operator", "admin"},
+    ),
+    "ticketPriorityRules": ("{ ticketPriorityRules { condition } }", {"operator", "admin"}),
+    "supportOperators": (
+        "{ supportOperators(first: 2) { edges { node { presence } } } }",
+        {"operator", "admin"},
+    ),
 }
 
 

@@ -5,7 +5,6 @@ import uuid
 from domains.errors import NotFound, Unauthenticated
 from domains.identity.auth import Auth
 from domains.identity.viewer import Viewer
-from domains.notifications.device import forget_user_devices
 
 
 async def end_session(auth: Auth, viewer: Viewer, session_id: uuid.UUID | str) -> None:
@@ -27,8 +26,6 @@ async def logout(auth: Auth, viewer: Viewer) -> None:
 
 
 async def logout_everywhere(auth: Auth, viewer: Viewer) -> int:
-    """Ends every session of the viewer, this one included, and forgets their push devices
-    (a lost phone stops getting their messages); returns how many sessions ended."""
+    """Ends every session of the viewer, this one included; returns how many ended."""
     async with auth.db.transaction() as tx:
-        await forget_user_devices(tx, viewer.user_id)
         return await auth.sessions.revoke(tx, viewer.user_id)

@@ -29,7 +29,6 @@ from domains.identity.password_change import PASSWORD_CHANGED
 from domains.identity.passwords import check_password_policy, hash_password
 from domains.identity.session import Client
 from domains.identity.user import normalize_email
-from domains.notifications.device import forget_user_devices
 from domains.outbox import record_event
 from domains.reads import Read
 
@@ -122,8 +121,7 @@ async def _send_link(auth: Auth, email: str) -> None:
 
 
 async def reset_password(auth: Auth, *, token: str, new_password: str) -> None:
-    """Sets the new password, spends the token, ends every session of the user and forgets
-    their push devices."""
+    """Sets the new password, spends the token and ends every session of the user."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise InvalidInput(INVALID_LINK)
     now = auth.clock.now()
@@ -147,7 +145,6 @@ async def reset_password(auth: Auth, *, token: str, new_password: str) -> None:
             update(users).where(users.c.id == user_id).values(password_hash=password_hash)
         )
         await auth.sessions.revoke(tx, user_id)
-        await forget_user_devices(tx, user_id)
         await record_event(
             tx,
             PASSWORD_CHANGED,

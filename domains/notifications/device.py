@@ -111,9 +111,10 @@ async def unregister_device(db: Database, user_id: int, device_id: int) -> None:
         raise NotFound("push device")
 
 
-async def forget_user_devices(tx: AsyncSession, user_id: int) -> None:
-    """In the unit of work that ends all of a user's sessions: their devices stop getting
-    pushes at the same commit (whoever held the phone signs in again and re-registers)."""
+async def forget_user_devices(tx: AsyncSession, user_id: int, _now: datetime) -> None:
+    """The user's last session ended (logoutEverywhere, a password reset, the last sign-out;
+    `Domain.sessions_ended`, in that unit of work): their devices stop getting pushes at the
+    same commit, and whoever holds the phone signs in again and registers it anew."""
     await tx.execute(delete(devices).where(devices.c.user_id == user_id))
 
 

@@ -1,7 +1,7 @@
 """notifications: push devices, preferences, and the delivery records (and in-app inbox).
 
 Revision ID: 0016
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-04
 
 The notification consumer plans each event's messages as `notifications` rows, unique per
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0016"
-down_revision: str | None = "0013"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,1 @@
+"""Support: customers' tickets, their threads, operators, priority rules and SLA policies."""
