@@ -19,12 +19,14 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from dataloaders import Loaders
 from domains.clock import SYSTEM_CLOCK, Clock
 from domains.database import DatabaseBusy
+from domains.notifications.delivery_report import DeliveryReports
 from gateway.auth import BearerAuth
 from gateway.csrf import CSRFPrevention
 from gateway.errors import error_response
 from gateway.graphiql import graphiql_asset_routes, graphiql_html
 from gateway.graphql_http import GraphQLEndpoint
 from gateway.metrics import MetricsMiddleware, metrics_endpoint
+from gateway.notify_channels import report_secrets
 from gateway.ratelimit import graphql_rate_limit
 from gateway.rest import rest_routes
 from gateway.router_secret import RouterOnly, subgraphs_off
@@ -98,6 +100,9 @@ def create_app(
     metrics.open_subscriptions.set_function(lambda: hub.subscriber_count)
     metrics.live_feeds.set_function(lambda: hub.feed_count)
     connections = LiveConnections(services.auth.sessions, metrics)
+    delivery_reports = DeliveryReports(
+        report_secrets(settings), tolerance=settings.sms_report_tolerance
+    )
 
     async def make_context(request: Request | WebSocket) -> Context:
         return Context(
@@ -112,6 +117,7 @@ def create_app(
             acquiring=services.acquiring,
             clock=services.clock,
             ticket_reopen_window=timedelta(days=settings.ticket_reopen_days),
+            delivery_reports=delivery_reports,
             hub=hub,
             catch_up_limit=settings.subscription_catch_up_limit,
         )
@@ -249,7 +255,12 @@ def create_app(
                 allow_credentials=settings.refresh_cookie,
                 max_age=600,
             ),
-            Middleware(CSRFPrevention),
+            Middleware(
+                CSRFPrevention,
+                signed_paths=[
+                    route.path for domain in DOMAINS for route in domain.rest if route.signed_body
+                ],
+            ),
             Middleware(MetricsMiddleware, metrics=metrics),
             Middleware(BearerAuth, tokens=services.tokens, sessions=services.auth.sessions),
         ],

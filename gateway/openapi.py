@@ -45,6 +45,18 @@ SECURITY_SCHEMES = {
         "name": "Webhook-Signature",
         "description": 'v1=<hex HMAC-SHA256 over "<Webhook-Timestamp>.<body>">',
     },
+    "smsReportSignature": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Signature",
+        "description": 'v1=<hex HMAC-SHA256 over "<X-Signature-Timestamp>.<body>">',
+    },
+}
+
+# The header each signature scheme signs its timestamp in.
+SIGNATURE_TIMESTAMPS = {
+    "webhookSignature": "Webhook-Timestamp",
+    "smsReportSignature": "X-Signature-Timestamp",
 }
 
 ERROR = {
@@ -140,7 +152,7 @@ def _operation(
     if route.body is not None:
         operation["requestBody"] = {
             "required": True,
-            "content": {JSON: {"schema": refs[(route.body, "validation")]}},
+            "content": {route.body_type: {"schema": refs[(route.body, "validation")]}},
         }
     return operation
 
@@ -192,7 +204,7 @@ def _security(route: RestRoute) -> list[dict[str, list[str]]]:
     if route.signed_in:
         return [{"bearer": []}]
     if route.signed_body:
-        return [{"webhookSignature": []}]
+        return [{route.signature: []}]
     if route.cookie is not None:
         return [{}, {route.cookie: []}]
     return []
@@ -220,7 +232,7 @@ def _header_parameters(route: RestRoute) -> list[dict[str, Any]]:
     if route.signed_body:
         headers.append(
             {
-                "name": "Webhook-Timestamp",
+                "name": SIGNATURE_TIMESTAMPS[route.signature],
                 "in": "header",
                 "required": True,
                 "description": "Unix seconds; the signature covers it",

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -150,6 +150,72 @@ class Settings(BaseSettings):
     # idempotency keys are deleted once this old (never sooner than the 24 h they answer).
     payment_pending_ttl: timedelta = timedelta(hours=1)
     idempotency_key_ttl: timedelta = Field(timedelta(hours=24), ge=timedelta(hours=24))
+    # Notification channels (gateway/notify_channels.py); each one left unset prints what it
+    # would send instead (the log sink), in development only.
+    notify_log_sink: bool | None = Field(
+        None,
+        description="Print the email, SMS and push of unconfigured channels; default: on in "
+        "development, off in production (a channel not configured there sends nothing).",
+    )
+    notify_provider_rates: dict[str, int] = Field(
+        default_factory=dict,
+        description="Messages per second a provider takes (JSON object, provider -> rate: "
+        '{"smsc": 30, "fcm": 500}); the rest are not throttled.',
+    )
+    smtp_host: str | None = Field(None, description="The SMTP server email is sent through.")
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_starttls: bool | None = Field(
+        None,
+        description="Upgrade with STARTTLS (port 587), refused if not offered; default: on "
+        "unless KABINET_SMTP_TLS.",
+    )
+    smtp_tls: bool = Field(False, description="TLS from the first byte (port 465).")
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "Kabinet <noreply@kabinet.local>"
+    smtp_connections: int = Field(
+        4, ge=1, le=100, description="SMTP sessions kept open and reused, per process."
+    )
+    smtp_ca_file: Path | None = Field(
+        None, description="CA certificates the SMTP server's is checked against (a private CA)."
+    )
+    sms_url: str | None = Field(
+        None,
+        description="The SMS gateway's base URL (SMSC.ru-shaped API, adapters/sms_gateway.py).",
+    )
+    sms_provider: str = Field("smsc", description="Its name in records and report URLs.")
+    sms_login: str | None = None
+    sms_password: SecretStr | None = None
+    sms_sender: str = Field("Kabinet", description="The approved sender name.")
+    sms_report_secret: SecretStr | None = Field(
+        None, description="Its delivery reports' signing secret (HMAC-SHA256)."
+    )
+    sms_failover_url: str | None = Field(
+        None, description="A second gateway, tried when the first fails temporarily."
+    )
+    sms_failover_provider: str = "smsc-reserve"
+    sms_failover_login: str | None = None
+    sms_failover_password: SecretStr | None = None
+    sms_failover_report_secret: SecretStr | None = None
+    sms_report_tolerance: timedelta = timedelta(minutes=5)
+    fcm_service_account_file: Path | None = Field(
+        None, description="The Google service account key (JSON) Android push is sent as."
+    )
+    fcm_url: str = "https://fcm.googleapis.com"
+    apns_key_file: Path | None = Field(
+        None, description="The team's APNs auth key (.p8) iOS push is signed with."
+    )
+    apns_key_id: str | None = None
+    apns_team_id: str | None = None
+    apns_topic: str | None = Field(
+        None, description="The app's bundle id, for devices registered without one."
+    )
+    apns_url: str = Field(
+        "https://api.push.apple.com",
+        description="APNs; https://api.sandbox.push.apple.com for development builds.",
+    )
+    apns_ca_file: Path | None = None
+
     # The monthly invoice run: its periods are calendar months in this zone, and an invoice
     # it issues is due this many days after the day it is issued.
     billing_timezone: ZoneInfo = ZoneInfo("Europe/Moscow")
@@ -218,6 +284,21 @@ class Settings(BaseSettings):
     )
     consumer_max_attempts: int = Field(5, ge=1, description="Tries before the dead-letter topic.")
     consumer_retry_backoff: timedelta = timedelta(milliseconds=200)
+    # Notifications (domains/notifications/dispatch.py): attempts per message before it
+    # fails as a dead letter, the first retry's delay (doubling), and the reset page.
+    notify_max_attempts: int = Field(
+        5, ge=1, le=50, description="Sends tried per message before it is a dead letter."
+    )
+    notify_retry_backoff: timedelta = Field(timedelta(seconds=30), gt=timedelta(0))
+    notify_poll_interval: timedelta = Field(
+        timedelta(milliseconds=200),
+        gt=timedelta(0),
+        description="How often an idle dispatcher looks for due notifications.",
+    )
+    password_reset_url: str = Field(
+        "http://127.0.0.1:8000/reset-password",
+        description="The page the reset email links to; the token is its `token` parameter.",
+    )
     worker_in_process: bool | None = Field(
         None,
         description="Run the relay and consumers inside the API process; default: on with "
@@ -273,6 +354,15 @@ class Settings(BaseSettings):
             return time.fromisoformat(value)
         raise ValueError(f"a time of day is HH:MM (00:00 to 23:59), not {value!r}")
 
+    @model_validator(mode="after")
+    def _one_smtp_tls(self) -> "Settings":
+        if self.smtp_tls and self.smtp_starttls is True:
+            raise ValueError(
+                "KABINET_SMTP_TLS (port 465) and KABINET_SMTP_STARTTLS (587) exclude each "
+                "other: set one to false"
+            )
+        return self
+
     @property
     def is_production(self) -> bool:
         return self.env == "production"
@@ -295,6 +385,14 @@ class Settings(BaseSettings):
     def metrics_on_api_port(self) -> bool:
         """Metrics tell an attacker about traffic, errors and logins: not on a public port."""
         return self.metrics_port is None and not self.is_production
+
+    @property
+    def smtp_starttls_enabled(self) -> bool:
+        return not self.smtp_tls if self.smtp_starttls is None else self.smtp_starttls
+
+    @property
+    def notify_log_sink_enabled(self) -> bool:
+        return self._development_default(self.notify_log_sink)
 
     @property
     def graphiql_enabled(self) -> bool:

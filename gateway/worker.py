@@ -31,6 +31,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from adapters.prometheus_consumer_metrics import PrometheusConsumerMetrics
+from adapters.prometheus_notification_metrics import PrometheusNotificationMetrics
 from adapters.prometheus_ticket_metrics import PrometheusTicketMetrics
 from domains.billing.autopay import AutopayMode
 from domains.billing.billing_schedule import due_period
@@ -43,6 +44,8 @@ from domains.database import Database
 from domains.events.consumer import EventConsumer, Handler
 from domains.events.metrics import ConsumerMetrics
 from domains.events.relay import OutboxRelay
+from domains.notifications.channel import Channel, ChannelKind
+from domains.notifications.dispatch import Dispatcher, ResetLinks
 from domains.support.autoclose import close_resolved_tickets
 from domains.support.monitoring import (
     BACKLOG_INTERVAL,
@@ -53,6 +56,7 @@ from domains.support.monitoring import (
 from domains.support.monitoring import CONSUMER_NAME as MONITORING
 from domains.support.presence import offline_without_sessions
 from domains.support.sla_breach import BreachSweep, detect_breaches
+from gateway.notify_channels import DeliveryChannels, delivery_channels
 from gateway.services import Services
 from gateway.settings import Settings
 from schema.domains import DOMAINS
@@ -166,11 +170,14 @@ class Worker:
         *,
         billing_schedule: bool = False,
         support_schedule: bool = False,
+        channels: Mapping[ChannelKind, Channel] | None = None,
     ) -> None:
         """`consumers` defaults to `standard_consumers`; `registry` to one of the worker's
         own (inside the API process, the API's, so its /metrics shows the worker's too);
         `billing_schedule` runs the monthly run and overdue marking, `support_schedule` the
-        SLA breaches and the closing of resolved tickets."""
+        SLA breaches and the closing of resolved tickets; `channels` are what the
+        notification dispatcher sends through, by default those the settings configure
+        (gateway/notify_channels.py: the log sink in development)."""
         settings = services.settings
         self.services = services
         self.billing_schedule = billing_schedule
@@ -197,6 +204,20 @@ class Worker:
             if consumers is None
             else list(consumers)
         )
+        self._delivery: DeliveryChannels | None = None
+        if channels is None:
+            self._delivery = delivery_channels(settings, services.clock, services.limiter)
+            channels = self._delivery.channels
+        self.dispatcher = Dispatcher(
+            services.db,
+            channels,
+            clock=services.clock,
+            links=ResetLinks(services.auth.reset_link_key, settings.password_reset_url),
+            max_attempts=settings.notify_max_attempts,
+            backoff=settings.notify_retry_backoff,
+            poll_interval=settings.notify_poll_interval.total_seconds(),
+            metrics=PrometheusNotificationMetrics(self.registry),
+        )
         self.pending: int | None = None  # unpublished outbox rows, as last counted
         self.registry.register(_RelayCollector(self))
         self._stop = asyncio.Event()
@@ -213,6 +234,7 @@ class Worker:
                 if self.billing_schedule
                 else []
             ),
+            asyncio.create_task(self.dispatcher.run(self._stop), name="notify-dispatch"),
             *(
                 [asyncio.create_task(self._support(), name="support-schedule")]
                 if self.support_schedule
@@ -233,6 +255,8 @@ class Worker:
         ):
             if isinstance(result, Exception):
                 log.error("%s failed", task.get_name(), exc_info=result)
+        if self._delivery is not None:
+            await self._delivery.aclose()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Runs until `stop` is set or one part ends by itself (a crash: the process should

@@ -14,6 +14,7 @@ from domains.identity.auth import Auth
 from domains.identity.session import Client
 from domains.identity.viewer import Viewer, require_viewer
 from domains.limits import Decision
+from domains.notifications.delivery_report import DeliveryReports
 from subscriptions.hub import Hub
 
 
@@ -41,6 +42,8 @@ class Context:
     # How long after its resolution a customer's message reopens a ticket
     # (KABINET_TICKET_REOPEN_DAYS).
     ticket_reopen_window: timedelta = timedelta(days=14)
+    # The SMS gateways' delivery-report secrets, for their signed callbacks.
+    delivery_reports: DeliveryReports | None = None
     # Live updates: this process's event hub (None where subscriptions are not served) and
     # how many missed events a resuming subscriber may be sent.
     hub: Hub | None = None

@@ -1,6 +1,6 @@
 """The domains this gateway serves, in composition order: adding one is adding it here."""
 
-from schema import analytics, billing, crm, customers, identity, support
+from schema import analytics, billing, crm, customers, identity, notifications, support
 from schema.plugin import Domain
 
 DOMAINS: tuple[Domain, ...] = (
@@ -10,4 +10,5 @@ DOMAINS: tuple[Domain, ...] = (
     analytics.domain,
     support.domain,
     crm.domain,
+    notifications.domain,
 )

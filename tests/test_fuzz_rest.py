@@ -22,6 +22,7 @@ from schemathesis.core.parameters import ParameterLocation
 
 from adapters.sandbox_acquirer import create_sandbox_app
 from domains.billing.webhook import signature
+from domains.notifications.sms_report import report_signature
 from gateway.rest import rest_document
 from schema.domains import DOMAINS
 from tests.conftest import DEMO_PASSWORD
@@ -31,6 +32,7 @@ from tests.servers import free_socket, serve, url_of
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 SECRET = b"whsec-fuzz-0123456789"
+SMS_SECRET = b"sms-report-fuzz-secret"
 SIGN = "sign-me"  # a placeholder the signer below replaces with the real signature
 
 
@@ -39,11 +41,14 @@ class SignWebhook(requests.auth.AuthBase):
     checks send without the header stays unsigned."""
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        body = request.body or b""
+        raw = body.encode() if isinstance(body, str) else body
         if request.headers.get("Webhook-Signature") == SIGN:
-            body = request.body or b""
-            raw = body.encode() if isinstance(body, str) else body
             timestamp = request.headers["Webhook-Timestamp"]
             request.headers["Webhook-Signature"] = signature(SECRET, timestamp, raw)
+        if request.headers.get("X-Signature") == SIGN:
+            timestamp = request.headers["X-Signature-Timestamp"]
+            request.headers["X-Signature"] = report_signature(SMS_SECRET, timestamp, raw)
         return request
 
 
@@ -65,6 +70,7 @@ def base_url(fuzz_db: str, signing_key: bytes) -> Iterator[str]:
             sock=app_socket,
             payment_provider_url=sandbox_url,
             payment_webhook_secret=SECRET.decode(),
+            sms_report_secret=SMS_SECRET.decode(),
             payment_return_url="https://kabinet.example/billing",
         ) as url,
     ):
@@ -119,6 +125,10 @@ def test_every_operation_keeps_its_contract(case, base_url: str, token: str) -> 
         headers |= {"Webhook-Signature": SIGN, "Webhook-Timestamp": str(int(time.time()))}
         if not _negative(case, ParameterLocation.PATH):
             case.path_parameters["provider"] = "sandbox"  # the one provider configured
+    if "smsReportSignature" in _schemes(case) and not _negative(case, ParameterLocation.HEADER):
+        headers |= {"X-Signature": SIGN, "X-Signature-Timestamp": str(int(time.time()))}
+        if not _negative(case, ParameterLocation.PATH):
+            case.path_parameters["provider"] = "smsc"  # the SMS gateway configured
     if case.method == "POST" and "requestBody" not in case.operation.definition.raw:
         # A bodiless POST without Authorization could be a forged cross-site one, refused
         # (400 CSRF_REJECTED) before the route's 401: say it is not, as scripts do, so the

@@ -49,6 +49,9 @@ TABLES = (
     "tickets",
     "ticket_messages",
     "ticket_sla_policies",
+    "push_devices",
+    "notification_settings",
+    "notification_preferences",
 )
 
 
@@ -120,6 +123,14 @@ async def _variables(client: httpx.AsyncClient, query: str) -> dict | None:
         return {"ticket": await _alice_ticket(client)}
     if "$id" in query:
         return {"id": await _bob(client)}
+    if "$customer" in query:
+        admin = await login(client, "admin@example.com")
+        body = await graphql(
+            client,
+            '{ customers(search: "alice@example.com") { edges { node { id } } } }',
+            token=admin,
+        )
+        return {"customer": body["data"]["customers"]["edges"][0]["node"]["id"]}
     if "$invoice" in query:
         return {"invoice": (await _alice_invoice(client, "OVERDUE"))["id"]}
     if "$payment" in query:
@@ -174,6 +185,16 @@ MUTATIONS = {
         " resolutionMinutes: 4000) { resolutionMinutes } }",
         {"admin"},
     ),
+    "registerPushDevice": (
+        'mutation { registerPushDevice(platform: ANDROID, token: "matrix-token",'
+        ' appId: "ru.kabinet", locale: "ru") { platform } }',
+        {"customer", "operator", "admin"},
+    ),
+    "updateNotificationPreferences": (
+        "mutation { updateNotificationPreferences(preferences: [{category: BILLING,"
+        " medium: SMS, enabled: false}]) { timeZone } }",
+        {"customer", "operator", "admin"},
+    ),
 }
 QUERIES = {
     "me": ("{ me { email } }", {"customer", "operator", "admin"}),
@@ -207,6 +228,34 @@ QUERIES = {
     "ticket": (
         "query($ticket: ID!) { ticket(id: $ticket) { status messages { body } } }",
         {"customer", "operator", "admin"},
+    ),
+    "myDevices": ("{ myDevices { id } }", {"customer", "operator", "admin"}),
+    "notificationPreferences": (
+        "{ notificationPreferences { locale channels { enabled } } }",
+        {"customer", "operator", "admin"},
+    ),
+    "myNotifications": (
+        "{ myNotifications(first: 2) { edges { node { title } } } }",
+        {"customer", "operator", "admin"},
+    ),
+    "unreadNotificationCount": (
+        "{ unreadNotificationCount }",
+        {"customer", "operator", "admin"},
+    ),
+    # A mutation, but the demo has no inbox entries to mark: it changes nothing.
+    "markNotificationsRead": (
+        "mutation { markNotificationsRead }",
+        {"customer", "operator", "admin"},
+    ),
+    "notificationLog": (
+        "query($customer: ID!) { notificationLog(customerId: $customer, first: 2)"
+        " { edges { node { status } } } }",
+        {"operator", "admin"},
+    ),
+    "notificationPreview": (
+        '{ notificationPreview(eventType: "invoice.overdue", medium: SMS, locale: "en",'
+        ' data: {number: "2026-11-1", amount: "10.00", currency: "RUB"}) { text smsSegments } }',
+        {"operator", "admin"},
     ),
     "ticketQueue": (
         "{ ticketQueue(first: 2) { edges { node { status } } } }",

@@ -116,7 +116,7 @@ Handler = Callable[[RestCall], Awaitable[RestAnswer]]
 
 @dataclass(frozen=True, slots=True)
 class RestRoute:
-    method: Literal["GET", "POST"]
+    method: Literal["GET", "POST", "DELETE"]
     path: str
     handler: Handler  # its docstring's first line is the operation's summary
     # Success statuses and the model each answers with (None: no body).
@@ -127,6 +127,9 @@ class RestRoute:
     # The body is signed: the handler checks the signature over the raw bytes first and
     # only then parses `body` itself (with `parse`); the pipeline leaves it alone.
     signed_body: bool = False
+    # A signed body's media type and the signature's security scheme, as documented.
+    body_type: str = "application/json"
+    signature: str = "webhookSignature"
     signed_in: bool = True  # else anyone may call it (signing in, refreshing)
     # A cookie that may carry the credential in place of the body (where it is enabled).
     cookie: str | None = None

@@ -1,0 +1,1 @@
+"""Notifications: what the customer is told, on which channel, and whether it arrived."""
