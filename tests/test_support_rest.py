@@ -26,8 +26,8 @@ NEW = {"category": "no_connection", "subject": "No internet", "body": "Since 8 a
 
 
 @pytest_asyncio.fixture
-async def client(sqlite_demo_copy: str, signing_key: bytes) -> AsyncIterator[httpx.AsyncClient]:
-    async for http in app_client(create_app(make_settings(sqlite_demo_copy, signing_key))):
+async def client(sqlite_desk_copy: str, signing_key: bytes) -> AsyncIterator[httpx.AsyncClient]:
+    async for http in app_client(create_app(make_settings(sqlite_desk_copy, signing_key))):
         yield http
 
 

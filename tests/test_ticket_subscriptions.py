@@ -33,14 +33,14 @@ ALICE, BOB = 1, 2  # the demo's customers
 
 
 @pytest.fixture
-def server(sqlite_demo_copy: str, signing_key: bytes) -> Iterator[Server]:
-    with _serving(_embedded(sqlite_demo_copy, signing_key)) as running:
+def server(sqlite_desk_copy: str, signing_key: bytes) -> Iterator[Server]:
+    with _serving(_embedded(sqlite_desk_copy, signing_key)) as running:
         yield running
 
 
 @pytest_asyncio.fixture
-async def db(sqlite_demo_copy: str) -> AsyncIterator[Database]:
-    database = Database(sqlite_demo_copy)
+async def db(sqlite_desk_copy: str) -> AsyncIterator[Database]:
+    database = Database(sqlite_desk_copy)
     yield database
     await database.dispose()
 
