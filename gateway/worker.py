@@ -5,7 +5,8 @@ provider first) and deletes expired idempotency keys. With its billing schedule 
 worker also bills each month from its 1st at `KABINET_BILLING_RUN_AT` in
 `KABINET_BILLING_TIMEZONE`, catching up on its first tick a run missed while it was down
 (domains/billing/billing_schedule.py), and marks overdue invoices hourly and right after a
-run.
+run, then runs the dunning pass on the same beat (domains/billing/dunning.py): payment
+reminders, promised payments that ran out, suspension for debt.
 
 `kabinet worker` runs it beside Kafka; the API process runs it itself in the embedded mode
 (`Settings.run_worker_in_process`). The bus belongs to the services and is started and
@@ -27,6 +28,7 @@ from prometheus_client.registry import Collector
 from adapters.prometheus_consumer_metrics import PrometheusConsumerMetrics
 from domains.billing.autopay import AutopayMode
 from domains.billing.billing_schedule import due_period
+from domains.billing.dunning import DunningPass, run_dunning
 from domains.billing.invoice_overdue import mark_overdue_invoices
 from domains.billing.invoice_run import RunProgress, run_invoices
 from domains.billing.provider import PaymentProvider
@@ -94,11 +96,12 @@ async def billing_sweep(
 @dataclass(frozen=True, slots=True)
 class BillingTick:
     """What one tick of the billing schedule did: the run it made (None: none was due, or
-    the due period's run had finished), and how many invoices it marked overdue (None:
-    not its hour)."""
+    the due period's run had finished), how many invoices it marked overdue and what the
+    dunning pass did (None: not their hour)."""
 
     run: RunProgress | None
     overdue: int | None
+    dunning: DunningPass | None = None
 
 
 class _Stopping(Exception):
@@ -251,10 +254,26 @@ class Worker:
         if run is None and self._next_overdue is not None and now < self._next_overdue:
             return BillingTick(run, None)
         overdue = await mark_overdue_invoices(services.db, zone=zone, clock=services.clock)
+        # After the marking: suspension reads the invoices it has just made overdue.
+        dunning = await run_dunning(
+            services.db,
+            zone=zone,
+            offsets=settings.dunning_reminders,
+            suspend_after_days=settings.suspend_after_days,
+            clock=services.clock,
+        )
         self._next_overdue = now + OVERDUE_INTERVAL
         if overdue:
             log.info("%d invoices marked overdue", overdue)
-        return BillingTick(run, overdue)
+        if dunning.reminded or dunning.expired or dunning.suspended:
+            log.info(
+                "dunning: %d reminders sent, %d promised payments expired,"
+                " %d subscriptions suspended",
+                dunning.reminded,
+                dunning.expired,
+                dunning.suspended,
+            )
+        return BillingTick(run, overdue, dunning)
 
     def _unless_stopping(self, _done: RunProgress) -> None:
         if self._stop.is_set():

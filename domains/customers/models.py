@@ -36,6 +36,9 @@ class SubscriptionStatus(StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"
     CANCELLED = "cancelled"
+    # Cut off for debt (domains/billing/suspension.py); its days are dated by its
+    # `subscription_suspensions` rows, which the monthly run leaves unbilled.
+    SUSPENDED = "suspended"
 
 
 class Customer(Base):
