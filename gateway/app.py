@@ -16,6 +16,7 @@ from starlette.websockets import WebSocket
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from dataloaders import Loaders
+from domains.billing.promised_payment import PromiseTerms
 from domains.clock import SYSTEM_CLOCK, Clock
 from domains.database import DatabaseBusy
 from gateway.auth import BearerAuth
@@ -109,6 +110,12 @@ def create_app(
             request=request,
             nodes=NODE_LOADERS,
             acquiring=services.acquiring,
+            promise_terms=PromiseTerms(
+                settings.promised_payment_max,
+                settings.promised_payment_days,
+                settings.promised_payments_per_28_days,
+            ),
+            clock=services.clock,
             hub=hub,
             catch_up_limit=settings.subscription_catch_up_limit,
         )

@@ -6,6 +6,8 @@ from typing import Any
 
 from dataloaders import Loaders
 from domains.billing.card import Acquiring
+from domains.billing.promised_payment import PromiseTerms
+from domains.clock import SYSTEM_CLOCK, Clock
 from domains.database import Database
 from domains.events.catalog import EventCatalog
 from domains.identity.auth import Auth
@@ -33,6 +35,10 @@ class Context:
     rate_limit: Decision | None = None
     # The payment provider card payments go through; None when none is configured.
     acquiring: Acquiring | None = None
+    # What a promised payment may be (KABINET_PROMISED_PAYMENT_*); None: not offered.
+    promise_terms: PromiseTerms | None = None
+    # The services' clock, for rules that decide by the time (a promised payment's days).
+    clock: Clock = SYSTEM_CLOCK
     # Live updates: this process's event hub (None where subscriptions are not served) and
     # how many missed events a resuming subscriber may be sent.
     hub: Hub | None = None

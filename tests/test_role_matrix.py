@@ -30,6 +30,9 @@ TABLES = (
     "transactions",
     "refunds",
     "idempotency_keys",
+    "promised_payments",
+    "subscriptions",
+    "subscription_suspensions",
 )
 
 
@@ -88,7 +91,15 @@ async def _alice_invoice(client: httpx.AsyncClient, status: str) -> dict:
     return body["data"]["invoices"]["edges"][0]["node"]
 
 
+async def _alice(client: httpx.AsyncClient) -> str:
+    alice = await login(client, "alice@example.com")
+    body = await graphql(client, "{ me { customer { id } } }", token=alice)
+    return body["data"]["me"]["customer"]["id"]
+
+
 async def _variables(client: httpx.AsyncClient, query: str) -> dict | None:
+    if "$customer" in query:
+        return {"customer": await _alice(client)}
     if "$id" in query:
         return {"id": await _bob(client)}
     if "$invoice" in query:
@@ -125,6 +136,12 @@ MUTATIONS = {
         " payment { status } confirmationUrl } }",
         {"customer"},
     ),
+    # Alice owes an overdue invoice: she may take one; staff on her behalf.
+    "activatePromisedPayment": (
+        'mutation($customer: ID) { activatePromisedPayment(amount: "10.00",'
+        " customerId: $customer) { promisedPayment { status } customer { balance { amount } } } }",
+        {"customer", "operator", "admin"},
+    ),
 }
 QUERIES = {
     "me": ("{ me { email } }", {"customer", "operator", "admin"}),
@@ -139,6 +156,10 @@ QUERIES = {
     "billingRuns": (
         "{ billingRuns(first: 2) { edges { node { state } } } }",
         {"operator", "admin"},
+    ),
+    "promisedPayments": (
+        "query($customer: ID) { promisedPayments(customerId: $customer) { status } }",
+        {"customer", "operator", "admin"},
     ),
     "paymentStatistics": (
         '{ paymentStatistics(from: "2026-01-01", to: "2026-01-31") { totals { payments } } }',
