@@ -13,7 +13,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Row, func, insert, select
+from sqlalchemy import Row, func, insert, select, text
 
 from domains.billing.autopay import AutopayMode
 from domains.billing.dunning import reminder_windows, run_dunning, send_payment_reminders
@@ -33,6 +33,7 @@ from domains.billing.models import (
 from domains.billing.promised_payment import PromiseTerms, activate_promised_payment
 from domains.billing.proration import Period
 from domains.billing.reconcile import reconcile
+from domains.billing.settlement import lock_customer
 from domains.billing.suspension import suspend_for_debt
 from domains.billing.webhook import ProviderNotice, settle
 from domains.clock import ManualClock
@@ -44,7 +45,7 @@ from domains.identity.viewer import Viewer
 from domains.outbox import OutboxEvent
 from gateway.app import create_app
 from resolvers.relay import pk_of
-from tests.conftest import app_client, graphql, login, make_settings
+from tests.conftest import app_client, graphql, login, make_settings, migrated_database
 from tests.test_invoice_run import kabinet, make_customer, make_tariff
 from tests.test_payments import balance_of, invoice_status, pay, snapshot
 from tests.test_subscriptions import (
@@ -683,3 +684,75 @@ async def test_suspension_and_resumption_reach_a_live_subscriber(
     assert {s["reason"] for s in suspended} == {"debt"}
     # Not asserted (tests never assert timings): the suspension to resumption round trip.
     print(f"suspended and resumed live in {delay:.3f} s")
+
+
+async def test_reconcile_names_a_promised_credit_its_promises_do_not_bear_out(db: Database):
+    customer_id, _ = await suspended_customer(db)
+    await activate_promised_payment(
+        db,
+        await customer_viewer(db, customer_id),
+        amount=Decimal("50.00"),
+        terms=TERMS,
+        clock=ManualClock(moscow_noon(date(2026, 2, 23))),
+    )
+    await assert_reconciled(db)
+    async with db.transaction() as session:
+        await session.execute(text("UPDATE promised_payments SET repaid = 20.00"))
+    problems = {(p.check, p.row) for p in await reconcile(db)}
+    assert problems == {("promised_credit", f"customer:{customer_id}")}
+    async with db.transaction() as session:
+        await session.execute(text("UPDATE promised_payments SET repaid = 0, status = 'repaid'"))
+    problems = {(p.check, p.row) for p in await reconcile(db)}
+    [promise_id] = await _promise_ids(db)
+    assert problems == {("promised_payment_status", f"promised_payment:{promise_id}")}
+
+
+async def _promise_ids(db: Database) -> list[int]:
+    async with db.connect() as conn:
+        return list(await conn.scalars(select(PromisedPayment.id)))
+
+
+@pytest.mark.postgres
+async def test_suspension_and_expiry_pass_a_customer_a_payer_holds_and_never_wait():
+    """A payer holds the customer's lock (the first every money action takes): the pass
+    suspends the others, skips that one without waiting, and suspends it next time."""
+    async with migrated_database("kabinet_dunning") as url:
+        await _skips_held_customers(Database(url))
+
+
+async def _skips_held_customers(db: Database) -> None:
+    try:
+        tariff = await make_tariff(db, "100.00")
+        held = await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)])
+        free = await make_customer(db, [(tariff, LONG_AGO, None, ACTIVE)])
+        await bill(db, date(2026, 1, 1))
+        at = moscow_noon(date(2026, 2, 22))
+        await mark_overdue_invoices(db, zone=MOSCOW, clock=ManualClock(at))
+        async with db.transaction() as payer:
+            assert await lock_customer(payer, held) is not None
+            async with asyncio.timeout(30):  # a guard against a wait, never a measure
+                assert (await dunning(db, at)).suspended == 1
+        assert await statuses(db, held) == [ACTIVE]
+        assert await statuses(db, free) == [SUSPENDED]
+        assert (await dunning(db, at)).suspended == 1
+        assert await statuses(db, held) == [SUSPENDED]
+
+        # The promised payment's expiry skips a held customer the same way.
+        for customer_id in (held, free):
+            await activate_promised_payment(
+                db,
+                await customer_viewer(db, customer_id),
+                amount=Decimal("10.00"),
+                terms=TERMS,
+                clock=ManualClock(at),
+            )
+        later = at + timedelta(days=3)
+        async with db.transaction() as payer:
+            assert await lock_customer(payer, held) is not None
+            async with asyncio.timeout(30):
+                assert (await dunning(db, later)).expired == 1
+        assert (await dunning(db, later)).expired == 1
+        assert await statuses(db, held) == [SUSPENDED]
+        await assert_reconciled(db)
+    finally:
+        await db.dispose()

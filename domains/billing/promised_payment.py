@@ -73,7 +73,7 @@ from domains.customers.models import Customer, Subscription, SubscriptionStatus
 from domains.database import Database
 from domains.errors import Forbidden, InvalidInput, NotFound
 from domains.identity.viewer import Viewer
-from domains.reads import any_of, row_columns, select_rows
+from domains.reads import Read, any_of, row_columns, select_rows
 from domains.writes import RowsInsert, Write, writer
 
 promises = PromisedPayment.__table__
@@ -140,7 +140,8 @@ class _Flag:
     found: bool
 
 
-_SUSPENDED = Write(
+_SUSPENDED = Read(
+    _Flag,
     select(
         exists()
         .where(
@@ -149,7 +150,6 @@ _SUSPENDED = Write(
         )
         .label("found")
     ),
-    _Flag,
 )
 
 

@@ -58,7 +58,7 @@ from domains.billing.models import (
 from domains.clock import SYSTEM_CLOCK, Clock
 from domains.customers.models import Customer, Subscription, SubscriptionStatus
 from domains.database import Database
-from domains.reads import any_of
+from domains.reads import Read, any_of
 from domains.writes import RowsInsert, Write, writer
 
 customers = Customer.__table__
@@ -108,8 +108,10 @@ def _overdue_billing(customer_ids: str, cutoff: bool) -> CompoundSelect:
 
 
 # Customers with an active subscription billed on an invoice overdue past the cutoff, in id
-# order after `after`: read without locks, then locked with SKIP LOCKED and checked again.
-_CANDIDATES = Write(
+# order after `after`: read without locks (the partial index ix_invoices_overdue_due holds
+# only overdue invoices), then locked with SKIP LOCKED and checked again.
+_CANDIDATES = Read(
+    _Candidate,
     select(invoices.c.customer_id)
     .where(
         invoices.c.status == _OVERDUE,
@@ -130,7 +132,6 @@ _CANDIDATES = Write(
     .group_by(invoices.c.customer_id)
     .order_by(invoices.c.customer_id)
     .limit(bindparam("size", type_=Integer)),
-    _Candidate,
 )
 _LOCK_UNPROMISED = Write(
     select(customers.c.id.label("customer_id"))
