@@ -6,9 +6,13 @@ in the billing time zone) and no line bills it for the period yet; a customer is
 when it has such a subscription and no monthly invoice for the period. A customer already
 billed, or each of whose subscriptions is, is not read again, so a second run reads nothing.
 
-Pauses: the model keeps no dates of a pause, only the status, so a subscription `paused`
-when the run reads it is not billed for the period; a `cancelled` one is billed up to its
-`ended_at` (none without one).
+A `cancelled` subscription is billed up to its `ended_at` (none without one).
+
+Tariff changes, dated prices and pauses (domains/billing/tariff_days.py): a subscription is
+billed a line per run of its days at one tariff and price, its paused days left out, so a
+line is unique per (subscription, period, first day billed); a subscription with any line
+for the period is billed, and not read again. Each batch reads them in three more
+statements.
 
 Suspensions for debt are dated (`subscription_suspensions`, domains/billing/suspension.py):
 a subscription, suspended or not when the run reads it, is billed for its days outside
@@ -31,7 +35,8 @@ from sqlalchemy import ColumnElement, and_, bindparam, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from domains.billing.models import Invoice, InvoiceLine, SubscriptionSuspension
-from domains.billing.proration import Charge, Period, Span, prorate
+from domains.billing.proration import Charge, Period, Span
+from domains.billing.tariff_days import History, history
 from domains.customers.models import Customer, Subscription, SubscriptionStatus, Tariff
 from domains.reads import Read, Reader
 
@@ -90,6 +95,7 @@ def _billable(*, after: bool = False) -> ColumnElement[bool]:
         or_(
             subscriptions.c.status == SubscriptionStatus.ACTIVE,
             subscriptions.c.status == SubscriptionStatus.SUSPENDED,
+            subscriptions.c.status == SubscriptionStatus.PAUSED,
             and_(
                 subscriptions.c.status == SubscriptionStatus.CANCELLED,
                 subscriptions.c.ended_at.is_not(None),
@@ -232,7 +238,8 @@ async def billable_bills(
     suspended: dict[int, list[_Suspended]] = {}
     for row in cut:
         suspended.setdefault(row.subscription_id, []).append(row)
-    return _bills(rows, period, zone, suspended)
+    dated = await history(reader, period, after=customers.after, last=customers.last)
+    return _bills(rows, period, zone, suspended, dated)
 
 
 async def billable_batch(
@@ -252,6 +259,7 @@ def _bills(
     period: Period,
     zone: ZoneInfo,
     suspended: dict[int, list[_Suspended]],
+    dated: History,
 ) -> tuple[Bill, ...]:
     bills: list[Bill] = []
     items: list[Item] = []
@@ -259,10 +267,10 @@ def _bills(
         first = row.started_at.astimezone(zone).date()
         last = None if row.ended_at is None else row.ended_at.astimezone(zone).date()
         spans = _active_spans(first, last, suspended.get(row.subscription_id, ()), zone)
-        charge = prorate(row.monthly_price, period, spans)
-        if charge is not None:
+        tariff = (row.tariff_id, row.tariff_name, row.monthly_price)
+        for piece in dated.pieces(period, row.subscription_id, tariff, spans):
             items.append(
-                Item(row.subscription_id, row.tariff_id, charge, charge.describe(row.tariff_name))
+                Item(row.subscription_id, piece.tariff_id, piece.charge, piece.description)
             )
         closing = n + 1 == len(rows) or rows[n + 1].customer_id != row.customer_id
         if closing and items:

@@ -152,9 +152,14 @@ class InvoiceLine(Base):
             "period_start <= first_day AND first_day <= last_day AND last_day <= period_end",
             name="days_within_period",
         ),
-        # A subscription is billed once per period, however often the monthly run fires.
+        # A subscription's day is billed once per period, however often the monthly run
+        # fires: a line per tariff (and price) span of the period, each starting on its own
+        # day (a subscription billed at all for a period is not read by the run again).
         UniqueConstraint(
-            "subscription_id", "period_start", name="uq_invoice_lines_subscription_period"
+            "subscription_id",
+            "period_start",
+            "first_day",
+            name="uq_invoice_lines_subscription_period_day",
         ),
     )
 
