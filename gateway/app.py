@@ -115,6 +115,7 @@ def create_app(
                 settings.promised_payment_days,
                 settings.promised_payments_per_28_days,
             ),
+            lifecycle=settings.lifecycle_terms,
             clock=services.clock,
             hub=hub,
             catch_up_limit=settings.subscription_catch_up_limit,

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from domains.customers.terms import LifecycleTerms
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 DEV_DATABASE_URL = f"sqlite+aiosqlite:///{REPO_ROOT / 'var' / 'kabinet.db'}"
@@ -176,6 +178,11 @@ class Settings(BaseSettings):
     )
     promised_payment_days: int = Field(3, ge=1, le=31)
     promised_payments_per_28_days: int = Field(2, ge=1, le=28)
+    # Voluntary pauses (domains/customers/pause.py).
+    pause_min_days: int = Field(7, ge=1, le=366, description="The shortest pause, in days.")
+    pause_max_days: int = Field(
+        90, ge=1, le=366, description="Days a subscription may be paused in a calendar year."
+    )
 
     # Domain events: outbox relay, Kafka topics, consumers, live subscriptions.
     kafka_topics: dict[str, str] = Field(
@@ -282,6 +289,11 @@ class Settings(BaseSettings):
                 raise ValueError("reminder offsets are one or more distinct days")
             return tuple(sorted(value))
         return value
+
+    @property
+    def lifecycle_terms(self) -> LifecycleTerms:
+        """The billing zone and pause limits the customers' lifecycle rules read."""
+        return LifecycleTerms(self.billing_timezone, self.pause_min_days, self.pause_max_days)
 
     @property
     def is_production(self) -> bool:

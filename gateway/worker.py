@@ -34,6 +34,7 @@ from domains.billing.invoice_run import RunProgress, run_invoices
 from domains.billing.provider import PaymentProvider
 from domains.billing.sweep import PendingSweep, expire_pending_payments, purge_idempotency_keys
 from domains.clock import utcnow
+from domains.customers.lifecycle import run_lifecycle
 from domains.database import Database
 from domains.events.consumer import EventConsumer
 from domains.events.metrics import ConsumerMetrics
@@ -226,6 +227,17 @@ class Worker:
         has passed since it last did, or it has just billed."""
         services, settings = self.services, self.services.settings
         zone = settings.billing_timezone
+        # Before the run, which bills by the dated rows anyway: what readers see is today's.
+        lifecycle = await run_lifecycle(
+            services.db, terms=settings.lifecycle_terms, clock=services.clock
+        )
+        if lifecycle.tariff_changes or lifecycle.paused or lifecycle.resumed:
+            log.info(
+                "lifecycle: %d tariff changes, %d paused, %d resumed",
+                lifecycle.tariff_changes,
+                lifecycle.paused,
+                lifecycle.resumed,
+            )
         period = due_period(services.clock.now(), zone, settings.billing_run_at)
         run = None
         if period is not None:

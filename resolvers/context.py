@@ -8,6 +8,7 @@ from dataloaders import Loaders
 from domains.billing.card import Acquiring
 from domains.billing.promised_payment import PromiseTerms
 from domains.clock import SYSTEM_CLOCK, Clock
+from domains.customers.terms import DEFAULT_TERMS, LifecycleTerms
 from domains.database import Database
 from domains.events.catalog import EventCatalog
 from domains.identity.auth import Auth
@@ -37,6 +38,9 @@ class Context:
     acquiring: Acquiring | None = None
     # What a promised payment may be (KABINET_PROMISED_PAYMENT_*); None: not offered.
     promise_terms: PromiseTerms | None = None
+    # The billing time zone and a pause's limits (KABINET_PAUSE_*), for tariff changes,
+    # prices and pauses, which start on a day.
+    lifecycle: LifecycleTerms = DEFAULT_TERMS
     # The services' clock, for rules that decide by the time (a promised payment's days).
     clock: Clock = SYSTEM_CLOCK
     # Live updates: this process's event hub (None where subscriptions are not served) and
