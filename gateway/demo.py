@@ -65,7 +65,9 @@ from domains.customers.models import (
     Subscription,
     SubscriptionStatus,
     Tariff,
+    TariffPrice,
 )
+from domains.customers.tariff_admin import BEFORE_ANY_PRICE
 from domains.database import Database
 from domains.identity.models import Role, User
 from domains.identity.passwords import hash_password
@@ -160,6 +162,9 @@ TARIFFS: tuple[Row, ...] = (
         "is_active": False,
     },
 )
+# The archived plan was repriced long before the demo's months: its history, as
+# changeTariffPrice keeps one (domains/customers/tariff_admin.py).
+PRICE_HISTORY = {"home-50": ((BEFORE_ANY_PRICE, "390.00"), (date(2020, 1, 1), "450.00"))}
 HOME_TARIFF_WEIGHTS = {"home-100": 30, "home-500": 35, "home-1000": 20, "home-50": 15}
 BUSINESS_SHARE = 0.15
 
@@ -891,6 +896,12 @@ async def _ensure_tariffs(session: AsyncSession) -> dict[str, _TariffRef]:
         missing, await _insert_returning_ids(session, tariffs, missing), strict=True
     ):
         known[row["code"]] = _TariffRef(id_, row["name"], row["monthly_price"])
+        history = [
+            {"tariff_id": id_, "effective_from": day, "monthly_price": Decimal(price)}
+            for day, price in PRICE_HISTORY.get(row["code"], ())
+        ]
+        if history:
+            await session.execute(insert(TariffPrice.__table__), history)
     return known
 
 
