@@ -104,6 +104,9 @@ class KafkaBus:
         finally:
             await admin.close()
 
+    async def ensure_group(self, group: str, topics: Sequence[str]) -> None:
+        """Nothing to declare: a topic keeps its messages for any group."""
+
     async def publish(
         self,
         topic: str,

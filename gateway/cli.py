@@ -368,7 +368,9 @@ def main(argv: list[str] | None = None) -> None:
         "--subgraph", metavar="NAME", help="serve this subgraph alone at /graphql, for a router"
     )
     commands.add_parser("dev", help="keygen + migrate + demo + serve, on embedded defaults")
-    commands.add_parser("worker", help="run the outbox relay and event consumers (with Kafka)")
+    commands.add_parser(
+        "worker", help="run the outbox relay and event consumers (with Kafka or RabbitMQ)"
+    )
     keygen = commands.add_parser("keygen", help="write a new Ed25519 JWT signing key (PEM)")
     keygen.add_argument("path", type=Path)
     schema = commands.add_parser("schema", help="schema tools")

@@ -54,6 +54,7 @@ from domains.billing.models import (
     PaymentStatus,
 )
 from domains.billing.pay_invoice import pay_invoice
+from domains.billing.promised_payment import PromiseTerms, activate_promised_payment
 from domains.billing.proration import Period, Span, prorate
 from domains.billing.refund_payment import refund_payment
 from domains.clock import ManualClock, utcnow
@@ -740,7 +741,27 @@ async def load_demo(
     # The worker's overdue pass right after this month's run: the months left unpaid are
     # past due, this month's not yet, whatever day the demo loads on.
     await mark_overdue_invoices(db, zone=zone, clock=ManualClock(fired(Period(this_month))))
+    await _promise(db, accounts[2:])
     return True
+
+
+DEMO_PROMISE = Decimal("50.00")
+
+
+async def _promise(db: Database, accounts: Sequence[_Account]) -> None:
+    """One customer in arrears takes a promised payment (domains/billing/promised_payment.py)
+    too small to pay off their oldest month, so every invoice keeps the fate `_fate` gave it:
+    the balance and the credit pay part of that month, which stays overdue."""
+    for account in accounts:
+        unpaid = [s for s in account.settlements if s.fate in (_Fate.OVERDUE, _Fate.PART_PAID)]
+        if not unpaid:
+            continue
+        oldest = max(unpaid, key=lambda s: s.age)
+        if oldest.bill - oldest.part > account.balance + DEMO_PROMISE:
+            customer = Viewer(account.user_id, Role.CUSTOMER, account.customer_id)
+            terms = PromiseTerms(Decimal("500.00"), 3, 2)
+            await activate_promised_payment(db, customer, amount=DEMO_PROMISE, terms=terms)
+            return
 
 
 async def _settle(

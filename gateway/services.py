@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 
 from adapters.acquirer_client import SandboxProvider
 from adapters.kafka_bus import KafkaBus
+from adapters.rabbitmq_bus import RabbitMQBus
 from adapters.redis_limiter import RedisRateLimiter
 from adapters.redis_session_store import RedisSessionStore
 from domains.billing.card import Acquiring
@@ -16,6 +17,7 @@ from domains.clock import SYSTEM_CLOCK, Clock
 from domains.database import Database
 from domains.events.bus import EventBus
 from domains.events.catalog import EventCatalog
+from domains.events.consumer import group_of
 from domains.events.memory_bus import MemoryBus
 from domains.identity.auth import Auth
 from domains.identity.session import Sessions
@@ -58,6 +60,39 @@ def event_catalog(settings: Settings) -> EventCatalog:
     )
 
 
+def consumer_groups(events: EventCatalog) -> dict[str, list[str]]:
+    """The consumer groups the domains declare (`Domain.consumers`) and the topics each
+    reads: the worker runs them, and RabbitMQ declares their queues before the first event
+    is published, so none is missed while the worker is not yet up."""
+    return {
+        group_of(name): sorted({events.topic_of(event_type) for event_type in handlers})
+        for domain in DOMAINS
+        for name, handlers in domain.consumers.items()
+    }
+
+
+def event_bus(settings: Settings, events: EventCatalog) -> EventBus:
+    """Kafka or RabbitMQ as `KABINET_EVENT_BROKER` says; the in-process bus without a
+    broker (Kafka without `KABINET_KAFKA_BOOTSTRAP`)."""
+    if settings.event_broker == "rabbitmq":
+        return RabbitMQBus(
+            settings.rabbitmq_url,
+            partitions=settings.kafka_partitions,
+            dead_letter_suffix=settings.kafka_dead_letter_suffix,
+            groups=consumer_groups(events),
+            client_name=settings.kafka_client_id,
+        )
+    if settings.kafka_bootstrap:
+        return KafkaBus(
+            settings.kafka_bootstrap,
+            client_id=settings.kafka_client_id,
+            idempotent=settings.kafka_idempotent_producer,
+            partitions=settings.kafka_partitions,
+            fetch_max_wait=settings.kafka_fetch_max_wait.total_seconds(),
+        )
+    return MemoryBus(partitions=settings.kafka_partitions)
+
+
 @dataclass(frozen=True, slots=True)
 class Services:
     settings: Settings
@@ -74,7 +109,8 @@ class Services:
     metrics: Metrics
     # Redis for caches that may be evicted (persisted queries), apart from the sessions'.
     cache: Redis | None
-    # Kafka when configured; else the in-process bus (relay and readers in this process).
+    # Kafka or RabbitMQ when configured; else the in-process bus (relay and readers in
+    # this process).
     bus: EventBus
     events: EventCatalog
     # None when no payment provider is configured: card payments are then refused.
@@ -122,6 +158,7 @@ class Services:
             idle_timeout=settings.session_idle_timeout,
             absolute_timeout=settings.session_absolute_timeout,
             check_cache_seconds=settings.session_check_cache_seconds,
+            on_all_ended=[told for domain in DOMAINS for told in domain.sessions_ended],
         )
         throttle = Throttle(
             login_limiter,
@@ -142,6 +179,7 @@ class Services:
             on_login=metrics.count_login,
         )
         provider = payment_provider(settings)
+        events = event_catalog(settings)
         return cls(
             settings=settings,
             clock=clock,
@@ -153,17 +191,9 @@ class Services:
             auth=auth,
             persisted=PersistedQueries.from_settings(settings, redis=cache),
             cache=cache,
-            events=event_catalog(settings),
+            events=events,
             metrics=metrics,
-            bus=KafkaBus(
-                settings.kafka_bootstrap,
-                client_id=settings.kafka_client_id,
-                idempotent=settings.kafka_idempotent_producer,
-                partitions=settings.kafka_partitions,
-                fetch_max_wait=settings.kafka_fetch_max_wait.total_seconds(),
-            )
-            if settings.kafka_bootstrap
-            else MemoryBus(partitions=settings.kafka_partitions),
+            bus=event_bus(settings, events),
             acquiring=Acquiring(
                 provider,
                 settings.payment_return_url,

@@ -56,8 +56,17 @@ class Settings(BaseSettings):
         description="Production on embedded stores (SQLite, in-process sessions): for one "
         "process only, never several behind a load balancer.",
     )
+    event_broker: Literal["kafka", "rabbitmq"] = Field(
+        "kafka",
+        description="The events' broker: Kafka (at kafka_bootstrap; the in-process bus "
+        "without it) or RabbitMQ (at rabbitmq_url).",
+    )
     kafka_bootstrap: str | None = Field(
         None, description="Kafka brokers (host:port,...); the in-process bus without it."
+    )
+    rabbitmq_url: str = Field(
+        "amqp://guest:guest@127.0.0.1:5672/",
+        description="RabbitMQ (AMQP 0-9-1 URL, with its vhost) when event_broker is rabbitmq.",
     )
 
     jwt_private_key: SecretStr | None = Field(
@@ -191,7 +200,10 @@ class Settings(BaseSettings):
     )
     kafka_dead_letter_suffix: str = Field(".dlq", description="Dead-letter topic: topic + this.")
     kafka_partitions: int = Field(
-        6, ge=1, description="Partitions of the topics the relay creates."
+        6,
+        ge=1,
+        description="Partitions of the topics the relay creates (on RabbitMQ: each consumer "
+        "group's partition queues; every process of a deployment must say the same).",
     )
     kafka_idempotent_producer: bool = Field(
         True, description="Idempotent producer (Apache Kafka); off for brokers without it."
@@ -222,7 +234,7 @@ class Settings(BaseSettings):
     worker_in_process: bool | None = Field(
         None,
         description="Run the relay and consumers inside the API process; default: on with "
-        "the in-process bus (no Kafka), off with Kafka (run `kabinet worker`).",
+        "the in-process bus (no broker), off with Kafka or RabbitMQ (run `kabinet worker`).",
     )
     metrics_port: int | None = Field(
         None,
@@ -306,7 +318,12 @@ class Settings(BaseSettings):
     def run_worker_in_process(self) -> bool:
         if self.worker_in_process is not None:
             return self.worker_in_process
-        return self.kafka_bootstrap is None
+        return self.in_process_bus
+
+    @property
+    def in_process_bus(self) -> bool:
+        """No broker configured: the embedded mode's bus, in this process."""
+        return self.event_broker == "kafka" and self.kafka_bootstrap is None
 
     @property
     def metrics_on_api_port(self) -> bool:

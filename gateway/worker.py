@@ -1,16 +1,17 @@
 """The worker: the outbox relay, the event consumers and periodic housekeeping.
 
 Housekeeping purges old published outbox rows, ends card payments left pending (asking the
-provider first) and deletes expired idempotency keys. With its billing schedule on, the
+provider first), deletes expired idempotency keys and sets offline the support operators
+whose sessions all idled out. With its billing schedule on, the
 worker also bills each month from its 1st at `KABINET_BILLING_RUN_AT` in
 `KABINET_BILLING_TIMEZONE`, catching up on its first tick a run missed while it was down
 (domains/billing/billing_schedule.py), and marks overdue invoices hourly and right after a
 run, then runs the dunning pass on the same beat (domains/billing/dunning.py): payment
 reminders, promised payments that ran out, suspension for debt.
 
-`kabinet worker` runs it beside Kafka; the API process runs it itself in the embedded mode
-(`Settings.run_worker_in_process`). The bus belongs to the services and is started and
-stopped by whoever owns them, not by the worker.
+`kabinet worker` runs it beside Kafka or RabbitMQ; the API process runs it itself in the
+embedded mode (`Settings.run_worker_in_process`). The bus belongs to the services and is
+started and stopped by whoever owns them, not by the worker.
 """
 
 import asyncio
@@ -39,6 +40,7 @@ from domains.database import Database
 from domains.events.consumer import EventConsumer
 from domains.events.metrics import ConsumerMetrics
 from domains.events.relay import OutboxRelay
+from domains.support.presence import offline_without_sessions
 from gateway.services import Services
 from gateway.settings import Settings
 from schema.domains import DOMAINS
@@ -201,6 +203,7 @@ class Worker:
                         log.info("purged %d published outbox rows", purged)
                 if loop.time() >= next_sweep:
                     await self._billing_sweep()
+                    await self._presence_sweep()
                     next_sweep = loop.time() + SWEEP_INTERVAL
             except Exception as error:  # the database is away: the relay reports it too
                 log.debug("housekeeping failed: %s", error)
@@ -305,6 +308,18 @@ class Worker:
                 pending.expired,
                 purged,
             )
+
+    async def _presence_sweep(self) -> None:
+        """Operators whose sessions all idled out or expired go offline (a revoked last
+        session sets them offline at once)."""
+        services = self.services
+        gone = await offline_without_sessions(
+            services.db,
+            now=services.clock.now(),
+            idle_timeout=services.settings.session_idle_timeout,
+        )
+        if gone:
+            log.info("%d support operators offline: their sessions ended", gone)
 
 
 class _RelayCollector(Collector):

@@ -1,25 +1,55 @@
-"""Support resolvers: tickets and their threads, read as the viewer may."""
+"""Support resolvers: tickets and their threads, read as the viewer may; opening and
+assigning tickets, the queue, operators and their presence, the priority rules."""
 
+from operator import attrgetter
 from typing import Any
 
 import strawberry
 from strawberry import Info
 
 from dataloaders.support import (
+    AssignmentsByTicketIdLoader,
+    OperatorSkillsByUserIdLoader,
+    PriorityRulesByIdLoader,
     TicketMessagesLoader,
     TicketPagesByCustomerIdLoader,
     TicketsByIdLoader,
 )
 from domains.customers.contract import ContractRow
 from domains.customers.customer import CustomerRow
+from domains.errors import Forbidden
+from domains.identity.user import UserRow
 from domains.keyset import Page, Window
+from domains.support.assignment import TicketAssignmentRow
+from domains.support.models import (
+    Presence,
+    TicketCategory,
+    TicketChannel,
+    TicketPriority,
+    TicketStatus,
+)
+from domains.support.operator import OPERATOR_ORDER, OperatorRow, operator_page
+from domains.support.operator_admin import save_operator
+from domains.support.presence import set_presence
+from domains.support.priority import PriorityRuleRow, rules_in_order
+from domains.support.priority_rule_edit import KEEP, RuleChange, update_priority_rule
+from domains.support.queue import QUEUE_ORDER, QueueFilter, ticket_queue_page
 from domains.support.thread import TicketMessageRow
 from domains.support.ticket import TICKET_ORDER, TicketRow
+from domains.support.ticket_assign import reassign_ticket
+from domains.support.ticket_create import create_ticket as create_ticket_action
 from resolvers.access import load_owned
 from resolvers.context import Context
 from resolvers.customers import contract_by_pk, customer_by_pk
+from resolvers.identity import user_by_pk
 from resolvers.lookup import lookup
-from resolvers.relay import Connection, connection_from_page, pk_of, window_from_arguments
+from resolvers.relay import (
+    Connection,
+    connection_from_page,
+    pk_of,
+    to_global_id,
+    window_from_arguments,
+)
 
 
 async def ticket_by_pk(info: Info[Context], pk: int) -> TicketRow:
@@ -70,3 +100,191 @@ async def ticket_messages(root: TicketRow, info: Info[Context]) -> list[TicketMe
 
 def ticket_sla_paused(root: TicketRow) -> bool:
     return root.sla_paused_at is not None
+
+
+# Opening and assigning tickets; the queue, operators and priority rules (staff).
+
+
+def _staff(info: Info[Context], what: str) -> None:
+    if not info.context.signed_in.is_staff:
+        raise Forbidden(f"only staff {what}")
+
+
+async def create_ticket(
+    info: Info[Context],
+    category: TicketCategory,
+    subject: str,
+    body: str,
+    contract_id: strawberry.ID | None = None,
+    customer_id: strawberry.ID | None = None,
+    channel: TicketChannel | None = None,
+) -> TicketRow:
+    """A customer's own ticket (on the web unless they say mobile), or staff's on the named
+    customer's behalf (the staff channel)."""
+    viewer = info.context.signed_in
+    if channel is None:
+        channel = TicketChannel.STAFF if viewer.is_staff else TicketChannel.WEB
+    created = await create_ticket_action(
+        info.context.db,
+        viewer,
+        category=category,
+        subject=subject,
+        body=body,
+        contract_id=None if contract_id is None else pk_of(contract_id, "Contract"),
+        customer_id=None if customer_id is None else pk_of(customer_id, "Customer"),
+        channel=channel,
+        now=info.context.auth.clock.now(),
+    )
+    info.context.loaders.of(TicketsByIdLoader).prime(created.ticket.id, created.ticket)
+    return created.ticket
+
+
+async def assign_ticket(
+    info: Info[Context], ticket_id: strawberry.ID, operator_id: strawberry.ID
+) -> TicketRow:
+    assignment = await reassign_ticket(
+        info.context.db,
+        info.context.signed_in,
+        ticket_id=pk_of(ticket_id, "Ticket"),
+        operator_id=pk_of(operator_id, "User"),
+        now=info.context.auth.clock.now(),
+    )
+    info.context.loaders.of(TicketsByIdLoader).prime(assignment.ticket.id, assignment.ticket)
+    return assignment.ticket
+
+
+async def set_my_presence(info: Info[Context], presence: Presence) -> OperatorRow:
+    result = await set_presence(
+        info.context.db, info.context.signed_in, presence, now=info.context.auth.clock.now()
+    )
+    return result.operator
+
+
+async def ticket_queue(
+    info: Info[Context],
+    status: list[TicketStatus] | None = None,
+    priority: list[TicketPriority] | None = None,
+    category: list[TicketCategory] | None = None,
+    assignee_id: strawberry.ID | None = None,
+    unassigned: bool = False,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Connection[TicketRow]:
+    """Staff: every customer's tickets, oldest first, filtered."""
+    _staff(info, "read the ticket queue")
+    where = QueueFilter(
+        frozenset(status or ()),
+        frozenset(priority or ()),
+        frozenset(category or ()),
+        None if assignee_id is None else pk_of(assignee_id, "User"),
+        unassigned,
+    )
+    window = window_from_arguments(QUEUE_ORDER, first, after, last, before)
+    async with info.context.db.read() as reader:
+        page = await ticket_queue_page(reader, where, window)
+    return connection_from_page(page, QUEUE_ORDER)
+
+
+async def ticket_priority_rules(info: Info[Context]) -> list[PriorityRuleRow]:
+    """Staff: every rule in evaluation order, enabled or not."""
+    _staff(info, "read the priority rules")
+    async with info.context.db.read() as reader:
+        return await rules_in_order(reader)
+
+
+async def edit_ticket_priority_rule(
+    info: Info[Context],
+    id: strawberry.ID,
+    description: str | None = None,
+    enabled: bool | None = None,
+    set_priority: TicketPriority | None = None,
+    raise_steps: int | None = None,
+    within_days: int | None = None,
+    category: Any = KEEP,
+) -> PriorityRuleRow:
+    """`category` left out keeps the rule's; given as null, the rule applies to all."""
+    change = RuleChange(description, enabled, set_priority, raise_steps, within_days, category)
+    return await update_priority_rule(
+        info.context.db,
+        info.context.signed_in,
+        pk_of(id, "TicketPriorityRule"),
+        change,
+        now=info.context.auth.clock.now(),
+    )
+
+
+async def support_operators(
+    info: Info[Context],
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Connection[OperatorRow]:
+    """Staff: every support operator, by user id."""
+    _staff(info, "list support operators")
+    window = window_from_arguments(OPERATOR_ORDER, first, after, last, before)
+    async with info.context.db.read() as reader:
+        page = await operator_page(reader, window)
+    return connection_from_page(page, OPERATOR_ORDER)
+
+
+async def save_support_operator(
+    info: Info[Context],
+    user_id: strawberry.ID,
+    skills: list[TicketCategory] | None = None,
+    capacity: int | None = None,
+) -> OperatorRow:
+    saved = await save_operator(
+        info.context.db,
+        info.context.signed_in,
+        pk_of(user_id, "User"),
+        skills=skills,
+        capacity=capacity,
+        now=info.context.auth.clock.now(),
+    )
+    info.context.loaders.of(OperatorSkillsByUserIdLoader).prime(
+        saved.operator.user_id, saved.skills
+    )
+    return saved.operator
+
+
+async def operator_user(root: OperatorRow, info: Info[Context]) -> UserRow:
+    return await user_by_pk(info, root.user_id)
+
+
+@lookup(OperatorSkillsByUserIdLoader, attrgetter("user_id"))
+async def operator_skills(root: OperatorRow, info: Info[Context]) -> list[TicketCategory]:
+    """In name order."""
+
+
+async def ticket_assignee(root: TicketRow, info: Info[Context]) -> UserRow | None:
+    if root.assignee_id is None:
+        return None
+    return await user_by_pk(info, root.assignee_id)
+
+
+@lookup(AssignmentsByTicketIdLoader, attrgetter("id"))
+async def ticket_assignments(root: TicketRow, info: Info[Context]) -> list[TicketAssignmentRow]:
+    """Oldest first."""
+
+
+async def ticket_priority_rule(root: TicketRow, info: Info[Context]) -> PriorityRuleRow | None:
+    if root.priority_rule_id is None:
+        return None
+    return await info.context.loaders.of(PriorityRulesByIdLoader).load(root.priority_rule_id)
+
+
+async def assignment_operator(root: TicketAssignmentRow, info: Info[Context]) -> UserRow:
+    return await user_by_pk(info, root.operator_id)
+
+
+async def assignment_assigned_by(root: TicketAssignmentRow, info: Info[Context]) -> UserRow | None:
+    if root.assigned_by is None:
+        return None
+    return await user_by_pk(info, root.assigned_by)
+
+
+def rule_id(root: PriorityRuleRow) -> strawberry.ID:
+    return strawberry.ID(to_global_id("TicketPriorityRule", root.id))

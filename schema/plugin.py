@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from domains.events.consumer import Handler as EventHandler
+from domains.identity.session import SessionsEnded
 from resolvers.rest import RestRoute
 from schema.access import Access
 
@@ -36,3 +37,5 @@ class Domain:
     events: tuple[str, ...] = ()
     # Its services that react to events: consumer name -> handler per event type.
     consumers: Mapping[str, Mapping[str, EventHandler]] = field(default_factory=dict)
+    # Told when a user's last session ends, in that unit of work (identity's Sessions).
+    sessions_ended: tuple[SessionsEnded, ...] = ()

@@ -133,6 +133,21 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         broker.stop()
 
 
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> Iterator[str]:
+    """RabbitMQ for the run: KABINET_TEST_RABBITMQ, or a fresh vhost on 127.0.0.1:5672."""
+    if named := os.environ.get("KABINET_TEST_RABBITMQ"):
+        yield named
+        return
+    from tests.rabbitmq import drop_vhost, fresh_vhost
+
+    url, vhost = fresh_vhost()
+    try:
+        yield url
+    finally:
+        drop_vhost(vhost)
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     url = f"sqlite+aiosqlite:///{tmp_path / 'kabinet.db'}"

@@ -1,4 +1,4 @@
-"""One contract for both event buses: the in-process one and Kafka (Tansu here)."""
+"""One contract for every event bus: the in-process one, Kafka (Tansu here) and RabbitMQ."""
 
 import asyncio
 import secrets
@@ -8,6 +8,7 @@ import pytest
 import pytest_asyncio
 
 from adapters.kafka_bus import KafkaBus
+from adapters.rabbitmq_bus import RabbitMQBus
 from domains.events.bus import BusConsumer, Delivery, EventBus
 from domains.events.memory_bus import MemoryBus
 
@@ -15,11 +16,17 @@ PARTITIONS = 4
 DEADLINE = 30.0
 
 
-@pytest_asyncio.fixture(params=["memory", "kafka"])
+@pytest_asyncio.fixture(params=["memory", "kafka", "rabbitmq"])
 async def bus(request: pytest.FixtureRequest) -> AsyncIterator[EventBus]:
     the_bus: EventBus
     if request.param == "memory":
         the_bus = MemoryBus(partitions=PARTITIONS)
+    elif request.param == "rabbitmq":
+        the_bus = RabbitMQBus(
+            request.getfixturevalue("rabbitmq_url"),
+            partitions=PARTITIONS,
+            dead_letter_suffix=".dlq",
+        )
     else:
         the_bus = KafkaBus(
             request.getfixturevalue("kafka_bootstrap"),
@@ -103,6 +110,7 @@ async def test_one_key_keeps_its_order_and_keys_spread_over_partitions(bus: Even
 async def test_a_new_group_starts_at_the_earliest_and_resumes_from_its_commit(bus: EventBus):
     topic, group = fresh_topic(), f"g-{secrets.token_hex(4)}"
     await bus.ensure_topics([topic])
+    await bus.ensure_group(group, [topic])  # RabbitMQ keeps messages from here on
     await publish_all(bus, topic, [("customer:1", b"first"), ("customer:1", b"second")])
     first = await started(bus.consumer([topic], group=group))
     try:
@@ -150,6 +158,29 @@ async def test_members_of_a_group_share_the_partitions(bus: EventBus):
     assert got[1], "the second member read nothing"
 
 
+async def test_what_a_leaving_member_did_not_commit_goes_to_the_one_that_stays(bus: EventBus):
+    topic, group = fresh_topic(), f"g-{secrets.token_hex(4)}"
+    await bus.ensure_topics([topic])
+    await bus.ensure_group(group, [topic])
+    leaving = await started(bus.consumer([topic], group=group))
+    staying = await started(bus.consumer([topic], group=group))
+    messages = [(f"customer:{n}", f"{n}".encode()) for n in range(12)]
+    await publish_all(bus, topic, messages)
+    try:
+        read = await read_until(leaving, lambda seen: len(seen) >= 1)  # and not committed
+    finally:
+        await stopping(leaving)
+    try:
+        seen = await read_until(
+            staying,
+            lambda seen: set(values(seen)) == {value for _, value in messages},
+            commit=True,
+        )
+    finally:
+        await stopping(staying)
+    assert set(values(read)) <= set(values(seen)), "read again by the member that stayed"
+
+
 async def test_a_reader_without_a_group_sees_only_what_comes_after_it_started(bus: EventBus):
     topic = fresh_topic()
     await bus.ensure_topics([topic])
@@ -167,6 +198,7 @@ async def test_a_reader_without_a_group_sees_only_what_comes_after_it_started(bu
 async def test_lag_counts_what_a_member_has_not_read(bus: EventBus):
     topic, group = fresh_topic(), f"g-{secrets.token_hex(4)}"
     await bus.ensure_topics([topic])
+    await bus.ensure_group(group, [topic])
     await publish_all(bus, topic, [("customer:7", f"{n}".encode()) for n in range(10)])
     consumer = await started(bus.consumer([topic], group=group))
     try:

@@ -253,6 +253,15 @@ QUERIES = {
         '{ invoiceStatistics(from: "2026-01-01", to: "2026-01-31") { totals { invoices } } }',
         {"operator", "admin"},
     ),
+    "ticketQueue": (
+        "{ ticketQueue(first: 2) { edges { node { status } } } }",
+        {"operator", "admin"},
+    ),
+    "ticketPriorityRules": ("{ ticketPriorityRules { condition } }", {"operator", "admin"}),
+    "supportOperators": (
+        "{ supportOperators(first: 2) { edges { node { presence } } } }",
+        {"operator", "admin"},
+    ),
 }
 
 

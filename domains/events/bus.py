@@ -1,10 +1,13 @@
-"""The event bus interface: Kafka in production, an in-process bus in the embedded mode.
+"""The event bus interface: Kafka or RabbitMQ in production, an in-process bus in the
+embedded mode.
 
-Both implementations keep Kafka's semantics, so code above them cannot tell which it runs
+The implementations keep Kafka's semantics, so code above them cannot tell which it runs
 on: topics split into partitions by message key (one key's messages stay in order); a
 *group* shares a topic's messages among its members and resumes from its committed
 offsets; a reader without a group (an API instance fanning events out to its own
-subscribers) sees every message published after it started.
+subscribers) sees every message published after it started. One difference RabbitMQ
+cannot hide: an exchange keeps nothing, so a group reads what was published after it was
+first declared (`ensure_group`, or its first member's start), not a topic's whole history.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -55,6 +58,11 @@ class EventBus(Protocol):
     async def ensure_topics(self, topics: Iterable[str]) -> None:
         """Creates the topics the broker lacks (it may have lost them: the relay calls this
         again after a failed publish)."""
+
+    async def ensure_group(self, group: str, topics: Sequence[str]) -> None:
+        """Has the broker keep the topics' messages for `group` from now on, before any
+        member starts (RabbitMQ declares its queues; a Kafka topic, and the in-process
+        bus, keep their messages for any group anyway)."""
 
     async def publish(
         self,

@@ -62,6 +62,11 @@ CONSUMER = "kabinet.consumer"
 _MAX_ERROR_MESSAGE = 1000
 
 
+def group_of(name: str) -> str:
+    """The consumer group a service `name` reads in."""
+    return f"kabinet.{name}"
+
+
 class EventConsumer:
     """One service's reader of domain events; `run` until the stop event is set."""
 
@@ -81,7 +86,7 @@ class EventConsumer:
         if max_attempts < 1:
             raise ValueError("max_attempts is at least 1")
         self.name = name
-        self.group = f"kabinet.{name}"
+        self.group = group_of(name)
         self._db = db
         self._bus = bus
         self._topics = list(topics)

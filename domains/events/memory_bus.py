@@ -68,6 +68,9 @@ class MemoryBus:
         for topic in topics:
             self._topic(topic)
 
+    async def ensure_group(self, group: str, topics: Sequence[str]) -> None:
+        """Nothing to declare: a topic keeps its messages for any group."""
+
     async def publish(
         self,
         topic: str,

@@ -20,11 +20,11 @@ Every timeout is read on the app's clock (domains/clock.py).
 """
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import ColumnElement, and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.clock import Clock
@@ -39,6 +39,11 @@ sessions = Session.__table__
 PERSIST_INTERVAL = timedelta(minutes=1)
 DEVICE_INFO_LENGTH = 512
 _CACHE_LIMIT = 10_000  # cached checks per app; cleared when full, refilled by the next requests
+
+# Told, in the unit of work that ended them, that a user's last live session ended: the
+# domains that keep state per signed-in user (support's operator presence) declare one
+# (`Domain.sessions_ended`), and the wiring hands them to `Sessions`.
+SessionsEnded = Callable[[AsyncSession, int, datetime], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +104,18 @@ LIVE_SESSIONS_OF_USER = Read(
 )
 
 
+def may_be_alive(now: datetime, idle_timeout: timedelta) -> ColumnElement[bool]:
+    """A `sessions` row that may still be alive at `now`: not revoked, not expired, and
+    used within the idle timeout. The table's last_seen_at lags the store's by up to
+    PERSIST_INTERVAL, so a session in use is never taken for idle; one idle longer has
+    ended though nobody revoked it."""
+    return and_(
+        sessions.c.revoked_at.is_(None),
+        sessions.c.expires_at > now,
+        sessions.c.last_seen_at > now - idle_timeout - PERSIST_INTERVAL,
+    )
+
+
 class Sessions:
     """The session rules of one app: timeouts, the store, and the check cache."""
 
@@ -111,8 +128,10 @@ class Sessions:
         idle_timeout: timedelta,
         absolute_timeout: timedelta,
         check_cache_seconds: float,
+        on_all_ended: Sequence[SessionsEnded] = (),
     ) -> None:
         self.db = db
+        self.on_all_ended = tuple(on_all_ended)
         self.store = store
         self.clock = clock
         self.idle_timeout = idle_timeout
@@ -220,7 +239,21 @@ class Sessions:
                 )
             )
             self._checked.pop((session_id, user_id), None)
+        if ended and self.on_all_ended and not await self._any_alive(tx, user_id):
+            for told in self.on_all_ended:
+                await told(tx, user_id, self.clock.now())
         return len(ended)
+
+    async def _any_alive(self, tx: AsyncSession, user_id: int) -> bool:
+        found = await tx.execute(
+            select(sessions.c.id)
+            .where(
+                sessions.c.user_id == user_id,
+                may_be_alive(self.clock.now(), self.idle_timeout),
+            )
+            .limit(1)
+        )
+        return found.first() is not None
 
     async def of_user(self, user_id: int, current: uuid.UUID | None) -> list[SessionRow]:
         """The user's live sessions, newest first, last use taken from the store."""
