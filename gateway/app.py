@@ -17,6 +17,7 @@ from starlette.websockets import WebSocket
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from dataloaders import Loaders
+from domains.billing.promised_payment import PromiseTerms
 from domains.clock import SYSTEM_CLOCK, Clock
 from domains.database import DatabaseBusy
 from domains.notifications.delivery_report import DeliveryReports
@@ -118,6 +119,12 @@ def create_app(
             clock=services.clock,
             ticket_reopen_window=timedelta(days=settings.ticket_reopen_days),
             delivery_reports=delivery_reports,
+            promise_terms=PromiseTerms(
+                settings.promised_payment_max,
+                settings.promised_payment_days,
+                settings.promised_payments_per_28_days,
+            ),
+            lifecycle=settings.lifecycle_terms,
             hub=hub,
             catch_up_limit=settings.subscription_catch_up_limit,
         )

@@ -144,6 +144,26 @@ def _support_sweep(settings: Settings) -> None:
     print(f"resolved tickets closed: {swept.closed}")
 
 
+def _dunning(settings: Settings) -> None:
+    """Sends the payment reminders due, expires promised payments that ran out and suspends
+    for debt, once, as the worker does hourly."""
+    from domains.billing.dunning import run_dunning
+
+    done = _on_database(
+        settings,
+        lambda db: run_dunning(
+            db,
+            zone=settings.billing_timezone,
+            offsets=settings.dunning_reminders,
+            suspend_after_days=settings.suspend_after_days,
+        ),
+    )
+    print(
+        f"reminders sent: {done.reminded}, promised payments expired: {done.expired},"
+        f" subscriptions suspended: {done.suspended}"
+    )
+
+
 def _period(text: str) -> "Period":
     """`YYYY-MM`, the calendar month a run bills."""
     from datetime import date
@@ -397,6 +417,10 @@ def main(argv: list[str] | None = None) -> None:
     billing_commands.add_parser(
         "overdue", help="mark issued invoices past their due date (in the billing zone) overdue"
     )
+    billing_commands.add_parser(
+        "dunning",
+        help="send the payment reminders due, expire promised payments, suspend for debt",
+    )
     support = commands.add_parser("support", help="support tools")
     support_commands = support.add_subparsers(dest="support_command", required=True)
     support_commands.add_parser(
@@ -423,9 +447,12 @@ def main(argv: list[str] | None = None) -> None:
         _billing_run(settings, args.period, args.dry_run)
         return
     if args.command == "billing":
-        {"reconcile": _reconcile, "sweep": _sweep, "overdue": _overdue}[args.billing_command](
-            settings
-        )
+        {
+            "reconcile": _reconcile,
+            "sweep": _sweep,
+            "overdue": _overdue,
+            "dunning": _dunning,
+        }[args.billing_command](settings)
         return
     if args.command == "support":
         {"sweep": _support_sweep}[args.support_command](settings)

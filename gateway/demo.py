@@ -54,6 +54,7 @@ from domains.billing.models import (
     PaymentStatus,
 )
 from domains.billing.pay_invoice import pay_invoice
+from domains.billing.promised_payment import PromiseTerms, activate_promised_payment
 from domains.billing.proration import Period, Span, prorate
 from domains.billing.refund_payment import refund_payment
 from domains.clock import ManualClock, utcnow
@@ -65,7 +66,9 @@ from domains.customers.models import (
     Subscription,
     SubscriptionStatus,
     Tariff,
+    TariffPrice,
 )
+from domains.customers.tariff_admin import BEFORE_ANY_PRICE
 from domains.database import Database
 from domains.events.models import ProcessedEvent
 from domains.identity.models import Role, User
@@ -165,6 +168,9 @@ TARIFFS: tuple[Row, ...] = (
         "is_active": False,
     },
 )
+# The archived plan was repriced long before the demo's months: its history, as
+# changeTariffPrice keeps one (domains/customers/tariff_admin.py).
+PRICE_HISTORY = {"home-50": ((BEFORE_ANY_PRICE, "390.00"), (date(2020, 1, 1), "450.00"))}
 HOME_TARIFF_WEIGHTS = {"home-100": 30, "home-500": 35, "home-1000": 20, "home-50": 15}
 BUSINESS_SHARE = 0.15
 
@@ -741,6 +747,7 @@ async def load_demo(
     # The worker's overdue pass right after this month's run: the months left unpaid are
     # past due, this month's not yet, whatever day the demo loads on.
     await mark_overdue_invoices(db, zone=zone, clock=ManualClock(fired(Period(this_month))))
+    await _promise(db, accounts[2:])
     await load_support_demo(
         db,
         admin=Viewer(staff_ids[0], Role.ADMIN),
@@ -749,6 +756,25 @@ async def load_demo(
     )
     await _history_told(db)
     return True
+
+
+DEMO_PROMISE = Decimal("50.00")
+
+
+async def _promise(db: Database, accounts: Sequence[_Account]) -> None:
+    """One customer in arrears takes a promised payment (domains/billing/promised_payment.py)
+    too small to pay off their oldest month, so every invoice keeps the fate `_fate` gave it:
+    the balance and the credit pay part of that month, which stays overdue."""
+    for account in accounts:
+        unpaid = [s for s in account.settlements if s.fate in (_Fate.OVERDUE, _Fate.PART_PAID)]
+        if not unpaid:
+            continue
+        oldest = max(unpaid, key=lambda s: s.age)
+        if oldest.bill - oldest.part > account.balance + DEMO_PROMISE:
+            customer = Viewer(account.user_id, Role.CUSTOMER, account.customer_id)
+            terms = PromiseTerms(Decimal("500.00"), 3, 2)
+            await activate_promised_payment(db, customer, amount=DEMO_PROMISE, terms=terms)
+            return
 
 
 async def _history_told(db: Database) -> None:
@@ -918,6 +944,12 @@ async def _ensure_tariffs(session: AsyncSession) -> dict[str, _TariffRef]:
         missing, await _insert_returning_ids(session, tariffs, missing), strict=True
     ):
         known[row["code"]] = _TariffRef(id_, row["name"], row["monthly_price"])
+        history = [
+            {"tariff_id": id_, "effective_from": day, "monthly_price": Decimal(price)}
+            for day, price in PRICE_HISTORY.get(row["code"], ())
+        ]
+        if history:
+            await session.execute(insert(TariffPrice.__table__), history)
     return known
 
 

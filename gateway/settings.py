@@ -2,12 +2,15 @@
 
 import re
 from datetime import time, timedelta
+from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from domains.customers.terms import LifecycleTerms
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -233,6 +236,28 @@ class Settings(BaseSettings):
     # What the run pays from the balance (domains/billing/autopay.py's AutopayMode): the
     # invoices it covers, also part of those it does not, or nothing.
     billing_autopay: Literal["full", "partial", "off"] = "full"
+    # Dunning (domains/billing/dunning.py, suspension.py, promised_payment.py).
+    dunning_reminders: Annotated[tuple[int, ...], NoDecode] = Field(
+        (-3, 0, 3),
+        description="Days from an unpaid invoice's due date (negative: before it) on which "
+        "the worker sends `invoice.payment_reminder`, comma-separated, in the billing zone.",
+    )
+    suspend_after_days: int = Field(
+        10,
+        ge=0,
+        le=365,
+        description="An invoice this many days overdue suspends the subscriptions it bills.",
+    )
+    promised_payment_max: Decimal = Field(
+        Decimal("500.00"), gt=0, le=Decimal("1000000.00"), decimal_places=2
+    )
+    promised_payment_days: int = Field(3, ge=1, le=31)
+    promised_payments_per_28_days: int = Field(2, ge=1, le=28)
+    # Voluntary pauses (domains/customers/pause.py).
+    pause_min_days: int = Field(7, ge=1, le=366, description="The shortest pause, in days.")
+    pause_max_days: int = Field(
+        90, ge=1, le=366, description="Days a subscription may be paused in a calendar year."
+    )
 
     # Support tickets' lifecycle (domains/support/lifecycle.py): a customer's message reopens
     # a resolved ticket within this many days of its resolution; the worker closes a ticket
@@ -362,6 +387,27 @@ class Settings(BaseSettings):
                 "other: set one to false"
             )
         return self
+
+    @field_validator("dunning_reminders", mode="before")
+    @classmethod
+    def _offsets(cls, value: object) -> object:
+        """ "-3,0,3": distinct whole days, sorted, at least one."""
+        if isinstance(value, str):
+            try:
+                value = [int(part) for part in value.split(",")]
+            except ValueError:
+                message = f"reminder offsets are whole days, e.g. -3,0,3, not {value!r}"
+                raise ValueError(message) from None
+        if isinstance(value, list | tuple):
+            if not value or len(set(value)) != len(value):
+                raise ValueError("reminder offsets are one or more distinct days")
+            return tuple(sorted(value))
+        return value
+
+    @property
+    def lifecycle_terms(self) -> LifecycleTerms:
+        """The billing zone and pause limits the customers' lifecycle rules read."""
+        return LifecycleTerms(self.billing_timezone, self.pause_min_days, self.pause_max_days)
 
     @property
     def is_production(self) -> bool:

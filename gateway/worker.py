@@ -6,8 +6,10 @@ whose sessions all idled out. With its billing schedule on, the
 worker also bills each month from its 1st at `KABINET_BILLING_RUN_AT` in
 `KABINET_BILLING_TIMEZONE`, catching up on its first tick a run missed while it was down
 (domains/billing/billing_schedule.py), and marks overdue invoices hourly and right after a
-run. With its support schedule on, it finds tickets past an SLA due time (escalating them)
-and closes tickets left resolved, every minute on the services' clock.
+run, then runs the dunning pass on the same beat (domains/billing/dunning.py): payment
+reminders, promised payments that ran out, suspension for debt. With its support schedule on,
+it finds tickets past an SLA due time (escalating them) and closes tickets left resolved,
+every minute on the services' clock.
 
 Its metrics (`/metrics` of `kabinet worker`) include support's: counts from ticket events,
 kept by the `support_monitoring` consumer, and the open tickets and queue age, read from the
@@ -35,11 +37,13 @@ from adapters.prometheus_notification_metrics import PrometheusNotificationMetri
 from adapters.prometheus_ticket_metrics import PrometheusTicketMetrics
 from domains.billing.autopay import AutopayMode
 from domains.billing.billing_schedule import due_period
+from domains.billing.dunning import DunningPass, run_dunning
 from domains.billing.invoice_overdue import mark_overdue_invoices
 from domains.billing.invoice_run import RunProgress, run_invoices
 from domains.billing.provider import PaymentProvider
 from domains.billing.sweep import PendingSweep, expire_pending_payments, purge_idempotency_keys
 from domains.clock import Clock, utcnow
+from domains.customers.lifecycle import run_lifecycle
 from domains.database import Database
 from domains.events.consumer import EventConsumer, Handler
 from domains.events.metrics import ConsumerMetrics
@@ -150,11 +154,12 @@ async def support_sweep(db: Database, settings: Settings, clock: Clock) -> Suppo
 @dataclass(frozen=True, slots=True)
 class BillingTick:
     """What one tick of the billing schedule did: the run it made (None: none was due, or
-    the due period's run had finished), and how many invoices it marked overdue (None:
-    not its hour)."""
+    the due period's run had finished), how many invoices it marked overdue and what the
+    dunning pass did (None: not their hour)."""
 
     run: RunProgress | None
     overdue: int | None
+    dunning: DunningPass | None = None
 
 
 class _Stopping(Exception):
@@ -329,6 +334,17 @@ class Worker:
         has passed since it last did, or it has just billed."""
         services, settings = self.services, self.services.settings
         zone = settings.billing_timezone
+        # Before the run, which bills by the dated rows anyway: what readers see is today's.
+        lifecycle = await run_lifecycle(
+            services.db, terms=settings.lifecycle_terms, clock=services.clock
+        )
+        if lifecycle.tariff_changes or lifecycle.paused or lifecycle.resumed:
+            log.info(
+                "lifecycle: %d tariff changes, %d paused, %d resumed",
+                lifecycle.tariff_changes,
+                lifecycle.paused,
+                lifecycle.resumed,
+            )
         period = due_period(services.clock.now(), zone, settings.billing_run_at)
         run = None
         if period is not None:
@@ -357,10 +373,26 @@ class Worker:
         if run is None and self._next_overdue is not None and now < self._next_overdue:
             return BillingTick(run, None)
         overdue = await mark_overdue_invoices(services.db, zone=zone, clock=services.clock)
+        # After the marking: suspension reads the invoices it has just made overdue.
+        dunning = await run_dunning(
+            services.db,
+            zone=zone,
+            offsets=settings.dunning_reminders,
+            suspend_after_days=settings.suspend_after_days,
+            clock=services.clock,
+        )
         self._next_overdue = now + OVERDUE_INTERVAL
         if overdue:
             log.info("%d invoices marked overdue", overdue)
-        return BillingTick(run, overdue)
+        if dunning.reminded or dunning.expired or dunning.suspended:
+            log.info(
+                "dunning: %d reminders sent, %d promised payments expired,"
+                " %d subscriptions suspended",
+                dunning.reminded,
+                dunning.expired,
+                dunning.suspended,
+            )
+        return BillingTick(run, overdue, dunning)
 
     async def _support(self) -> None:
         """Sweeps tickets until the worker stops; a failed pass is tried again at the next

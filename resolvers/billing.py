@@ -23,11 +23,15 @@ from dataloaders.billing import (
 )
 from domains.billing.billing_run import BILLING_RUN_ORDER, BillingRunRow, billing_run_page
 from domains.billing.card import top_up_balance as top_up_balance_action
+from domains.billing.errors import PromisedPaymentNotAllowed
 from domains.billing.invoice import INVOICE_ORDER, InvoiceFilter, InvoiceRow
 from domains.billing.invoice_line import InvoiceLineRow
 from domains.billing.models import InvoiceStatus, PaymentMethod
 from domains.billing.pay_invoice import pay_invoice as pay_invoice_action
 from domains.billing.payment import PAYMENT_ORDER, PaymentRow
+from domains.billing.promise import PromisedPaymentRow, promises_by_customer_ids
+from domains.billing.promised_payment import activate_promised_payment as activate_action
+from domains.billing.promised_payment import promise_customer
 from domains.billing.refund_payment import refund_payment as refund_payment_action
 from domains.billing.settlement import amount_due
 from domains.billing.transaction import (
@@ -388,6 +392,23 @@ class BalanceChange(LiveEvent, Shared):
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class ServiceChange(LiveEvent, Shared):
+    subscription_id: strawberry.ID
+    suspended: bool
+    reason: str | None
+
+
+def _service_change(event: CloudEvent) -> ServiceChange:
+    data = event.data
+    return ServiceChange(
+        **event_fields(event),
+        subscription_id=strawberry.ID(to_global_id("ServiceSubscription", data["subscription_id"])),
+        suspended=event.type == "subscription.suspended",
+        reason=data.get("reason"),
+    )
+
+
 def _invoice_change(event: CloudEvent) -> InvoiceChange | None:
     invoice_id = event.data.get("invoice_id")  # none for a balance top-up
     return (
@@ -419,6 +440,10 @@ invoice_updated = live(
 )
 payment_created = live({"payment.created"}, _payment_change, watched_customer)
 balance_changed = live({"balance.changed"}, _balance_change, watched_customer)
+# Dunning suspends a subscription for debt; a payment or a promised payment resumes it.
+service_status_changed = live(
+    {"subscription.suspended", "subscription.resumed"}, _service_change, watched_customer
+)
 
 
 async def change_invoice(root: InvoiceChange, info: Info[Context]) -> InvoiceRow:
@@ -427,3 +452,52 @@ async def change_invoice(root: InvoiceChange, info: Info[Context]) -> InvoiceRow
 
 async def change_payment(root: PaymentChange, info: Info[Context]) -> PaymentRow:
     return await payment_by_pk(info, root.payment_id)
+
+
+@dataclass(frozen=True, slots=True)
+class PromisedPaymentOutcome:
+    """A promised payment just granted, and the customer's account after it."""
+
+    promised_payment: PromisedPaymentRow
+    customer: CustomerRow
+
+
+async def activate_promised_payment(
+    info: Info[Context], amount: Decimal, customer_id: strawberry.ID | None = None
+) -> PromisedPaymentOutcome:
+    context = info.context
+    if context.promise_terms is None:
+        raise PromisedPaymentNotAllowed("promised payments are not offered here")
+    result = await activate_action(
+        context.db,
+        context.signed_in,
+        amount=amount,
+        terms=context.promise_terms,
+        customer_id=None if customer_id is None else pk_of(customer_id, "Customer"),
+        clock=context.clock,
+    )
+    customer = await customer_by_pk(info, result.promise.customer_id)
+    return PromisedPaymentOutcome(result.promise, customer)
+
+
+async def promised_payments(
+    info: Info[Context], customer_id: strawberry.ID | None = None
+) -> list[PromisedPaymentRow]:
+    """The viewer's promised payments, newest first; staff name the customer."""
+    of_customer = promise_customer(
+        info.context.signed_in, None if customer_id is None else pk_of(customer_id, "Customer")
+    )
+    async with info.context.db.read() as reader:
+        return (await promises_by_customer_ids(reader, [of_customer]))[of_customer]
+
+
+def promised_amount(root: PromisedPaymentRow) -> Money:
+    return Money(root.amount, root.currency)
+
+
+def promised_repaid(root: PromisedPaymentRow) -> Money:
+    return Money(root.repaid, root.currency)
+
+
+def promised_outstanding(root: PromisedPaymentRow) -> Money:
+    return Money(root.outstanding, root.currency)

@@ -7,7 +7,9 @@ from typing import Any
 
 from dataloaders import Loaders
 from domains.billing.card import Acquiring
+from domains.billing.promised_payment import PromiseTerms
 from domains.clock import SYSTEM_CLOCK, Clock
+from domains.customers.terms import DEFAULT_TERMS, LifecycleTerms
 from domains.database import Database
 from domains.events.catalog import EventCatalog
 from domains.identity.auth import Auth
@@ -37,13 +39,18 @@ class Context:
     # The payment provider card payments go through; None when none is configured.
     acquiring: Acquiring | None = None
     # The services' clock: actions whose rules run on time (a ticket's SLA and reopen
-    # window) read it, so tests move it instead of waiting.
+    # window, a promised payment's days) read it, so tests move it instead of waiting.
     clock: Clock = SYSTEM_CLOCK
     # How long after its resolution a customer's message reopens a ticket
     # (KABINET_TICKET_REOPEN_DAYS).
     ticket_reopen_window: timedelta = timedelta(days=14)
     # The SMS gateways' delivery-report secrets, for their signed callbacks.
     delivery_reports: DeliveryReports | None = None
+    # What a promised payment may be (KABINET_PROMISED_PAYMENT_*); None: not offered.
+    promise_terms: PromiseTerms | None = None
+    # The billing time zone and a pause's limits (KABINET_PAUSE_*), for tariff changes,
+    # prices and pauses, which start on a day.
+    lifecycle: LifecycleTerms = DEFAULT_TERMS
     # Live updates: this process's event hub (None where subscriptions are not served) and
     # how many missed events a resuming subscriber may be sent.
     hub: Hub | None = None

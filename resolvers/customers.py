@@ -1,7 +1,10 @@
 """Customer resolvers: accounts, contracts, subscriptions and tariffs."""
 
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
 from operator import attrgetter
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry import Info
@@ -11,16 +14,28 @@ from dataloaders.customers import (
     ContractsByIdLoader,
     CustomersByIdLoader,
     CustomersByUserIdLoader,
+    PausesBySubscriptionIdLoader,
     SubscriptionsByCustomerIdLoader,
     SubscriptionsByIdLoader,
     TariffsByIdLoader,
+    TariffSpansBySubscriptionIdLoader,
 )
 from dataloaders.identity import UsersByIdLoader
 from domains.customers.contract import ContractRow
 from domains.customers.customer import CUSTOMER_ORDER, CustomerRow, search_customers
+from domains.customers.models import Segment
+from domains.customers.pause import PauseOutcome, PauseRow, pause_subscription, resume_subscription
 from domains.customers.profile import update_profile
 from domains.customers.subscription import SubscriptionRow
 from domains.customers.tariff import TariffRow, list_tariffs
+from domains.customers.tariff_admin import archive_tariff, change_tariff_price, create_tariff
+from domains.customers.tariff_change import (
+    ChangeWhen,
+    TariffChange,
+    available_tariffs,
+    cancel_tariff_change,
+    change_tariff,
+)
 from domains.errors import Forbidden, NotFound
 from domains.identity.user import UserRow
 from domains.money import Money
@@ -136,3 +151,146 @@ async def update_my_profile(
     return await update_profile(
         info.context.db, info.context.signed_in, full_name=full_name, phone=phone
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TariffSpanView:
+    """A dated tariff of a subscription, and whether its day is still ahead."""
+
+    first_day: date
+    tariff_id: int
+    scheduled: bool
+
+
+async def subscription_tariff_history(
+    root: SubscriptionRow, info: Info[Context]
+) -> list[TariffSpanView]:
+    spans = await info.context.loaders.of(TariffSpansBySubscriptionIdLoader).load(root.id)
+    today = info.context.lifecycle.today(info.context.clock)
+    return [TariffSpanView(s.first_day, s.tariff_id, s.first_day > today) for s in spans]
+
+
+@lookup(PausesBySubscriptionIdLoader, attrgetter("id"))
+async def subscription_pauses(root: SubscriptionRow, info: Info[Context]) -> list[PauseRow]:
+    """Oldest first."""
+
+
+async def span_tariff(root: TariffSpanView, info: Info[Context]) -> TariffRow:
+    return await tariff_by_pk(info, root.tariff_id)
+
+
+async def available_tariffs_of(
+    info: Info[Context], subscription_id: strawberry.ID
+) -> list[TariffRow]:
+    subscription = await subscription_by_pk(info, pk_of(subscription_id, "Subscription"))
+    async with info.context.db.read() as reader:
+        catalogue = await list_tariffs(reader, include_archived=False)
+        return await available_tariffs(reader, subscription, catalogue)
+
+
+async def change_subscription_tariff(
+    info: Info[Context],
+    subscription_id: strawberry.ID,
+    tariff_id: strawberry.ID,
+    when: ChangeWhen = ChangeWhen.NOW,
+) -> TariffChange:
+    context = info.context
+    return await change_tariff(
+        context.db,
+        context.signed_in,
+        pk_of(subscription_id, "Subscription"),
+        pk_of(tariff_id, "Tariff"),
+        when,
+        terms=context.lifecycle,
+        clock=context.clock,
+    )
+
+
+async def cancel_subscription_tariff_change(
+    info: Info[Context], subscription_id: strawberry.ID
+) -> SubscriptionRow:
+    context = info.context
+    return await cancel_tariff_change(
+        context.db,
+        context.signed_in,
+        pk_of(subscription_id, "Subscription"),
+        terms=context.lifecycle,
+        clock=context.clock,
+    )
+
+
+async def pause(
+    info: Info[Context],
+    subscription_id: strawberry.ID,
+    first_day: Annotated[date, strawberry.argument(name="from")],
+    until: date,
+) -> PauseOutcome:
+    context = info.context
+    return await pause_subscription(
+        context.db,
+        context.signed_in,
+        pk_of(subscription_id, "Subscription"),
+        first_day,
+        until,
+        terms=context.lifecycle,
+        clock=context.clock,
+    )
+
+
+async def resume(info: Info[Context], subscription_id: strawberry.ID) -> PauseOutcome:
+    context = info.context
+    return await resume_subscription(
+        context.db,
+        context.signed_in,
+        pk_of(subscription_id, "Subscription"),
+        terms=context.lifecycle,
+        clock=context.clock,
+    )
+
+
+async def new_tariff(
+    info: Info[Context],
+    code: str,
+    name: str,
+    segment: Segment,
+    monthly_price: Decimal,
+    download_mbps: int,
+    upload_mbps: int,
+    description: str = "",
+    currency: str = "RUB",
+) -> TariffRow:
+    return await create_tariff(
+        info.context.db,
+        info.context.signed_in,
+        code=code,
+        name=name,
+        description=description,
+        segment=segment,
+        monthly_price=monthly_price,
+        currency=currency,
+        download_mbps=download_mbps,
+        upload_mbps=upload_mbps,
+    )
+
+
+async def reprice_tariff(
+    info: Info[Context], tariff_id: strawberry.ID, monthly_price: Decimal, effective_from: date
+) -> TariffRow:
+    context = info.context
+    return await change_tariff_price(
+        context.db,
+        context.signed_in,
+        pk_of(tariff_id, "Tariff"),
+        monthly_price,
+        effective_from,
+        terms=context.lifecycle,
+        clock=context.clock,
+    )
+
+
+async def archive(info: Info[Context], tariff_id: strawberry.ID) -> TariffRow:
+    return await archive_tariff(info.context.db, info.context.signed_in, pk_of(tariff_id, "Tariff"))
+
+
+async def change_tariff_of(root: TariffChange, info: Info[Context]) -> TariffRow:
+    return await tariff_by_pk(info, root.tariff_id)

@@ -15,6 +15,7 @@ from domains.billing.models import (
     LedgerAccount,
     PaymentMethod,
     PaymentStatus,
+    PromisedPaymentStatus,
 )
 from domains.billing.payment import PaymentRow
 from domains.billing.transaction import BalanceEntryRow, TransactionRow
@@ -36,6 +37,7 @@ PaymentState = strawberry.enum(PaymentStatus, name="PaymentStatus")
 Account = strawberry.enum(LedgerAccount, name="LedgerAccount")
 Side = strawberry.enum(EntrySide, name="EntrySide")
 RunState = strawberry.enum(BillingRunState, name="BillingRunState")
+PromiseState = strawberry.enum(PromisedPaymentStatus, name="PromisedPaymentStatus")
 
 
 @strawberry.federation.type(keys=["id"], description="One ledger entry of a payment.")
@@ -186,6 +188,25 @@ class BillingRun(Node):
         return await billing_resolvers.billing_run_by_pk(info, pk_of(id, "BillingRun"))
 
 
+@strawberry.type(
+    description="A promised payment: credit on the balance for a few days, which paid the "
+    "debt and keeps the service on; the money that next lands on the balance repays it."
+)
+class PromisedPayment:
+    amount: Money = strawberry.field(resolver=billing_resolvers.promised_amount)
+    repaid: Money = strawberry.field(resolver=billing_resolvers.promised_repaid)
+    outstanding: Money = strawberry.field(
+        resolver=billing_resolvers.promised_outstanding, description="Still to repay."
+    )
+    status: PromiseState = strawberry.field(
+        description="ACTIVE until repaid (REPAID) or its days run out (EXPIRED: the service "
+        "is suspended until it is repaid)."
+    )
+    created_at: datetime
+    expires_at: datetime
+    closed_at: datetime | None = strawberry.field(description="When it was repaid in full.")
+
+
 @strawberry.type
 class CustomerBillingFields:
     """The billing subgraph's part of `Customer`."""
@@ -223,6 +244,11 @@ class Query:
     billing_run: BillingRun = strawberry.field(
         resolver=billing_resolvers.billing_run, description="Staff: one invoice run."
     )
+    promised_payments: list[PromisedPayment] = strawberry.field(
+        resolver=billing_resolvers.promised_payments,
+        description="The viewer's promised payments, newest first (staff: one customer's, "
+        "named by customerId).",
+    )
 
 
 @strawberry.input(description="Pay an invoice; a retry with the same key pays nothing again.")
@@ -250,6 +276,12 @@ class TopUpPayload:
         description="PENDING until the provider reports the result; then SUCCEEDED or FAILED."
     )
     confirmation_url: str
+    customer: CustomerRef
+
+
+@strawberry.type(description="A promised payment granted, and the account after it.")
+class PromisedPaymentPayload:
+    promised_payment: PromisedPayment
     customer: CustomerRef
 
 
@@ -294,6 +326,20 @@ class Mutation:
             info, amount, idempotency_key
         )
 
+    @strawberry.mutation(
+        description="Take a promised payment: credit on the balance (at most the configured "
+        "maximum) that pays the unpaid invoices, oldest first, and resumes suspended service "
+        "at once; repaid first by the next money on the balance. For a suspended customer or "
+        "one whose balance does not cover what is due; operators and admins name the "
+        "customer (customerId) to act on their behalf."
+    )
+    async def activate_promised_payment(
+        self, info: strawberry.Info, amount: Decimal, customer_id: strawberry.ID | None = None
+    ) -> PromisedPaymentPayload:
+        return await billing_resolvers.activate_promised_payment(  # type: ignore[return-value]
+            info, amount, customer_id
+        )
+
 
 # Live updates: subscriptions fed by billing's events (resolvers.live has the mechanism).
 
@@ -327,6 +373,22 @@ class BalanceChangedEvent:
     reason: str = strawberry.field(description="`payment`, `refund` or `top_up`.")
 
 
+@strawberry.type(
+    description="A subscription suspended for debt (or an unrepaid promised payment), or "
+    "resumed by the payment that cleared it."
+)
+class ServiceStatusChangedEvent:
+    event_id: strawberry.ID = strawberry.field(description=_EVENT_ID)
+    occurred_at: datetime
+    subscription_id: strawberry.ID = strawberry.field(
+        description="Global id of the ServiceSubscription (`node(id:)` reads it)."
+    )
+    suspended: bool = strawberry.field(description="True: suspended; false: resumed.")
+    reason: str | None = strawberry.field(
+        description="Why it was suspended: `debt` or `promise_expired`; none on resuming."
+    )
+
+
 @strawberry.type
 class Subscription:
     invoice_updated: InvoiceUpdatedEvent = strawberry.subscription(
@@ -340,6 +402,10 @@ class Subscription:
     balance_changed: BalanceChangedEvent = strawberry.subscription(
         resolver=billing_resolvers.balance_changed,
         description="The viewer's balance movements (staff: one customer's).",
+    )
+    service_status_changed: ServiceStatusChangedEvent = strawberry.subscription(
+        resolver=billing_resolvers.service_status_changed,
+        description="The viewer's subscriptions suspended or resumed (staff: one customer's).",
     )
 
 
@@ -360,10 +426,16 @@ domain = Domain(
         "Mutation.payInvoice": Access.CUSTOMER,
         "Mutation.refundPayment": Access.ADMIN,
         "Mutation.topUpBalance": Access.CUSTOMER,
+        # A customer's own; operators and admins on a customer's behalf.
+        "Query.promisedPayments": Access.SIGNED_IN,
+        "Mutation.activatePromisedPayment": Access.SIGNED_IN,
+        "PromisedPayment": Access.SIGNED_IN,
+        "PromisedPaymentPayload": Access.SIGNED_IN,
         # Live: customers their own events; staff one customer's, named by customerId.
         "Subscription.invoiceUpdated": Access.SIGNED_IN,
         "Subscription.paymentCreated": Access.SIGNED_IN,
         "Subscription.balanceChanged": Access.SIGNED_IN,
+        "Subscription.serviceStatusChanged": Access.SIGNED_IN,
         "Invoice": Access.SIGNED_IN,
         "InvoiceConnection": Access.SIGNED_IN,
         "InvoiceEdge": Access.SIGNED_IN,
@@ -386,8 +458,9 @@ domain = Domain(
         "InvoiceUpdatedEvent": Access.SIGNED_IN,
         "PaymentCreatedEvent": Access.SIGNED_IN,
         "BalanceChangedEvent": Access.SIGNED_IN,
+        "ServiceStatusChangedEvent": Access.SIGNED_IN,
     },
     rest=billing_rest.ROUTES,
     error_status=billing_rest.ERROR_STATUS,
-    events=("payment", "invoice", "balance"),
+    events=("payment", "invoice", "balance", "subscription", "promised_payment"),
 )

@@ -1,6 +1,7 @@
 """The customers subgraph: subscriber accounts, contracts, subscriptions, tariffs."""
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
@@ -8,8 +9,10 @@ import strawberry
 from domains.customers.contract import ContractRow
 from domains.customers.customer import CustomerRow
 from domains.customers.models import ContractStatus, Segment, SubscriptionStatus
+from domains.customers.pause import PauseRow
 from domains.customers.subscription import SubscriptionRow
 from domains.customers.tariff import TariffRow
+from domains.customers.tariff_change import ChangeWhen
 from resolvers import customers as customer_resolvers
 from resolvers.relay import pk_of
 from schema.access import Access
@@ -25,6 +28,11 @@ UserRef = Annotated["User", strawberry.lazy("schema.entities")]
 TariffSegment = strawberry.enum(Segment, name="TariffSegment")
 ContractState = strawberry.enum(ContractStatus, name="ContractStatus")
 SubscriptionState = strawberry.enum(SubscriptionStatus, name="SubscriptionStatus")
+TariffChangeWhen = strawberry.enum(
+    ChangeWhen,
+    name="TariffChangeWhen",
+    description="NOW (upgrades only) or PERIOD_END (the 1st of next month).",
+)
 
 
 @strawberry.federation.type(keys=["id"], description="A plan from the catalogue.")
@@ -66,6 +74,28 @@ class Contract(Node):
         return await customer_resolvers.contract_by_pk(info, pk_of(id, "Contract"))
 
 
+@strawberry.type(description="A subscription's tariff from a day on, to the next one's day.")
+class TariffSpan:
+    first_day: date
+    scheduled: bool = strawberry.field(
+        description="Still ahead: a scheduled change (cancelTariffChange drops it)."
+    )
+    tariff: Tariff = strawberry.field(resolver=customer_resolvers.span_tariff)
+
+
+@strawberry.type(
+    description="A voluntary pause: the days from firstDay to the day before until (or "
+    "before resumedOn) are not billed."
+)
+class SubscriptionPause:
+    id: strawberry.ID = node_id("SubscriptionPause")
+    first_day: date
+    until: date
+    resumed_on: date | None
+
+    is_type_of = is_row(PauseRow)
+
+
 # Named apart from the root `Subscription` type (live updates), which Federation reserves.
 @strawberry.federation.type(
     keys=["id"], name="ServiceSubscription", description="A tariff running on a contract."
@@ -77,6 +107,13 @@ class Subscription(Node):
     ended_at: datetime | None
     tariff: Tariff = strawberry.field(resolver=customer_resolvers.subscription_tariff)
     contract: Contract = strawberry.field(resolver=customer_resolvers.subscription_contract)
+    tariff_history: list[TariffSpan] = strawberry.field(
+        resolver=customer_resolvers.subscription_tariff_history,
+        description="Its dated tariffs, oldest first; empty when it never changed tariff.",
+    )
+    pauses: list[SubscriptionPause] = strawberry.field(
+        resolver=customer_resolvers.subscription_pauses, description="Oldest first."
+    )
 
     is_type_of = is_row(SubscriptionRow)
 
@@ -116,6 +153,20 @@ class UserCustomerFields:
     )
 
 
+@strawberry.type(description="A tariff change made: from which day, and whether it waits.")
+class TariffChangePayload:
+    subscription: Subscription
+    effective_from: date
+    scheduled: bool = strawberry.field(description="True for a change at the period's end.")
+    tariff: Tariff = strawberry.field(resolver=customer_resolvers.change_tariff_of)
+
+
+@strawberry.type
+class PausePayload:
+    subscription: Subscription
+    pause: SubscriptionPause
+
+
 @strawberry.type
 class Query:
     customer: CustomerRef = strawberry.field(
@@ -128,6 +179,10 @@ class Query:
     tariffs: list[Tariff] = strawberry.field(
         resolver=customer_resolvers.tariffs, description="The tariff catalogue, cheapest first."
     )
+    available_tariffs: list[Tariff] = strawberry.field(
+        resolver=customer_resolvers.available_tariffs_of,
+        description="What a subscription may change to: active tariffs of its segment.",
+    )
 
 
 @strawberry.type
@@ -135,6 +190,71 @@ class Mutation:
     update_my_profile: CustomerRef = strawberry.field(
         resolver=customer_resolvers.update_my_profile,
         description="Change the viewer's own name or phone; nothing else is theirs to set.",
+    )
+
+    change_tariff: TariffChangePayload = strawberry.field(
+        resolver=customer_resolvers.change_subscription_tariff,
+        description="Change a subscription's tariff: a pricier one NOW (billed by day from "
+        "today), any at PERIOD_END (scheduled, cancellable). The customer's own; admins any.",
+    )
+    cancel_tariff_change: Subscription = strawberry.field(
+        resolver=customer_resolvers.cancel_subscription_tariff_change,
+        description="Drop the scheduled tariff change.",
+    )
+
+    pause_subscription: PausePayload = strawberry.field(
+        resolver=customer_resolvers.pause,
+        description="Pause a subscription from `from` (today or later) until `until` (the "
+        "day it resumes); the customer's own, or staff on their behalf.",
+    )
+    resume_subscription: PausePayload = strawberry.field(
+        resolver=customer_resolvers.resume,
+        description="End the running pause today, or drop the next one ahead.",
+    )
+
+    @strawberry.mutation(description="Add a tariff to the catalogue (admins).")
+    async def create_tariff(
+        self,
+        info: strawberry.Info,
+        code: str,
+        name: str,
+        segment: TariffSegment,
+        monthly_price: Decimal,
+        download_mbps: int,
+        upload_mbps: int,
+        description: str = "",
+        currency: str = "RUB",
+    ) -> Tariff:
+        return await customer_resolvers.new_tariff(  # type: ignore[return-value]
+            info,
+            code,
+            name,
+            segment,
+            monthly_price,
+            download_mbps,
+            upload_mbps,
+            description,
+            currency,
+        )
+
+    @strawberry.mutation(
+        description="Change a tariff's monthly price from a day (today or later): every day "
+        "from then is billed at it (admins)."
+    )
+    async def change_tariff_price(
+        self,
+        info: strawberry.Info,
+        tariff_id: strawberry.ID,
+        monthly_price: Decimal,
+        effective_from: date,
+    ) -> Tariff:
+        return await customer_resolvers.reprice_tariff(  # type: ignore[return-value]
+            info, tariff_id, monthly_price, effective_from
+        )
+
+    archive_tariff: Tariff = strawberry.field(
+        resolver=customer_resolvers.archive,
+        description="Offer a tariff no more; subscriptions on it keep it (admins).",
     )
 
 
@@ -148,7 +268,21 @@ domain = Domain(
         "Query.customer": Access.STAFF,
         "Query.customers": Access.STAFF,
         "Query.tariffs": Access.PUBLIC,
+        "Query.availableTariffs": Access.SIGNED_IN,
         "Mutation.updateMyProfile": Access.CUSTOMER,
+        # The customer's own subscription, or an admin's (operators are refused).
+        "Mutation.changeTariff": Access.SIGNED_IN,
+        "Mutation.cancelTariffChange": Access.SIGNED_IN,
+        # The customer's own, or staff on their behalf.
+        "Mutation.pauseSubscription": Access.SIGNED_IN,
+        "Mutation.resumeSubscription": Access.SIGNED_IN,
+        "Mutation.createTariff": Access.ADMIN,
+        "Mutation.changeTariffPrice": Access.ADMIN,
+        "Mutation.archiveTariff": Access.ADMIN,
+        "TariffSpan": Access.SIGNED_IN,
+        "SubscriptionPause": Access.SIGNED_IN,
+        "TariffChangePayload": Access.SIGNED_IN,
+        "PausePayload": Access.SIGNED_IN,
         "Customer": Access.SIGNED_IN,
         "CustomerConnection": Access.STAFF,
         "CustomerEdge": Access.STAFF,
@@ -156,4 +290,5 @@ domain = Domain(
         "ServiceSubscription": Access.SIGNED_IN,
         "Tariff": Access.PUBLIC,
     },
+    events=("tariff",),
 )

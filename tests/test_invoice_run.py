@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, insert, literal, select, text
 
 from domains.billing.autopay import AutopayMode, autopay_amount
 from domains.billing.invoice_issue import IssuedInvoice, post_issuance
@@ -45,6 +45,7 @@ from domains.customers.models import (
     Customer,
     Segment,
     Subscription,
+    SubscriptionPause,
     SubscriptionStatus,
     Tariff,
 )
@@ -118,6 +119,32 @@ async def make_customer(
     return customer_id
 
 
+async def pause_through_january(db: Database, customer_id: int) -> None:
+    """Pauses are dated: the customer's subscriptions paused from December to February."""
+    async with db.transaction() as session:
+        owner = select(Customer.user_id).where(Customer.id == customer_id).scalar_subquery()
+        await session.execute(
+            insert(SubscriptionPause).from_select(
+                [
+                    "subscription_id",
+                    "customer_id",
+                    "first_day",
+                    "until",
+                    "created_by",
+                    "created_at",
+                ],
+                select(
+                    Subscription.id,
+                    Subscription.customer_id,
+                    literal(date(2025, 12, 20)),
+                    literal(date(2026, 2, 5)),
+                    owner,
+                    literal(FIRED),
+                ).where(Subscription.customer_id == customer_id),
+            )
+        )
+
+
 LONG_AGO = datetime(2025, 6, 1, tzinfo=UTC)
 ACTIVE = SubscriptionStatus.ACTIVE
 
@@ -161,6 +188,7 @@ async def test_a_run_bills_prorated_lines_per_customer(db: Database) -> None:
     leaving = await make_customer(db, [(full, LONG_AGO, left, SubscriptionStatus.CANCELLED)])
     # Nothing to bill: paused, gone before January, joining after it.
     paused = await make_customer(db, [(full, LONG_AGO, None, SubscriptionStatus.PAUSED)])
+    await pause_through_january(db, paused)
     gone = datetime(2025, 12, 31, 20, 59, tzinfo=UTC)  # 23:59 in Moscow on the 31st
     await make_customer(db, [(full, LONG_AGO, gone, SubscriptionStatus.CANCELLED)])
     await make_customer(db, [(full, datetime(2026, 1, 31, 21, 0, tzinfo=UTC), None, ACTIVE)])
@@ -306,12 +334,14 @@ async def test_a_dry_run_writes_nothing(db: Database) -> None:
     full, mid = await make_tariff(db, "590.00"), await make_tariff(db, "100.00")
     joined = datetime(2026, 1, 17, 21, 30, tzinfo=UTC)
     await make_customer(db, [(full, LONG_AGO, None, ACTIVE), (mid, joined, None, ACTIVE)])
-    await make_customer(db, [(full, LONG_AGO, None, SubscriptionStatus.PAUSED)])
+    paused = await make_customer(db, [(full, LONG_AGO, None, SubscriptionStatus.PAUSED)])
+    await pause_through_january(db, paused)
     before = await snapshot(db, TABLES)
 
     preview = await preview_invoices(db, JANUARY, zone=MOSCOW, batch_size=1)
 
-    assert (preview.customers, preview.invoices, preview.lines) == (1, 1, 2)
+    # The paused customer is read (a pause is dated), and has nothing to bill.
+    assert (preview.customers, preview.invoices, preview.lines) == (2, 1, 2)
     assert preview.amounts == {"RUB": Decimal("635.16")}
     assert await snapshot(db, TABLES) == before
     done = await run(db)

@@ -31,8 +31,9 @@ from tests.conftest import (
 # (RETURNING its row), bind the key, insert the movement's entries, move the balance,
 # insert the events (and NOTIFY): the answer is those rows, not read again.
 PAYMENT_STATEMENTS = 9
-# ... and mark the invoice paid (its `invoice.paid` joins the same events insert).
-PAYING_OFF_STATEMENTS = PAYMENT_STATEMENTS + 1
+# ... mark the invoice paid (its `invoice.paid` joins the same events insert), and resume
+# what the customer's debt suspended, if anything (domains/billing/suspension.py).
+PAYING_OFF_STATEMENTS = PAYMENT_STATEMENTS + 2
 
 
 @pytest_asyncio.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

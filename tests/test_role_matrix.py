@@ -2,6 +2,7 @@
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from datetime import date, timedelta
 
 import httpx
 import pytest
@@ -52,6 +53,13 @@ TABLES = (
     "push_devices",
     "notification_settings",
     "notification_preferences",
+    "promised_payments",
+    "subscriptions",
+    "subscription_suspensions",
+    "subscription_tariffs",
+    "subscription_pauses",
+    "tariffs",
+    "tariff_prices",
 )
 
 
@@ -118,9 +126,50 @@ async def _alice_ticket(client: httpx.AsyncClient) -> str:
     return to_global_id("Ticket", ticket.id)
 
 
+async def _alice_subscription(client: httpx.AsyncClient) -> tuple[str, str]:
+    """Alice's first subscription, and a tariff it may change to."""
+    alice = await login(client, "alice@example.com")
+    body = await graphql(client, "{ me { customer { subscriptions { id } } } }", token=alice)
+    subscription = body["data"]["me"]["customer"]["subscriptions"][0]["id"]
+    body = await graphql(
+        client,
+        "query($s: ID!) { availableTariffs(subscriptionId: $s) { id } }",
+        {"s": subscription},
+        alice,
+    )
+    return subscription, body["data"]["availableTariffs"][0]["id"]
+
+
+async def _lifecycle_variables(client: httpx.AsyncClient, query: str) -> dict:
+    """Alice's subscription, a tariff, days ahead; a scheduled change to cancel or a pause
+    to end, made by Alice first, for the operations that need one."""
+    subscription, tariff = await _alice_subscription(client)
+    alice = await login(client, "alice@example.com")
+    if "cancelTariffChange" in query:
+        change = "mutation($s: ID!, $t: ID!) { changeTariff(subscriptionId: $s, tariffId: $t,"
+        change += " when: PERIOD_END) { scheduled } }"
+        body = await graphql(client, change, {"s": subscription, "t": tariff}, alice)
+        assert body["data"]["changeTariff"]["scheduled"], body
+    if "resumeSubscription" in query:
+        pause = "mutation($s: ID!, $from: Date!, $until: Date!) { pauseSubscription("
+        pause += "subscriptionId: $s, from: $from, until: $until) { pause { id } } }"
+        body = await graphql(client, pause, {"s": subscription, **_pause_days()}, alice)
+        assert "errors" not in body, body
+    variables = {"sub": subscription, "tariff": tariff, **_pause_days()}
+    return {name: value for name, value in variables.items() if f"${name}" in query}
+
+
+def _pause_days() -> dict[str, str]:
+    """Ten days from a month ahead: the demo runs on the system's clock."""
+    first = date.today() + timedelta(days=30)
+    return {"from": first.isoformat(), "until": (first + timedelta(days=10)).isoformat()}
+
+
 async def _variables(client: httpx.AsyncClient, query: str) -> dict | None:
     if "$ticket" in query:
         return {"ticket": await _alice_ticket(client)}
+    if "$sub" in query or "$tariff" in query:
+        return await _lifecycle_variables(client, query)
     if "$id" in query:
         return {"id": await _bob(client)}
     if "$customer" in query:
@@ -195,6 +244,46 @@ MUTATIONS = {
         " medium: SMS, enabled: false}]) { timeZone } }",
         {"customer", "operator", "admin"},
     ),
+    # Alice owes an overdue invoice: she may take one; staff on her behalf.
+    "activatePromisedPayment": (
+        'mutation($customer: ID) { activatePromisedPayment(amount: "10.00",'
+        " customerId: $customer) { promisedPayment { status } customer { balance { amount } } } }",
+        {"customer", "operator", "admin"},
+    ),
+}
+MUTATIONS |= {
+    "changeTariff": (
+        "mutation($sub: ID!, $tariff: ID!) { changeTariff(subscriptionId: $sub,"
+        " tariffId: $tariff, when: PERIOD_END) { scheduled effectiveFrom } }",
+        {"customer", "admin"},
+    ),
+    "cancelTariffChange": (
+        "mutation($sub: ID!) { cancelTariffChange(subscriptionId: $sub) { id } }",
+        {"customer", "admin"},
+    ),
+    "pauseSubscription": (
+        "mutation($sub: ID!, $from: Date!, $until: Date!) { pauseSubscription("
+        "subscriptionId: $sub, from: $from, until: $until) { pause { firstDay until } } }",
+        {"customer", "operator", "admin"},
+    ),
+    "resumeSubscription": (
+        "mutation($sub: ID!) { resumeSubscription(subscriptionId: $sub) { pause { resumedOn } } }",
+        {"customer", "operator", "admin"},
+    ),
+    "createTariff": (
+        'mutation { createTariff(code: "home-matrix", name: "Matrix", segment: HOME,'
+        ' monthlyPrice: "700.00", downloadMbps: 300, uploadMbps: 300) { code } }',
+        {"admin"},
+    ),
+    "changeTariffPrice": (
+        'mutation($tariff: ID!) { changeTariffPrice(tariffId: $tariff, monthlyPrice: "777.00",'
+        ' effectiveFrom: "2099-01-01") { id } }',
+        {"admin"},
+    ),
+    "archiveTariff": (
+        "mutation($tariff: ID!) { archiveTariff(tariffId: $tariff) { isActive } }",
+        {"admin"},
+    ),
 }
 QUERIES = {
     "me": ("{ me { email } }", {"customer", "operator", "admin"}),
@@ -210,9 +299,17 @@ QUERIES = {
         "{ billingRuns(first: 2) { edges { node { state } } } }",
         {"operator", "admin"},
     ),
+    "promisedPayments": (
+        "query($customer: ID) { promisedPayments(customerId: $customer) { status } }",
+        {"customer", "operator", "admin"},
+    ),
     "paymentStatistics": (
         '{ paymentStatistics(from: "2026-01-01", to: "2026-01-31") { totals { payments } } }',
         {"operator", "admin"},
+    ),
+    "availableTariffs": (
+        "query($sub: ID!) { availableTariffs(subscriptionId: $sub) { code } }",
+        {"customer", "operator", "admin"},
     ),
     "invoiceStatistics": (
         '{ invoiceStatistics(from: "2026-01-01", to: "2026-01-31") { totals { invoices } } }',

@@ -17,6 +17,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import func, insert, select
 
+from domains.billing.dunning import DunningPass
 from domains.billing.invoice_run import RUN_LOCK
 from domains.billing.models import BillingRun, BillingRunState, InvoiceStatus
 from domains.billing.proration import Period
@@ -211,7 +212,10 @@ async def test_a_tick_bills_the_month_once_due_and_marks_overdue_invoices(
     clock = ManualClock(datetime(2026, 1, 31, 23, 0, tzinfo=UTC))
     worker = billing_worker(db_url, signing_key, clock)
     try:
-        assert await worker.billing_tick() == BillingTick(run=None, overdue=1)
+        # The dunning pass follows the marking: the late invoice's due-date reminder.
+        assert await worker.billing_tick() == BillingTick(
+            run=None, overdue=1, dunning=DunningPass(reminded=1, expired=0, suspended=0)
+        )
         assert await billing_runs(db) == []
         clock.advance(timedelta(hours=1))  # 03:00 in Moscow
         ran = await worker.billing_tick()
@@ -223,7 +227,10 @@ async def test_a_tick_bills_the_month_once_due_and_marks_overdue_invoices(
         assert await worker.billing_tick() == BillingTick(run=None, overdue=None)
         # 12 February in Moscow: the run's invoice is overdue at the next hourly marking.
         clock.advance(timedelta(days=11))
-        assert await worker.billing_tick() == BillingTick(run=None, overdue=1)
+        # Reminders: the late invoice's 3 days after, the run's on its due date.
+        assert await worker.billing_tick() == BillingTick(
+            run=None, overdue=1, dunning=DunningPass(reminded=2, expired=0, suspended=0)
+        )
     finally:
         await worker.services.aclose()
     assert await billing_runs(db) == [(FEBRUARY.start, BillingRunState.FINISHED, 1)]

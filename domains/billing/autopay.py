@@ -136,7 +136,7 @@ async def pay_from_balance(
         await announce_balance_payment(
             session, p.invoice, payment_ids[p.invoice.id], p.amount, p.balance
         )
-    await mark_paid(session, [p.invoice for p in paying if p.amount == p.due])
+    await mark_paid(session, [p.invoice for p in paying if p.amount == p.due], now)
     return len(paying)
 
 

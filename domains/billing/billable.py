@@ -6,10 +6,22 @@ in the billing time zone) and no line bills it for the period yet; a customer is
 when it has such a subscription and no monthly invoice for the period. A customer already
 billed, or each of whose subscriptions is, is not read again, so a second run reads nothing.
 
-Pauses: the model keeps no dates of a pause, only the status, so a subscription `paused`
-when the run reads it is not billed for the period; a `cancelled` one is billed up to its
-`ended_at` (none without one). A subscription whose tariff is in another currency than its
-customer's account is not billed: an invoice is in one currency, its account's.
+A `cancelled` subscription is billed up to its `ended_at` (none without one).
+
+Tariff changes, dated prices and pauses (domains/billing/tariff_days.py): a subscription is
+billed a line per run of its days at one tariff and price, its paused days left out, so a
+line is unique per (subscription, period, first day billed); a subscription with any line
+for the period is billed, and not read again. Each batch reads them in three more
+statements.
+
+Suspensions for debt are dated (`subscription_suspensions`, domains/billing/suspension.py):
+a subscription, suspended or not when the run reads it, is billed for its days outside
+them, prorated by day as the rest (the day it is suspended and the day it resumes both
+count as active, as a start and an end do). Each batch reads its customers' suspensions
+that touch the period in one more statement.
+
+A subscription whose tariff is in another currency than its customer's account is not
+billed: an invoice is in one currency, its account's.
 """
 
 from collections.abc import Sequence
@@ -22,8 +34,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, and_, bindparam, exists, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from domains.billing.models import Invoice, InvoiceLine
-from domains.billing.proration import Charge, Period, Span, prorate
+from domains.billing.models import Invoice, InvoiceLine, SubscriptionSuspension
+from domains.billing.proration import Charge, Period, Span
+from domains.billing.tariff_days import History, history
 from domains.customers.models import Customer, Subscription, SubscriptionStatus, Tariff
 from domains.reads import Read, Reader
 
@@ -32,6 +45,7 @@ tariffs = Tariff.__table__
 customers = Customer.__table__
 invoices = Invoice.__table__
 lines = InvoiceLine.__table__
+suspensions = SubscriptionSuspension.__table__
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +94,8 @@ def _billable(*, after: bool = False) -> ColumnElement[bool]:
     return and_(
         or_(
             subscriptions.c.status == SubscriptionStatus.ACTIVE,
+            subscriptions.c.status == SubscriptionStatus.SUSPENDED,
+            subscriptions.c.status == SubscriptionStatus.PAUSED,
             and_(
                 subscriptions.c.status == SubscriptionStatus.CANCELLED,
                 subscriptions.c.ended_at.is_not(None),
@@ -147,6 +163,27 @@ _ITEMS = Read(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class _Suspended:
+    subscription_id: int
+    suspended_at: datetime
+    resumed_at: datetime | None
+
+
+# The batch's customers' suspensions that overlap the period, by subscription and time.
+_SUSPENSIONS = Read(
+    _Suspended,
+    select(suspensions.c.subscription_id, suspensions.c.suspended_at, suspensions.c.resumed_at)
+    .where(
+        suspensions.c.customer_id > bindparam("after"),
+        suspensions.c.customer_id <= bindparam("last"),
+        suspensions.c.suspended_at < bindparam("until"),
+        or_(suspensions.c.resumed_at.is_(None), suspensions.c.resumed_at >= bindparam("since")),
+    )
+    .order_by(suspensions.c.subscription_id, suspensions.c.suspended_at),
+)
+
+
 def _bounds(period: Period, zone: ZoneInfo) -> dict[str, Any]:
     """The period's first and next month's first midnight in the billing zone, as UTC."""
     start = period.start
@@ -189,10 +226,20 @@ async def billable_bills(
     reader: Reader, period: Period, zone: ZoneInfo, customers: Customers
 ) -> tuple[Bill, ...]:
     """What `customers` have still to be billed, read in one statement."""
-    rows = await reader.fetch(
-        _ITEMS, **_bounds(period, zone), after=customers.after, last=customers.last
+    bounds = _bounds(period, zone)
+    rows = await reader.fetch(_ITEMS, **bounds, after=customers.after, last=customers.last)
+    cut = await reader.fetch(
+        _SUSPENSIONS,
+        since=bounds["since"],
+        until=bounds["until"],
+        after=customers.after,
+        last=customers.last,
     )
-    return _bills(rows, period, zone)
+    suspended: dict[int, list[_Suspended]] = {}
+    for row in cut:
+        suspended.setdefault(row.subscription_id, []).append(row)
+    dated = await history(reader, period, after=customers.after, last=customers.last)
+    return _bills(rows, period, zone, suspended, dated)
 
 
 async def billable_batch(
@@ -207,16 +254,23 @@ async def billable_batch(
     return Batch(customers.count, customers.last, bills)
 
 
-def _bills(rows: Sequence[_Billable], period: Period, zone: ZoneInfo) -> tuple[Bill, ...]:
+def _bills(
+    rows: Sequence[_Billable],
+    period: Period,
+    zone: ZoneInfo,
+    suspended: dict[int, list[_Suspended]],
+    dated: History,
+) -> tuple[Bill, ...]:
     bills: list[Bill] = []
     items: list[Item] = []
     for n, row in enumerate(rows):
         first = row.started_at.astimezone(zone).date()
         last = None if row.ended_at is None else row.ended_at.astimezone(zone).date()
-        charge = prorate(row.monthly_price, period, [Span(first, last)])
-        if charge is not None:
+        spans = _active_spans(first, last, suspended.get(row.subscription_id, ()), zone)
+        tariff = (row.tariff_id, row.tariff_name, row.monthly_price)
+        for piece in dated.pieces(period, row.subscription_id, tariff, spans):
             items.append(
-                Item(row.subscription_id, row.tariff_id, charge, charge.describe(row.tariff_name))
+                Item(row.subscription_id, piece.tariff_id, piece.charge, piece.description)
             )
         closing = n + 1 == len(rows) or rows[n + 1].customer_id != row.customer_id
         if closing and items:
@@ -225,3 +279,24 @@ def _bills(rows: Sequence[_Billable], period: Period, zone: ZoneInfo) -> tuple[B
         if closing:
             items = []
     return tuple(bills)
+
+
+def _active_spans(
+    first: date, last: date | None, cut: Sequence[_Suspended], zone: ZoneInfo
+) -> list[Span]:
+    """The subscription's days less its suspensions' (in time order): active up to the day
+    each suspension starts, and again from the day it ends."""
+    spans = []
+    for suspension in cut:
+        until = suspension.suspended_at.astimezone(zone).date()
+        if until >= first and (last is None or until <= last):
+            spans.append(Span(first, until))
+        elif last is not None and until > last:
+            spans.append(Span(first, last))
+        if suspension.resumed_at is None:
+            return spans
+        first = max(first, suspension.resumed_at.astimezone(zone).date())
+        if last is not None and first > last:
+            return spans
+    spans.append(Span(first, last))
+    return spans

@@ -51,3 +51,22 @@ class BillingRunConflict(DomainError):
     """A subscription the run was billing was billed by another writer meanwhile."""
 
     code = "BILLING_RUN_CONFLICT"
+
+
+class PromisedPaymentLimit(DomainError):
+    """KABINET_PROMISED_PAYMENTS_PER_28_DAYS were already taken in the last 28 days."""
+
+    code = "PROMISED_PAYMENT_LIMIT"
+
+
+class PromisedPaymentActive(DomainError):
+    """One is still running, or ran out and is not repaid yet."""
+
+    code = "PROMISED_PAYMENT_ACTIVE"
+
+
+class PromisedPaymentNotAllowed(DomainError):
+    """Only a customer whose service is suspended, or whose balance does not cover what
+    their invoices owe, needs the credit."""
+
+    code = "PROMISED_PAYMENT_NOT_ALLOWED"

@@ -20,6 +20,18 @@ Every event is an outbox row: `id` (uuid, the event id), `type`, `occurred_at` (
 - `invoice.overdue`: `{version, invoice_id, customer_id, number, amount, currency,
   due_date}`, once, when an issued invoice is still unpaid the day after its due date in
   the billing time zone (domains/billing/invoice_overdue.py); `amount` is the invoice's.
+- `invoice.payment_reminder`: `{version, invoice_id, customer_id, number, amount_due,
+  currency, due_date, offset_days}`, once per unpaid invoice and offset of
+  `KABINET_DUNNING_REMINDERS` (domains/billing/dunning.py); `offset_days` is negative
+  before the due date, `amount_due` what is left to pay.
+- `subscription.suspended`: `{version, subscription_id, customer_id, reason}` with `reason`
+  `debt` or `promise_expired` (domains/billing/suspension.py).
+- `subscription.resumed`: `{version, subscription_id, customer_id}`, in the transaction of
+  the payment or promised payment that cleared it.
+- `promised_payment.activated`: `{version, promised_payment_id, customer_id, amount,
+  currency, expires_at}`; `promised_payment.repaid` and `promised_payment.expired`:
+  `{version, promised_payment_id, customer_id, amount, repaid, currency}`
+  (domains/billing/promised_payment.py).
 """
 
 from datetime import date
@@ -179,4 +191,68 @@ async def invoice_overdue(
         amount=amount,
         currency=currency,
         due_date=due_date.isoformat(),
+    )
+
+
+async def invoice_payment_reminder(
+    session: AsyncSession,
+    *,
+    invoice_id: int,
+    customer_id: int,
+    number: str,
+    amount_due: Decimal,
+    currency: str,
+    due_date: date,
+    offset_days: int,
+) -> None:
+    await _record(
+        session,
+        "invoice.payment_reminder",
+        customer_id,
+        invoice_id=invoice_id,
+        number=number,
+        amount_due=amount_due,
+        currency=currency,
+        due_date=due_date.isoformat(),
+        offset_days=offset_days,
+    )
+
+
+async def subscription_suspended(
+    session: AsyncSession, *, subscription_id: int, customer_id: int, reason: str
+) -> None:
+    await _record(
+        session,
+        "subscription.suspended",
+        customer_id,
+        subscription_id=subscription_id,
+        reason=reason,
+    )
+
+
+async def subscription_resumed(
+    session: AsyncSession, *, subscription_id: int, customer_id: int
+) -> None:
+    await _record(session, "subscription.resumed", customer_id, subscription_id=subscription_id)
+
+
+async def promised_payment(
+    session: AsyncSession,
+    type: str,
+    *,
+    promised_payment_id: int,
+    customer_id: int,
+    amount: Decimal,
+    currency: str,
+    **more: Any,
+) -> None:
+    """`promised_payment.activated`, `.repaid` or `.expired`."""
+    await _record(
+        session,
+        f"promised_payment.{type}",
+        customer_id,
+        promised_payment_id=promised_payment_id,
+        amount=amount,
+        currency=currency,
+        **more,
     )

@@ -6,8 +6,9 @@ each, and the run's counts. A run killed at any point loses at most the batch it
 writing, which rolls back whole; started again, it reads only what is still unbilled
 (domains/billing/billable.py), so every invoice is made exactly once. The unique indexes
 hold that even against a second writer: an invoice is unique per (customer, period) for
-`monthly` ones and a line per (subscription, period), and ON CONFLICT DO NOTHING skips what
-exists. An invoice number is `M<YYYYMM>-<customer id>`: the same whichever run makes it.
+`monthly` ones and a line per (subscription, period, first day billed: a line per tariff
+span), and ON CONFLICT DO NOTHING skips what exists. An invoice number is
+`M<YYYYMM>-<customer id>`: the same whichever run makes it.
 
 At scale (bench/invoice_run.py: a million subscriptions): a batch is a fixed number of
 statements, one per table, each column's values one array (RowsInsert), nothing per row but
@@ -104,7 +105,7 @@ _LINES = RowsInsert(
         "description",
     ),
     shared=("period_start", "period_end"),
-    skip_conflicts=("subscription_id", "period_start"),
+    skip_conflicts=("subscription_id", "period_start", "first_day"),
     returning=Inserted,
 )
 

@@ -60,6 +60,9 @@ class LedgerAccount(StrEnum):
     RECEIVABLE = "receivable"
     PROVIDER_CLEARING = "provider_clearing"
     REVENUE = "revenue"
+    # What a customer owes of a promised payment (domains/billing/promised_payment.py):
+    # debited when it is granted (the balance credited), credited as it is repaid.
+    PROMISED_CREDIT = "promised_credit"
 
 
 class EntrySide(StrEnum):
@@ -92,6 +95,15 @@ class Invoice(Base):
             "id",
             postgresql_where=text("status = 'issued'"),
             sqlite_where=text("status = 'issued'"),
+        ),
+        # Dunning walks the overdue invoices by due date (domains/billing/dunning.py,
+        # suspension.py): the few unpaid after their due date, not the paid bulk.
+        Index(
+            "ix_invoices_overdue_due",
+            "due_date",
+            "id",
+            postgresql_where=text("status = 'overdue'"),
+            sqlite_where=text("status = 'overdue'"),
         ),
         # Only the per-subscription invoices from before the run name a subscription: the
         # monthly ones (nearly all) stay out of the index, so the run does not write to it.
@@ -140,9 +152,14 @@ class InvoiceLine(Base):
             "period_start <= first_day AND first_day <= last_day AND last_day <= period_end",
             name="days_within_period",
         ),
-        # A subscription is billed once per period, however often the monthly run fires.
+        # A subscription's day is billed once per period, however often the monthly run
+        # fires: a line per tariff (and price) span of the period, each starting on its own
+        # day (a subscription billed at all for a period is not read by the run again).
         UniqueConstraint(
-            "subscription_id", "period_start", name="uq_invoice_lines_subscription_period"
+            "subscription_id",
+            "period_start",
+            "first_day",
+            name="uq_invoice_lines_subscription_period_day",
         ),
     )
 
@@ -316,3 +333,102 @@ class BillingRun(Base):
     amount: Mapped[Decimal] = mapped_column(MoneyNumeric, default=Decimal("0.00"))
     # Invoices the run paid from the balance, in full or in part (domains/billing/autopay.py).
     autopaid: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class InvoiceReminder(Base):
+    """A payment reminder sent for an invoice at one offset from its due date
+    (domains/billing/dunning.py): at most one per invoice and offset, whoever sends it."""
+
+    __tablename__ = "invoice_reminders"
+    __table_args__ = (
+        UniqueConstraint("invoice_id", "offset_days", name="uq_invoice_reminders_invoice_offset"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"))
+    # Days from the due date (negative: before it), in the billing time zone.
+    offset_days: Mapped[int] = mapped_column(Integer)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SuspensionReason(StrEnum):
+    # An invoice billing the subscription stayed unpaid KABINET_SUSPEND_AFTER_DAYS overdue.
+    DEBT = "debt"
+    # A promised payment ran out unrepaid.
+    PROMISE_EXPIRED = "promise_expired"
+
+
+class SubscriptionSuspension(Base):
+    """A subscription's time cut off for debt: from `suspended_at` until `resumed_at` (none:
+    still). The subscription's status says whether it is suspended now; these rows say when,
+    so the monthly run bills the days around them (domains/billing/billable.py)."""
+
+    __tablename__ = "subscription_suspensions"
+    __table_args__ = (
+        CheckConstraint("resumed_at IS NULL OR resumed_at >= suspended_at", name="times_ordered"),
+        # At most one open suspension per subscription.
+        Index(
+            "uq_subscription_suspensions_open",
+            "subscription_id",
+            unique=True,
+            postgresql_where=text("resumed_at IS NULL"),
+            sqlite_where=text("resumed_at IS NULL"),
+        ),
+        # The run reads a batch's customers' suspensions; resuming reads one customer's.
+        Index("ix_subscription_suspensions_customer", "customer_id", "suspended_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    reason: Mapped[SuspensionReason] = mapped_column(
+        stored_enum(SuspensionReason, "suspension_reason")
+    )
+    suspended_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    resumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PromisedPaymentStatus(StrEnum):
+    # Within its days and not yet repaid in full: the service runs on it.
+    ACTIVE = "active"
+    REPAID = "repaid"
+    # Its days ran out before it was repaid: the service is suspended until it is.
+    EXPIRED = "expired"
+
+
+class PromisedPayment(Base):
+    """A promised payment ("обещанный платёж"): credit on the balance for a few days, repaid
+    first by the money that next arrives (domains/billing/promised_payment.py). What is
+    still owed (`amount - repaid`) is the customer's `promised_credit` account."""
+
+    __tablename__ = "promised_payments"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("repaid >= 0 AND repaid <= amount", name="repaid_within_amount"),
+        CheckConstraint("expires_at > created_at", name="expires_after_created"),
+        # The rules count a customer's recent ones and look for an open one.
+        Index("ix_promised_payments_customer_created", "customer_id", "created_at"),
+        # The worker's expiry walks the active ones by when they end.
+        Index(
+            "ix_promised_payments_active_expires",
+            "expires_at",
+            "id",
+            postgresql_where=text("status = 'active'"),
+            sqlite_where=text("status = 'active'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    amount: Mapped[Decimal] = mapped_column(MoneyNumeric)
+    repaid: Mapped[Decimal] = mapped_column(MoneyNumeric, default=Decimal("0.00"))
+    currency: Mapped[str] = mapped_column(String(3), default="RUB")
+    status: Mapped[PromisedPaymentStatus] = mapped_column(
+        stored_enum(PromisedPaymentStatus, "promised_payment_status"),
+        default=PromisedPaymentStatus.ACTIVE,
+    )
+    # Who activated it: the customer, or an operator on their behalf.
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -147,6 +147,6 @@ async def _settle(
     balance = customer.balance - amount
     await announce_balance_payment(session, invoice, payment_id, amount, balance)
     if amount == due:
-        await mark_paid(session, [invoice])
+        await mark_paid(session, [invoice], now)
         invoice = replace(invoice, status=InvoiceStatus.PAID)
     return Settled(replace(customer, balance=balance), invoice)

@@ -21,6 +21,9 @@ Each finding names the rows it is about. The checks:
 - the provider clearing account holds what the acquirer captured and has not paid out:
   each settled card payment's amount, once, and nothing else (no payout is booked yet, so
   per currency it nets to the settled card payments);
+- each customer's `promised_credit` account (debits less credits) is what their promised
+  payments still owe (amount less repaid), and a promised payment is `repaid` exactly when
+  it is repaid in full;
 - an invoice with lines is their sum, each line in the invoice's currency and billing a
   subscription of the invoice's customer (an invoice without lines, made before them and
   naming no subscription, is not checked against any).
@@ -43,6 +46,8 @@ from domains.billing.models import (
     Payment,
     PaymentMethod,
     PaymentStatus,
+    PromisedPayment,
+    PromisedPaymentStatus,
     Refund,
     Transaction,
 )
@@ -59,6 +64,7 @@ subscriptions = Subscription.__table__
 payments = Payment.__table__
 refunds = Refund.__table__
 keys = IdempotencyKey.__table__
+promises = PromisedPayment.__table__
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +210,56 @@ async def reconcile(db: Database) -> list[Problem]:
         problems += await _refunded_status(session)
         problems += await _provider_clearing(session)
         problems += await _invoice_lines(session)
+        problems += await _promised_credit(session)
     return problems
+
+
+async def _promised_credit(session: AsyncSession) -> list[Problem]:
+    """The credit the books say each customer owes against what their promises say."""
+    booked = (
+        select(transactions.c.customer_id, _sum(_debits_less_credits()).label("total"))
+        .where(transactions.c.account == LedgerAccount.PROMISED_CREDIT)
+        .group_by(transactions.c.customer_id)
+        .subquery()
+    )
+    owed = (
+        select(promises.c.customer_id, _sum(promises.c.amount - promises.c.repaid).label("total"))
+        .group_by(promises.c.customer_id)
+        .subquery()
+    )
+    on_books, promised = func.coalesce(booked.c.total, ZERO), func.coalesce(owed.c.total, ZERO)
+    rows = await session.execute(
+        select(customers.c.id, on_books.label("booked"), promised.label("owed"))
+        .select_from(
+            customers.outerjoin(booked, booked.c.customer_id == customers.c.id).outerjoin(
+                owed, owed.c.customer_id == customers.c.id
+            )
+        )
+        .where(func.round(on_books - promised, 2) != ZERO)
+    )
+    found = [
+        Problem(
+            "promised_credit",
+            CUSTOMER.of(row.id),
+            f"promised credit {row.booked} on the books but its promises owe {row.owed}",
+        )
+        for row in rows
+    ]
+    repaid = promises.c.repaid == promises.c.amount
+    rows = await session.execute(
+        select(promises.c.id, promises.c.status, promises.c.repaid, promises.c.amount).where(
+            (promises.c.status == PromisedPaymentStatus.REPAID) != repaid
+        )
+    )
+    found += [
+        Problem(
+            "promised_payment_status",
+            f"promised_payment:{row.id}",
+            f"status {row.status} with {row.repaid} of {row.amount} repaid",
+        )
+        for row in rows
+    ]
+    return found
 
 
 async def _invoice_lines(session: AsyncSession) -> list[Problem]:

@@ -7,6 +7,7 @@ instead), always in that order, so two actions never wait on each other crosswis
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import ColumnElement, Row, Subquery, bindparam, case, func, select, update
@@ -19,6 +20,7 @@ from domains.billing.invoice import InvoiceRow
 from domains.billing.invoice_issue import ISSUED
 from domains.billing.models import Invoice, InvoiceStatus, Payment, PaymentStatus
 from domains.billing.payment import PaymentRow, payments_by_invoice_ids
+from domains.billing.suspension import resume_cleared
 from domains.customers.customer import CustomerRow
 from domains.customers.models import Customer
 from domains.reads import any_of, select_rows
@@ -122,12 +124,16 @@ def amount_due_column(paid: Subquery) -> ColumnElement[Decimal]:
     )
 
 
-async def mark_paid(session: AsyncSession, paid: Sequence[InvoiceRow]) -> None:
+async def mark_paid(session: AsyncSession, paid: Sequence[InvoiceRow], now: datetime) -> None:
     """The invoices' payments now cover them: record them paid, and say so (`invoice.paid`
-    each), in one statement however many (a payment pays one, the invoice run a batch)."""
+    each), in one statement however many (a payment pays one, the invoice run a batch).
+    Every payment that pays an invoice off comes here, whatever its path: the subscriptions
+    the debt suspended resume here too (domains/billing/suspension.py), in its transaction.
+    The caller holds the invoices' customers' locks."""
     if not paid:
         return
     await writer(session).execute(_MARK_PAID, invoice_ids=[invoice.id for invoice in paid])
+    await resume_cleared(session, [invoice.customer_id for invoice in paid], now)
     for invoice in paid:
         await events.invoice_paid(
             session,

@@ -15,12 +15,14 @@ concurrent one, which waits on that lock) finds it and changes nothing; then it 
 pending payment to succeeded (with its ledger movement and events) or failed (with none).
 A payment already settled is left alone. A card payment whose invoice was meanwhile paid
 otherwise (or voided) is kept as a top-up: the money the provider captured lands on the
-balance instead of overpaying the invoice.
+balance instead of overpaying the invoice. Money that lands on the balance repays an open
+promised payment first (domains/billing/promised_payment.py); a payment that pays its
+invoice off resumes what the debt suspended (settlement.mark_paid).
 """
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -38,6 +40,7 @@ from domains.billing.models import (
     PaymentStatus,
     ProviderEvent,
 )
+from domains.billing.promised_payment import repay_promised_credit
 from domains.billing.settlement import (
     PAYABLE,
     PaymentOwner,
@@ -204,8 +207,11 @@ async def settle(db: Database, provider: str, notice: ProviderNotice) -> bool:
                 currency=payment.currency,
                 reason="top_up",
             )
+            # Money on the balance repays a promised payment first.
+            topped_up = replace(customer, balance=customer.balance + payment.amount)
+            await repay_promised_credit(session, topped_up, payment.amount, now)
         elif payment.amount == due:
-            await mark_paid(session, [invoice])
+            await mark_paid(session, [invoice], now)
         return True
 
 

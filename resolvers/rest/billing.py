@@ -15,9 +15,16 @@ from dataloaders.billing import (
     prime_outcome,
 )
 from dataloaders.customers import CustomersByIdLoader
+from domains.billing.errors import PromisedPaymentNotAllowed
 from domains.billing.invoice import INVOICE_ORDER, InvoiceFilter
-from domains.billing.models import InvoiceStatus, PaymentMethod, PaymentStatus
+from domains.billing.models import (
+    InvoiceStatus,
+    PaymentMethod,
+    PaymentStatus,
+    PromisedPaymentStatus,
+)
 from domains.billing.pay_invoice import pay_invoice
+from domains.billing.promised_payment import activate_promised_payment
 from domains.billing.webhook import parse_notice, settle, signature_valid
 from domains.clock import utcnow
 from domains.errors import Forbidden, NotFound, Unauthenticated
@@ -216,6 +223,68 @@ async def billing_pay(call: RestCall) -> RestAnswer:
     )
 
 
+class PromisedPaymentRequest(Body):
+    amount: DecimalString = Field(description="the credit asked for, at most the maximum")
+    customer_id: str | None = Field(
+        None, max_length=512, description="staff: the customer's global id, acting for them"
+    )
+
+
+class PromisedPayment(Answer):
+    amount: Money
+    outstanding: Money
+    status: PromisedPaymentStatus
+    created_at: AwareDatetime
+    expires_at: AwareDatetime
+
+
+class PromisedPaymentAnswer(Answer):
+    promised_payment: PromisedPayment
+    customer: Balance
+
+
+async def billing_promised_payment(call: RestCall) -> RestAnswer:
+    """Take a promised payment (activatePromisedPayment): 201 with it and the balance after.
+    Errors: 400 malformed, 403 not a customer or staff, 404 no such customer, 422 refused
+    by the rules (INVALID_AMOUNT, PROMISED_PAYMENT_ACTIVE, PROMISED_PAYMENT_LIMIT,
+    PROMISED_PAYMENT_NOT_ALLOWED)."""
+    request: PromisedPaymentRequest = call.body
+    context = call.context
+    if context.promise_terms is None:
+        raise PromisedPaymentNotAllowed("promised payments are not offered here")
+    customer_id = None if request.customer_id is None else pk_of(request.customer_id, "Customer")
+    await call.charge("mutation", 1)
+    result = await activate_promised_payment(
+        context.db,
+        context.signed_in,
+        amount=Decimal(request.amount),
+        terms=context.promise_terms,
+        customer_id=customer_id,
+        clock=context.clock,
+    )
+    promise = result.promise
+    customer = await context.loaders.of(CustomersByIdLoader).load(promise.customer_id)
+    if customer is None:
+        raise NotFound("customer")
+    return RestAnswer(
+        PromisedPaymentAnswer(
+            promised_payment=PromisedPayment(
+                amount=Money(amount=promise.amount, currency=promise.currency),
+                outstanding=Money(amount=promise.outstanding, currency=promise.currency),
+                status=promise.status,
+                created_at=promise.created_at,
+                expires_at=promise.expires_at,
+            ),
+            customer=Balance(
+                id=to_global_id("Customer", customer.id),
+                balance=Money(amount=customer.balance, currency=customer.currency),
+            ),
+        ),
+        status=201,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
 class NoticeAmount(Body):
     value: DecimalString
     currency: str
@@ -290,6 +359,21 @@ ROUTES = (
     ),
     RestRoute(
         "POST",
+        "/billing/promised-payment",
+        billing_promised_payment,
+        answers={201: PromisedPaymentAnswer},
+        body=PromisedPaymentRequest,
+        errors=(
+            "FORBIDDEN",
+            "NOT_FOUND",
+            "INVALID_AMOUNT",
+            "PROMISED_PAYMENT_ACTIVE",
+            "PROMISED_PAYMENT_LIMIT",
+            "PROMISED_PAYMENT_NOT_ALLOWED",
+        ),
+    ),
+    RestRoute(
+        "POST",
         "/webhooks/payments/{provider}",
         payment_webhook,
         answers={200: WebhookAnswer},
@@ -309,4 +393,7 @@ ERROR_STATUS = {
     "INSUFFICIENT_FUNDS": 422,
     "PAYMENT_METHOD_UNAVAILABLE": 422,
     "PAYMENT_PROVIDER_UNAVAILABLE": 503,
+    "PROMISED_PAYMENT_ACTIVE": 422,
+    "PROMISED_PAYMENT_LIMIT": 422,
+    "PROMISED_PAYMENT_NOT_ALLOWED": 422,
 }
