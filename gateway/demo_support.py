@@ -8,7 +8,7 @@ assignments, SLA due times, counts and events are what the real desk would have.
 - bob: a speed ticket resolved two days ago, an equipment ticket closed last month.
 - alice: a billing ticket waiting on her (with an internal note she never sees) and an
   unanswered connection ticket from this morning (a repeat: urgent).
-- the third demo customer: a moving ticket in the queue.
+- the third demo customer (bob, when the demo has only two): a moving ticket in the queue.
 """
 
 from datetime import datetime, timedelta

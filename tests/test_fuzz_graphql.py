@@ -7,6 +7,7 @@ is never a 5xx nor an INTERNAL_SERVER_ERROR; refusals carry their own codes.
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC
 
+import graphql
 import httpx
 import pytest
 import pytest_asyncio
@@ -28,6 +29,23 @@ def _text_or(valid: st.SearchStrategy[str]) -> st.SearchStrategy:
     return st.one_of(valid, valid, valid, st.text(max_size=40)).map(nodes.String)
 
 
+def _json_object(values: dict[str, str]) -> graphql.ObjectValueNode:
+    return nodes.Object(
+        [
+            graphql.ObjectFieldNode(name=graphql.NameNode(value=name), value=nodes.String(value))
+            for name, value in values.items()
+        ]
+    )
+
+
+# A JSON argument (a notification preview's sample data): objects of text, now and then text.
+_JSON = st.one_of(
+    st.dictionaries(st.from_regex(r"[a-z_]{1,12}", fullmatch=True), st.text(max_size=20)).map(
+        _json_object
+    ),
+    st.text(max_size=40).map(nodes.String),
+)
+
 SCALARS = {
     "Decimal": _text_or(
         st.one_of(
@@ -37,6 +55,8 @@ SCALARS = {
     ),
     "Date": _text_or(st.dates().map(str)),
     "DateTime": _text_or(st.datetimes(timezones=st.just(UTC)).map(lambda t: t.isoformat())),
+    "Time": _text_or(st.times().map(lambda t: t.isoformat())),
+    "JSON": _JSON,
 }
 
 SDL = composed_sdl()

@@ -165,6 +165,20 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Before 0017 a promised payment's ledger entries had no account and a suspended
+    # subscription no status: undoing it would rewrite money history, so it refuses instead.
+    bind = op.get_bind()
+    kept = bind.scalar(
+        sa.text(
+            "SELECT (SELECT count(*) FROM transactions WHERE account = 'promised_credit')"
+            " + (SELECT count(*) FROM subscriptions WHERE status = 'suspended')"
+        )
+    )
+    if kept:
+        raise RuntimeError(
+            "cannot downgrade below 0017: promised payments' ledger entries or suspended "
+            "subscriptions exist, and no earlier schema can hold them"
+        )
     op.drop_table("promised_payments")
     op.drop_table("subscription_suspensions")
     op.drop_table("invoice_reminders")
