@@ -49,10 +49,15 @@ async def load_support_demo(
     start = now - timedelta(days=31)
     for email, (skills, capacity) in OPERATORS.items():
         await save_operator(
-            db, admin, users[email][0], skills=sorted(skills), capacity=capacity, now=start
+            db,
+            admin,
+            users[email][0],
+            skills=sorted(skills),
+            capacity=capacity,
+            clock=ManualClock(start),
         )
     for operator in (first, second):
-        await set_presence(db, operator, Presence.ONLINE, now=start)
+        await set_presence(db, operator, Presence.ONLINE, clock=ManualClock(start))
 
     async def ticket(
         viewer: Viewer,
@@ -72,7 +77,7 @@ async def load_support_demo(
             body=body,
             channel=channel,
             customer_id=customer_id,
-            now=at,
+            clock=ManualClock(at),
         )
         return created.ticket.id
 
@@ -122,7 +127,7 @@ async def load_support_demo(
         "The balance was short when November was billed; pay it from the balance or by card.",
     )
     await status(second, billing, at + timedelta(minutes=41), TicketStatus.PENDING_CUSTOMER)
-    await set_presence(db, second, Presence.AWAY, now=now - timedelta(hours=1))
+    await set_presence(db, second, Presence.AWAY, clock=ManualClock(now - timedelta(hours=1)))
 
     await ticket(
         alice,

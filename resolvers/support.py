@@ -150,7 +150,7 @@ async def create_ticket(
         contract_id=None if contract_id is None else pk_of(contract_id, "Contract"),
         customer_id=None if customer_id is None else pk_of(customer_id, "Customer"),
         channel=channel,
-        now=info.context.auth.clock.now(),
+        clock=info.context.clock,
     )
     info.context.loaders.of(TicketsByIdLoader).prime(created.ticket.id, created.ticket)
     return created.ticket
@@ -164,7 +164,7 @@ async def assign_ticket(
         info.context.signed_in,
         ticket_id=pk_of(ticket_id, "Ticket"),
         operator_id=pk_of(operator_id, "User"),
-        now=info.context.auth.clock.now(),
+        clock=info.context.clock,
     )
     info.context.loaders.of(TicketsByIdLoader).prime(assignment.ticket.id, assignment.ticket)
     return assignment.ticket
@@ -172,7 +172,7 @@ async def assign_ticket(
 
 async def set_my_presence(info: Info[Context], presence: Presence) -> OperatorRow:
     result = await set_presence(
-        info.context.db, info.context.signed_in, presence, now=info.context.auth.clock.now()
+        info.context.db, info.context.signed_in, presence, clock=info.context.clock
     )
     return result.operator
 
@@ -228,7 +228,7 @@ async def edit_ticket_priority_rule(
         info.context.signed_in,
         pk_of(id, "TicketPriorityRule"),
         change,
-        now=info.context.auth.clock.now(),
+        clock=info.context.clock,
     )
 
 
@@ -259,7 +259,7 @@ async def save_support_operator(
         pk_of(user_id, "User"),
         skills=skills,
         capacity=capacity,
-        now=info.context.auth.clock.now(),
+        clock=info.context.clock,
     )
     info.context.loaders.of(OperatorSkillsByUserIdLoader).prime(
         saved.operator.user_id, saved.skills

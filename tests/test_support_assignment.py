@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import func, insert, select, update
 
+from domains.clock import ManualClock
 from domains.customers.models import ContractStatus
 from domains.database import Database
 from domains.errors import DomainError
@@ -78,7 +79,7 @@ async def _open(
         subject="Help",
         body="Please help.",
         channel=TicketChannel.MOBILE,
-        now=now,
+        clock=ManualClock(now),
     )
 
 
@@ -145,7 +146,7 @@ async def test_the_queue_drains_when_an_operator_comes_online(db: Database) -> N
 
     agent = await add_operator(db, BILLING, capacity=2, presence=Presence.OFFLINE)
     later = NOW + timedelta(minutes=5)
-    came = await set_presence(db, agent, Presence.ONLINE, now=later)
+    came = await set_presence(db, agent, Presence.ONLINE, clock=ManualClock(later))
     # The highest priority first, then the oldest; the moving ticket is not their skill.
     assert [ticket.id for ticket in came.assigned] == [urgent.ticket.id, oldest.ticket.id]
     assert (came.operator.presence, came.operator.open_tickets) == (Presence.ONLINE, 2)
@@ -154,7 +155,9 @@ async def test_the_queue_drains_when_an_operator_comes_online(db: Database) -> N
     assert (await _ticket(db, newest.ticket.id)).assignee_id is None
     assert (await _ticket(db, moving.ticket.id)).assignee_id is None
     # Online again: nothing changes, and nothing more fits.
-    again = await set_presence(db, agent, Presence.ONLINE, now=later + timedelta(minutes=1))
+    again = await set_presence(
+        db, agent, Presence.ONLINE, clock=ManualClock(later + timedelta(minutes=1))
+    )
     assert again.assigned == []
     assert again.operator.presence_changed_at == later
 
@@ -165,7 +168,12 @@ async def test_an_admin_raising_capacity_drains_the_queue(db: Database) -> None:
     queued = await _open(db, category=TicketCategory.EQUIPMENT)
     assert queued.ticket.assignee_id is None
     saved = await save_operator(
-        db, admin, agent.user_id, skills=[TicketCategory.EQUIPMENT], capacity=3, now=NOW
+        db,
+        admin,
+        agent.user_id,
+        skills=[TicketCategory.EQUIPMENT],
+        capacity=3,
+        clock=ManualClock(NOW),
     )
     assert saved.skills == [TicketCategory.EQUIPMENT]
     assert [ticket.id for ticket in saved.assigned] == [queued.ticket.id]
@@ -188,7 +196,7 @@ async def test_operator_admin_refusals(db: Database) -> None:
         assert refused.value.code == code
     # A new operator: default capacity, offline, no skills until given.
     staff = await add_staff(db, Role.OPERATOR)
-    saved = await save_operator(db, admin, staff.user_id, now=NOW)
+    saved = await save_operator(db, admin, staff.user_id, clock=ManualClock(NOW))
     assert (saved.operator.capacity, saved.operator.presence, saved.skills) == (
         5,
         Presence.OFFLINE,
@@ -223,7 +231,11 @@ async def test_staff_reassign_and_every_assignment_is_recorded(db: Database) -> 
     supervisor = await add_staff(db)
     later = NOW + timedelta(minutes=10)
     moved = await reassign_ticket(
-        db, supervisor, ticket_id=created.ticket.id, operator_id=second.user_id, now=later
+        db,
+        supervisor,
+        ticket_id=created.ticket.id,
+        operator_id=second.user_id,
+        clock=ManualClock(later),
     )
     assert moved.ticket.assignee_id == second.user_id
     assert await assignments_of(db, created.ticket.id) == [

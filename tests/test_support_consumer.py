@@ -17,6 +17,7 @@ from sqlalchemy import insert, select
 
 from domains.billing.models import Invoice, InvoiceStatus, PaymentMethod
 from domains.billing.pay_invoice import pay_invoice
+from domains.clock import ManualClock
 from domains.customers.models import ContractStatus
 from domains.database import Database
 from domains.identity.viewer import Viewer
@@ -142,7 +143,7 @@ async def test_payments_reach_the_customers_tickets_once(
                 body="Please help.",
                 contract_id=contract,
                 channel=TicketChannel.WEB,
-                now=at,
+                clock=ManualClock(at),
             )
             return created.ticket.id
 

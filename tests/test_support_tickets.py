@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import pytest_asyncio
 
+from domains.clock import ManualClock
 from domains.customers.models import ContractStatus, Segment
 from domains.database import Database
 from domains.errors import DomainError
@@ -63,7 +64,7 @@ async def _open(
 ) -> TicketCreated:
     arguments: dict = {"subject": "Charged twice", "body": "Twice in November.", **given}
     arguments.setdefault("channel", TicketChannel.WEB)
-    return await create_ticket(db, viewer, category=category, now=now, **arguments)
+    return await create_ticket(db, viewer, category=category, clock=ManualClock(now), **arguments)
 
 
 async def test_a_customer_opens_a_ticket(db: Database) -> None:

@@ -88,7 +88,7 @@ async def test_ticket_events_feed_the_worker_metrics(
             body="I was charged twice.",
             contract_id=contract_id,
             channel=TicketChannel.WEB,
-            now=opened,
+            clock=ManualClock(opened),
         )
         # Both wait in the queue. A repeat within 7 days: high.
         queued = await create_ticket(
@@ -98,7 +98,7 @@ async def test_ticket_events_feed_the_worker_metrics(
             subject="Router blinks",
             body="Red light.",
             channel=TicketChannel.MOBILE,
-            now=opened + MINUTE,
+            clock=ManualClock(opened + MINUTE),
         )
         assert queued.ticket.assignee_id is None
         # The first public answer 10 minutes in counts; the second does not.

@@ -2,12 +2,11 @@
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import Integer, bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
-from domains.clock import utcnow
+from domains.clock import SYSTEM_CLOCK, Clock
 from domains.database import Database
 from domains.errors import Forbidden, InvalidInput, NotFound
 from domains.identity.models import Role, User
@@ -74,14 +73,14 @@ async def save_operator(
     *,
     skills: Sequence[TicketCategory] | None = None,
     capacity: int | None = None,
-    now: datetime | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> OperatorSaved:
     """Creates or updates the operator; `skills` (when given) replaces their categories."""
     if viewer.role is not Role.ADMIN:
         raise Forbidden("only admins manage support operators")
     if capacity is not None and not 1 <= capacity <= MAX_CAPACITY:
         raise InvalidInput(f"capacity must be between 1 and {MAX_CAPACITY}")
-    now = now or utcnow()
+    now = clock.now()
     async with db.transaction() as session:
         tx = writer(session)
         found = await tx.fetch(_ROLE, user_id=user_id)

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, case, exists, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domains.clock import utcnow
+from domains.clock import SYSTEM_CLOCK, Clock
 from domains.database import Database
 from domains.errors import Forbidden
 from domains.identity.models import Session
@@ -62,11 +62,11 @@ class PresenceSet:
 
 
 async def set_presence(
-    db: Database, viewer: Viewer, presence: Presence, *, now: datetime | None = None
+    db: Database, viewer: Viewer, presence: Presence, *, clock: Clock = SYSTEM_CLOCK
 ) -> PresenceSet:
     if not viewer.is_staff:
         raise Forbidden("only support operators have a presence")
-    now = now or utcnow()
+    now = clock.now()
     async with db.transaction() as session:
         found = await writer(session).fetch(
             _SET, operator_id=viewer.user_id, presence=presence, asked=presence, now=now

@@ -5,11 +5,10 @@ after every edit: exactly one of a set priority or a raise of 1 to 3 steps.
 """
 
 from dataclasses import dataclass, replace
-from datetime import datetime
 
 from sqlalchemy import bindparam, update
 
-from domains.clock import utcnow
+from domains.clock import SYSTEM_CLOCK, Clock
 from domains.database import Database
 from domains.errors import Forbidden, InvalidInput, NotFound
 from domains.identity.models import Role
@@ -75,11 +74,11 @@ async def update_priority_rule(
     rule_id: int,
     change: RuleChange,
     *,
-    now: datetime | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> PriorityRuleRow:
     if viewer.role is not Role.ADMIN:
         raise Forbidden("only admins edit the priority rules")
-    now = now or utcnow()
+    now = clock.now()
     async with db.transaction() as session:
         found = await writer(session).fetch(_LOCK, rule_id=rule_id)
         if not found:

@@ -1,10 +1,8 @@
 """Staff reassign a ticket to an operator; every assignment is recorded."""
 
-from datetime import datetime
-
 from sqlalchemy import bindparam
 
-from domains.clock import utcnow
+from domains.clock import SYSTEM_CLOCK, Clock
 from domains.database import Database
 from domains.errors import Forbidden, InvalidInput, NotFound
 from domains.identity.viewer import Viewer
@@ -26,13 +24,13 @@ async def reassign_ticket(
     *,
     ticket_id: int,
     operator_id: int,
-    now: datetime | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Assignment:
     """Gives an open ticket to the operator named, who must have room (presence and skills
     are staff's call); the previous assignee's slot goes to their queue."""
     if not viewer.is_staff:
         raise Forbidden("only staff assign tickets")
-    now = now or utcnow()
+    now = clock.now()
     async with db.transaction() as session:
         # The ticket before its operators: the documented order (domains/support/assignment.py).
         found = await writer(session).fetch(_LOCK_TICKET, ticket_id=ticket_id)

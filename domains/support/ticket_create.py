@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from sqlalchemy import BigInteger, bindparam, exists, func, insert, or_, select
 
-from domains.clock import utcnow
+from domains.clock import SYSTEM_CLOCK, Clock
 from domains.customers.contract import contracts_by_ids
 from domains.customers.customer import customers_by_ids
 from domains.customers.models import (
@@ -152,7 +152,7 @@ async def create_ticket(
     contract_id: int | None = None,
     customer_id: int | None = None,
     channel: TicketChannel | str,
-    now: datetime | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> TicketCreated:
     """A customer's ticket about their account (and one of their contracts, if named);
     staff name the customer. `body` is the thread's first message."""
@@ -169,7 +169,7 @@ async def create_ticket(
         raise InvalidInput("the message is empty")
     if len(body) > MAX_BODY:
         raise InvalidInput(f"the message is longer than {MAX_BODY} characters")
-    now = now or utcnow()
+    now = clock.now()
     async with db.transaction() as session:
         tx = writer(session)
         if viewer.customer_id is None and owner not in await customers_by_ids(tx, [owner]):

@@ -193,7 +193,7 @@ async def support_open_ticket(call: RestCall) -> RestAnswer:
         contract_id=contract_id,
         customer_id=customer_id,
         channel=channel,
-        now=context.clock.now(),
+        clock=context.clock,
     )
     return RestAnswer(
         TicketAnswer(ticket=_ticket(created.ticket), messages=[_message(created.message)]),
