@@ -10,14 +10,81 @@ from domains.errors import InvalidInput
 from domains.notifications.models import Category, Medium
 from domains.notifications.preferences import Preferences
 from domains.notifications.push import MAX_PAYLOAD_BYTES, fit_push, payload_size
+from domains.notifications.rules import RULES
 from domains.notifications.sms import Encoding, fit_sms, sms_length
-from domains.notifications.templates import Templates, locale_of
+from domains.notifications.templates import LOCALES, Templates, locale_of
 
 OVERDUE = {"number": "2026-11-7", "amount": "1250.00", "currency": "RUB", "due_date": "2026-12-10"}
 
 
 def test_every_rule_has_its_templates_in_every_locale() -> None:
     assert Templates().missing() == []
+
+
+SERVICE = {"subscription_id": 5, "tariff": "Домашний 100", "address": "ул. Ленина, 1"}
+TICKET = {"ticket_id": 42, "subject": "Нет интернета"}
+# An event of each row as planned: its data, and what the rule's lookups add.
+SAMPLES: dict[str, dict[str, object]] = {
+    "payment.created": {"amount": "1250.00", "currency": "RUB", "invoice_id": 3},
+    "invoice.issued": {
+        **OVERDUE,
+        "period_start": "2026-11-01",
+        "period_end": "2026-11-30",
+    },
+    "invoice.overdue": OVERDUE,
+    "invoice.payment_reminder": {
+        "number": "2026-11-7",
+        "amount_due": "780.00",
+        "currency": "RUB",
+        "due_date": "2026-12-10",
+        "offset_days": 0,
+    },
+    "identity.password_reset_requested": {
+        "link": "https://my.kabinet.test/reset-password?token=t",
+        "expires_at": "2026-12-04T20:00:00+00:00",
+    },
+    "ticket.created": TICKET,
+    "ticket.message_added": {**TICKET, "author_kind": "operator", "internal": False},
+    "ticket.status_changed": {**TICKET, "new_status": "resolved"},
+    "subscription.suspended": {**SERVICE, "reason": "promise_expired"},
+    "subscription.resumed": SERVICE,
+    "subscription.paused": {**SERVICE, "first_day": "2026-12-10", "until": "2026-12-24"},
+    "tariff.changed": {
+        **SERVICE,
+        "from_tariff": "Домашний 100",
+        "to_tariff": "Быстрый 500",
+        "effective_from": "2027-01-01",
+        "scheduled": True,
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("event_type", "medium"),
+    [(event_type, medium) for event_type, rule in RULES.items() for medium in sorted(rule.media)],
+)
+def test_every_rule_renders_in_russian_and_english(event_type: str, medium: Medium) -> None:
+    rendered = [
+        Templates().render(event_type, medium, locale, dict(SAMPLES[event_type]))
+        for locale in LOCALES
+    ]
+    for message in rendered:
+        assert message.text
+        assert bool(message.subject) is (medium is not Medium.SMS)
+        assert (message.html is not None) is (medium is Medium.EMAIL)
+    ru, en = rendered
+    assert ru.text != en.text
+    assert any("а" <= letter <= "я" for letter in ru.text.lower())
+
+
+def test_a_reminder_says_whether_the_day_has_come() -> None:
+    def subject(offset_days: int) -> str:
+        data = {**SAMPLES["invoice.payment_reminder"], "offset_days": offset_days}
+        return Templates().render("invoice.payment_reminder", Medium.EMAIL, "en", data).subject
+
+    assert subject(-3) == "Reminder: invoice 2026-11-7 is due on 2026-12-10"
+    assert subject(0) == "Invoice 2026-11-7 is due today"
+    assert subject(2) == "Invoice 2026-11-7 is still unpaid"
 
 
 def test_html_is_autoescaped_and_text_is_not() -> None:

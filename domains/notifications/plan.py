@@ -1,7 +1,8 @@
 """From an event to its notifications: the consumer's handler.
 
 It runs in the consumer's claim transaction (domains/events/consumer.py), so an event is
-planned once; each message is a `notifications` row, unique per (event, user, medium,
+planned once, by its rule (domains/notifications/rules.py: its conditions on the event, what
+it looks up); each message is a `notifications` row, unique per (event, user, medium,
 target), a second guard should the claim ever be lost. Outside messages are queued for the
 dispatcher (domains/notifications/dispatch.py), which renders and sends them after the
 commit; an in-app message is rendered here and is in the inbox at the commit, with a
@@ -86,7 +87,15 @@ class Planner:
 
     async def plan(self, session: AsyncSession, event: CloudEvent) -> None:
         rule = RULES[event.type]
+        if not rule.applies(event.data):
+            return  # not this one (an internal note, a ticket not resolved)
         reader = writer(session)
+        data = dict(event.data)
+        for lookup in rule.looks_up:
+            looked = await lookup.fields(reader, data)
+            if looked is None:
+                return  # what the message is about is gone: nothing to tell
+            data = looked | data
         found = await (
             reader.fetch(RECIPIENT_OF_CUSTOMER, customer_id=event.data["customer_id"])
             if rule.recipient is Recipient.CUSTOMER
@@ -108,13 +117,16 @@ class Planner:
             return [Address("", None)]
 
         for delivery in rule.deliveries:
-            for medium in delivery:
+            if not delivery.applies(data):
+                continue
+            for medium in delivery.media:
                 chosen = addresses(medium) if preferences.allows(rule.category, medium) else []
                 if chosen:
                     for address in chosen:
                         await self._write(
                             session,
                             event,
+                            data,
                             rule,
                             recipient.user_id,
                             medium,
@@ -127,6 +139,7 @@ class Planner:
         self,
         session: AsyncSession,
         event: CloudEvent,
+        data: dict[str, Any],
         rule: Rule,
         user_id: int,
         medium: Medium,
@@ -145,13 +158,13 @@ class Planner:
             "device_id": address.device_id,
             "address": address.address,
             "locale": locale_of(locale),
-            "data": event.data,
+            "data": data,
             "status": NotificationStatus.QUEUED,
             "attempts": 0,
             "next_attempt_at": now,
         }
         if medium is Medium.IN_APP:
-            rendered = self.templates.render(event.type, medium, locale, dict(event.data))
+            rendered = self.templates.render(event.type, medium, locale, dict(data))
             values |= {
                 "status": NotificationStatus.SENT,
                 "title": rendered.subject,
