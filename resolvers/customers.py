@@ -26,6 +26,7 @@ from domains.customers.customer import CUSTOMER_ORDER, CustomerRow, search_custo
 from domains.customers.models import Segment
 from domains.customers.pause import PauseOutcome, PauseRow, pause_subscription, resume_subscription
 from domains.customers.profile import update_profile
+from domains.customers.provisioning import create_customer
 from domains.customers.subscription import SubscriptionRow
 from domains.customers.tariff import TariffRow, list_tariffs
 from domains.customers.tariff_admin import archive_tariff, change_tariff_price, create_tariff
@@ -294,3 +295,22 @@ async def archive(info: Info[Context], tariff_id: strawberry.ID) -> TariffRow:
 
 async def change_tariff_of(root: TariffChange, info: Info[Context]) -> TariffRow:
     return await tariff_by_pk(info, root.tariff_id)
+
+
+async def new_customer(
+    info: Info[Context],
+    email: str,
+    full_name: str,
+    contract_num: str,
+    phone: str | None = None,
+) -> CustomerRow:
+    customer = await create_customer(
+        info.context.auth,
+        info.context.signed_in,
+        email=email,
+        full_name=full_name,
+        contract_num=contract_num,
+        phone=phone,
+    )
+    info.context.loaders.of(CustomersByIdLoader).prime(customer.id, customer)
+    return customer

@@ -252,6 +252,12 @@ class Mutation:
             info, tariff_id, monthly_price, effective_from
         )
 
+    create_customer: CustomerRef = strawberry.field(
+        resolver=customer_resolvers.new_customer,
+        description="Open a subscriber's account with their user (admins): the email gets an "
+        "invitation whose link sets the password; staff never choose one.",
+    )
+
     archive_tariff: Tariff = strawberry.field(
         resolver=customer_resolvers.archive,
         description="Offer a tariff no more; subscriptions on it keep it (admins).",
@@ -279,6 +285,7 @@ domain = Domain(
         "Mutation.createTariff": Access.ADMIN,
         "Mutation.changeTariffPrice": Access.ADMIN,
         "Mutation.archiveTariff": Access.ADMIN,
+        "Mutation.createCustomer": Access.ADMIN,
         "TariffSpan": Access.SIGNED_IN,
         "SubscriptionPause": Access.SIGNED_IN,
         "TariffChangePayload": Access.SIGNED_IN,

@@ -60,6 +60,7 @@ TABLES = (
     "subscription_pauses",
     "tariffs",
     "tariff_prices",
+    "password_resets",
 )
 
 
@@ -282,6 +283,11 @@ MUTATIONS |= {
     ),
     "archiveTariff": (
         "mutation($tariff: ID!) { archiveTariff(tariffId: $tariff) { isActive } }",
+        {"admin"},
+    ),
+    "createCustomer": (
+        'mutation { createCustomer(email: "matrix@example.ru", fullName: "Матрица",'
+        ' contractNum: "K-MATRIX") { contractNum } }',
         {"admin"},
     ),
 }

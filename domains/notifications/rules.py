@@ -32,7 +32,8 @@ class Rule:
     recipient: Recipient
     # Each delivery is one message: on the first medium of its list the recipient can get.
     deliveries: tuple[tuple[Medium, ...], ...]
-    # The message carries the password-reset link, derived when it is sent.
+    # The message carries the password-reset link (a reset's or an invitation's), derived
+    # when it is sent.
     reset_link: bool = False
 
     @property
@@ -53,6 +54,10 @@ RULES: Mapping[str, Rule] = {
         ((Medium.EMAIL,), (Medium.SMS,), (Medium.IN_APP,)),
     ),
     "identity.password_reset_requested": Rule(
+        Category.SECURITY, Recipient.USER, ((Medium.EMAIL,),), reset_link=True
+    ),
+    # A new account's first password: security, so no preference or quiet hour holds it.
+    "identity.invitation_created": Rule(
         Category.SECURITY, Recipient.USER, ((Medium.EMAIL,),), reset_link=True
     ),
 }
