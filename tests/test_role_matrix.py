@@ -285,6 +285,11 @@ MUTATIONS |= {
         "mutation($tariff: ID!) { archiveTariff(tariffId: $tariff) { isActive } }",
         {"admin"},
     ),
+    "voidInvoice": (
+        'mutation($invoice: ID!) { voidInvoice(invoiceId: $invoice, reason: "matrix")'
+        " { status } }",
+        {"admin"},
+    ),
     "createCustomer": (
         'mutation { createCustomer(email: "matrix@example.ru", fullName: "Матрица",'
         ' contractNum: "K-MATRIX") { contractNum } }',
