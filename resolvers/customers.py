@@ -22,6 +22,12 @@ from dataloaders.customers import (
 )
 from dataloaders.identity import UsersByIdLoader
 from domains.customers.contract import ContractRow
+from domains.customers.contract_admin import (
+    ServiceAddress,
+    create_contract,
+    create_subscription,
+    update_contract,
+)
 from domains.customers.customer import CUSTOMER_ORDER, CustomerRow, search_customers
 from domains.customers.models import Segment
 from domains.customers.pause import PauseOutcome, PauseRow, pause_subscription, resume_subscription
@@ -314,3 +320,77 @@ async def new_customer(
     )
     info.context.loaders.of(CustomersByIdLoader).prime(customer.id, customer)
     return customer
+
+
+def contract_service_address(root: ContractRow) -> ServiceAddress | None:
+    if root.postal_code is None:
+        return None
+    return ServiceAddress(
+        region=root.region or "",
+        city=root.city or "",
+        street=root.street or "",
+        house=root.house or "",
+        postal_code=root.postal_code,
+        flat=root.flat,
+    )
+
+
+def _address(given: Any) -> ServiceAddress:
+    return ServiceAddress(
+        region=given.region,
+        city=given.city,
+        street=given.street,
+        house=given.house,
+        postal_code=given.postal_code,
+        flat=given.flat,
+    )
+
+
+async def new_contract(
+    info: Info[Context],
+    customer_id: strawberry.ID,
+    tariff_id: strawberry.ID,
+    starts_on: date,
+    address: Any,
+) -> ContractRow:
+    context = info.context
+    contract = await create_contract(
+        context.db,
+        context.signed_in,
+        customer_id=pk_of(customer_id, "Customer"),
+        tariff_id=pk_of(tariff_id, "Tariff"),
+        starts_on=starts_on,
+        address=_address(address),
+        terms=context.lifecycle,
+        clock=context.clock,
+    )
+    context.loaders.of(ContractsByIdLoader).prime(contract.id, contract)
+    return contract
+
+
+async def edit_contract(
+    info: Info[Context], contract_id: strawberry.ID, address: Any
+) -> ContractRow:
+    context = info.context
+    contract = await update_contract(
+        context.db, context.signed_in, pk_of(contract_id, "Contract"), address=_address(address)
+    )
+    context.loaders.of(ContractsByIdLoader).prime(contract.id, contract)
+    return contract
+
+
+async def new_subscription(
+    info: Info[Context], contract_id: strawberry.ID, tariff_id: strawberry.ID, starts_on: date
+) -> SubscriptionRow:
+    context = info.context
+    subscription = await create_subscription(
+        context.db,
+        context.signed_in,
+        contract_id=pk_of(contract_id, "Contract"),
+        tariff_id=pk_of(tariff_id, "Tariff"),
+        starts_on=starts_on,
+        terms=context.lifecycle,
+        clock=context.clock,
+    )
+    context.loaders.of(SubscriptionsByIdLoader).prime(subscription.id, subscription)
+    return subscription

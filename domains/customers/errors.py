@@ -70,3 +70,7 @@ class EmailTaken(DomainError):
 
 class ContractNumTaken(DomainError):
     code = "CONTRACT_NUM_TAKEN"
+
+
+class ContractTerminated(DomainError):
+    code = "CONTRACT_TERMINATED"
