@@ -201,7 +201,7 @@ class Query:
     )
     customers: Connection[CustomerRef] = strawberry.field(
         resolver=customer_resolvers.customers,
-        description="Staff search by contract number, email or name.",
+        description="Staff search by contract number, email, name, phone or service address.",
     )
     tariffs: list[Tariff] = strawberry.field(
         resolver=customer_resolvers.tariffs, description="The tariff catalogue, cheapest first."

@@ -21,6 +21,7 @@ from domains.customers.contract_admin import (
     create_subscription,
     update_contract,
 )
+from domains.customers.customer import search_customers
 from domains.customers.errors import TariffArchived
 from domains.customers.models import ContractStatus
 from domains.customers.terms import LifecycleTerms
@@ -28,6 +29,7 @@ from domains.database import Database
 from domains.errors import Forbidden, InvalidInput, NotFound
 from domains.identity.models import Role
 from domains.identity.viewer import Viewer
+from domains.keyset import Window
 from domains.models import metadata
 from tests.test_invoice_run import make_tariff
 from tests.test_payments import insert_customer
@@ -213,3 +215,37 @@ async def test_refusals_write_nothing(db: Database) -> None:
             **common,
         )
     assert await _counts(db) == before
+
+
+async def test_staff_find_customers_by_phone_and_service_address(db: Database) -> None:
+    customer_id = await _customer(db)
+    other = await _customer(db)
+    async with db.transaction() as tx:
+        table = metadata.tables["customers"]
+        await tx.execute(
+            table.update().where(table.c.id == customer_id).values(phone="+79161234567")
+        )
+        await tx.execute(table.update().where(table.c.id == other).values(phone="+74950000000"))
+    tariff_id = await make_tariff(db, "310.00")
+    await create_contract(
+        db,
+        ADMIN,
+        customer_id=customer_id,
+        tariff_id=tariff_id,
+        starts_on=date(2026, 1, 10),
+        address=ServiceAddress("Moscow", "Moscow", "Tverskaya", "7", "125009", flat="12"),
+        terms=TERMS,
+        clock=ManualClock(NOW),
+    )
+
+    async def found(term: str) -> list[int]:
+        async with db.read() as reader:
+            page = await search_customers(reader, term, Window(limit=10))
+        return [row.id for row in page.rows]
+
+    assert await found("+7 (916) 123-45") == [customer_id]
+    assert await found("9161234567") == [customer_id]
+    assert await found("tverskaya") == [customer_id]
+    assert await found("125009") == [customer_id]
+    assert await found("+7") == [customer_id, other]
+    assert await found("arbat") == []
