@@ -329,6 +329,7 @@ QUERIES = {
         "{ customers(first: 2) { edges { node { contractNum } } } }",
         {"operator", "admin"},
     ),
+    "users": ("{ users(first: 2) { edges { node { email } } } }", {"operator", "admin"}),
     "mySessions": ("{ mySessions { id current } }", {"customer", "operator", "admin"}),
     "balanceHistory": ("{ balanceHistory(first: 2) { edges { node { type } } } }", {"customer"}),
     "billingRuns": (
