@@ -3,6 +3,7 @@
 import hashlib
 import hmac
 from dataclasses import dataclass
+from datetime import timedelta
 
 from redis.asyncio import Redis
 
@@ -176,6 +177,7 @@ class Services:
             refresh_idle_timeout=settings.refresh_token_idle_timeout,
             password_reset_ttl=settings.password_reset_ttl,
             reset_link_key=reset_link_key(settings),
+            invitation_ttl=timedelta(days=settings.invitation_days),
             on_login=metrics.count_login,
         )
         provider = payment_provider(settings)

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
         False, description="Also set the refresh token as a __Host- cookie (web portal)."
     )
     password_reset_ttl: timedelta = timedelta(minutes=30)
+    invitation_days: int = Field(
+        7, ge=1, le=90, description="Days a new customer's invitation link sets the password."
+    )
 
     # Brute force and rate limits (per window); see README "Limits".
     login_attempts_per_account_and_ip: int = Field(

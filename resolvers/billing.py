@@ -26,6 +26,7 @@ from domains.billing.card import top_up_balance as top_up_balance_action
 from domains.billing.errors import PromisedPaymentNotAllowed
 from domains.billing.invoice import INVOICE_ORDER, InvoiceFilter, InvoiceRow
 from domains.billing.invoice_line import InvoiceLineRow
+from domains.billing.invoice_void import void_invoice
 from domains.billing.models import InvoiceStatus, PaymentMethod
 from domains.billing.pay_invoice import pay_invoice as pay_invoice_action
 from domains.billing.payment import PAYMENT_ORDER, PaymentRow
@@ -501,3 +502,12 @@ def promised_repaid(root: PromisedPaymentRow) -> Money:
 
 def promised_outstanding(root: PromisedPaymentRow) -> Money:
     return Money(root.outstanding, root.currency)
+
+
+async def void(info: Info[Context], invoice_id: strawberry.ID, reason: str) -> InvoiceRow:
+    context = info.context
+    voided = await void_invoice(
+        context.db, context.signed_in, pk_of(invoice_id, "Invoice"), reason, clock=context.clock
+    )
+    context.loaders.of(InvoicesByIdLoader).prime(voided.id, voided)
+    return voided

@@ -22,10 +22,17 @@ from dataloaders.customers import (
 )
 from dataloaders.identity import UsersByIdLoader
 from domains.customers.contract import ContractRow
+from domains.customers.contract_admin import (
+    ServiceAddress,
+    create_contract,
+    create_subscription,
+    update_contract,
+)
 from domains.customers.customer import CUSTOMER_ORDER, CustomerRow, search_customers
 from domains.customers.models import Segment
 from domains.customers.pause import PauseOutcome, PauseRow, pause_subscription, resume_subscription
 from domains.customers.profile import update_profile
+from domains.customers.provisioning import create_customer
 from domains.customers.subscription import SubscriptionRow
 from domains.customers.tariff import TariffRow, list_tariffs
 from domains.customers.tariff_admin import archive_tariff, change_tariff_price, create_tariff
@@ -294,3 +301,96 @@ async def archive(info: Info[Context], tariff_id: strawberry.ID) -> TariffRow:
 
 async def change_tariff_of(root: TariffChange, info: Info[Context]) -> TariffRow:
     return await tariff_by_pk(info, root.tariff_id)
+
+
+async def new_customer(
+    info: Info[Context],
+    email: str,
+    full_name: str,
+    contract_num: str,
+    phone: str | None = None,
+) -> CustomerRow:
+    customer = await create_customer(
+        info.context.auth,
+        info.context.signed_in,
+        email=email,
+        full_name=full_name,
+        contract_num=contract_num,
+        phone=phone,
+    )
+    info.context.loaders.of(CustomersByIdLoader).prime(customer.id, customer)
+    return customer
+
+
+def contract_service_address(root: ContractRow) -> ServiceAddress | None:
+    if root.postal_code is None:
+        return None
+    return ServiceAddress(
+        region=root.region or "",
+        city=root.city or "",
+        street=root.street or "",
+        house=root.house or "",
+        postal_code=root.postal_code,
+        flat=root.flat,
+    )
+
+
+def _address(given: Any) -> ServiceAddress:
+    return ServiceAddress(
+        region=given.region,
+        city=given.city,
+        street=given.street,
+        house=given.house,
+        postal_code=given.postal_code,
+        flat=given.flat,
+    )
+
+
+async def new_contract(
+    info: Info[Context],
+    customer_id: strawberry.ID,
+    tariff_id: strawberry.ID,
+    starts_on: date,
+    address: Any,
+) -> ContractRow:
+    context = info.context
+    contract = await create_contract(
+        context.db,
+        context.signed_in,
+        customer_id=pk_of(customer_id, "Customer"),
+        tariff_id=pk_of(tariff_id, "Tariff"),
+        starts_on=starts_on,
+        address=_address(address),
+        terms=context.lifecycle,
+        clock=context.clock,
+    )
+    context.loaders.of(ContractsByIdLoader).prime(contract.id, contract)
+    return contract
+
+
+async def edit_contract(
+    info: Info[Context], contract_id: strawberry.ID, address: Any
+) -> ContractRow:
+    context = info.context
+    contract = await update_contract(
+        context.db, context.signed_in, pk_of(contract_id, "Contract"), address=_address(address)
+    )
+    context.loaders.of(ContractsByIdLoader).prime(contract.id, contract)
+    return contract
+
+
+async def new_subscription(
+    info: Info[Context], contract_id: strawberry.ID, tariff_id: strawberry.ID, starts_on: date
+) -> SubscriptionRow:
+    context = info.context
+    subscription = await create_subscription(
+        context.db,
+        context.signed_in,
+        contract_id=pk_of(contract_id, "Contract"),
+        tariff_id=pk_of(tariff_id, "Tariff"),
+        starts_on=starts_on,
+        terms=context.lifecycle,
+        clock=context.clock,
+    )
+    context.loaders.of(SubscriptionsByIdLoader).prime(subscription.id, subscription)
+    return subscription

@@ -6,16 +6,16 @@ import strawberry
 from strawberry import Info
 
 from dataloaders.identity import UsersByIdLoader
-from domains.errors import NotFound
+from domains.errors import Forbidden, NotFound
 from domains.identity import login as sign_in
 from domains.identity import logout as sign_out
 from domains.identity import password_change, password_reset, refresh, user_admin
 from domains.identity.credentials import Credentials
 from domains.identity.models import Role
 from domains.identity.session import SessionRow
-from domains.identity.user import UserRow
+from domains.identity.user import USER_ORDER, UserFilter, UserRow, list_users
 from resolvers.context import Context
-from resolvers.relay import pk_of
+from resolvers.relay import Connection, connection_from_page, pk_of, window_from_arguments
 
 
 def visible_user(user: UserRow | None, _parent: Any, context: Context) -> UserRow:
@@ -103,3 +103,22 @@ async def update_user(
         role=role,
         is_active=is_active,
     )
+
+
+async def users(
+    info: Info[Context],
+    role: list[Role] | None = None,
+    is_active: bool | None = None,
+    email_prefix: str | None = None,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Connection[UserRow]:
+    if not info.context.signed_in.is_staff:
+        raise Forbidden("only staff can list users")
+    window = window_from_arguments(USER_ORDER, first, after, last, before)
+    listed = UserFilter(frozenset(role or ()), is_active, (email_prefix or "").strip() or None)
+    async with info.context.db.read() as reader:
+        page = await list_users(reader, listed, window)
+    return connection_from_page(page, USER_ORDER)

@@ -315,6 +315,12 @@ class Mutation:
             info, payment_id, amount, reason, idempotency_key
         )
 
+    void_invoice: Invoice = strawberry.field(
+        resolver=billing_resolvers.void,
+        description="Void an unpaid invoice (admins): its issuance is reversed in the ledger, "
+        "nothing is deleted. One with a payment on it is refunded first.",
+    )
+
     @strawberry.mutation(
         description="Top up the balance by card: starts a provider payment to confirm; the "
         "balance grows when the provider confirms it. A retry with the same key starts nothing."
@@ -425,6 +431,7 @@ domain = Domain(
         "Query.billingRun": Access.STAFF,
         "Mutation.payInvoice": Access.CUSTOMER,
         "Mutation.refundPayment": Access.ADMIN,
+        "Mutation.voidInvoice": Access.ADMIN,
         "Mutation.topUpBalance": Access.CUSTOMER,
         # A customer's own; operators and admins on a customer's behalf.
         "Query.promisedPayments": Access.SIGNED_IN,

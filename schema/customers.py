@@ -57,10 +57,37 @@ class Tariff(Node):
         return await customer_resolvers.tariff_by_pk(info, pk_of(id, "Tariff"))
 
 
+@strawberry.type(description="Where a contract's service is delivered, in parts staff search.")
+class ServiceAddress:
+    region: str
+    city: str
+    street: str
+    house: str
+    flat: str | None
+    postal_code: str = strawberry.field(description="Russian Post's six-digit index.")
+
+
+@strawberry.input(description="A service address; the flat may be left out.")
+class ServiceAddressInput:
+    region: str
+    city: str
+    street: str
+    house: str
+    postal_code: str
+    flat: str | None = None
+
+
 @strawberry.federation.type(keys=["id"], description="A service agreement at one address.")
 class Contract(Node):
     id: strawberry.ID = node_id("Contract")
-    address: str = strawberry.field(description="Where the service is delivered.")
+    address: str = strawberry.field(
+        description="Where the service is delivered, as printed: written from serviceAddress "
+        "(a free text on contracts from before it)."
+    )
+    service_address: ServiceAddress | None = strawberry.field(
+        resolver=customer_resolvers.contract_service_address,
+        description="Its parts; null on a contract from before them.",
+    )
     status: ContractState
     start_date: date
     end_date: date | None
@@ -174,7 +201,7 @@ class Query:
     )
     customers: Connection[CustomerRef] = strawberry.field(
         resolver=customer_resolvers.customers,
-        description="Staff search by contract number, email or name.",
+        description="Staff search by contract number, email, name, phone or service address.",
     )
     tariffs: list[Tariff] = strawberry.field(
         resolver=customer_resolvers.tariffs, description="The tariff catalogue, cheapest first."
@@ -252,6 +279,42 @@ class Mutation:
             info, tariff_id, monthly_price, effective_from
         )
 
+    @strawberry.mutation(
+        description="Open a contract for a customer at a service address, from a day (today "
+        "or later), on an active tariff (admins)."
+    )
+    async def create_contract(
+        self,
+        info: strawberry.Info,
+        customer_id: strawberry.ID,
+        tariff_id: strawberry.ID,
+        starts_on: date,
+        address: ServiceAddressInput,
+    ) -> Contract:
+        return await customer_resolvers.new_contract(  # type: ignore[return-value]
+            info, customer_id, tariff_id, starts_on, address
+        )
+
+    @strawberry.mutation(description="Change a contract's service address (admins).")
+    async def update_contract(
+        self, info: strawberry.Info, contract_id: strawberry.ID, address: ServiceAddressInput
+    ) -> Contract:
+        return await customer_resolvers.edit_contract(  # type: ignore[return-value]
+            info, contract_id, address
+        )
+
+    create_subscription: Subscription = strawberry.field(
+        resolver=customer_resolvers.new_subscription,
+        description="Start a tariff on an active contract from a day (today or later), billed "
+        "from that day (admins).",
+    )
+
+    create_customer: CustomerRef = strawberry.field(
+        resolver=customer_resolvers.new_customer,
+        description="Open a subscriber's account with their user (admins): the email gets an "
+        "invitation whose link sets the password; staff never choose one.",
+    )
+
     archive_tariff: Tariff = strawberry.field(
         resolver=customer_resolvers.archive,
         description="Offer a tariff no more; subscriptions on it keep it (admins).",
@@ -279,6 +342,11 @@ domain = Domain(
         "Mutation.createTariff": Access.ADMIN,
         "Mutation.changeTariffPrice": Access.ADMIN,
         "Mutation.archiveTariff": Access.ADMIN,
+        "Mutation.createCustomer": Access.ADMIN,
+        "Mutation.createContract": Access.ADMIN,
+        "Mutation.updateContract": Access.ADMIN,
+        "Mutation.createSubscription": Access.ADMIN,
+        "ServiceAddress": Access.SIGNED_IN,
         "TariffSpan": Access.SIGNED_IN,
         "SubscriptionPause": Access.SIGNED_IN,
         "TariffChangePayload": Access.SIGNED_IN,

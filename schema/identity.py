@@ -13,7 +13,7 @@ from resolvers.relay import pk_of
 from resolvers.rest import identity as identity_rest
 from schema.access import Access
 from schema.plugin import Domain
-from schema.shared import Node, is_row, node_id
+from schema.shared import Connection, Node, is_row, node_id
 
 if TYPE_CHECKING:
     from schema.entities import User
@@ -72,6 +72,11 @@ class Query:
         resolver=identity_resolvers.my_sessions,
         description="The viewer's live sessions, newest first.",
     )
+    users: Connection[Annotated["User", strawberry.lazy("schema.entities")]] = strawberry.field(
+        resolver=identity_resolvers.users,
+        description="Staff list users, oldest first: of any of `role`, active or not, by the "
+        "start of their email.",
+    )
     node: Node | None = strawberry.field(
         resolver=node_resolvers.node,
         description="Any object by its global id, if the viewer may see it.",
@@ -126,6 +131,9 @@ domain = Domain(
         "Query.me": Access.SIGNED_IN,
         "Query.node": Access.SIGNED_IN,
         "Query.mySessions": Access.SIGNED_IN,
+        "Query.users": Access.STAFF,
+        "UserConnection": Access.STAFF,
+        "UserEdge": Access.STAFF,
         "Mutation.login": Access.PUBLIC,
         "Mutation.refreshToken": Access.PUBLIC,
         "Mutation.requestPasswordReset": Access.PUBLIC,

@@ -60,6 +60,8 @@ TABLES = (
     "subscription_pauses",
     "tariffs",
     "tariff_prices",
+    "password_resets",
+    "contracts",
 )
 
 
@@ -155,7 +157,15 @@ async def _lifecycle_variables(client: httpx.AsyncClient, query: str) -> dict:
         pause += "subscriptionId: $s, from: $from, until: $until) { pause { id } } }"
         body = await graphql(client, pause, {"s": subscription, **_pause_days()}, alice)
         assert "errors" not in body, body
-    variables = {"sub": subscription, "tariff": tariff, **_pause_days()}
+    mine = await graphql(client, "{ me { customer { id contracts { id } } } }", token=alice)
+    customer = mine["data"]["me"]["customer"]
+    variables = {
+        "sub": subscription,
+        "tariff": tariff,
+        "customer": customer["id"],
+        "contract": customer["contracts"][0]["id"],
+        **_pause_days(),
+    }
     return {name: value for name, value in variables.items() if f"${name}" in query}
 
 
@@ -168,7 +178,7 @@ def _pause_days() -> dict[str, str]:
 async def _variables(client: httpx.AsyncClient, query: str) -> dict | None:
     if "$ticket" in query:
         return {"ticket": await _alice_ticket(client)}
-    if "$sub" in query or "$tariff" in query:
+    if "$sub" in query or "$tariff" in query or "$contract" in query:
         return await _lifecycle_variables(client, query)
     if "$id" in query:
         return {"id": await _bob(client)}
@@ -187,6 +197,7 @@ async def _variables(client: httpx.AsyncClient, query: str) -> dict | None:
     return None
 
 
+ADDRESS = 'region: "Москва", city: "Москва", street: "Тверская", house: "1", postalCode: "125009"'
 # name -> (operation, roles allowed). Mutations touch the database when they run.
 MUTATIONS = {
     "updateMyProfile": (
@@ -284,6 +295,31 @@ MUTATIONS |= {
         "mutation($tariff: ID!) { archiveTariff(tariffId: $tariff) { isActive } }",
         {"admin"},
     ),
+    "voidInvoice": (
+        'mutation($invoice: ID!) { voidInvoice(invoiceId: $invoice, reason: "matrix") { status } }',
+        {"admin"},
+    ),
+    "createContract": (
+        "mutation($customer: ID!, $tariff: ID!, $from: Date!) { createContract("
+        "customerId: $customer, tariffId: $tariff, startsOn: $from, address: {"
+        f"{ADDRESS}}}) {{ address }} }}",
+        {"admin"},
+    ),
+    "updateContract": (
+        "mutation($contract: ID!) { updateContract(contractId: $contract, address: {"
+        f"{ADDRESS}}}) {{ address }} }}",
+        {"admin"},
+    ),
+    "createSubscription": (
+        "mutation($contract: ID!, $tariff: ID!, $from: Date!) { createSubscription("
+        "contractId: $contract, tariffId: $tariff, startsOn: $from) { status } }",
+        {"admin"},
+    ),
+    "createCustomer": (
+        'mutation { createCustomer(email: "matrix@example.ru", fullName: "Матрица",'
+        ' contractNum: "K-MATRIX") { contractNum } }',
+        {"admin"},
+    ),
 }
 QUERIES = {
     "me": ("{ me { email } }", {"customer", "operator", "admin"}),
@@ -293,6 +329,7 @@ QUERIES = {
         "{ customers(first: 2) { edges { node { contractNum } } } }",
         {"operator", "admin"},
     ),
+    "users": ("{ users(first: 2) { edges { node { email } } } }", {"operator", "admin"}),
     "mySessions": ("{ mySessions { id current } }", {"customer", "operator", "admin"}),
     "balanceHistory": ("{ balanceHistory(first: 2) { edges { node { type } } } }", {"customer"}),
     "billingRuns": (

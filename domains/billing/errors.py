@@ -70,3 +70,9 @@ class PromisedPaymentNotAllowed(DomainError):
     their invoices owe, needs the credit."""
 
     code = "PROMISED_PAYMENT_NOT_ALLOWED"
+
+
+class InvoiceNotVoidable(DomainError):
+    """Paid, already void, or with a payment still kept or pending: refund it first."""
+
+    code = "INVOICE_NOT_VOIDABLE"

@@ -11,6 +11,8 @@ Every event is an outbox row: `id` (uuid, the event id), `type`, `occurred_at` (
   refunded_amount, currency, reason}`; `amount` is this refund, `refunded_amount` the total.
 - `invoice.paid`: `{version, invoice_id, customer_id, number, amount, currency}`, when the
   invoice's payments first cover it (again after a refund uncovered it).
+- `invoice.voided`: `{version, invoice_id, customer_id, number, amount, currency, reason}`,
+  when an admin voids it (domains/billing/invoice_void.py): it is owed no more.
 - `balance.changed`: `{version, customer_id, balance, delta, currency, reason}` with
   `reason` one of `payment`, `refund`, `top_up`.
 - `invoice.issued`: `{version, invoice_id, customer_id, number, period_start, period_end,
@@ -120,6 +122,28 @@ async def invoice_paid(
         number=number,
         amount=amount,
         currency=currency,
+    )
+
+
+async def invoice_voided(
+    session: AsyncSession,
+    *,
+    invoice_id: int,
+    customer_id: int,
+    number: str,
+    amount: Decimal,
+    currency: str,
+    reason: str,
+) -> None:
+    await _record(
+        session,
+        "invoice.voided",
+        customer_id,
+        invoice_id=invoice_id,
+        number=number,
+        amount=amount,
+        currency=currency,
+        reason=reason,
     )
 
 

@@ -136,6 +136,10 @@ class Invoice(Base):
     issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     due_date: Mapped[date | None] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set by voidInvoice (domains/billing/invoice_void.py): who voided it, when and why.
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    voided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    void_reason: Mapped[str | None] = mapped_column(String(500))
 
 
 class InvoiceLine(Base):

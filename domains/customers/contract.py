@@ -19,6 +19,14 @@ class ContractRow:
     status: ContractStatus
     start_date: date
     end_date: date | None
+    # The service address's parts; None on a contract from before them (its `address` is
+    # a free text).
+    region: str | None
+    city: str | None
+    street: str | None
+    house: str | None
+    flat: str | None
+    postal_code: str | None
 
 
 CONTRACTS_BY_ID = Read(

@@ -7,12 +7,13 @@ from decimal import Decimal
 
 from sqlalchemy import Select, bindparam, func, or_, select
 
-from domains.customers.models import Customer
+from domains.customers.models import Contract, Customer
 from domains.identity.models import User
 from domains.keyset import Ordering, Page, PageRead, Window
 from domains.reads import Read, Reader, any_of, select_rows
 
 customers = Customer.__table__
+contracts = Contract.__table__
 users = User.__table__
 
 
@@ -40,18 +41,24 @@ CUSTOMERS_BY_USER_ID = Read(
 
 
 def _search(searching: bool) -> Select:
-    """Contract number or email prefix, or any part of the name (`prefix`, `part`: LIKE
+    """Contract number or email prefix, any part of the name, of the phone number (`phone`:
+    the term's digits) or of a contract's service address (`prefix`, `part`, `phone`: LIKE
     patterns, escaped); everyone when not searching."""
     stmt = select_rows(CustomerRow, customers)
     if not searching:
         return stmt
     prefix, part = bindparam("prefix"), bindparam("part")
     owner_emails = select(users.c.id).where(func.lower(users.c.email).like(prefix, escape="\\"))
+    served_at = select(contracts.c.customer_id).where(
+        func.lower(contracts.c.address).like(part, escape="\\")
+    )
     return stmt.where(
         or_(
             func.lower(customers.c.contract_num).like(prefix, escape="\\"),
             func.lower(customers.c.full_name).like(part, escape="\\"),
+            customers.c.phone.like(bindparam("phone"), escape="\\"),
             customers.c.user_id.in_(owner_emails),
+            customers.c.id.in_(served_at),
         )
     )
 
@@ -68,11 +75,20 @@ async def customers_by_user_ids(reader: Reader, user_ids: Sequence[int]) -> dict
 
 
 async def search_customers(reader: Reader, search: str | None, window: Window) -> Page[CustomerRow]:
-    """Staff search: contract number or email prefix, or any part of the name."""
+    """Staff search: contract number or email prefix, or any part of the name, phone or
+    service address."""
     term = (search or "").strip().lower()
     if not term:
         return await CUSTOMER_SEARCH.page(reader, window, shape=False)
     escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    # Phones are stored in E.164: "+7 (916) 123" finds "+7916123...". A term with no digit
+    # matches no phone.
+    digits = "".join(c for c in term if c.isdigit())
     return await CUSTOMER_SEARCH.page(
-        reader, window, shape=True, prefix=f"{escaped}%", part=f"%{escaped}%"
+        reader,
+        window,
+        shape=True,
+        prefix=f"{escaped}%",
+        part=f"%{escaped}%",
+        phone=f"%{digits}%" if digits else "",
     )

@@ -60,3 +60,17 @@ class NotPaused(DomainError):
     """No pause running or ahead to end."""
 
     code = "NOT_PAUSED"
+
+
+class EmailTaken(DomainError):
+    """Another account signs in with this email."""
+
+    code = "EMAIL_TAKEN"
+
+
+class ContractNumTaken(DomainError):
+    code = "CONTRACT_NUM_TAKEN"
+
+
+class ContractTerminated(DomainError):
+    code = "CONTRACT_TERMINATED"

@@ -83,12 +83,22 @@ class Contract(Base):
     __tablename__ = "contracts"
     __table_args__ = (
         CheckConstraint("end_date IS NULL OR end_date >= start_date", name="dates_ordered"),
+        # Staff look a service address up by its street.
+        Index("ix_contracts_city_street", "city", "street", "house"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
     tariff_id: Mapped[int] = mapped_column(ForeignKey("tariffs.id"), index=True)
+    # The display form; written from the parts below by staff (contract_admin.py), a free
+    # text on contracts from before them, which have no parts.
     address: Mapped[str] = mapped_column(String(300))
+    region: Mapped[str | None] = mapped_column(String(100))
+    city: Mapped[str | None] = mapped_column(String(100))
+    street: Mapped[str | None] = mapped_column(String(150))
+    house: Mapped[str | None] = mapped_column(String(20))
+    flat: Mapped[str | None] = mapped_column(String(20))
+    postal_code: Mapped[str | None] = mapped_column(String(12), index=True)
     status: Mapped[ContractStatus] = mapped_column(
         stored_enum(ContractStatus, "contract_status"), default=ContractStatus.ACTIVE
     )

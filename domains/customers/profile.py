@@ -16,6 +16,21 @@ _SEPARATORS = re.compile(r"[\s\-()]")
 MAX_NAME = 200
 
 
+def valid_name(full_name: str) -> str:
+    name = " ".join(full_name.split())
+    if not 1 <= len(name) <= MAX_NAME:
+        raise InvalidInput(f"fullName must be 1 to {MAX_NAME} characters")
+    return name
+
+
+def valid_phone(phone: str) -> str | None:
+    """The number in E.164, or None for an empty one (no phone)."""
+    number = _SEPARATORS.sub("", phone)
+    if number and not _PHONE.match(number):
+        raise InvalidInput("phone must be an international number such as +7 495 123-45-67")
+    return number or None
+
+
 async def update_profile(
     db: Database, viewer: Viewer, *, full_name: str | None, phone: str | None
 ) -> CustomerRow:
@@ -23,15 +38,9 @@ async def update_profile(
         raise Forbidden("only customers have a profile to edit")
     changes: dict[str, str | None] = {}
     if full_name is not None:
-        name = " ".join(full_name.split())
-        if not 1 <= len(name) <= MAX_NAME:
-            raise InvalidInput(f"fullName must be 1 to {MAX_NAME} characters")
-        changes["full_name"] = name
+        changes["full_name"] = valid_name(full_name)
     if phone is not None:
-        number = _SEPARATORS.sub("", phone)
-        if number and not _PHONE.match(number):
-            raise InvalidInput("phone must be an international number such as +7 495 123-45-67")
-        changes["phone"] = number or None
+        changes["phone"] = valid_phone(phone)
     if not changes:
         raise InvalidInput("nothing to change: give fullName or phone")
     async with db.transaction() as tx:

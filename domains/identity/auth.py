@@ -23,5 +23,7 @@ class Auth:
     password_reset_ttl: timedelta
     # Makes password-reset links (domains/identity/password_reset.py); never stored.
     reset_link_key: bytes
+    # How long an invitation's link (domains/identity/invitation.py) sets the first password.
+    invitation_ttl: timedelta = timedelta(days=7)
     # Told each sign-in's outcome (True: signed in), whichever transport it came by.
     on_login: Callable[[bool], None] = lambda _signed_in: None

@@ -16,8 +16,10 @@ import hmac
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.errors import InvalidInput
 from domains.events.subject import USER
@@ -89,22 +91,8 @@ async def _send_link(auth: Auth, email: str) -> None:
         user_id = (await tx.execute(stmt)).scalar_one_or_none()
         if user_id is None:
             return
-        await tx.execute(
-            update(password_resets)
-            .where(password_resets.c.user_id == user_id, password_resets.c.used_at.is_(None))
-            .values(used_at=now)
-        )
-        reset_id = uuid.uuid4()
-        token = reset_link_token(auth.reset_link_key, reset_id)
-        expires_at = now + auth.password_reset_ttl
-        await tx.execute(
-            password_resets.insert().values(
-                id=reset_id,
-                user_id=user_id,
-                token_hash=token_hash(token),
-                created_at=now,
-                expires_at=expires_at,
-            )
+        reset_id, expires_at = await issue_link(
+            tx, auth.reset_link_key, user_id, now=now, ttl=auth.password_reset_ttl
         )
         await record_event(
             tx,
@@ -118,6 +106,30 @@ async def _send_link(auth: Auth, email: str) -> None:
                 "expires_at": expires_at.isoformat(),
             },
         )
+
+
+async def issue_link(
+    tx: AsyncSession, key: bytes, user_id: int, *, now: datetime, ttl: timedelta
+) -> tuple[uuid.UUID, datetime]:
+    """A new single-use link for the user, voiding their earlier ones: its request id (what
+    the event names) and expiry. Invitations (domains/identity/invitation.py) use it too."""
+    await tx.execute(
+        update(password_resets)
+        .where(password_resets.c.user_id == user_id, password_resets.c.used_at.is_(None))
+        .values(used_at=now)
+    )
+    reset_id = uuid.uuid4()
+    expires_at = now + ttl
+    await tx.execute(
+        password_resets.insert().values(
+            id=reset_id,
+            user_id=user_id,
+            token_hash=token_hash(reset_link_token(key, reset_id)),
+            created_at=now,
+            expires_at=expires_at,
+        )
+    )
+    return reset_id, expires_at
 
 
 async def reset_password(auth: Auth, *, token: str, new_password: str) -> None:

@@ -89,7 +89,8 @@ class Rule:
     deliveries: tuple[Delivery, ...]
     when: tuple[Condition, ...] = ()
     looks_up: tuple[Lookup, ...] = ()
-    # The message carries the password-reset link, derived when it is sent.
+    # The message carries the password-reset link (a reset's or an invitation's), derived
+    # when it is sent.
     reset_link: bool = False
 
     @property
@@ -164,5 +165,9 @@ RULES: Mapping[str, Rule] = {
         Recipient.CUSTOMER,
         (by(Medium.EMAIL), by(Medium.IN_APP)),
         looks_up=(TARIFF_NAMES, SUBSCRIPTION_SERVICE),
+    ),
+    # A new account's first password: security, so no preference or quiet hour holds it.
+    "identity.invitation_created": Rule(
+        Category.SECURITY, Recipient.USER, (by(Medium.EMAIL),), reset_link=True
     ),
 }
