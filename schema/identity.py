@@ -4,16 +4,19 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
+from strawberry.scalars import JSON
 
+from domains.audit.reading import AuditRow
 from domains.identity.models import Role
 from domains.identity.user import UserRow
+from resolvers import audit as audit_resolvers
 from resolvers import identity as identity_resolvers
 from resolvers import node as node_resolvers
 from resolvers.relay import pk_of
 from resolvers.rest import identity as identity_rest
 from schema.access import Access
 from schema.plugin import Domain
-from schema.shared import Node, is_row, node_id
+from schema.shared import Connection, Node, is_row, node_id
 
 if TYPE_CHECKING:
     from schema.entities import User
@@ -63,6 +66,34 @@ class Session:
     current: bool = strawberry.field(description="Whether this request came through it.")
 
 
+@strawberry.type(description="One staff mutation, as the audit log keeps it for good.")
+class AuditEntry:
+    recorded_at: datetime
+    actor: Annotated["User", strawberry.lazy("schema.entities")] = strawberry.field(
+        resolver=audit_resolvers.entry_actor, description="The staff member who acted."
+    )
+    actor_role: str = strawberry.field(description="Their role then: OPERATOR or ADMIN.")
+    session_id: strawberry.ID | None = strawberry.field(description="The session it came in.")
+    client_address: str | None = strawberry.field(description="The client's address.")
+    user_agent: str | None
+    operation: str = strawberry.field(
+        description='"Mutation.<field>" or a REST route, "POST /billing/pay".'
+    )
+    arguments: JSON = strawberry.field(description="Its arguments, secrets redacted.")
+    outcome: str = strawberry.field(description="OK, or REFUSED (nothing of it was kept).")
+    error_code: str | None = strawberry.field(description="The code a refusal answered.")
+    customer_id: strawberry.ID | None = strawberry.field(
+        resolver=audit_resolvers.entry_customer_id,
+        description="The customer whose objects it changed, if any.",
+    )
+    changes: JSON = strawberry.field(
+        description='The rows it changed: [{table, op, before, after}] ("before" null for '
+        'an insert, "after" null for a delete).'
+    )
+
+    is_type_of = is_row(AuditRow)
+
+
 @strawberry.type
 class Query:
     me: Annotated["User", strawberry.lazy("schema.entities")] = strawberry.field(
@@ -71,6 +102,11 @@ class Query:
     my_sessions: list[Session] = strawberry.field(
         resolver=identity_resolvers.my_sessions,
         description="The viewer's live sessions, newest first.",
+    )
+    audit_log: Connection[AuditEntry] = strawberry.field(
+        resolver=audit_resolvers.audit_log,
+        description="Admins: every staff mutation, newest first, filtered by actor, "
+        "operation (exact), customer and time (since inclusive, until exclusive).",
     )
     node: Node | None = strawberry.field(
         resolver=node_resolvers.node,
@@ -126,6 +162,10 @@ domain = Domain(
         "Query.me": Access.SIGNED_IN,
         "Query.node": Access.SIGNED_IN,
         "Query.mySessions": Access.SIGNED_IN,
+        "Query.auditLog": Access.ADMIN,
+        "AuditEntry": Access.ADMIN,
+        "AuditEntryConnection": Access.ADMIN,
+        "AuditEntryEdge": Access.ADMIN,
         "Mutation.login": Access.PUBLIC,
         "Mutation.refreshToken": Access.PUBLIC,
         "Mutation.requestPasswordReset": Access.PUBLIC,
@@ -142,5 +182,6 @@ domain = Domain(
         "Session": Access.SIGNED_IN,
     },
     rest=identity_rest.ROUTES,
-    events=("identity",),
+    # audit.recorded: a staff mutation recorded (domains/audit/log.py).
+    events=("identity", "audit"),
 )

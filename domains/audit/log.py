@@ -191,7 +191,12 @@ async def _record(
         "customer_id": customer_id,
         "changes": changes,
     }
-    audit_id = (await tx.execute(insert(audit_log).values(values).returning(audit_log.c.id))).scalar_one()
+    audit_id = (
+        await tx.execute(insert(audit_log).values(values).returning(audit_log.c.id))
+    ).scalar_one()
+    if outcome != OK:
+        # A refusal keeps its row and nothing else: no event, no timeline entry.
+        return
     subject = CUSTOMER.of(customer_id) if customer_id is not None else USER.of(viewer.user_id)
     await record_event(
         tx,
@@ -203,13 +208,10 @@ async def _record(
             "operation": scope.operation,
             "actor_id": viewer.user_id,
             "customer_id": customer_id,
-            "outcome": outcome,
-            "error_code": error_code,
             "tables": sorted({change["table"] for change in changes}),
         },
     )
-    if outcome == OK:
-        after_commit(tx, _marker(scope))
+    after_commit(tx, _marker(scope))
 
 
 def _marker(scope: AuditScope) -> Any:
@@ -275,10 +277,14 @@ def _orm_listener(captured: list[dict[str, Any]]) -> Any:
         params = state.parameters if isinstance(state.parameters, Mapping) else {}
         if isinstance(statement, Insert):
             result = state.invoke_statement()
-            values = [dict(p) for p in state.parameters] if isinstance(state.parameters, list) else {
-                **statement.compile().params,
-                **params,
-            }
+            values = (
+                [dict(p) for p in state.parameters]
+                if isinstance(state.parameters, list)
+                else {
+                    **statement.compile().params,
+                    **params,
+                }
+            )
             captured.extend(_change(table, "insert", None, redacted(values)))
             return result
         if statement.whereclause is None:
@@ -288,7 +294,9 @@ def _orm_listener(captured: list[dict[str, Any]]) -> Any:
         result = state.invoke_statement()
         after = [] if isinstance(statement, Delete) else _rows(state.session.execute(again, params))
         if before or after:
-            captured.extend(_change(table, statement.__visit_name__, redacted(before), redacted(after)))
+            captured.extend(
+                _change(table, statement.__visit_name__, redacted(before), redacted(after))
+            )
         return result
 
     return listener
@@ -339,7 +347,9 @@ class _CapturingWriter:
         again = select(*table.c).where(statement.whereclause)
         before = _rows(await self._tx.execute(again, params))
         result = await run
-        after = [] if isinstance(statement, Delete) else _rows(await self._tx.execute(again, params))
+        after = (
+            [] if isinstance(statement, Delete) else _rows(await self._tx.execute(again, params))
+        )
         if before or after:
             self._captured.extend(
                 _change(table, statement.__visit_name__, redacted(before), redacted(after))
