@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import strawberry
 from strawberry import Info
 from strawberry.utils.str_converters import to_camel_case
 
@@ -70,9 +71,9 @@ def _audited(operation: str, resolver: Any) -> Callable[..., Any]:
 
 async def audit_log(
     info: Info[Context],
-    actor_id: str | None = None,
+    actor_id: strawberry.ID | None = None,
     operation: str | None = None,
-    customer_id: str | None = None,
+    customer_id: strawberry.ID | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     first: int | None = None,

@@ -38,6 +38,7 @@ from domains.reads import Declared
 from domains.writes import (
     UNIT_OF_WORK_OPENED,
     WRITER,
+    CoreWriter,
     RowsInsert,
     Write,
     Writer,
@@ -158,7 +159,11 @@ def _capture(tx: AsyncSession) -> None:
         return
     captured: list[dict[str, Any]] = []
     tx.info[_CAPTURED] = captured
-    tx.info[WRITER] = _CapturingWriter(tx.info[WRITER], tx, captured)
+    inner = tx.info[WRITER]
+    if not isinstance(inner, CoreWriter):
+        # PostgreSQL's writer sends on the driver's connection, past the session's
+        # listener; SQLite's runs through the session, which the listener sees.
+        tx.info[WRITER] = _CapturingWriter(inner, tx, captured)
     event.listen(tx.sync_session, "do_orm_execute", _orm_listener(captured))
 
     async def write(session: AsyncSession) -> None:

@@ -84,15 +84,15 @@ def upgrade() -> None:
             " FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()"
         )
     with op.batch_alter_table("crm_timeline") as batch:
-        batch.drop_constraint("ck_crm_timeline_timeline_kind", type_="check")
-        batch.create_check_constraint("ck_crm_timeline_timeline_kind", _kinds(KINDS))
+        batch.drop_constraint(op.f("ck_crm_timeline_timeline_kind"), type_="check")
+        batch.create_check_constraint(op.f("ck_crm_timeline_timeline_kind"), _kinds(KINDS))
 
 
 def downgrade() -> None:
     op.execute("DELETE FROM crm_timeline WHERE kind = 'staff_action'")
     with op.batch_alter_table("crm_timeline") as batch:
-        batch.drop_constraint("ck_crm_timeline_timeline_kind", type_="check")
-        batch.create_check_constraint("ck_crm_timeline_timeline_kind", _kinds(OLD_KINDS))
+        batch.drop_constraint(op.f("ck_crm_timeline_timeline_kind"), type_="check")
+        batch.create_check_constraint(op.f("ck_crm_timeline_timeline_kind"), _kinds(OLD_KINDS))
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER audit_log_no_truncate ON audit_log")
         op.execute("DROP TRIGGER audit_log_append_only ON audit_log")
