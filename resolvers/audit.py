@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import orjson
 import strawberry
 from strawberry import Info
 from strawberry.utils.str_converters import to_camel_case
@@ -103,3 +104,17 @@ async def entry_actor(root: AuditRow, info: Info[Context]) -> UserRow:
 
 def entry_customer_id(root: AuditRow) -> str | None:
     return None if root.customer_id is None else to_global_id("Customer", root.customer_id)
+
+
+def _json(value: Any) -> Any:
+    """A JSON column as the declared read gives it: decoded on SQLite, text from the driver
+    on PostgreSQL (the read pool's connections have no JSON codec)."""
+    return orjson.loads(value) if isinstance(value, str) else value
+
+
+def entry_arguments(root: AuditRow) -> Any:
+    return _json(root.arguments)
+
+
+def entry_changes(root: AuditRow) -> Any:
+    return _json(root.changes)

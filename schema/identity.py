@@ -79,7 +79,9 @@ class AuditEntry:
     operation: str = strawberry.field(
         description='"Mutation.<field>" or a REST route, "POST /billing/pay".'
     )
-    arguments: JSON = strawberry.field(description="Its arguments, secrets redacted.")
+    arguments: JSON = strawberry.field(
+        resolver=audit_resolvers.entry_arguments, description="Its arguments, secrets redacted."
+    )
     outcome: str = strawberry.field(description="OK, or REFUSED (nothing of it was kept).")
     error_code: str | None = strawberry.field(description="The code a refusal answered.")
     customer_id: strawberry.ID | None = strawberry.field(
@@ -87,8 +89,9 @@ class AuditEntry:
         description="The customer whose objects it changed, if any.",
     )
     changes: JSON = strawberry.field(
+        resolver=audit_resolvers.entry_changes,
         description='The rows it changed: [{table, op, before, after}] ("before" null for '
-        'an insert, "after" null for a delete).'
+        'an insert, "after" null for a delete).',
     )
 
     is_type_of = is_row(AuditRow)

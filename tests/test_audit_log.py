@@ -93,7 +93,8 @@ async def test_a_staff_refund_leaves_one_row_with_its_changes(client: httpx.Asyn
     assert entry["actorRole"] == "admin"
     assert entry["sessionId"] == await _session_of(client, admin)
     assert entry["clientAddress"] == "127.0.0.1"
-    assert entry["outcome"] == "OK" and entry["errorCode"] is None
+    assert entry["outcome"] == "OK"
+    assert entry["errorCode"] is None
     assert entry["arguments"]["amount"] == "5.00"
     assert entry["arguments"]["idempotency_key"] == "audit-1"
     assert entry["customerId"] is not None
