@@ -152,3 +152,133 @@ async def test_postgres_refuses_to_change_or_delete_audit_rows(client: httpx.Asy
         with pytest.raises(Exception, match="append-only"):
             async with db.connect() as conn:
                 await conn.execute(text(statement))
+
+
+async def _user_id(client: httpx.AsyncClient, token: str) -> str:
+    return (await graphql(client, "{ me { id } }", token=token))["data"]["me"]["id"]
+
+
+async def _alice(client: httpx.AsyncClient, admin: str) -> str:
+    body = await graphql(
+        client, '{ customers(search: "alice@example.com") { edges { node { id } } } }', token=admin
+    )
+    return body["data"]["customers"]["edges"][0]["node"]["id"]
+
+
+def _changes_of(entry: dict, table: str) -> list[dict]:
+    return [change for change in entry["changes"] if change["table"] == table]
+
+
+async def _one_new(client: httpx.AsyncClient, admin: str, operation: str, count: int) -> dict:
+    """The one row `operation` left since there were `count` of it."""
+    entries = await _entries(client, admin, operation=operation)
+    assert len(entries) == count + 1, entries
+    entry = entries[0]
+    assert entry["outcome"] == "OK"
+    assert entry["sessionId"] is not None
+    assert entry["clientAddress"] == "127.0.0.1"
+    return entry
+
+
+async def test_a_role_change_records_the_user_before_and_after(client: httpx.AsyncClient):
+    admin = await login(client, "admin@example.com")
+    operator_id = await _user_id(client, await login(client, "operator@example.com"))
+    count = len(await _entries(client, admin, operation="Mutation.updateUser"))
+    body = await graphql(
+        client,
+        "mutation($id: ID!) { updateUser(id: $id, role: ADMIN) { role } }",
+        {"id": operator_id},
+        admin,
+    )
+    assert "errors" not in body, body
+    entry = await _one_new(client, admin, "Mutation.updateUser", count)
+    assert entry["actor"] == {"email": "admin@example.com"}
+    [user] = [c for c in _changes_of(entry, "users") if c["op"] == "update"]
+    assert (user["before"]["role"], user["after"]["role"]) == ("operator", "admin")
+    assert user["after"]["email"] == "operator@example.com"
+    assert "password_hash" not in user["after"] or user["after"]["password_hash"] == "[redacted]"
+
+
+async def test_a_ticket_assignment_records_the_ticket_before_and_after(
+    client: httpx.AsyncClient,
+):
+    admin = await login(client, "admin@example.com")
+    operator_id = await _user_id(client, await login(client, "operator@example.com"))
+    save = "mutation($u: ID!) { saveSupportOperator(userId: $u, skills: [BILLING]) { capacity } }"
+    admin_id = await _user_id(client, admin)
+    for user_id in (operator_id, admin_id):
+        assert "errors" not in await graphql(client, save, {"u": user_id}, admin)
+    alice = await login(client, "alice@example.com")
+    create = 'mutation { createTicket(input: {category: BILLING, subject: "Twice",'
+    create += ' body: "Charged twice"}) { id } }'
+    ticket = (await graphql(client, create, token=alice))["data"]["createTicket"]["id"]
+    count = len(await _entries(client, admin, operation="Mutation.assignTicket"))
+    assign = "mutation($t: ID!, $o: ID!) { assignTicket(ticketId: $t, operatorId: $o) { id } }"
+    # Whoever the desk gave it to, staff hand it to the other.
+    view = "query($t: ID!) { ticket(id: $t) { assignee { id } } }"
+    assignee = (await graphql(client, view, {"t": ticket}, admin))["data"]["ticket"]["assignee"]
+    target = admin_id if assignee == {"id": operator_id} else operator_id
+    body = await graphql(client, assign, {"t": ticket, "o": target}, admin)
+    assert "errors" not in body, body
+    entry = await _one_new(client, admin, "Mutation.assignTicket", count)
+    assert entry["customerId"] == await _alice(client, admin)
+    [row] = [c for c in _changes_of(entry, "tickets") if c["op"] == "update"]
+    assert row["before"]["assignee_id"] != row["after"]["assignee_id"]
+    assert row["after"]["assignee_id"] is not None
+
+
+async def test_a_tariff_change_by_staff_records_the_subscription(client: httpx.AsyncClient):
+    alice = await login(client, "alice@example.com")
+    body = await graphql(client, "{ me { customer { subscriptions { id } } } }", token=alice)
+    subscription = body["data"]["me"]["customer"]["subscriptions"][0]["id"]
+    query = "query($s: ID!) { availableTariffs(subscriptionId: $s) { id } }"
+    tariff = (await graphql(client, query, {"s": subscription}, alice))["data"]
+    tariff = tariff["availableTariffs"][0]["id"]
+    admin = await login(client, "admin@example.com")
+    count = len(await _entries(client, admin, operation="Mutation.changeTariff"))
+    change = "mutation($s: ID!, $t: ID!) { changeTariff(subscriptionId: $s, tariffId: $t,"
+    change += " when: PERIOD_END) { scheduled } }"
+    body = await graphql(client, change, {"s": subscription, "t": tariff}, admin)
+    assert "errors" not in body, body
+    entry = await _one_new(client, admin, "Mutation.changeTariff", count)
+    assert entry["customerId"] == await _alice(client, admin)
+    assert entry["arguments"]["when"] == "period_end"
+    assert _changes_of(entry, "subscription_tariffs"), entry["changes"]
+    # Alice's own change is hers: no row.
+    cancel = "mutation($s: ID!) { cancelTariffChange(subscriptionId: $s) { id } }"
+    assert "errors" not in await graphql(client, cancel, {"s": subscription}, alice)
+    assert not await _entries(client, admin, operation="Mutation.cancelTariffChange")
+
+
+async def test_a_staff_rest_call_is_recorded_as_its_route(client: httpx.AsyncClient):
+    operator = await login(client, "operator@example.com")
+    admin = await login(client, "admin@example.com")
+    alice = await _alice(client, admin)
+    count = len(await _entries(client, admin, operation="POST /billing/promised-payment"))
+    response = await client.post(
+        "/billing/promised-payment",
+        json={"amount": "10.00", "customer_id": alice},
+        headers={"Authorization": f"Bearer {operator}"},
+    )
+    entries = await _entries(client, admin, operation="POST /billing/promised-payment")
+    assert len(entries) == count + 1
+    entry = entries[0]
+    assert entry["actor"] == {"email": "operator@example.com"}
+    assert entry["arguments"]["body"]["amount"] == "10.00"
+    if response.status_code < 300:
+        assert entry["outcome"] == "OK"
+        assert entry["customerId"] == alice
+        assert _changes_of(entry, "promised_payments")
+    else:
+        assert entry["outcome"] == "REFUSED"
+        assert entry["errorCode"] == response.json()["code"], response.text
+
+
+def test_secrets_never_reach_the_log():
+    from domains.audit.log import redacted
+
+    assert redacted({"password": "p", "new_password": "q", "input": {"card_token": "t"}}) == {
+        "password": "[redacted]",
+        "new_password": "[redacted]",
+        "input": {"card_token": "[redacted]"},
+    }
