@@ -241,7 +241,7 @@ def _customer_of(changes: Sequence[Mapping[str, Any]]) -> int | None:
 
 
 def _rows(result: Any) -> list[dict[str, Any]]:
-    return [{key: _plain(value) for key, value in row.items()} for row in result.mappings()]
+    return [dict(row) for row in result.mappings()]
 
 
 def _change(table: Table, op: str, before: Any, after: Any) -> list[dict[str, Any]]:
@@ -250,6 +250,8 @@ def _change(table: Table, op: str, before: Any, after: Any) -> list[dict[str, An
     befores = before if isinstance(before, list) else [before]
     afters = after if isinstance(after, list) else [after]
     count = max(len(befores), len(afters))
+    befores = [_plain_row(row) for row in befores]
+    afters = [_plain_row(row) for row in afters]
     entries = []
     for index in range(count):
         entries.append(
@@ -261,6 +263,21 @@ def _change(table: Table, op: str, before: Any, after: Any) -> list[dict[str, An
             }
         )
     return entries
+
+
+def _plain_row(row: Any) -> Any:
+    if not isinstance(row, Mapping):
+        return row
+    return redacted({key: _plain(value) for key, value in row.items()})
+
+
+def _same_rows(table: Table, where: Any, before: list[dict[str, Any]]) -> Any:
+    """The rows the statement changed, read again: by their primary key when it is one
+    column (an UPDATE may change what its WHERE tested), else by the same WHERE."""
+    [*key] = table.primary_key.columns
+    if len(key) != 1 or not before:
+        return where
+    return select(*table.c).where(key[0].in_([row[key[0].name] for row in before]))
 
 
 def _table_of(statement: Any) -> Table | None:
@@ -297,11 +314,11 @@ def _orm_listener(captured: list[dict[str, Any]]) -> Any:
         again = select(*table.c).where(statement.whereclause)
         before = _rows(state.session.execute(again, params))
         result = state.invoke_statement()
-        after = [] if isinstance(statement, Delete) else _rows(state.session.execute(again, params))
+        after = []
+        if not isinstance(statement, Delete):
+            after = _rows(state.session.execute(_same_rows(table, again, before), params))
         if before or after:
-            captured.extend(
-                _change(table, statement.__visit_name__, redacted(before), redacted(after))
-            )
+            captured.extend(_change(table, statement.__visit_name__, before, after))
         return result
 
     return listener
@@ -352,11 +369,9 @@ class _CapturingWriter:
         again = select(*table.c).where(statement.whereclause)
         before = _rows(await self._tx.execute(again, params))
         result = await run
-        after = (
-            [] if isinstance(statement, Delete) else _rows(await self._tx.execute(again, params))
-        )
+        after = []
+        if not isinstance(statement, Delete):
+            after = _rows(await self._tx.execute(_same_rows(table, again, before), params))
         if before or after:
-            self._captured.extend(
-                _change(table, statement.__visit_name__, redacted(before), redacted(after))
-            )
+            self._captured.extend(_change(table, statement.__visit_name__, before, after))
         return result
