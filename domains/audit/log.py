@@ -30,6 +30,7 @@ from sqlalchemy.orm import ORMExecuteState
 
 from domains.audit.models import AuditEntry
 from domains.clock import SYSTEM_CLOCK, Clock
+from domains.database import Database
 from domains.errors import DomainError
 from domains.events.subject import CUSTOMER, USER
 from domains.identity.viewer import Viewer
@@ -56,7 +57,6 @@ REDACTED = "[redacted]"
 _SECRET = re.compile(r"password|secret|token|cvv|cvc|card_?number|pan\b|otp", re.IGNORECASE)
 # Tables whose rows are the bookkeeping of a unit of work, not the object changed.
 _NOT_CHANGES = frozenset({"audit_log", "outbox", "processed_events"})
-_CAPTURED = "kabinet.audit.captured"
 
 
 @dataclass(slots=True)
@@ -110,7 +110,7 @@ def _plain(value: Any) -> Any:
 
 @asynccontextmanager
 async def staff_action(
-    db: Any,
+    db: Database,
     viewer: Viewer | None,
     operation: str,
     arguments: Mapping[str, Any],
@@ -158,7 +158,6 @@ def _capture(tx: AsyncSession) -> None:
     if scope is None:
         return
     captured: list[dict[str, Any]] = []
-    tx.info[_CAPTURED] = captured
     inner = tx.info[WRITER]
     if not isinstance(inner, CoreWriter):
         # PostgreSQL's writer sends on the driver's connection, past the session's
