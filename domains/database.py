@@ -24,6 +24,7 @@ from domains.reads import CoreReader, PreparedReader, Reader, StatementHook
 from domains.writes import (
     AFTER_COMMIT,
     BEFORE_COMMIT,
+    UNIT_OF_WORK_OPENED,
     WAKE_AFTER_COMMIT,
     WRITER,
     CoreWriter,
@@ -174,9 +175,14 @@ class Database:
                     else None
                 )
                 session.info[WRITER] = await self._writer(session, conn)
+            opened = UNIT_OF_WORK_OPENED.get()
+            if opened is not None:
+                opened(session)
             yield session
-            for write in session.info.pop(BEFORE_COMMIT, ()):
-                await write(session)
+            # A last write may ask for another (the audit row's event, the outbox's flush).
+            while session.info.get(BEFORE_COMMIT):
+                for write in session.info.pop(BEFORE_COMMIT):
+                    await write(session)
         if session.info.get(WAKE_AFTER_COMMIT):
             for wake in tuple(self.events_committed):
                 wake()

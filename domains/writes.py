@@ -13,6 +13,7 @@ run on a writer too (it is a Reader), inside the transaction.
 
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, fields
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -41,6 +42,11 @@ WAKE_AFTER_COMMIT = "kabinet.writes.wake_after_commit"
 BEFORE_COMMIT = "kabinet.writes.before_commit"
 # ... and what it tells outside the database once committed (`after_commit`).
 AFTER_COMMIT = "kabinet.writes.after_commit"
+# Told of each unit of work as it opens, its Writer in place (the audit log's capture of a
+# staff mutation's changes, domains/audit/log.py): set for the calls that want it.
+UNIT_OF_WORK_OPENED: ContextVar[Callable[[AsyncSession], None] | None] = ContextVar(
+    "kabinet_unit_of_work_opened", default=None
+)
 _CHANNEL = re.compile(r"[a-z_][a-z0-9_]*")
 
 

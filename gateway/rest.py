@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from domains.audit.log import staff_action
 from domains.errors import DomainError, InvalidInput, RateLimited
 from domains.identity.viewer import require_viewer
 from domains.limits import Decision, LimiterUnavailable
@@ -147,7 +148,17 @@ def _endpoint(
                 charge=charge,
                 refresh_cookie=settings.refresh_cookie,
             )
-            answer = await route.handler(call)
+            context = call.context
+            async with staff_action(
+                context.db,
+                viewer if route.method != "GET" else None,
+                f"{route.method} {route.path}",
+                {"path": dict(request.path_params), "params": params, "body": body},
+                client_address=context.client_ip,
+                user_agent=request.headers.get("user-agent"),
+                clock=context.clock,
+            ):
+                answer = await route.handler(call)
         except BadRequest as refused:
             return rest_error_response(refused.status, refused.code, refused.message)
         except DomainError as error:

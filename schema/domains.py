@@ -1,5 +1,6 @@
 """The domains this gateway serves, in composition order: adding one is adding it here."""
 
+from resolvers.audit import audit_mutations
 from schema import analytics, billing, crm, customers, identity, notifications, support
 from schema.plugin import Domain
 
@@ -12,3 +13,7 @@ DOMAINS: tuple[Domain, ...] = (
     crm.domain,
     notifications.domain,
 )
+
+# Every staff mutation goes to the audit log, whichever domain declares it.
+for _domain in DOMAINS:
+    audit_mutations(_domain.mutation)

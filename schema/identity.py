@@ -4,9 +4,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
+from strawberry.scalars import JSON
 
+from domains.audit.reading import AuditRow
 from domains.identity.models import Role
 from domains.identity.user import UserRow
+from resolvers import audit as audit_resolvers
 from resolvers import identity as identity_resolvers
 from resolvers import node as node_resolvers
 from resolvers.relay import pk_of
@@ -63,6 +66,37 @@ class Session:
     current: bool = strawberry.field(description="Whether this request came through it.")
 
 
+@strawberry.type(description="One staff mutation, as the audit log keeps it for good.")
+class AuditEntry:
+    recorded_at: datetime
+    actor: Annotated["User", strawberry.lazy("schema.entities")] = strawberry.field(
+        resolver=audit_resolvers.entry_actor, description="The staff member who acted."
+    )
+    actor_role: str = strawberry.field(description="Their role then: OPERATOR or ADMIN.")
+    session_id: strawberry.ID | None = strawberry.field(description="The session it came in.")
+    client_address: str | None = strawberry.field(description="The client's address.")
+    user_agent: str | None
+    operation: str = strawberry.field(
+        description='"Mutation.<field>" or a REST route, "POST /billing/pay".'
+    )
+    arguments: JSON = strawberry.field(
+        resolver=audit_resolvers.entry_arguments, description="Its arguments, secrets redacted."
+    )
+    outcome: str = strawberry.field(description="OK, or REFUSED (nothing of it was kept).")
+    error_code: str | None = strawberry.field(description="The code a refusal answered.")
+    customer_id: strawberry.ID | None = strawberry.field(
+        resolver=audit_resolvers.entry_customer_id,
+        description="The customer whose objects it changed, if any.",
+    )
+    changes: JSON = strawberry.field(
+        resolver=audit_resolvers.entry_changes,
+        description='The rows it changed: [{table, op, before, after}] ("before" null for '
+        'an insert, "after" null for a delete).',
+    )
+
+    is_type_of = is_row(AuditRow)
+
+
 @strawberry.type
 class Query:
     me: Annotated["User", strawberry.lazy("schema.entities")] = strawberry.field(
@@ -76,6 +110,11 @@ class Query:
         resolver=identity_resolvers.users,
         description="Staff list users, oldest first: of any of `role`, active or not, by the "
         "start of their email.",
+    )
+    audit_log: Connection[AuditEntry] = strawberry.field(
+        resolver=audit_resolvers.audit_log,
+        description="Admins: every staff mutation, newest first, filtered by actor, "
+        "operation (exact), customer and time (since inclusive, until exclusive).",
     )
     node: Node | None = strawberry.field(
         resolver=node_resolvers.node,
@@ -134,6 +173,10 @@ domain = Domain(
         "Query.users": Access.STAFF,
         "UserConnection": Access.STAFF,
         "UserEdge": Access.STAFF,
+        "Query.auditLog": Access.ADMIN,
+        "AuditEntry": Access.ADMIN,
+        "AuditEntryConnection": Access.ADMIN,
+        "AuditEntryEdge": Access.ADMIN,
         "Mutation.login": Access.PUBLIC,
         "Mutation.refreshToken": Access.PUBLIC,
         "Mutation.requestPasswordReset": Access.PUBLIC,
@@ -150,5 +193,6 @@ domain = Domain(
         "Session": Access.SIGNED_IN,
     },
     rest=identity_rest.ROUTES,
-    events=("identity",),
+    # audit.recorded: a staff mutation recorded (domains/audit/log.py).
+    events=("identity", "audit"),
 )

@@ -213,3 +213,48 @@ async def test_a_ticket_and_staff_actions_on_it_reach_the_timeline(
         " No internet since the storm"
     )
     assert opened["actor"] == {"email": admin_email}
+
+
+async def test_a_staff_mutation_reaches_the_timeline_as_a_staff_action(
+    crm_url: str, signing_key: bytes, kafka_bootstrap: str
+) -> None:
+    """audit.recorded, from the audit row's own unit of work, through the same outbox and
+    consumer as every other entry."""
+    async with running_worker(crm_url, signing_key, kafka_bootstrap) as rig:
+        db = rig.services.db
+        customer, invoice_id, _admin_id = await payer(db)
+        paid = await pay_invoice(
+            db,
+            customer,
+            invoice_id=invoice_id,
+            method=PaymentMethod.BALANCE,
+            amount=None,
+            idempotency_key=str(uuid.uuid4()),
+        )
+        refund = """mutation($p: ID!, $k: String!) { refundPayment(paymentId: $p,
+            amount: "1.00", reason: "goodwill", idempotencyKey: $k) { payment { id } } }"""
+        async for client in app_client(create_app(make_settings(crm_url, signing_key))):
+            admin = await login(client, "admin@example.com")
+            variables = {"p": to_global_id("Payment", paid.payment_id), "k": str(uuid.uuid4())}
+            body = await graphql(client, refund, variables, admin)
+            assert "errors" not in body, body
+        recorded = [row for row in await rig.events() if row.type in HANDLERS]
+        assert [row.type for row in recorded] == [
+            "payment.created",
+            "invoice.paid",
+            "payment.refunded",
+            "audit.recorded",
+        ]
+        await rig.until_outcomes(CONSUMER_NAME, handled=len(recorded))
+
+    async for client in app_client(create_app(make_settings(crm_url, signing_key))):
+        staff = await login(client, "operator@example.com")
+        body = await graphql(
+            client, TIMELINE, {"id": to_global_id("Customer", customer.customer_id)}, staff
+        )
+    assert "errors" not in body, body
+    newest = body["data"]["customer"]["timeline"]["edges"][0]["node"]
+    assert newest["kind"] == "STAFF_ACTION"
+    assert newest["summary"] == "Mutation.refundPayment by admin@example.com"
+    assert newest["reference"] == f"audit:{recorded[-1].payload['audit_id']}"
+    assert newest["actor"] == {"email": "admin@example.com"}

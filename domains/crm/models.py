@@ -21,6 +21,7 @@ class TimelineKind(StrEnum):
     TICKET_STATUS_CHANGED = "ticket_status_changed"
     TICKET_ASSIGNED = "ticket_assigned"
     TICKET_PRIORITY_CHANGED = "ticket_priority_changed"
+    STAFF_ACTION = "staff_action"
 
 
 class TimelineEntry(Base):
