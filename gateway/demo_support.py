@@ -5,6 +5,8 @@ assignments, SLA due times, counts and events are what the real desk would have.
 - operator@example.com (connection, speed, equipment, other; capacity 5): online.
 - operator2@example.com (billing, moving, other; capacity 3): away since an hour ago, so the
   moving ticket opened after that waits in the queue.
+  Presence follows sessions: the worker's sweep takes both offline until they sign in and
+  set it again (`setMyPresence`), which hands the queue to whoever comes online.
 - bob: a speed ticket resolved two days ago, an equipment ticket closed last month.
 - alice: a billing ticket waiting on her (with an internal note she never sees) and an
   unanswered connection ticket from this morning (a repeat: urgent).

@@ -152,6 +152,8 @@ async def test_payments_reach_the_customers_tickets_once(
         offline = await opened(customer, TicketCategory.NO_CONNECTION, contract_id, now - 20 * DAY)
         slow = await opened(customer, TicketCategory.SLOW_SPEED, contract_id, now)
         fault = await opened(other, TicketCategory.NO_CONNECTION, other_contract, now)
+        # Opened after the payments below: none of them is about it.
+        later = await opened(customer, TicketCategory.BILLING, contract_id, now + DAY)
         raised_by = await suspended_rule(db)
         assert ((await ticket(db, slow)).priority, (await ticket(db, slow)).priority_rule_id) == (
             TicketPriority.HIGH,
@@ -192,6 +194,7 @@ async def test_payments_reach_the_customers_tickets_once(
         )
         assert (await ticket(db, fault)).status is TicketStatus.NEW
         assert await system_messages(db, fault) == []
+        assert await system_messages(db, later) == []
         changes = [
             (kind, payload)
             for kind, payload in await events_of(db, offline)

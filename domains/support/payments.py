@@ -2,8 +2,9 @@
 `invoice.paid`), in the consumer's transaction.
 
 - Each of the customer's billing tickets still being worked (new, open, pending customer)
-  gets a system message naming the payment, so the operator and the customer see it in the
-  thread without asking billing.
+  and opened before the payment gets a system message naming it, so the operator and the
+  customer see it in the thread without asking billing; a consumer catching up on history
+  writes nothing on tickets opened after it.
 - When the payment leaves the customer owing nothing (no issued or overdue invoice with an
   amount due, by billing's own `amount_due`), the tickets about suspended service change:
   a no-connection ticket of a customer whose contract is suspended is resolved by the
@@ -52,12 +53,15 @@ from domains.writes import Write, writer
 invoices = Invoice.__table__
 contracts = Contract.__table__
 
-# The customer's tickets still being worked, locked, in id order.
+# The customer's tickets still being worked that were open when the payment came (a ticket
+# opened later is not about it: a consumer catching up on history must not write on it),
+# locked, in id order.
 _LOCK_ACTIVE = Write(
     select_rows(TicketRow, tickets)
     .where(
         tickets.c.customer_id == bindparam("customer_id"),
         any_of(tickets.c.status, "statuses"),
+        tickets.c.created_at <= bindparam("paid_at", type_=tickets.c.created_at.type),
     )
     .order_by(tickets.c.id)
     .with_for_update(),
@@ -82,13 +86,15 @@ async def on_payment_created(session: AsyncSession, event: CloudEvent) -> None:
         invoice = found.get(data["invoice_id"])
         number = invoice.number if invoice is not None else f"#{data['invoice_id']}"
         note = f"Payment received: {paid} for invoice {number}."
-    await _react(session, data["customer_id"], note, paid_invoice=data["invoice_id"] is not None)
+    await _react(
+        session, data["customer_id"], note, event.time, paid_invoice=data["invoice_id"] is not None
+    )
 
 
 async def on_invoice_paid(session: AsyncSession, event: CloudEvent) -> None:
     data = event.data
     note = f"Invoice {data['number']} is paid in full ({data['amount']} {data['currency']})."
-    await _react(session, data["customer_id"], note, paid_invoice=True)
+    await _react(session, data["customer_id"], note, event.time, paid_invoice=True)
 
 
 HANDLERS: dict[str, Handler] = {
@@ -97,9 +103,11 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-async def _react(session: AsyncSession, customer_id: int, note: str, *, paid_invoice: bool) -> None:
+async def _react(
+    session: AsyncSession, customer_id: int, note: str, paid_at: datetime, *, paid_invoice: bool
+) -> None:
     active = await writer(session).fetch(
-        _LOCK_ACTIVE, customer_id=customer_id, statuses=sorted(ACTIVE_STATUSES)
+        _LOCK_ACTIVE, customer_id=customer_id, statuses=sorted(ACTIVE_STATUSES), paid_at=paid_at
     )
     if not active:
         return
