@@ -24,7 +24,7 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/pytest
+	$(BIN)/pytest -n 4 --dist loadfile
 
 # The fuzzers of `make test` with many more examples (per REST operation, per GraphQL
 # viewer): the default 500 runs about eight minutes on two cores.

@@ -28,6 +28,12 @@ from migrations import upgrade
 from schema.domains import DOMAINS
 from schema.planned import CheckedExecutor, Execution
 
+# Each xdist worker (`make test` runs several) its own Redis database, so one file's keys
+# (rate limits per login, sessions) never meet another's running beside it.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+TEST_REDIS_URL = os.environ.get(
+    "KABINET_TEST_REDIS", f"redis://127.0.0.1:6379/{int(_WORKER.removeprefix('gw'))}"
+)
 PG_ADMIN_URL = os.environ.get("KABINET_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 DEMO_PASSWORD = "kabinet-demo"
 # The demo's support desk, children first, and who is signed in (`sqlite_desk_copy` empties

@@ -8,7 +8,6 @@ store-failure policy does while Redis is down.
 """
 
 import json
-import os
 import random
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -23,9 +22,9 @@ from starlette.applications import Starlette
 
 from domains.clock import ManualClock
 from gateway.app import create_app
-from tests.conftest import DEMO_PASSWORD, login, make_settings, statements
+from tests.conftest import DEMO_PASSWORD, TEST_REDIS_URL, login, make_settings, statements
 
-REDIS_URL = os.environ.get("KABINET_TEST_REDIS", "redis://127.0.0.1:6379/0")
+REDIS_URL = TEST_REDIS_URL
 CLOSED_PORT_URL = "redis://127.0.0.1:1/0"
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 

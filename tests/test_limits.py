@@ -7,7 +7,6 @@ depends on how busy the machine is.
 import asyncio
 import logging
 import math
-import os
 import secrets
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -27,8 +26,9 @@ from domains.limits import (
     RateLimiter,
     gcra,
 )
+from tests.conftest import TEST_REDIS_URL
 
-REDIS_URL = os.environ.get("KABINET_TEST_REDIS", "redis://127.0.0.1:6379/0")
+REDIS_URL = TEST_REDIS_URL
 CLOSED_PORT_URL = "redis://127.0.0.1:1/0"
 MS = 1_000.0  # microseconds, the unit of gcra()'s clock
 

@@ -43,6 +43,12 @@ SAMPLES: dict[str, dict[str, object]] = {
         "link": "https://my.kabinet.test/reset-password?token=t",
         "expires_at": "2026-12-04T20:00:00+00:00",
     },
+    "identity.invitation_created": {
+        "full_name": "Анна Петрова",
+        "email": "anna@example.com",
+        "link": "https://my.kabinet.test/reset-password?token=t",
+        "expires_at": "2026-12-11T20:00:00+00:00",
+    },
     "ticket.created": TICKET,
     "ticket.message_added": {**TICKET, "author_kind": "operator", "internal": False},
     "ticket.status_changed": {**TICKET, "new_status": "resolved"},

@@ -21,9 +21,9 @@ from gateway.persisted import (
     sha256_hex,
 )
 from gateway.settings import Settings
-from tests.conftest import app_client, make_settings
+from tests.conftest import TEST_REDIS_URL, app_client, make_settings
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = TEST_REDIS_URL
 ME = "{ me { id email } }"
 TARIFFS = "{ tariffs { id name } }"
 VALID = lambda _query: True  # noqa: E731 - the endpoint's check, which these tests do not need

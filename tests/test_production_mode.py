@@ -7,7 +7,6 @@ meet them; tests/test_persisted.py covers the store itself.
 """
 
 import json
-import os
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,10 +23,10 @@ from gateway.cli import main
 from gateway.graphiql import MOUNT_NAME
 from gateway.persisted import REDIS_PREFIX, SafelistError, sha256_hex
 from gateway.settings import Settings
-from tests.conftest import DEMO_PASSWORD, make_settings, statements
+from tests.conftest import DEMO_PASSWORD, TEST_REDIS_URL, make_settings, statements
 from tests.test_gateway_limits import Gateways, codes, sign_in
 
-REDIS_URL = os.environ.get("KABINET_TEST_REDIS", "redis://127.0.0.1:6379/0")
+REDIS_URL = TEST_REDIS_URL
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 JSON = "application/json"
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"

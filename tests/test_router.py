@@ -34,6 +34,7 @@ from gateway.app import create_app
 from schema.federation import SUBGRAPHS, build_subgraph
 from schema.guards.cost import operation_cost
 from tests.conftest import (
+    TEST_REDIS_URL,
     app_client,
     load_demo_into,
     login,
@@ -57,7 +58,7 @@ ROUTER_SECRET = "router-secret-for-the-tests"
 PRODUCTION_SUBGRAPH = {
     "env": "production",
     "router_secret": ROUTER_SECRET,
-    "redis_url": "redis://127.0.0.1:6379/0",
+    "redis_url": TEST_REDIS_URL,
     **NO_WORKER,
 }
 

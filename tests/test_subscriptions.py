@@ -9,7 +9,6 @@ sockets are real, on uvicorn servers in threads.
 import asyncio
 import contextlib
 import json
-import os
 import secrets
 import socket
 import uuid
@@ -34,10 +33,10 @@ from gateway.app import create_app
 from gateway.services import Services, event_catalog
 from gateway.settings import Settings
 from schema.domains import DOMAINS
-from tests.conftest import load_demo_into, make_settings, migrated_database
+from tests.conftest import TEST_REDIS_URL, load_demo_into, make_settings, migrated_database
 from tests.servers import free_socket, serve
 
-REDIS_URL = os.environ.get("KABINET_TEST_REDIS", "redis://127.0.0.1:6379/0")
+REDIS_URL = TEST_REDIS_URL
 BALANCE = "subscription($after: ID) { balanceChanged(after: $after) { eventId reason } }"
 PAYMENT = "subscription { paymentCreated { eventId payment { id } } }"
 INVOICE = "subscription { invoiceUpdated { eventId invoice { id } } }"
