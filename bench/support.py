@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -43,7 +44,7 @@ from domains.clock import utcnow
 from domains.customers.models import Customer
 from domains.database import Database
 from domains.errors import DomainError
-from domains.identity.models import Role, User
+from domains.identity.models import Role, Session, User
 from domains.identity.tokens import generate_signing_key
 from domains.identity.viewer import Viewer
 from domains.outbox import OutboxEvent
@@ -120,6 +121,20 @@ async def add_operators(db: Database, count: int, capacity: int) -> None:
         await session.execute(
             insert(SupportOperatorSkill),
             [{"user_id": user_id, "category": c} for user_id in ids for c in CATEGORIES],
+        )
+        # Signed in, as an operator at work is: presence follows sessions, and the server's
+        # worker takes an operator with none offline.
+        await session.execute(
+            insert(Session),
+            [
+                {
+                    "user_id": user_id,
+                    "created_at": now,
+                    "last_seen_at": now,
+                    "expires_at": now + timedelta(days=1),
+                }
+                for user_id in ids
+            ],
         )
 
 
