@@ -279,7 +279,6 @@ async def main(argv: Sequence[str] | None = None) -> None:
         max_attempts=settings.consumer_max_attempts,
         backoff=settings.consumer_retry_backoff,
         metrics=metrics,
-        batch_size=settings.consumer_batch_size,
     )
     dispatcher = Dispatcher(
         db,
