@@ -4,9 +4,9 @@ Revision ID: 0020
 Revises: 0019
 Create Date: 2026-12-04
 
-`audit_log` holds one row per staff mutation (domains/audit/log.py). On PostgreSQL a
-trigger refuses every UPDATE and DELETE of it, so not even a bug or a hand-typed statement
-rewrites history; SQLite (the embedded mode) has no code path that does either. The CRM
+`audit_log` holds one row per staff mutation (domains/audit/log.py). Triggers refuse every
+UPDATE and DELETE of it (and TRUNCATE on PostgreSQL), on both databases, so not even a bug
+or a hand-typed statement rewrites history. The CRM
 timeline gains the kind `staff_action`, which the consumer writes from `audit.recorded`.
 """
 
@@ -43,6 +43,14 @@ BEGIN
 END;
 $$
 """
+
+
+# SQLite's own: the same refusal, in its trigger language.
+_SQLITE_APPEND_ONLY = tuple(
+    f"CREATE TRIGGER audit_log_no_{verb.lower()} BEFORE {verb} ON audit_log"
+    f" BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: {verb} refused'); END"
+    for verb in ("UPDATE", "DELETE")
+)
 
 
 def _kinds(kinds: Sequence[str]) -> str:
@@ -83,6 +91,9 @@ def upgrade() -> None:
             "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log"
             " FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()"
         )
+    else:
+        for trigger in _SQLITE_APPEND_ONLY:
+            op.execute(trigger)
     with op.batch_alter_table("crm_timeline") as batch:
         batch.drop_constraint(op.f("ck_crm_timeline_timeline_kind"), type_="check")
         batch.create_check_constraint(op.f("ck_crm_timeline_timeline_kind"), _kinds(KINDS))
@@ -97,6 +108,9 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER audit_log_no_truncate ON audit_log")
         op.execute("DROP TRIGGER audit_log_append_only ON audit_log")
         op.execute("DROP FUNCTION audit_log_append_only()")
+    else:
+        op.execute("DROP TRIGGER audit_log_no_delete")
+        op.execute("DROP TRIGGER audit_log_no_update")
     op.drop_index("ix_audit_log_customer", table_name="audit_log")
     op.drop_index("ix_audit_log_actor", table_name="audit_log")
     op.drop_index("ix_audit_log_recorded", table_name="audit_log")
