@@ -24,24 +24,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from domains.clock import SYSTEM_CLOCK, Clock
+from domains.notifications.sms import sms_length
 from domains.notifications.sms_report import report_signature
-
-# The GSM 03.38 basic set: a text of these alone fits 160 characters in one segment.
-GSM7 = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
-
-
-def segments(text: str) -> int:
-    if all(char in GSM7 or char in GSM7_EXTENDED for char in text):
-        length = len(text) + sum(char in GSM7_EXTENDED for char in text)
-        single, part = 160, 153
-    else:
-        length = len(text.encode("utf-16-le")) // 2
-        single, part = 70, 67
-    return 1 if length <= single else -(-length // part)
 
 
 @dataclass
@@ -107,7 +91,7 @@ def create_sandbox_sms_app(
             "text": values["mes"],
             "sender": sender,
             "client_id": client_id,
-            "cnt": segments(values["mes"]),
+            "cnt": sms_length(values["mes"]).segments,
         }
         state.messages[message_id] = message
         if client_id:

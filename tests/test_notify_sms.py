@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from adapters.sandbox_sms import SandboxSms, create_sandbox_sms_app, segments
+from adapters.sandbox_sms import SandboxSms, create_sandbox_sms_app
 from adapters.sms_gateway import SmsFailover, SmsGateway
 from domains.clock import ManualClock
 from domains.errors import Unauthenticated
@@ -25,6 +25,7 @@ from domains.notifications.channel import (
     PermanentFailure,
     TemporaryFailure,
 )
+from domains.notifications.sms import sms_length
 from domains.notifications.sms_report import read_report, report_signature
 from tests.servers import free_socket, serve, url_of
 
@@ -253,9 +254,9 @@ async def test_a_forged_or_replayed_report_is_refused(gateways: Gateways) -> Non
 
 
 def test_segments_count_gsm7_and_ucs2() -> None:
-    assert segments("a" * 160) == 1
-    assert segments("a" * 161) == 2
-    assert segments("€" * 80) == 1  # two GSM-7 septets each
-    assert segments("я" * 70) == 1
-    assert segments("я" * 71) == 2
-    assert segments("я" * 134) == 2
+    assert sms_length("a" * 160).segments == 1
+    assert sms_length("a" * 161).segments == 2
+    assert sms_length("€" * 80).segments == 1  # two GSM-7 septets each
+    assert sms_length("я" * 70).segments == 1
+    assert sms_length("я" * 71).segments == 2
+    assert sms_length("я" * 134).segments == 2
